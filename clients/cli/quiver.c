@@ -1,0 +1,550 @@
+/* quiver — the command-line tool.
+ *
+ *   quiver index build  --input FILE --spec SPEC --metric M --out DIR [--ids FILE] ...
+ *   quiver index search --index DIR --queries FILE --k K [--nprobe N] [--groundtruth FILE] [--json]
+ *   quiver index info   --index DIR [--json]
+ *
+ * Offline index work for ML engineers: no server needed. Errors go to stderr as
+ * "quiver: <status>: <message>" with exit code 1 (2 for a usage error). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "quiver/collection.h"
+#include "quiver/vecfile.h"
+
+#define EXIT_USAGE 2
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int fail(const qv_error *e) {
+  fprintf(stderr, "quiver: %s: %s\n", qv_status_str(e->code), e->msg);
+  return 1;
+}
+
+static int usage_error(const char *fmt, const char *arg) {
+  fprintf(stderr, "quiver: usage error: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n(run 'quiver --help')\n");
+  return EXIT_USAGE;
+}
+
+/* Parses a non-negative integer argument; -1 on error. */
+static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
+  if (s == NULL || *s == '\0' || *s == '-' || *s == '+')
+    return -1;
+  errno = 0;
+  char *end;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0 || *end != '\0' || v > max)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+/* ---- progress bar (only when stderr is a terminal) --------------------------------------- */
+
+typedef struct progress {
+  int tty;
+  double t0;
+  const char *last_phase;
+} progress;
+
+static int progress_cb(void *user, const char *phase, uint64_t done, uint64_t total) {
+  progress *p = user;
+  if (!p->tty)
+    return 0;
+  int width = 30, filled = total ? (int)((double)done / (double)total * width) : width;
+  char bar[64];
+  for (int i = 0; i < width; i++)
+    bar[i] = i < filled ? '#' : '.';
+  bar[width] = '\0';
+  fprintf(stderr, "\r%-6s [%s] %" PRIu64 "/%" PRIu64 "  %.1fs ", phase, bar, done, total,
+          now_s() - p->t0);
+  if (done >= total)
+    fputc('\n', stderr);
+  fflush(stderr);
+  p->last_phase = phase;
+  return 0;
+}
+
+/* ---- index build ------------------------------------------------------------------------- */
+
+static const char *kBuildHelp =
+    "usage: quiver index build --input FILE --out DIR [options]\n"
+    "  --input FILE         embeddings: .fvecs, .bvecs or .npy (float32/float16/uint8, 2-D)\n"
+    "  --out DIR            collection directory to write (created; a new version if it exists)\n"
+    "  --spec SPEC          Flat | IVF<n>,Flat | IVF<n>,SQ8 | IVF<n>,PQ<m> (default IVF64,Flat)\n"
+    "  --metric M           l2 | ip | cosine (default l2)\n"
+    "  --ids FILE           ids (.npy int64/int32 or .ivecs), one per row (default: row number)\n"
+    "  --default-nprobe N   nprobe used when a search asks for 0 (default 16)\n"
+    "  --train-sample N     most vectors used to train (default 256 per list)\n"
+    "  --seed N             seed of the training sample (default 1234)\n";
+
+static int cmd_build(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"input", required_argument, 0, 'i'},          {"out", required_argument, 0, 'o'},
+      {"spec", required_argument, 0, 's'},           {"metric", required_argument, 0, 'm'},
+      {"ids", required_argument, 0, 'I'},            {"default-nprobe", required_argument, 0, 'n'},
+      {"train-sample", required_argument, 0, 't'},   {"seed", required_argument, 0, 'S'},
+      {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
+  const char *input = NULL, *out = NULL, *ids_path = NULL;
+  qv_collection_opts co;
+  qv_collection_opts_init(&co);
+  co.spec = "IVF64,Flat";
+  qv_error e = {0};
+  uint64_t v;
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'i':
+      input = optarg;
+      break;
+    case 'o':
+      out = optarg;
+      break;
+    case 's':
+      co.spec = optarg;
+      break;
+    case 'm':
+      if (qv_metric_parse(optarg, &co.metric, &e) != QV_OK)
+        return fail(&e);
+      break;
+    case 'I':
+      ids_path = optarg;
+      break;
+    case 'n':
+      if (parse_u64(optarg, QV_MAX_NLIST, &v) || v == 0)
+        return usage_error("--default-nprobe must be 1..65536, not '%s'", optarg);
+      co.default_nprobe = (uint32_t)v;
+      break;
+    case 't':
+      if (parse_u64(optarg, SIZE_MAX, &v))
+        return usage_error("--train-sample must be a non-negative integer, not '%s'", optarg);
+      co.train_sample = v;
+      break;
+    case 'S':
+      if (parse_u64(optarg, UINT64_MAX, &v))
+        return usage_error("--seed must be a non-negative integer, not '%s'", optarg);
+      co.seed = v;
+      break;
+    case 'h':
+      fputs(kBuildHelp, stdout);
+      return 0;
+    default:
+      fputs(kBuildHelp, stderr);
+      return EXIT_USAGE;
+    }
+  }
+  if (input == NULL || out == NULL)
+    return usage_error("index build needs --input and --out%s", "");
+
+  qv_vecfile *in = NULL, *idf = NULL;
+  qv_collection *col = NULL;
+  float *buf = NULL;
+  int64_t *idbuf = NULL;
+  int rc = 1;
+  progress pr = {isatty(2), now_s(), NULL};
+  double t0 = now_s();
+  if (qv_vecfile_open(&in, input, &e) != QV_OK)
+    goto done;
+  size_t n = qv_vecfile_rows(in), d = qv_vecfile_cols(in);
+  if (n == 0) {
+    qv_error_set(&e, QV_EINVAL, "%s holds no vectors", input);
+    goto done;
+  }
+  if (ids_path != NULL) {
+    if (qv_vecfile_open(&idf, ids_path, &e) != QV_OK)
+      goto done;
+    if (qv_vecfile_rows(idf) != n || qv_vecfile_cols(idf) != 1) {
+      qv_error_set(&e, QV_EINVAL, "%s has %zu x %zu ids; %s has %zu rows: need %zu x 1",
+                   ids_path, qv_vecfile_rows(idf), qv_vecfile_cols(idf), input, n, n);
+      goto done;
+    }
+  }
+  co.dim = d;
+  if (qv_collection_create(&col, &co, &e) != QV_OK)
+    goto done;
+  const size_t chunk = 65536;
+  buf = malloc(chunk * d * sizeof(float));
+  idbuf = malloc(chunk * sizeof(int64_t));
+  if (buf == NULL || idbuf == NULL) {
+    qv_error_set(&e, QV_ENOMEM, "out of memory");
+    goto done;
+  }
+  for (size_t off = 0; off < n; off += chunk) {
+    size_t m = n - off < chunk ? n - off : chunk;
+    progress_cb(&pr, "load", off, n);
+    if (qv_vecfile_read_f32(in, off, m, buf, &e) != QV_OK)
+      goto done;
+    if (idf != NULL) {
+      if (qv_vecfile_read_i64(idf, off, m, idbuf, &e) != QV_OK)
+        goto done;
+    } else {
+      for (size_t i = 0; i < m; i++)
+        idbuf[i] = (int64_t)(off + i);
+    }
+    if (qv_collection_add(col, m, idbuf, buf, &e) != QV_OK) {
+      qv_error_prefix(&e, "%s (rows %zu..%zu)", input, off, off + m - 1);
+      goto done;
+    }
+  }
+  progress_cb(&pr, "load", n, n);
+  double t_build = now_s();
+  if (qv_collection_build(col, progress_cb, &pr, &e) != QV_OK)
+    goto done;
+  t_build = now_s() - t_build;
+  if (qv_collection_save(col, out, &e) != QV_OK)
+    goto done;
+  qv_collection_stats st;
+  qv_collection_stats_get(col, &st, NULL);
+  printf("built %s (%s) over %" PRIu64 " vectors of dim %zu in %.2f s (train+add %.2f s) -> %s\n",
+         st.spec, qv_metric_name(st.metric), st.count, st.dim, now_s() - t0, t_build, out);
+  printf("memory: vectors %.1f MiB, index %.1f MiB\n", st.vector_bytes / 1048576.0,
+         st.index_bytes / 1048576.0);
+  rc = 0;
+done:
+  if (rc != 0)
+    fail(&e);
+  free(buf);
+  free(idbuf);
+  qv_collection_close(col);
+  qv_vecfile_close(in);
+  qv_vecfile_close(idf);
+  return rc;
+}
+
+/* ---- index search ------------------------------------------------------------------------ */
+
+static const char *kSearchHelp =
+    "usage: quiver index search --index DIR --queries FILE --k K [options]\n"
+    "  --index DIR          collection directory (from 'quiver index build')\n"
+    "  --queries FILE       queries: .fvecs, .bvecs or .npy\n"
+    "  --k K                results per query (default 10)\n"
+    "  --nprobe N           IVF lists to probe (default: the collection's default)\n"
+    "  --groundtruth FILE   true neighbours (.ivecs or .npy ints, >= k per row): report recall@k\n"
+    "  --exact              brute-force search over the stored vectors instead of the index\n"
+    "  --batch B            queries per search call (default: all in one call)\n"
+    "  --threads T          OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
+    "  --repeat R           run the whole query set R times and report the median QPS (default 1)\n"
+    "  --output FILE        write result ids (.npy int64 or .ivecs)\n"
+    "  --json               print one JSON object instead of text\n";
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static int cmd_search(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"index", required_argument, 0, 'x'},       {"queries", required_argument, 0, 'q'},
+      {"k", required_argument, 0, 'k'},           {"nprobe", required_argument, 0, 'n'},
+      {"groundtruth", required_argument, 0, 'g'}, {"exact", no_argument, 0, 'E'},
+      {"batch", required_argument, 0, 'b'},       {"threads", required_argument, 0, 't'},
+      {"repeat", required_argument, 0, 'r'},      {"output", required_argument, 0, 'o'},
+      {"json", no_argument, 0, 'j'},              {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  const char *index = NULL, *queries = NULL, *gt_path = NULL, *output = NULL;
+  uint64_t k = 10, nprobe = 0, batch = 0, threads = 0, repeat = 1;
+  int json = 0, exact = 0, c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'x':
+      index = optarg;
+      break;
+    case 'q':
+      queries = optarg;
+      break;
+    case 'k':
+      if (parse_u64(optarg, QV_MAX_K, &k) || k == 0)
+        return usage_error("--k must be 1..65536, not '%s'", optarg);
+      break;
+    case 'n':
+      if (parse_u64(optarg, QV_MAX_NLIST, &nprobe) || nprobe == 0)
+        return usage_error("--nprobe must be 1..65536, not '%s'", optarg);
+      break;
+    case 'g':
+      gt_path = optarg;
+      break;
+    case 'E':
+      exact = 1;
+      break;
+    case 'b':
+      if (parse_u64(optarg, SIZE_MAX, &batch) || batch == 0)
+        return usage_error("--batch must be a positive integer, not '%s'", optarg);
+      break;
+    case 't':
+      if (parse_u64(optarg, 1024, &threads) || threads == 0)
+        return usage_error("--threads must be 1..1024, not '%s'", optarg);
+      break;
+    case 'r':
+      if (parse_u64(optarg, 1000, &repeat) || repeat == 0)
+        return usage_error("--repeat must be 1..1000, not '%s'", optarg);
+      break;
+    case 'o':
+      output = optarg;
+      break;
+    case 'j':
+      json = 1;
+      break;
+    case 'h':
+      fputs(kSearchHelp, stdout);
+      return 0;
+    default:
+      fputs(kSearchHelp, stderr);
+      return EXIT_USAGE;
+    }
+  }
+  if (index == NULL || queries == NULL)
+    return usage_error("index search needs --index and --queries%s", "");
+  if (threads > 0)
+    omp_set_num_threads((int)threads);
+
+  qv_error e = {0};
+  qv_collection *col = NULL;
+  qv_vecfile *qf = NULL, *gf = NULL;
+  float *q = NULL, *scores = NULL;
+  int64_t *ids = NULL, *gt = NULL;
+  double *times = NULL;
+  int rc = 1;
+  if (qv_collection_open(&col, index, &e) != QV_OK)
+    goto done;
+  qv_collection_stats st;
+  qv_collection_stats_get(col, &st, NULL);
+  if (qv_vecfile_open(&qf, queries, &e) != QV_OK)
+    goto done;
+  size_t n = qv_vecfile_rows(qf), d = qv_vecfile_cols(qf);
+  if (n == 0) {
+    qv_error_set(&e, QV_EINVAL, "%s holds no queries", queries);
+    goto done;
+  }
+  if (d != st.dim) {
+    qv_error_set(&e, QV_EINVAL, "%s has dimension %zu but the collection %s has %zu", queries, d,
+                 index, st.dim);
+    goto done;
+  }
+  if (st.nlist > 0 && nprobe > st.nlist) {
+    qv_error_set(&e, QV_EINVAL, "--nprobe %" PRIu64 " exceeds nlist %u of %s", nprobe, st.nlist,
+                 st.spec);
+    goto done;
+  }
+  q = malloc(n * d * sizeof(float));
+  scores = malloc(n * k * sizeof(float));
+  ids = malloc(n * k * sizeof(int64_t));
+  times = malloc(repeat * sizeof(double));
+  if (!q || !scores || !ids || !times) {
+    qv_error_set(&e, QV_ENOMEM, "out of memory for %zu queries", n);
+    goto done;
+  }
+  if (qv_vecfile_read_f32(qf, 0, n, q, &e) != QV_OK)
+    goto done;
+  if (gt_path != NULL) {
+    if (qv_vecfile_open(&gf, gt_path, &e) != QV_OK)
+      goto done;
+    size_t gk = qv_vecfile_cols(gf);
+    if (qv_vecfile_rows(gf) < n || gk < k) {
+      qv_error_set(&e, QV_EINVAL, "%s has %zu x %zu neighbours; need at least %zu x %" PRIu64,
+                   gt_path, qv_vecfile_rows(gf), gk, n, k);
+      goto done;
+    }
+    gt = malloc(n * gk * sizeof(int64_t));
+    if (gt == NULL || qv_vecfile_read_i64(gf, 0, n, gt, &e) != QV_OK) {
+      if (gt == NULL)
+        qv_error_set(&e, QV_ENOMEM, "out of memory");
+      goto done;
+    }
+  }
+  size_t b = batch ? (batch < n ? batch : n) : n;
+  qv_search_params sp = {.k = k, .nprobe = (uint32_t)nprobe};
+  for (uint64_t r = 0; r < repeat; r++) {
+    double t0 = now_s();
+    for (size_t off = 0; off < n; off += b) {
+      size_t m = n - off < b ? n - off : b;
+      qv_status s = exact ? qv_collection_search_exact(col, q + off * d, m, &sp,
+                                                       scores + off * k, ids + off * k, &e)
+                          : qv_collection_search(col, q + off * d, m, &sp, scores + off * k,
+                                                 ids + off * k, &e);
+      if (s != QV_OK)
+        goto done;
+    }
+    times[r] = now_s() - t0;
+  }
+  qsort(times, repeat, sizeof *times, cmp_double);
+  double med = times[repeat / 2];
+  double qps = med > 0 ? (double)n / med : INFINITY;
+  double recall = -1.0;
+  if (gt != NULL) {
+    size_t gk = qv_vecfile_cols(gf), hits = 0;
+    for (size_t i = 0; i < n; i++)
+      for (size_t a = 0; a < k; a++)
+        for (size_t g = 0; g < k; g++)
+          if (ids[i * k + a] >= 0 && ids[i * k + a] == gt[i * gk + g]) {
+            hits++;
+            break;
+          }
+    recall = (double)hits / (double)(n * k);
+  }
+  if (output != NULL) {
+    size_t len = strlen(output);
+    if (len > 6 && strcmp(output + len - 6, ".ivecs") == 0) {
+      int32_t *i32 = malloc(n * k * sizeof(int32_t));
+      if (i32 == NULL) {
+        qv_error_set(&e, QV_ENOMEM, "out of memory");
+        goto done;
+      }
+      for (size_t i = 0; i < n * k; i++)
+        i32[i] = ids[i] > INT32_MAX ? -1 : (int32_t)ids[i];
+      qv_status s = qv_ivecs_write(output, n, k, i32, &e);
+      free(i32);
+      if (s != QV_OK)
+        goto done;
+    } else if (qv_npy_write(output, QV_DTYPE_I64, n, k, ids, &e) != QV_OK) {
+      goto done;
+    }
+  }
+  uint32_t eff_nprobe = st.nlist == 0 ? 0
+                        : nprobe     ? (uint32_t)nprobe
+                        : st.default_nprobe < st.nlist ? st.default_nprobe
+                                                       : st.nlist;
+  int nthreads = omp_get_max_threads();
+  if (json) {
+    printf("{\"index\": \"%s\", \"spec\": \"%s\", \"metric\": \"%s\", \"n_queries\": %zu, "
+           "\"k\": %" PRIu64 ", \"nprobe\": %u, \"exact\": %s, \"batch\": %zu, \"threads\": %d, "
+           "\"repeat\": %" PRIu64 ", \"seconds\": %.6f, \"qps\": %.1f",
+           index, st.spec, qv_metric_name(st.metric), n, k, eff_nprobe,
+           exact ? "true" : "false", b, nthreads, repeat, med, qps);
+    if (recall >= 0)
+      printf(", \"recall_at_k\": %.4f", recall);
+    else
+      printf(", \"recall_at_k\": null");
+    printf("}\n");
+  } else {
+    printf("%s %s (%s), %zu queries, k=%" PRIu64 ", nprobe=%u, batch=%zu, threads=%d\n",
+           exact ? "exact search over" : "searched", st.spec, qv_metric_name(st.metric), n, k,
+           eff_nprobe, b, nthreads);
+    printf("  %.1f queries/s (median of %" PRIu64 ", %.3f s per pass)\n", qps, repeat, med);
+    if (recall >= 0)
+      printf("  recall@%" PRIu64 " = %.4f\n", k, recall);
+    if (output == NULL && n > 0) {
+      printf("  query 0:");
+      for (size_t a = 0; a < k && a < 10; a++)
+        printf(" %" PRId64 "(%.4g)", ids[a], scores[a]);
+      printf("\n");
+    }
+  }
+  rc = 0;
+done:
+  if (rc != 0)
+    fail(&e);
+  qv_collection_close(col);
+  qv_vecfile_close(qf);
+  qv_vecfile_close(gf);
+  free(q);
+  free(scores);
+  free(ids);
+  free(gt);
+  free(times);
+  return rc;
+}
+
+/* ---- index info -------------------------------------------------------------------------- */
+
+static int cmd_info(int argc, char **argv) {
+  static const struct option opts[] = {{"index", required_argument, 0, 'x'},
+                                       {"json", no_argument, 0, 'j'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  const char *index = NULL;
+  int json = 0, c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'x':
+      index = optarg;
+      break;
+    case 'j':
+      json = 1;
+      break;
+    case 'h':
+      printf("usage: quiver index info --index DIR [--json]\n");
+      return 0;
+    default:
+      return EXIT_USAGE;
+    }
+  }
+  if (index == NULL)
+    return usage_error("index info needs --index DIR%s", "");
+  qv_error e = {0};
+  qv_collection *col = NULL;
+  if (qv_collection_open(&col, index, &e) != QV_OK)
+    return fail(&e);
+  qv_collection_stats s;
+  qv_collection_stats_get(col, &s, NULL);
+  if (json) {
+    printf("{\"index\": \"%s\", \"spec\": \"%s\", \"metric\": \"%s\", \"dim\": %zu, "
+           "\"count\": %" PRIu64 ", \"indexed\": %" PRIu64 ", \"trained\": %s, \"nlist\": %u, "
+           "\"default_nprobe\": %u, \"vector_bytes\": %" PRIu64 ", \"index_bytes\": %" PRIu64
+           ", \"build_version\": %" PRIu64 "}\n",
+           index, s.spec, qv_metric_name(s.metric), s.dim, s.count, s.indexed,
+           s.trained ? "true" : "false", s.nlist, s.default_nprobe, s.vector_bytes, s.index_bytes,
+           s.version);
+  } else {
+    printf("collection %s\n  spec %s, metric %s, dim %zu\n  %" PRIu64 " vectors (%" PRIu64
+           " indexed, %s)\n  nlist %u, default nprobe %u\n  memory: vectors %.1f MiB, index "
+           "%.1f MiB\n  build version %" PRIu64 "\n",
+           index, s.spec, qv_metric_name(s.metric), s.dim, s.count, s.indexed,
+           s.trained ? "built" : "not built", s.nlist, s.default_nprobe,
+           s.vector_bytes / 1048576.0, s.index_bytes / 1048576.0, s.version);
+  }
+  qv_collection_close(col);
+  return 0;
+}
+
+static const char *kHelp =
+    "usage: quiver <command> [options]\n"
+    "\n"
+    "Offline index work (no server needed):\n"
+    "  quiver index build  --input FILE --spec SPEC --metric M --out DIR [--ids FILE]\n"
+    "  quiver index search --index DIR --queries FILE --k K [--nprobe N] [--groundtruth FILE]\n"
+    "                      [--json]\n"
+    "  quiver index info   --index DIR [--json]\n"
+    "\n"
+    "'quiver index <command> --help' lists every option.\n";
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+      !strcmp(argv[1], "help")) {
+    fputs(kHelp, argc < 2 ? stderr : stdout);
+    return argc < 2 ? EXIT_USAGE : 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("quiver 0.1.0\n");
+    return 0;
+  }
+  if (!strcmp(argv[1], "index")) {
+    if (argc < 3)
+      return usage_error("'quiver index' needs build, search or info%s", "");
+    if (!strcmp(argv[2], "build"))
+      return cmd_build(argc - 2, argv + 2);
+    if (!strcmp(argv[2], "search"))
+      return cmd_search(argc - 2, argv + 2);
+    if (!strcmp(argv[2], "info"))
+      return cmd_info(argc - 2, argv + 2);
+    return usage_error("unknown index command '%s' (build, search, info)", argv[2]);
+  }
+  return usage_error("unknown command '%s'", argv[1]);
+}

@@ -1,0 +1,166 @@
+/* A collection: the vectors of one embedding space, an IVF (or flat) index over them built with
+ * FAISS, and their persistence.
+ *
+ * What it holds
+ *   - The full-precision vectors with their 64-bit ids (the store), kept beside the index so that
+ *     exact search, reranking and rebuilds never depend on the index's (possibly lossy) codes.
+ *   - A FAISS index made from an index-factory spec. Supported specs (the contract we test):
+ *       "Flat"              exact search, no training
+ *       "IVF<n>,Flat"       inverted lists of raw vectors
+ *       "IVF<n>,SQ8"        ... of 8-bit scalar-quantised vectors (also SQ4, SQ6, SQfp16)
+ *       "IVF<n>,PQ<m>"      ... of product-quantised codes (m sub-quantisers, 8 bits; m | dim),
+ *                           also "IVF<n>,PQ<m>x<b>" for b bits (4..8)
+ *     with 1 <= n <= 65536. Anything else is QV_EINVAL.
+ *
+ * Ids: any int64 >= 0, chosen by the caller. Adding an id that exists replaces its vector
+ * (upsert). -1 is reserved for "no result".
+ *
+ * Scores: see quiver/types.h (L2: squared distance, ascending; IP and cosine: similarity,
+ * descending). Cosine collections normalise vectors on add and queries on search.
+ *
+ * Lifecycle
+ *   qv_collection_create (empty, in memory) or qv_collection_open (from a directory)
+ *   -> qv_collection_add / _delete / _build / _search ... -> qv_collection_save -> _close.
+ *   An IVF spec needs training: vectors added before the first build are stored but not yet
+ *   searchable through the index (qv_collection_search answers QV_EPRECONDITION; exact search
+ *   works); qv_collection_build trains on a sample of the stored vectors and indexes all of them;
+ *   vectors added after a build go into the index at once. "Flat" is searchable from the start.
+ *
+ * Thread safety
+ *   Any number of threads may search (qv_collection_search, _search_exact, _stats) at once. Writers
+ *   (add, delete, build, save) are serialised among themselves. Add and delete exclude searches
+ *   only while they modify memory (one call's batch); build trains and fills the new index while
+ *   searches go on against the old one, and excludes them only for the pointer swap; save excludes
+ *   only writers. Close must not race with any other call.
+ */
+#ifndef QUIVER_COLLECTION_H
+#define QUIVER_COLLECTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quiver/status.h"
+#include "quiver/types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Hard limits of the index layer (the server applies its own, smaller, configurable ones). */
+#define QV_MAX_DIM 65536
+#define QV_MAX_K 65536
+#define QV_MAX_NLIST 65536
+#define QV_MAX_SPEC 128
+
+typedef struct qv_collection qv_collection;
+
+/* Creation options. Initialise with qv_collection_opts_init, then set what differs. */
+typedef struct qv_collection_opts {
+  size_t dim;              /* 1 .. QV_MAX_DIM; no default (0 is refused) */
+  qv_metric metric;        /* default QV_METRIC_L2 */
+  const char *spec;        /* index-factory spec (above); default "Flat"; copied */
+  uint32_t default_nprobe; /* lists probed when a search passes nprobe 0; default 16, clamped
+                              to nlist at search time */
+  size_t train_sample;     /* most vectors used to train; 0 = 256 per list (FAISS's own cap),
+                              default 0 */
+  uint64_t seed;           /* seed of the training sample; default 1234 */
+} qv_collection_opts;
+
+QV_API void qv_collection_opts_init(qv_collection_opts *o);
+
+/* Creates an empty in-memory collection. On failure *out is NULL.
+ * Returns QV_OK; QV_EINVAL (dim 0 or too large, bad metric, unsupported spec, PQ m not dividing
+ * dim, nlist out of range); QV_ENOMEM; QV_EINTERNAL (FAISS refused the spec: message from FAISS). */
+QV_API qv_status qv_collection_create(qv_collection **out, const qv_collection_opts *o,
+                                      qv_error *err);
+
+/* Opens a collection saved by qv_collection_save. Verifies the manifest, every file's size and
+ * CRC-32, the index's dimension, metric and count against the manifest and the stored vectors.
+ * Never serves a directory that fails a check. On failure *out is NULL.
+ * Returns QV_OK; QV_ENOTFOUND (no such directory, or no MANIFEST.json in it); QV_ECORRUPT
+ * (truncated or corrupt file, inconsistent manifest; the message names the file); QV_EUNSUPPORTED
+ * (a newer format version); QV_EIO; QV_ENOMEM. */
+QV_API qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err);
+
+/* Frees everything. NULL is allowed. */
+QV_API void qv_collection_close(qv_collection *c);
+
+/* Upserts n vectors (n x dim floats, row-major) with their ids. Validates the whole batch before
+ * changing anything: an error leaves the collection as it was. Within one batch a repeated id
+ * keeps its last vector.
+ * Returns QV_OK; QV_EINVAL (NULL pointer, negative id, NaN/Inf component, zero vector for cosine;
+ * the message names the row); QV_ENOMEM; QV_EINTERNAL (FAISS error). */
+QV_API qv_status qv_collection_add(qv_collection *c, size_t n, const int64_t *ids,
+                                   const float *vectors, qv_error *err);
+
+/* Deletes the given ids; ids that are not present are skipped. *n_deleted (may be NULL) gets how
+ * many were removed. Returns QV_OK; QV_EINVAL (NULL ids with n > 0); QV_EINTERNAL. */
+QV_API qv_status qv_collection_delete(qv_collection *c, size_t n, const int64_t *ids,
+                                      size_t *n_deleted, qv_error *err);
+
+/* Progress of a build: phase is "sample", "train" or "add"; done <= total. Return non-zero to
+ * cancel the build (it then returns QV_ECANCELLED and the old index stays). Called on the
+ * building thread. */
+typedef int (*qv_progress_fn)(void *user, const char *phase, uint64_t done, uint64_t total);
+
+/* Trains a fresh index from a sample of the stored vectors, adds all stored vectors to it, and
+ * swaps it in. Searches keep running against the previous index until the swap.
+ * Returns QV_OK; QV_EPRECONDITION (too few vectors to train: IVF needs at least nlist, PQ at
+ * least 2^bits); QV_ECANCELLED; QV_ENOMEM; QV_EINTERNAL (FAISS error, message from FAISS). */
+QV_API qv_status qv_collection_build(qv_collection *c, qv_progress_fn progress, void *user,
+                                     qv_error *err);
+
+typedef struct qv_search_params {
+  size_t k;        /* results per query, 1 .. QV_MAX_K */
+  uint32_t nprobe; /* IVF lists to probe, 1 .. nlist; 0 = the collection's default. Ignored by
+                      "Flat". */
+} qv_search_params;
+
+/* Searches n queries (n x dim floats). Writes n * k scores and ids, best first, padded with id -1
+ * (see quiver/types.h) when fewer than k vectors are reachable.
+ * Returns QV_OK; QV_EINVAL (n == 0, k out of range, nprobe > nlist, NaN/Inf in a query, zero
+ * query for cosine, NULL buffers; the message names the query and value); QV_EPRECONDITION (IVF
+ * index not built yet: call qv_collection_build); QV_ENOMEM; QV_EINTERNAL. */
+QV_API qv_status qv_collection_search(qv_collection *c, const float *queries, size_t n,
+                                      const qv_search_params *p, float *scores, int64_t *ids,
+                                      qv_error *err);
+
+/* Exact (brute-force) search over the stored full-precision vectors with the kernels/ CPU path:
+ * the reference for recall. Same contract as qv_collection_search (nprobe is ignored; ties rank
+ * the smaller id first); works before any build. */
+QV_API qv_status qv_collection_search_exact(qv_collection *c, const float *queries, size_t n,
+                                            const qv_search_params *p, float *scores, int64_t *ids,
+                                            qv_error *err);
+
+/* Saves to directory `dir` (created if needed) crash-safely: the data goes to a new version
+ * subdirectory, fsynced, and becomes current only when MANIFEST.json is atomically replaced; the
+ * previous version is kept as a fallback, older ones are removed. Adds and deletes wait for it.
+ * Returns QV_OK; QV_EIO (message names the path); QV_ENOMEM; QV_EINTERNAL. */
+QV_API qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err);
+
+typedef struct qv_collection_stats {
+  size_t dim;
+  qv_metric metric;
+  char spec[QV_MAX_SPEC];
+  uint64_t count;          /* stored vectors */
+  uint64_t indexed;        /* vectors in the index (== count once built; 0 before) */
+  int trained;             /* 1 when the index is searchable */
+  uint32_t nlist;          /* 0 for Flat */
+  uint32_t default_nprobe; /* as configured */
+  uint64_t vector_bytes;   /* bytes of the full-precision store and ids */
+  uint64_t index_bytes;    /* estimated bytes of the FAISS index (codes, ids, centroids) */
+  uint64_t version;        /* build counter: +1 per successful build (persisted) */
+} qv_collection_stats;
+
+/* Fills *s. Safe alongside searches. Returns QV_OK or QV_EINVAL (NULL). */
+QV_API qv_status qv_collection_stats_get(qv_collection *c, qv_collection_stats *s, qv_error *err);
+
+/* Copies the stored vector of `id` into out (dim floats; normalised for cosine).
+ * Returns QV_OK; QV_ENOTFOUND; QV_EINVAL. */
+QV_API qv_status qv_collection_get(qv_collection *c, int64_t id, float *out, qv_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QUIVER_COLLECTION_H */

@@ -1,0 +1,389 @@
+/* Collections: lifecycle, upsert, delete, build. Search lives in search.c, persistence in
+ * persist.c. Locking model: see quiver/collection.h. */
+#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np: writers must not starve under searches */
+#include <stdlib.h>
+#include <string.h>
+
+#include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/impl/AuxIndexStructures_c.h>
+
+#include "internal.h"
+#include "quiver/kernels.h"
+
+void qv_collection_opts_init(qv_collection_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->metric = QV_METRIC_L2;
+  o->spec = "Flat";
+  o->default_nprobe = 16;
+  o->train_sample = 0;
+  o->seed = 1234;
+}
+
+qv_status qv__collection_alloc(qv_collection **out, qv_error *err) {
+  qv_collection *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return qv_error_set(err, QV_ENOMEM, "out of memory allocating a collection");
+  pthread_rwlockattr_t a;
+  pthread_rwlockattr_init(&a);
+  pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init(&c->rw, &a);
+  pthread_rwlockattr_destroy(&a);
+  pthread_mutex_init(&c->wmu, NULL);
+  qv__idmap_init(&c->map);
+  *out = c;
+  return QV_OK;
+}
+
+qv_status qv_collection_create(qv_collection **out, const qv_collection_opts *o, qv_error *err) {
+  if (out == NULL)
+    return qv_error_set(err, QV_EINVAL, "collection_create: out is NULL");
+  *out = NULL;
+  if (o == NULL)
+    return qv_error_set(err, QV_EINVAL, "collection_create: options are NULL");
+  if (o->dim == 0 || o->dim > QV_MAX_DIM)
+    return qv_error_set(err, QV_EINVAL, "dimension %zu is out of range 1..%d", o->dim,
+                        QV_MAX_DIM);
+  if (o->metric != QV_METRIC_L2 && o->metric != QV_METRIC_IP && o->metric != QV_METRIC_COSINE)
+    return qv_error_set(err, QV_EINVAL, "unknown metric %d (use l2, ip or cosine)",
+                        (int)o->metric);
+  qv__spec spec;
+  qv_status st = qv__spec_parse(o->spec, o->dim, &spec, err);
+  if (st != QV_OK)
+    return st;
+  qv_collection *c;
+  if ((st = qv__collection_alloc(&c, err)) != QV_OK)
+    return st;
+  c->dim = o->dim;
+  c->metric = o->metric;
+  c->spec = spec;
+  c->default_nprobe = o->default_nprobe ? o->default_nprobe : 16;
+  c->train_sample = o->train_sample;
+  c->seed = o->seed;
+  if ((st = qv__index_new(&c->spec, c->dim, c->metric, &c->index, err)) != QV_OK) {
+    qv_collection_close(c);
+    return st;
+  }
+  c->trained = faiss_Index_is_trained(c->index) != 0;
+  *out = c;
+  return QV_OK;
+}
+
+void qv_collection_close(qv_collection *c) {
+  if (c == NULL)
+    return;
+  if (c->index != NULL)
+    faiss_Index_free(c->index);
+  free(c->vecs);
+  free(c->ids);
+  qv__idmap_fini(&c->map);
+  pthread_rwlock_destroy(&c->rw);
+  pthread_mutex_destroy(&c->wmu);
+  free(c);
+}
+
+qv_status qv__store_reserve(qv_collection *c, size_t n, qv_error *err) {
+  if (n <= c->cap)
+    return QV_OK;
+  size_t cap = c->cap ? c->cap : 1024;
+  while (cap < n)
+    cap = cap < SIZE_MAX / 2 ? cap * 2 : n;
+  if (cap > SIZE_MAX / sizeof(float) / c->dim)
+    return qv_error_set(err, QV_ENOMEM, "store of %zu vectors of dim %zu is too large", cap,
+                        c->dim);
+  float *v = realloc(c->vecs, cap * c->dim * sizeof(float));
+  if (v == NULL)
+    return qv_error_set(err, QV_ENOMEM, "out of memory growing the store to %zu vectors", cap);
+  c->vecs = v;
+  int64_t *ids = realloc(c->ids, cap * sizeof(int64_t));
+  if (ids == NULL)
+    return qv_error_set(err, QV_ENOMEM, "out of memory growing the store to %zu vectors", cap);
+  c->ids = ids;
+  c->cap = cap;
+  return QV_OK;
+}
+
+/* Removes `n` ids from the FAISS index (no-op when n == 0). */
+static qv_status index_remove(qv_collection *c, size_t n, const int64_t *ids, qv_error *err) {
+  if (n == 0)
+    return QV_OK;
+  FaissIDSelectorBatch *sel = NULL;
+  if (faiss_IDSelectorBatch_new(&sel, n, ids) != 0)
+    return qv__faiss_fail(err, QV_EINTERNAL, "removing ids");
+  size_t removed = 0;
+  int rc = faiss_Index_remove_ids(c->index, (const FaissIDSelector *)sel, &removed);
+  faiss_IDSelector_free((FaissIDSelector *)sel);
+  if (rc != 0)
+    return qv__faiss_fail(err, QV_EINTERNAL, "removing ids");
+  return QV_OK;
+}
+
+qv_status qv_collection_add(qv_collection *c, size_t n, const int64_t *ids, const float *vectors,
+                            qv_error *err) {
+  if (c == NULL)
+    return qv_error_set(err, QV_EINVAL, "add: collection is NULL");
+  if (n == 0)
+    return QV_OK;
+  if (ids == NULL || vectors == NULL)
+    return qv_error_set(err, QV_EINVAL, "add: ids or vectors are NULL");
+  const size_t d = c->dim;
+  for (size_t i = 0; i < n; i++)
+    if (ids[i] < 0)
+      return qv_error_set(err, QV_EINVAL, "row %zu: id %lld is negative (ids must be >= 0)", i,
+                          (long long)ids[i]);
+  int64_t bad = qv_find_nonfinite(vectors, n * d);
+  if (bad >= 0)
+    return qv_error_set(err, QV_EINVAL, "row %zu: component %zu is NaN or infinite",
+                        (size_t)bad / d, (size_t)bad % d);
+
+  /* Dedupe within the batch (last wins) and, for cosine, normalise a copy. */
+  qv_status st = QV_OK;
+  size_t *pick = malloc(n * sizeof *pick);
+  float *packed = NULL;
+  int64_t *packed_ids = NULL, *replaced = NULL;
+  qv__idmap seen;
+  qv__idmap_init(&seen);
+  if (pick == NULL || qv__idmap_reserve(&seen, n) != 0) {
+    st = qv_error_set(err, QV_ENOMEM, "add: out of memory for a batch of %zu", n);
+    goto out;
+  }
+  size_t m = 0;
+  for (size_t i = n; i-- > 0;) { /* from the end, so the last occurrence wins */
+    if (qv__idmap_get(&seen, ids[i], NULL))
+      continue;
+    qv__idmap_put(&seen, ids[i], i);
+    pick[m++] = i;
+  }
+  packed = malloc(m * d * sizeof(float));
+  packed_ids = malloc(m * sizeof(int64_t));
+  replaced = malloc(m * sizeof(int64_t));
+  if (packed == NULL || packed_ids == NULL || replaced == NULL) {
+    st = qv_error_set(err, QV_ENOMEM, "add: out of memory for a batch of %zu", n);
+    goto out;
+  }
+  for (size_t j = 0; j < m; j++) { /* restore input order */
+    size_t i = pick[m - 1 - j];
+    memcpy(packed + j * d, vectors + i * d, d * sizeof(float));
+    packed_ids[j] = ids[i];
+  }
+  if (c->metric == QV_METRIC_COSINE && (st = qv_normalize_cpu(packed, m, d, err)) != QV_OK) {
+    qv_error_prefix(err, "add");
+    goto out;
+  }
+
+  pthread_mutex_lock(&c->wmu);
+  pthread_rwlock_wrlock(&c->rw);
+  size_t nrep = 0, nnew = 0;
+  for (size_t j = 0; j < m; j++) {
+    if (qv__idmap_get(&c->map, packed_ids[j], NULL))
+      replaced[nrep++] = packed_ids[j];
+    else
+      nnew++;
+  }
+  if ((st = qv__store_reserve(c, c->count + nnew, err)) != QV_OK ||
+      qv__idmap_reserve(&c->map, c->count + nnew) != 0) {
+    if (st == QV_OK)
+      st = qv_error_set(err, QV_ENOMEM, "add: out of memory growing the id map");
+    goto unlock;
+  }
+  if (c->trained && (st = index_remove(c, nrep, replaced, err)) != QV_OK)
+    goto unlock;
+  for (size_t j = 0; j < m; j++) {
+    uint64_t row;
+    if (!qv__idmap_get(&c->map, packed_ids[j], &row)) {
+      row = c->count++;
+      c->ids[row] = packed_ids[j];
+      qv__idmap_put(&c->map, packed_ids[j], row); /* reserved above: cannot fail */
+    }
+    memcpy(c->vecs + row * d, packed + j * d, d * sizeof(float));
+  }
+  if (c->trained && faiss_Index_add_with_ids(c->index, (idx_t)m, packed, packed_ids) != 0)
+    st = qv__faiss_fail(err, QV_EINTERNAL, "adding vectors to the index");
+unlock:
+  pthread_rwlock_unlock(&c->rw);
+  pthread_mutex_unlock(&c->wmu);
+out:
+  qv__idmap_fini(&seen);
+  free(pick);
+  free(packed);
+  free(packed_ids);
+  free(replaced);
+  return st;
+}
+
+qv_status qv_collection_delete(qv_collection *c, size_t n, const int64_t *ids, size_t *n_deleted,
+                               qv_error *err) {
+  if (n_deleted)
+    *n_deleted = 0;
+  if (c == NULL || (n > 0 && ids == NULL))
+    return qv_error_set(err, QV_EINVAL, "delete: collection or ids are NULL");
+  if (n == 0)
+    return QV_OK;
+  int64_t *gone = malloc(n * sizeof *gone);
+  if (gone == NULL)
+    return qv_error_set(err, QV_ENOMEM, "delete: out of memory for %zu ids", n);
+  const size_t d = c->dim;
+  size_t ng = 0;
+  qv_status st = QV_OK;
+  pthread_mutex_lock(&c->wmu);
+  pthread_rwlock_wrlock(&c->rw);
+  for (size_t i = 0; i < n; i++) {
+    uint64_t row;
+    if (!qv__idmap_get(&c->map, ids[i], &row))
+      continue;
+    qv__idmap_del(&c->map, ids[i]);
+    gone[ng++] = ids[i];
+    size_t last = c->count - 1;
+    if (row != last) { /* move the last row into the hole */
+      memcpy(c->vecs + row * d, c->vecs + last * d, d * sizeof(float));
+      c->ids[row] = c->ids[last];
+      qv__idmap_put(&c->map, c->ids[row], row); /* overwrites: cannot fail */
+    }
+    c->count--;
+  }
+  if (c->trained)
+    st = index_remove(c, ng, gone, err);
+  pthread_rwlock_unlock(&c->rw);
+  pthread_mutex_unlock(&c->wmu);
+  free(gone);
+  if (n_deleted)
+    *n_deleted = ng;
+  return st;
+}
+
+static uint64_t rng_next(uint64_t *s) { /* xorshift64* */
+  uint64_t x = *s;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *s = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+static int report(qv_progress_fn fn, void *user, const char *phase, uint64_t done,
+                  uint64_t total) {
+  return fn != NULL && fn(user, phase, done, total) != 0;
+}
+
+qv_status qv_collection_build(qv_collection *c, qv_progress_fn progress, void *user,
+                              qv_error *err) {
+  if (c == NULL)
+    return qv_error_set(err, QV_EINVAL, "build: collection is NULL");
+  qv_status st = QV_OK;
+  FaissIndex *idx = NULL;
+  float *sample = NULL;
+  size_t *rows = NULL;
+  const size_t d = c->dim;
+  /* Writers wait; searches go on against the current index (the store does not change while
+   * we hold wmu, and searches only read it). */
+  pthread_mutex_lock(&c->wmu);
+  const size_t n = c->count;
+  if (n < c->spec.train_min || (c->spec.nlist > 0 && n == 0)) {
+    st = qv_error_set(err, QV_EPRECONDITION,
+                      "build: '%s' needs at least %zu vectors to train, the collection has %zu",
+                      c->spec.text, c->spec.train_min ? c->spec.train_min : 1, n);
+    goto out;
+  }
+  if ((st = qv__index_new(&c->spec, d, c->metric, &idx, err)) != QV_OK)
+    goto out;
+  if (c->spec.nlist > 0) {
+    size_t ns = c->train_sample ? c->train_sample : (size_t)256 * c->spec.nlist;
+    if (ns < c->spec.train_min)
+      ns = c->spec.train_min;
+    if (ns > n)
+      ns = n;
+    if (report(progress, user, "sample", 0, ns))
+      goto cancelled;
+    const float *train = c->vecs;
+    if (ns < n) { /* a seeded partial Fisher-Yates shuffle picks the sample */
+      rows = malloc(n * sizeof *rows);
+      sample = malloc(ns * d * sizeof(float));
+      if (rows == NULL || sample == NULL) {
+        st = qv_error_set(err, QV_ENOMEM, "build: out of memory for a sample of %zu", ns);
+        goto out;
+      }
+      for (size_t i = 0; i < n; i++)
+        rows[i] = i;
+      uint64_t s = c->seed ? c->seed : 1;
+      for (size_t i = 0; i < ns; i++) {
+        size_t j = i + (size_t)(rng_next(&s) % (n - i));
+        size_t t = rows[i];
+        rows[i] = rows[j];
+        rows[j] = t;
+        memcpy(sample + i * d, c->vecs + rows[i] * d, d * sizeof(float));
+      }
+      train = sample;
+    }
+    if (report(progress, user, "train", 0, 1))
+      goto cancelled;
+    if (faiss_Index_train(idx, (idx_t)ns, train) != 0) {
+      st = qv__faiss_fail(err, QV_EINTERNAL, "build: training");
+      goto out;
+    }
+    if (report(progress, user, "train", 1, 1))
+      goto cancelled;
+  }
+  const size_t chunk = 65536;
+  for (size_t off = 0; off < n; off += chunk) {
+    size_t m = n - off < chunk ? n - off : chunk;
+    if (report(progress, user, "add", off, n))
+      goto cancelled;
+    if (faiss_Index_add_with_ids(idx, (idx_t)m, c->vecs + off * d, c->ids + off) != 0) {
+      st = qv__faiss_fail(err, QV_EINTERNAL, "build: adding vectors");
+      goto out;
+    }
+  }
+  report(progress, user, "add", n, n);
+  qv__index_prepare(idx, &c->spec);
+  pthread_rwlock_wrlock(&c->rw);
+  FaissIndex *old = c->index;
+  c->index = idx;
+  c->trained = 1;
+  c->version++;
+  pthread_rwlock_unlock(&c->rw);
+  idx = old; /* freed below, outside the lock */
+  goto out;
+cancelled:
+  st = qv_error_set(err, QV_ECANCELLED, "build cancelled; the previous index stays");
+out:
+  pthread_mutex_unlock(&c->wmu);
+  if (idx != NULL)
+    faiss_Index_free(idx);
+  free(sample);
+  free(rows);
+  return st;
+}
+
+qv_status qv_collection_stats_get(qv_collection *c, qv_collection_stats *s, qv_error *err) {
+  if (c == NULL || s == NULL)
+    return qv_error_set(err, QV_EINVAL, "stats: NULL argument");
+  memset(s, 0, sizeof *s);
+  pthread_rwlock_rdlock(&c->rw);
+  s->dim = c->dim;
+  s->metric = c->metric;
+  memcpy(s->spec, c->spec.text, sizeof s->spec);
+  s->count = c->count;
+  s->trained = c->trained;
+  s->indexed = c->trained ? (uint64_t)faiss_Index_ntotal(c->index) : 0;
+  s->nlist = c->spec.nlist;
+  s->default_nprobe = c->default_nprobe;
+  s->vector_bytes = (uint64_t)c->count * (c->dim * sizeof(float) + sizeof(int64_t));
+  s->index_bytes = s->indexed * (c->spec.code_bytes + sizeof(int64_t)) +
+                   (uint64_t)c->spec.nlist * c->dim * sizeof(float);
+  s->version = c->version;
+  pthread_rwlock_unlock(&c->rw);
+  return QV_OK;
+}
+
+qv_status qv_collection_get(qv_collection *c, int64_t id, float *out, qv_error *err) {
+  if (c == NULL || out == NULL)
+    return qv_error_set(err, QV_EINVAL, "get: NULL argument");
+  qv_status st = QV_OK;
+  uint64_t row;
+  pthread_rwlock_rdlock(&c->rw);
+  if (qv__idmap_get(&c->map, id, &row))
+    memcpy(out, c->vecs + row * c->dim, c->dim * sizeof(float));
+  else
+    st = qv_error_set(err, QV_ENOTFOUND, "id %lld is not in the collection", (long long)id);
+  pthread_rwlock_unlock(&c->rw);
+  return st;
+}

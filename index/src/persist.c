@@ -1,0 +1,373 @@
+/* Persistence: a collection is a directory
+ *
+ *   DIR/MANIFEST.json        the current version and everything needed to verify it
+ *   DIR/v000007/index.faiss  FAISS's own serialisation of the index
+ *   DIR/v000007/vectors.npy  count x dim float32, the full-precision store (row order = ids.npy)
+ *   DIR/v000007/ids.npy      count int64
+ *
+ * Save writes a new version directory as vNNNNNN.tmp, fsyncs every file and the directory, renames
+ * it to vNNNNNN, fsyncs DIR, then replaces MANIFEST.json atomically (temp + fsync + rename + fsync
+ * DIR). A crash at any point leaves the old manifest pointing at the old, complete version. The
+ * previous version is kept as a fallback; older ones are removed. See docs/index-format.md. */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <faiss/c_api/IndexIVF_c.h>
+#include <faiss/c_api/index_io_c.h>
+#include <jansson.h>
+
+#include "internal.h"
+#include "quiver/fsutil.h"
+#include "quiver/vecfile.h"
+
+#define FORMAT_NAME "quiver-collection"
+#define FORMAT_VERSION 1
+#define MANIFEST "MANIFEST.json"
+#define MANIFEST_MAX (1 << 20)
+
+static const char *const kFiles[] = {"index.faiss", "vectors.npy", "ids.npy"};
+enum { NFILES = 3 };
+
+/* Highest N among DIR/vNNNNNN entries (0 if none). */
+static uint64_t last_version(const char *dir) {
+  uint64_t best = 0;
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    unsigned long long v;
+    char tail;
+    if (sscanf(e->d_name, "v%6llu%c", &v, &tail) == 1 && strlen(e->d_name) == 7 && v > best)
+      best = v;
+  }
+  closedir(d);
+  return best;
+}
+
+/* Removes DIR/vNNNNNN for every N other than keep_a and keep_b, and stale *.tmp versions. */
+static void prune_versions(const char *dir, uint64_t keep_a, uint64_t keep_b) {
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return;
+  struct dirent *e;
+  char path[4096];
+  while ((e = readdir(d)) != NULL) {
+    unsigned long long v;
+    if (sscanf(e->d_name, "v%6llu", &v) != 1 || e->d_name[0] != 'v')
+      continue;
+    int is_tmp = strlen(e->d_name) > 7;
+    if (!is_tmp && (v == keep_a || v == keep_b))
+      continue;
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    qv_remove_tree(path, NULL);
+  }
+  closedir(d);
+}
+
+/* Version referenced by DIR/MANIFEST.json, or 0. */
+static uint64_t manifest_version(const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/" MANIFEST, dir);
+  json_t *root = json_load_file(path, 0, NULL);
+  uint64_t v = 0;
+  if (root != NULL) {
+    json_t *jv = json_object_get(root, "version");
+    if (json_is_integer(jv) && json_integer_value(jv) > 0)
+      v = (uint64_t)json_integer_value(jv);
+    json_decref(root);
+  }
+  return v;
+}
+
+qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
+  if (c == NULL || dir == NULL)
+    return qv_error_set(err, QV_EINVAL, "save: collection or directory is NULL");
+  if (strlen(dir) > 3000)
+    return qv_error_set(err, QV_EINVAL, "save: directory path is too long");
+  qv_status st = qv_mkdirs(dir, err);
+  if (st != QV_OK)
+    return st;
+  char tmp[3100], final[3100], path[4096];
+  json_t *root = NULL, *files = NULL;
+  char *text = NULL;
+  pthread_mutex_lock(&c->wmu); /* writers wait; searches go on: we only read */
+  const uint64_t prev = manifest_version(dir);
+  uint64_t v = last_version(dir);
+  v = (v > prev ? v : prev) + 1;
+  if (v > 999999) {
+    st = qv_error_set(err, QV_EIO, "save %s: version counter exhausted", dir);
+    goto out;
+  }
+  snprintf(tmp, sizeof tmp, "%s/v%06" PRIu64 ".tmp", dir, v);
+  snprintf(final, sizeof final, "%s/v%06" PRIu64, dir, v);
+  if ((st = qv_remove_tree(tmp, err)) != QV_OK || (st = qv_mkdirs(tmp, err)) != QV_OK)
+    goto out;
+
+  snprintf(path, sizeof path, "%s/index.faiss", tmp);
+  if (faiss_write_index_fname(c->index, path) != 0) {
+    st = qv__faiss_fail(err, QV_EIO, "save: writing index.faiss");
+    goto out;
+  }
+  if ((st = qv_file_fsync(path, err)) != QV_OK)
+    goto out;
+  snprintf(path, sizeof path, "%s/vectors.npy", tmp);
+  if ((st = qv_npy_write(path, QV_DTYPE_F32, c->count, c->dim, c->vecs, err)) != QV_OK)
+    goto out;
+  snprintf(path, sizeof path, "%s/ids.npy", tmp);
+  if ((st = qv_npy_write(path, QV_DTYPE_I64, c->count, 0, c->ids, err)) != QV_OK)
+    goto out;
+
+  files = json_object();
+  for (int i = 0; i < NFILES; i++) {
+    uint32_t crc;
+    uint64_t size;
+    snprintf(path, sizeof path, "%s/%s", tmp, kFiles[i]);
+    if ((st = qv_file_crc32(path, &crc, &size, err)) != QV_OK)
+      goto out;
+    json_object_set_new(files, kFiles[i],
+                        json_pack("{s:I, s:I}", "size", (json_int_t)size, "crc32",
+                                  (json_int_t)crc));
+  }
+  if ((st = qv_dir_fsync(tmp, err)) != QV_OK)
+    goto out;
+  if (rename(tmp, final) != 0) {
+    st = qv_error_set(err, QV_EIO, "save: rename %s -> %s: %s", tmp, final, strerror(errno));
+    goto out;
+  }
+  if ((st = qv_dir_fsync(dir, err)) != QV_OK)
+    goto out;
+
+  char vdir[16];
+  snprintf(vdir, sizeof vdir, "v%06" PRIu64, v);
+  root = json_pack("{s:s, s:i, s:I, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:O}",
+                   "format", FORMAT_NAME, "format_version", FORMAT_VERSION, "version",
+                   (json_int_t)v, "dir", vdir, "dim", (json_int_t)c->dim, "metric",
+                   qv_metric_name(c->metric), "spec", c->spec.text, "default_nprobe",
+                   (json_int_t)c->default_nprobe, "train_sample", (json_int_t)c->train_sample,
+                   "seed", (json_int_t)(c->seed & INT64_MAX), "count", (json_int_t)c->count,
+                   "trained", c->trained, "build_version", (json_int_t)c->version, "files",
+                   files);
+  text = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+  if (text == NULL) {
+    st = qv_error_set(err, QV_ENOMEM, "save: out of memory encoding the manifest");
+    goto out;
+  }
+  snprintf(path, sizeof path, "%s/" MANIFEST, dir);
+  if ((st = qv_file_write_atomic(path, text, strlen(text), err)) != QV_OK)
+    goto out;
+  prune_versions(dir, v, prev);
+out:
+  pthread_mutex_unlock(&c->wmu);
+  if (st != QV_OK)
+    qv_remove_tree(tmp, NULL);
+  free(text);
+  json_decref(root);
+  json_decref(files);
+  return st;
+}
+
+/* ---- open -------------------------------------------------------------------------------- */
+
+static qv_status corrupt(qv_error *err, const char *dir, const char *what) {
+  return qv_error_set(err, QV_ECORRUPT, "collection %s: %s", dir, what);
+}
+
+static int get_uint(json_t *root, const char *key, uint64_t max, uint64_t *out) {
+  json_t *j = json_object_get(root, key);
+  if (!json_is_integer(j) || json_integer_value(j) < 0 || (uint64_t)json_integer_value(j) > max)
+    return -1;
+  *out = (uint64_t)json_integer_value(j);
+  return 0;
+}
+
+qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err) {
+  if (out == NULL || dir == NULL)
+    return qv_error_set(err, QV_EINVAL, "open: NULL argument");
+  *out = NULL;
+  if (strlen(dir) > 3000)
+    return qv_error_set(err, QV_EINVAL, "open: directory path is too long");
+  struct stat sb;
+  if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    return qv_error_set(err, QV_ENOTFOUND, "collection %s: no such directory", dir);
+  char path[4096], msg[512];
+  snprintf(path, sizeof path, "%s/" MANIFEST, dir);
+  char *text = NULL;
+  size_t len = 0;
+  qv_status st = qv_file_read_all(path, MANIFEST_MAX, &text, &len, err);
+  if (st == QV_ENOTFOUND)
+    return qv_error_set(err, QV_ENOTFOUND,
+                        "collection %s: no " MANIFEST " (not a Quiver collection directory, or "
+                        "it was never saved)",
+                        dir);
+  if (st != QV_OK)
+    return st;
+  json_error_t jerr;
+  json_t *root = json_loadb(text, len, 0, &jerr);
+  free(text);
+  qv_collection *c = NULL;
+  qv_vecfile *vf = NULL, *idf = NULL;
+  if (root == NULL) {
+    snprintf(msg, sizeof msg, MANIFEST " is not valid JSON (line %d: %s)", jerr.line, jerr.text);
+    return corrupt(err, dir, msg);
+  }
+  const char *format = json_string_value(json_object_get(root, "format"));
+  uint64_t fv = 0, version, dim, nprobe, tsample, seed, count, bversion;
+  const char *vdir = json_string_value(json_object_get(root, "dir"));
+  const char *metric_s = json_string_value(json_object_get(root, "metric"));
+  const char *spec_s = json_string_value(json_object_get(root, "spec"));
+  json_t *jtrained = json_object_get(root, "trained");
+  json_t *files = json_object_get(root, "files");
+  if (format == NULL || strcmp(format, FORMAT_NAME) != 0 ||
+      get_uint(root, "format_version", 1000000, &fv) != 0) {
+    st = corrupt(err, dir, MANIFEST " is not a Quiver collection manifest");
+    goto fail;
+  }
+  if (fv > FORMAT_VERSION) {
+    st = qv_error_set(err, QV_EUNSUPPORTED,
+                      "collection %s: format version %" PRIu64
+                      " is newer than this build reads (%d): upgrade Quiver",
+                      dir, fv, FORMAT_VERSION);
+    goto fail;
+  }
+  if (get_uint(root, "version", 999999, &version) || get_uint(root, "dim", QV_MAX_DIM, &dim) ||
+      get_uint(root, "default_nprobe", UINT32_MAX, &nprobe) ||
+      get_uint(root, "train_sample", SIZE_MAX, &tsample) ||
+      get_uint(root, "seed", INT64_MAX, &seed) || get_uint(root, "count", INT64_MAX, &count) ||
+      get_uint(root, "build_version", INT64_MAX, &bversion) || dim == 0 || vdir == NULL ||
+      metric_s == NULL || spec_s == NULL || !json_is_boolean(jtrained) ||
+      !json_is_object(files)) {
+    st = corrupt(err, dir, MANIFEST " has a missing or out-of-range field");
+    goto fail;
+  }
+  char want_vdir[16];
+  snprintf(want_vdir, sizeof want_vdir, "v%06" PRIu64, version);
+  if (strcmp(vdir, want_vdir) != 0) {
+    st = corrupt(err, dir, MANIFEST ": 'dir' does not match 'version'");
+    goto fail;
+  }
+  qv_metric metric;
+  qv__spec spec;
+  if (qv_metric_parse(metric_s, &metric, NULL) != QV_OK ||
+      qv__spec_parse(spec_s, dim, &spec, NULL) != QV_OK) {
+    st = corrupt(err, dir, MANIFEST " has an invalid metric or index spec");
+    goto fail;
+  }
+  /* Every file: present, of the recorded size, with the recorded CRC-32. */
+  for (int i = 0; i < NFILES; i++) {
+    json_t *f = json_object_get(files, kFiles[i]);
+    uint64_t size, crc_want, size_got;
+    uint32_t crc_got;
+    if (!json_is_object(f) || get_uint(f, "size", INT64_MAX, &size) ||
+        get_uint(f, "crc32", UINT32_MAX, &crc_want)) {
+      snprintf(msg, sizeof msg, MANIFEST " lacks size/crc32 of %s", kFiles[i]);
+      st = corrupt(err, dir, msg);
+      goto fail;
+    }
+    snprintf(path, sizeof path, "%s/%s/%s", dir, vdir, kFiles[i]);
+    if (stat(path, &sb) != 0) {
+      snprintf(msg, sizeof msg, "%s/%s is missing", vdir, kFiles[i]);
+      st = corrupt(err, dir, msg);
+      goto fail;
+    }
+    if ((uint64_t)sb.st_size != size) {
+      snprintf(msg, sizeof msg,
+               "%s/%s is %lld bytes but the manifest says %" PRIu64 " (truncated or replaced)",
+               vdir, kFiles[i], (long long)sb.st_size, size);
+      st = corrupt(err, dir, msg);
+      goto fail;
+    }
+    if ((st = qv_file_crc32(path, &crc_got, &size_got, err)) != QV_OK)
+      goto fail;
+    if (crc_got != crc_want) {
+      snprintf(msg, sizeof msg, "%s/%s fails its CRC-32 check (corrupt)", vdir, kFiles[i]);
+      st = corrupt(err, dir, msg);
+      goto fail;
+    }
+  }
+
+  if ((st = qv__collection_alloc(&c, err)) != QV_OK)
+    goto fail;
+  c->dim = dim;
+  c->metric = metric;
+  c->spec = spec;
+  c->default_nprobe = (uint32_t)(nprobe ? nprobe : 16);
+  c->train_sample = tsample;
+  c->seed = seed;
+  c->version = bversion;
+
+  snprintf(path, sizeof path, "%s/%s/vectors.npy", dir, vdir);
+  if ((st = qv_vecfile_open(&vf, path, err)) != QV_OK) {
+    if (st == QV_EIO)
+      goto fail;
+    st = corrupt(err, dir, "vectors.npy is unreadable");
+    goto fail;
+  }
+  snprintf(path, sizeof path, "%s/%s/ids.npy", dir, vdir);
+  if ((st = qv_vecfile_open(&idf, path, err)) != QV_OK) {
+    if (st == QV_EIO)
+      goto fail;
+    st = corrupt(err, dir, "ids.npy is unreadable");
+    goto fail;
+  }
+  if (qv_vecfile_dtype(vf) != QV_DTYPE_F32 || qv_vecfile_rows(vf) != count ||
+      (count > 0 && qv_vecfile_cols(vf) != dim) || qv_vecfile_dtype(idf) != QV_DTYPE_I64 ||
+      qv_vecfile_rows(idf) != count || (count > 0 && qv_vecfile_cols(idf) != 1)) {
+    st = corrupt(err, dir, "vectors.npy or ids.npy does not match the manifest's count and dim");
+    goto fail;
+  }
+  if ((st = qv__store_reserve(c, count, err)) != QV_OK)
+    goto fail;
+  if (qv__idmap_reserve(&c->map, count) != 0) {
+    st = qv_error_set(err, QV_ENOMEM, "open: out of memory for %" PRIu64 " ids", count);
+    goto fail;
+  }
+  if (count > 0 && ((st = qv_vecfile_read_f32(vf, 0, count, c->vecs, err)) != QV_OK ||
+                    (st = qv_vecfile_read_i64(idf, 0, count, c->ids, err)) != QV_OK))
+    goto fail;
+  c->count = count;
+  for (size_t r = 0; r < count; r++) {
+    if (c->ids[r] < 0 || qv__idmap_get(&c->map, c->ids[r], NULL)) {
+      st = corrupt(err, dir, "ids.npy has a negative or repeated id");
+      goto fail;
+    }
+    qv__idmap_put(&c->map, c->ids[r], r);
+  }
+
+  snprintf(path, sizeof path, "%s/%s/index.faiss", dir, vdir);
+  if (faiss_read_index_fname(path, 0, &c->index) != 0) {
+    c->index = NULL;
+    st = qv__faiss_fail(err, QV_ECORRUPT, "index.faiss is unreadable");
+    qv_error_prefix(err, "collection %s", dir);
+    goto fail;
+  }
+  FaissMetricType fm = metric == QV_METRIC_L2 ? METRIC_L2 : METRIC_INNER_PRODUCT;
+  int trained = json_is_true(jtrained);
+  FaissIndexIVF *ivf = faiss_IndexIVF_cast(c->index);
+  if ((size_t)faiss_Index_d(c->index) != dim || faiss_Index_metric_type(c->index) != fm ||
+      (faiss_Index_is_trained(c->index) != 0) != trained ||
+      (trained && (uint64_t)faiss_Index_ntotal(c->index) != count) ||
+      (spec.nlist > 0) != (ivf != NULL) ||
+      (ivf != NULL && faiss_IndexIVF_nlist(ivf) != spec.nlist)) {
+    st = corrupt(err, dir, "index.faiss does not match the manifest (dim, metric, spec or count)");
+    goto fail;
+  }
+  qv__index_prepare(c->index, &c->spec);
+  c->trained = trained;
+  qv_vecfile_close(vf);
+  qv_vecfile_close(idf);
+  json_decref(root);
+  *out = c;
+  return QV_OK;
+fail:
+  qv_vecfile_close(vf);
+  qv_vecfile_close(idf);
+  qv_collection_close(c);
+  json_decref(root);
+  return st;
+}

@@ -1,0 +1,181 @@
+/* Search: IVF/flat search through FAISS, and exact search over the store with kernels/.
+ *
+ * Per-request nprobe without a lock. FAISS 1.7.3's C API has no per-call search parameters, and
+ * setting IndexIVF::nprobe from concurrent searches races. So every IVF index here keeps nprobe
+ * == nlist for good, and a search does the coarse step itself: it asks the quantizer for the
+ * request's nprobe nearest lists, lays them out with stride nlist padded with -1 (FAISS skips
+ * list -1), and calls search_preassigned, which only reads the index. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <faiss/c_api/IndexIVF_c.h>
+#include <faiss/c_api/Index_c.h>
+
+#include "internal.h"
+#include "quiver/kernels.h"
+
+/* Validates the common arguments and returns the queries to use (normalised copy for cosine in
+ * *owned, else the caller's). */
+static qv_status prepare(qv_collection *c, const float *queries, size_t n,
+                         const qv_search_params *p, const float *scores, const int64_t *ids,
+                         const float **q, float **owned, qv_error *err) {
+  *owned = NULL;
+  if (c == NULL || p == NULL)
+    return qv_error_set(err, QV_EINVAL, "search: collection or params are NULL");
+  if (n == 0)
+    return qv_error_set(err, QV_EINVAL, "search: empty batch (send at least one query)");
+  if (queries == NULL || scores == NULL || ids == NULL)
+    return qv_error_set(err, QV_EINVAL, "search: NULL query or result buffer");
+  if (p->k < 1 || p->k > QV_MAX_K)
+    return qv_error_set(err, QV_EINVAL, "k = %zu is out of range 1..%d", p->k, QV_MAX_K);
+  if (c->spec.nlist > 0 && p->nprobe > c->spec.nlist)
+    return qv_error_set(err, QV_EINVAL, "nprobe = %u exceeds nlist = %u of index '%s'",
+                        p->nprobe, c->spec.nlist, c->spec.text);
+  const size_t d = c->dim;
+  if (n > SIZE_MAX / d / sizeof(float))
+    return qv_error_set(err, QV_EINVAL, "search: batch of %zu queries is too large", n);
+  int64_t bad = qv_find_nonfinite(queries, n * d);
+  if (bad >= 0)
+    return qv_error_set(err, QV_EINVAL, "query %zu: component %zu is NaN or infinite",
+                        (size_t)bad / d, (size_t)bad % d);
+  *q = queries;
+  if (c->metric == QV_METRIC_COSINE) {
+    float *x = malloc(n * d * sizeof(float));
+    if (x == NULL)
+      return qv_error_set(err, QV_ENOMEM, "search: out of memory for %zu queries", n);
+    memcpy(x, queries, n * d * sizeof(float));
+    qv_status st = qv_normalize_cpu(x, n, d, err);
+    if (st != QV_OK) {
+      free(x);
+      return qv_error_prefix(err, "search: query");
+    }
+    *owned = x;
+    *q = x;
+  }
+  return QV_OK;
+}
+
+/* FAISS pads missing results with +-FLT_MAX; our contract says +-INFINITY. */
+static void fix_padding(qv_metric m, size_t nk, float *scores, const int64_t *ids) {
+  float empty = qv_metric_larger_is_better(m) ? -INFINITY : INFINITY;
+  for (size_t i = 0; i < nk; i++)
+    if (ids[i] < 0)
+      scores[i] = empty;
+}
+
+static qv_status search_ivf(qv_collection *c, const float *q, size_t n, size_t k, uint32_t nprobe,
+                            float *scores, int64_t *ids, qv_error *err) {
+  FaissIndexIVF *ivf = faiss_IndexIVF_cast(c->index);
+  if (ivf == NULL)
+    return qv_error_set(err, QV_EINTERNAL, "index of '%s' is not IVF", c->spec.text);
+  FaissIndex *quant = faiss_IndexIVF_quantizer(ivf);
+  const size_t nlist = c->spec.nlist, d = c->dim;
+  size_t chunk = ((size_t)1 << 20) / nlist; /* bounds the assign buffers to ~12 MiB */
+  if (chunk < 1)
+    chunk = 1;
+  if (chunk > n)
+    chunk = n;
+  idx_t *near = malloc(chunk * nprobe * sizeof(idx_t));
+  float *neard = malloc(chunk * nprobe * sizeof(float));
+  idx_t *assign = malloc(chunk * nlist * sizeof(idx_t));
+  float *cdis = malloc(chunk * nlist * sizeof(float));
+  qv_status st = QV_OK;
+  if (!near || !neard || !assign || !cdis) {
+    st = qv_error_set(err, QV_ENOMEM, "search: out of memory for the coarse assignment");
+    goto out;
+  }
+  for (size_t off = 0; off < n; off += chunk) {
+    size_t m = n - off < chunk ? n - off : chunk;
+    if (faiss_Index_search(quant, (idx_t)m, q + off * d, nprobe, neard, near) != 0) {
+      st = qv__faiss_fail(err, QV_EINTERNAL, "search: coarse quantizer");
+      goto out;
+    }
+    for (size_t i = 0; i < m; i++) {
+      memcpy(assign + i * nlist, near + i * nprobe, nprobe * sizeof(idx_t));
+      memcpy(cdis + i * nlist, neard + i * nprobe, nprobe * sizeof(float));
+      for (size_t j = nprobe; j < nlist; j++) {
+        assign[i * nlist + j] = -1;
+        cdis[i * nlist + j] = 0.0f;
+      }
+    }
+    if (faiss_IndexIVF_search_preassigned(ivf, (idx_t)m, q + off * d, (idx_t)k, assign, cdis,
+                                          scores + off * k, ids + off * k, 0) != 0) {
+      st = qv__faiss_fail(err, QV_EINTERNAL, "search");
+      goto out;
+    }
+  }
+out:
+  free(near);
+  free(neard);
+  free(assign);
+  free(cdis);
+  return st;
+}
+
+qv_status qv_collection_search(qv_collection *c, const float *queries, size_t n,
+                               const qv_search_params *p, float *scores, int64_t *ids,
+                               qv_error *err) {
+  const float *q;
+  float *owned;
+  qv_status st = prepare(c, queries, n, p, scores, ids, &q, &owned, err);
+  if (st != QV_OK)
+    return st;
+  pthread_rwlock_rdlock(&c->rw);
+  if (!c->trained) {
+    st = qv_error_set(err, QV_EPRECONDITION,
+                      "index '%s' is not built yet: build it first (%zu vectors stored)",
+                      c->spec.text, c->count);
+  } else if (c->spec.nlist > 0) {
+    uint32_t nprobe = p->nprobe ? p->nprobe : c->default_nprobe;
+    if (nprobe > c->spec.nlist)
+      nprobe = c->spec.nlist;
+    st = search_ivf(c, q, n, p->k, nprobe, scores, ids, err);
+  } else if (faiss_Index_search(c->index, (idx_t)n, q, (idx_t)p->k, scores, ids) != 0) {
+    st = qv__faiss_fail(err, QV_EINTERNAL, "search");
+  }
+  pthread_rwlock_unlock(&c->rw);
+  if (st == QV_OK)
+    fix_padding(c->metric, n * p->k, scores, ids);
+  free(owned);
+  return st;
+}
+
+qv_status qv_collection_search_exact(qv_collection *c, const float *queries, size_t n,
+                                     const qv_search_params *p, float *scores, int64_t *ids,
+                                     qv_error *err) {
+  const float *q;
+  float *owned;
+  qv_status st = prepare(c, queries, n, p, scores, ids, &q, &owned, err);
+  if (st != QV_OK)
+    return st;
+  const size_t k = p->k, d = c->dim, QB = 32, BB = 4096;
+  const int larger = qv_metric_larger_is_better(c->metric);
+  qv_topk_init(n, k, larger, scores, ids);
+  pthread_rwlock_rdlock(&c->rw);
+  const size_t nb = c->count;
+  int failed = 0;
+  /* Query blocks are independent: spread them over OpenMP threads. */
+#pragma omp parallel for schedule(dynamic) reduction(| : failed)
+  for (size_t q0 = 0; q0 < n; q0 += QB) {
+    size_t nq = n - q0 < QB ? n - q0 : QB;
+    float *dist = malloc(QB * BB * sizeof(float));
+    if (dist == NULL) {
+      failed = 1;
+      continue;
+    }
+    for (size_t b0 = 0; b0 < nb; b0 += BB) {
+      size_t m = nb - b0 < BB ? nb - b0 : BB;
+      qv_distances_cpu(c->metric, q + q0 * d, nq, c->vecs + b0 * d, m, d, dist, NULL);
+      qv_topk_push_cpu(nq, k, larger, dist, m, m, c->ids + b0, 0, scores + q0 * k,
+                       ids + q0 * k);
+    }
+    free(dist);
+  }
+  pthread_rwlock_unlock(&c->rw);
+  free(owned);
+  if (failed)
+    return qv_error_set(err, QV_ENOMEM, "exact search: out of memory");
+  qv_topk_finish(n, k, larger, scores, ids);
+  return QV_OK;
+}

@@ -1,0 +1,133 @@
+/* Index specs: the subset of FAISS's index-factory grammar that Quiver supports and tests. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <faiss/c_api/IndexIVF_c.h>
+#include <faiss/c_api/error_c.h>
+#include <faiss/c_api/index_factory_c.h>
+
+#include "internal.h"
+
+#define SPEC_HELP "supported: Flat, IVF<n>,Flat, IVF<n>,SQ8|SQ4|SQ6|SQfp16, IVF<n>,PQ<m>[x<bits>]"
+
+/* Reads a decimal number at *p (no sign); 0 on success. */
+static int read_num(const char **p, unsigned long *v) {
+  if (!isdigit((unsigned char)**p))
+    return -1;
+  errno = 0;
+  char *end;
+  *v = strtoul(*p, &end, 10);
+  if (errno != 0)
+    return -1;
+  *p = end;
+  return 0;
+}
+
+qv_status qv__spec_parse(const char *text, size_t dim, qv__spec *out, qv_error *err) {
+  if (text == NULL)
+    return qv_error_set(err, QV_EINVAL, "index spec missing (" SPEC_HELP ")");
+  while (isspace((unsigned char)*text))
+    text++;
+  size_t len = strlen(text);
+  while (len > 0 && isspace((unsigned char)text[len - 1]))
+    len--;
+  if (len == 0 || len >= QV_MAX_SPEC)
+    return qv_error_set(err, QV_EINVAL, "index spec '%.*s' is empty or too long (" SPEC_HELP ")",
+                        (int)(len > 64 ? 64 : len), text);
+  memset(out, 0, sizeof *out);
+  memcpy(out->text, text, len);
+  out->text[len] = '\0';
+
+  const char *p = out->text;
+  if (strcmp(p, "Flat") == 0) {
+    snprintf(out->factory, sizeof out->factory, "IDMap,Flat");
+    out->train_min = 0;
+    out->code_bytes = dim * sizeof(float);
+    return QV_OK;
+  }
+  unsigned long nlist = 0;
+  if (strncmp(p, "IVF", 3) != 0)
+    goto bad;
+  p += 3;
+  if (read_num(&p, &nlist) != 0 || *p != ',')
+    goto bad;
+  p++;
+  if (nlist < 1 || nlist > QV_MAX_NLIST)
+    return qv_error_set(err, QV_EINVAL, "index spec '%s': nlist %lu is out of range 1..%d",
+                        out->text, nlist, QV_MAX_NLIST);
+  out->nlist = (uint32_t)nlist;
+  out->train_min = nlist;
+  if (strcmp(p, "Flat") == 0) {
+    out->code_bytes = dim * sizeof(float);
+  } else if (strcmp(p, "SQ8") == 0) {
+    out->code_bytes = dim;
+  } else if (strcmp(p, "SQ4") == 0) {
+    out->code_bytes = (dim + 1) / 2;
+  } else if (strcmp(p, "SQ6") == 0) {
+    out->code_bytes = (dim * 6 + 7) / 8;
+  } else if (strcmp(p, "SQfp16") == 0) {
+    out->code_bytes = dim * 2;
+  } else if (strncmp(p, "PQ", 2) == 0) {
+    unsigned long m = 0, bits = 8;
+    p += 2;
+    if (read_num(&p, &m) != 0)
+      goto bad;
+    if (*p == 'x') {
+      p++;
+      if (read_num(&p, &bits) != 0)
+        goto bad;
+    }
+    if (*p != '\0')
+      goto bad;
+    if (m == 0 || dim % m != 0)
+      return qv_error_set(err, QV_EINVAL,
+                          "index spec '%s': PQ%lu needs m dividing the dimension %zu", out->text,
+                          m, dim);
+    if (bits < 4 || bits > 8)
+      return qv_error_set(err, QV_EINVAL, "index spec '%s': PQ bits must be 4..8, not %lu",
+                          out->text, bits);
+    out->code_bytes = (m * bits + 7) / 8;
+    size_t pq_min = (size_t)1 << bits;
+    if (pq_min > out->train_min)
+      out->train_min = pq_min;
+  } else {
+    goto bad;
+  }
+  snprintf(out->factory, sizeof out->factory, "%s", out->text);
+  return QV_OK;
+bad:
+  return qv_error_set(err, QV_EINVAL, "unsupported index spec '%s' (" SPEC_HELP ")", out->text);
+}
+
+qv_status qv__faiss_fail(qv_error *err, qv_status code, const char *what) {
+  const char *m = faiss_get_last_error();
+  if (m == NULL)
+    m = "unknown error";
+  /* FAISS prefixes its messages with the throwing function and source location; keep the part a
+   * user can act on. */
+  const char *tail = strstr(m, "Error: ");
+  if (tail != NULL)
+    m = tail + 7;
+  return qv_error_set(err, code, "%s: FAISS: %s", what, m);
+}
+
+qv_status qv__index_new(const qv__spec *s, size_t dim, qv_metric metric, FaissIndex **out,
+                        qv_error *err) {
+  *out = NULL;
+  FaissMetricType fm = metric == QV_METRIC_L2 ? METRIC_L2 : METRIC_INNER_PRODUCT;
+  if (faiss_index_factory(out, (int)dim, s->factory, fm) != 0) {
+    *out = NULL;
+    return qv__faiss_fail(err, QV_EINTERNAL, "creating the index");
+  }
+  qv__index_prepare(*out, s);
+  return QV_OK;
+}
+
+void qv__index_prepare(FaissIndex *idx, const qv__spec *s) {
+  FaissIndexIVF *ivf = s->nlist ? faiss_IndexIVF_cast(idx) : NULL;
+  if (ivf != NULL)
+    faiss_IndexIVF_set_nprobe(ivf, s->nlist);
+}

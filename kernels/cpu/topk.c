@@ -1,0 +1,83 @@
+/* CPU reference top-k selection: one bounded max-heap (of the worst kept candidate) per query. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "quiver/kernels.h"
+
+/* 1 when (sa, ia) ranks worse than (sb, ib). Empty slots (id -1) rank worst of all. */
+static inline int worse(int larger, float sa, int64_t ia, float sb, int64_t ib) {
+  if (ia < 0 || ib < 0)
+    return ia < 0 && ib >= 0;
+  if (sa != sb)
+    return larger ? sa < sb : sa > sb;
+  return ia > ib;
+}
+
+/* Sift the root down in a heap whose root is the worst element. */
+static void sift_down(size_t k, int larger, float *s, int64_t *id, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, w = i;
+    if (l < k && worse(larger, s[l], id[l], s[w], id[w]))
+      w = l;
+    if (r < k && worse(larger, s[r], id[r], s[w], id[w]))
+      w = r;
+    if (w == i)
+      return;
+    float ts = s[i];
+    s[i] = s[w];
+    s[w] = ts;
+    int64_t ti = id[i];
+    id[i] = id[w];
+    id[w] = ti;
+    i = w;
+  }
+}
+
+void qv_topk_init(size_t nq, size_t k, int larger_is_better, float *scores, int64_t *ids) {
+  float empty = larger_is_better ? -INFINITY : INFINITY;
+  for (size_t i = 0; i < nq * k; i++) {
+    scores[i] = empty;
+    ids[i] = -1;
+  }
+}
+
+void qv_topk_push_cpu(size_t nq, size_t k, int larger, const float *block, size_t n, size_t ld,
+                      const int64_t *ids_in, int64_t id0, float *scores, int64_t *ids) {
+  for (size_t q = 0; q < nq; q++) {
+    float *hs = scores + q * k;
+    int64_t *hi = ids + q * k;
+    const float *b = block + q * ld;
+    for (size_t j = 0; j < n; j++) {
+      float v = b[j];
+      int64_t id = ids_in ? ids_in[j] : id0 + (int64_t)j;
+      if (id < 0 || isnan(v))
+        continue;
+      if (!worse(larger, hs[0], hi[0], v, id))
+        continue; /* not better than the worst kept */
+      hs[0] = v;
+      hi[0] = id;
+      sift_down(k, larger, hs, hi, 0);
+    }
+  }
+}
+
+void qv_topk_finish(size_t nq, size_t k, int larger, float *scores, int64_t *ids) {
+  for (size_t q = 0; q < nq; q++) {
+    float *hs = scores + q * k;
+    int64_t *hi = ids + q * k;
+    /* Heap sort: repeatedly move the worst to the end. */
+    for (size_t n = k; n > 1; n--) {
+      float ts = hs[0];
+      hs[0] = hs[n - 1];
+      hs[n - 1] = ts;
+      int64_t ti = hi[0];
+      hi[0] = hi[n - 1];
+      hi[n - 1] = ti;
+      sift_down(n - 1, larger, hs, hi, 0);
+    }
+    float empty = larger ? -INFINITY : INFINITY;
+    for (size_t j = 0; j < k; j++)
+      if (hi[j] < 0)
+        hs[j] = empty;
+  }
+}
