@@ -94,12 +94,16 @@ static const char *kBuildHelp =
     "  --seed N             seed of the training sample (default 1234)\n";
 
 static int cmd_build(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"input", required_argument, 0, 'i'},          {"out", required_argument, 0, 'o'},
-      {"spec", required_argument, 0, 's'},           {"metric", required_argument, 0, 'm'},
-      {"ids", required_argument, 0, 'I'},            {"default-nprobe", required_argument, 0, 'n'},
-      {"train-sample", required_argument, 0, 't'},   {"seed", required_argument, 0, 'S'},
-      {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
+  static const struct option opts[] = {{"input", required_argument, 0, 'i'},
+                                       {"out", required_argument, 0, 'o'},
+                                       {"spec", required_argument, 0, 's'},
+                                       {"metric", required_argument, 0, 'm'},
+                                       {"ids", required_argument, 0, 'I'},
+                                       {"default-nprobe", required_argument, 0, 'n'},
+                                       {"train-sample", required_argument, 0, 't'},
+                                       {"seed", required_argument, 0, 'S'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
   const char *input = NULL, *out = NULL, *ids_path = NULL;
   qv_collection_opts co;
   qv_collection_opts_init(&co);
@@ -170,8 +174,8 @@ static int cmd_build(int argc, char **argv) {
     if (qv_vecfile_open(&idf, ids_path, &e) != QV_OK)
       goto done;
     if (qv_vecfile_rows(idf) != n || qv_vecfile_cols(idf) != 1) {
-      qv_error_set(&e, QV_EINVAL, "%s has %zu x %zu ids; %s has %zu rows: need %zu x 1",
-                   ids_path, qv_vecfile_rows(idf), qv_vecfile_cols(idf), input, n, n);
+      qv_error_set(&e, QV_EINVAL, "%s has %zu x %zu ids; %s has %zu rows: need %zu x 1", ids_path,
+                   qv_vecfile_rows(idf), qv_vecfile_cols(idf), input, n, n);
       goto done;
     }
   }
@@ -249,14 +253,19 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static int cmd_search(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"index", required_argument, 0, 'x'},       {"queries", required_argument, 0, 'q'},
-      {"k", required_argument, 0, 'k'},           {"nprobe", required_argument, 0, 'n'},
-      {"groundtruth", required_argument, 0, 'g'}, {"exact", no_argument, 0, 'E'},
-      {"batch", required_argument, 0, 'b'},       {"threads", required_argument, 0, 't'},
-      {"repeat", required_argument, 0, 'r'},      {"output", required_argument, 0, 'o'},
-      {"json", no_argument, 0, 'j'},              {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
+  static const struct option opts[] = {{"index", required_argument, 0, 'x'},
+                                       {"queries", required_argument, 0, 'q'},
+                                       {"k", required_argument, 0, 'k'},
+                                       {"nprobe", required_argument, 0, 'n'},
+                                       {"groundtruth", required_argument, 0, 'g'},
+                                       {"exact", no_argument, 0, 'E'},
+                                       {"batch", required_argument, 0, 'b'},
+                                       {"threads", required_argument, 0, 't'},
+                                       {"repeat", required_argument, 0, 'r'},
+                                       {"output", required_argument, 0, 'o'},
+                                       {"json", no_argument, 0, 'j'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
   const char *index = NULL, *queries = NULL, *gt_path = NULL, *output = NULL;
   uint64_t k = 10, nprobe = 0, batch = 0, threads = 0, repeat = 1;
   int json = 0, exact = 0, c;
@@ -374,8 +383,8 @@ static int cmd_search(int argc, char **argv) {
     double t0 = now_s();
     for (size_t off = 0; off < n; off += b) {
       size_t m = n - off < b ? n - off : b;
-      qv_status s = exact ? qv_collection_search_exact(col, q + off * d, m, &sp,
-                                                       scores + off * k, ids + off * k, &e)
+      qv_status s = exact ? qv_collection_search_exact(col, q + off * d, m, &sp, scores + off * k,
+                                                       ids + off * k, &e)
                           : qv_collection_search(col, q + off * d, m, &sp, scores + off * k,
                                                  ids + off * k, &e);
       if (s != QV_OK)
@@ -416,8 +425,8 @@ static int cmd_search(int argc, char **argv) {
       goto done;
     }
   }
-  uint32_t eff_nprobe = st.nlist == 0 ? 0
-                        : nprobe     ? (uint32_t)nprobe
+  uint32_t eff_nprobe = st.nlist == 0                  ? 0
+                        : nprobe                       ? (uint32_t)nprobe
                         : st.default_nprobe < st.nlist ? st.default_nprobe
                                                        : st.nlist;
   int nthreads = omp_get_max_threads();
@@ -425,8 +434,8 @@ static int cmd_search(int argc, char **argv) {
     printf("{\"index\": \"%s\", \"spec\": \"%s\", \"metric\": \"%s\", \"n_queries\": %zu, "
            "\"k\": %" PRIu64 ", \"nprobe\": %u, \"exact\": %s, \"batch\": %zu, \"threads\": %d, "
            "\"repeat\": %" PRIu64 ", \"seconds\": %.6f, \"qps\": %.1f",
-           index, st.spec, qv_metric_name(st.metric), n, k, eff_nprobe,
-           exact ? "true" : "false", b, nthreads, repeat, med, qps);
+           index, st.spec, qv_metric_name(st.metric), n, k, eff_nprobe, exact ? "true" : "false", b,
+           nthreads, repeat, med, qps);
     if (recall >= 0)
       printf(", \"recall_at_k\": %.4f", recall);
     else
@@ -507,8 +516,8 @@ static int cmd_info(int argc, char **argv) {
            " indexed, %s)\n  nlist %u, default nprobe %u\n  memory: vectors %.1f MiB, index "
            "%.1f MiB\n  build version %" PRIu64 "\n",
            index, s.spec, qv_metric_name(s.metric), s.dim, s.count, s.indexed,
-           s.trained ? "built" : "not built", s.nlist, s.default_nprobe,
-           s.vector_bytes / 1048576.0, s.index_bytes / 1048576.0, s.version);
+           s.trained ? "built" : "not built", s.nlist, s.default_nprobe, s.vector_bytes / 1048576.0,
+           s.index_bytes / 1048576.0, s.version);
   }
   qv_collection_close(col);
   return 0;

@@ -41,11 +41,9 @@ qv_status qv_collection_create(qv_collection **out, const qv_collection_opts *o,
   if (o == NULL)
     return qv_error_set(err, QV_EINVAL, "collection_create: options are NULL");
   if (o->dim == 0 || o->dim > QV_MAX_DIM)
-    return qv_error_set(err, QV_EINVAL, "dimension %zu is out of range 1..%d", o->dim,
-                        QV_MAX_DIM);
+    return qv_error_set(err, QV_EINVAL, "dimension %zu is out of range 1..%d", o->dim, QV_MAX_DIM);
   if (o->metric != QV_METRIC_L2 && o->metric != QV_METRIC_IP && o->metric != QV_METRIC_COSINE)
-    return qv_error_set(err, QV_EINVAL, "unknown metric %d (use l2, ip or cosine)",
-                        (int)o->metric);
+    return qv_error_set(err, QV_EINVAL, "unknown metric %d (use l2, ip or cosine)", (int)o->metric);
   qv__spec spec;
   qv_status st = qv__spec_parse(o->spec, o->dim, &spec, err);
   if (st != QV_OK)
@@ -259,8 +257,7 @@ static uint64_t rng_next(uint64_t *s) { /* xorshift64* */
   return x * 0x2545F4914F6CDD1DULL;
 }
 
-static int report(qv_progress_fn fn, void *user, const char *phase, uint64_t done,
-                  uint64_t total) {
+static int report(qv_progress_fn fn, void *user, const char *phase, uint64_t done, uint64_t total) {
   return fn != NULL && fn(user, phase, done, total) != 0;
 }
 

@@ -130,9 +130,9 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
     snprintf(path, sizeof path, "%s/%s", tmp, kFiles[i]);
     if ((st = qv_file_crc32(path, &crc, &size, err)) != QV_OK)
       goto out;
-    json_object_set_new(files, kFiles[i],
-                        json_pack("{s:I, s:I}", "size", (json_int_t)size, "crc32",
-                                  (json_int_t)crc));
+    json_object_set_new(
+        files, kFiles[i],
+        json_pack("{s:I, s:I}", "size", (json_int_t)size, "crc32", (json_int_t)crc));
   }
   if ((st = qv_dir_fsync(tmp, err)) != QV_OK)
     goto out;
@@ -151,8 +151,7 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
                    qv_metric_name(c->metric), "spec", c->spec.text, "default_nprobe",
                    (json_int_t)c->default_nprobe, "train_sample", (json_int_t)c->train_sample,
                    "seed", (json_int_t)(c->seed & INT64_MAX), "count", (json_int_t)c->count,
-                   "trained", c->trained, "build_version", (json_int_t)c->version, "files",
-                   files);
+                   "trained", c->trained, "build_version", (json_int_t)c->version, "files", files);
   text = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
   if (text == NULL) {
     st = qv_error_set(err, QV_ENOMEM, "save: out of memory encoding the manifest");
@@ -240,8 +239,7 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
       get_uint(root, "train_sample", SIZE_MAX, &tsample) ||
       get_uint(root, "seed", INT64_MAX, &seed) || get_uint(root, "count", INT64_MAX, &count) ||
       get_uint(root, "build_version", INT64_MAX, &bversion) || dim == 0 || vdir == NULL ||
-      metric_s == NULL || spec_s == NULL || !json_is_boolean(jtrained) ||
-      !json_is_object(files)) {
+      metric_s == NULL || spec_s == NULL || !json_is_boolean(jtrained) || !json_is_object(files)) {
     st = corrupt(err, dir, MANIFEST " has a missing or out-of-range field");
     goto fail;
   }

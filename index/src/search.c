@@ -30,8 +30,8 @@ static qv_status prepare(qv_collection *c, const float *queries, size_t n,
   if (p->k < 1 || p->k > QV_MAX_K)
     return qv_error_set(err, QV_EINVAL, "k = %zu is out of range 1..%d", p->k, QV_MAX_K);
   if (c->spec.nlist > 0 && p->nprobe > c->spec.nlist)
-    return qv_error_set(err, QV_EINVAL, "nprobe = %u exceeds nlist = %u of index '%s'",
-                        p->nprobe, c->spec.nlist, c->spec.text);
+    return qv_error_set(err, QV_EINVAL, "nprobe = %u exceeds nlist = %u of index '%s'", p->nprobe,
+                        c->spec.nlist, c->spec.text);
   const size_t d = c->dim;
   if (n > SIZE_MAX / d / sizeof(float))
     return qv_error_set(err, QV_EINVAL, "search: batch of %zu queries is too large", n);
@@ -167,8 +167,7 @@ qv_status qv_collection_search_exact(qv_collection *c, const float *queries, siz
     for (size_t b0 = 0; b0 < nb; b0 += BB) {
       size_t m = nb - b0 < BB ? nb - b0 : BB;
       qv_distances_cpu(c->metric, q + q0 * d, nq, c->vecs + b0 * d, m, d, dist, NULL);
-      qv_topk_push_cpu(nq, k, larger, dist, m, m, c->ids + b0, 0, scores + q0 * k,
-                       ids + q0 * k);
+      qv_topk_push_cpu(nq, k, larger, dist, m, m, c->ids + b0, 0, scores + q0 * k, ids + q0 * k);
     }
     free(dist);
   }

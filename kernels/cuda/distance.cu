@@ -8,8 +8,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void distances_kernel(int metric, const float *__restrict__ q, const float *__restrict__ b,
-                                 size_t nb, size_t d, float *__restrict__ out) {
+__global__ void distances_kernel(int metric, const float *__restrict__ q,
+                                 const float *__restrict__ b, size_t nb, size_t d,
+                                 float *__restrict__ out) {
   extern __shared__ float sq[];
   const size_t qi = blockIdx.y;
   for (size_t t = threadIdx.x; t < d; t += blockDim.x)
@@ -88,8 +89,7 @@ extern "C" qv_status qv_distances_cuda(qv_metric metric, const float *queries, s
       goto done;
     }
   }
-  if ((e = cudaMemcpy(out, dout, nq * nb * sizeof(float), cudaMemcpyDeviceToHost)) !=
-      cudaSuccess)
+  if ((e = cudaMemcpy(out, dout, nq * nb * sizeof(float), cudaMemcpyDeviceToHost)) != cudaSuccess)
     st = cuda_fail(err, e, "cudaMemcpy to host");
 done:
   cudaFree(dq);

@@ -70,7 +70,8 @@ QV_API void qv_collection_opts_init(qv_collection_opts *o);
 
 /* Creates an empty in-memory collection. On failure *out is NULL.
  * Returns QV_OK; QV_EINVAL (dim 0 or too large, bad metric, unsupported spec, PQ m not dividing
- * dim, nlist out of range); QV_ENOMEM; QV_EINTERNAL (FAISS refused the spec: message from FAISS). */
+ * dim, nlist out of range); QV_ENOMEM; QV_EINTERNAL (FAISS refused the spec: message from FAISS).
+ */
 QV_API qv_status qv_collection_create(qv_collection **out, const qv_collection_opts *o,
                                       qv_error *err);
 

@@ -1,0 +1,98 @@
+// Test helpers: the shared real data sets and temporary directories. C++ (tests only).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "quiver/vecfile.h"
+
+namespace qvtest {
+
+inline std::string data_path(const std::string &rel) {
+  return std::string(QUIVER_DATA_DIR) + "/" + rel;
+}
+
+inline bool have_data(const std::string &rel) {
+  return std::filesystem::exists(data_path(rel));
+}
+
+// A dense float matrix read through the public vecfile API.
+struct Matrix {
+  size_t rows = 0, cols = 0;
+  std::vector<float> f;
+  std::vector<int64_t> i;
+};
+
+inline Matrix load_f32(const std::string &rel) {
+  Matrix m;
+  qv_vecfile *vf = nullptr;
+  qv_error e{};
+  EXPECT_EQ(qv_vecfile_open(&vf, data_path(rel).c_str(), &e), QV_OK) << e.msg;
+  if (vf == nullptr)
+    return m;
+  m.rows = qv_vecfile_rows(vf);
+  m.cols = qv_vecfile_cols(vf);
+  m.f.resize(m.rows * m.cols);
+  EXPECT_EQ(qv_vecfile_read_f32(vf, 0, m.rows, m.f.data(), &e), QV_OK) << e.msg;
+  qv_vecfile_close(vf);
+  return m;
+}
+
+inline Matrix load_i64(const std::string &rel) {
+  Matrix m;
+  qv_vecfile *vf = nullptr;
+  qv_error e{};
+  EXPECT_EQ(qv_vecfile_open(&vf, data_path(rel).c_str(), &e), QV_OK) << e.msg;
+  if (vf == nullptr)
+    return m;
+  m.rows = qv_vecfile_rows(vf);
+  m.cols = qv_vecfile_cols(vf);
+  m.i.resize(m.rows * m.cols);
+  EXPECT_EQ(qv_vecfile_read_i64(vf, 0, m.rows, m.i.data(), &e), QV_OK) << e.msg;
+  qv_vecfile_close(vf);
+  return m;
+}
+
+// recall@k = |returned top-k ∩ true top-k| / k, averaged over queries.
+inline double recall_at_k(const std::vector<int64_t> &ids, const Matrix &gt, size_t nq, size_t k) {
+  size_t hits = 0;
+  for (size_t q = 0; q < nq; q++)
+    for (size_t a = 0; a < k; a++)
+      for (size_t g = 0; g < k; g++)
+        if (ids[q * k + a] >= 0 && ids[q * k + a] == gt.i[q * gt.cols + g]) {
+          hits++;
+          break;
+        }
+  return double(hits) / double(nq * k);
+}
+
+// A temporary directory removed at scope exit.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/quiver-test-XXXXXX";
+    const char *p = mkdtemp(tmpl);
+    path = p ? p : "";
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string sub(const std::string &name) const {
+    return path + "/" + name;
+  }
+};
+
+#define QV_REQUIRE_DATA(rel)                                                                       \
+  do {                                                                                             \
+    if (!qvtest::have_data(rel))                                                                   \
+      GTEST_SKIP() << "data set " << qvtest::data_path(rel)                                        \
+                   << " is missing (tests expect ../shared/data beside the checkout)";             \
+  } while (0)
+
+} // namespace qvtest
