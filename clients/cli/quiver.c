@@ -42,6 +42,24 @@ static int usage_error(const char *fmt, const char *arg) {
 }
 
 /* Parses a non-negative integer argument; -1 on error. */
+/* Opens an id file (ids or ground truth) and checks it holds integers. */
+static qv_status open_int_file(qv_vecfile **out, const char *path, const char *flag,
+                               qv_error *e) {
+  qv_status st = qv_vecfile_open(out, path, e);
+  if (st != QV_OK)
+    return st;
+  qv_dtype t = qv_vecfile_dtype(*out);
+  if (t == QV_DTYPE_F32 || t == QV_DTYPE_F16) {
+    qv_vecfile_close(*out);
+    *out = NULL;
+    return qv_error_set(e, QV_EINVAL,
+                        "%s %s holds floats; it must hold integer ids (.ivecs, or .npy of "
+                        "int32/int64)",
+                        flag, path);
+  }
+  return QV_OK;
+}
+
 static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
   if (s == NULL || *s == '\0' || *s == '-' || *s == '+')
     return -1;
@@ -171,7 +189,7 @@ static int cmd_build(int argc, char **argv) {
     goto done;
   }
   if (ids_path != NULL) {
-    if (qv_vecfile_open(&idf, ids_path, &e) != QV_OK)
+    if (open_int_file(&idf, ids_path, "--ids", &e) != QV_OK)
       goto done;
     if (qv_vecfile_rows(idf) != n || qv_vecfile_cols(idf) != 1) {
       qv_error_set(&e, QV_EINVAL, "%s has %zu x %zu ids; %s has %zu rows: need %zu x 1", ids_path,
@@ -362,7 +380,7 @@ static int cmd_search(int argc, char **argv) {
   if (qv_vecfile_read_f32(qf, 0, n, q, &e) != QV_OK)
     goto done;
   if (gt_path != NULL) {
-    if (qv_vecfile_open(&gf, gt_path, &e) != QV_OK)
+    if (open_int_file(&gf, gt_path, "--groundtruth", &e) != QV_OK)
       goto done;
     size_t gk = qv_vecfile_cols(gf);
     if (qv_vecfile_rows(gf) < n || gk < k) {
