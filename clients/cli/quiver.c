@@ -43,8 +43,7 @@ static int usage_error(const char *fmt, const char *arg) {
 
 /* Parses a non-negative integer argument; -1 on error. */
 /* Opens an id file (ids or ground truth) and checks it holds integers. */
-static qv_status open_int_file(qv_vecfile **out, const char *path, const char *flag,
-                               qv_error *e) {
+static qv_status open_int_file(qv_vecfile **out, const char *path, const char *flag, qv_error *e) {
   qv_status st = qv_vecfile_open(out, path, e);
   if (st != QV_OK)
     return st;
@@ -541,6 +540,142 @@ static int cmd_info(int argc, char **argv) {
   return 0;
 }
 
+/* ---- data synth -------------------------------------------------------------------------- */
+
+static uint64_t rng_u64(uint64_t *s) { /* splitmix64: seeded, reproducible everywhere */
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+static double rng_normal(uint64_t *s) { /* Box-Muller */
+  double u1 = ((rng_u64(s) >> 11) + 1.0) * (1.0 / 9007199254740993.0);
+  double u2 = (rng_u64(s) >> 11) * (1.0 / 9007199254740992.0);
+  return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+static const char *kSynthHelp =
+    "usage: quiver data synth --out PREFIX [options]\n"
+    "Writes a seeded mixture of Gaussians with exact ground truth:\n"
+    "  PREFIX_base.fvecs, PREFIX_query.fvecs, PREFIX_groundtruth.ivecs (100 nearest, L2)\n"
+    "  --n N           base vectors (default 100000)\n"
+    "  --queries Q     query vectors (default 1000)\n"
+    "  --dim D         dimension (default 128)\n"
+    "  --clusters C    mixture components (default 256)\n"
+    "  --seed S        seed (default 42)\n";
+
+static int cmd_synth(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"out", required_argument, 0, 'o'},      {"n", required_argument, 0, 'n'},
+      {"queries", required_argument, 0, 'q'},  {"dim", required_argument, 0, 'd'},
+      {"clusters", required_argument, 0, 'c'}, {"seed", required_argument, 0, 's'},
+      {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+  const char *prefix = NULL;
+  uint64_t n = 100000, nq = 1000, d = 128, nc = 256, seed = 42;
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    uint64_t *dst = c == 'n' ? &n : c == 'q' ? &nq : c == 'd' ? &d : c == 'c' ? &nc : &seed;
+    switch (c) {
+    case 'o':
+      prefix = optarg;
+      break;
+    case 'n':
+    case 'q':
+    case 'd':
+    case 'c':
+    case 's':
+      if (parse_u64(optarg, c == 'd' ? QV_MAX_DIM : (uint64_t)1 << 32, dst) ||
+          (c != 's' && *dst == 0))
+        return usage_error("data synth: bad number '%s'", optarg);
+      break;
+    case 'h':
+      fputs(kSynthHelp, stdout);
+      return 0;
+    default:
+      fputs(kSynthHelp, stderr);
+      return EXIT_USAGE;
+    }
+  }
+  if (prefix == NULL)
+    return usage_error("data synth needs --out PREFIX%s", "");
+  if (strlen(prefix) > 4000)
+    return usage_error("data synth: --out is too long%s", "");
+  qv_error e = {0};
+  int rc = 1;
+  const size_t k = nq ? 100 : 0;
+  float *centers = malloc(nc * d * sizeof(float));
+  float *base = malloc(n * d * sizeof(float));
+  float *q = malloc(nq * d * sizeof(float));
+  float *sc = malloc(nq * k * sizeof(float));
+  int64_t *ids = malloc(nq * k * sizeof(int64_t));
+  int32_t *gt = malloc(nq * k * sizeof(int32_t));
+  qv_collection *col = NULL;
+  char path[4200];
+  if (!centers || !base || !q || !sc || !ids || !gt) {
+    qv_error_set(&e, QV_ENOMEM, "out of memory for %" PRIu64 " x %" PRIu64, n, d);
+    goto done;
+  }
+  uint64_t s = seed;
+  for (size_t i = 0; i < nc * d; i++)
+    centers[i] = (float)(rng_normal(&s) * 4.0);
+  for (size_t r = 0; r < n + nq; r++) {
+    float *row = r < n ? base + r * d : q + (r - n) * d;
+    const float *ctr = centers + (rng_u64(&s) % nc) * d;
+    for (size_t t = 0; t < d; t++)
+      row[t] = ctr[t] + (float)(rng_normal(&s) * 3.0);
+  }
+  snprintf(path, sizeof path, "%s_base.fvecs", prefix);
+  if (qv_fvecs_write(path, n, d, base, &e) != QV_OK)
+    goto done;
+  snprintf(path, sizeof path, "%s_query.fvecs", prefix);
+  if (qv_fvecs_write(path, nq, d, q, &e) != QV_OK)
+    goto done;
+  /* Exact ground truth through the project's own exact search (ties: smaller id). */
+  qv_collection_opts co;
+  qv_collection_opts_init(&co);
+  co.dim = d;
+  co.spec = "Flat";
+  int64_t *rowids = (int64_t *)malloc(n * sizeof(int64_t));
+  if (rowids == NULL) {
+    qv_error_set(&e, QV_ENOMEM, "out of memory");
+    goto done;
+  }
+  for (size_t i = 0; i < n; i++)
+    rowids[i] = (int64_t)i;
+  qv_status st = qv_collection_create(&col, &co, &e);
+  if (st == QV_OK)
+    st = qv_collection_add(col, n, rowids, base, &e);
+  free(rowids);
+  if (st != QV_OK)
+    goto done;
+  size_t kk = k < n ? k : n;
+  qv_search_params sp = {.k = kk, .nprobe = 0};
+  if (qv_collection_search_exact(col, q, nq, &sp, sc, ids, &e) != QV_OK)
+    goto done;
+  for (size_t i = 0; i < nq * kk; i++)
+    gt[i] = (int32_t)ids[i];
+  snprintf(path, sizeof path, "%s_groundtruth.ivecs", prefix);
+  if (qv_ivecs_write(path, nq, kk, gt, &e) != QV_OK)
+    goto done;
+  printf("wrote %s_{base,query}.fvecs (%" PRIu64 " + %" PRIu64 " x %" PRIu64 ", %" PRIu64
+         " clusters, seed %" PRIu64 ") and %s_groundtruth.ivecs (k=%zu, L2)\n",
+         prefix, n, nq, d, nc, seed, prefix, kk);
+  rc = 0;
+done:
+  if (rc != 0)
+    fail(&e);
+  qv_collection_close(col);
+  free(centers);
+  free(base);
+  free(q);
+  free(sc);
+  free(ids);
+  free(gt);
+  return rc;
+}
+
 static const char *kHelp =
     "usage: quiver <command> [options]\n"
     "\n"
@@ -549,6 +684,9 @@ static const char *kHelp =
     "  quiver index search --index DIR --queries FILE --k K [--nprobe N] [--groundtruth FILE]\n"
     "                      [--json]\n"
     "  quiver index info   --index DIR [--json]\n"
+    "\n"
+    "Data:\n"
+    "  quiver data synth   --out PREFIX [--n N] [--queries Q] [--dim D] [--clusters C]\n"
     "\n"
     "'quiver index <command> --help' lists every option.\n";
 
@@ -572,6 +710,11 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[2], "info"))
       return cmd_info(argc - 2, argv + 2);
     return usage_error("unknown index command '%s' (build, search, info)", argv[2]);
+  }
+  if (!strcmp(argv[1], "data")) {
+    if (argc >= 3 && !strcmp(argv[2], "synth"))
+      return cmd_synth(argc - 2, argv + 2);
+    return usage_error("'quiver data' knows: synth%s", "");
   }
   return usage_error("unknown command '%s'", argv[1]);
 }
