@@ -42,7 +42,8 @@ SUDO=""
 PKGS=(build-essential cmake pkg-config git ca-certificates dpkg-dev
       libopenblas-dev libgomp1
       libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
-      googletest libgtest-dev libjansson-dev zlib1g-dev)
+      googletest libgtest-dev libjansson-dev zlib1g-dev grpc-proto
+      python3-venv)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

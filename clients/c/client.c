@@ -1,0 +1,590 @@
+/* libquiver_client: synchronous calls over gRPC's C core, one completion queue per call. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "quiver/client.h"
+#include "quiver/v1/retrieval.pb-c.h"
+
+struct qv_client {
+  grpc_channel *ch;
+  int64_t timeout_ms;
+  int wait_for_ready;
+};
+
+void qv_client_opts_init(qv_client_opts *o) {
+  o->target = "127.0.0.1:7070";
+  o->timeout_ms = 30000;
+  o->wait_for_ready = 0;
+}
+
+static const char *grpc_name(grpc_status_code s) {
+  static const char *const names[] = {"OK",
+                                      "CANCELLED",
+                                      "UNKNOWN",
+                                      "INVALID_ARGUMENT",
+                                      "DEADLINE_EXCEEDED",
+                                      "NOT_FOUND",
+                                      "ALREADY_EXISTS",
+                                      "PERMISSION_DENIED",
+                                      "RESOURCE_EXHAUSTED",
+                                      "FAILED_PRECONDITION",
+                                      "ABORTED",
+                                      "OUT_OF_RANGE",
+                                      "UNIMPLEMENTED",
+                                      "INTERNAL",
+                                      "UNAVAILABLE",
+                                      "DATA_LOSS",
+                                      "UNAUTHENTICATED"};
+  return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "UNKNOWN";
+}
+
+static qv_status from_grpc(grpc_status_code s) {
+  switch (s) {
+  case GRPC_STATUS_OK:
+    return QV_OK;
+  case GRPC_STATUS_INVALID_ARGUMENT:
+  case GRPC_STATUS_OUT_OF_RANGE:
+    return QV_EINVAL;
+  case GRPC_STATUS_NOT_FOUND:
+    return QV_ENOTFOUND;
+  case GRPC_STATUS_ALREADY_EXISTS:
+    return QV_EEXIST;
+  case GRPC_STATUS_FAILED_PRECONDITION:
+    return QV_EPRECONDITION;
+  case GRPC_STATUS_RESOURCE_EXHAUSTED:
+    return QV_ENOMEM;
+  case GRPC_STATUS_DEADLINE_EXCEEDED:
+    return QV_EDEADLINE;
+  case GRPC_STATUS_UNAVAILABLE:
+    return QV_EUNAVAILABLE;
+  case GRPC_STATUS_UNIMPLEMENTED:
+    return QV_EUNSUPPORTED;
+  case GRPC_STATUS_CANCELLED:
+    return QV_ECANCELLED;
+  case GRPC_STATUS_DATA_LOSS:
+    return QV_ECORRUPT;
+  default:
+    return QV_EINTERNAL;
+  }
+}
+
+qv_status qv_client_connect(qv_client **out, const qv_client_opts *o, qv_error *err) {
+  if (out == NULL)
+    return qv_error_set(err, QV_EINVAL, "connect: out is NULL");
+  *out = NULL;
+  qv_client_opts def;
+  qv_client_opts_init(&def);
+  if (o == NULL)
+    o = &def;
+  const char *target = o->target && *o->target ? o->target : def.target;
+  qv_client *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return qv_error_set(err, QV_ENOMEM, "connect: out of memory");
+  grpc_init();
+  grpc_arg args[2];
+  args[0].type = GRPC_ARG_INTEGER;
+  args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+  args[0].value.integer = -1; /* answers can be large: n * k results */
+  args[1].type = GRPC_ARG_INTEGER;
+  args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+  args[1].value.integer = -1; /* the server enforces its own limit, with a clear status */
+  grpc_channel_args ca = {2, args};
+  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+  c->ch = grpc_channel_create(target, creds, &ca);
+  grpc_channel_credentials_release(creds);
+  if (c->ch == NULL) {
+    free(c);
+    grpc_shutdown();
+    return qv_error_set(err, QV_EINVAL, "connect: cannot create a channel to '%s'", target);
+  }
+  c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : def.timeout_ms;
+  c->wait_for_ready = o->wait_for_ready;
+  *out = c;
+  return QV_OK;
+}
+
+void qv_client_close(qv_client *c) {
+  if (c == NULL)
+    return;
+  grpc_channel_destroy(c->ch);
+  free(c);
+  grpc_shutdown();
+}
+
+/* ---- one call --------------------------------------------------------------------------- */
+
+typedef struct call {
+  grpc_completion_queue *cq;
+  grpc_call *call;
+  grpc_metadata_array md_initial, md_trailing;
+  grpc_status_code status;
+  grpc_slice details;
+  const char *method;
+} call;
+
+static int call_start(qv_client *c, call *k, const char *method, int64_t timeout_ms) {
+  memset(k, 0, sizeof *k);
+  k->method = method;
+  k->cq = grpc_completion_queue_create_for_pluck(NULL);
+  gpr_timespec deadline =
+      gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                   gpr_time_from_millis(timeout_ms > 0 ? timeout_ms : c->timeout_ms, GPR_TIMESPAN));
+  grpc_slice m = grpc_slice_from_static_string(method);
+  k->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, k->cq, m, NULL, deadline,
+                                     NULL);
+  grpc_metadata_array_init(&k->md_initial);
+  grpc_metadata_array_init(&k->md_trailing);
+  k->details = grpc_empty_slice();
+  return k->call != NULL;
+}
+
+/* Runs one batch and waits for it. Returns the completion's success flag. */
+static int batch(call *k, grpc_op *ops, size_t n) {
+  void *tag = ops; /* unique while we wait */
+  if (grpc_call_start_batch(k->call, ops, n, tag, NULL) != GRPC_CALL_OK)
+    return 0;
+  grpc_event ev = grpc_completion_queue_pluck(k->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  return ev.type == GRPC_OP_COMPLETE && ev.success;
+}
+
+static void call_end(call *k) {
+  grpc_metadata_array_destroy(&k->md_initial);
+  grpc_metadata_array_destroy(&k->md_trailing);
+  grpc_slice_unref(k->details);
+  if (k->call)
+    grpc_call_unref(k->call);
+  grpc_completion_queue_shutdown(k->cq);
+  grpc_completion_queue_destroy(k->cq);
+}
+
+static qv_status call_status(call *k, qv_error *err) {
+  if (k->status == GRPC_STATUS_OK)
+    return QV_OK;
+  char *d = grpc_slice_to_c_string(k->details);
+  qv_status st = qv_error_set(err, from_grpc(k->status), "%s: %s", grpc_name(k->status),
+                              d && *d ? d : "(no details)");
+  gpr_free(d);
+  return st;
+}
+
+static grpc_byte_buffer *pack(const ProtobufCMessage *m) {
+  size_t len = protobuf_c_message_get_packed_size(m);
+  grpc_slice s = grpc_slice_malloc(len);
+  protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  return bb;
+}
+
+static ProtobufCMessage *unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d) {
+  grpc_byte_buffer_reader r;
+  if (!grpc_byte_buffer_reader_init(&r, bb))
+    return NULL;
+  grpc_slice s = grpc_byte_buffer_reader_readall(&r);
+  grpc_byte_buffer_reader_destroy(&r);
+  ProtobufCMessage *m =
+      protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+  grpc_slice_unref(s);
+  return m;
+}
+
+static qv_status unary(qv_client *c, const char *method, const ProtobufCMessage *req,
+                       const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp,
+                       qv_error *err) {
+  *resp = NULL;
+  call k;
+  if (!call_start(c, &k, method, 0)) {
+    call_end(&k);
+    return qv_error_set(err, QV_EINTERNAL, "cannot start call %s", method);
+  }
+  grpc_byte_buffer *send = pack(req), *recv = NULL;
+  grpc_op ops[6];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = send;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &k.md_initial;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &recv;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.trailing_metadata = &k.md_trailing;
+  ops[5].data.recv_status_on_client.status = &k.status;
+  ops[5].data.recv_status_on_client.status_details = &k.details;
+  qv_status st;
+  if (!batch(&k, ops, 6)) {
+    st = qv_error_set(err, QV_EINTERNAL, "call %s failed to complete", method);
+  } else if ((st = call_status(&k, err)) == QV_OK) {
+    *resp = recv ? unpack(recv, rd) : NULL;
+    if (*resp == NULL)
+      st = qv_error_set(err, QV_EINTERNAL, "INTERNAL: %s answered an undecodable message", method);
+  }
+  grpc_byte_buffer_destroy(send);
+  if (recv)
+    grpc_byte_buffer_destroy(recv);
+  call_end(&k);
+  return st;
+}
+
+/* ---- collections ------------------------------------------------------------------------ */
+
+static qv_metric metric_from_pb(Quiver__V1__Metric m) {
+  return m == QUIVER__V1__METRIC__METRIC_IP       ? QV_METRIC_IP
+         : m == QUIVER__V1__METRIC__METRIC_COSINE ? QV_METRIC_COSINE
+                                                  : QV_METRIC_L2;
+}
+
+static Quiver__V1__Metric metric_to_pb(qv_metric m) {
+  switch (m) {
+  case QV_METRIC_L2:
+    return QUIVER__V1__METRIC__METRIC_L2;
+  case QV_METRIC_IP:
+    return QUIVER__V1__METRIC__METRIC_IP;
+  case QV_METRIC_COSINE:
+    return QUIVER__V1__METRIC__METRIC_COSINE;
+  }
+  return QUIVER__V1__METRIC__METRIC_UNSPECIFIED;
+}
+
+static void info_from_pb(const Quiver__V1__CollectionInfo *p, qv_collection_info *o) {
+  memset(o, 0, sizeof *o);
+  snprintf(o->name, sizeof o->name, "%s", p->name ? p->name : "");
+  o->dim = p->dim;
+  o->metric = metric_from_pb(p->metric);
+  snprintf(o->index_spec, sizeof o->index_spec, "%s", p->index_spec ? p->index_spec : "");
+  o->state = (int)p->state;
+  o->default_nprobe = p->default_nprobe;
+  o->count = p->count;
+  o->indexed = p->indexed;
+  o->nlist = p->nlist;
+  o->memory_bytes = p->memory_bytes;
+  o->vector_bytes = p->vector_bytes;
+  o->index_bytes = p->index_bytes;
+  o->index_version = p->index_version;
+}
+
+const char *qv_collection_state_name(int state) {
+  switch (state) {
+  case QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_NOT_BUILT:
+    return "not built";
+  case QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_READY:
+    return "ready";
+  case QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_BUILDING:
+    return "building";
+  default:
+    return "unknown";
+  }
+}
+
+#define CHECK_CLIENT(c, name)                                                                      \
+  do {                                                                                             \
+    if ((c) == NULL || (name) == NULL)                                                             \
+      return qv_error_set(err, QV_EINVAL, "client or collection name is NULL");                    \
+  } while (0)
+
+qv_status qv_client_create(qv_client *c, const qv_create_opts *o, qv_collection_info *info,
+                           qv_error *err) {
+  if (c == NULL || o == NULL || o->name == NULL)
+    return qv_error_set(err, QV_EINVAL, "create: client, options or name is NULL");
+  Quiver__V1__CreateCollectionRequest req = QUIVER__V1__CREATE_COLLECTION_REQUEST__INIT;
+  req.name = (char *)o->name;
+  req.dim = o->dim;
+  req.metric = metric_to_pb(o->metric);
+  req.index_spec = (char *)(o->index_spec ? o->index_spec : "");
+  req.default_nprobe = o->default_nprobe;
+  req.train_sample = o->train_sample;
+  ProtobufCMessage *resp;
+  qv_status st = unary(c, "/quiver.v1.Retrieval/CreateCollection", &req.base,
+                       &quiver__v1__collection_info__descriptor, &resp, err);
+  if (st == QV_OK) {
+    if (info)
+      info_from_pb((Quiver__V1__CollectionInfo *)resp, info);
+    protobuf_c_message_free_unpacked(resp, NULL);
+  }
+  return st;
+}
+
+qv_status qv_client_drop(qv_client *c, const char *name, qv_error *err) {
+  CHECK_CLIENT(c, name);
+  Quiver__V1__DropCollectionRequest req = QUIVER__V1__DROP_COLLECTION_REQUEST__INIT;
+  req.name = (char *)name;
+  ProtobufCMessage *resp;
+  qv_status st = unary(c, "/quiver.v1.Retrieval/DropCollection", &req.base,
+                       &quiver__v1__drop_collection_response__descriptor, &resp, err);
+  if (st == QV_OK)
+    protobuf_c_message_free_unpacked(resp, NULL);
+  return st;
+}
+
+qv_status qv_client_describe(qv_client *c, const char *name, qv_collection_info *info,
+                             qv_error *err) {
+  CHECK_CLIENT(c, name);
+  Quiver__V1__DescribeCollectionRequest req = QUIVER__V1__DESCRIBE_COLLECTION_REQUEST__INIT;
+  req.name = (char *)name;
+  ProtobufCMessage *resp;
+  qv_status st = unary(c, "/quiver.v1.Retrieval/DescribeCollection", &req.base,
+                       &quiver__v1__collection_info__descriptor, &resp, err);
+  if (st == QV_OK) {
+    if (info)
+      info_from_pb((Quiver__V1__CollectionInfo *)resp, info);
+    protobuf_c_message_free_unpacked(resp, NULL);
+  }
+  return st;
+}
+
+qv_status qv_client_list(qv_client *c, qv_collection_info **out, size_t *n, qv_error *err) {
+  if (c == NULL || out == NULL || n == NULL)
+    return qv_error_set(err, QV_EINVAL, "list: NULL argument");
+  *out = NULL;
+  *n = 0;
+  Quiver__V1__ListCollectionsRequest req = QUIVER__V1__LIST_COLLECTIONS_REQUEST__INIT;
+  ProtobufCMessage *resp;
+  qv_status st = unary(c, "/quiver.v1.Retrieval/ListCollections", &req.base,
+                       &quiver__v1__list_collections_response__descriptor, &resp, err);
+  if (st != QV_OK)
+    return st;
+  Quiver__V1__ListCollectionsResponse *r = (Quiver__V1__ListCollectionsResponse *)resp;
+  if (r->n_collections > 0) {
+    *out = calloc(r->n_collections, sizeof **out);
+    if (*out == NULL) {
+      protobuf_c_message_free_unpacked(resp, NULL);
+      return qv_error_set(err, QV_ENOMEM, "list: out of memory");
+    }
+    for (size_t i = 0; i < r->n_collections; i++)
+      info_from_pb(r->collections[i], &(*out)[i]);
+  }
+  *n = r->n_collections;
+  protobuf_c_message_free_unpacked(resp, NULL);
+  return QV_OK;
+}
+
+/* ---- data ------------------------------------------------------------------------------- */
+
+qv_status qv_client_search(qv_client *c, const char *collection, const float *queries, size_t n,
+                           size_t dim, size_t k, uint32_t nprobe, int exact, float *scores,
+                           int64_t *ids, qv_error *err) {
+  CHECK_CLIENT(c, collection);
+  if ((n > 0 && queries == NULL) || scores == NULL || ids == NULL)
+    return qv_error_set(err, QV_EINVAL, "search: NULL buffer");
+  if (dim > UINT32_MAX || k > UINT32_MAX)
+    return qv_error_set(err, QV_EINVAL, "search: dim or k is too large");
+  Quiver__V1__SearchRequest req = QUIVER__V1__SEARCH_REQUEST__INIT;
+  req.collection = (char *)collection;
+  req.queries = (float *)queries;
+  req.n_queries = n * dim;
+  req.dim = (uint32_t)dim;
+  req.k = (uint32_t)k;
+  req.nprobe = nprobe;
+  req.exact = exact != 0;
+  ProtobufCMessage *resp;
+  qv_status st = unary(c, "/quiver.v1.Retrieval/Search", &req.base,
+                       &quiver__v1__search_response__descriptor, &resp, err);
+  if (st != QV_OK)
+    return st;
+  Quiver__V1__SearchResponse *r = (Quiver__V1__SearchResponse *)resp;
+  if (r->n_ids != n * k || r->n_scores != n * k) {
+    st = qv_error_set(err, QV_EINTERNAL, "INTERNAL: answer has %zu results, expected %zu", r->n_ids,
+                      n * k);
+  } else {
+    memcpy(ids, r->ids, n * k * sizeof(int64_t));
+    memcpy(scores, r->scores, n * k * sizeof(float));
+  }
+  protobuf_c_message_free_unpacked(resp, NULL);
+  return st;
+}
+
+qv_status qv_client_delete(qv_client *c, const char *collection, size_t n, const int64_t *ids,
+                           uint64_t *deleted, uint64_t *count_after, qv_error *err) {
+  CHECK_CLIENT(c, collection);
+  if (n > 0 && ids == NULL)
+    return qv_error_set(err, QV_EINVAL, "delete: ids are NULL");
+  Quiver__V1__DeleteRequest req = QUIVER__V1__DELETE_REQUEST__INIT;
+  req.collection = (char *)collection;
+  req.ids = (int64_t *)ids;
+  req.n_ids = n;
+  ProtobufCMessage *resp;
+  qv_status st = unary(c, "/quiver.v1.Retrieval/Delete", &req.base,
+                       &quiver__v1__delete_response__descriptor, &resp, err);
+  if (st != QV_OK)
+    return st;
+  Quiver__V1__DeleteResponse *r = (Quiver__V1__DeleteResponse *)resp;
+  if (deleted)
+    *deleted = r->deleted;
+  if (count_after)
+    *count_after = r->count;
+  protobuf_c_message_free_unpacked(resp, NULL);
+  return QV_OK;
+}
+
+qv_status qv_client_upsert(qv_client *c, const char *collection, size_t n, size_t dim,
+                           const int64_t *ids, const float *vectors, size_t chunk_bytes,
+                           qv_client_progress_fn progress, void *user, uint64_t *count_after,
+                           qv_error *err) {
+  CHECK_CLIENT(c, collection);
+  if (n > 0 && (ids == NULL || vectors == NULL || dim == 0))
+    return qv_error_set(err, QV_EINVAL, "upsert: NULL ids/vectors or zero dimension");
+  if (chunk_bytes == 0)
+    chunk_bytes = (size_t)4 << 20;
+  size_t rows = chunk_bytes / (dim * sizeof(float) + sizeof(int64_t));
+  if (rows == 0)
+    rows = 1;
+  call k;
+  if (!call_start(c, &k, "/quiver.v1.Retrieval/Upsert", 0)) {
+    call_end(&k);
+    return qv_error_set(err, QV_EINTERNAL, "cannot start the upsert call");
+  }
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_SEND_INITIAL_METADATA;
+  op.flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
+  int ok = batch(&k, &op, 1), cancelled = 0;
+  size_t off = 0;
+  do { /* at least one message, so that an empty upsert still names its collection */
+    size_t m = n - off < rows ? n - off : rows;
+    Quiver__V1__UpsertRequest req = QUIVER__V1__UPSERT_REQUEST__INIT;
+    req.collection = (char *)(off == 0 ? collection : "");
+    req.ids = (int64_t *)(ids + off);
+    req.n_ids = m;
+    req.vectors = (float *)(vectors + off * dim);
+    req.n_vectors = m * dim;
+    grpc_byte_buffer *bb = pack(&req.base);
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_SEND_MESSAGE;
+    op.data.send_message.send_message = bb;
+    ok = ok && batch(&k, &op, 1);
+    grpc_byte_buffer_destroy(bb);
+    off += m;
+    if (ok && progress && progress(user, "upload", off, n) != 0) {
+      grpc_call_cancel(k.call, NULL);
+      cancelled = 1;
+      break;
+    }
+  } while (ok && off < n);
+  /* Whatever happened, close our side and read the status: a server error mid-stream makes our
+   * sends fail, and the status says why. */
+  grpc_byte_buffer *recv = NULL;
+  grpc_op fin[4];
+  memset(fin, 0, sizeof fin);
+  fin[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  fin[1].op = GRPC_OP_RECV_INITIAL_METADATA;
+  fin[1].data.recv_initial_metadata.recv_initial_metadata = &k.md_initial;
+  fin[2].op = GRPC_OP_RECV_MESSAGE;
+  fin[2].data.recv_message.recv_message = &recv;
+  fin[3].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  fin[3].data.recv_status_on_client.trailing_metadata = &k.md_trailing;
+  fin[3].data.recv_status_on_client.status = &k.status;
+  fin[3].data.recv_status_on_client.status_details = &k.details;
+  qv_status st;
+  if (!batch(&k, fin, 4) && !batch(&k, fin + 1, 3)) {
+    st = qv_error_set(err, QV_EINTERNAL, "upsert call failed to complete");
+  } else if ((st = call_status(&k, err)) == QV_OK) {
+    Quiver__V1__UpsertResponse *r =
+        recv ? (Quiver__V1__UpsertResponse *)unpack(recv, &quiver__v1__upsert_response__descriptor)
+             : NULL;
+    if (r == NULL) {
+      st = qv_error_set(err, QV_EINTERNAL, "INTERNAL: undecodable upsert answer");
+    } else {
+      if (count_after)
+        *count_after = r->count;
+      protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+  }
+  if (cancelled && st == QV_ECANCELLED)
+    qv_error_set(err, QV_ECANCELLED, "CANCELLED: upsert cancelled by the caller");
+  if (recv)
+    grpc_byte_buffer_destroy(recv);
+  call_end(&k);
+  return st;
+}
+
+qv_status qv_client_build(qv_client *c, const char *collection, int64_t timeout_ms,
+                          qv_client_progress_fn progress, void *user, qv_collection_info *info,
+                          qv_error *err) {
+  CHECK_CLIENT(c, collection);
+  call k;
+  if (!call_start(c, &k, "/quiver.v1.Retrieval/BuildIndex", timeout_ms)) {
+    call_end(&k);
+    return qv_error_set(err, QV_EINTERNAL, "cannot start the build call");
+  }
+  Quiver__V1__BuildIndexRequest req = QUIVER__V1__BUILD_INDEX_REQUEST__INIT;
+  req.collection = (char *)collection;
+  grpc_byte_buffer *send = pack(&req.base);
+  grpc_op ops[4];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = send;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &k.md_initial;
+  int ok = batch(&k, ops, 4);
+  grpc_byte_buffer_destroy(send);
+  int got_final = 0;
+  while (ok) {
+    grpc_byte_buffer *recv = NULL;
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &recv;
+    if (!batch(&k, &op, 1) || recv == NULL)
+      break;
+    Quiver__V1__BuildIndexProgress *p = (Quiver__V1__BuildIndexProgress *)unpack(
+        recv, &quiver__v1__build_index_progress__descriptor);
+    grpc_byte_buffer_destroy(recv);
+    if (p == NULL)
+      break;
+    int stop = progress ? progress(user, p->phase ? p->phase : "", p->done, p->total) : 0;
+    if (p->finished && p->info) {
+      got_final = 1;
+      if (info)
+        info_from_pb(p->info, info);
+    }
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    if (stop) {
+      grpc_call_cancel(k.call, NULL);
+      break;
+    }
+  }
+  grpc_op st_op;
+  memset(&st_op, 0, sizeof st_op);
+  st_op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  st_op.data.recv_status_on_client.trailing_metadata = &k.md_trailing;
+  st_op.data.recv_status_on_client.status = &k.status;
+  st_op.data.recv_status_on_client.status_details = &k.details;
+  qv_status st;
+  if (!batch(&k, &st_op, 1))
+    st = qv_error_set(err, QV_EINTERNAL, "build call failed to complete");
+  else if ((st = call_status(&k, err)) == QV_OK && !got_final)
+    st = qv_error_set(err, QV_EINTERNAL, "INTERNAL: the build ended without its final report");
+  call_end(&k);
+  return st;
+}
+
+qv_status qv_client_health(qv_client *c, const char *service, int *serving, qv_error *err) {
+  if (c == NULL || serving == NULL)
+    return qv_error_set(err, QV_EINVAL, "health: NULL argument");
+  *serving = 0;
+  Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  req.service = (char *)(service ? service : "");
+  ProtobufCMessage *resp;
+  qv_status st = unary(c, "/grpc.health.v1.Health/Check", &req.base,
+                       &grpc__health__v1__health_check_response__descriptor, &resp, err);
+  if (st != QV_OK)
+    return st;
+  *serving = ((Grpc__Health__V1__HealthCheckResponse *)resp)->status ==
+             GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+  protobuf_c_message_free_unpacked(resp, NULL);
+  return QV_OK;
+}

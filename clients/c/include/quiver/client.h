@@ -1,0 +1,114 @@
+/* libquiver_client — the C client of quiverd (gRPC, package quiver.v1).
+ *
+ * Lifecycle: qv_client_connect -> any calls -> qv_client_close. A client holds one gRPC channel;
+ * calls are synchronous (each blocks until its answer or its deadline) and any number of threads
+ * may call through one client at once.
+ *
+ * Errors: every call returns a qv_status mapped from the gRPC status (INVALID_ARGUMENT ->
+ * QV_EINVAL, NOT_FOUND -> QV_ENOTFOUND, ALREADY_EXISTS -> QV_EEXIST, FAILED_PRECONDITION ->
+ * QV_EPRECONDITION, RESOURCE_EXHAUSTED -> QV_ENOMEM, DEADLINE_EXCEEDED -> QV_EDEADLINE,
+ * UNAVAILABLE -> QV_EUNAVAILABLE, UNIMPLEMENTED -> QV_EUNSUPPORTED, CANCELLED -> QV_ECANCELLED,
+ * DATA_LOSS -> QV_ECORRUPT, others -> QV_EINTERNAL), and err->msg starts with the gRPC status name:
+ * "INVALID_ARGUMENT: query dimension 96 does not match collection 'demo' (128)".
+ * Arguments are borrowed for the duration of the call.
+ */
+#ifndef QUIVER_CLIENT_H
+#define QUIVER_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quiver/status.h"
+#include "quiver/types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct qv_client qv_client;
+
+typedef struct qv_client_opts {
+  const char *target; /* "host:port"; default "127.0.0.1:7070" when NULL */
+  int64_t timeout_ms; /* deadline of each call; default 30000; <= 0 means the default */
+  int wait_for_ready; /* 1: a call waits (until its deadline) for the server to come up */
+} qv_client_opts;
+
+QV_API void qv_client_opts_init(qv_client_opts *o);
+
+/* Creates the channel (no round trip: a server that is down shows up on the first call as
+ * QV_EUNAVAILABLE). Returns QV_OK; QV_EINVAL; QV_ENOMEM. On failure *out is NULL. */
+QV_API qv_status qv_client_connect(qv_client **out, const qv_client_opts *o, qv_error *err);
+
+/* NULL allowed. */
+QV_API void qv_client_close(qv_client *c);
+
+/* What DescribeCollection reports. */
+typedef struct qv_collection_info {
+  char name[72];
+  uint32_t dim;
+  qv_metric metric;
+  char index_spec[128];
+  int state; /* 1 not built, 2 ready, 3 building (quiver.v1.CollectionState) */
+  uint32_t default_nprobe;
+  uint64_t count, indexed;
+  uint32_t nlist;
+  uint64_t memory_bytes, vector_bytes, index_bytes, index_version;
+} qv_collection_info;
+
+/* "not built", "ready", "building", or "unknown". */
+QV_API const char *qv_collection_state_name(int state);
+
+typedef struct qv_create_opts {
+  const char *name;
+  uint32_t dim;
+  qv_metric metric;
+  const char *index_spec; /* NULL or "" = "Flat" */
+  uint32_t default_nprobe;
+  uint64_t train_sample;
+} qv_create_opts;
+
+QV_API qv_status qv_client_create(qv_client *c, const qv_create_opts *o, qv_collection_info *info,
+                                  qv_error *err);
+QV_API qv_status qv_client_drop(qv_client *c, const char *name, qv_error *err);
+QV_API qv_status qv_client_describe(qv_client *c, const char *name, qv_collection_info *info,
+                                    qv_error *err);
+/* *out is a malloc'd array of *n entries (release with free()); sorted by name. */
+QV_API qv_status qv_client_list(qv_client *c, qv_collection_info **out, size_t *n, qv_error *err);
+
+/* Searches n queries of dim floats. scores and ids are caller-allocated, n * k each; padded with
+ * id -1 when fewer than k results exist. nprobe 0 = the collection's default. exact = 1 asks for
+ * brute-force search over the stored vectors. */
+QV_API qv_status qv_client_search(qv_client *c, const char *collection, const float *queries,
+                                  size_t n, size_t dim, size_t k, uint32_t nprobe, int exact,
+                                  float *scores, int64_t *ids, qv_error *err);
+
+/* Progress of an upload or a build: phase ("upload", "sample", "train", "add", "save", "done"),
+ * done of total. Return non-zero to cancel. */
+typedef int (*qv_client_progress_fn)(void *user, const char *phase, uint64_t done, uint64_t total);
+
+/* Upserts n vectors of dim floats with their ids, streamed in chunks of about chunk_bytes (0 =
+ * 4 MiB). *count_after (may be NULL) gets the collection's size afterwards. */
+QV_API qv_status qv_client_upsert(qv_client *c, const char *collection, size_t n, size_t dim,
+                                  const int64_t *ids, const float *vectors, size_t chunk_bytes,
+                                  qv_client_progress_fn progress, void *user, uint64_t *count_after,
+                                  qv_error *err);
+
+QV_API qv_status qv_client_delete(qv_client *c, const char *collection, size_t n,
+                                  const int64_t *ids, uint64_t *deleted, uint64_t *count_after,
+                                  qv_error *err);
+
+/* Builds the collection's index, reporting the server's progress; fills *info (may be NULL) from
+ * the final message. The call's deadline is the client timeout, unless timeout_ms > 0 here. */
+QV_API qv_status qv_client_build(qv_client *c, const char *collection, int64_t timeout_ms,
+                                 qv_client_progress_fn progress, void *user,
+                                 qv_collection_info *info, qv_error *err);
+
+/* grpc.health.v1.Health/Check for `service` ("" = the server as a whole). *serving = 1 when the
+ * answer is SERVING. Returns QV_ENOTFOUND for an unknown service. */
+QV_API qv_status qv_client_health(qv_client *c, const char *service, int *serving, qv_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QUIVER_CLIENT_H */

@@ -1,0 +1,124 @@
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { OPT_STR, OPT_INT, OPT_FLAG } opt_type;
+
+typedef struct opt {
+  const char *name; /* --name */
+  const char *env;  /* QUIVER_... */
+  opt_type type;
+  int64_t min, max;
+  const char *def;
+  size_t off, size;
+  const char *help;
+} opt;
+
+#define S(f) offsetof(qv__config, f), sizeof(((qv__config *)0)->f)
+
+static const opt kOpts[] = {
+    {"listen", "QUIVER_LISTEN", OPT_STR, 0, 0, "127.0.0.1:7070", S(listen),
+     "address to serve gRPC on (host:port; port 0 picks a free one)"},
+    {"data-dir", "QUIVER_DATA_DIR", OPT_STR, 0, 0, "./quiver-data", S(data_dir),
+     "where collections persist; reopened at start"},
+    {"threads", "QUIVER_THREADS", OPT_INT, 0, 256, "0", S(threads),
+     "gRPC polling threads (0 = number of cores)"},
+    {"max-message-mb", "QUIVER_MAX_MESSAGE_MB", OPT_INT, 1, 2047, "64", S(max_message_mb),
+     "largest request message accepted, MiB"},
+    {"max-k", "QUIVER_MAX_K", OPT_INT, 1, 65536, "1024", S(max_k), "largest k a search may ask"},
+    {"max-queries", "QUIVER_MAX_QUERIES", OPT_INT, 1, 1000000, "16384", S(max_queries),
+     "most queries in one Search request"},
+    {"omp-threads", "QUIVER_OMP_THREADS", OPT_INT, 1, 256, "1", S(omp_threads),
+     "OpenMP threads FAISS uses inside one search"},
+    {"shutdown-grace-ms", "QUIVER_SHUTDOWN_GRACE_MS", OPT_INT, 0, 600000, "5000",
+     S(shutdown_grace_ms), "on SIGTERM/SIGINT, how long in-flight calls may finish"},
+    {"log-level", "QUIVER_LOG_LEVEL", OPT_STR, 0, 0, "info", S(log_level),
+     "debug | info | warn | error"},
+    {"demo", "QUIVER_DEMO", OPT_FLAG, 0, 1, "0", S(demo),
+     "create and build the collection 'demo' on first start"},
+    {"demo-data", "QUIVER_DEMO_DATA", OPT_STR, 0, 0, "../shared/data/sift5k/sift5k", S(demo_data),
+     "data set prefix for --demo (PREFIX_base.fvecs; generated vectors when absent)"},
+    {"port-file", "QUIVER_PORT_FILE", OPT_STR, 0, 0, "", S(port_file),
+     "write the bound port to this file once serving"},
+};
+enum { NOPTS = sizeof kOpts / sizeof kOpts[0] };
+
+static int set(qv__config *c, const opt *o, const char *v, const char *from) {
+  char *slot = (char *)c + o->off;
+  if (o->type == OPT_STR) {
+    if (strlen(v) >= o->size) {
+      fprintf(stderr, "quiverd: --%s (from %s) is too long (at most %zu characters)\n", o->name,
+              from, o->size - 1);
+      return -1;
+    }
+    memcpy(slot, v, strlen(v) + 1);
+    return 0;
+  }
+  if (o->type == OPT_FLAG && (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on")))
+    v = "1";
+  if (o->type == OPT_FLAG && (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off")))
+    v = "0";
+  errno = 0;
+  char *end;
+  long long x = strtoll(v, &end, 10);
+  if (errno != 0 || end == v || *end != '\0' || x < o->min || x > o->max) {
+    fprintf(stderr, "quiverd: --%s (from %s) must be an integer in %lld..%lld, not '%s'\n", o->name,
+            from, (long long)o->min, (long long)o->max, v);
+    return -1;
+  }
+  *(int64_t *)(void *)slot = x;
+  return 0;
+}
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: quiverd [options]\n\nOptions (flag, environment variable, default):\n");
+  for (int i = 0; i < NOPTS; i++)
+    fprintf(f, "  --%-20s %-26s %s\n  %22s %s\n", kOpts[i].name, kOpts[i].env,
+            kOpts[i].type == OPT_FLAG ? "(flag)" : kOpts[i].def, "", kOpts[i].help);
+}
+
+int qv__config_load(qv__config *c, int argc, char **argv) {
+  memset(c, 0, sizeof *c);
+  for (int i = 0; i < NOPTS; i++)
+    if (set(c, &kOpts[i], kOpts[i].def, "default") != 0)
+      return -1;
+  for (int i = 0; i < NOPTS; i++) {
+    const char *v = getenv(kOpts[i].env);
+    if (v != NULL && *v != '\0' && set(c, &kOpts[i], v, kOpts[i].env) != 0)
+      return -1;
+  }
+  struct option lo[NOPTS + 2];
+  for (int i = 0; i < NOPTS; i++) {
+    lo[i].name = kOpts[i].name;
+    lo[i].has_arg = kOpts[i].type == OPT_FLAG ? no_argument : required_argument;
+    lo[i].flag = NULL;
+    lo[i].val = 1000 + i;
+  }
+  lo[NOPTS] = (struct option){"help", no_argument, NULL, 'h'};
+  lo[NOPTS + 1] = (struct option){0, 0, 0, 0};
+  optind = 1;
+  int ch;
+  while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+    if (ch == 'h') {
+      usage(stdout);
+      return 1;
+    }
+    if (ch < 1000 || ch >= 1000 + NOPTS) {
+      usage(stderr);
+      return -1;
+    }
+    const opt *o = &kOpts[ch - 1000];
+    if (set(c, o, o->type == OPT_FLAG ? "1" : optarg, "the command line") != 0)
+      return -1;
+  }
+  if (optind < argc) {
+    fprintf(stderr, "quiverd: unexpected argument '%s' (see --help)\n", argv[optind]);
+    return -1;
+  }
+  return 0;
+}

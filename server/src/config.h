@@ -1,0 +1,28 @@
+/* Server options: one table (name, environment variable, type, bounds, default, slot). Flags win
+ * over the environment, which wins over defaults. Only server/ reads flags and environment. */
+#ifndef QUIVER_SERVER_CONFIG_H
+#define QUIVER_SERVER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct qv__config {
+  char listen[256];
+  char data_dir[1024];
+  int64_t threads;        /* polling threads; 0 = cores */
+  int64_t max_message_mb; /* max receive message size, MiB */
+  int64_t max_k;
+  int64_t max_queries; /* queries per request */
+  int64_t omp_threads; /* FAISS OpenMP threads per search */
+  int64_t shutdown_grace_ms;
+  char log_level[16];
+  int64_t demo;         /* 1: create the demo collection on first start */
+  char demo_data[1024]; /* prefix of the demo data set (PREFIX_base.fvecs) */
+  char port_file[1024]; /* where to write the bound port (tests) */
+} qv__config;
+
+/* Fills defaults, then environment, then argv. Returns 0 on success, 1 when --help was printed
+ * (exit 0), -1 on a bad option (message printed; exit 2). */
+int qv__config_load(qv__config *c, int argc, char **argv);
+
+#endif

@@ -1,0 +1,155 @@
+/* quiverd — Quiver's gRPC retrieval server.
+ *
+ *   quiverd [--listen 127.0.0.1:7070] [--data-dir ./quiver-data] [--demo] ...   (--help lists all)
+ *
+ * Start-up: read options, open every collection under the data dir, optionally create the demo
+ * collection, serve. SIGTERM/SIGINT: stop accepting, let in-flight calls finish (grace period),
+ * save what is unsaved, exit 0. */
+#define _GNU_SOURCE
+#include <grpc/grpc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "quiver/fsutil.h"
+#include "quiver/synth.h"
+#include "quiver/vecfile.h"
+#include "registry.h"
+#include "server.h"
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Creates and builds the collection "demo" on first start: sift5k when it is there (IVF64,Flat,
+ * l2, nprobe 32), else 5000 generated 128-d vectors. */
+static qv_status make_demo(qv__registry *reg, const char *prefix, qv_error *err) {
+  qv__entry *e;
+  if (qv__registry_get(reg, "demo", &e, NULL) == QV_OK) {
+    qv__registry_put(reg, e);
+    return QV_OK;
+  }
+  double t0 = now_s();
+  char path[1100];
+  snprintf(path, sizeof path, "%s_base.fvecs", prefix);
+  qv_vecfile *vf = NULL;
+  float *x = NULL;
+  int64_t *ids = NULL;
+  size_t n = 5000, d = 128;
+  const char *source = path;
+  if (qv_vecfile_open(&vf, path, NULL) == QV_OK) {
+    n = qv_vecfile_rows(vf);
+    d = qv_vecfile_cols(vf);
+  } else {
+    source = "generated vectors (mixture of 64 Gaussians, seed 42)";
+  }
+  qv_status st = QV_OK;
+  x = malloc(n * d * sizeof(float));
+  ids = malloc(n * sizeof(int64_t));
+  if (x == NULL || ids == NULL || n == 0) {
+    st = qv_error_set(err, QV_ENOMEM, "demo: out of memory");
+    goto out;
+  }
+  if (vf != NULL)
+    st = qv_vecfile_read_f32(vf, 0, n, x, err);
+  else if (qv_synth_mixture(x, n, d, 64, 42) != 0)
+    st = qv_error_set(err, QV_ENOMEM, "demo: out of memory");
+  if (st != QV_OK)
+    goto out;
+  for (size_t i = 0; i < n; i++)
+    ids[i] = (int64_t)i;
+  qv_collection_opts o;
+  qv_collection_opts_init(&o);
+  o.dim = d;
+  o.metric = QV_METRIC_L2;
+  o.spec = "IVF64,Flat";
+  o.default_nprobe = 32;
+  if ((st = qv__registry_create(reg, "demo", &o, &e, err)) != QV_OK)
+    goto out;
+  if ((st = qv_collection_add(e->col, n, ids, x, err)) == QV_OK &&
+      (st = qv_collection_build(e->col, NULL, NULL, err)) == QV_OK)
+    st = qv__entry_save(e, err);
+  qv__registry_put(reg, e);
+  if (st == QV_OK)
+    QV_LOG_I("demo collection 'demo' built from %s: %zu x %zu, IVF64,Flat, l2, nprobe 32, %.2f s",
+             source, n, d, now_s() - t0);
+out:
+  qv_vecfile_close(vf);
+  free(x);
+  free(ids);
+  return st;
+}
+
+int main(int argc, char **argv) {
+  qv__config cfg;
+  int rc = qv__config_load(&cfg, argc, argv);
+  if (rc != 0)
+    return rc > 0 ? 0 : 2;
+  int lvl = qv__log_parse_level(cfg.log_level);
+  if (lvl < 0) {
+    fprintf(stderr, "quiverd: --log-level must be debug, info, warn or error, not '%s'\n",
+            cfg.log_level);
+    return 2;
+  }
+  qv__log_min_level = lvl;
+
+  /* Block the stop signals before any thread exists (gRPC's inherit the mask); main waits. */
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  qv_error err = {0};
+  if (qv_mkdirs(cfg.data_dir, &err) != QV_OK) {
+    QV_LOG_E("data dir: %s", err.msg);
+    return 1;
+  }
+  qv__registry reg;
+  if (qv__registry_open(&reg, cfg.data_dir, &err) != QV_OK) {
+    QV_LOG_E("opening %s: %s", cfg.data_dir, err.msg);
+    return 1;
+  }
+  if (cfg.demo && make_demo(&reg, cfg.demo_data, &err) != QV_OK) {
+    QV_LOG_E("demo collection: %s", err.msg);
+    qv__registry_close(&reg);
+    return 1;
+  }
+  grpc_init();
+  qv__server *srv;
+  int port = 0;
+  if (qv__server_start(&srv, &cfg, &reg, &port, &err) != QV_OK) {
+    QV_LOG_E("%s", err.msg);
+    qv__registry_close(&reg);
+    grpc_shutdown();
+    return 1;
+  }
+  QV_LOG_I("quiverd serving on %s (port %d), data dir %s, %lld polling thread(s), %zu "
+           "collection(s)",
+           cfg.listen, port, cfg.data_dir,
+           (long long)(cfg.threads > 0 ? cfg.threads : sysconf(_SC_NPROCESSORS_ONLN)), reg.n);
+  if (cfg.port_file[0] != '\0') {
+    char buf[32];
+    int len = snprintf(buf, sizeof buf, "%d\n", port);
+    if (qv_file_write_atomic(cfg.port_file, buf, (size_t)len, &err) != QV_OK)
+      QV_LOG_W("--port-file: %s", err.msg);
+  }
+  int sig = 0;
+  sigwait(&stop, &sig);
+  QV_LOG_I("received %s: shutting down (grace %lld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+           (long long)cfg.shutdown_grace_ms);
+  double t0 = now_s();
+  qv__server_stop(srv);
+  qv__registry_close(&reg);
+  grpc_shutdown();
+  QV_LOG_I("stopped in %.2f s", now_s() - t0);
+  return 0;
+}

@@ -1,0 +1,57 @@
+/* The collection registry: name -> open collection, with a reference count per entry so that a
+ * drop never frees a collection a search is still using. Persists each collection under
+ * DATA_DIR/collections/NAME (the index/ directory format). */
+#ifndef QUIVER_SERVER_REGISTRY_H
+#define QUIVER_SERVER_REGISTRY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "quiver/collection.h"
+
+#define QV__NAME_MAX 64
+
+typedef struct qv__entry {
+  char name[QV__NAME_MAX + 1];
+  char dir[1200];
+  qv_collection *col;
+  atomic_int refs;
+  atomic_int building; /* 1 while a build runs */
+  atomic_int dirty;    /* changed in memory since the last save */
+  int dropped;
+} qv__entry;
+
+typedef struct qv__registry {
+  pthread_mutex_t mu;
+  char root[1100]; /* DATA_DIR/collections */
+  qv__entry **items;
+  size_t n, cap;
+} qv__registry;
+
+/* Opens every collection under data_dir/collections; one that fails its checks is logged and
+ * left out (never served). */
+qv_status qv__registry_open(qv__registry *r, const char *data_dir, qv_error *err);
+/* Saves dirty collections and frees everything. */
+void qv__registry_close(qv__registry *r);
+
+/* Valid names: [A-Za-z0-9_][A-Za-z0-9_.-]{0,63}. QV_OK or QV_EINVAL saying so. */
+qv_status qv__name_check(const char *name, qv_error *err);
+
+/* A referenced entry (release with qv__registry_put), or QV_ENOTFOUND. */
+qv_status qv__registry_get(qv__registry *r, const char *name, qv__entry **out, qv_error *err);
+void qv__registry_put(qv__registry *r, qv__entry *e);
+
+/* Creates, persists and registers; *out referenced. QV_EEXIST when the name is taken. */
+qv_status qv__registry_create(qv__registry *r, const char *name, const qv_collection_opts *o,
+                              qv__entry **out, qv_error *err);
+/* Unregisters and deletes from disk; the collection is freed when its last user leaves.
+ * QV_EPRECONDITION while a build runs. */
+qv_status qv__registry_drop(qv__registry *r, const char *name, qv_error *err);
+
+/* Referenced snapshot of all entries sorted by name (free the array; put each entry). */
+qv_status qv__registry_list(qv__registry *r, qv__entry ***out, size_t *n, qv_error *err);
+
+/* Saves e's collection to its directory and clears dirty. */
+qv_status qv__entry_save(qv__entry *e, qv_error *err);
+
+#endif

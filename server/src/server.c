@@ -1,0 +1,1038 @@
+/* gRPC core plumbing for quiverd.
+ *
+ * One completion queue per polling thread; every call stays on the queue that accepted it. Each
+ * event's tag is a qv__tag whose function runs the next step of that call's state machine:
+ *   - unary calls (Search, admin, Delete, Health/Check): decoded, handled inline on the polling
+ *     thread, answered with one batch;
+ *   - Upsert (client streaming): one RECV_MESSAGE outstanding at a time, each chunk applied as it
+ *     arrives, the answer sent after the last chunk is applied and persisted;
+ *   - BuildIndex (server streaming): the build runs on its own thread; progress goes out with one
+ *     SEND_MESSAGE outstanding at a time (latest wins); the last message and the status go in one
+ *     batch; a client cancel cancels the build;
+ *   - anything else gets UNIMPLEMENTED (a generic request is kept posted for that).
+ * See ../shared/docs/GRPC_CORE.md for the measured behaviour this follows. */
+#define _GNU_SOURCE
+#include "server.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "log.h"
+#include "quiver/v1/retrieval.pb-c.h"
+#include "status_map.h"
+
+typedef struct qv__tag {
+  void (*fn)(void *self, int ok);
+} qv__tag;
+
+typedef enum { K_UNARY, K_CLIENT_STREAM, K_SERVER_STREAM } call_kind;
+
+typedef struct method method;
+typedef qv_status (*unary_fn)(qv__server *s, const ProtobufCMessage *req, const char *peer_desc,
+                              grpc_byte_buffer **resp, qv_error *err);
+
+struct method {
+  const char *path;
+  call_kind kind;
+  const ProtobufCMessageDescriptor *req_desc;
+  unary_fn fn;
+};
+
+enum { NPENDING = 4 };
+
+struct qv__server {
+  qv__config *cfg;
+  qv__registry *reg;
+  grpc_server *server;
+  int ncq;
+  grpc_completion_queue **cqs;
+  pthread_t *threads;
+  void **handles; /* per method */
+  atomic_int stopping;
+  pthread_mutex_t build_mu;
+  pthread_cond_t build_cv;
+  int builds; /* running build threads */
+};
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static grpc_byte_buffer *pack_msg(const ProtobufCMessage *m) {
+  size_t len = protobuf_c_message_get_packed_size(m);
+  grpc_slice s = grpc_slice_malloc(len);
+  protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  return bb;
+}
+
+/* Decodes a request; NULL with err set when missing or malformed. */
+static ProtobufCMessage *decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d,
+                                qv_error *err) {
+  if (bb == NULL) {
+    qv_error_set(err, QV_EINVAL, "the request carries no %s message", d->name);
+    return NULL;
+  }
+  grpc_byte_buffer_reader r;
+  if (!grpc_byte_buffer_reader_init(&r, bb)) {
+    qv_error_set(err, QV_EINVAL, "the request message cannot be read (compression?)");
+    return NULL;
+  }
+  grpc_slice s = grpc_byte_buffer_reader_readall(&r);
+  grpc_byte_buffer_reader_destroy(&r);
+  ProtobufCMessage *m =
+      protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+  grpc_slice_unref(s);
+  if (m == NULL)
+    qv_error_set(err, QV_EINVAL, "the request is not a valid %s message", d->name);
+  return m;
+}
+
+static int deadline_passed(gpr_timespec deadline) {
+  return gpr_time_cmp(deadline, gpr_now(deadline.clock_type)) < 0;
+}
+
+static Quiver__V1__Metric metric_pb(qv_metric m) {
+  switch (m) {
+  case QV_METRIC_L2:
+    return QUIVER__V1__METRIC__METRIC_L2;
+  case QV_METRIC_IP:
+    return QUIVER__V1__METRIC__METRIC_IP;
+  case QV_METRIC_COSINE:
+    return QUIVER__V1__METRIC__METRIC_COSINE;
+  }
+  return QUIVER__V1__METRIC__METRIC_UNSPECIFIED;
+}
+
+/* Fills info from an entry; strings point into *spec_buf (caller storage). */
+static void fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_buf) {
+  quiver__v1__collection_info__init(info);
+  qv_collection_stats s;
+  qv_collection_stats_get(e->col, &s, NULL);
+  memcpy(spec_buf, s.spec, QV_MAX_SPEC);
+  info->name = e->name;
+  info->dim = (uint32_t)s.dim;
+  info->metric = metric_pb(s.metric);
+  info->index_spec = spec_buf;
+  info->state = atomic_load(&e->building) ? QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_BUILDING
+                : s.trained               ? QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_READY
+                            : QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_NOT_BUILT;
+  info->default_nprobe = s.default_nprobe;
+  info->count = s.count;
+  info->indexed = s.indexed;
+  info->nlist = s.nlist;
+  info->vector_bytes = s.vector_bytes;
+  info->index_bytes = s.index_bytes;
+  info->memory_bytes = s.vector_bytes + s.index_bytes;
+  info->index_version = s.version;
+}
+
+/* ---- finishing a call: status (+ message) in one batch ------------------------------------ */
+
+typedef struct finisher {
+  qv__tag tag;
+  grpc_call *call;
+  grpc_metadata_array md;
+  grpc_byte_buffer *resp;
+  grpc_slice details;
+  int cancelled;
+} finisher;
+
+static void on_finished(void *self, int ok) {
+  (void)ok;
+  finisher *f = self;
+  if (f->resp)
+    grpc_byte_buffer_destroy(f->resp);
+  grpc_slice_unref(f->details);
+  grpc_metadata_array_destroy(&f->md);
+  grpc_call_unref(f->call);
+  free(f);
+}
+
+/* Sends initial metadata (unless already sent), the optional response and the status; takes
+ * ownership of call, md (moved) and resp. */
+static void finish_call(grpc_call *call, grpc_metadata_array *md, int initial_sent,
+                        grpc_byte_buffer *resp, qv_status st, const char *msg) {
+  finisher *f = calloc(1, sizeof *f);
+  if (f == NULL) { /* cannot even answer: drop the call */
+    grpc_call_cancel(call, NULL);
+    grpc_call_unref(call);
+    if (resp)
+      grpc_byte_buffer_destroy(resp);
+    if (md)
+      grpc_metadata_array_destroy(md);
+    return;
+  }
+  f->tag.fn = on_finished;
+  f->call = call;
+  if (md)
+    f->md = *md;
+  else
+    grpc_metadata_array_init(&f->md);
+  f->resp = st == QV_OK ? resp : NULL;
+  if (st != QV_OK && resp)
+    grpc_byte_buffer_destroy(resp);
+  f->details = grpc_slice_from_copied_string(st == QV_OK ? "" : msg);
+  grpc_op ops[4];
+  memset(ops, 0, sizeof ops);
+  size_t n = 0;
+  if (!initial_sent)
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+  if (f->resp) {
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = f->resp;
+  }
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = qv__to_grpc(st);
+  ops[n++].data.send_status_from_server.status_details = &f->details;
+  ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  ops[n++].data.recv_close_on_server.cancelled = &f->cancelled;
+  if (grpc_call_start_batch(call, ops, n, &f->tag, NULL) != GRPC_CALL_OK)
+    on_finished(f, 0);
+}
+
+static void log_failure(const char *method, const char *collection, qv_status st, const char *msg) {
+  grpc_status_code g = qv__to_grpc(st);
+  if (g == GRPC_STATUS_INTERNAL || g == GRPC_STATUS_DATA_LOSS)
+    QV_LOG_E("%s collection=%s status=%s: %s", method, collection ? collection : "-",
+             qv__grpc_name(g), msg);
+  else
+    QV_LOG_I("%s collection=%s status=%s: %s", method, collection ? collection : "-",
+             qv__grpc_name(g), msg);
+}
+
+/* ---- unary handlers --------------------------------------------------------------------- */
+
+static qv_status h_search(qv__server *s, const ProtobufCMessage *m, const char *unused,
+                          grpc_byte_buffer **resp, qv_error *err) {
+  (void)unused;
+  const Quiver__V1__SearchRequest *r = (const Quiver__V1__SearchRequest *)m;
+  if (r->collection == NULL || r->collection[0] == '\0')
+    return qv_error_set(err, QV_EINVAL, "collection is required");
+  qv__entry *e;
+  qv_status st = qv__registry_get(s->reg, r->collection, &e, err);
+  if (st != QV_OK)
+    return st;
+  qv_collection_stats cs;
+  qv_collection_stats_get(e->col, &cs, NULL);
+  size_t dim = cs.dim, n = 0;
+  float *scores = NULL;
+  int64_t *ids = NULL;
+  if (r->n_queries == 0) {
+    st = qv_error_set(err, QV_EINVAL, "no queries: send n x %zu floats", dim);
+  } else if (r->dim != 0 && r->dim != dim) {
+    st = qv_error_set(err, QV_EINVAL,
+                      "query dimension %u does not match collection '%s' (dimension %zu)", r->dim,
+                      e->name, dim);
+  } else if (r->n_queries % dim != 0) {
+    st = qv_error_set(err, QV_EINVAL,
+                      "queries hold %zu floats, not a multiple of collection '%s' dimension %zu",
+                      r->n_queries, e->name, dim);
+  } else if (r->k < 1 || r->k > (uint64_t)s->cfg->max_k) {
+    st = qv_error_set(err, QV_EINVAL, "k = %u is out of range 1..%lld (server --max-k)", r->k,
+                      (long long)s->cfg->max_k);
+  } else if ((n = r->n_queries / dim) > (size_t)s->cfg->max_queries) {
+    st = qv_error_set(err, QV_ENOMEM,
+                      "%zu queries in one request exceed the server limit %lld: split the batch", n,
+                      (long long)s->cfg->max_queries);
+  } else if ((scores = malloc(n * r->k * sizeof *scores)) == NULL ||
+             (ids = malloc(n * r->k * sizeof *ids)) == NULL) {
+    st = qv_error_set(err, QV_ENOMEM, "out of memory for %zu x %u results", n, r->k);
+  } else {
+    qv_search_params p = {.k = r->k, .nprobe = r->nprobe};
+    st = r->exact ? qv_collection_search_exact(e->col, r->queries, n, &p, scores, ids, err)
+                  : qv_collection_search(e->col, r->queries, n, &p, scores, ids, err);
+  }
+  if (st == QV_OK) {
+    Quiver__V1__SearchResponse out = QUIVER__V1__SEARCH_RESPONSE__INIT;
+    out.k = r->k;
+    out.num_queries = (uint32_t)n;
+    out.n_ids = out.n_scores = n * r->k;
+    out.ids = ids;
+    out.scores = scores;
+    *resp = pack_msg(&out.base);
+  }
+  free(scores);
+  free(ids);
+  qv__registry_put(s->reg, e);
+  return st;
+}
+
+static qv_status h_create(qv__server *s, const ProtobufCMessage *m, const char *unused,
+                          grpc_byte_buffer **resp, qv_error *err) {
+  (void)unused;
+  const Quiver__V1__CreateCollectionRequest *r = (const Quiver__V1__CreateCollectionRequest *)m;
+  qv_status st = qv__name_check(r->name, err);
+  if (st != QV_OK)
+    return st;
+  qv_collection_opts o;
+  qv_collection_opts_init(&o);
+  if (r->dim == 0 || r->dim > QV_MAX_DIM)
+    return qv_error_set(err, QV_EINVAL, "dim = %u is out of range 1..%d", r->dim, QV_MAX_DIM);
+  o.dim = r->dim;
+  switch (r->metric) {
+  case QUIVER__V1__METRIC__METRIC_L2:
+    o.metric = QV_METRIC_L2;
+    break;
+  case QUIVER__V1__METRIC__METRIC_IP:
+    o.metric = QV_METRIC_IP;
+    break;
+  case QUIVER__V1__METRIC__METRIC_COSINE:
+    o.metric = QV_METRIC_COSINE;
+    break;
+  default:
+    return qv_error_set(err, QV_EINVAL,
+                        "metric is required: METRIC_L2, METRIC_IP or METRIC_COSINE (got %d)",
+                        (int)r->metric);
+  }
+  o.spec = r->index_spec && r->index_spec[0] ? r->index_spec : "Flat";
+  o.default_nprobe = r->default_nprobe;
+  o.train_sample = r->train_sample;
+  qv__entry *e;
+  if ((st = qv__registry_create(s->reg, r->name, &o, &e, err)) != QV_OK)
+    return st;
+  Quiver__V1__CollectionInfo info;
+  char spec[QV_MAX_SPEC];
+  fill_info(e, &info, spec);
+  *resp = pack_msg(&info.base);
+  QV_LOG_I("CreateCollection collection=%s dim=%zu metric=%s spec=%s", e->name, o.dim,
+           qv_metric_name(o.metric), spec);
+  qv__registry_put(s->reg, e);
+  return QV_OK;
+}
+
+static qv_status h_drop(qv__server *s, const ProtobufCMessage *m, const char *unused,
+                        grpc_byte_buffer **resp, qv_error *err) {
+  (void)unused;
+  const Quiver__V1__DropCollectionRequest *r = (const Quiver__V1__DropCollectionRequest *)m;
+  qv_status st = qv__registry_drop(s->reg, r->name, err);
+  if (st != QV_OK)
+    return st;
+  QV_LOG_I("DropCollection collection=%s", r->name);
+  Quiver__V1__DropCollectionResponse out = QUIVER__V1__DROP_COLLECTION_RESPONSE__INIT;
+  *resp = pack_msg(&out.base);
+  return QV_OK;
+}
+
+static qv_status h_describe(qv__server *s, const ProtobufCMessage *m, const char *unused,
+                            grpc_byte_buffer **resp, qv_error *err) {
+  (void)unused;
+  const Quiver__V1__DescribeCollectionRequest *r = (const Quiver__V1__DescribeCollectionRequest *)m;
+  qv__entry *e;
+  qv_status st = qv__registry_get(s->reg, r->name, &e, err);
+  if (st != QV_OK)
+    return st;
+  Quiver__V1__CollectionInfo info;
+  char spec[QV_MAX_SPEC];
+  fill_info(e, &info, spec);
+  *resp = pack_msg(&info.base);
+  qv__registry_put(s->reg, e);
+  return QV_OK;
+}
+
+static qv_status h_list(qv__server *s, const ProtobufCMessage *m, const char *unused,
+                        grpc_byte_buffer **resp, qv_error *err) {
+  (void)unused, (void)m;
+  qv__entry **es;
+  size_t n;
+  qv_status st = qv__registry_list(s->reg, &es, &n, err);
+  if (st != QV_OK)
+    return st;
+  Quiver__V1__CollectionInfo *infos = calloc(n ? n : 1, sizeof *infos);
+  Quiver__V1__CollectionInfo **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+  char(*specs)[QV_MAX_SPEC] = calloc(n ? n : 1, QV_MAX_SPEC);
+  if (!infos || !ptrs || !specs) {
+    st = qv_error_set(err, QV_ENOMEM, "out of memory listing %zu collections", n);
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      fill_info(es[i], &infos[i], specs[i]);
+      ptrs[i] = &infos[i];
+    }
+    Quiver__V1__ListCollectionsResponse out = QUIVER__V1__LIST_COLLECTIONS_RESPONSE__INIT;
+    out.n_collections = n;
+    out.collections = ptrs;
+    *resp = pack_msg(&out.base);
+  }
+  for (size_t i = 0; i < n; i++)
+    qv__registry_put(s->reg, es[i]);
+  free(es);
+  free(infos);
+  free(ptrs);
+  free(specs);
+  return st;
+}
+
+static qv_status h_delete(qv__server *s, const ProtobufCMessage *m, const char *unused,
+                          grpc_byte_buffer **resp, qv_error *err) {
+  (void)unused;
+  const Quiver__V1__DeleteRequest *r = (const Quiver__V1__DeleteRequest *)m;
+  qv__entry *e;
+  qv_status st = qv__registry_get(s->reg, r->collection, &e, err);
+  if (st != QV_OK)
+    return st;
+  size_t deleted = 0;
+  st = qv_collection_delete(e->col, r->n_ids, r->ids, &deleted, err);
+  if (st == QV_OK && deleted > 0) {
+    atomic_store(&e->dirty, 1);
+    st = qv__entry_save(e, err); /* acknowledged deletes are on disk */
+  }
+  if (st == QV_OK) {
+    qv_collection_stats cs;
+    qv_collection_stats_get(e->col, &cs, NULL);
+    Quiver__V1__DeleteResponse out = QUIVER__V1__DELETE_RESPONSE__INIT;
+    out.deleted = deleted;
+    out.count = cs.count;
+    *resp = pack_msg(&out.base);
+  }
+  qv__registry_put(s->reg, e);
+  return st;
+}
+
+static qv_status h_health(qv__server *s, const ProtobufCMessage *m, const char *unused,
+                          grpc_byte_buffer **resp, qv_error *err) {
+  (void)unused;
+  const Grpc__Health__V1__HealthCheckRequest *r = (const Grpc__Health__V1__HealthCheckRequest *)m;
+  const char *svc = r->service ? r->service : "";
+  if (svc[0] != '\0' && strcmp(svc, "quiver.v1.Retrieval") != 0)
+    return qv_error_set(err, QV_ENOTFOUND, "unknown service '%.100s'", svc);
+  Grpc__Health__V1__HealthCheckResponse out = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+  out.status = atomic_load(&s->stopping)
+                   ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
+                   : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+  *resp = pack_msg(&out.base);
+  return QV_OK;
+}
+
+/* ---- the method table ------------------------------------------------------------------- */
+
+enum {
+  M_SEARCH,
+  M_CREATE,
+  M_DROP,
+  M_LIST,
+  M_DESCRIBE,
+  M_UPSERT,
+  M_DELETE,
+  M_BUILD,
+  M_HEALTH,
+  NMETHODS
+};
+
+static const method kMethods[NMETHODS] = {
+    [M_SEARCH] = {"/quiver.v1.Retrieval/Search", K_UNARY, &quiver__v1__search_request__descriptor,
+                  h_search},
+    [M_CREATE] = {"/quiver.v1.Retrieval/CreateCollection", K_UNARY,
+                  &quiver__v1__create_collection_request__descriptor, h_create},
+    [M_DROP] = {"/quiver.v1.Retrieval/DropCollection", K_UNARY,
+                &quiver__v1__drop_collection_request__descriptor, h_drop},
+    [M_LIST] = {"/quiver.v1.Retrieval/ListCollections", K_UNARY,
+                &quiver__v1__list_collections_request__descriptor, h_list},
+    [M_DESCRIBE] = {"/quiver.v1.Retrieval/DescribeCollection", K_UNARY,
+                    &quiver__v1__describe_collection_request__descriptor, h_describe},
+    [M_UPSERT] = {"/quiver.v1.Retrieval/Upsert", K_CLIENT_STREAM,
+                  &quiver__v1__upsert_request__descriptor, NULL},
+    [M_DELETE] = {"/quiver.v1.Retrieval/Delete", K_UNARY, &quiver__v1__delete_request__descriptor,
+                  h_delete},
+    [M_BUILD] = {"/quiver.v1.Retrieval/BuildIndex", K_SERVER_STREAM,
+                 &quiver__v1__build_index_request__descriptor, NULL},
+    [M_HEALTH] = {"/grpc.health.v1.Health/Check", K_UNARY,
+                  &grpc__health__v1__health_check_request__descriptor, h_health},
+};
+
+static const char *method_short(const method *m) {
+  const char *p = strrchr(m->path, '/');
+  return p ? p + 1 : m->path;
+}
+
+/* ---- upsert stream ---------------------------------------------------------------------- */
+
+typedef struct upsert_call {
+  qv__tag tag;
+  qv__server *s;
+  grpc_call *call;
+  grpc_metadata_array md;
+  grpc_byte_buffer *recv;
+  qv__entry *e;
+  uint64_t upserted;
+} upsert_call;
+
+static void upsert_end(upsert_call *u, qv_status st, const char *msg, grpc_byte_buffer *resp) {
+  if (st != QV_OK)
+    log_failure("Upsert", u->e ? u->e->name : NULL, st, msg);
+  finish_call(u->call, &u->md, 0, resp, st, msg);
+  if (u->e)
+    qv__registry_put(u->s->reg, u->e);
+  free(u);
+}
+
+static void upsert_post_recv(upsert_call *u) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &u->recv;
+  u->recv = NULL;
+  if (grpc_call_start_batch(u->call, &op, 1, &u->tag, NULL) != GRPC_CALL_OK)
+    upsert_end(u, QV_EINTERNAL, "cannot read the next upsert message", NULL);
+}
+
+static void on_upsert_recv(void *self, int ok) {
+  upsert_call *u = self;
+  qv_error err = {0};
+  if (!ok) { /* the call is gone (cancelled, deadline) */
+    if (u->e && u->upserted > 0)
+      atomic_store(&u->e->dirty, 1);
+    upsert_end(u, QV_ECANCELLED, "upsert stream broken before its end", NULL);
+    return;
+  }
+  if (u->recv == NULL) { /* end of stream: persist, then acknowledge */
+    if (u->e == NULL) {
+      upsert_end(u, QV_EINVAL,
+                 "empty upsert stream: send at least one message naming the "
+                 "collection",
+                 NULL);
+      return;
+    }
+    qv_status st = QV_OK;
+    if (u->upserted > 0 && (st = qv__entry_save(u->e, &err)) != QV_OK) {
+      upsert_end(u, st, err.msg, NULL);
+      return;
+    }
+    qv_collection_stats cs;
+    qv_collection_stats_get(u->e->col, &cs, NULL);
+    Quiver__V1__UpsertResponse out = QUIVER__V1__UPSERT_RESPONSE__INIT;
+    out.upserted = u->upserted;
+    out.count = cs.count;
+    QV_LOG_D("Upsert collection=%s upserted=%llu count=%llu", u->e->name,
+             (unsigned long long)u->upserted, (unsigned long long)cs.count);
+    upsert_end(u, QV_OK, "", pack_msg(&out.base));
+    return;
+  }
+  Quiver__V1__UpsertRequest *r =
+      (Quiver__V1__UpsertRequest *)decode(u->recv, &quiver__v1__upsert_request__descriptor, &err);
+  grpc_byte_buffer_destroy(u->recv);
+  u->recv = NULL;
+  qv_status st = r ? QV_OK : QV_EINVAL;
+  if (r != NULL) {
+    const char *name = r->collection ? r->collection : "";
+    if (u->e == NULL) {
+      if (name[0] == '\0')
+        st = qv_error_set(&err, QV_EINVAL, "the first upsert message must name the collection");
+      else
+        st = qv__registry_get(u->s->reg, name, &u->e, &err);
+    } else if (name[0] != '\0' && strcmp(name, u->e->name) != 0) {
+      st = qv_error_set(&err, QV_EINVAL,
+                        "one upsert stream goes to one collection ('%s', not "
+                        "'%.80s')",
+                        u->e->name, name);
+    }
+  }
+  if (st == QV_OK) {
+    qv_collection_stats cs;
+    qv_collection_stats_get(u->e->col, &cs, NULL);
+    if (r->n_vectors != r->n_ids * cs.dim) {
+      st = qv_error_set(&err, QV_EINVAL,
+                        "upsert message has %zu floats for %zu ids; collection '%s' needs %zu "
+                        "(dimension %zu)",
+                        r->n_vectors, r->n_ids, u->e->name, r->n_ids * cs.dim, cs.dim);
+    } else if ((st = qv_collection_add(u->e->col, r->n_ids, r->ids, r->vectors, &err)) == QV_OK) {
+      u->upserted += r->n_ids;
+      if (r->n_ids > 0)
+        atomic_store(&u->e->dirty, 1);
+    }
+  }
+  if (r)
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+  if (st != QV_OK)
+    upsert_end(u, st, err.msg, NULL);
+  else
+    upsert_post_recv(u);
+}
+
+static void start_upsert(qv__server *s, grpc_call *call, grpc_metadata_array *md) {
+  upsert_call *u = calloc(1, sizeof *u);
+  if (u == NULL) {
+    finish_call(call, md, 0, NULL, QV_ENOMEM, "out of memory");
+    return;
+  }
+  u->tag.fn = on_upsert_recv;
+  u->s = s;
+  u->call = call;
+  u->md = *md;
+  upsert_post_recv(u);
+}
+
+/* ---- build stream ----------------------------------------------------------------------- */
+
+typedef struct build_call {
+  qv__tag send_tag, close_tag;
+  qv__server *s;
+  grpc_call *call;
+  grpc_metadata_array md;
+  qv__entry *e;
+  pthread_mutex_t mu;
+  atomic_int refs;
+  atomic_int cancel;
+  int close_cancelled; /* written by RECV_CLOSE_ON_SERVER */
+  int send_inflight, have_pending, finished, final_sent, broken;
+  char phase[16];
+  uint64_t done, total;
+  double t0;
+  qv_status result;
+  qv_error err;
+  grpc_byte_buffer *send_buf;
+  grpc_slice details;
+} build_call;
+
+static void build_release(build_call *b) {
+  if (atomic_fetch_sub(&b->refs, 1) != 1)
+    return;
+  if (b->send_buf)
+    grpc_byte_buffer_destroy(b->send_buf);
+  grpc_slice_unref(b->details);
+  grpc_metadata_array_destroy(&b->md);
+  grpc_call_unref(b->call);
+  qv__registry_put(b->s->reg, b->e);
+  pthread_mutex_destroy(&b->mu);
+  free(b);
+}
+
+/* With b->mu held: start the next send if none is in flight. */
+static void build_maybe_send(build_call *b) {
+  if (b->send_inflight || b->broken || b->final_sent)
+    return;
+  Quiver__V1__BuildIndexProgress p = QUIVER__V1__BUILD_INDEX_PROGRESS__INIT;
+  Quiver__V1__CollectionInfo info;
+  char spec[QV_MAX_SPEC];
+  grpc_op ops[2];
+  memset(ops, 0, sizeof ops);
+  size_t n = 0;
+  if (b->finished) {
+    if (b->result == QV_OK) {
+      p.phase = "done";
+      p.done = p.total = 1;
+      p.finished = 1;
+      p.elapsed_seconds = now_s() - b->t0;
+      fill_info(b->e, &info, spec);
+      p.info = &info;
+      b->send_buf = pack_msg(&p.base);
+      ops[n].op = GRPC_OP_SEND_MESSAGE;
+      ops[n++].data.send_message.send_message = b->send_buf;
+    }
+    grpc_slice_unref(b->details);
+    b->details = grpc_slice_from_copied_string(b->result == QV_OK ? "" : b->err.msg);
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = qv__to_grpc(b->result);
+    ops[n++].data.send_status_from_server.status_details = &b->details;
+    b->final_sent = 1;
+  } else if (b->have_pending) {
+    p.phase = b->phase;
+    p.done = b->done;
+    p.total = b->total;
+    p.elapsed_seconds = now_s() - b->t0;
+    b->send_buf = pack_msg(&p.base);
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = b->send_buf;
+    b->have_pending = 0;
+  } else {
+    return;
+  }
+  b->send_inflight = 1;
+  atomic_fetch_add(&b->refs, 1);
+  if (grpc_call_start_batch(b->call, ops, n, &b->send_tag, NULL) != GRPC_CALL_OK) {
+    b->send_inflight = 0;
+    b->broken = 1;
+    atomic_fetch_sub(&b->refs, 1);
+  }
+}
+
+static void on_build_send(void *self, int ok) {
+  build_call *b = (build_call *)((char *)self - offsetof(build_call, send_tag));
+  pthread_mutex_lock(&b->mu);
+  b->send_inflight = 0;
+  if (b->send_buf) {
+    grpc_byte_buffer_destroy(b->send_buf);
+    b->send_buf = NULL;
+  }
+  if (!ok) {
+    b->broken = 1;
+    atomic_store(&b->cancel, 1);
+  } else {
+    build_maybe_send(b);
+  }
+  pthread_mutex_unlock(&b->mu);
+  build_release(b);
+}
+
+static void on_build_close(void *self, int ok) {
+  (void)ok;
+  build_call *b = (build_call *)((char *)self - offsetof(build_call, close_tag));
+  if (b->close_cancelled)
+    atomic_store(&b->cancel, 1); /* the client went away: stop the build */
+  build_release(b);
+}
+
+static int build_progress(void *user, const char *phase, uint64_t done, uint64_t total) {
+  build_call *b = user;
+  pthread_mutex_lock(&b->mu);
+  snprintf(b->phase, sizeof b->phase, "%s", phase);
+  b->done = done;
+  b->total = total;
+  b->have_pending = 1;
+  build_maybe_send(b);
+  pthread_mutex_unlock(&b->mu);
+  return atomic_load(&b->cancel) || atomic_load(&b->s->stopping);
+}
+
+static void *build_thread(void *arg) {
+  build_call *b = arg;
+  qv__server *s = b->s;
+  omp_set_num_threads(omp_get_num_procs()); /* a build may use every core */
+  qv_error err = {0};
+  QV_LOG_I("BuildIndex collection=%s started", b->e->name);
+  qv_status st = qv_collection_build(b->e->col, build_progress, b, &err);
+  if (st == QV_OK) {
+    build_progress(b, "save", 0, 1);
+    st = qv__entry_save(b->e, &err);
+  }
+  atomic_store(&b->e->building, 0);
+  if (st == QV_OK)
+    QV_LOG_I("BuildIndex collection=%s done in %.2f s", b->e->name, now_s() - b->t0);
+  else
+    log_failure("BuildIndex", b->e->name, st, err.msg);
+  pthread_mutex_lock(&b->mu);
+  b->finished = 1;
+  b->result = st;
+  b->err = err;
+  build_maybe_send(b);
+  pthread_mutex_unlock(&b->mu);
+  build_release(b);
+  pthread_mutex_lock(&s->build_mu);
+  s->builds--;
+  pthread_cond_broadcast(&s->build_cv);
+  pthread_mutex_unlock(&s->build_mu);
+  return NULL;
+}
+
+static void start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
+                        grpc_byte_buffer *payload) {
+  qv_error err = {0};
+  Quiver__V1__BuildIndexRequest *r = (Quiver__V1__BuildIndexRequest *)decode(
+      payload, &quiver__v1__build_index_request__descriptor, &err);
+  qv__entry *e = NULL;
+  qv_status st = r ? qv__registry_get(s->reg, r->collection, &e, &err) : QV_EINVAL;
+  if (r)
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+  int zero = 0;
+  if (st == QV_OK && !atomic_compare_exchange_strong(&e->building, &zero, 1))
+    st = qv_error_set(&err, QV_EPRECONDITION, "collection '%s' is already being built", e->name);
+  if (st == QV_OK && atomic_load(&s->stopping))
+    st = qv_error_set(&err, QV_EUNAVAILABLE, "the server is shutting down");
+  build_call *b = st == QV_OK ? calloc(1, sizeof *b) : NULL;
+  if (st == QV_OK && b == NULL)
+    st = qv_error_set(&err, QV_ENOMEM, "out of memory");
+  if (st != QV_OK) {
+    if (e && st != QV_EPRECONDITION)
+      atomic_store(&e->building, 0);
+    log_failure("BuildIndex", e ? e->name : NULL, st, err.msg);
+    if (e)
+      qv__registry_put(s->reg, e);
+    finish_call(call, md, 0, NULL, st, err.msg);
+    return;
+  }
+  b->send_tag.fn = on_build_send;
+  b->close_tag.fn = on_build_close;
+  b->s = s;
+  b->call = call;
+  b->md = *md;
+  b->e = e;
+  b->t0 = now_s();
+  b->details = grpc_empty_slice();
+  pthread_mutex_init(&b->mu, NULL);
+  atomic_init(&b->refs, 2); /* the build thread + the close op */
+  atomic_init(&b->cancel, 0);
+  grpc_op ops[2];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[1].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  ops[1].data.recv_close_on_server.cancelled = &b->close_cancelled;
+  if (grpc_call_start_batch(call, ops, 2, &b->close_tag, NULL) != GRPC_CALL_OK)
+    atomic_fetch_sub(&b->refs, 1);
+  pthread_mutex_lock(&s->build_mu);
+  s->builds++;
+  pthread_mutex_unlock(&s->build_mu);
+  pthread_t t;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&t, &a, build_thread, b) != 0) {
+    atomic_store(&e->building, 0);
+    pthread_mutex_lock(&b->mu);
+    b->finished = 1;
+    b->result = qv_error_set(&b->err, QV_ENOMEM, "cannot start a build thread");
+    build_maybe_send(b);
+    pthread_mutex_unlock(&b->mu);
+    build_release(b);
+    pthread_mutex_lock(&s->build_mu);
+    s->builds--;
+    pthread_mutex_unlock(&s->build_mu);
+  }
+  pthread_attr_destroy(&a);
+}
+
+/* ---- dispatch --------------------------------------------------------------------------- */
+
+typedef struct pending {
+  qv__tag tag;
+  qv__server *s;
+  int method; /* -1 = generic (unknown methods) */
+  grpc_completion_queue *cq;
+  grpc_call *call;
+  gpr_timespec deadline;
+  grpc_metadata_array md;
+  grpc_byte_buffer *payload;
+  grpc_call_details details; /* generic only */
+} pending;
+
+static void on_request(void *self, int ok);
+
+static void post(pending *p) {
+  p->call = NULL;
+  p->payload = NULL;
+  grpc_metadata_array_init(&p->md);
+  grpc_call_error rc;
+  if (p->method < 0) {
+    grpc_call_details_init(&p->details);
+    rc = grpc_server_request_call(p->s->server, &p->call, &p->details, &p->md, p->cq, p->cq,
+                                  &p->tag);
+  } else {
+    const method *m = &kMethods[p->method];
+    rc = grpc_server_request_registered_call(
+        p->s->server, p->s->handles[p->method], &p->call, &p->deadline, &p->md,
+        m->kind == K_CLIENT_STREAM ? NULL : &p->payload, p->cq, p->cq, &p->tag);
+  }
+  if (rc != GRPC_CALL_OK) {
+    grpc_metadata_array_destroy(&p->md);
+    if (p->method < 0)
+      grpc_call_details_destroy(&p->details);
+    free(p);
+  }
+}
+
+static void handle_unary(qv__server *s, const method *m, grpc_call *call, grpc_metadata_array *md,
+                         gpr_timespec deadline, grpc_byte_buffer *payload) {
+  qv_error err = {0};
+  grpc_byte_buffer *resp = NULL;
+  qv_status st;
+  ProtobufCMessage *req = decode(payload, m->req_desc, &err);
+  const char *collection = NULL;
+  if (req == NULL) {
+    st = QV_EINVAL;
+  } else if (deadline_passed(deadline)) {
+    st = qv_error_set(&err, QV_EDEADLINE, "the deadline passed before the call was started");
+  } else {
+    st = m->fn(s, req, NULL, &resp, &err);
+  }
+  if (st != QV_OK) {
+    if (req != NULL && req->descriptor == &quiver__v1__search_request__descriptor)
+      collection = ((Quiver__V1__SearchRequest *)req)->collection;
+    log_failure(method_short(m), collection, st, err.msg);
+  }
+  finish_call(call, md, 0, resp, st, err.msg);
+  if (req)
+    protobuf_c_message_free_unpacked(req, NULL);
+}
+
+static void on_request(void *self, int ok) {
+  pending *p = self;
+  qv__server *s = p->s;
+  if (!ok) { /* the server is shutting down */
+    grpc_metadata_array_destroy(&p->md);
+    if (p->method < 0)
+      grpc_call_details_destroy(&p->details);
+    free(p);
+    return;
+  }
+  grpc_call *call = p->call;
+  grpc_metadata_array md = p->md;
+  grpc_byte_buffer *payload = p->payload;
+  gpr_timespec deadline = p->deadline;
+  int mi = p->method;
+  if (mi < 0) {
+    char *path = grpc_slice_to_c_string(p->details.method);
+    char msg[300];
+    snprintf(msg, sizeof msg, "unknown method %.200s", path);
+    QV_LOG_I("%s", msg);
+    gpr_free(path);
+    grpc_call_details_destroy(&p->details);
+    finish_call(call, &md, 0, NULL, QV_EUNSUPPORTED, msg);
+  }
+  /* Re-post first, so the server keeps accepting while we work. */
+  post(p);
+  if (mi < 0)
+    return;
+  const method *m = &kMethods[mi];
+  switch (m->kind) {
+  case K_UNARY:
+    handle_unary(s, m, call, &md, deadline, payload);
+    break;
+  case K_CLIENT_STREAM:
+    start_upsert(s, call, &md);
+    break;
+  case K_SERVER_STREAM:
+    start_build(s, call, &md, payload);
+    break;
+  }
+  if (payload)
+    grpc_byte_buffer_destroy(payload);
+}
+
+typedef struct poller_arg {
+  qv__server *s;
+  grpc_completion_queue *cq;
+} poller_arg;
+
+static void *poller(void *arg) {
+  poller_arg *pa = arg;
+  grpc_completion_queue *cq = pa->cq;
+  omp_set_num_threads((int)pa->s->cfg->omp_threads);
+  free(pa);
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN)
+      break;
+    if (ev.type == GRPC_OP_COMPLETE)
+      ((qv__tag *)ev.tag)->fn(ev.tag, ev.success);
+  }
+  return NULL;
+}
+
+qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg, int *port,
+                           qv_error *err) {
+  *out = NULL;
+  qv__server *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    return qv_error_set(err, QV_ENOMEM, "out of memory");
+  s->cfg = cfg;
+  s->reg = reg;
+  pthread_mutex_init(&s->build_mu, NULL);
+  pthread_cond_init(&s->build_cv, NULL);
+  s->ncq = cfg->threads > 0 ? (int)cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (s->ncq < 1)
+    s->ncq = 1;
+  grpc_arg args[3];
+  args[0].type = GRPC_ARG_INTEGER;
+  args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+  args[0].value.integer = (int)(cfg->max_message_mb * 1024 * 1024);
+  args[1].type = GRPC_ARG_INTEGER;
+  args[1].key = GRPC_ARG_ALLOW_REUSEPORT; /* a second server on our port must fail, not share */
+  args[1].value.integer = 0;
+  args[2].type = GRPC_ARG_INTEGER;
+  args[2].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+  args[2].value.integer = -1;
+  grpc_channel_args ca = {3, args};
+  s->server = grpc_server_create(&ca, NULL);
+  s->handles = calloc(NMETHODS, sizeof *s->handles);
+  s->cqs = calloc((size_t)s->ncq, sizeof *s->cqs);
+  s->threads = calloc((size_t)s->ncq, sizeof *s->threads);
+  for (int i = 0; i < NMETHODS; i++)
+    s->handles[i] = grpc_server_register_method(s->server, kMethods[i].path, NULL,
+                                                kMethods[i].kind == K_CLIENT_STREAM
+                                                    ? GRPC_SRM_PAYLOAD_NONE
+                                                    : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+                                                0);
+  for (int i = 0; i < s->ncq; i++) {
+    s->cqs[i] = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->cqs[i], NULL);
+  }
+  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  *port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
+  grpc_server_credentials_release(creds);
+  if (*port == 0) {
+    for (int i = 0; i < s->ncq; i++)
+      grpc_completion_queue_shutdown(s->cqs[i]);
+    grpc_server_destroy(s->server);
+    for (int i = 0; i < s->ncq; i++)
+      grpc_completion_queue_destroy(s->cqs[i]);
+    free(s->cqs);
+    free(s->threads);
+    free(s->handles);
+    free(s);
+    return qv_error_set(err, QV_EUNAVAILABLE, "cannot listen on %s (address in use or invalid?)",
+                        cfg->listen);
+  }
+  grpc_server_start(s->server);
+  for (int q = 0; q < s->ncq; q++) {
+    for (int m = -1; m < NMETHODS; m++)
+      for (int k = 0; k < (m < 0 ? 2 : NPENDING); k++) {
+        pending *p = calloc(1, sizeof *p);
+        if (p == NULL)
+          continue;
+        p->tag.fn = on_request;
+        p->s = s;
+        p->method = m;
+        p->cq = s->cqs[q];
+        post(p);
+      }
+    poller_arg *pa = malloc(sizeof *pa);
+    pa->s = s;
+    pa->cq = s->cqs[q];
+    pthread_create(&s->threads[q], NULL, poller, pa);
+  }
+  *out = s;
+  return QV_OK;
+}
+
+void qv__server_stop(qv__server *s) {
+  if (s == NULL)
+    return;
+  atomic_store(&s->stopping, 1); /* health says NOT_SERVING; builds see it and cancel */
+  grpc_completion_queue *scq = grpc_completion_queue_create_for_pluck(NULL);
+  int tag;
+  grpc_server_shutdown_and_notify(s->server, scq, &tag);
+  /* Builds stop at their next progress point and send their final status. */
+  pthread_mutex_lock(&s->build_mu);
+  while (s->builds > 0) {
+    QV_LOG_I("waiting for %d build(s) to stop", s->builds);
+    pthread_cond_wait(&s->build_cv, &s->build_mu);
+  }
+  pthread_mutex_unlock(&s->build_mu);
+  gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                                    gpr_time_from_millis(s->cfg->shutdown_grace_ms, GPR_TIMESPAN));
+  grpc_event ev = grpc_completion_queue_pluck(scq, &tag, grace, NULL);
+  if (ev.type == GRPC_QUEUE_TIMEOUT) {
+    QV_LOG_W("in-flight calls did not finish within %lld ms: cancelling them",
+             (long long)s->cfg->shutdown_grace_ms);
+    grpc_server_cancel_all_calls(s->server);
+    grpc_completion_queue_pluck(scq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  }
+  for (int i = 0; i < s->ncq; i++)
+    grpc_completion_queue_shutdown(s->cqs[i]);
+  for (int i = 0; i < s->ncq; i++)
+    pthread_join(s->threads[i], NULL);
+  grpc_server_destroy(s->server);
+  for (int i = 0; i < s->ncq; i++)
+    grpc_completion_queue_destroy(s->cqs[i]);
+  grpc_completion_queue_shutdown(scq);
+  grpc_completion_queue_destroy(scq);
+  pthread_mutex_destroy(&s->build_mu);
+  pthread_cond_destroy(&s->build_cv);
+  free(s->cqs);
+  free(s->threads);
+  free(s->handles);
+  free(s);
+}

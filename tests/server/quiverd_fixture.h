@@ -1,0 +1,125 @@
+// Starts the real quiverd binary on an ephemeral loopback port with a temporary data dir.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/testdata.h"
+#include "quiver/client.h"
+
+namespace qvtest {
+
+class Quiverd {
+public:
+  pid_t pid = -1;
+  int port = 0;
+  std::string data_dir, log_path;
+
+  // Starts quiverd; returns false (with a gtest failure) when it does not come up.
+  bool start(const std::string &dir, const std::vector<std::string> &extra = {}) {
+    data_dir = dir;
+    std::string port_file = dir + ".port";
+    log_path = dir + ".log";
+    unlink(port_file.c_str());
+    std::vector<std::string> args = {std::string(QUIVER_BIN_DIR) + "/quiverd",
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--data-dir",
+                                     dir,
+                                     "--port-file",
+                                     port_file,
+                                     "--log-level",
+                                     "debug"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid = fork();
+    if (pid == 0) {
+      FILE *f = freopen(log_path.c_str(), "a", stderr);
+      (void)f;
+      std::vector<char *> argv;
+      for (auto &a : args)
+        argv.push_back(const_cast<char *>(a.c_str()));
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    for (int i = 0; i < 300; i++) { // up to 30 s
+      std::ifstream pf(port_file);
+      if (pf >> port && port > 0)
+        return true;
+      int st;
+      if (waitpid(pid, &st, WNOHANG) == pid) {
+        ADD_FAILURE() << "quiverd exited early; log:\n" << log();
+        pid = -1;
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ADD_FAILURE() << "quiverd did not come up; log:\n" << log();
+    return false;
+  }
+
+  std::string target() const {
+    return "127.0.0.1:" + std::to_string(port);
+  }
+
+  std::string log() const {
+    std::ifstream f(log_path);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  }
+
+  // Sends `sig` and waits; returns the exit code (-1 on a signal death or timeout).
+  int stop(int sig = SIGTERM, double *seconds = nullptr) {
+    if (pid <= 0)
+      return -1;
+    auto t0 = std::chrono::steady_clock::now();
+    kill(pid, sig);
+    int st = 0;
+    for (int i = 0; i < 300; i++) {
+      if (waitpid(pid, &st, WNOHANG) == pid) {
+        pid = -1;
+        if (seconds)
+          *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    pid = -1;
+    return -1;
+  }
+
+  ~Quiverd() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      int st;
+      waitpid(pid, &st, 0);
+    }
+  }
+};
+
+struct Client {
+  qv_client *c = nullptr;
+  explicit Client(const std::string &target, int64_t timeout_ms = 30000) {
+    qv_client_opts o;
+    qv_client_opts_init(&o);
+    o.target = target.c_str();
+    o.timeout_ms = timeout_ms;
+    qv_error e{};
+    EXPECT_EQ(qv_client_connect(&c, &o, &e), QV_OK) << e.msg;
+  }
+  ~Client() {
+    qv_client_close(c);
+  }
+};
+
+} // namespace qvtest

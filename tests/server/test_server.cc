@@ -1,0 +1,377 @@
+// Integration suite: the real quiverd over loopback gRPC, driven through libquiver_client (and
+// raw gRPC core calls for what a well-behaved client never sends).
+#include <gtest/gtest.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <thread>
+
+#include "quiver/collection.h"
+#include "server/quiverd_fixture.h"
+
+using qvtest::Client;
+using qvtest::Matrix;
+using qvtest::Quiverd;
+using qvtest::TempDir;
+
+namespace {
+
+// Creates `name` from sift5k (IVF64,Flat, l2) through the API and builds it.
+void load_sift(qv_client *c, const char *name, const Matrix &base) {
+  qv_create_opts o{};
+  o.name = name;
+  o.dim = 128;
+  o.metric = QV_METRIC_L2;
+  o.index_spec = "IVF64,Flat";
+  o.default_nprobe = 16;
+  qv_error e{};
+  qv_collection_info info;
+  ASSERT_EQ(qv_client_create(c, &o, &info, &e), QV_OK) << e.msg;
+  EXPECT_EQ(info.state, 1); // not built
+  std::vector<int64_t> ids(base.rows);
+  for (size_t i = 0; i < base.rows; i++)
+    ids[i] = int64_t(i);
+  uint64_t count = 0;
+  // Small chunks: the stream really is several messages.
+  ASSERT_EQ(qv_client_upsert(c, name, base.rows, 128, ids.data(), base.f.data(), 256 * 1024,
+                             nullptr, nullptr, &count, &e),
+            QV_OK)
+      << e.msg;
+  EXPECT_EQ(count, base.rows);
+  std::vector<std::string> phases;
+  auto cb = [](void *u, const char *phase, uint64_t, uint64_t) {
+    static_cast<std::vector<std::string> *>(u)->push_back(phase);
+    return 0;
+  };
+  ASSERT_EQ(qv_client_build(c, name, 0, cb, &phases, &info, &e), QV_OK) << e.msg;
+  EXPECT_EQ(info.state, 2);
+  EXPECT_EQ(info.indexed, base.rows);
+  EXPECT_EQ(info.index_version, 1u);
+  ASSERT_FALSE(phases.empty());
+  EXPECT_EQ(phases.back(), "done");
+}
+
+// A raw unary call with arbitrary bytes; returns the status and fills details.
+grpc_status_code raw_call(const std::string &target, const char *method, const std::string &body,
+                          std::string *details) {
+  grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+  grpc_channel *ch = grpc_channel_create(target.c_str(), cr, nullptr);
+  grpc_channel_credentials_release(cr);
+  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(nullptr);
+  gpr_timespec dl =
+      gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_seconds(10, GPR_TIMESPAN));
+  grpc_call *call =
+      grpc_channel_create_call(ch, nullptr, GRPC_PROPAGATE_DEFAULTS, cq,
+                               grpc_slice_from_static_string(method), nullptr, dl, nullptr);
+  grpc_slice s = grpc_slice_from_copied_buffer(body.data(), body.size());
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  grpc_metadata_array im, tm;
+  grpc_metadata_array_init(&im);
+  grpc_metadata_array_init(&tm);
+  grpc_byte_buffer *recv = nullptr;
+  grpc_status_code status = GRPC_STATUS_UNKNOWN;
+  grpc_slice det = grpc_empty_slice();
+  grpc_op ops[6];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = bb;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &im;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &recv;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.trailing_metadata = &tm;
+  ops[5].data.recv_status_on_client.status = &status;
+  ops[5].data.recv_status_on_client.status_details = &det;
+  EXPECT_EQ(grpc_call_start_batch(call, ops, 6, ops, nullptr), GRPC_CALL_OK);
+  grpc_completion_queue_pluck(cq, ops, gpr_inf_future(GPR_CLOCK_REALTIME), nullptr);
+  char *d = grpc_slice_to_c_string(det);
+  *details = d;
+  gpr_free(d);
+  grpc_slice_unref(det);
+  if (recv)
+    grpc_byte_buffer_destroy(recv);
+  grpc_byte_buffer_destroy(bb);
+  grpc_metadata_array_destroy(&im);
+  grpc_metadata_array_destroy(&tm);
+  grpc_call_unref(call);
+  grpc_completion_queue_shutdown(cq);
+  grpc_completion_queue_destroy(cq);
+  grpc_channel_destroy(ch);
+  return status;
+}
+
+class Server : public ::testing::Test {
+protected:
+  TempDir tmp;
+  Quiverd srv;
+  Matrix base, q, gt;
+  void SetUp() override {
+    QV_REQUIRE_DATA("sift5k/sift5k_base.fvecs");
+    base = qvtest::load_f32("sift5k/sift5k_base.fvecs");
+    q = qvtest::load_f32("sift5k/sift5k_query.fvecs");
+    gt = qvtest::load_i64("sift5k/sift5k_groundtruth.ivecs");
+    grpc_init();
+    ASSERT_TRUE(srv.start(tmp.sub("data")));
+  }
+  void TearDown() override {
+    grpc_shutdown();
+  }
+};
+
+} // namespace
+
+TEST_F(Server, AnswersEqualTheIndexLayerAndReachRecall) {
+  Client cl(srv.target());
+  load_sift(cl.c, "sift", base);
+  const size_t k = 10;
+  std::vector<float> sc(q.rows * k);
+  std::vector<int64_t> ids(q.rows * k);
+  qv_error e{};
+  ASSERT_EQ(
+      qv_client_search(cl.c, "sift", q.f.data(), q.rows, 128, k, 32, 0, sc.data(), ids.data(), &e),
+      QV_OK)
+      << e.msg;
+  EXPECT_GE(qvtest::recall_at_k(ids, gt, q.rows, k), 0.95);
+  // The same collection opened in-process from the server's data dir answers the same.
+  qv_collection *col = nullptr;
+  ASSERT_EQ(qv_collection_open(&col, (srv.data_dir + "/collections/sift").c_str(), &e), QV_OK)
+      << e.msg;
+  std::vector<float> sc2(q.rows * k);
+  std::vector<int64_t> ids2(q.rows * k);
+  qv_search_params p{k, 32};
+  ASSERT_EQ(qv_collection_search(col, q.f.data(), q.rows, &p, sc2.data(), ids2.data(), &e), QV_OK);
+  qv_collection_close(col);
+  EXPECT_EQ(ids, ids2);
+  EXPECT_EQ(sc, sc2);
+  // Batch of one, and exact search, too.
+  ASSERT_EQ(qv_client_search(cl.c, "sift", q.f.data(), 1, 128, k, 0, 1, sc.data(), ids.data(), &e),
+            QV_OK);
+  for (size_t j = 0; j < k; j++)
+    EXPECT_EQ(ids[j], gt.i[j]);
+}
+
+TEST_F(Server, EveryErrorCodeIsReachable) {
+  Client cl(srv.target());
+  qv_error e{};
+  float v[128] = {0};
+  float sc[10];
+  int64_t ids[10];
+  // NOT_FOUND
+  EXPECT_EQ(qv_client_search(cl.c, "nope", v, 1, 128, 10, 0, 0, sc, ids, &e), QV_ENOTFOUND);
+  EXPECT_EQ(std::string(e.msg).rfind("NOT_FOUND: ", 0), 0u) << e.msg;
+  qv_collection_info info;
+  EXPECT_EQ(qv_client_describe(cl.c, "nope", &info, &e), QV_ENOTFOUND);
+  EXPECT_EQ(qv_client_drop(cl.c, "nope", &e), QV_ENOTFOUND);
+  // INVALID_ARGUMENT on create: name, dim, metric, spec
+  qv_create_opts o{};
+  o.name = "../evil";
+  o.dim = 128;
+  o.metric = QV_METRIC_L2;
+  EXPECT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "name"), nullptr) << e.msg;
+  o.name = "c";
+  o.dim = 0;
+  EXPECT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_EINVAL);
+  o.dim = 128;
+  o.index_spec = "HNSW32";
+  EXPECT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "unsupported index spec"), nullptr) << e.msg;
+  o.index_spec = "IVF4,Flat";
+  ASSERT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_OK) << e.msg;
+  // ALREADY_EXISTS
+  EXPECT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_EEXIST);
+  EXPECT_EQ(std::string(e.msg).rfind("ALREADY_EXISTS: ", 0), 0u) << e.msg;
+  // FAILED_PRECONDITION: IVF not built; building with too few vectors
+  EXPECT_EQ(qv_client_search(cl.c, "c", v, 1, 128, 10, 0, 0, sc, ids, &e), QV_EPRECONDITION);
+  EXPECT_NE(std::strstr(e.msg, "not built"), nullptr) << e.msg;
+  EXPECT_EQ(qv_client_build(cl.c, "c", 0, nullptr, nullptr, nullptr, &e), QV_EPRECONDITION);
+  // INVALID_ARGUMENT on search: wrong dimension, k, nprobe, NaN, empty
+  load_sift(cl.c, "sift", base);
+  EXPECT_EQ(qv_client_search(cl.c, "sift", v, 1, 96, 10, 0, 0, sc, ids, &e), QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "dimension 96"), nullptr) << e.msg;
+  EXPECT_EQ(std::string(e.msg).rfind("INVALID_ARGUMENT: ", 0), 0u) << e.msg;
+  EXPECT_EQ(qv_client_search(cl.c, "sift", v, 1, 128, 0, 0, 0, sc, ids, &e), QV_EINVAL);
+  std::vector<float> big_sc(2000), many(128 * 2);
+  std::vector<int64_t> big_ids(2000);
+  EXPECT_EQ(
+      qv_client_search(cl.c, "sift", v, 1, 128, 2000, 0, 0, big_sc.data(), big_ids.data(), &e),
+      QV_EINVAL); // over --max-k 1024
+  EXPECT_NE(std::strstr(e.msg, "max-k"), nullptr) << e.msg;
+  EXPECT_EQ(qv_client_search(cl.c, "sift", v, 1, 128, 10, 65, 0, sc, ids, &e), QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "nprobe"), nullptr) << e.msg;
+  v[5] = NAN;
+  EXPECT_EQ(qv_client_search(cl.c, "sift", v, 1, 128, 10, 0, 0, sc, ids, &e), QV_EINVAL);
+  v[5] = 0;
+  EXPECT_EQ(qv_client_search(cl.c, "sift", v, 0, 128, 10, 0, 0, sc, ids, &e), QV_EINVAL);
+  // Upsert: wrong vector count per id, negative id — refused, nothing changes
+  int64_t bad_ids[2] = {1, -1};
+  EXPECT_EQ(qv_client_upsert(cl.c, "sift", 2, 128, bad_ids, many.data(), 0, nullptr, nullptr,
+                             nullptr, &e),
+            QV_EINVAL);
+  EXPECT_EQ(
+      qv_client_upsert(cl.c, "sift", 2, 96, bad_ids, many.data(), 0, nullptr, nullptr, nullptr, &e),
+      QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "dimension 128"), nullptr) << e.msg;
+  ASSERT_EQ(qv_client_describe(cl.c, "sift", &info, &e), QV_OK);
+  EXPECT_EQ(info.count, base.rows);
+  // UNIMPLEMENTED for an unknown method; health of an unknown service is NOT_FOUND
+  std::string det;
+  EXPECT_EQ(raw_call(srv.target(), "/quiver.v1.Retrieval/Frobnicate", "", &det),
+            GRPC_STATUS_UNIMPLEMENTED);
+  int serving = 0;
+  EXPECT_EQ(qv_client_health(cl.c, "", &serving, &e), QV_OK);
+  EXPECT_EQ(serving, 1);
+  EXPECT_EQ(qv_client_health(cl.c, "quiver.v1.Retrieval", &serving, &e), QV_OK);
+  EXPECT_EQ(qv_client_health(cl.c, "other.Service", &serving, &e), QV_ENOTFOUND);
+  // Delete reports what it removed and the count after
+  int64_t del[3] = {1, 2, 999999};
+  uint64_t deleted = 0, count = 0;
+  ASSERT_EQ(qv_client_delete(cl.c, "sift", 3, del, &deleted, &count, &e), QV_OK) << e.msg;
+  EXPECT_EQ(deleted, 2u);
+  EXPECT_EQ(count, base.rows - 2);
+  // Drop, then it is gone; list shows the rest sorted
+  ASSERT_EQ(qv_client_drop(cl.c, "c", &e), QV_OK) << e.msg;
+  qv_collection_info *all = nullptr;
+  size_t n = 0;
+  ASSERT_EQ(qv_client_list(cl.c, &all, &n, &e), QV_OK);
+  ASSERT_EQ(n, 1u);
+  EXPECT_STREQ(all[0].name, "sift");
+  free(all);
+}
+
+TEST_F(Server, DeadlineExceeded) {
+  Client cl(srv.target());
+  load_sift(cl.c, "sift", base);
+  Client hurried(srv.target(), 1); // 1 ms per call: an exact search of 16k queries cannot make it
+  std::vector<float> qs(16384 * 128);
+  for (size_t i = 0; i < qs.size(); i++)
+    qs[i] = q.f[i % q.f.size()];
+  std::vector<float> sc(16384 * 10);
+  std::vector<int64_t> ids(16384 * 10);
+  qv_error e{};
+  EXPECT_EQ(qv_client_search(hurried.c, "sift", qs.data(), 16384, 128, 10, 0, 1, sc.data(),
+                             ids.data(), &e),
+            QV_EDEADLINE)
+      << e.msg;
+  // The server is fine afterwards.
+  EXPECT_EQ(qv_client_search(cl.c, "sift", q.f.data(), 1, 128, 10, 0, 0, sc.data(), ids.data(), &e),
+            QV_OK);
+}
+
+TEST_F(Server, MalformedBytesGetAnErrorAndTheServerKeepsServing) {
+  Client cl(srv.target());
+  load_sift(cl.c, "sift", base);
+  std::string det;
+  std::string garbage = "\xff\xff\xff\xff\x0f\x12\x34garbage that is not protobuf";
+  EXPECT_EQ(raw_call(srv.target(), "/quiver.v1.Retrieval/Search", garbage, &det),
+            GRPC_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(det.find("not a valid"), std::string::npos) << det;
+  EXPECT_EQ(raw_call(srv.target(), "/quiver.v1.Retrieval/CreateCollection", garbage, &det),
+            GRPC_STATUS_INVALID_ARGUMENT);
+  // A truncated, well-started message.
+  EXPECT_EQ(raw_call(srv.target(), "/quiver.v1.Retrieval/Search", "\x0a\x10sift", &det),
+            GRPC_STATUS_INVALID_ARGUMENT);
+  std::vector<float> sc(10);
+  std::vector<int64_t> ids(10);
+  qv_error e{};
+  EXPECT_EQ(qv_client_search(cl.c, "sift", q.f.data(), 1, 128, 10, 0, 0, sc.data(), ids.data(), &e),
+            QV_OK)
+      << e.msg;
+}
+
+TEST_F(Server, ConcurrentClientsGetTheirOwnAnswers) {
+  Client cl(srv.target());
+  load_sift(cl.c, "sift", base);
+  std::atomic<int> wrong{0}, failed{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 6; t++)
+    ts.emplace_back([&, t] {
+      Client mine(srv.target());
+      std::vector<float> sc(10);
+      std::vector<int64_t> ids(10);
+      for (int i = 0; i < 40; i++) {
+        size_t qi = size_t(t * 40 + i) % q.rows;
+        qv_error e{};
+        if (qv_client_search(mine.c, "sift", &q.f[qi * 128], 1, 128, 10, 64, 0, sc.data(),
+                             ids.data(), &e) != QV_OK) {
+          failed++;
+          continue;
+        }
+        if (ids[0] != gt.i[qi * gt.cols]) // nprobe 64 == nlist: exact
+          wrong++;
+      }
+    });
+  for (auto &t : ts)
+    t.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST_F(Server, OversizedMessageIsRefused) {
+  Quiverd small;
+  ASSERT_TRUE(small.start(tmp.sub("small"), {"--max-message-mb", "1", "--demo"}));
+  Client cl(small.target());
+  std::vector<float> qs(4096 * 128, 1.0f); // 2 MiB
+  std::vector<float> sc(4096);
+  std::vector<int64_t> ids(4096);
+  qv_error e{};
+  EXPECT_EQ(
+      qv_client_search(cl.c, "demo", qs.data(), 4096, 128, 1, 0, 0, sc.data(), ids.data(), &e),
+      QV_ENOMEM)
+      << e.msg;
+  EXPECT_EQ(std::string(e.msg).rfind("RESOURCE_EXHAUSTED", 0), 0u) << e.msg;
+  EXPECT_EQ(qv_client_search(cl.c, "demo", qs.data(), 1, 128, 1, 0, 0, sc.data(), ids.data(), &e),
+            QV_OK)
+      << e.msg;
+  EXPECT_EQ(small.stop(), 0);
+  EXPECT_EQ(small.log().find("did not finish"), std::string::npos) << small.log();
+}
+
+TEST_F(Server, SigtermThenRestartKeepsEveryCollection) {
+  std::vector<float> sc(q.rows * 10), sc2(q.rows * 10);
+  std::vector<int64_t> ids(q.rows * 10), ids2(q.rows * 10);
+  qv_error e{};
+  {
+    Client cl(srv.target());
+    load_sift(cl.c, "sift", base);
+    qv_create_opts o{};
+    o.name = "empty";
+    o.dim = 8;
+    o.metric = QV_METRIC_COSINE;
+    ASSERT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_OK);
+    ASSERT_EQ(qv_client_search(cl.c, "sift", q.f.data(), q.rows, 128, 10, 0, 0, sc.data(),
+                               ids.data(), &e),
+              QV_OK);
+  }
+  double secs = 0;
+  EXPECT_EQ(srv.stop(SIGTERM, &secs), 0) << srv.log();
+  EXPECT_LT(secs, 10.0);
+  ASSERT_TRUE(srv.start(srv.data_dir));
+  Client cl(srv.target());
+  qv_collection_info *all = nullptr;
+  size_t n = 0;
+  ASSERT_EQ(qv_client_list(cl.c, &all, &n, &e), QV_OK);
+  ASSERT_EQ(n, 2u);
+  EXPECT_STREQ(all[0].name, "empty");
+  EXPECT_EQ(all[0].metric, QV_METRIC_COSINE);
+  EXPECT_STREQ(all[1].name, "sift");
+  EXPECT_EQ(all[1].count, base.rows);
+  EXPECT_EQ(all[1].state, 2);
+  free(all);
+  ASSERT_EQ(qv_client_search(cl.c, "sift", q.f.data(), q.rows, 128, 10, 0, 0, sc2.data(),
+                             ids2.data(), &e),
+            QV_OK);
+  EXPECT_EQ(ids, ids2);
+  EXPECT_EQ(sc, sc2);
+}
