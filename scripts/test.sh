@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine (scripts/bootstrap.sh), builds, and runs every test suite twice: in the
 # normal build (with the CUDA kernels compiled when nvcc is present) and once more under
-# AddressSanitizer + UndefinedBehaviorSanitizer. GPU tests skip themselves without a device.
+# AddressSanitizer + UndefinedBehaviorSanitizer; the Python client's pytest suite runs against the
+# real quiverd in between. GPU tests skip themselves without a device.
 #
 #   scripts/test.sh            everything
 #   QUIVER_SKIP_SANITIZE=1 scripts/test.sh   the normal build only (a quicker local loop)
@@ -16,6 +17,8 @@ cmake --build build -j"$jobs"
 echo "== tests =="
 # OpenMP threads per test: the suites run in parallel already.
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} ctest --test-dir build -j"$jobs" --output-on-failure
+echo "== Python client tests (against the real quiverd) =="
+scripts/test-python.sh
 
 if [ "${QUIVER_SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== build (ASan + UBSan) =="
