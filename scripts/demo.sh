@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: set up, build, build an IVF index of the demo data set with the
-# offline CLI, then search it and print recall@10 against the exact ground truth.
-# Data: ../shared/data/sift5k beside the checkout when present, else a generated set.
+# The main job on a fresh machine: set up, build, start quiverd with the demo collection (sift5k
+# from ../shared/data when present, generated vectors otherwise; IVF64,Flat, l2), query it over
+# gRPC with the quiver CLI and print recall@10, then stop the server with SIGTERM.
+#   QUIVER_DEMO_PORT (default 7070), QUIVER_DEMO_DIR (default ./quiver-data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh >/dev/null
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" --target quiver >/dev/null
+cmake --build build -j"$(nproc)" --target quiver quiverd >/dev/null
 Q=build/bin/quiver
 DATA_DIR=${QUIVER_DATA_DIR:-../shared/data}
 OUT=${QUIVER_DEMO_DIR:-./quiver-data}
+PORT=${QUIVER_DEMO_PORT:-7070}
 mkdir -p "$OUT"
 if [ -f "$DATA_DIR/sift5k/sift5k_base.fvecs" ]; then
   prefix="$DATA_DIR/sift5k/sift5k"
@@ -19,8 +21,13 @@ else
   echo "demo data: $DATA_DIR/sift5k not found; generating a mixture of Gaussians"
   $Q data synth --out "$prefix" --n 5000 --queries 100 --dim 128 --clusters 64
 fi
+build/bin/quiverd --listen "127.0.0.1:$PORT" --data-dir "$OUT" --demo --demo-data "$prefix" &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
+export QUIVER_SERVER="127.0.0.1:$PORT"
+for _ in $(seq 100); do $Q health >/dev/null 2>&1 && break; sleep 0.1; done
 set -x
-$Q index build --input "${prefix}_base.fvecs" --spec IVF64,Flat --metric l2 --out "$OUT/demo"
-$Q index info --index "$OUT/demo"
-$Q index search --index "$OUT/demo" --queries "${prefix}_query.fvecs" --k 10 --nprobe 32 \
+$Q health
+$Q describe demo
+$Q search demo --queries "${prefix}_query.fvecs" --k 10 --nprobe 32 \
   --groundtruth "${prefix}_groundtruth.ivecs"

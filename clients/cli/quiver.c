@@ -19,83 +19,10 @@
 #include <unistd.h>
 
 #include "quiver/collection.h"
+#include "quiver/synth.h"
 #include "quiver/vecfile.h"
 
-#define EXIT_USAGE 2
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int fail(const qv_error *e) {
-  fprintf(stderr, "quiver: %s: %s\n", qv_status_str(e->code), e->msg);
-  return 1;
-}
-
-static int usage_error(const char *fmt, const char *arg) {
-  fprintf(stderr, "quiver: usage error: ");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\n(run 'quiver --help')\n");
-  return EXIT_USAGE;
-}
-
-/* Parses a non-negative integer argument; -1 on error. */
-/* Opens an id file (ids or ground truth) and checks it holds integers. */
-static qv_status open_int_file(qv_vecfile **out, const char *path, const char *flag, qv_error *e) {
-  qv_status st = qv_vecfile_open(out, path, e);
-  if (st != QV_OK)
-    return st;
-  qv_dtype t = qv_vecfile_dtype(*out);
-  if (t == QV_DTYPE_F32 || t == QV_DTYPE_F16) {
-    qv_vecfile_close(*out);
-    *out = NULL;
-    return qv_error_set(e, QV_EINVAL,
-                        "%s %s holds floats; it must hold integer ids (.ivecs, or .npy of "
-                        "int32/int64)",
-                        flag, path);
-  }
-  return QV_OK;
-}
-
-static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
-  if (s == NULL || *s == '\0' || *s == '-' || *s == '+')
-    return -1;
-  errno = 0;
-  char *end;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno != 0 || *end != '\0' || v > max)
-    return -1;
-  *out = v;
-  return 0;
-}
-
-/* ---- progress bar (only when stderr is a terminal) --------------------------------------- */
-
-typedef struct progress {
-  int tty;
-  double t0;
-  const char *last_phase;
-} progress;
-
-static int progress_cb(void *user, const char *phase, uint64_t done, uint64_t total) {
-  progress *p = user;
-  if (!p->tty)
-    return 0;
-  int width = 30, filled = total ? (int)((double)done / (double)total * width) : width;
-  char bar[64];
-  for (int i = 0; i < width; i++)
-    bar[i] = i < filled ? '#' : '.';
-  bar[width] = '\0';
-  fprintf(stderr, "\r%-6s [%s] %" PRIu64 "/%" PRIu64 "  %.1fs ", phase, bar, done, total,
-          now_s() - p->t0);
-  if (done >= total)
-    fputc('\n', stderr);
-  fflush(stderr);
-  p->last_phase = phase;
-  return 0;
-}
+#include "common.h"
 
 /* ---- index build ------------------------------------------------------------------------- */
 
@@ -142,24 +69,24 @@ static int cmd_build(int argc, char **argv) {
       break;
     case 'm':
       if (qv_metric_parse(optarg, &co.metric, &e) != QV_OK)
-        return fail(&e);
+        return cli_fail(&e);
       break;
     case 'I':
       ids_path = optarg;
       break;
     case 'n':
-      if (parse_u64(optarg, QV_MAX_NLIST, &v) || v == 0)
-        return usage_error("--default-nprobe must be 1..65536, not '%s'", optarg);
+      if (cli_parse_u64(optarg, QV_MAX_NLIST, &v) || v == 0)
+        return cli_usage_error("--default-nprobe must be 1..65536, not '%s'", optarg);
       co.default_nprobe = (uint32_t)v;
       break;
     case 't':
-      if (parse_u64(optarg, SIZE_MAX, &v))
-        return usage_error("--train-sample must be a non-negative integer, not '%s'", optarg);
+      if (cli_parse_u64(optarg, SIZE_MAX, &v))
+        return cli_usage_error("--train-sample must be a non-negative integer, not '%s'", optarg);
       co.train_sample = v;
       break;
     case 'S':
-      if (parse_u64(optarg, UINT64_MAX, &v))
-        return usage_error("--seed must be a non-negative integer, not '%s'", optarg);
+      if (cli_parse_u64(optarg, UINT64_MAX, &v))
+        return cli_usage_error("--seed must be a non-negative integer, not '%s'", optarg);
       co.seed = v;
       break;
     case 'h':
@@ -171,15 +98,16 @@ static int cmd_build(int argc, char **argv) {
     }
   }
   if (input == NULL || out == NULL)
-    return usage_error("index build needs --input and --out%s", "");
+    return cli_usage_error("index build needs --input and --out%s", "");
 
   qv_vecfile *in = NULL, *idf = NULL;
   qv_collection *col = NULL;
   float *buf = NULL;
   int64_t *idbuf = NULL;
   int rc = 1;
-  progress pr = {isatty(2), now_s(), NULL};
-  double t0 = now_s();
+  cli_progress pr;
+  cli_progress_init(&pr);
+  double t0 = cli_now_s();
   if (qv_vecfile_open(&in, input, &e) != QV_OK)
     goto done;
   size_t n = qv_vecfile_rows(in), d = qv_vecfile_cols(in);
@@ -188,7 +116,7 @@ static int cmd_build(int argc, char **argv) {
     goto done;
   }
   if (ids_path != NULL) {
-    if (open_int_file(&idf, ids_path, "--ids", &e) != QV_OK)
+    if (cli_open_int_file(&idf, ids_path, "--ids", &e) != QV_OK)
       goto done;
     if (qv_vecfile_rows(idf) != n || qv_vecfile_cols(idf) != 1) {
       qv_error_set(&e, QV_EINVAL, "%s has %zu x %zu ids; %s has %zu rows: need %zu x 1", ids_path,
@@ -208,7 +136,7 @@ static int cmd_build(int argc, char **argv) {
   }
   for (size_t off = 0; off < n; off += chunk) {
     size_t m = n - off < chunk ? n - off : chunk;
-    progress_cb(&pr, "load", off, n);
+    cli_progress_cb(&pr, "load", off, n);
     if (qv_vecfile_read_f32(in, off, m, buf, &e) != QV_OK)
       goto done;
     if (idf != NULL) {
@@ -223,23 +151,23 @@ static int cmd_build(int argc, char **argv) {
       goto done;
     }
   }
-  progress_cb(&pr, "load", n, n);
-  double t_build = now_s();
-  if (qv_collection_build(col, progress_cb, &pr, &e) != QV_OK)
+  cli_progress_cb(&pr, "load", n, n);
+  double t_build = cli_now_s();
+  if (qv_collection_build(col, cli_progress_cb, &pr, &e) != QV_OK)
     goto done;
-  t_build = now_s() - t_build;
+  t_build = cli_now_s() - t_build;
   if (qv_collection_save(col, out, &e) != QV_OK)
     goto done;
   qv_collection_stats st;
   qv_collection_stats_get(col, &st, NULL);
   printf("built %s (%s) over %" PRIu64 " vectors of dim %zu in %.2f s (train+add %.2f s) -> %s\n",
-         st.spec, qv_metric_name(st.metric), st.count, st.dim, now_s() - t0, t_build, out);
+         st.spec, qv_metric_name(st.metric), st.count, st.dim, cli_now_s() - t0, t_build, out);
   printf("memory: vectors %.1f MiB, index %.1f MiB\n", st.vector_bytes / 1048576.0,
          st.index_bytes / 1048576.0);
   rc = 0;
 done:
   if (rc != 0)
-    fail(&e);
+    cli_fail(&e);
   free(buf);
   free(idbuf);
   qv_collection_close(col);
@@ -296,12 +224,12 @@ static int cmd_search(int argc, char **argv) {
       queries = optarg;
       break;
     case 'k':
-      if (parse_u64(optarg, QV_MAX_K, &k) || k == 0)
-        return usage_error("--k must be 1..65536, not '%s'", optarg);
+      if (cli_parse_u64(optarg, QV_MAX_K, &k) || k == 0)
+        return cli_usage_error("--k must be 1..65536, not '%s'", optarg);
       break;
     case 'n':
-      if (parse_u64(optarg, QV_MAX_NLIST, &nprobe) || nprobe == 0)
-        return usage_error("--nprobe must be 1..65536, not '%s'", optarg);
+      if (cli_parse_u64(optarg, QV_MAX_NLIST, &nprobe) || nprobe == 0)
+        return cli_usage_error("--nprobe must be 1..65536, not '%s'", optarg);
       break;
     case 'g':
       gt_path = optarg;
@@ -310,16 +238,16 @@ static int cmd_search(int argc, char **argv) {
       exact = 1;
       break;
     case 'b':
-      if (parse_u64(optarg, SIZE_MAX, &batch) || batch == 0)
-        return usage_error("--batch must be a positive integer, not '%s'", optarg);
+      if (cli_parse_u64(optarg, SIZE_MAX, &batch) || batch == 0)
+        return cli_usage_error("--batch must be a positive integer, not '%s'", optarg);
       break;
     case 't':
-      if (parse_u64(optarg, 1024, &threads) || threads == 0)
-        return usage_error("--threads must be 1..1024, not '%s'", optarg);
+      if (cli_parse_u64(optarg, 1024, &threads) || threads == 0)
+        return cli_usage_error("--threads must be 1..1024, not '%s'", optarg);
       break;
     case 'r':
-      if (parse_u64(optarg, 1000, &repeat) || repeat == 0)
-        return usage_error("--repeat must be 1..1000, not '%s'", optarg);
+      if (cli_parse_u64(optarg, 1000, &repeat) || repeat == 0)
+        return cli_usage_error("--repeat must be 1..1000, not '%s'", optarg);
       break;
     case 'o':
       output = optarg;
@@ -336,7 +264,7 @@ static int cmd_search(int argc, char **argv) {
     }
   }
   if (index == NULL || queries == NULL)
-    return usage_error("index search needs --index and --queries%s", "");
+    return cli_usage_error("index search needs --index and --queries%s", "");
   if (threads > 0)
     omp_set_num_threads((int)threads);
 
@@ -379,7 +307,7 @@ static int cmd_search(int argc, char **argv) {
   if (qv_vecfile_read_f32(qf, 0, n, q, &e) != QV_OK)
     goto done;
   if (gt_path != NULL) {
-    if (open_int_file(&gf, gt_path, "--groundtruth", &e) != QV_OK)
+    if (cli_open_int_file(&gf, gt_path, "--groundtruth", &e) != QV_OK)
       goto done;
     size_t gk = qv_vecfile_cols(gf);
     if (qv_vecfile_rows(gf) < n || gk < k) {
@@ -397,7 +325,7 @@ static int cmd_search(int argc, char **argv) {
   size_t b = batch ? (batch < n ? batch : n) : n;
   qv_search_params sp = {.k = k, .nprobe = (uint32_t)nprobe};
   for (uint64_t r = 0; r < repeat; r++) {
-    double t0 = now_s();
+    double t0 = cli_now_s();
     for (size_t off = 0; off < n; off += b) {
       size_t m = n - off < b ? n - off : b;
       qv_status s = exact ? qv_collection_search_exact(col, q + off * d, m, &sp, scores + off * k,
@@ -407,41 +335,14 @@ static int cmd_search(int argc, char **argv) {
       if (s != QV_OK)
         goto done;
     }
-    times[r] = now_s() - t0;
+    times[r] = cli_now_s() - t0;
   }
   qsort(times, repeat, sizeof *times, cmp_double);
   double med = times[repeat / 2];
   double qps = med > 0 ? (double)n / med : INFINITY;
-  double recall = -1.0;
-  if (gt != NULL) {
-    size_t gk = qv_vecfile_cols(gf), hits = 0;
-    for (size_t i = 0; i < n; i++)
-      for (size_t a = 0; a < k; a++)
-        for (size_t g = 0; g < k; g++)
-          if (ids[i * k + a] >= 0 && ids[i * k + a] == gt[i * gk + g]) {
-            hits++;
-            break;
-          }
-    recall = (double)hits / (double)(n * k);
-  }
-  if (output != NULL) {
-    size_t len = strlen(output);
-    if (len > 6 && strcmp(output + len - 6, ".ivecs") == 0) {
-      int32_t *i32 = malloc(n * k * sizeof(int32_t));
-      if (i32 == NULL) {
-        qv_error_set(&e, QV_ENOMEM, "out of memory");
-        goto done;
-      }
-      for (size_t i = 0; i < n * k; i++)
-        i32[i] = ids[i] > INT32_MAX ? -1 : (int32_t)ids[i];
-      qv_status s = qv_ivecs_write(output, n, k, i32, &e);
-      free(i32);
-      if (s != QV_OK)
-        goto done;
-    } else if (qv_npy_write(output, QV_DTYPE_I64, n, k, ids, &e) != QV_OK) {
-      goto done;
-    }
-  }
+  double recall = gt != NULL ? cli_recall(ids, gt, qv_vecfile_cols(gf), n, k) : -1.0;
+  if (output != NULL && cli_write_ids(output, ids, n, k, &e) != QV_OK)
+    goto done;
   uint32_t eff_nprobe = st.nlist == 0                  ? 0
                         : nprobe                       ? (uint32_t)nprobe
                         : st.default_nprobe < st.nlist ? st.default_nprobe
@@ -475,7 +376,7 @@ static int cmd_search(int argc, char **argv) {
   rc = 0;
 done:
   if (rc != 0)
-    fail(&e);
+    cli_fail(&e);
   qv_collection_close(col);
   qv_vecfile_close(qf);
   qv_vecfile_close(gf);
@@ -513,11 +414,11 @@ static int cmd_info(int argc, char **argv) {
     }
   }
   if (index == NULL)
-    return usage_error("index info needs --index DIR%s", "");
+    return cli_usage_error("index info needs --index DIR%s", "");
   qv_error e = {0};
   qv_collection *col = NULL;
   if (qv_collection_open(&col, index, &e) != QV_OK)
-    return fail(&e);
+    return cli_fail(&e);
   qv_collection_stats s;
   qv_collection_stats_get(col, &s, NULL);
   if (json) {
@@ -541,19 +442,6 @@ static int cmd_info(int argc, char **argv) {
 }
 
 /* ---- data synth -------------------------------------------------------------------------- */
-
-static uint64_t rng_u64(uint64_t *s) { /* splitmix64: seeded, reproducible everywhere */
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-static double rng_normal(uint64_t *s) { /* Box-Muller */
-  double u1 = ((rng_u64(s) >> 11) + 1.0) * (1.0 / 9007199254740993.0);
-  double u2 = (rng_u64(s) >> 11) * (1.0 / 9007199254740992.0);
-  return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
 
 static const char *kSynthHelp =
     "usage: quiver data synth --out PREFIX [options]\n"
@@ -586,9 +474,9 @@ static int cmd_synth(int argc, char **argv) {
     case 'd':
     case 'c':
     case 's':
-      if (parse_u64(optarg, c == 'd' ? QV_MAX_DIM : (uint64_t)1 << 32, dst) ||
+      if (cli_parse_u64(optarg, c == 'd' ? QV_MAX_DIM : (uint64_t)1 << 32, dst) ||
           (c != 's' && *dst == 0))
-        return usage_error("data synth: bad number '%s'", optarg);
+        return cli_usage_error("data synth: bad number '%s'", optarg);
       break;
     case 'h':
       fputs(kSynthHelp, stdout);
@@ -599,13 +487,12 @@ static int cmd_synth(int argc, char **argv) {
     }
   }
   if (prefix == NULL)
-    return usage_error("data synth needs --out PREFIX%s", "");
+    return cli_usage_error("data synth needs --out PREFIX%s", "");
   if (strlen(prefix) > 4000)
-    return usage_error("data synth: --out is too long%s", "");
+    return cli_usage_error("data synth: --out is too long%s", "");
   qv_error e = {0};
   int rc = 1;
   const size_t k = nq ? 100 : 0;
-  float *centers = malloc(nc * d * sizeof(float));
   float *base = malloc(n * d * sizeof(float));
   float *q = malloc(nq * d * sizeof(float));
   float *sc = malloc(nq * k * sizeof(float));
@@ -613,19 +500,20 @@ static int cmd_synth(int argc, char **argv) {
   int32_t *gt = malloc(nq * k * sizeof(int32_t));
   qv_collection *col = NULL;
   char path[4200];
-  if (!centers || !base || !q || !sc || !ids || !gt) {
+  if (!base || !q || !sc || !ids || !gt) {
     qv_error_set(&e, QV_ENOMEM, "out of memory for %" PRIu64 " x %" PRIu64, n, d);
     goto done;
   }
-  uint64_t s = seed;
-  for (size_t i = 0; i < nc * d; i++)
-    centers[i] = (float)(rng_normal(&s) * 4.0);
-  for (size_t r = 0; r < n + nq; r++) {
-    float *row = r < n ? base + r * d : q + (r - n) * d;
-    const float *ctr = centers + (rng_u64(&s) % nc) * d;
-    for (size_t t = 0; t < d; t++)
-      row[t] = ctr[t] + (float)(rng_normal(&s) * 3.0);
+  /* Base and queries come from one draw, so they share the mixture's centres. */
+  float *all = malloc((n + nq) * d * sizeof(float));
+  if (all == NULL || qv_synth_mixture(all, n + nq, d, nc, seed) != 0) {
+    free(all);
+    qv_error_set(&e, QV_ENOMEM, "out of memory for %" PRIu64 " x %" PRIu64, n + nq, d);
+    goto done;
   }
+  memcpy(base, all, n * d * sizeof(float));
+  memcpy(q, all + n * d, nq * d * sizeof(float));
+  free(all);
   snprintf(path, sizeof path, "%s_base.fvecs", prefix);
   if (qv_fvecs_write(path, n, d, base, &e) != QV_OK)
     goto done;
@@ -665,9 +553,8 @@ static int cmd_synth(int argc, char **argv) {
   rc = 0;
 done:
   if (rc != 0)
-    fail(&e);
+    cli_fail(&e);
   qv_collection_close(col);
-  free(centers);
   free(base);
   free(q);
   free(sc);
@@ -690,10 +577,16 @@ static const char *kHelp =
     "\n"
     "'quiver index <command> --help' lists every option.\n";
 
+int cli_server_main(int argc, char **argv);
+void cli_print_server_help(FILE *f);
+
 int main(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
       !strcmp(argv[1], "help")) {
-    fputs(kHelp, argc < 2 ? stderr : stdout);
+    FILE *f = argc < 2 ? stderr : stdout;
+    fputs(kHelp, f);
+    fputc('\n', f);
+    cli_print_server_help(f);
     return argc < 2 ? EXIT_USAGE : 0;
   }
   if (!strcmp(argv[1], "--version")) {
@@ -702,19 +595,19 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "index")) {
     if (argc < 3)
-      return usage_error("'quiver index' needs build, search or info%s", "");
+      return cli_usage_error("'quiver index' needs build, search or info%s", "");
     if (!strcmp(argv[2], "build"))
       return cmd_build(argc - 2, argv + 2);
     if (!strcmp(argv[2], "search"))
       return cmd_search(argc - 2, argv + 2);
     if (!strcmp(argv[2], "info"))
       return cmd_info(argc - 2, argv + 2);
-    return usage_error("unknown index command '%s' (build, search, info)", argv[2]);
+    return cli_usage_error("unknown index command '%s' (build, search, info)", argv[2]);
   }
   if (!strcmp(argv[1], "data")) {
     if (argc >= 3 && !strcmp(argv[2], "synth"))
       return cmd_synth(argc - 2, argv + 2);
-    return usage_error("'quiver data' knows: synth%s", "");
+    return cli_usage_error("'quiver data' knows: synth%s", "");
   }
-  return usage_error("unknown command '%s'", argv[1]);
+  return cli_server_main(argc, argv);
 }

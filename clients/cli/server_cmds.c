@@ -1,0 +1,603 @@
+/* quiver's server commands: talk to a running quiverd through libquiver_client.
+ *
+ *   quiver [--server HOST:PORT] [--timeout S] create|drop|list|describe|upsert|delete|build|
+ *                                             search|health ...
+ * The server comes from --server, else $QUIVER_SERVER, else 127.0.0.1:7070. */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "quiver/client.h"
+
+typedef struct global {
+  const char *server;
+  uint64_t timeout_s;
+} global;
+
+static const char *kServerHelp =
+    "Server commands (--server HOST:PORT or $QUIVER_SERVER, default 127.0.0.1:7070;\n"
+    "                 --timeout SECONDS per call, default 30):\n"
+    "  quiver create NAME --dim D [--metric l2|ip|cosine] [--spec SPEC] [--nprobe N]\n"
+    "                [--train-sample N]\n"
+    "  quiver drop NAME\n"
+    "  quiver list [--json]\n"
+    "  quiver describe NAME [--json]\n"
+    "  quiver upsert NAME --input FILE [--ids FILE] [--chunk-mb N]\n"
+    "  quiver delete NAME (--ids 1,2,3 | --ids-file FILE)\n"
+    "  quiver build NAME [--timeout SECONDS]\n"
+    "  quiver search NAME --queries FILE [--k K] [--nprobe N] [--exact] [--batch B]\n"
+    "                [--groundtruth FILE] [--json] [--output FILE]\n"
+    "  quiver health [--service NAME]\n";
+
+void cli_print_server_help(FILE *f) {
+  fputs(kServerHelp, f);
+}
+
+/* Options every server command accepts, besides its own. */
+enum { OPT_SERVER = 1000, OPT_TIMEOUT };
+
+static int take_global(int c, global *g) {
+  if (c == OPT_SERVER) {
+    g->server = optarg;
+    return 1;
+  }
+  if (c == OPT_TIMEOUT) {
+    if (cli_parse_u64(optarg, 86400, &g->timeout_s) || g->timeout_s == 0)
+      return -1;
+    return 1;
+  }
+  return 0;
+}
+
+static int connect_to(const global *g, qv_client **c) {
+  qv_client_opts o;
+  qv_client_opts_init(&o);
+  o.target = g->server;
+  o.timeout_ms = (int64_t)g->timeout_s * 1000;
+  qv_error e = {0};
+  if (qv_client_connect(c, &o, &e) != QV_OK)
+    return cli_fail_remote(&e);
+  return 0;
+}
+
+static void print_info(const qv_collection_info *i, int json) {
+  if (json) {
+    printf("{\"name\": \"%s\", \"dim\": %u, \"metric\": \"%s\", \"spec\": \"%s\", \"state\": "
+           "\"%s\", \"count\": %" PRIu64 ", \"indexed\": %" PRIu64 ", \"nlist\": %u, "
+           "\"default_nprobe\": %u, \"memory_bytes\": %" PRIu64 ", \"vector_bytes\": %" PRIu64
+           ", \"index_bytes\": %" PRIu64 ", \"index_version\": %" PRIu64 "}",
+           i->name, i->dim, qv_metric_name(i->metric), i->index_spec,
+           qv_collection_state_name(i->state), i->count, i->indexed, i->nlist, i->default_nprobe,
+           i->memory_bytes, i->vector_bytes, i->index_bytes, i->index_version);
+    return;
+  }
+  printf("%s: %s, %s, dim %u, %s\n  %" PRIu64 " vectors (%" PRIu64
+         " indexed), nlist %u, default nprobe %u\n  memory %.1f MiB (vectors %.1f, index %.1f), "
+         "index version %" PRIu64 "\n",
+         i->name, i->index_spec, qv_metric_name(i->metric), i->dim,
+         qv_collection_state_name(i->state), i->count, i->indexed, i->nlist, i->default_nprobe,
+         i->memory_bytes / 1048576.0, i->vector_bytes / 1048576.0, i->index_bytes / 1048576.0,
+         i->index_version);
+}
+
+/* Parses the command's options. Returns -1 to continue, else an exit code. */
+#define PARSE_BEGIN(optstruct)                                                                     \
+  int c;                                                                                           \
+  optind = 1;                                                                                      \
+  while ((c = getopt_long(argc, argv, "h", optstruct, NULL)) != -1) {                              \
+    int t = take_global(c, g);                                                                     \
+    if (t < 0)                                                                                     \
+      return cli_usage_error("--timeout must be 1..86400 seconds, not '%s'", optarg);              \
+    if (t > 0)                                                                                     \
+      continue;                                                                                    \
+    switch (c) {
+#define PARSE_END                                                                                  \
+  case 'h':                                                                                        \
+    fputs(kServerHelp, stdout);                                                                    \
+    return 0;                                                                                      \
+  default:                                                                                         \
+    fputs(kServerHelp, stderr);                                                                    \
+    return EXIT_USAGE;                                                                             \
+    }                                                                                              \
+    }
+
+#define GLOBAL_OPTS                                                                                \
+  {"server", required_argument, 0, OPT_SERVER}, {"timeout", required_argument, 0, OPT_TIMEOUT},    \
+      {"help", no_argument, 0, 'h'}, {                                                             \
+    0, 0, 0, 0                                                                                     \
+  }
+
+/* The NAME positional argument (after options were parsed, getopt permutes it to the end). */
+static const char *positional(int argc, char **argv, const char *cmd) {
+  if (optind >= argc) {
+    cli_usage_error("'quiver %s' needs a collection NAME", cmd);
+    return NULL;
+  }
+  return argv[optind];
+}
+
+static int cmd_create(int argc, char **argv, global *g) {
+  static const struct option opts[] = {
+      {"dim", required_argument, 0, 'd'},          {"metric", required_argument, 0, 'm'},
+      {"spec", required_argument, 0, 's'},         {"nprobe", required_argument, 0, 'n'},
+      {"train-sample", required_argument, 0, 't'}, GLOBAL_OPTS};
+  qv_create_opts o = {0};
+  o.metric = QV_METRIC_L2;
+  uint64_t v;
+  qv_error e = {0};
+  PARSE_BEGIN(opts)
+case 'd':
+  if (cli_parse_u64(optarg, 65536, &v) || v == 0)
+    return cli_usage_error("--dim must be 1..65536, not '%s'", optarg);
+  o.dim = (uint32_t)v;
+  break;
+case 'm':
+  if (qv_metric_parse(optarg, &o.metric, &e) != QV_OK)
+    return cli_usage_error("%s", e.msg);
+  break;
+case 's':
+  o.index_spec = optarg;
+  break;
+case 'n':
+  if (cli_parse_u64(optarg, 65536, &v) || v == 0)
+    return cli_usage_error("--nprobe must be 1..65536, not '%s'", optarg);
+  o.default_nprobe = (uint32_t)v;
+  break;
+case 't':
+  if (cli_parse_u64(optarg, UINT64_MAX, &v))
+    return cli_usage_error("--train-sample must be a non-negative integer, not '%s'", optarg);
+  o.train_sample = v;
+  break;
+  PARSE_END
+  if ((o.name = positional(argc, argv, "create")) == NULL)
+    return EXIT_USAGE;
+  if (o.dim == 0)
+    return cli_usage_error("'quiver create' needs --dim%s", "");
+  qv_client *cl;
+  int rc = connect_to(g, &cl);
+  if (rc)
+    return rc;
+  qv_collection_info info;
+  if (qv_client_create(cl, &o, &info, &e) != QV_OK) {
+    rc = cli_fail_remote(&e);
+  } else {
+    printf("created ");
+    print_info(&info, 0);
+  }
+  qv_client_close(cl);
+  return rc;
+}
+
+static int cmd_simple(int argc, char **argv, global *g, const char *cmd) {
+  static const struct option opts[] = {
+      {"json", no_argument, 0, 'j'}, {"service", required_argument, 0, 's'}, GLOBAL_OPTS};
+  int json = 0;
+  const char *service = "";
+  PARSE_BEGIN(opts)
+case 'j':
+  json = 1;
+  break;
+case 's':
+  service = optarg;
+  break;
+  PARSE_END
+  const char *name = NULL;
+  int is_list = !strcmp(cmd, "list"), is_health = !strcmp(cmd, "health");
+  if (!is_list && !is_health && (name = positional(argc, argv, cmd)) == NULL)
+    return EXIT_USAGE;
+  qv_client *cl;
+  int rc = connect_to(g, &cl);
+  if (rc)
+    return rc;
+  qv_error e = {0};
+  if (is_health) {
+    int serving = 0;
+    if (qv_client_health(cl, service, &serving, &e) != QV_OK)
+      rc = cli_fail_remote(&e);
+    else {
+      printf("%s\n", serving ? "SERVING" : "NOT_SERVING");
+      rc = serving ? 0 : 1;
+    }
+  } else if (is_list) {
+    qv_collection_info *all = NULL;
+    size_t n = 0;
+    if (qv_client_list(cl, &all, &n, &e) != QV_OK) {
+      rc = cli_fail_remote(&e);
+    } else {
+      if (json)
+        printf("[");
+      for (size_t i = 0; i < n; i++) {
+        if (json && i > 0)
+          printf(", ");
+        print_info(&all[i], json);
+      }
+      if (json)
+        printf("]\n");
+      else if (n == 0)
+        printf("no collections\n");
+      free(all);
+    }
+  } else if (!strcmp(cmd, "drop")) {
+    if (qv_client_drop(cl, name, &e) != QV_OK)
+      rc = cli_fail_remote(&e);
+    else
+      printf("dropped %s\n", name);
+  } else { /* describe */
+    qv_collection_info info;
+    if (qv_client_describe(cl, name, &info, &e) != QV_OK) {
+      rc = cli_fail_remote(&e);
+    } else {
+      print_info(&info, json);
+      if (json)
+        printf("\n");
+    }
+  }
+  qv_client_close(cl);
+  return rc;
+}
+
+static int cmd_upsert(int argc, char **argv, global *g) {
+  static const struct option opts[] = {{"input", required_argument, 0, 'i'},
+                                       {"ids", required_argument, 0, 'I'},
+                                       {"chunk-mb", required_argument, 0, 'c'},
+                                       GLOBAL_OPTS};
+  const char *input = NULL, *ids_path = NULL;
+  uint64_t chunk_mb = 4;
+  PARSE_BEGIN(opts)
+case 'i':
+  input = optarg;
+  break;
+case 'I':
+  ids_path = optarg;
+  break;
+case 'c':
+  if (cli_parse_u64(optarg, 1024, &chunk_mb) || chunk_mb == 0)
+    return cli_usage_error("--chunk-mb must be 1..1024, not '%s'", optarg);
+  break;
+  PARSE_END
+  const char *name = positional(argc, argv, "upsert");
+  if (name == NULL)
+    return EXIT_USAGE;
+  if (input == NULL)
+    return cli_usage_error("'quiver upsert' needs --input FILE%s", "");
+  qv_error e = {0};
+  qv_vecfile *in = NULL, *idf = NULL;
+  qv_client *cl = NULL;
+  float *buf = NULL;
+  int64_t *idbuf = NULL;
+  int rc = 1;
+  if (qv_vecfile_open(&in, input, &e) != QV_OK)
+    goto done;
+  size_t n = qv_vecfile_rows(in), d = qv_vecfile_cols(in);
+  if (ids_path != NULL) {
+    if (cli_open_int_file(&idf, ids_path, "--ids", &e) != QV_OK)
+      goto done;
+    if (qv_vecfile_rows(idf) != n || qv_vecfile_cols(idf) != 1) {
+      qv_error_set(&e, QV_EINVAL, "%s has %zu x %zu ids; %s has %zu rows: need %zu x 1", ids_path,
+                   qv_vecfile_rows(idf), qv_vecfile_cols(idf), input, n, n);
+      goto done;
+    }
+  }
+  if ((rc = connect_to(g, &cl)) != 0)
+    goto out;
+  rc = 1;
+  const size_t piece = 65536; /* rows read and sent per call: large files never sit in memory */
+  buf = malloc(piece * (d ? d : 1) * sizeof(float));
+  idbuf = malloc(piece * sizeof(int64_t));
+  if (buf == NULL || idbuf == NULL) {
+    qv_error_set(&e, QV_ENOMEM, "out of memory");
+    goto done;
+  }
+  cli_progress pr;
+  cli_progress_init(&pr);
+  uint64_t count = 0;
+  for (size_t off = 0; off < n || (n == 0 && off == 0); off += piece) {
+    size_t m = n - off < piece ? n - off : piece;
+    cli_progress_cb(&pr, "upsert", off, n);
+    if (m > 0 && qv_vecfile_read_f32(in, off, m, buf, &e) != QV_OK)
+      goto done;
+    if (idf != NULL) {
+      if (m > 0 && qv_vecfile_read_i64(idf, off, m, idbuf, &e) != QV_OK)
+        goto done;
+    } else {
+      for (size_t i = 0; i < m; i++)
+        idbuf[i] = (int64_t)(off + i);
+    }
+    if (qv_client_upsert(cl, name, m, d, idbuf, buf, (size_t)chunk_mb << 20, NULL, NULL, &count,
+                         &e) != QV_OK) {
+      cli_fail_remote(&e);
+      rc = 1;
+      goto out;
+    }
+    if (n == 0)
+      break;
+  }
+  cli_progress_cb(&pr, "upsert", n, n);
+  printf("upserted %zu vectors into %s (count now %" PRIu64 ")\n", n, name, count);
+  rc = 0;
+done:
+  if (rc != 0)
+    cli_fail(&e);
+out:
+  qv_client_close(cl);
+  qv_vecfile_close(in);
+  qv_vecfile_close(idf);
+  free(buf);
+  free(idbuf);
+  return rc;
+}
+
+static int cmd_delete(int argc, char **argv, global *g) {
+  static const struct option opts[] = {
+      {"ids", required_argument, 0, 'I'}, {"ids-file", required_argument, 0, 'f'}, GLOBAL_OPTS};
+  const char *list = NULL, *file = NULL;
+  PARSE_BEGIN(opts)
+case 'I':
+  list = optarg;
+  break;
+case 'f':
+  file = optarg;
+  break;
+  PARSE_END
+  const char *name = positional(argc, argv, "delete");
+  if (name == NULL)
+    return EXIT_USAGE;
+  if ((list == NULL) == (file == NULL))
+    return cli_usage_error("'quiver delete' needs exactly one of --ids 1,2,3 or --ids-file%s", "");
+  qv_error e = {0};
+  int64_t *ids = NULL;
+  size_t n = 0;
+  if (list != NULL) {
+    size_t cap = 1;
+    for (const char *p = list; *p; p++)
+      cap += *p == ',';
+    ids = malloc(cap * sizeof *ids);
+    char *copy = strdup(list);
+    if (ids == NULL || copy == NULL) {
+      free(ids);
+      free(copy);
+      return cli_usage_error("out of memory%s", "");
+    }
+    for (char *sv = NULL, *tok = strtok_r(copy, ",", &sv); tok; tok = strtok_r(NULL, ",", &sv)) {
+      uint64_t v;
+      if (cli_parse_u64(tok, INT64_MAX, &v)) {
+        int r =
+            cli_usage_error("--ids takes non-negative integers separated by commas, not '%s'", tok);
+        free(copy);
+        free(ids);
+        return r;
+      }
+      ids[n++] = (int64_t)v;
+    }
+    free(copy);
+  } else {
+    qv_vecfile *f;
+    if (cli_open_int_file(&f, file, "--ids-file", &e) != QV_OK)
+      return cli_fail(&e);
+    n = qv_vecfile_rows(f) * qv_vecfile_cols(f);
+    qv_status st = cli_read_i64(f, qv_vecfile_rows(f), &ids, &e);
+    qv_vecfile_close(f);
+    if (st != QV_OK)
+      return cli_fail(&e);
+  }
+  qv_client *cl;
+  int rc = connect_to(g, &cl);
+  if (rc == 0) {
+    uint64_t deleted = 0, count = 0;
+    if (qv_client_delete(cl, name, n, ids, &deleted, &count, &e) != QV_OK)
+      rc = cli_fail_remote(&e);
+    else
+      printf("deleted %" PRIu64 " of %zu ids from %s (count now %" PRIu64 ")\n", deleted, n, name,
+             count);
+    qv_client_close(cl);
+  }
+  free(ids);
+  return rc;
+}
+
+static int cmd_build(int argc, char **argv, global *g) {
+  static const struct option opts[] = {GLOBAL_OPTS};
+  g->timeout_s = 0; /* builds default to no client deadline beyond a day */
+  PARSE_BEGIN(opts)
+  PARSE_END
+  const char *name = positional(argc, argv, "build");
+  if (name == NULL)
+    return EXIT_USAGE;
+  int64_t timeout_ms = g->timeout_s ? (int64_t)g->timeout_s * 1000 : 86400000;
+  g->timeout_s = 30;
+  qv_client *cl;
+  int rc = connect_to(g, &cl);
+  if (rc)
+    return rc;
+  cli_progress pr;
+  cli_progress_init(&pr);
+  qv_collection_info info;
+  qv_error e = {0};
+  double t0 = cli_now_s();
+  if (qv_client_build(cl, name, timeout_ms, cli_progress_cb, &pr, &info, &e) != QV_OK) {
+    rc = cli_fail_remote(&e);
+  } else {
+    printf("built in %.2f s: ", cli_now_s() - t0);
+    print_info(&info, 0);
+  }
+  qv_client_close(cl);
+  return rc;
+}
+
+static int cmd_search(int argc, char **argv, global *g) {
+  static const struct option opts[] = {{"queries", required_argument, 0, 'q'},
+                                       {"k", required_argument, 0, 'k'},
+                                       {"nprobe", required_argument, 0, 'n'},
+                                       {"exact", no_argument, 0, 'E'},
+                                       {"batch", required_argument, 0, 'b'},
+                                       {"groundtruth", required_argument, 0, 'g'},
+                                       {"json", no_argument, 0, 'j'},
+                                       {"output", required_argument, 0, 'o'},
+                                       GLOBAL_OPTS};
+  const char *queries = NULL, *gt_path = NULL, *output = NULL;
+  uint64_t k = 10, nprobe = 0, batch = 100;
+  int exact = 0, json = 0;
+  PARSE_BEGIN(opts)
+case 'q':
+  queries = optarg;
+  break;
+case 'k':
+  if (cli_parse_u64(optarg, 65536, &k) || k == 0)
+    return cli_usage_error("--k must be 1..65536, not '%s'", optarg);
+  break;
+case 'n':
+  if (cli_parse_u64(optarg, 65536, &nprobe) || nprobe == 0)
+    return cli_usage_error("--nprobe must be 1..65536, not '%s'", optarg);
+  break;
+case 'E':
+  exact = 1;
+  break;
+case 'b':
+  if (cli_parse_u64(optarg, 1000000, &batch) || batch == 0)
+    return cli_usage_error("--batch must be 1..1000000, not '%s'", optarg);
+  break;
+case 'g':
+  gt_path = optarg;
+  break;
+case 'j':
+  json = 1;
+  break;
+case 'o':
+  output = optarg;
+  break;
+  PARSE_END
+  const char *name = positional(argc, argv, "search");
+  if (name == NULL)
+    return EXIT_USAGE;
+  if (queries == NULL)
+    return cli_usage_error("'quiver search' needs --queries FILE%s", "");
+  qv_error e = {0};
+  float *q = NULL, *scores = NULL;
+  int64_t *ids = NULL, *gt = NULL;
+  qv_vecfile *gf = NULL;
+  qv_client *cl = NULL;
+  size_t n = 0, d = 0;
+  int rc = 1, remote_err = 0;
+  if (cli_read_f32(queries, &q, &n, &d, &e) != QV_OK)
+    goto done;
+  if (n == 0) {
+    qv_error_set(&e, QV_EINVAL, "%s holds no queries", queries);
+    goto done;
+  }
+  if (gt_path != NULL) {
+    if (cli_open_int_file(&gf, gt_path, "--groundtruth", &e) != QV_OK)
+      goto done;
+    if (qv_vecfile_rows(gf) < n || qv_vecfile_cols(gf) < k) {
+      qv_error_set(&e, QV_EINVAL, "%s has %zu x %zu neighbours; need at least %zu x %" PRIu64,
+                   gt_path, qv_vecfile_rows(gf), qv_vecfile_cols(gf), n, k);
+      goto done;
+    }
+    if (cli_read_i64(gf, n, &gt, &e) != QV_OK)
+      goto done;
+  }
+  scores = malloc(n * k * sizeof *scores);
+  ids = malloc(n * k * sizeof *ids);
+  if (scores == NULL || ids == NULL) {
+    qv_error_set(&e, QV_ENOMEM, "out of memory for %zu x %" PRIu64 " results", n, k);
+    goto done;
+  }
+  if ((rc = connect_to(g, &cl)) != 0)
+    goto out;
+  rc = 1;
+  size_t b = batch < n ? batch : n;
+  double t0 = cli_now_s();
+  for (size_t off = 0; off < n; off += b) {
+    size_t m = n - off < b ? n - off : b;
+    if (qv_client_search(cl, name, q + off * d, m, d, k, (uint32_t)nprobe, exact, scores + off * k,
+                         ids + off * k, &e) != QV_OK) {
+      remote_err = 1;
+      goto done;
+    }
+  }
+  double secs = cli_now_s() - t0, qps = secs > 0 ? n / secs : 0;
+  double recall = gt ? cli_recall(ids, gt, qv_vecfile_cols(gf), n, k) : -1;
+  if (output != NULL && cli_write_ids(output, ids, n, k, &e) != QV_OK)
+    goto done;
+  const char *server = g->server ? g->server : "127.0.0.1:7070";
+  if (json) {
+    printf("{\"server\": \"%s\", \"collection\": \"%s\", \"n_queries\": %zu, \"k\": %" PRIu64
+           ", \"nprobe\": %" PRIu64 ", \"exact\": %s, \"batch\": %zu, \"seconds\": %.6f, "
+           "\"qps\": %.1f, \"rpcs_per_s\": %.1f, \"recall_at_k\": ",
+           server, name, n, k, nprobe, exact ? "true" : "false", b, secs, qps,
+           secs > 0 ? ((n + b - 1) / b) / secs : 0.0);
+    if (recall >= 0)
+      printf("%.4f}\n", recall);
+    else
+      printf("null}\n");
+  } else {
+    printf("searched %s on %s, %zu queries, k=%" PRIu64 ", nprobe=%s%" PRIu64 ", batch=%zu\n", name,
+           server, n, k, nprobe ? "" : "default/", nprobe, b);
+    printf("  %.1f queries/s over gRPC (%.3f s)\n", qps, secs);
+    if (recall >= 0)
+      printf("  recall@%" PRIu64 " = %.4f\n", k, recall);
+    if (output == NULL) {
+      printf("  query 0:");
+      for (size_t a = 0; a < k && a < 10; a++)
+        printf(" %" PRId64 "(%.4g)", ids[a], scores[a]);
+      printf("\n");
+    }
+  }
+  rc = 0;
+done:
+  if (rc != 0)
+    remote_err ? cli_fail_remote(&e) : cli_fail(&e);
+out:
+  qv_client_close(cl);
+  qv_vecfile_close(gf);
+  free(q);
+  free(scores);
+  free(ids);
+  free(gt);
+  return rc;
+}
+
+int cli_server_main(int argc, char **argv) {
+  global g = {getenv("QUIVER_SERVER"), 30};
+  if (g.server != NULL && g.server[0] == '\0')
+    g.server = NULL;
+  /* Global options before the command. */
+  int i = 1;
+  while (i < argc && argv[i][0] == '-') {
+    if (!strcmp(argv[i], "--server") && i + 1 < argc) {
+      g.server = argv[i + 1];
+      i += 2;
+    } else if (!strncmp(argv[i], "--server=", 9)) {
+      g.server = argv[i] + 9;
+      i++;
+    } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+      if (cli_parse_u64(argv[i + 1], 86400, &g.timeout_s) || g.timeout_s == 0)
+        return cli_usage_error("--timeout must be 1..86400 seconds, not '%s'", argv[i + 1]);
+      i += 2;
+    } else {
+      return cli_usage_error("unknown option '%s'", argv[i]);
+    }
+  }
+  if (i >= argc)
+    return cli_usage_error("missing command%s", "");
+  const char *cmd = argv[i];
+  int sub_argc = argc - i;
+  char **sub_argv = argv + i;
+  if (!strcmp(cmd, "create"))
+    return cmd_create(sub_argc, sub_argv, &g);
+  if (!strcmp(cmd, "drop") || !strcmp(cmd, "list") || !strcmp(cmd, "describe") ||
+      !strcmp(cmd, "health"))
+    return cmd_simple(sub_argc, sub_argv, &g, cmd);
+  if (!strcmp(cmd, "upsert"))
+    return cmd_upsert(sub_argc, sub_argv, &g);
+  if (!strcmp(cmd, "delete"))
+    return cmd_delete(sub_argc, sub_argv, &g);
+  if (!strcmp(cmd, "build"))
+    return cmd_build(sub_argc, sub_argv, &g);
+  if (!strcmp(cmd, "search"))
+    return cmd_search(sub_argc, sub_argv, &g);
+  return cli_usage_error("unknown command '%s'", cmd);
+}
