@@ -13,6 +13,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "quiver/client.h"
 #include "quiver/v1/retrieval.pb-c.h"
+#include "quiver_wire.h"
 
 struct qv_client {
   grpc_channel *ch;
@@ -24,27 +25,6 @@ void qv_client_opts_init(qv_client_opts *o) {
   o->target = "127.0.0.1:7070";
   o->timeout_ms = 30000;
   o->wait_for_ready = 0;
-}
-
-static const char *grpc_name(grpc_status_code s) {
-  static const char *const names[] = {"OK",
-                                      "CANCELLED",
-                                      "UNKNOWN",
-                                      "INVALID_ARGUMENT",
-                                      "DEADLINE_EXCEEDED",
-                                      "NOT_FOUND",
-                                      "ALREADY_EXISTS",
-                                      "PERMISSION_DENIED",
-                                      "RESOURCE_EXHAUSTED",
-                                      "FAILED_PRECONDITION",
-                                      "ABORTED",
-                                      "OUT_OF_RANGE",
-                                      "UNIMPLEMENTED",
-                                      "INTERNAL",
-                                      "UNAVAILABLE",
-                                      "DATA_LOSS",
-                                      "UNAUTHENTICATED"};
-  return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "UNKNOWN";
 }
 
 static qv_status from_grpc(grpc_status_code s) {
@@ -170,7 +150,7 @@ static qv_status call_status(call *k, qv_error *err) {
   if (k->status == GRPC_STATUS_OK)
     return QV_OK;
   char *d = grpc_slice_to_c_string(k->details);
-  qv_status st = qv_error_set(err, from_grpc(k->status), "%s: %s", grpc_name(k->status),
+  qv_status st = qv_error_set(err, from_grpc(k->status), "%s: %s", qv__grpc_name(k->status),
                               d && *d ? d : "(no details)");
   gpr_free(d);
   return st;
@@ -239,29 +219,12 @@ static qv_status unary(qv_client *c, const char *method, const ProtobufCMessage 
 
 /* ---- collections ------------------------------------------------------------------------ */
 
-static qv_metric metric_from_pb(Quiver__V1__Metric m) {
-  return m == QUIVER__V1__METRIC__METRIC_IP       ? QV_METRIC_IP
-         : m == QUIVER__V1__METRIC__METRIC_COSINE ? QV_METRIC_COSINE
-                                                  : QV_METRIC_L2;
-}
-
-static Quiver__V1__Metric metric_to_pb(qv_metric m) {
-  switch (m) {
-  case QV_METRIC_L2:
-    return QUIVER__V1__METRIC__METRIC_L2;
-  case QV_METRIC_IP:
-    return QUIVER__V1__METRIC__METRIC_IP;
-  case QV_METRIC_COSINE:
-    return QUIVER__V1__METRIC__METRIC_COSINE;
-  }
-  return QUIVER__V1__METRIC__METRIC_UNSPECIFIED;
-}
-
 static void info_from_pb(const Quiver__V1__CollectionInfo *p, qv_collection_info *o) {
   memset(o, 0, sizeof *o);
   snprintf(o->name, sizeof o->name, "%s", p->name ? p->name : "");
   o->dim = p->dim;
-  o->metric = metric_from_pb(p->metric);
+  if (qv__metric_from_pb(p->metric, &o->metric) != 0)
+    o->metric = QV_METRIC_L2;
   snprintf(o->index_spec, sizeof o->index_spec, "%s", p->index_spec ? p->index_spec : "");
   o->state = (int)p->state;
   o->default_nprobe = p->default_nprobe;
@@ -300,7 +263,7 @@ qv_status qv_client_create(qv_client *c, const qv_create_opts *o, qv_collection_
   Quiver__V1__CreateCollectionRequest req = QUIVER__V1__CREATE_COLLECTION_REQUEST__INIT;
   req.name = (char *)o->name;
   req.dim = o->dim;
-  req.metric = metric_to_pb(o->metric);
+  req.metric = qv__metric_to_pb(o->metric);
   req.index_spec = (char *)(o->index_spec ? o->index_spec : "");
   req.default_nprobe = o->default_nprobe;
   req.train_sample = o->train_sample;

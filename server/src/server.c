@@ -29,6 +29,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "log.h"
 #include "quiver/v1/retrieval.pb-c.h"
+#include "quiver_wire.h"
 #include "status_map.h"
 
 typedef struct qv__tag {
@@ -107,18 +108,6 @@ static int deadline_passed(gpr_timespec deadline) {
   return gpr_time_cmp(deadline, gpr_now(deadline.clock_type)) < 0;
 }
 
-static Quiver__V1__Metric metric_pb(qv_metric m) {
-  switch (m) {
-  case QV_METRIC_L2:
-    return QUIVER__V1__METRIC__METRIC_L2;
-  case QV_METRIC_IP:
-    return QUIVER__V1__METRIC__METRIC_IP;
-  case QV_METRIC_COSINE:
-    return QUIVER__V1__METRIC__METRIC_COSINE;
-  }
-  return QUIVER__V1__METRIC__METRIC_UNSPECIFIED;
-}
-
 /* Fills info from an entry; strings point into *spec_buf (caller storage). */
 static void fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_buf) {
   quiver__v1__collection_info__init(info);
@@ -127,7 +116,7 @@ static void fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec
   memcpy(spec_buf, s.spec, QV_MAX_SPEC);
   info->name = e->name;
   info->dim = (uint32_t)s.dim;
-  info->metric = metric_pb(s.metric);
+  info->metric = qv__metric_to_pb(s.metric);
   info->index_spec = spec_buf;
   info->state = atomic_load(&e->building) ? QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_BUILDING
                 : s.trained               ? QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_READY
@@ -285,21 +274,10 @@ static qv_status h_create(qv__server *s, const ProtobufCMessage *m, const char *
   if (r->dim == 0 || r->dim > QV_MAX_DIM)
     return qv_error_set(err, QV_EINVAL, "dim = %u is out of range 1..%d", r->dim, QV_MAX_DIM);
   o.dim = r->dim;
-  switch (r->metric) {
-  case QUIVER__V1__METRIC__METRIC_L2:
-    o.metric = QV_METRIC_L2;
-    break;
-  case QUIVER__V1__METRIC__METRIC_IP:
-    o.metric = QV_METRIC_IP;
-    break;
-  case QUIVER__V1__METRIC__METRIC_COSINE:
-    o.metric = QV_METRIC_COSINE;
-    break;
-  default:
+  if (qv__metric_from_pb(r->metric, &o.metric) != 0)
     return qv_error_set(err, QV_EINVAL,
                         "metric is required: METRIC_L2, METRIC_IP or METRIC_COSINE (got %d)",
                         (int)r->metric);
-  }
   o.spec = r->index_spec && r->index_spec[0] ? r->index_spec : "Flat";
   o.default_nprobe = r->default_nprobe;
   o.train_sample = r->train_sample;

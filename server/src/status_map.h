@@ -7,7 +7,6 @@
 
 /* The one place where Quiver's status codes become gRPC's (STYLE 7). */
 grpc_status_code qv__to_grpc(qv_status s);
-/* "INVALID_ARGUMENT" etc. */
-const char *qv__grpc_name(grpc_status_code c);
+/* Names: qv__grpc_name in proto/glue/quiver_wire.h. */
 
 #endif

@@ -15,24 +15,10 @@
 
 namespace {
 
-struct CmdResult {
-  int code;
-  std::string out;
-};
+using qvtest::CmdResult;
 
 CmdResult run(const std::string &args) {
-  std::string cmd = std::string(QUIVER_BIN_DIR) + "/quiver " + args + " 2>&1";
-  CmdResult r{-1, ""};
-  FILE *p = popen(cmd.c_str(), "r");
-  if (p == nullptr)
-    return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-    r.out.append(buf, n);
-  int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  return qvtest::run_command(std::string(QUIVER_BIN_DIR) + "/quiver " + args);
 }
 
 double json_number(const std::string &s, const std::string &key) {

@@ -4,10 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
+
+#include <sys/wait.h>
 
 #include "quiver/vecfile.h"
 
@@ -87,6 +90,26 @@ struct TempDir {
     return path + "/" + name;
   }
 };
+
+// Runs a shell command, capturing stdout and stderr together, and its exit code.
+struct CmdResult {
+  int code;
+  std::string out;
+};
+
+inline CmdResult run_command(const std::string &cmd) {
+  CmdResult r{-1, ""};
+  FILE *p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr)
+    return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+    r.out.append(buf, n);
+  int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
 
 #define QV_REQUIRE_DATA(rel)                                                                       \
   do {                                                                                             \

@@ -1,0 +1,18 @@
+/* Small helpers at the wire boundary, shared by server/ and clients/c: metric enum conversions
+ * and gRPC status names. */
+#ifndef QUIVER_WIRE_H
+#define QUIVER_WIRE_H
+
+#include <grpc/status.h>
+
+#include "quiver/types.h"
+#include "quiver/v1/retrieval.pb-c.h"
+
+/* QV_METRIC_* -> quiver.v1.Metric. */
+Quiver__V1__Metric qv__metric_to_pb(qv_metric m);
+/* quiver.v1.Metric -> QV_METRIC_*; returns -1 for METRIC_UNSPECIFIED or an unknown value. */
+int qv__metric_from_pb(Quiver__V1__Metric m, qv_metric *out);
+/* "INVALID_ARGUMENT" etc.; "UNKNOWN" outside the enum. */
+const char *qv__grpc_name(grpc_status_code c);
+
+#endif
