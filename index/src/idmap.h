@@ -11,9 +11,9 @@
 #include <stdint.h>
 
 typedef struct qv__idmap {
-  int64_t *keys;  /* -1 = empty */
+  int64_t *keys; /* -1 = empty */
   uint64_t *vals;
-  size_t cap;     /* power of two, or 0 */
+  size_t cap; /* power of two, or 0 */
   size_t count;
 } qv__idmap;
 

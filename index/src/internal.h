@@ -38,8 +38,8 @@ struct qv_collection {
   size_t count, cap;
   qv__idmap map;
 
-  pthread_rwlock_t rw;  /* readers: searches; writer: the short mutations */
-  pthread_mutex_t wmu;  /* serialises writers (add, delete, build, save) */
+  pthread_rwlock_t rw; /* readers: searches; writer: the short mutations */
+  pthread_mutex_t wmu; /* serialises writers (add, delete, build, save) */
 };
 
 qv_status qv__spec_parse(const char *text, size_t dim, qv__spec *out, qv_error *err);

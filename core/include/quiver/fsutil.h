@@ -38,7 +38,8 @@ QV_API qv_status qv_file_crc32(const char *path, uint32_t *crc, uint64_t *size, 
 /* mkdir -p. QV_OK (also when it already exists as a directory) or QV_EIO. */
 QV_API qv_status qv_mkdirs(const char *path, qv_error *err);
 
-/* rm -rf of a directory tree we own (does not follow symlinks). QV_OK (also when absent) or QV_EIO. */
+/* rm -rf of a directory tree we own (does not follow symlinks). QV_OK (also when absent) or QV_EIO.
+ */
 QV_API qv_status qv_remove_tree(const char *path, qv_error *err);
 
 #ifdef __cplusplus

@@ -68,11 +68,10 @@ QV_API void qv_topk_init(size_t nq, size_t k, int larger_is_better, float *score
 /* Offers candidates: for query i < nq, scores block[i * ld + j] with ids (ids_in ? ids_in[j] :
  * id0 + j) for j < n. Candidates whose id is < 0 or whose score is NaN are ignored. */
 QV_API void qv_topk_push_cpu(size_t nq, size_t k, int larger_is_better, const float *block,
-                             size_t n, size_t ld, const int64_t *ids_in, int64_t id0,
-                             float *scores, int64_t *ids);
+                             size_t n, size_t ld, const int64_t *ids_in, int64_t id0, float *scores,
+                             int64_t *ids);
 
-QV_API void qv_topk_finish(size_t nq, size_t k, int larger_is_better, float *scores,
-                           int64_t *ids);
+QV_API void qv_topk_finish(size_t nq, size_t k, int larger_is_better, float *scores, int64_t *ids);
 
 #ifdef __cplusplus
 }
