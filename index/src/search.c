@@ -14,6 +14,7 @@
 
 #include "internal.h"
 #include "quiver/kernels.h"
+#include "quiver/rerank.h"
 
 /* Validates the common arguments and returns the queries to use (normalised copy for cosine in
  * *owned, else the caller's). */
@@ -113,6 +114,27 @@ out:
   return st;
 }
 
+/* The index search proper; the caller holds c->rw for reading. */
+static qv_status search_locked(qv_collection *c, const float *q, size_t n, size_t k,
+                               uint32_t req_nprobe, float *scores, int64_t *ids, qv_error *err) {
+  qv_status st = QV_OK;
+  if (!c->trained) {
+    st = qv_error_set(err, QV_EPRECONDITION,
+                      "index '%s' is not built yet: build it first (%zu vectors stored)",
+                      c->spec.text, c->count);
+  } else if (c->spec.nlist > 0) {
+    uint32_t nprobe = req_nprobe ? req_nprobe : c->default_nprobe;
+    if (nprobe > c->spec.nlist)
+      nprobe = c->spec.nlist;
+    st = search_ivf(c, q, n, k, nprobe, scores, ids, err);
+  } else if (faiss_Index_search(c->index, (idx_t)n, q, (idx_t)k, scores, ids) != 0) {
+    st = qv__faiss_fail(err, QV_EINTERNAL, "search");
+  }
+  if (st == QV_OK)
+    fix_padding(c->metric, n * k, scores, ids);
+  return st;
+}
+
 qv_status qv_collection_search(qv_collection *c, const float *queries, size_t n,
                                const qv_search_params *p, float *scores, int64_t *ids,
                                qv_error *err) {
@@ -122,21 +144,62 @@ qv_status qv_collection_search(qv_collection *c, const float *queries, size_t n,
   if (st != QV_OK)
     return st;
   pthread_rwlock_rdlock(&c->rw);
-  if (!c->trained) {
-    st = qv_error_set(err, QV_EPRECONDITION,
-                      "index '%s' is not built yet: build it first (%zu vectors stored)",
-                      c->spec.text, c->count);
-  } else if (c->spec.nlist > 0) {
-    uint32_t nprobe = p->nprobe ? p->nprobe : c->default_nprobe;
-    if (nprobe > c->spec.nlist)
-      nprobe = c->spec.nlist;
-    st = search_ivf(c, q, n, p->k, nprobe, scores, ids, err);
-  } else if (faiss_Index_search(c->index, (idx_t)n, q, (idx_t)p->k, scores, ids) != 0) {
-    st = qv__faiss_fail(err, QV_EINTERNAL, "search");
+  st = search_locked(c, q, n, p->k, p->nprobe, scores, ids, err);
+  pthread_rwlock_unlock(&c->rw);
+  free(owned);
+  return st;
+}
+
+qv_status qv_collection_search_refined(qv_collection *c, const float *queries, size_t n,
+                                       const qv_search_params *p, size_t candidates,
+                                       const qv_rerank_params *rp, float *scores, int64_t *ids,
+                                       qv_error *err) {
+  if (rp == NULL)
+    return qv_error_set(err, QV_EINVAL, "search_refined: rerank params are NULL");
+  if (rp->n_features > 0)
+    return qv_error_set(err, QV_EUNSUPPORTED,
+                        "feature blending needs item features, which collections do not store "
+                        "yet: send n_features = 0");
+  const float *q;
+  float *owned;
+  qv_status st = prepare(c, queries, n, p, scores, ids, &q, &owned, err);
+  if (st != QV_OK)
+    return st;
+  size_t kc = candidates ? candidates : 4 * p->k;
+  if (kc < p->k)
+    kc = p->k;
+  if (kc > QV_MAX_K) {
+    free(owned);
+    return qv_error_set(err, QV_EINVAL, "candidates k' = %zu is out of range %zu..%d", kc, p->k,
+                        QV_MAX_K);
+  }
+  const size_t d = c->dim;
+  float *cs = malloc(n * kc * sizeof *cs), *cv = malloc(n * kc * d * sizeof *cv);
+  int64_t *ci = malloc(n * kc * sizeof *ci);
+  if (cs == NULL || cv == NULL || ci == NULL) {
+    st = qv_error_set(err, QV_ENOMEM, "search_refined: out of memory for %zu x %zu candidates", n,
+                      kc);
+    goto out;
+  }
+  qv_rerank_params r = *rp;
+  r.k = p->k;
+  pthread_rwlock_rdlock(&c->rw);
+  st = search_locked(c, q, n, kc, p->nprobe, cs, ci, err);
+  /* Gather each candidate's full vector under the same read lock (rows cannot move). */
+  for (size_t i = 0; st == QV_OK && i < n * kc; i++) {
+    uint64_t row;
+    if (ci[i] >= 0 && qv__idmap_get(&c->map, ci[i], &row))
+      memcpy(cv + i * d, c->vecs + row * d, d * sizeof(float));
+    else
+      ci[i] = -1; /* not in the store: never returned */
   }
   pthread_rwlock_unlock(&c->rw);
   if (st == QV_OK)
-    fix_padding(c->metric, n * p->k, scores, ids);
+    st = qv_rerank_cpu(c->metric, q, n, d, ci, cv, NULL, kc, &r, scores, ids, err);
+out:
+  free(cs);
+  free(cv);
+  free(ci);
   free(owned);
   return st;
 }

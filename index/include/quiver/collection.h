@@ -53,6 +53,7 @@ extern "C" {
 #define QV_MAX_SPEC 128
 
 typedef struct qv_collection qv_collection;
+struct qv_rerank_params; /* quiver/rerank.h */
 
 /* Creation options. Initialise with qv_collection_opts_init, then set what differs. */
 typedef struct qv_collection_opts {
@@ -132,6 +133,18 @@ QV_API qv_status qv_collection_search(qv_collection *c, const float *queries, si
 QV_API qv_status qv_collection_search_exact(qv_collection *c, const float *queries, size_t n,
                                             const qv_search_params *p, float *scores, int64_t *ids,
                                             qv_error *err);
+
+/* Search, then the rerank stage of kernels/ (quiver/rerank.h) on each query's candidates: the
+ * index returns `candidates` (k' >= p->k; 0 = 4 * k) per query, their full-precision vectors are
+ * re-scored exactly (refine: lifts SQ/PQ indexes to near-exact), filtered by rp's allow/deny
+ * lists, optionally diversified (MMR), and the top p->k go back. rp->k is ignored (p->k rules).
+ * Scores follow quiver/rerank.h. Item features are not stored by collections yet: rp with
+ * n_features > 0 is refused with QV_EUNSUPPORTED.
+ * Returns what qv_collection_search returns, plus QV_EINVAL for bad rerank parameters. */
+QV_API qv_status qv_collection_search_refined(qv_collection *c, const float *queries, size_t n,
+                                              const qv_search_params *p, size_t candidates,
+                                              const struct qv_rerank_params *rp, float *scores,
+                                              int64_t *ids, qv_error *err);
 
 /* Saves to directory `dir` (created if needed) crash-safely: the data goes to a new version
  * subdirectory, fsynced, and becomes current only when MANIFEST.json is atomically replaced; the
