@@ -195,7 +195,7 @@ qv_status qv_collection_search_refined(qv_collection *c, const float *queries, s
   }
   pthread_rwlock_unlock(&c->rw);
   if (st == QV_OK)
-    st = qv_rerank_cpu(c->metric, q, n, d, ci, cv, NULL, kc, &r, scores, ids, err);
+    st = qv_rerank_cpu(c->metric, q, n, d, ci, cs, cv, NULL, kc, &r, scores, ids, err);
 out:
   free(cs);
   free(cv);

@@ -9,6 +9,7 @@
 void qv_rerank_params_init(qv_rerank_params *p) {
   memset(p, 0, sizeof *p);
   p->k = 10;
+  p->refine = 1;
 }
 
 int qv_sorted_contains(const int64_t *list, size_t n, int64_t id) {
@@ -47,7 +48,8 @@ static float l2sq(const float *a, const float *b, size_t d) {
 }
 
 qv_status qv_rerank_cpu(qv_metric metric, const float *queries, size_t n, size_t d,
-                        const int64_t *cand_ids, const float *cand_vecs, const float *cand_feats,
+                        const int64_t *cand_ids, const float *cand_scores, const float *cand_vecs,
+                        const float *cand_feats,
                         size_t kc, const qv_rerank_params *p, float *out_scores, int64_t *out_ids,
                         qv_error *err) {
   if (p == NULL || p->k == 0)
@@ -57,6 +59,8 @@ qv_status qv_rerank_cpu(qv_metric metric, const float *queries, size_t n, size_t
     return qv_error_set(err, QV_EINVAL, "rerank: NULL buffer");
   if (d == 0)
     return qv_error_set(err, QV_EINVAL, "rerank: dimension must be > 0");
+  if (!p->refine && n > 0 && kc > 0 && cand_scores == NULL)
+    return qv_error_set(err, QV_EINVAL, "rerank: refine = 0 needs the candidates' index scores");
   if (p->n_features > QV_MAX_FEATURES)
     return qv_error_set(err, QV_EINVAL, "rerank: %zu features exceed the limit %d", p->n_features,
                         QV_MAX_FEATURES);
@@ -103,7 +107,11 @@ qv_status qv_rerank_cpu(qv_metric metric, const float *queries, size_t n, size_t
       if (!live[j])
         continue;
       const float *x = cand_vecs + (i * kc + j) * d;
-      float sim = metric == QV_METRIC_L2 ? -l2sq(q, x, d) : dot(q, x, d);
+      float sim;
+      if (p->refine)
+        sim = metric == QV_METRIC_L2 ? -l2sq(q, x, d) : dot(q, x, d);
+      else
+        sim = metric == QV_METRIC_L2 ? -cand_scores[i * kc + j] : cand_scores[i * kc + j];
       if (blended) {
         float s = p->weights[0] * sim;
         const float *ft = cand_feats ? cand_feats + (i * kc + j) * p->n_features : NULL;

@@ -55,8 +55,8 @@ TEST(Rerank, RefineOrdersByExactScoreInTheMetricsConvention) {
     std::vector<float> sc(3 * 7);
     std::vector<int64_t> id(3 * 7);
     qv_error e{};
-    ASSERT_EQ(qv_rerank_cpu(m, c.q.data(), 3, 16, c.ids.data(), c.vecs.data(), nullptr, 50, &p,
-                            sc.data(), id.data(), &e),
+    ASSERT_EQ(qv_rerank_cpu(m, c.q.data(), 3, 16, c.ids.data(), nullptr, c.vecs.data(), nullptr, 50,
+                            &p, sc.data(), id.data(), &e),
               QV_OK)
         << e.msg;
     for (size_t i = 0; i < 3; i++) {
@@ -93,8 +93,8 @@ TEST(Rerank, FiltersDenyAllowAndEmptySlots) {
   std::vector<float> sc(10);
   std::vector<int64_t> id(10);
   qv_error e{};
-  ASSERT_EQ(qv_rerank_cpu(QV_METRIC_IP, c.q.data(), 1, 8, c.ids.data(), c.vecs.data(), nullptr, 20,
-                          &p, sc.data(), id.data(), &e),
+  ASSERT_EQ(qv_rerank_cpu(QV_METRIC_IP, c.q.data(), 1, 8, c.ids.data(), nullptr, c.vecs.data(),
+                          nullptr, 20, &p, sc.data(), id.data(), &e),
             QV_OK)
       << e.msg;
   // allowed: 5..11 (7 ids) minus denied 5 -> 6 results, then padding.
@@ -121,13 +121,14 @@ TEST(Rerank, BlendRanksByWeightedSum) {
   float sc[3];
   int64_t id[3];
   qv_error e{};
-  ASSERT_EQ(qv_rerank_cpu(QV_METRIC_IP, q, 1, 2, ids, v, f, 3, &p, sc, id, &e), QV_OK) << e.msg;
+  ASSERT_EQ(qv_rerank_cpu(QV_METRIC_IP, q, 1, 2, ids, nullptr, v, f, 3, &p, sc, id, &e), QV_OK)
+      << e.msg;
   EXPECT_EQ(id[0], 10);
   EXPECT_EQ(id[1], 20);
   EXPECT_EQ(id[2], 30);
   EXPECT_FLOAT_EQ(sc[1], 0.75f);
   w[1] = 0.3f; // scores: 1.0, 1.5, 2.0: the feature now dominates
-  ASSERT_EQ(qv_rerank_cpu(QV_METRIC_IP, q, 1, 2, ids, v, f, 3, &p, sc, id, &e), QV_OK);
+  ASSERT_EQ(qv_rerank_cpu(QV_METRIC_IP, q, 1, 2, ids, nullptr, v, f, 3, &p, sc, id, &e), QV_OK);
   EXPECT_EQ(id[0], 30);
   EXPECT_FLOAT_EQ(sc[0], 2.0f);
 }
@@ -145,11 +146,13 @@ TEST(Rerank, MmrPicksMatchAGreedyReferenceAndDiversify) {
   float sc[2];
   int64_t id[2];
   qv_error e{};
-  ASSERT_EQ(qv_rerank_cpu(QV_METRIC_COSINE, q, 1, 2, ids, v, nullptr, 3, &p, sc, id, &e), QV_OK);
+  ASSERT_EQ(qv_rerank_cpu(QV_METRIC_COSINE, q, 1, 2, ids, nullptr, v, nullptr, 3, &p, sc, id, &e),
+            QV_OK);
   EXPECT_EQ(id[0], 1);
   EXPECT_EQ(id[1], 3);
   p.mmr_lambda = 1.0f; // pure relevance
-  ASSERT_EQ(qv_rerank_cpu(QV_METRIC_COSINE, q, 1, 2, ids, v, nullptr, 3, &p, sc, id, &e), QV_OK);
+  ASSERT_EQ(qv_rerank_cpu(QV_METRIC_COSINE, q, 1, 2, ids, nullptr, v, nullptr, 3, &p, sc, id, &e),
+            QV_OK);
   EXPECT_EQ(id[1], 2);
 
   // Random case against an independent greedy implementation.
@@ -158,8 +161,8 @@ TEST(Rerank, MmrPicksMatchAGreedyReferenceAndDiversify) {
   p.mmr_lambda = 0.6f;
   std::vector<float> s2(20);
   std::vector<int64_t> i2(20);
-  ASSERT_EQ(qv_rerank_cpu(QV_METRIC_IP, c.q.data(), 2, 8, c.ids.data(), c.vecs.data(), nullptr, 40,
-                          &p, s2.data(), i2.data(), &e),
+  ASSERT_EQ(qv_rerank_cpu(QV_METRIC_IP, c.q.data(), 2, 8, c.ids.data(), nullptr, c.vecs.data(),
+                          nullptr, 40, &p, s2.data(), i2.data(), &e),
             QV_OK);
   for (size_t i = 0; i < 2; i++) {
     std::vector<bool> used(40, false);
@@ -196,29 +199,57 @@ TEST(Rerank, RefusesBadParameters) {
   qv_rerank_params p;
   qv_rerank_params_init(&p);
   p.k = 0;
-  EXPECT_EQ(qv_rerank_cpu(QV_METRIC_L2, c.q.data(), 1, 4, c.ids.data(), c.vecs.data(), nullptr, 4,
-                          &p, sc, id, &e),
+  EXPECT_EQ(qv_rerank_cpu(QV_METRIC_L2, c.q.data(), 1, 4, c.ids.data(), nullptr, c.vecs.data(),
+                          nullptr, 4, &p, sc, id, &e),
             QV_EINVAL);
   p.k = 2;
   p.mmr_lambda = 1.5f;
-  EXPECT_EQ(qv_rerank_cpu(QV_METRIC_L2, c.q.data(), 1, 4, c.ids.data(), c.vecs.data(), nullptr, 4,
-                          &p, sc, id, &e),
+  EXPECT_EQ(qv_rerank_cpu(QV_METRIC_L2, c.q.data(), 1, 4, c.ids.data(), nullptr, c.vecs.data(),
+                          nullptr, 4, &p, sc, id, &e),
             QV_EINVAL);
   p.mmr_lambda = NAN;
-  EXPECT_EQ(qv_rerank_cpu(QV_METRIC_L2, c.q.data(), 1, 4, c.ids.data(), c.vecs.data(), nullptr, 4,
-                          &p, sc, id, &e),
+  EXPECT_EQ(qv_rerank_cpu(QV_METRIC_L2, c.q.data(), 1, 4, c.ids.data(), nullptr, c.vecs.data(),
+                          nullptr, 4, &p, sc, id, &e),
             QV_EINVAL);
   p.mmr_lambda = 0;
   p.n_features = 2; // no weights
-  EXPECT_EQ(qv_rerank_cpu(QV_METRIC_L2, c.q.data(), 1, 4, c.ids.data(), c.vecs.data(), nullptr, 4,
-                          &p, sc, id, &e),
+  EXPECT_EQ(qv_rerank_cpu(QV_METRIC_L2, c.q.data(), 1, 4, c.ids.data(), nullptr, c.vecs.data(),
+                          nullptr, 4, &p, sc, id, &e),
             QV_EINVAL);
   p.n_features = 0;
   int64_t unsorted[2] = {5, 1};
   p.deny = unsorted;
   p.n_deny = 2;
-  EXPECT_EQ(qv_rerank_cpu(QV_METRIC_L2, c.q.data(), 1, 4, c.ids.data(), c.vecs.data(), nullptr, 4,
-                          &p, sc, id, &e),
+  EXPECT_EQ(qv_rerank_cpu(QV_METRIC_L2, c.q.data(), 1, 4, c.ids.data(), nullptr, c.vecs.data(),
+                          nullptr, 4, &p, sc, id, &e),
             QV_EINVAL);
   EXPECT_NE(std::string(e.msg).find("sorted"), std::string::npos);
+}
+
+TEST(Rerank, WithoutRefineTheIndexScoresRank) {
+  // Index scores deliberately disagree with the vectors: refine = 0 must follow the scores.
+  float q[2] = {1, 0};
+  float v[3 * 2] = {1, 0, 0, 1, -1, 0};
+  float idx_scores[3] = {0.1f, 0.9f, 0.5f}; // ip convention: larger is better
+  int64_t ids[3] = {1, 2, 3};
+  qv_rerank_params p;
+  qv_rerank_params_init(&p);
+  p.k = 3;
+  p.refine = 0;
+  float sc[3];
+  int64_t id[3];
+  qv_error e{};
+  ASSERT_EQ(qv_rerank_cpu(QV_METRIC_IP, q, 1, 2, ids, idx_scores, v, nullptr, 3, &p, sc, id, &e),
+            QV_OK)
+      << e.msg;
+  EXPECT_EQ(id[0], 2);
+  EXPECT_EQ(id[1], 3);
+  EXPECT_EQ(id[2], 1);
+  p.refine = 1;
+  ASSERT_EQ(qv_rerank_cpu(QV_METRIC_IP, q, 1, 2, ids, idx_scores, v, nullptr, 3, &p, sc, id, &e),
+            QV_OK);
+  EXPECT_EQ(id[0], 1);
+  p.refine = 0;
+  EXPECT_EQ(qv_rerank_cpu(QV_METRIC_IP, q, 1, 2, ids, nullptr, v, nullptr, 3, &p, sc, id, &e),
+            QV_EINVAL);
 }

@@ -7,7 +7,8 @@
  * Steps, in order:
  *   1. filters: ids in `deny` are dropped; when `allow` is given, only ids in it stay (both
  *      sorted ascending; tombstones go in `deny`)
- *   2. exact re-score: sim = -||q - x||^2 (l2) or <q, x> (ip, cosine: unit vectors expected)
+ *   2. exact re-score: sim = -||q - x||^2 (l2) or <q, x> (ip, cosine: unit vectors expected);
+ *      with refine = 0 the index's own scores (cand_scores, same convention) are used instead
  *   3. blend: score = w[0] * sim + sum_f w[1+f] * feature_f   (no weights: score = sim)
  *   4. optional diversity by maximal marginal relevance: greedily pick
  *        argmax  lambda * score(c) - (1 - lambda) * max_{s picked} <x_c, x_s>
@@ -36,6 +37,7 @@ extern "C" {
 
 typedef struct qv_rerank_params {
   size_t k;             /* results per query, >= 1 */
+  int refine;           /* 1 (default): exact re-score from cand_vecs; 0: keep cand_scores */
   const float *weights; /* NULL, or 1 + n_features weights */
   size_t n_features;    /* F, 0 .. QV_MAX_FEATURES */
   float mmr_lambda;     /* 0 = off, else (0, 1] */
@@ -45,16 +47,17 @@ typedef struct qv_rerank_params {
   size_t n_deny;
 } qv_rerank_params;
 
-/* Fills defaults: k 10, no weights, no MMR, no filters. */
+/* Fills defaults: k 10, refine on, no weights, no MMR, no filters. */
 QV_API void qv_rerank_params_init(qv_rerank_params *p);
 
 /* Runs the stage on the CPU. out_scores and out_ids hold n * p->k.
  * Returns QV_OK; QV_EINVAL (NULL buffers, k 0, too many features, weights missing for features,
  * lambda outside [0, 1], NaN weight, unsorted allow/deny list); QV_ENOMEM. */
 QV_API qv_status qv_rerank_cpu(qv_metric metric, const float *queries, size_t n, size_t d,
-                               const int64_t *cand_ids, const float *cand_vecs,
-                               const float *cand_feats, size_t kc, const qv_rerank_params *p,
-                               float *out_scores, int64_t *out_ids, qv_error *err);
+                               const int64_t *cand_ids, const float *cand_scores,
+                               const float *cand_vecs, const float *cand_feats, size_t kc,
+                               const qv_rerank_params *p, float *out_scores, int64_t *out_ids,
+                               qv_error *err);
 
 /* 1 when id is in the sorted list. */
 QV_API int qv_sorted_contains(const int64_t *list, size_t n, int64_t id);
