@@ -334,9 +334,10 @@ qv_status qv_client_list(qv_client *c, qv_collection_info **out, size_t *n, qv_e
 
 /* ---- data ------------------------------------------------------------------------------- */
 
-qv_status qv_client_search(qv_client *c, const char *collection, const float *queries, size_t n,
-                           size_t dim, size_t k, uint32_t nprobe, int exact, float *scores,
-                           int64_t *ids, qv_error *err) {
+static qv_status search_call(qv_client *c, const char *collection, const float *queries, size_t n,
+                             size_t dim, size_t k, uint32_t nprobe, int exact,
+                             const qv_client_rerank *rr, float *scores, int64_t *ids,
+                             qv_error *err) {
   CHECK_CLIENT(c, collection);
   if ((n > 0 && queries == NULL) || scores == NULL || ids == NULL)
     return qv_error_set(err, QV_EINVAL, "search: NULL buffer");
@@ -350,6 +351,19 @@ qv_status qv_client_search(qv_client *c, const char *collection, const float *qu
   req.k = (uint32_t)k;
   req.nprobe = nprobe;
   req.exact = exact != 0;
+  Quiver__V1__RerankOptions ro = QUIVER__V1__RERANK_OPTIONS__INIT;
+  if (rr != NULL) {
+    ro.candidates = rr->candidates;
+    ro.refine = rr->refine != 0;
+    ro.weights = (float *)rr->weights;
+    ro.n_weights = rr->weights ? rr->n_weights : 0;
+    ro.mmr_lambda = rr->mmr_lambda;
+    ro.allow_ids = (int64_t *)rr->allow_ids;
+    ro.n_allow_ids = rr->allow_ids ? rr->n_allow : 0;
+    ro.deny_ids = (int64_t *)rr->deny_ids;
+    ro.n_deny_ids = rr->deny_ids ? rr->n_deny : 0;
+    req.rerank = &ro;
+  }
   ProtobufCMessage *resp;
   qv_status st = unary(c, "/quiver.v1.Retrieval/Search", &req.base,
                        &quiver__v1__search_response__descriptor, &resp, err);
@@ -365,6 +379,19 @@ qv_status qv_client_search(qv_client *c, const char *collection, const float *qu
   }
   protobuf_c_message_free_unpacked(resp, NULL);
   return st;
+}
+
+qv_status qv_client_search(qv_client *c, const char *collection, const float *queries, size_t n,
+                           size_t dim, size_t k, uint32_t nprobe, int exact, float *scores,
+                           int64_t *ids, qv_error *err) {
+  return search_call(c, collection, queries, n, dim, k, nprobe, exact, NULL, scores, ids, err);
+}
+
+qv_status qv_client_search_rerank(qv_client *c, const char *collection, const float *queries,
+                                  size_t n, size_t dim, size_t k, uint32_t nprobe,
+                                  const qv_client_rerank *rr, float *scores, int64_t *ids,
+                                  qv_error *err) {
+  return search_call(c, collection, queries, n, dim, k, nprobe, 0, rr, scores, ids, err);
 }
 
 qv_status qv_client_delete(qv_client *c, const char *collection, size_t n, const int64_t *ids,

@@ -31,6 +31,8 @@ static const char *kServerHelp =
     "  quiver build NAME [--timeout SECONDS]\n"
     "  quiver search NAME --queries FILE [--k K] [--nprobe N] [--exact] [--batch B]\n"
     "                [--groundtruth FILE] [--json] [--output FILE]\n"
+    "                [--candidates K'] [--refine] [--mmr LAMBDA] [--weight W]\n"
+    "                [--allow 1,2,...] [--deny 1,2,...]      (the rerank stage)\n"
     "  quiver health [--service NAME]\n";
 
 void cli_print_server_help(FILE *f) {
@@ -331,6 +333,38 @@ out:
   return rc;
 }
 
+/* Parses "1,2,3" into a malloc'd array. Returns 0, or a usage error's exit code. */
+static int parse_id_list(const char *list, const char *flag, int64_t **out, size_t *n) {
+  size_t cap = 1;
+  for (const char *p = list; *p; p++)
+    cap += *p == ',';
+  *n = 0;
+  *out = malloc(cap * sizeof **out);
+  char *copy = strdup(list);
+  if (*out == NULL || copy == NULL) {
+    free(*out);
+    free(copy);
+    *out = NULL;
+    return cli_usage_error("out of memory%s", "");
+  }
+  for (char *sv = NULL, *tok = strtok_r(copy, ",", &sv); tok; tok = strtok_r(NULL, ",", &sv)) {
+    uint64_t v;
+    if (cli_parse_u64(tok, INT64_MAX, &v)) {
+      fprintf(stderr,
+              "quiver: usage error: %s takes non-negative integers separated by commas, "
+              "not '%s'\n",
+              flag, tok);
+      free(copy);
+      free(*out);
+      *out = NULL;
+      return EXIT_USAGE;
+    }
+    (*out)[(*n)++] = (int64_t)v;
+  }
+  free(copy);
+  return 0;
+}
+
 static int cmd_delete(int argc, char **argv, global *g) {
   static const struct option opts[] = {
       {"ids", required_argument, 0, 'I'}, {"ids-file", required_argument, 0, 'f'}, GLOBAL_OPTS};
@@ -352,28 +386,9 @@ case 'f':
   int64_t *ids = NULL;
   size_t n = 0;
   if (list != NULL) {
-    size_t cap = 1;
-    for (const char *p = list; *p; p++)
-      cap += *p == ',';
-    ids = malloc(cap * sizeof *ids);
-    char *copy = strdup(list);
-    if (ids == NULL || copy == NULL) {
-      free(ids);
-      free(copy);
-      return cli_usage_error("out of memory%s", "");
-    }
-    for (char *sv = NULL, *tok = strtok_r(copy, ",", &sv); tok; tok = strtok_r(NULL, ",", &sv)) {
-      uint64_t v;
-      if (cli_parse_u64(tok, INT64_MAX, &v)) {
-        int r =
-            cli_usage_error("--ids takes non-negative integers separated by commas, not '%s'", tok);
-        free(copy);
-        free(ids);
-        return r;
-      }
-      ids[n++] = (int64_t)v;
-    }
-    free(copy);
+    int r = parse_id_list(list, "--ids", &ids, &n);
+    if (r != 0)
+      return r;
   } else {
     qv_vecfile *f;
     if (cli_open_int_file(&f, file, "--ids-file", &e) != QV_OK)
@@ -437,8 +452,19 @@ static int cmd_search(int argc, char **argv, global *g) {
                                        {"groundtruth", required_argument, 0, 'g'},
                                        {"json", no_argument, 0, 'j'},
                                        {"output", required_argument, 0, 'o'},
+                                       {"candidates", required_argument, 0, 'C'},
+                                       {"refine", no_argument, 0, 'R'},
+                                       {"mmr", required_argument, 0, 'M'},
+                                       {"weight", required_argument, 0, 'W'},
+                                       {"allow", required_argument, 0, 'A'},
+                                       {"deny", required_argument, 0, 'D'},
                                        GLOBAL_OPTS};
   const char *queries = NULL, *gt_path = NULL, *output = NULL;
+  qv_client_rerank rr = {0};
+  int use_rerank = 0;
+  float weight = 0;
+  int64_t *allow = NULL, *deny = NULL;
+  char *end = NULL;
   uint64_t k = 10, nprobe = 0, batch = 100;
   int exact = 0, json = 0;
   PARSE_BEGIN(opts)
@@ -468,6 +494,46 @@ case 'j':
   break;
 case 'o':
   output = optarg;
+  break;
+case 'C': {
+  uint64_t v;
+  if (cli_parse_u64(optarg, 65536, &v) || v == 0)
+    return cli_usage_error("--candidates must be 1..65536, not '%s'", optarg);
+  rr.candidates = (uint32_t)v;
+  use_rerank = 1;
+  break;
+}
+case 'R':
+  rr.refine = 1;
+  use_rerank = 1;
+  break;
+case 'M':
+  rr.mmr_lambda = strtof(optarg, &end);
+  if (end == optarg || *end != '\0' || !(rr.mmr_lambda > 0 && rr.mmr_lambda <= 1))
+    return cli_usage_error("--mmr takes lambda in (0, 1], not '%s'", optarg);
+  use_rerank = 1;
+  break;
+case 'W':
+  weight = strtof(optarg, &end);
+  if (end == optarg || *end != '\0')
+    return cli_usage_error("--weight takes a number, not '%s'", optarg);
+  rr.weights = &weight;
+  rr.n_weights = 1;
+  use_rerank = 1;
+  break;
+case 'A':
+  free(allow);
+  if (parse_id_list(optarg, "--allow", &allow, &rr.n_allow) != 0)
+    return EXIT_USAGE;
+  rr.allow_ids = allow;
+  use_rerank = 1;
+  break;
+case 'D':
+  free(deny);
+  if (parse_id_list(optarg, "--deny", &deny, &rr.n_deny) != 0)
+    return EXIT_USAGE;
+  rr.deny_ids = deny;
+  use_rerank = 1;
   break;
   PARSE_END
   const char *name = positional(argc, argv, "search");
@@ -512,8 +578,12 @@ case 'o':
   double t0 = cli_now_s();
   for (size_t off = 0; off < n; off += b) {
     size_t m = n - off < b ? n - off : b;
-    if (qv_client_search(cl, name, q + off * d, m, d, k, (uint32_t)nprobe, exact, scores + off * k,
-                         ids + off * k, &e) != QV_OK) {
+    qv_status st = use_rerank
+                       ? qv_client_search_rerank(cl, name, q + off * d, m, d, k, (uint32_t)nprobe,
+                                                 &rr, scores + off * k, ids + off * k, &e)
+                       : qv_client_search(cl, name, q + off * d, m, d, k, (uint32_t)nprobe, exact,
+                                          scores + off * k, ids + off * k, &e);
+    if (st != QV_OK) {
       remote_err = 1;
       goto done;
     }
@@ -557,6 +627,8 @@ out:
   free(scores);
   free(ids);
   free(gt);
+  free(allow);
+  free(deny);
   return rc;
 }
 

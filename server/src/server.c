@@ -28,6 +28,7 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "log.h"
+#include "quiver/rerank.h"
 #include "quiver/v1/retrieval.pb-c.h"
 #include "quiver_wire.h"
 #include "status_map.h"
@@ -207,6 +208,60 @@ static void log_failure(const char *method, const char *collection, qv_status st
 
 /* ---- unary handlers --------------------------------------------------------------------- */
 
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* A sorted copy of an id list (the rerank stage looks ids up by binary search). */
+static int64_t *sorted_copy(const int64_t *ids, size_t n) {
+  int64_t *out = malloc((n ? n : 1) * sizeof *out);
+  if (out != NULL && n > 0) {
+    memcpy(out, ids, n * sizeof *out);
+    qsort(out, n, sizeof *out, cmp_i64);
+  }
+  return out;
+}
+
+static qv_status search_reranked(qv__entry *e, const Quiver__V1__SearchRequest *r, size_t n,
+                                 float *scores, int64_t *ids, qv_error *err) {
+  const Quiver__V1__RerankOptions *o = r->rerank;
+  if (r->exact)
+    return qv_error_set(err, QV_EINVAL,
+                        "exact and rerank exclude each other: exact search is "
+                        "already exact; send one of them");
+  if (o->n_weights > 1)
+    return qv_error_set(err, QV_EUNSUPPORTED,
+                        "rerank.weights has %zu entries, but per-item features are not stored "
+                        "yet: send at most one weight (the similarity's)",
+                        o->n_weights);
+  if (o->candidates != 0 && o->candidates < r->k)
+    return qv_error_set(err, QV_EINVAL, "rerank.candidates = %u is below k = %u", o->candidates,
+                        r->k);
+  qv_rerank_params rp;
+  qv_rerank_params_init(&rp);
+  rp.refine = o->refine;
+  rp.weights = o->n_weights ? o->weights : NULL;
+  rp.mmr_lambda = o->mmr_lambda;
+  int64_t *allow = o->n_allow_ids ? sorted_copy(o->allow_ids, o->n_allow_ids) : NULL;
+  int64_t *deny = o->n_deny_ids ? sorted_copy(o->deny_ids, o->n_deny_ids) : NULL;
+  qv_status st;
+  if ((o->n_allow_ids && allow == NULL) || (o->n_deny_ids && deny == NULL)) {
+    st = qv_error_set(err, QV_ENOMEM, "out of memory for the filter lists");
+  } else {
+    rp.allow = allow;
+    rp.n_allow = o->n_allow_ids;
+    rp.deny = deny;
+    rp.n_deny = o->n_deny_ids;
+    qv_search_params p = {.k = r->k, .nprobe = r->nprobe};
+    st = qv_collection_search_refined(e->col, r->queries, n, &p, o->candidates, &rp, scores, ids,
+                                      err);
+  }
+  free(allow);
+  free(deny);
+  return st;
+}
+
 static qv_status h_search(qv__server *s, const ProtobufCMessage *m, const char *unused,
                           grpc_byte_buffer **resp, qv_error *err) {
   (void)unused;
@@ -242,6 +297,8 @@ static qv_status h_search(qv__server *s, const ProtobufCMessage *m, const char *
   } else if ((scores = malloc(n * r->k * sizeof *scores)) == NULL ||
              (ids = malloc(n * r->k * sizeof *ids)) == NULL) {
     st = qv_error_set(err, QV_ENOMEM, "out of memory for %zu x %u results", n, r->k);
+  } else if (r->rerank != NULL) {
+    st = search_reranked(e, r, n, scores, ids, err);
   } else {
     qv_search_params p = {.k = r->k, .nprobe = r->nprobe};
     st = r->exact ? qv_collection_search_exact(e->col, r->queries, n, &p, scores, ids, err)

@@ -8,6 +8,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -374,4 +375,87 @@ TEST_F(Server, SigtermThenRestartKeepsEveryCollection) {
             QV_OK);
   EXPECT_EQ(ids, ids2);
   EXPECT_EQ(sc, sc2);
+}
+
+TEST_F(Server, RerankRefinesFiltersAndRefusesWhatItCannotDo) {
+  Client cl(srv.target());
+  qv_create_opts o{};
+  o.name = "pq";
+  o.dim = 128;
+  o.metric = QV_METRIC_L2;
+  o.index_spec = "IVF32,PQ8";
+  qv_error e{};
+  ASSERT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_OK) << e.msg;
+  std::vector<int64_t> rows(base.rows);
+  for (size_t i = 0; i < base.rows; i++)
+    rows[i] = int64_t(i);
+  ASSERT_EQ(qv_client_upsert(cl.c, "pq", base.rows, 128, rows.data(), base.f.data(), 0, nullptr,
+                             nullptr, nullptr, &e),
+            QV_OK);
+  ASSERT_EQ(qv_client_build(cl.c, "pq", 0, nullptr, nullptr, nullptr, &e), QV_OK) << e.msg;
+  const size_t k = 10;
+  std::vector<float> sc(q.rows * k);
+  std::vector<int64_t> raw(q.rows * k), ref(q.rows * k);
+  ASSERT_EQ(
+      qv_client_search(cl.c, "pq", q.f.data(), q.rows, 128, k, 16, 0, sc.data(), raw.data(), &e),
+      QV_OK);
+  qv_client_rerank rr{};
+  rr.candidates = 200;
+  rr.refine = 1;
+  ASSERT_EQ(qv_client_search_rerank(cl.c, "pq", q.f.data(), q.rows, 128, k, 16, &rr, sc.data(),
+                                    ref.data(), &e),
+            QV_OK)
+      << e.msg;
+  double r_raw = qvtest::recall_at_k(raw, gt, q.rows, k),
+         r_ref = qvtest::recall_at_k(ref, gt, q.rows, k);
+  std::printf("[ rerank ] sift5k IVF32,PQ8 nprobe=16: recall@10 raw %.3f, refined (k'=200) %.3f\n",
+              r_raw, r_ref);
+  EXPECT_GE(r_ref, 0.95);
+  EXPECT_GT(r_ref, r_raw + 0.2);
+  // Deny the first query's best: it never comes back.
+  int64_t deny = ref[0];
+  rr.deny_ids = &deny;
+  rr.n_deny = 1;
+  ASSERT_EQ(qv_client_search_rerank(cl.c, "pq", q.f.data(), 1, 128, k, 16, &rr, sc.data(),
+                                    ref.data(), &e),
+            QV_OK);
+  for (size_t j = 0; j < k; j++)
+    EXPECT_NE(ref[j], deny);
+  // Allow-list of three ids: at most those three, padded after.
+  int64_t allow[3] = {7, 3, 5};
+  rr.deny_ids = nullptr;
+  rr.n_deny = 0;
+  rr.allow_ids = allow;
+  rr.n_allow = 3;
+  rr.candidates = 5000;
+  ASSERT_EQ(qv_client_search_rerank(cl.c, "pq", q.f.data(), 1, 128, k, 32 /* nlist: all */, &rr,
+                                    sc.data(), ref.data(), &e),
+            QV_OK)
+      << e.msg;
+  std::vector<int64_t> got(ref.begin(), ref.begin() + 3);
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<int64_t>{3, 5, 7}));
+  EXPECT_EQ(ref[3], -1);
+  // What it cannot do is refused clearly.
+  float w[2] = {1, 1};
+  rr.allow_ids = nullptr;
+  rr.n_allow = 0;
+  rr.candidates = 50;
+  rr.weights = w;
+  rr.n_weights = 2;
+  EXPECT_EQ(qv_client_search_rerank(cl.c, "pq", q.f.data(), 1, 128, k, 16, &rr, sc.data(),
+                                    ref.data(), &e),
+            QV_EUNSUPPORTED);
+  EXPECT_NE(std::strstr(e.msg, "features"), nullptr) << e.msg;
+  rr.n_weights = 0;
+  rr.weights = nullptr;
+  rr.candidates = 5;
+  EXPECT_EQ(qv_client_search_rerank(cl.c, "pq", q.f.data(), 1, 128, k, 16, &rr, sc.data(),
+                                    ref.data(), &e),
+            QV_EINVAL);
+  rr.candidates = 0;
+  rr.mmr_lambda = 3;
+  EXPECT_EQ(qv_client_search_rerank(cl.c, "pq", q.f.data(), 1, 128, k, 16, &rr, sc.data(),
+                                    ref.data(), &e),
+            QV_EINVAL);
 }

@@ -82,6 +82,25 @@ QV_API qv_status qv_client_search(qv_client *c, const char *collection, const fl
                                   size_t n, size_t dim, size_t k, uint32_t nprobe, int exact,
                                   float *scores, int64_t *ids, qv_error *err);
 
+/* The rerank stage (see RerankOptions in proto/quiver/v1/retrieval.proto). */
+typedef struct qv_client_rerank {
+  uint32_t candidates;  /* k' per query; 0 = 4 * k */
+  int refine;           /* 1: exact re-score from full vectors */
+  const float *weights; /* NULL or n_weights (at most 1 today) */
+  size_t n_weights;
+  float mmr_lambda;         /* 0 = off */
+  const int64_t *allow_ids; /* NULL or n_allow ids */
+  size_t n_allow;
+  const int64_t *deny_ids; /* NULL or n_deny ids */
+  size_t n_deny;
+} qv_client_rerank;
+
+/* qv_client_search with the rerank stage; rr NULL is a plain search. */
+QV_API qv_status qv_client_search_rerank(qv_client *c, const char *collection, const float *queries,
+                                         size_t n, size_t dim, size_t k, uint32_t nprobe,
+                                         const qv_client_rerank *rr, float *scores, int64_t *ids,
+                                         qv_error *err);
+
 /* Progress of an upload or a build: phase ("upload", "sample", "train", "add", "save", "done"),
  * done of total. Return non-zero to cancel. */
 typedef int (*qv_client_progress_fn)(void *user, const char *phase, uint64_t done, uint64_t total);
