@@ -229,18 +229,34 @@ class Client:
     # -- search ---------------------------------------------------------------------------------
 
     def search(self, collection: str, queries: ArrayLike, k: int = 10, nprobe: int = 0,
-               exact: bool = False, *, timeout=_DEFAULT) -> Tuple[np.ndarray, np.ndarray]:
+               exact: bool = False, *, rerank: Optional[dict] = None,
+               timeout=_DEFAULT) -> Tuple[np.ndarray, np.ndarray]:
         """Nearest neighbours of ``queries`` (float32 [n, dim]; a 1-D array is one query).
 
         Returns ``(ids, scores)``: int64 [n, k] and float32 [n, k], best first per row, padded
         with id -1 when fewer than k vectors are reachable. ``nprobe`` 0 uses the collection's
         default; ``exact`` brute-forces over the stored vectors.
+
+        ``rerank`` turns on the server's rerank stage, a dict with any of ``candidates`` (k' per
+        query), ``refine`` (exact re-score), ``weights`` (at most one today), ``mmr_lambda``,
+        ``allow_ids``, ``deny_ids`` (see RerankOptions in proto/quiver/v1/retrieval.proto).
         """
         q = _as_matrix(queries, "queries")
         n, dim = q.shape
         req = _msg(pb.SearchRequest, collection=collection, dim=dim, k=k, nprobe=nprobe,
                    exact=exact)
         _set_floats(req, "queries", q)
+        if rerank is not None:
+            known = {"candidates", "refine", "weights", "mmr_lambda", "allow_ids", "deny_ids"}
+            unknown = set(rerank) - known
+            if unknown:
+                raise _invalid(f"unknown rerank option(s) {sorted(unknown)}; use {sorted(known)}")
+            try:
+                req.rerank.CopyFrom(pb.RerankOptions(**{
+                    key: (list(val) if key in ("weights", "allow_ids", "deny_ids") else val)
+                    for key, val in rerank.items()}))
+            except (TypeError, ValueError) as exc:
+                raise _invalid(f"bad rerank options: {exc}") from None
         resp = self._unary(self._stub.Search, req, timeout)
         rk, rn = resp.k, resp.num_queries
         if len(resp.ids) != rn * rk or len(resp.scores) != rn * rk or rn != n:

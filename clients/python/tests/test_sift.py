@@ -80,3 +80,37 @@ def test_same_ids_as_the_remote_cli(client, server, sift_collection, sift, tmp_p
     assert p.returncode == 0, f"quiver --server ... search failed ({p.returncode}):\n{p.stderr}"
     ids, _ = client.search(sift_collection.name, sift.queries, k=10, nprobe=32)
     np.testing.assert_array_equal(ids, np.load(out))
+
+
+def test_rerank_filters_and_mmr(client, sift_collection, sift):
+    name = sift_collection.name
+    base_ids, _ = client.search(name, sift.queries[:5], k=10, nprobe=32)
+    deny = base_ids[:, 0].tolist()  # every query's best
+    ids, scores = client.search(name, sift.queries[:5], k=10, nprobe=32,
+                                rerank={"candidates": 50, "refine": True, "deny_ids": deny})
+    assert ids.shape == (5, 10)
+    assert not set(ids.ravel().tolist()) & set(deny)
+    assert (np.diff(scores, axis=1) >= 0).all(), "refined l2 scores still ascend"
+    ids, _ = client.search(name, sift.queries[:1], k=3, nprobe=64,
+                           rerank={"candidates": 5000, "allow_ids": [11, 7, 3]})
+    assert sorted(ids[0].tolist()) == [3, 7, 11]
+    ids, _ = client.search(name, sift.queries[:1], k=5, nprobe=32,
+                           rerank={"candidates": 50, "refine": True, "mmr_lambda": 0.5})
+    assert len(set(ids[0].tolist())) == 5
+    assert ids[0, 0] == base_ids[0, 0]  # MMR's first pick is the most relevant
+
+
+def test_rerank_refusals(client, sift_collection, sift):
+    from quiver_client import QuiverError
+    import grpc
+
+    name = sift_collection.name
+    with pytest.raises(QuiverError) as ei:
+        client.search(name, sift.queries[:1], rerank={"weights": [1.0, 2.0]})
+    assert ei.value.code == grpc.StatusCode.UNIMPLEMENTED
+    with pytest.raises(QuiverError) as ei:
+        client.search(name, sift.queries[:1], rerank={"mmr_lambda": 3.0})
+    assert ei.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(QuiverError) as ei:
+        client.search(name, sift.queries[:1], rerank={"bogus": 1})
+    assert ei.value.code == grpc.StatusCode.INVALID_ARGUMENT

@@ -30,20 +30,38 @@ COLLECTION_STATE_READY: CollectionState
 COLLECTION_STATE_BUILDING: CollectionState
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "queries", "dim", "k", "nprobe", "exact")
+    __slots__ = ("collection", "queries", "dim", "k", "nprobe", "rerank", "exact")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     NPROBE_FIELD_NUMBER: _ClassVar[int]
+    RERANK_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     queries: _containers.RepeatedScalarFieldContainer[float]
     dim: int
     k: int
     nprobe: int
+    rerank: RerankOptions
     exact: bool
-    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[float]] = ..., dim: _Optional[int] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., exact: _Optional[bool] = ...) -> None: ...
+    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[float]] = ..., dim: _Optional[int] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., rerank: _Optional[_Union[RerankOptions, _Mapping]] = ..., exact: _Optional[bool] = ...) -> None: ...
+
+class RerankOptions(_message.Message):
+    __slots__ = ("candidates", "refine", "weights", "mmr_lambda", "allow_ids", "deny_ids")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    REFINE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    MMR_LAMBDA_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_IDS_FIELD_NUMBER: _ClassVar[int]
+    DENY_IDS_FIELD_NUMBER: _ClassVar[int]
+    candidates: int
+    refine: bool
+    weights: _containers.RepeatedScalarFieldContainer[float]
+    mmr_lambda: float
+    allow_ids: _containers.RepeatedScalarFieldContainer[int]
+    deny_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, candidates: _Optional[int] = ..., refine: _Optional[bool] = ..., weights: _Optional[_Iterable[float]] = ..., mmr_lambda: _Optional[float] = ..., allow_ids: _Optional[_Iterable[int]] = ..., deny_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("k", "num_queries", "ids", "scores")
