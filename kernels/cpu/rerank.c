@@ -47,11 +47,10 @@ static float l2sq(const float *a, const float *b, size_t d) {
   return s;
 }
 
-qv_status qv_rerank_cpu(qv_metric metric, const float *queries, size_t n, size_t d,
-                        const int64_t *cand_ids, const float *cand_scores, const float *cand_vecs,
-                        const float *cand_feats,
-                        size_t kc, const qv_rerank_params *p, float *out_scores, int64_t *out_ids,
-                        qv_error *err) {
+qv_status qv_rerank_check(const float *queries, size_t n, size_t d, const int64_t *cand_ids,
+                          const float *cand_scores, const float *cand_vecs, const float *cand_feats,
+                          size_t kc, const qv_rerank_params *p, const float *out_scores,
+                          const int64_t *out_ids, qv_error *err) {
   if (p == NULL || p->k == 0)
     return qv_error_set(err, QV_EINVAL, "rerank: k must be >= 1");
   if (n > 0 && (queries == NULL || out_scores == NULL || out_ids == NULL ||
@@ -78,6 +77,17 @@ qv_status qv_rerank_cpu(qv_metric metric, const float *queries, size_t n, size_t
   if ((p->allow && !sorted(p->allow, p->n_allow)) || (p->deny && !sorted(p->deny, p->n_deny)))
     return qv_error_set(err, QV_EINVAL, "rerank: allow/deny lists must be sorted ascending");
 
+  return QV_OK;
+}
+
+qv_status qv_rerank_cpu(qv_metric metric, const float *queries, size_t n, size_t d,
+                        const int64_t *cand_ids, const float *cand_scores, const float *cand_vecs,
+                        const float *cand_feats, size_t kc, const qv_rerank_params *p,
+                        float *out_scores, int64_t *out_ids, qv_error *err) {
+  qv_status st = qv_rerank_check(queries, n, d, cand_ids, cand_scores, cand_vecs, cand_feats, kc, p,
+                                 out_scores, out_ids, err);
+  if (st != QV_OK)
+    return st;
   const size_t k = p->k;
   const int blended = p->weights != NULL, mmr = p->mmr_lambda > 0.0f;
   /* Plain refine keeps the metric's convention; anything else ranks larger-first. */

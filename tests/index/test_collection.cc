@@ -738,8 +738,9 @@ TEST(Refine, LiftsPqRecallOnDeep10k) {
   int64_t eid[10];
   qv_search_params pe{10, 0};
   ASSERT_EQ(qv_collection_search_exact(col.c, q.f.data(), 1, &pe, exact, eid, &e), QV_OK);
-  if (ids[0] == eid[0])
+  if (ids[0] == eid[0]) {
     EXPECT_NEAR(sc[0], exact[0], 1e-4 * exact[0]);
+  }
 }
 
 TEST(Refine, DenyListAndMmrThroughTheCollection) {

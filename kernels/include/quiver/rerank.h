@@ -59,6 +59,23 @@ QV_API qv_status qv_rerank_cpu(qv_metric metric, const float *queries, size_t n,
                                const qv_rerank_params *p, float *out_scores, int64_t *out_ids,
                                qv_error *err);
 
+/* The CUDA twin of qv_rerank_cpu: the same contract and results (scores equal within float
+ * rounding; ids equal except between candidates whose scores tie within rounding). Host pointers,
+ * copied through the current device. Returns QV_EUNSUPPORTED when built without CUDA,
+ * QV_EUNAVAILABLE when no device is present, QV_ENOMEM when device memory runs out, and the
+ * CPU twin's QV_EINVAL cases. */
+QV_API qv_status qv_rerank_cuda(qv_metric metric, const float *queries, size_t n, size_t d,
+                                const int64_t *cand_ids, const float *cand_scores,
+                                const float *cand_vecs, const float *cand_feats, size_t kc,
+                                const qv_rerank_params *p, float *out_scores, int64_t *out_ids,
+                                qv_error *err);
+
+/* Checks the parameters as both twins do. QV_OK or QV_EINVAL. */
+QV_API qv_status qv_rerank_check(const float *queries, size_t n, size_t d, const int64_t *cand_ids,
+                                 const float *cand_scores, const float *cand_vecs,
+                                 const float *cand_feats, size_t kc, const qv_rerank_params *p,
+                                 const float *out_scores, const int64_t *out_ids, qv_error *err);
+
 /* 1 when id is in the sorted list. */
 QV_API int qv_sorted_contains(const int64_t *list, size_t n, int64_t id);
 
