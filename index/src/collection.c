@@ -42,6 +42,9 @@ qv_status qv_collection_create(qv_collection **out, const qv_collection_opts *o,
     return qv_error_set(err, QV_EINVAL, "collection_create: options are NULL");
   if (o->dim == 0 || o->dim > QV_MAX_DIM)
     return qv_error_set(err, QV_EINVAL, "dimension %zu is out of range 1..%d", o->dim, QV_MAX_DIM);
+  if (o->n_features > QV_MAX_ITEM_FEATURES)
+    return qv_error_set(err, QV_EINVAL, "n_features = %zu is out of range 0..%d", o->n_features,
+                        QV_MAX_ITEM_FEATURES);
   if (o->metric != QV_METRIC_L2 && o->metric != QV_METRIC_IP && o->metric != QV_METRIC_COSINE)
     return qv_error_set(err, QV_EINVAL, "unknown metric %d (use l2, ip or cosine)", (int)o->metric);
   qv__spec spec;
@@ -57,6 +60,7 @@ qv_status qv_collection_create(qv_collection **out, const qv_collection_opts *o,
   c->default_nprobe = o->default_nprobe ? o->default_nprobe : 16;
   c->train_sample = o->train_sample;
   c->seed = o->seed;
+  c->n_features = o->n_features;
   if ((st = qv__index_new(&c->spec, c->dim, c->metric, &c->index, err)) != QV_OK) {
     qv_collection_close(c);
     return st;
@@ -72,6 +76,7 @@ void qv_collection_close(qv_collection *c) {
   if (c->index != NULL)
     faiss_Index_free(c->index);
   free(c->vecs);
+  free(c->feats);
   free(c->ids);
   qv__idmap_fini(&c->map);
   pthread_rwlock_destroy(&c->rw);
@@ -96,6 +101,12 @@ qv_status qv__store_reserve(qv_collection *c, size_t n, qv_error *err) {
   if (ids == NULL)
     return qv_error_set(err, QV_ENOMEM, "out of memory growing the store to %zu vectors", cap);
   c->ids = ids;
+  if (c->n_features > 0) {
+    float *f = realloc(c->feats, cap * c->n_features * sizeof(float));
+    if (f == NULL)
+      return qv_error_set(err, QV_ENOMEM, "out of memory growing the store to %zu vectors", cap);
+    c->feats = f;
+  }
   c->cap = cap;
   return QV_OK;
 }
@@ -117,6 +128,11 @@ static qv_status index_remove(qv_collection *c, size_t n, const int64_t *ids, qv
 
 qv_status qv_collection_add(qv_collection *c, size_t n, const int64_t *ids, const float *vectors,
                             qv_error *err) {
+  return qv_collection_add_features(c, n, ids, vectors, NULL, err);
+}
+
+qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *ids,
+                                     const float *vectors, const float *features, qv_error *err) {
   if (c == NULL)
     return qv_error_set(err, QV_EINVAL, "add: collection is NULL");
   if (n == 0)
@@ -132,6 +148,10 @@ qv_status qv_collection_add(qv_collection *c, size_t n, const int64_t *ids, cons
   if (bad >= 0)
     return qv_error_set(err, QV_EINVAL, "row %zu: component %zu is NaN or infinite",
                         (size_t)bad / d, (size_t)bad % d);
+  const size_t F = c->n_features;
+  if (features != NULL && F > 0 && (bad = qv_find_nonfinite(features, n * F)) >= 0)
+    return qv_error_set(err, QV_EINVAL, "row %zu: feature %zu is NaN or infinite", (size_t)bad / F,
+                        (size_t)bad % F);
 
   /* Dedupe within the batch (last wins) and, for cosine, normalise a copy. */
   qv_status st = QV_OK;
@@ -193,6 +213,12 @@ qv_status qv_collection_add(qv_collection *c, size_t n, const int64_t *ids, cons
       qv__idmap_put(&c->map, packed_ids[j], row); /* reserved above: cannot fail */
     }
     memcpy(c->vecs + row * d, packed + j * d, d * sizeof(float));
+    if (F > 0) {
+      if (features != NULL)
+        memcpy(c->feats + row * F, features + pick[m - 1 - j] * F, F * sizeof(float));
+      else
+        memset(c->feats + row * F, 0, F * sizeof(float));
+    }
   }
   if (c->trained && faiss_Index_add_with_ids(c->index, (idx_t)m, packed, packed_ids) != 0)
     st = qv__faiss_fail(err, QV_EINTERNAL, "adding vectors to the index");
@@ -233,6 +259,9 @@ qv_status qv_collection_delete(qv_collection *c, size_t n, const int64_t *ids, s
     size_t last = c->count - 1;
     if (row != last) { /* move the last row into the hole */
       memcpy(c->vecs + row * d, c->vecs + last * d, d * sizeof(float));
+      if (c->n_features > 0)
+        memcpy(c->feats + row * c->n_features, c->feats + last * c->n_features,
+               c->n_features * sizeof(float));
       c->ids[row] = c->ids[last];
       qv__idmap_put(&c->map, c->ids[row], row); /* overwrites: cannot fail */
     }
@@ -367,6 +396,8 @@ qv_status qv_collection_stats_get(qv_collection *c, qv_collection_stats *s, qv_e
   s->index_bytes = s->indexed * (c->spec.code_bytes + sizeof(int64_t)) +
                    (uint64_t)c->spec.nlist * c->dim * sizeof(float);
   s->version = c->version;
+  s->n_features = c->n_features;
+  s->vector_bytes += (uint64_t)c->count * c->n_features * sizeof(float);
   pthread_rwlock_unlock(&c->rw);
   return QV_OK;
 }

@@ -32,7 +32,9 @@ struct qv_collection {
   int trained;
   uint64_t version; /* +1 per successful build */
 
-  /* The store: row r holds ids[r] and vecs[r * dim ...]. */
+  /* The store: row r holds ids[r], vecs[r * dim ...] and feats[r * n_features ...]. */
+  size_t n_features;
+  float *feats; /* NULL when n_features == 0 */
   float *vecs;
   int64_t *ids;
   size_t count, cap;

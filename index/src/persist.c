@@ -26,12 +26,18 @@
 #include "quiver/vecfile.h"
 
 #define FORMAT_NAME "quiver-collection"
-#define FORMAT_VERSION 1
+/* 1: vectors + ids + index; 2: also features.npy (written only when items carry features, so a
+ * collection without features stays readable by version-1 builds). */
+#define FORMAT_VERSION 2
 #define MANIFEST "MANIFEST.json"
 #define MANIFEST_MAX (1 << 20)
 
-static const char *const kFiles[] = {"index.faiss", "vectors.npy", "ids.npy"};
-enum { NFILES = 3 };
+static const char *const kFiles[] = {"index.faiss", "vectors.npy", "ids.npy", "features.npy"};
+enum { NFILES = 4 };
+/* features.npy exists only when items carry features. */
+static int nfiles_for(size_t n_features) {
+  return n_features > 0 ? NFILES : NFILES - 1;
+}
 
 /* Highest N among DIR/vNNNNNN entries (0 if none). */
 static uint64_t last_version(const char *dir) {
@@ -122,9 +128,14 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
   snprintf(path, sizeof path, "%s/ids.npy", tmp);
   if ((st = qv_npy_write(path, QV_DTYPE_I64, c->count, 0, c->ids, err)) != QV_OK)
     goto out;
+  if (c->n_features > 0) {
+    snprintf(path, sizeof path, "%s/features.npy", tmp);
+    if ((st = qv_npy_write(path, QV_DTYPE_F32, c->count, c->n_features, c->feats, err)) != QV_OK)
+      goto out;
+  }
 
   files = json_object();
-  for (int i = 0; i < NFILES; i++) {
+  for (int i = 0; i < nfiles_for(c->n_features); i++) {
     uint32_t crc;
     uint64_t size;
     snprintf(path, sizeof path, "%s/%s", tmp, kFiles[i]);
@@ -145,13 +156,14 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
 
   char vdir[16];
   snprintf(vdir, sizeof vdir, "v%06" PRIu64, v);
-  root = json_pack("{s:s, s:i, s:I, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:O}",
-                   "format", FORMAT_NAME, "format_version", FORMAT_VERSION, "version",
+  root = json_pack("{s:s, s:i, s:I, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:O, s:I}",
+                   "format", FORMAT_NAME, "format_version", c->n_features > 0 ? 2 : 1, "version",
                    (json_int_t)v, "dir", vdir, "dim", (json_int_t)c->dim, "metric",
                    qv_metric_name(c->metric), "spec", c->spec.text, "default_nprobe",
                    (json_int_t)c->default_nprobe, "train_sample", (json_int_t)c->train_sample,
                    "seed", (json_int_t)(c->seed & INT64_MAX), "count", (json_int_t)c->count,
-                   "trained", c->trained, "build_version", (json_int_t)c->version, "files", files);
+                   "trained", c->trained, "build_version", (json_int_t)c->version, "files", files,
+                   "n_features", (json_int_t)c->n_features);
   text = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
   if (text == NULL) {
     st = qv_error_set(err, QV_ENOMEM, "save: out of memory encoding the manifest");
@@ -216,7 +228,7 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
     return corrupt(err, dir, msg);
   }
   const char *format = json_string_value(json_object_get(root, "format"));
-  uint64_t fv = 0, version, dim, nprobe, tsample, seed, count, bversion;
+  uint64_t fv = 0, version, dim, nprobe, tsample, seed, count, bversion, nfeat = 0;
   const char *vdir = json_string_value(json_object_get(root, "dir"));
   const char *metric_s = json_string_value(json_object_get(root, "metric"));
   const char *spec_s = json_string_value(json_object_get(root, "spec"));
@@ -243,6 +255,11 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
     st = corrupt(err, dir, MANIFEST " has a missing or out-of-range field");
     goto fail;
   }
+  if (json_object_get(root, "n_features") != NULL &&
+      (get_uint(root, "n_features", QV_MAX_ITEM_FEATURES, &nfeat) != 0 || (nfeat > 0 && fv < 2))) {
+    st = corrupt(err, dir, MANIFEST " has an invalid n_features");
+    goto fail;
+  }
   char want_vdir[16];
   snprintf(want_vdir, sizeof want_vdir, "v%06" PRIu64, version);
   if (strcmp(vdir, want_vdir) != 0) {
@@ -257,7 +274,7 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
     goto fail;
   }
   /* Every file: present, of the recorded size, with the recorded CRC-32. */
-  for (int i = 0; i < NFILES; i++) {
+  for (int i = 0; i < nfiles_for(nfeat); i++) {
     json_t *f = json_object_get(files, kFiles[i]);
     uint64_t size, crc_want, size_got;
     uint32_t crc_got;
@@ -298,6 +315,7 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
   c->train_sample = tsample;
   c->seed = seed;
   c->version = bversion;
+  c->n_features = nfeat;
 
   snprintf(path, sizeof path, "%s/%s/vectors.npy", dir, vdir);
   if ((st = qv_vecfile_open(&vf, path, err)) != QV_OK) {
@@ -328,6 +346,24 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
   if (count > 0 && ((st = qv_vecfile_read_f32(vf, 0, count, c->vecs, err)) != QV_OK ||
                     (st = qv_vecfile_read_i64(idf, 0, count, c->ids, err)) != QV_OK))
     goto fail;
+  if (nfeat > 0 && count > 0) {
+    qv_vecfile *ff = NULL;
+    snprintf(path, sizeof path, "%s/%s/features.npy", dir, vdir);
+    if ((st = qv_vecfile_open(&ff, path, err)) != QV_OK) {
+      st = corrupt(err, dir, "features.npy is unreadable");
+      goto fail;
+    }
+    if (qv_vecfile_dtype(ff) != QV_DTYPE_F32 || qv_vecfile_rows(ff) != count ||
+        qv_vecfile_cols(ff) != nfeat) {
+      qv_vecfile_close(ff);
+      st = corrupt(err, dir, "features.npy does not match the manifest's count and n_features");
+      goto fail;
+    }
+    st = qv_vecfile_read_f32(ff, 0, count, c->feats, err);
+    qv_vecfile_close(ff);
+    if (st != QV_OK)
+      goto fail;
+  }
   c->count = count;
   for (size_t r = 0; r < count; r++) {
     if (c->ids[r] < 0 || qv__idmap_get(&c->map, c->ids[r], NULL)) {

@@ -156,10 +156,11 @@ qv_status qv_collection_search_refined(qv_collection *c, const float *queries, s
                                        qv_error *err) {
   if (rp == NULL)
     return qv_error_set(err, QV_EINVAL, "search_refined: rerank params are NULL");
-  if (rp->n_features > 0)
-    return qv_error_set(err, QV_EUNSUPPORTED,
-                        "feature blending needs item features, which collections do not store "
-                        "yet: send n_features = 0");
+  if (rp->n_features > 0 && rp->n_features != c->n_features)
+    return qv_error_set(err, QV_EINVAL,
+                        "rerank blends %zu features but collection items carry %zu: send 1 + %zu "
+                        "weights (or just the similarity's)",
+                        rp->n_features, c->n_features, c->n_features);
   const float *q;
   float *owned;
   qv_status st = prepare(c, queries, n, p, scores, ids, &q, &owned, err);
@@ -174,9 +175,11 @@ qv_status qv_collection_search_refined(qv_collection *c, const float *queries, s
                         QV_MAX_K);
   }
   const size_t d = c->dim;
+  const size_t F = rp->n_features;
   float *cs = malloc(n * kc * sizeof *cs), *cv = malloc(n * kc * d * sizeof *cv);
+  float *cf = F ? malloc(n * kc * F * sizeof *cf) : NULL;
   int64_t *ci = malloc(n * kc * sizeof *ci);
-  if (cs == NULL || cv == NULL || ci == NULL) {
+  if (cs == NULL || cv == NULL || ci == NULL || (F && cf == NULL)) {
     st = qv_error_set(err, QV_ENOMEM, "search_refined: out of memory for %zu x %zu candidates", n,
                       kc);
     goto out;
@@ -188,17 +191,20 @@ qv_status qv_collection_search_refined(qv_collection *c, const float *queries, s
   /* Gather each candidate's full vector under the same read lock (rows cannot move). */
   for (size_t i = 0; st == QV_OK && i < n * kc; i++) {
     uint64_t row;
-    if (ci[i] >= 0 && qv__idmap_get(&c->map, ci[i], &row))
+    if (ci[i] >= 0 && qv__idmap_get(&c->map, ci[i], &row)) {
       memcpy(cv + i * d, c->vecs + row * d, d * sizeof(float));
-    else
+      if (F)
+        memcpy(cf + i * F, c->feats + row * F, F * sizeof(float));
+    } else
       ci[i] = -1; /* not in the store: never returned */
   }
   pthread_rwlock_unlock(&c->rw);
   if (st == QV_OK)
-    st = qv_rerank_cpu(c->metric, q, n, d, ci, cs, cv, NULL, kc, &r, scores, ids, err);
+    st = qv_rerank_cpu(c->metric, q, n, d, ci, cs, cv, cf, kc, &r, scores, ids, err);
 out:
   free(cs);
   free(cv);
+  free(cf);
   free(ci);
   free(owned);
   return st;

@@ -767,12 +767,13 @@ TEST(Refine, DenyListAndMmrThroughTheCollection) {
   EXPECT_EQ(ids[0], gt.i[1]);
   for (int64_t id : ids)
     EXPECT_NE(id, gt.i[0]);
-  // Features are not stored yet: a clear refusal, not a silent ignore.
+  // This collection's items carry no features: blending one is a clear refusal.
   float w[2] = {1, 1};
   rp.weights = w;
   rp.n_features = 1;
   EXPECT_EQ(qv_collection_search_refined(col.c, q.f.data(), 1, &p, 50, &rp, sc, ids, &e),
-            QV_EUNSUPPORTED);
+            QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "carry 0"), nullptr) << e.msg;
   // MMR returns k distinct ids.
   rp.weights = nullptr;
   rp.n_features = 0;
@@ -784,4 +785,79 @@ TEST(Refine, DenyListAndMmrThroughTheCollection) {
   std::sort(v.begin(), v.end());
   EXPECT_EQ(std::unique(v.begin(), v.end()), v.end());
   EXPECT_EQ(ids[0], gt.i[0]); // the first pick is the most relevant
+}
+
+// ---- item features ---------------------------------------------------------------------------
+
+TEST(Features, BlendUsesStoredFeaturesAcrossDeleteAndReopen) {
+  qvtest::TempDir tmp;
+  qv_collection_opts o;
+  qv_collection_opts_init(&o);
+  o.dim = 4;
+  o.metric = QV_METRIC_IP;
+  o.spec = "Flat";
+  o.n_features = 2;
+  Col col;
+  qv_error e{};
+  ASSERT_EQ(qv_collection_create(&col.c, &o, &e), QV_OK) << e.msg;
+  const size_t n = 50;
+  std::vector<float> x(n * 4, 0.5f), f(n * 2);
+  std::vector<int64_t> ids(n);
+  for (size_t i = 0; i < n; i++) {
+    ids[i] = int64_t(100 + i);
+    f[i * 2] = float(i);         // feature 0: popularity, grows with i
+    f[i * 2 + 1] = float(n - i); // feature 1: the reverse
+  }
+  ASSERT_EQ(qv_collection_add_features(col.c, n, ids.data(), x.data(), f.data(), &e), QV_OK)
+      << e.msg;
+  float nanf[2] = {NAN, 0};
+  int64_t one = 999;
+  EXPECT_EQ(qv_collection_add_features(col.c, 1, &one, x.data(), nanf, &e), QV_EINVAL);
+  float q[4] = {1, 1, 1, 1};
+  float w[3] = {0.0f, 1.0f, 0.0f}; // rank by feature 0 only
+  qv_rerank_params rp;
+  qv_rerank_params_init(&rp);
+  rp.weights = w;
+  rp.n_features = 2;
+  qv_search_params p{3, 0};
+  float sc[3];
+  int64_t out[3];
+  ASSERT_EQ(qv_collection_search_refined(col.c, q, 1, &p, n, &rp, sc, out, &e), QV_OK) << e.msg;
+  EXPECT_EQ(out[0], 149);
+  EXPECT_EQ(out[1], 148);
+  EXPECT_FLOAT_EQ(sc[0], 49.0f);
+  // Delete the best: the swap-remove must carry features with their rows.
+  int64_t del = 149;
+  ASSERT_EQ(qv_collection_delete(col.c, 1, &del, nullptr, &e), QV_OK);
+  int64_t del2 = 100; // the first row: the last row moves into it
+  ASSERT_EQ(qv_collection_delete(col.c, 1, &del2, nullptr, &e), QV_OK);
+  ASSERT_EQ(qv_collection_search_refined(col.c, q, 1, &p, n, &rp, sc, out, &e), QV_OK);
+  EXPECT_EQ(out[0], 148);
+  EXPECT_FLOAT_EQ(sc[0], 48.0f);
+  // Reopen: same answers.
+  std::string dir = tmp.sub("f");
+  ASSERT_EQ(qv_collection_save(col.c, dir.c_str(), &e), QV_OK) << e.msg;
+  Col b;
+  ASSERT_EQ(qv_collection_open(&b.c, dir.c_str(), &e), QV_OK) << e.msg;
+  float sc2[3];
+  int64_t out2[3];
+  w[1] = 0.0f;
+  w[2] = 1.0f; // now by feature 1: the smallest i left wins (101)
+  ASSERT_EQ(qv_collection_search_refined(b.c, q, 1, &p, n, &rp, sc2, out2, &e), QV_OK) << e.msg;
+  EXPECT_EQ(out2[0], 101);
+  EXPECT_FLOAT_EQ(sc2[0], 49.0f);
+  qv_collection_stats s;
+  qv_collection_stats_get(b.c, &s, nullptr);
+  EXPECT_EQ(s.n_features, 2u);
+  // Upsert without features zeroes them; a feature-count mismatch is refused.
+  int64_t id101 = 101;
+  ASSERT_EQ(qv_collection_add(b.c, 1, &id101, x.data(), &e), QV_OK);
+  ASSERT_EQ(qv_collection_search_refined(b.c, q, 1, &p, n, &rp, sc2, out2, &e), QV_OK);
+  EXPECT_EQ(out2[0], 102);
+  rp.n_features = 1;
+  EXPECT_EQ(qv_collection_search_refined(b.c, q, 1, &p, n, &rp, sc2, out2, &e), QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "carry 2"), nullptr) << e.msg;
+  o.n_features = 65;
+  qv_collection *bad = nullptr;
+  EXPECT_EQ(qv_collection_create(&bad, &o, &e), QV_EINVAL);
 }

@@ -51,6 +51,7 @@ extern "C" {
 #define QV_MAX_K 65536
 #define QV_MAX_NLIST 65536
 #define QV_MAX_SPEC 128
+#define QV_MAX_ITEM_FEATURES 64 /* == QV_MAX_FEATURES of quiver/rerank.h */
 
 typedef struct qv_collection qv_collection;
 struct qv_rerank_params; /* quiver/rerank.h */
@@ -65,6 +66,7 @@ typedef struct qv_collection_opts {
   size_t train_sample;     /* most vectors used to train; 0 = 256 per list (FAISS's own cap),
                               default 0 */
   uint64_t seed;           /* seed of the training sample; default 1234 */
+  size_t n_features;       /* per-item features for the rerank blend, 0 .. 64; default 0 */
 } qv_collection_opts;
 
 QV_API void qv_collection_opts_init(qv_collection_opts *o);
@@ -94,6 +96,13 @@ QV_API void qv_collection_close(qv_collection *c);
  * the message names the row); QV_ENOMEM; QV_EINTERNAL (FAISS error). */
 QV_API qv_status qv_collection_add(qv_collection *c, size_t n, const int64_t *ids,
                                    const float *vectors, qv_error *err);
+
+/* As qv_collection_add, with each item's features (n x n_features floats, row-major; NULL = all
+ * zeros). Features are stored and persisted beside the vector and feed the rerank blend.
+ * Returns what qv_collection_add returns; QV_EINVAL also for a NaN/Inf feature. */
+QV_API qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *ids,
+                                            const float *vectors, const float *features,
+                                            qv_error *err);
 
 /* Deletes the given ids; ids that are not present are skipped. *n_deleted (may be NULL) gets how
  * many were removed. Returns QV_OK; QV_EINVAL (NULL ids with n > 0); QV_EINTERNAL. */
@@ -138,8 +147,8 @@ QV_API qv_status qv_collection_search_exact(qv_collection *c, const float *queri
  * index returns `candidates` (k' >= p->k; 0 = 4 * k) per query, their full-precision vectors are
  * re-scored exactly (refine: lifts SQ/PQ indexes to near-exact), filtered by rp's allow/deny
  * lists, optionally diversified (MMR), and the top p->k go back. rp->k is ignored (p->k rules).
- * Scores follow quiver/rerank.h. Item features are not stored by collections yet: rp with
- * n_features > 0 is refused with QV_EUNSUPPORTED.
+ * Scores follow quiver/rerank.h. Blending with features needs rp->n_features equal to the
+ * collection's n_features (and 1 + n_features weights); otherwise QV_EINVAL.
  * Returns what qv_collection_search returns, plus QV_EINVAL for bad rerank parameters. */
 QV_API qv_status qv_collection_search_refined(qv_collection *c, const float *queries, size_t n,
                                               const qv_search_params *p, size_t candidates,
@@ -164,6 +173,7 @@ typedef struct qv_collection_stats {
   uint64_t vector_bytes;   /* bytes of the full-precision store and ids */
   uint64_t index_bytes;    /* estimated bytes of the FAISS index (codes, ids, centroids) */
   uint64_t version;        /* build counter: +1 per successful build (persisted) */
+  size_t n_features;       /* per-item features */
 } qv_collection_stats;
 
 /* Fills *s. Safe alongside searches. Returns QV_OK or QV_EINVAL (NULL). */
