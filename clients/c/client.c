@@ -235,6 +235,7 @@ static void info_from_pb(const Quiver__V1__CollectionInfo *p, qv_collection_info
   o->vector_bytes = p->vector_bytes;
   o->index_bytes = p->index_bytes;
   o->index_version = p->index_version;
+  o->n_features = p->n_features;
 }
 
 const char *qv_collection_state_name(int state) {
@@ -267,6 +268,7 @@ qv_status qv_client_create(qv_client *c, const qv_create_opts *o, qv_collection_
   req.index_spec = (char *)(o->index_spec ? o->index_spec : "");
   req.default_nprobe = o->default_nprobe;
   req.train_sample = o->train_sample;
+  req.n_features = o->n_features;
   ProtobufCMessage *resp;
   qv_status st = unary(c, "/quiver.v1.Retrieval/CreateCollection", &req.base,
                        &quiver__v1__collection_info__descriptor, &resp, err);
@@ -421,12 +423,23 @@ qv_status qv_client_upsert(qv_client *c, const char *collection, size_t n, size_
                            const int64_t *ids, const float *vectors, size_t chunk_bytes,
                            qv_client_progress_fn progress, void *user, uint64_t *count_after,
                            qv_error *err) {
+  return qv_client_upsert_features(c, collection, n, dim, ids, vectors, NULL, 0, chunk_bytes,
+                                   progress, user, count_after, err);
+}
+
+qv_status qv_client_upsert_features(qv_client *c, const char *collection, size_t n, size_t dim,
+                                    const int64_t *ids, const float *vectors, const float *features,
+                                    size_t n_features, size_t chunk_bytes,
+                                    qv_client_progress_fn progress, void *user,
+                                    uint64_t *count_after, qv_error *err) {
   CHECK_CLIENT(c, collection);
+  if (features == NULL)
+    n_features = 0;
   if (n > 0 && (ids == NULL || vectors == NULL || dim == 0))
     return qv_error_set(err, QV_EINVAL, "upsert: NULL ids/vectors or zero dimension");
   if (chunk_bytes == 0)
     chunk_bytes = (size_t)4 << 20;
-  size_t rows = chunk_bytes / (dim * sizeof(float) + sizeof(int64_t));
+  size_t rows = chunk_bytes / ((dim + n_features) * sizeof(float) + sizeof(int64_t));
   if (rows == 0)
     rows = 1;
   call k;
@@ -448,6 +461,8 @@ qv_status qv_client_upsert(qv_client *c, const char *collection, size_t n, size_
     req.n_ids = m;
     req.vectors = (float *)(vectors + off * dim);
     req.n_vectors = m * dim;
+    req.features = features ? (float *)(features + off * n_features) : NULL;
+    req.n_features = m * n_features;
     grpc_byte_buffer *bb = pack(&req.base);
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_SEND_MESSAGE;

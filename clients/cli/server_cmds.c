@@ -22,16 +22,16 @@ static const char *kServerHelp =
     "Server commands (--server HOST:PORT or $QUIVER_SERVER, default 127.0.0.1:7070;\n"
     "                 --timeout SECONDS per call, default 30):\n"
     "  quiver create NAME --dim D [--metric l2|ip|cosine] [--spec SPEC] [--nprobe N]\n"
-    "                [--train-sample N]\n"
+    "                [--train-sample N] [--features F]\n"
     "  quiver drop NAME\n"
     "  quiver list [--json]\n"
     "  quiver describe NAME [--json]\n"
-    "  quiver upsert NAME --input FILE [--ids FILE] [--chunk-mb N]\n"
+    "  quiver upsert NAME --input FILE [--ids FILE] [--features FILE] [--chunk-mb N]\n"
     "  quiver delete NAME (--ids 1,2,3 | --ids-file FILE)\n"
     "  quiver build NAME [--timeout SECONDS]\n"
     "  quiver search NAME --queries FILE [--k K] [--nprobe N] [--exact] [--batch B]\n"
     "                [--groundtruth FILE] [--json] [--output FILE]\n"
-    "                [--candidates K'] [--refine] [--mmr LAMBDA] [--weight W]\n"
+    "                [--candidates K'] [--refine] [--mmr LAMBDA] [--weights W0,W1,..]\n"
     "                [--allow 1,2,...] [--deny 1,2,...]      (the rerank stage)\n"
     "  quiver health [--service NAME]\n";
 
@@ -71,19 +71,19 @@ static void print_info(const qv_collection_info *i, int json) {
     printf("{\"name\": \"%s\", \"dim\": %u, \"metric\": \"%s\", \"spec\": \"%s\", \"state\": "
            "\"%s\", \"count\": %" PRIu64 ", \"indexed\": %" PRIu64 ", \"nlist\": %u, "
            "\"default_nprobe\": %u, \"memory_bytes\": %" PRIu64 ", \"vector_bytes\": %" PRIu64
-           ", \"index_bytes\": %" PRIu64 ", \"index_version\": %" PRIu64 "}",
+           ", \"index_bytes\": %" PRIu64 ", \"index_version\": %" PRIu64 ", \"n_features\": %u}",
            i->name, i->dim, qv_metric_name(i->metric), i->index_spec,
            qv_collection_state_name(i->state), i->count, i->indexed, i->nlist, i->default_nprobe,
-           i->memory_bytes, i->vector_bytes, i->index_bytes, i->index_version);
+           i->memory_bytes, i->vector_bytes, i->index_bytes, i->index_version, i->n_features);
     return;
   }
   printf("%s: %s, %s, dim %u, %s\n  %" PRIu64 " vectors (%" PRIu64
          " indexed), nlist %u, default nprobe %u\n  memory %.1f MiB (vectors %.1f, index %.1f), "
-         "index version %" PRIu64 "\n",
+         "index version %" PRIu64 ", %u item feature(s)\n",
          i->name, i->index_spec, qv_metric_name(i->metric), i->dim,
          qv_collection_state_name(i->state), i->count, i->indexed, i->nlist, i->default_nprobe,
          i->memory_bytes / 1048576.0, i->vector_bytes / 1048576.0, i->index_bytes / 1048576.0,
-         i->index_version);
+         i->index_version, i->n_features);
 }
 
 /* Parses the command's options. Returns -1 to continue, else an exit code. */
@@ -123,10 +123,13 @@ static const char *positional(int argc, char **argv, const char *cmd) {
 }
 
 static int cmd_create(int argc, char **argv, global *g) {
-  static const struct option opts[] = {
-      {"dim", required_argument, 0, 'd'},          {"metric", required_argument, 0, 'm'},
-      {"spec", required_argument, 0, 's'},         {"nprobe", required_argument, 0, 'n'},
-      {"train-sample", required_argument, 0, 't'}, GLOBAL_OPTS};
+  static const struct option opts[] = {{"dim", required_argument, 0, 'd'},
+                                       {"metric", required_argument, 0, 'm'},
+                                       {"spec", required_argument, 0, 's'},
+                                       {"nprobe", required_argument, 0, 'n'},
+                                       {"train-sample", required_argument, 0, 't'},
+                                       {"features", required_argument, 0, 'F'},
+                                       GLOBAL_OPTS};
   qv_create_opts o = {0};
   o.metric = QV_METRIC_L2;
   uint64_t v;
@@ -153,6 +156,11 @@ case 't':
   if (cli_parse_u64(optarg, UINT64_MAX, &v))
     return cli_usage_error("--train-sample must be a non-negative integer, not '%s'", optarg);
   o.train_sample = v;
+  break;
+case 'F':
+  if (cli_parse_u64(optarg, 64, &v))
+    return cli_usage_error("--features must be 0..64, not '%s'", optarg);
+  o.n_features = (uint32_t)v;
   break;
   PARSE_END
   if ((o.name = positional(argc, argv, "create")) == NULL)
@@ -246,8 +254,9 @@ static int cmd_upsert(int argc, char **argv, global *g) {
   static const struct option opts[] = {{"input", required_argument, 0, 'i'},
                                        {"ids", required_argument, 0, 'I'},
                                        {"chunk-mb", required_argument, 0, 'c'},
+                                       {"features", required_argument, 0, 'F'},
                                        GLOBAL_OPTS};
-  const char *input = NULL, *ids_path = NULL;
+  const char *input = NULL, *ids_path = NULL, *feat_path = NULL;
   uint64_t chunk_mb = 4;
   PARSE_BEGIN(opts)
 case 'i':
@@ -255,6 +264,9 @@ case 'i':
   break;
 case 'I':
   ids_path = optarg;
+  break;
+case 'F':
+  feat_path = optarg;
   break;
 case 'c':
   if (cli_parse_u64(optarg, 1024, &chunk_mb) || chunk_mb == 0)
@@ -267,7 +279,9 @@ case 'c':
   if (input == NULL)
     return cli_usage_error("'quiver upsert' needs --input FILE%s", "");
   qv_error e = {0};
-  qv_vecfile *in = NULL, *idf = NULL;
+  qv_vecfile *in = NULL, *idf = NULL, *ff = NULL;
+  float *fbuf = NULL;
+  size_t nf = 0;
   qv_client *cl = NULL;
   float *buf = NULL;
   int64_t *idbuf = NULL;
@@ -284,10 +298,24 @@ case 'c':
       goto done;
     }
   }
+  const size_t piece = 65536; /* rows read and sent per call: large files never sit in memory */
+  if (feat_path != NULL) {
+    if (qv_vecfile_open(&ff, feat_path, &e) != QV_OK)
+      goto done;
+    nf = qv_vecfile_cols(ff);
+    if (qv_vecfile_rows(ff) != n || nf == 0) {
+      qv_error_set(&e, QV_EINVAL, "%s has %zu x %zu features; %s has %zu rows", feat_path,
+                   qv_vecfile_rows(ff), nf, input, n);
+      goto done;
+    }
+    if ((fbuf = malloc(piece * nf * sizeof(float))) == NULL) {
+      qv_error_set(&e, QV_ENOMEM, "out of memory");
+      goto done;
+    }
+  }
   if ((rc = connect_to(g, &cl)) != 0)
     goto out;
   rc = 1;
-  const size_t piece = 65536; /* rows read and sent per call: large files never sit in memory */
   buf = malloc(piece * (d ? d : 1) * sizeof(float));
   idbuf = malloc(piece * sizeof(int64_t));
   if (buf == NULL || idbuf == NULL) {
@@ -309,8 +337,10 @@ case 'c':
       for (size_t i = 0; i < m; i++)
         idbuf[i] = (int64_t)(off + i);
     }
-    if (qv_client_upsert(cl, name, m, d, idbuf, buf, (size_t)chunk_mb << 20, NULL, NULL, &count,
-                         &e) != QV_OK) {
+    if (ff != NULL && m > 0 && qv_vecfile_read_f32(ff, off, m, fbuf, &e) != QV_OK)
+      goto done;
+    if (qv_client_upsert_features(cl, name, m, d, idbuf, buf, fbuf, nf, (size_t)chunk_mb << 20,
+                                  NULL, NULL, &count, &e) != QV_OK) {
       cli_fail_remote(&e);
       rc = 1;
       goto out;
@@ -328,6 +358,8 @@ out:
   qv_client_close(cl);
   qv_vecfile_close(in);
   qv_vecfile_close(idf);
+  qv_vecfile_close(ff);
+  free(fbuf);
   free(buf);
   free(idbuf);
   return rc;
@@ -455,14 +487,14 @@ static int cmd_search(int argc, char **argv, global *g) {
                                        {"candidates", required_argument, 0, 'C'},
                                        {"refine", no_argument, 0, 'R'},
                                        {"mmr", required_argument, 0, 'M'},
-                                       {"weight", required_argument, 0, 'W'},
+                                       {"weights", required_argument, 0, 'W'},
                                        {"allow", required_argument, 0, 'A'},
                                        {"deny", required_argument, 0, 'D'},
                                        GLOBAL_OPTS};
   const char *queries = NULL, *gt_path = NULL, *output = NULL;
   qv_client_rerank rr = {0};
   int use_rerank = 0;
-  float weight = 0;
+  float weights[65];
   int64_t *allow = NULL, *deny = NULL;
   char *end = NULL;
   uint64_t k = 10, nprobe = 0, batch = 100;
@@ -513,14 +545,20 @@ case 'M':
     return cli_usage_error("--mmr takes lambda in (0, 1], not '%s'", optarg);
   use_rerank = 1;
   break;
-case 'W':
-  weight = strtof(optarg, &end);
-  if (end == optarg || *end != '\0')
-    return cli_usage_error("--weight takes a number, not '%s'", optarg);
-  rr.weights = &weight;
-  rr.n_weights = 1;
+case 'W': {
+  /* --weights w0[,w1,...]: the similarity's weight, then one per item feature. */
+  rr.n_weights = 0;
+  char *p = optarg;
+  while (*p && rr.n_weights < 65) {
+    weights[rr.n_weights++] = strtof(p, &end);
+    if (end == p || (*end != ',' && *end != '\0'))
+      return cli_usage_error("--weights takes numbers separated by commas, not '%s'", optarg);
+    p = *end == ',' ? end + 1 : end;
+  }
+  rr.weights = weights;
   use_rerank = 1;
   break;
+}
 case 'A':
   free(allow);
   if (parse_id_list(optarg, "--allow", &allow, &rr.n_allow) != 0)

@@ -130,6 +130,7 @@ static void fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec
   info->index_bytes = s.index_bytes;
   info->memory_bytes = s.vector_bytes + s.index_bytes;
   info->index_version = s.version;
+  info->n_features = (uint32_t)s.n_features;
 }
 
 /* ---- finishing a call: status (+ message) in one batch ------------------------------------ */
@@ -230,11 +231,13 @@ static qv_status search_reranked(qv__entry *e, const Quiver__V1__SearchRequest *
     return qv_error_set(err, QV_EINVAL,
                         "exact and rerank exclude each other: exact search is "
                         "already exact; send one of them");
-  if (o->n_weights > 1)
-    return qv_error_set(err, QV_EUNSUPPORTED,
-                        "rerank.weights has %zu entries, but per-item features are not stored "
-                        "yet: send at most one weight (the similarity's)",
-                        o->n_weights);
+  qv_collection_stats cs;
+  qv_collection_stats_get(e->col, &cs, NULL);
+  if (o->n_weights > 1 && o->n_weights != 1 + cs.n_features)
+    return qv_error_set(err, QV_EINVAL,
+                        "rerank.weights has %zu entries; items of collection '%s' carry %zu "
+                        "features: send 1 weight (similarity) or %zu (similarity + features)",
+                        o->n_weights, e->name, cs.n_features, 1 + cs.n_features);
   if (o->candidates != 0 && o->candidates < r->k)
     return qv_error_set(err, QV_EINVAL, "rerank.candidates = %u is below k = %u", o->candidates,
                         r->k);
@@ -242,6 +245,7 @@ static qv_status search_reranked(qv__entry *e, const Quiver__V1__SearchRequest *
   qv_rerank_params_init(&rp);
   rp.refine = o->refine;
   rp.weights = o->n_weights ? o->weights : NULL;
+  rp.n_features = o->n_weights > 1 ? o->n_weights - 1 : 0;
   rp.mmr_lambda = o->mmr_lambda;
   int64_t *allow = o->n_allow_ids ? sorted_copy(o->allow_ids, o->n_allow_ids) : NULL;
   int64_t *deny = o->n_deny_ids ? sorted_copy(o->deny_ids, o->n_deny_ids) : NULL;
@@ -338,6 +342,7 @@ static qv_status h_create(qv__server *s, const ProtobufCMessage *m, const char *
   o.spec = r->index_spec && r->index_spec[0] ? r->index_spec : "Flat";
   o.default_nprobe = r->default_nprobe;
   o.train_sample = r->train_sample;
+  o.n_features = r->n_features;
   qv__entry *e;
   if ((st = qv__registry_create(s->reg, r->name, &o, &e, err)) != QV_OK)
     return st;
@@ -584,7 +589,14 @@ static void on_upsert_recv(void *self, int ok) {
                         "upsert message has %zu floats for %zu ids; collection '%s' needs %zu "
                         "(dimension %zu)",
                         r->n_vectors, r->n_ids, u->e->name, r->n_ids * cs.dim, cs.dim);
-    } else if ((st = qv_collection_add(u->e->col, r->n_ids, r->ids, r->vectors, &err)) == QV_OK) {
+    } else if (r->n_features != 0 && r->n_features != r->n_ids * cs.n_features) {
+      st = qv_error_set(&err, QV_EINVAL,
+                        "upsert message has %zu features for %zu ids; items of collection '%s' "
+                        "carry %zu each (send none for zeros)",
+                        r->n_features, r->n_ids, u->e->name, cs.n_features);
+    } else if ((st = qv_collection_add_features(u->e->col, r->n_ids, r->ids, r->vectors,
+                                                r->n_features ? r->features : NULL, &err)) ==
+               QV_OK) {
       u->upserted += r->n_ids;
       if (r->n_ids > 0)
         atomic_store(&u->e->dirty, 1);

@@ -436,7 +436,7 @@ TEST_F(Server, RerankRefinesFiltersAndRefusesWhatItCannotDo) {
   std::sort(got.begin(), got.end());
   EXPECT_EQ(got, (std::vector<int64_t>{3, 5, 7}));
   EXPECT_EQ(ref[3], -1);
-  // What it cannot do is refused clearly.
+  // What does not fit is refused clearly.
   float w[2] = {1, 1};
   rr.allow_ids = nullptr;
   rr.n_allow = 0;
@@ -445,8 +445,8 @@ TEST_F(Server, RerankRefinesFiltersAndRefusesWhatItCannotDo) {
   rr.n_weights = 2;
   EXPECT_EQ(qv_client_search_rerank(cl.c, "pq", q.f.data(), 1, 128, k, 16, &rr, sc.data(),
                                     ref.data(), &e),
-            QV_EUNSUPPORTED);
-  EXPECT_NE(std::strstr(e.msg, "features"), nullptr) << e.msg;
+            QV_EINVAL); // this collection's items carry no features
+  EXPECT_NE(std::strstr(e.msg, "carry 0 features"), nullptr) << e.msg;
   rr.n_weights = 0;
   rr.weights = nullptr;
   rr.candidates = 5;
@@ -458,4 +458,62 @@ TEST_F(Server, RerankRefinesFiltersAndRefusesWhatItCannotDo) {
   EXPECT_EQ(qv_client_search_rerank(cl.c, "pq", q.f.data(), 1, 128, k, 16, &rr, sc.data(),
                                     ref.data(), &e),
             QV_EINVAL);
+}
+
+TEST_F(Server, ItemFeaturesFeedTheBlend) {
+  Client cl(srv.target());
+  qv_create_opts o{};
+  o.name = "items";
+  o.dim = 128;
+  o.metric = QV_METRIC_L2;
+  o.index_spec = "IVF16,Flat";
+  o.n_features = 1;
+  qv_error e{};
+  qv_collection_info info;
+  ASSERT_EQ(qv_client_create(cl.c, &o, &info, &e), QV_OK) << e.msg;
+  EXPECT_EQ(info.n_features, 1u);
+  const size_t n = 2000;
+  std::vector<int64_t> rows(n);
+  std::vector<float> feat(n);
+  for (size_t i = 0; i < n; i++) {
+    rows[i] = int64_t(i);
+    feat[i] = float(i % 97); // "popularity"
+  }
+  ASSERT_EQ(qv_client_upsert_features(cl.c, "items", n, 128, rows.data(), base.f.data(),
+                                      feat.data(), 1, 64 * 1024, nullptr, nullptr, nullptr, &e),
+            QV_OK)
+      << e.msg;
+  ASSERT_EQ(qv_client_build(cl.c, "items", 0, nullptr, nullptr, &info, &e), QV_OK) << e.msg;
+  // Similarity weight 0, feature weight 1: the candidates come back by popularity.
+  float w[2] = {0.0f, 1.0f};
+  qv_client_rerank rr{};
+  rr.candidates = 300;
+  rr.refine = 1;
+  rr.weights = w;
+  rr.n_weights = 2;
+  std::vector<float> sc(10);
+  std::vector<int64_t> ids(10);
+  ASSERT_EQ(qv_client_search_rerank(cl.c, "items", q.f.data(), 1, 128, 10, 16, &rr, sc.data(),
+                                    ids.data(), &e),
+            QV_OK)
+      << e.msg;
+  for (size_t j = 0; j < 10; j++) {
+    EXPECT_FLOAT_EQ(sc[j], float(ids[j] % 97)) << j;
+    if (j > 0) {
+      EXPECT_GE(sc[j - 1], sc[j]);
+    }
+  }
+  // Wrong weight count and wrong feature count are refused clearly.
+  float w3[3] = {1, 1, 1};
+  rr.weights = w3;
+  rr.n_weights = 3;
+  EXPECT_EQ(qv_client_search_rerank(cl.c, "items", q.f.data(), 1, 128, 10, 16, &rr, sc.data(),
+                                    ids.data(), &e),
+            QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "carry 1"), nullptr) << e.msg;
+  std::vector<float> two(4, 1.0f);
+  EXPECT_EQ(qv_client_upsert_features(cl.c, "items", 2, 128, rows.data(), base.f.data(), two.data(),
+                                      2, 0, nullptr, nullptr, nullptr, &e),
+            QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "features"), nullptr) << e.msg;
 }

@@ -74,6 +74,7 @@ class CollectionInfo:
     vector_bytes: int
     index_bytes: int
     index_version: int
+    n_features: int = 0
 
     @classmethod
     def _from_pb(cls, m: "pb.CollectionInfo") -> "CollectionInfo":
@@ -91,6 +92,7 @@ class CollectionInfo:
             vector_bytes=m.vector_bytes,
             index_bytes=m.index_bytes,
             index_version=m.index_version,
+            n_features=m.n_features,
         )
 
     def to_dict(self) -> dict:
@@ -270,8 +272,10 @@ class Client:
     # -- writes ---------------------------------------------------------------------------------
 
     def upsert(self, collection: str, ids: ArrayLike, vectors: ArrayLike,
-               chunk_bytes: int = 4 << 20, *, timeout=_DEFAULT) -> int:
-        """Adds or replaces vectors (float32 [n, dim]) under ``ids`` (int64 [n]).
+               chunk_bytes: int = 4 << 20, *, features: Optional[ArrayLike] = None,
+               timeout=_DEFAULT) -> int:
+        """Adds or replaces vectors (float32 [n, dim]) under ``ids`` (int64 [n]), with each
+        item's ``features`` (float32 [n, n_features]; None = zeros) for the rerank blend.
 
         Streams them in messages of about ``chunk_bytes`` each; returns the number of vectors in
         the collection afterwards. Acknowledged once the whole stream is applied and saved.
@@ -282,7 +286,13 @@ class Client:
             raise _invalid(f"{len(i)} ids for {len(v)} vectors")
         if chunk_bytes <= 0:
             raise _invalid(f"chunk_bytes must be positive, got {chunk_bytes}")
-        rows = max(1, chunk_bytes // max(1, v.shape[1] * 4 + 8))
+        f = None
+        if features is not None:
+            f = _as_matrix(features, "features")
+            if len(f) != len(v):
+                raise _invalid(f"{len(f)} feature rows for {len(v)} vectors")
+        rows = max(1, chunk_bytes // max(1, (v.shape[1] + (f.shape[1] if f is not None else 0))
+                                            * 4 + 8))
 
         _msg(pb.UpsertRequest, collection=collection)  # a bad type fails here, not in the stream
 
@@ -294,6 +304,8 @@ class Client:
                 m = pb.UpsertRequest(collection=collection if start == 0 else "")
                 m.ids.extend(i[start:start + rows].tolist())
                 _set_floats(m, "vectors", v[start:start + rows])
+                if f is not None:
+                    _set_floats(m, "features", f[start:start + rows])
                 yield m
 
         try:
@@ -313,7 +325,7 @@ class Client:
     # -- collections ----------------------------------------------------------------------------
 
     def create(self, name: str, dim: int, metric: str = "l2", spec: str = "Flat",
-               default_nprobe: int = 0, train_sample: int = 0, *,
+               default_nprobe: int = 0, train_sample: int = 0, n_features: int = 0, *,
                timeout=_DEFAULT) -> CollectionInfo:
         """Creates a collection. ``metric``: "l2" (squared distance, ascending), "ip" or
         "cosine" (descending). ``spec``: Flat | IVF<n>,Flat | IVF<n>,SQ8 | IVF<n>,PQ<m>.
@@ -322,7 +334,8 @@ class Client:
         if m is None:
             raise _invalid(f"unknown metric {metric!r}: use one of {', '.join(_METRICS)}")
         req = _msg(pb.CreateCollectionRequest, name=name, dim=dim, metric=m, index_spec=spec,
-                   default_nprobe=default_nprobe, train_sample=train_sample)
+                   default_nprobe=default_nprobe, train_sample=train_sample,
+                   n_features=n_features)
         return CollectionInfo._from_pb(self._unary(self._stub.CreateCollection, req, timeout))
 
     def drop(self, name: str, *, timeout=_DEFAULT) -> None:

@@ -105,12 +105,28 @@ def test_rerank_refusals(client, sift_collection, sift):
     import grpc
 
     name = sift_collection.name
-    with pytest.raises(QuiverError) as ei:
+    with pytest.raises(QuiverError) as ei:  # sift items carry no features
         client.search(name, sift.queries[:1], rerank={"weights": [1.0, 2.0]})
-    assert ei.value.code == grpc.StatusCode.UNIMPLEMENTED
+    assert ei.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "carry 0 features" in str(ei.value)
     with pytest.raises(QuiverError) as ei:
         client.search(name, sift.queries[:1], rerank={"mmr_lambda": 3.0})
     assert ei.value.code == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(QuiverError) as ei:
         client.search(name, sift.queries[:1], rerank={"bogus": 1})
     assert ei.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_item_features_feed_the_blend(client, sift):
+    name = "items_py"
+    info = client.create(name, dim=128, spec="IVF16,Flat", n_features=1)
+    assert info.n_features == 1
+    n = 2000
+    pop = (np.arange(n) % 97).astype(np.float32).reshape(n, 1)
+    client.upsert(name, np.arange(n), sift.base[:n], features=pop, chunk_bytes=64 << 10)
+    client.build(name)
+    ids, scores = client.search(name, sift.queries[:1], k=10, nprobe=16,
+                                rerank={"candidates": 300, "refine": True, "weights": [0.0, 1.0]})
+    np.testing.assert_array_equal(scores[0], (ids[0] % 97).astype(np.float32))
+    assert (np.diff(scores[0]) <= 0).all()
+    client.drop(name)

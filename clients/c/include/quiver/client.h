@@ -53,6 +53,7 @@ typedef struct qv_collection_info {
   uint64_t count, indexed;
   uint32_t nlist;
   uint64_t memory_bytes, vector_bytes, index_bytes, index_version;
+  uint32_t n_features; /* per-item features */
 } qv_collection_info;
 
 /* "not built", "ready", "building", or "unknown". */
@@ -65,6 +66,7 @@ typedef struct qv_create_opts {
   const char *index_spec; /* NULL or "" = "Flat" */
   uint32_t default_nprobe;
   uint64_t train_sample;
+  uint32_t n_features; /* per-item features for the rerank blend, 0 .. 64 */
 } qv_create_opts;
 
 QV_API qv_status qv_client_create(qv_client *c, const qv_create_opts *o, qv_collection_info *info,
@@ -111,6 +113,14 @@ QV_API qv_status qv_client_upsert(qv_client *c, const char *collection, size_t n
                                   const int64_t *ids, const float *vectors, size_t chunk_bytes,
                                   qv_client_progress_fn progress, void *user, uint64_t *count_after,
                                   qv_error *err);
+
+/* As qv_client_upsert, with each item's n_features features (n x n_features floats; NULL or
+ * n_features 0 = zeros). */
+QV_API qv_status qv_client_upsert_features(qv_client *c, const char *collection, size_t n,
+                                           size_t dim, const int64_t *ids, const float *vectors,
+                                           const float *features, size_t n_features,
+                                           size_t chunk_bytes, qv_client_progress_fn progress,
+                                           void *user, uint64_t *count_after, qv_error *err);
 
 QV_API qv_status qv_client_delete(qv_client *c, const char *collection, size_t n,
                                   const int64_t *ids, uint64_t *deleted, uint64_t *count_after,
