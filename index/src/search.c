@@ -176,31 +176,44 @@ qv_status qv_collection_search_refined(qv_collection *c, const float *queries, s
   }
   const size_t d = c->dim;
   const size_t F = rp->n_features;
-  float *cs = malloc(n * kc * sizeof *cs), *cv = malloc(n * kc * d * sizeof *cv);
-  float *cf = F ? malloc(n * kc * F * sizeof *cf) : NULL;
-  int64_t *ci = malloc(n * kc * sizeof *ci);
+  /* Queries go in blocks so that one request's candidate buffers stay near 128 MiB, whatever
+   * n and k' a client asks for. */
+  size_t qb = ((size_t)32 << 20) / (kc * (d + F + 3));
+  if (qb < 1)
+    qb = 1;
+  if (qb > n)
+    qb = n;
+  float *cs = malloc(qb * kc * sizeof *cs), *cv = malloc(qb * kc * d * sizeof *cv);
+  float *cf = F ? malloc(qb * kc * F * sizeof *cf) : NULL;
+  int64_t *ci = malloc(qb * kc * sizeof *ci);
   if (cs == NULL || cv == NULL || ci == NULL || (F && cf == NULL)) {
-    st = qv_error_set(err, QV_ENOMEM, "search_refined: out of memory for %zu x %zu candidates", n,
+    st = qv_error_set(err, QV_ENOMEM, "search_refined: out of memory for %zu x %zu candidates", qb,
                       kc);
     goto out;
   }
   qv_rerank_params r = *rp;
   r.k = p->k;
-  pthread_rwlock_rdlock(&c->rw);
-  st = search_locked(c, q, n, kc, p->nprobe, cs, ci, err);
-  /* Gather each candidate's full vector under the same read lock (rows cannot move). */
-  for (size_t i = 0; st == QV_OK && i < n * kc; i++) {
-    uint64_t row;
-    if (ci[i] >= 0 && qv__idmap_get(&c->map, ci[i], &row)) {
-      memcpy(cv + i * d, c->vecs + row * d, d * sizeof(float));
-      if (F)
-        memcpy(cf + i * F, c->feats + row * F, F * sizeof(float));
-    } else
-      ci[i] = -1; /* not in the store: never returned */
+  for (size_t off = 0; st == QV_OK && off < n; off += qb) {
+    const size_t m = n - off < qb ? n - off : qb;
+    const float *qm = q + off * d;
+    pthread_rwlock_rdlock(&c->rw);
+    st = search_locked(c, qm, m, kc, p->nprobe, cs, ci, err);
+    /* Gather each candidate's full vector under the same read lock (rows cannot move). */
+    for (size_t i = 0; st == QV_OK && i < m * kc; i++) {
+      uint64_t row;
+      if (ci[i] >= 0 && qv__idmap_get(&c->map, ci[i], &row)) {
+        memcpy(cv + i * d, c->vecs + row * d, d * sizeof(float));
+        if (F)
+          memcpy(cf + i * F, c->feats + row * F, F * sizeof(float));
+      } else {
+        ci[i] = -1; /* not in the store: never returned */
+      }
+    }
+    pthread_rwlock_unlock(&c->rw);
+    if (st == QV_OK)
+      st = qv_rerank_cpu(c->metric, qm, m, d, ci, cs, cv, cf, kc, &r, scores + off * p->k,
+                         ids + off * p->k, err);
   }
-  pthread_rwlock_unlock(&c->rw);
-  if (st == QV_OK)
-    st = qv_rerank_cpu(c->metric, q, n, d, ci, cs, cv, cf, kc, &r, scores, ids, err);
 out:
   free(cs);
   free(cv);

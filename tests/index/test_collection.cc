@@ -861,3 +861,27 @@ TEST(Features, BlendUsesStoredFeaturesAcrossDeleteAndReopen) {
   qv_collection *bad = nullptr;
   EXPECT_EQ(qv_collection_create(&bad, &o, &e), QV_EINVAL);
 }
+
+TEST(Refine, LargeCandidateSetsGoInBlocksAndStayExact) {
+  // k' = 4000 over 100 queries of dim 128 spans several internal query blocks; with every list
+  // probed the refined answer must equal exact search.
+  QV_REQUIRE_DATA("sift5k/sift5k_base.fvecs");
+  Matrix base = qvtest::load_f32("sift5k/sift5k_base.fvecs");
+  Matrix q = qvtest::load_f32("sift5k/sift5k_query.fvecs");
+  Col col;
+  make(col, 128, QV_METRIC_L2, "IVF64,SQ8");
+  add_all(col, base);
+  build(col);
+  std::vector<float> sc(q.rows * 10);
+  std::vector<int64_t> ids(q.rows * 10);
+  qv_rerank_params rp;
+  qv_rerank_params_init(&rp);
+  qv_search_params p{10, 64};
+  qv_error e{};
+  ASSERT_EQ(qv_collection_search_refined(col.c, q.f.data(), q.rows, &p, 4000, &rp, sc.data(),
+                                         ids.data(), &e),
+            QV_OK)
+      << e.msg;
+  Result ex = search(col.c, q, 10, 0, true);
+  EXPECT_EQ(ids, ex.ids);
+}
