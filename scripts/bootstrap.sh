@@ -28,7 +28,8 @@ CACHE=${QUIVER_CACHE:-$HOME/.cache/quiver}
 if grep -qw avx2 /proc/cpuinfo 2>/dev/null; then OPT=avx2; else OPT=generic; fi
 CUDA_ARCHS=${QUIVER_CUDA_ARCHS:-90}
 cpu_prefix="$CACHE/faiss-$FAISS_VERSION-$OPT-cpu"
-gpu_prefix="$CACHE/faiss-$FAISS_VERSION-$OPT-gpu-sm${CUDA_ARCHS//;/-}"
+# -q1: FAISS's C API with our one addition (faiss_GpuParameterSpace_new, see build_faiss).
+gpu_prefix="$CACHE/faiss-$FAISS_VERSION-$OPT-gpu-sm${CUDA_ARCHS//;/-}-q1"
 if [ "$PRINT_PREFIX" = 1 ]; then
   if [ "$WITH_GPU" = 1 ]; then echo "$gpu_prefix"; else echo "$cpu_prefix"; fi
   exit 0
@@ -92,6 +93,23 @@ build_faiss() { # $1 = prefix, $2 = gpu (0/1)
     # CUDA 13's CCCL needs C++17, and it refuses cublas.h and cublas_v2.h in one unit.
     sed -i 's/set(CMAKE_CXX_STANDARD 11)/set(CMAKE_CXX_STANDARD 17)/' "$src/CMakeLists.txt"
     sed -i 's/#include <cublas.h>/#include <cublas_v2.h>/' "$src/c_api/gpu/DeviceUtils_c.h"
+    # FAISS 1.7.3's C API declares GpuParameterSpace but has no way to make one, so a C caller
+    # cannot set nprobe on a GPU IVF index. Add the missing constructor (FAISS's own C++ shim;
+    # Quiver stays C). Freed with faiss_ParameterSpace_free.
+    sed -i 's|^FAISS_DECLARE_CLASS_INHERITED(GpuParameterSpace, ParameterSpace)$|&\n\n/// (added by Quiver'"'"'s bootstrap) a new GpuParameterSpace\nint faiss_GpuParameterSpace_new(FaissGpuParameterSpace** p_out);|' \
+      "$src/c_api/gpu/GpuAutoTune_c.h"
+    grep -q faiss_GpuParameterSpace_new "$src/c_api/gpu/GpuAutoTune_c.h" ||
+      { log "patching GpuAutoTune_c.h failed"; exit 1; }
+    cat >>"$src/c_api/gpu/GpuAutoTune_c.cpp" <<'CPP'
+
+int faiss_GpuParameterSpace_new(FaissGpuParameterSpace** p_out) {
+    try {
+        *p_out = reinterpret_cast<FaissGpuParameterSpace*>(
+                new faiss::gpu::GpuParameterSpace());
+    }
+    CATCH_AND_HANDLE
+}
+CPP
     cmake_args+=(-DFAISS_ENABLE_GPU=ON -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCHS"
       -DCMAKE_CUDA_COMPILER="${CUDA_HOME:-/usr/local/cuda}/bin/nvcc")
   else

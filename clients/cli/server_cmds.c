@@ -16,6 +16,7 @@
 typedef struct global {
   const char *server;
   uint64_t timeout_s;
+  int timeout_given; /* --timeout was on the command line */
 } global;
 
 static const char *kServerHelp =
@@ -50,6 +51,7 @@ static int take_global(int c, global *g) {
   if (c == OPT_TIMEOUT) {
     if (cli_parse_u64(optarg, 86400, &g->timeout_s) || g->timeout_s == 0)
       return -1;
+    g->timeout_given = 1;
     return 1;
   }
   return 0;
@@ -113,13 +115,23 @@ static void print_info(const qv_collection_info *i, int json) {
     0, 0, 0, 0                                                                                     \
   }
 
-/* The NAME positional argument (after options were parsed, getopt permutes it to the end). */
+/* The NAME positional argument (after options were parsed, getopt permutes it to the end); NULL
+ * after a usage message when it is missing or followed by more. */
 static const char *positional(int argc, char **argv, const char *cmd) {
   if (optind >= argc) {
     cli_usage_error("'quiver %s' needs a collection NAME", cmd);
     return NULL;
   }
+  if (optind + 1 < argc) {
+    cli_usage_error("unexpected argument '%s' after the collection NAME", argv[optind + 1]);
+    return NULL;
+  }
   return argv[optind];
+}
+
+/* 0 when nothing follows the options, else a usage message and EXIT_USAGE. */
+static int no_positional(int argc, char **argv) {
+  return optind < argc ? cli_usage_error("unexpected argument '%s'", argv[optind]) : 0;
 }
 
 static int cmd_create(int argc, char **argv, global *g) {
@@ -198,6 +210,8 @@ case 's':
   const char *name = NULL;
   int is_list = !strcmp(cmd, "list"), is_health = !strcmp(cmd, "health");
   if (!is_list && !is_health && (name = positional(argc, argv, cmd)) == NULL)
+    return EXIT_USAGE;
+  if ((is_list || is_health) && no_positional(argc, argv))
     return EXIT_USAGE;
   qv_client *cl;
   int rc = connect_to(g, &cl);
@@ -448,7 +462,8 @@ case 'f':
 
 static int cmd_build(int argc, char **argv, global *g) {
   static const struct option opts[] = {GLOBAL_OPTS};
-  g->timeout_s = 0; /* builds default to no client deadline beyond a day */
+  if (!g->timeout_given)
+    g->timeout_s = 0; /* builds default to no client deadline beyond a day */
   PARSE_BEGIN(opts)
   PARSE_END
   const char *name = positional(argc, argv, "build");
@@ -579,6 +594,10 @@ case 'D':
     return EXIT_USAGE;
   if (queries == NULL)
     return cli_usage_error("'quiver search' needs --queries FILE%s", "");
+  if (exact && use_rerank)
+    return cli_usage_error("--exact and the rerank flags exclude each other: exact search is "
+                           "already exact%s",
+                           "");
   qv_error e = {0};
   float *q = NULL, *scores = NULL;
   int64_t *ids = NULL, *gt = NULL;
@@ -671,7 +690,7 @@ out:
 }
 
 int cli_server_main(int argc, char **argv) {
-  global g = {getenv("QUIVER_SERVER"), 30};
+  global g = {getenv("QUIVER_SERVER"), 30, 0};
   if (g.server != NULL && g.server[0] == '\0')
     g.server = NULL;
   /* Global options before the command. */
@@ -686,7 +705,13 @@ int cli_server_main(int argc, char **argv) {
     } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
       if (cli_parse_u64(argv[i + 1], 86400, &g.timeout_s) || g.timeout_s == 0)
         return cli_usage_error("--timeout must be 1..86400 seconds, not '%s'", argv[i + 1]);
+      g.timeout_given = 1;
       i += 2;
+    } else if (!strncmp(argv[i], "--timeout=", 10)) {
+      if (cli_parse_u64(argv[i] + 10, 86400, &g.timeout_s) || g.timeout_s == 0)
+        return cli_usage_error("--timeout must be 1..86400 seconds, not '%s'", argv[i] + 10);
+      g.timeout_given = 1;
+      i++;
     } else {
       return cli_usage_error("unknown option '%s'", argv[i]);
     }

@@ -301,10 +301,19 @@ qv_status qv_file_crc32(const char *path, uint32_t *crc, uint64_t *size, qv_erro
   return QV_OK;
 }
 
-/* mkdir(p) that accepts an existing directory. */
-static qv_status mkdir_one(const char *p, const char *full, qv_error *err) {
-  if (mkdir(p, 0755) == 0)
-    return QV_OK;
+/* mkdir(p) that accepts an existing directory; a new one is made durable by fsyncing its parent. */
+static qv_status mkdir_one(char *p, const char *full, qv_error *err) {
+  if (mkdir(p, 0755) == 0) {
+    char *slash = strrchr(p, '/');
+    if (slash == NULL)
+      return qv_dir_fsync(".", err);
+    if (slash == p)
+      return qv_dir_fsync("/", err);
+    *slash = '\0';
+    qv_status st = qv_dir_fsync(p, err);
+    *slash = '/';
+    return st;
+  }
   int e = errno;
   struct stat sb;
   if (stat(p, &sb) == 0) {

@@ -39,23 +39,6 @@ static int nfiles_for(size_t n_features) {
   return n_features > 0 ? NFILES : NFILES - 1;
 }
 
-/* Highest N among DIR/vNNNNNN entries (0 if none). */
-static uint64_t last_version(const char *dir) {
-  uint64_t best = 0;
-  DIR *d = opendir(dir);
-  if (d == NULL)
-    return 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    unsigned long long v;
-    char tail;
-    if (sscanf(e->d_name, "v%6llu%c", &v, &tail) == 1 && strlen(e->d_name) == 7 && v > best)
-      best = v;
-  }
-  closedir(d);
-  return best;
-}
-
 /* Removes DIR/vNNNNNN for every N other than keep_a and keep_b, and stale *.tmp versions. */
 static void prune_versions(const char *dir, uint64_t keep_a, uint64_t keep_b) {
   DIR *d = opendir(dir);
@@ -104,15 +87,13 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
   char *text = NULL;
   pthread_mutex_lock(&c->wmu); /* writers wait; searches go on: we only read */
   const uint64_t prev = manifest_version(dir);
-  uint64_t v = last_version(dir);
-  v = (v > prev ? v : prev) + 1;
-  if (v > 999999) {
-    st = qv_error_set(err, QV_EIO, "save %s: version counter exhausted", dir);
-    goto out;
-  }
+  /* The counter follows the manifest and wraps after 999999; a directory already holding the
+   * next number is an orphan of an interrupted save (the manifest never named it). */
+  const uint64_t v = prev % 999999 + 1;
   snprintf(tmp, sizeof tmp, "%s/v%06" PRIu64 ".tmp", dir, v);
   snprintf(final, sizeof final, "%s/v%06" PRIu64, dir, v);
-  if ((st = qv_remove_tree(tmp, err)) != QV_OK || (st = qv_mkdirs(tmp, err)) != QV_OK)
+  if ((st = qv_remove_tree(tmp, err)) != QV_OK || (st = qv_remove_tree(final, err)) != QV_OK ||
+      (st = qv_mkdirs(tmp, err)) != QV_OK)
     goto out;
 
   snprintf(path, sizeof path, "%s/index.faiss", tmp);

@@ -177,8 +177,16 @@ qv_status qv_collection_search_refined(qv_collection *c, const float *queries, s
   const size_t d = c->dim;
   const size_t F = rp->n_features;
   /* Queries go in blocks so that one request's candidate buffers stay near 128 MiB, whatever
-   * n and k' a client asks for. */
-  size_t qb = ((size_t)32 << 20) / (kc * (d + F + 3));
+   * n and k' a client asks for; one query's candidates alone may take at most 1 GiB. */
+  const size_t per_query = kc * (d + F + 3); /* 4-byte words */
+  if (per_query > ((size_t)256 << 20)) {
+    free(owned);
+    return qv_error_set(err, QV_ENOMEM,
+                        "candidates k' = %zu at dimension %zu need %zu MiB per query (limit 1024): "
+                        "ask for fewer candidates",
+                        kc, d, per_query >> 18);
+  }
+  size_t qb = ((size_t)32 << 20) / per_query;
   if (qb < 1)
     qb = 1;
   if (qb > n)

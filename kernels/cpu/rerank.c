@@ -80,6 +80,31 @@ qv_status qv_rerank_check(const float *queries, size_t n, size_t d, const int64_
   return QV_OK;
 }
 
+typedef struct id_pos {
+  int64_t id;
+  size_t pos;
+} id_pos;
+
+static int by_id_pos(const void *a, const void *b) {
+  const id_pos *x = a, *y = b;
+  if (x->id != y->id)
+    return x->id < y->id ? -1 : 1;
+  return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Clears live[j] of every candidate whose id already appeared live earlier in the list (e.g.
+ * merged shards): O(kc log kc). */
+static void drop_repeats(const int64_t *ids, size_t kc, unsigned char *live, id_pos *tmp) {
+  size_t m = 0;
+  for (size_t j = 0; j < kc; j++)
+    if (live[j])
+      tmp[m++] = (id_pos){ids[j], j};
+  qsort(tmp, m, sizeof *tmp, by_id_pos);
+  for (size_t t = 1; t < m; t++)
+    if (tmp[t].id == tmp[t - 1].id)
+      live[tmp[t].pos] = 0;
+}
+
 qv_status qv_rerank_cpu(qv_metric metric, const float *queries, size_t n, size_t d,
                         const int64_t *cand_ids, const float *cand_scores, const float *cand_vecs,
                         const float *cand_feats, size_t kc, const qv_rerank_params *p,
@@ -95,10 +120,12 @@ qv_status qv_rerank_cpu(qv_metric metric, const float *queries, size_t n, size_t
   float *score = malloc((kc ? kc : 1) * sizeof *score);
   unsigned char *live = malloc(kc ? kc : 1);
   float *maxsim = malloc((kc ? kc : 1) * sizeof *maxsim);
-  if (score == NULL || live == NULL || maxsim == NULL) {
+  id_pos *tmp = malloc((kc ? kc : 1) * sizeof *tmp);
+  if (score == NULL || live == NULL || maxsim == NULL || tmp == NULL) {
     free(score);
     free(live);
     free(maxsim);
+    free(tmp);
     return qv_error_set(err, QV_ENOMEM, "rerank: out of memory for %zu candidates", kc);
   }
   for (size_t i = 0; i < n; i++) {
@@ -110,10 +137,9 @@ qv_status qv_rerank_cpu(qv_metric metric, const float *queries, size_t n, size_t
       int64_t id = ids[j];
       live[j] = id >= 0 && !(p->deny && qv_sorted_contains(p->deny, p->n_deny, id)) &&
                 !(p->allow && !qv_sorted_contains(p->allow, p->n_allow, id));
-      /* A candidate repeated in the list (e.g. merged shards) counts once. */
-      for (size_t t = 0; live[j] && t < j; t++)
-        if (ids[t] == id && live[t])
-          live[j] = 0;
+    }
+    drop_repeats(ids, kc, live, tmp); /* a repeated candidate counts once */
+    for (size_t j = 0; j < kc; j++) {
       if (!live[j])
         continue;
       const float *x = cand_vecs + (i * kc + j) * d;
@@ -183,5 +209,6 @@ qv_status qv_rerank_cpu(qv_metric metric, const float *queries, size_t n, size_t
   free(score);
   free(live);
   free(maxsim);
+  free(tmp);
   return QV_OK;
 }

@@ -31,6 +31,8 @@ static const opt kOpts[] = {
     {"max-message-mb", "QUIVER_MAX_MESSAGE_MB", OPT_INT, 1, 2047, "64", S(max_message_mb),
      "largest request message accepted, MiB"},
     {"max-k", "QUIVER_MAX_K", OPT_INT, 1, 65536, "1024", S(max_k), "largest k a search may ask"},
+    {"max-candidates", "QUIVER_MAX_CANDIDATES", OPT_INT, 1, 65536, "4096", S(max_candidates),
+     "largest rerank.candidates (k') a search may ask"},
     {"max-queries", "QUIVER_MAX_QUERIES", OPT_INT, 1, 1000000, "16384", S(max_queries),
      "most queries in one Search request"},
     {"omp-threads", "QUIVER_OMP_THREADS", OPT_INT, 1, 256, "1", S(omp_threads),

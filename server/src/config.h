@@ -12,8 +12,9 @@ typedef struct qv__config {
   int64_t threads;        /* polling threads; 0 = cores */
   int64_t max_message_mb; /* max receive message size, MiB */
   int64_t max_k;
-  int64_t max_queries; /* queries per request */
-  int64_t omp_threads; /* FAISS OpenMP threads per search */
+  int64_t max_candidates; /* rerank k' */
+  int64_t max_queries;    /* queries per request */
+  int64_t omp_threads;    /* FAISS OpenMP threads per search */
   int64_t shutdown_grace_ms;
   char log_level[16];
   int64_t demo;         /* 1: create the demo collection on first start */

@@ -28,6 +28,7 @@ qv_status qv__name_check(const char *name, qv_error *err) {
 
 static void entry_free(qv__entry *e) {
   qv_collection_close(e->col);
+  pthread_mutex_destroy(&e->save_mu);
   free(e);
 }
 
@@ -53,6 +54,7 @@ static qv__entry *new_entry(qv__registry *r, const char *name) {
   atomic_init(&e->refs, 1); /* the registry's own reference */
   atomic_init(&e->building, 0);
   atomic_init(&e->dirty, 0);
+  pthread_mutex_init(&e->save_mu, NULL);
   return e;
 }
 
@@ -83,8 +85,10 @@ qv_status qv__registry_open(qv__registry *r, const char *data_dir, qv_error *err
     }
     qv_error oe = {0};
     if (qv_collection_open(&e->col, e->dir, &oe) != QV_OK) {
-      QV_LOG_E("collection '%s' not served: %s", e->name, oe.msg);
-      free(e);
+      QV_LOG_E("collection '%s' not served: %s (its directory is left as it is; move it aside "
+               "to reuse the name)",
+               e->name, oe.msg);
+      entry_free(e);
       continue;
     }
     qv_collection_stats s;
@@ -119,9 +123,10 @@ void qv__registry_close(qv__registry *r) {
   memset(r, 0, sizeof *r);
 }
 
-static qv__entry *find(qv__registry *r, const char *name, size_t *idx) {
+/* The entry named name; one being dropped only when with_dropping. */
+static qv__entry *find(qv__registry *r, const char *name, size_t *idx, int with_dropping) {
   for (size_t i = 0; i < r->n; i++)
-    if (strcmp(r->items[i]->name, name) == 0) {
+    if (strcmp(r->items[i]->name, name) == 0 && (with_dropping || !r->items[i]->dropping)) {
       if (idx)
         *idx = i;
       return r->items[i];
@@ -132,7 +137,7 @@ static qv__entry *find(qv__registry *r, const char *name, size_t *idx) {
 qv_status qv__registry_get(qv__registry *r, const char *name, qv__entry **out, qv_error *err) {
   *out = NULL;
   pthread_mutex_lock(&r->mu);
-  qv__entry *e = name ? find(r, name, NULL) : NULL;
+  qv__entry *e = name ? find(r, name, NULL, 0) : NULL;
   if (e != NULL)
     atomic_fetch_add(&e->refs, 1);
   pthread_mutex_unlock(&r->mu);
@@ -158,20 +163,34 @@ qv_status qv__registry_create(qv__registry *r, const char *name, const qv_collec
   if (e == NULL)
     return qv_error_set(err, QV_ENOMEM, "out of memory");
   if ((st = qv_collection_create(&e->col, o, err)) != QV_OK) {
-    free(e);
+    entry_free(e);
     return st;
   }
   pthread_mutex_lock(&r->mu);
-  if (find(r, name, NULL) != NULL) {
+  qv__entry *old = find(r, name, NULL, 1);
+  char manifest[1300];
+  snprintf(manifest, sizeof manifest, "%s/MANIFEST.json", e->dir);
+  if (old != NULL)
+    st = old->dropping
+             ? qv_error_set(err, QV_EPRECONDITION,
+                            "collection '%s' is being dropped: retry when the drop ends", name)
+             : qv_error_set(err, QV_EEXIST, "collection '%s' already exists", name);
+  else if (access(manifest, F_OK) == 0)
+    /* A collection that failed its checks at start: never delete data we could not read. */
+    st = qv_error_set(err, QV_EPRECONDITION,
+                      "%s holds a collection that could not be opened at start (see the server "
+                      "log): move it aside or delete it, then create '%s' again",
+                      e->dir, name);
+  if (st != QV_OK) {
     pthread_mutex_unlock(&r->mu);
     entry_free(e);
-    return qv_error_set(err, QV_EEXIST, "collection '%s' already exists", name);
+    return st;
   }
   /* Persist before registering: a created collection survives a restart. A leftover directory
-   * of the same name (e.g. a half-finished drop) is replaced. */
+   * without a manifest (an interrupted create) holds nothing and is replaced. */
   qv_remove_tree(e->dir, NULL);
   if ((st = qv_collection_save(e->col, e->dir, err)) != QV_OK ||
-      (st = add_entry(r, e, err)) != QV_OK) {
+      (st = qv_dir_fsync(r->root, err)) != QV_OK || (st = add_entry(r, e, err)) != QV_OK) {
     pthread_mutex_unlock(&r->mu);
     qv_remove_tree(e->dir, NULL);
     entry_free(e);
@@ -183,10 +202,21 @@ qv_status qv__registry_create(qv__registry *r, const char *name, const qv_collec
   return QV_OK;
 }
 
-qv_status qv__registry_drop(qv__registry *r, const char *name, qv_error *err) {
-  size_t i;
+qv_status qv__registry_claim_build(qv__registry *r, qv__entry *e, qv_error *err) {
+  qv_status st = QV_OK;
+  int zero = 0;
   pthread_mutex_lock(&r->mu);
-  qv__entry *e = name ? find(r, name, &i) : NULL;
+  if (e->dropping)
+    st = qv_error_set(err, QV_ENOTFOUND, "collection '%s' is being dropped", e->name);
+  else if (!atomic_compare_exchange_strong(&e->building, &zero, 1))
+    st = qv_error_set(err, QV_EPRECONDITION, "collection '%s' is already being built", e->name);
+  pthread_mutex_unlock(&r->mu);
+  return st;
+}
+
+qv_status qv__registry_drop(qv__registry *r, const char *name, qv_error *err) {
+  pthread_mutex_lock(&r->mu);
+  qv__entry *e = name ? find(r, name, NULL, 0) : NULL;
   if (e == NULL) {
     pthread_mutex_unlock(&r->mu);
     return qv_error_set(err, QV_ENOTFOUND, "collection '%.80s' does not exist", name ? name : "");
@@ -196,18 +226,30 @@ qv_status qv__registry_drop(qv__registry *r, const char *name, qv_error *err) {
     return qv_error_set(err, QV_EPRECONDITION,
                         "collection '%s' is being built: drop it when the build ends", name);
   }
-  r->items[i] = r->items[--r->n];
-  e->dropped = 1;
-  atomic_store(&e->dirty, 0);
-  /* Move the directory out of the way first, so a crash mid-delete leaves no half collection. */
+  /* From here on the entry is invisible to get and build, and its name stays taken until the
+   * directory is gone, so a create of the same name cannot share the directory. */
+  e->dropping = 1;
+  pthread_mutex_unlock(&r->mu);
+
+  /* Wait for a save in progress, then move the directory out of the way first, so a crash
+   * mid-delete leaves no half collection and no later save can bring it back. */
   char trash[1300];
   snprintf(trash, sizeof trash, "%s/.dropped-%s-%ld-%d", r->root, e->name, (long)time(NULL),
            (int)getpid());
+  pthread_mutex_lock(&e->save_mu);
+  e->dropped = 1;
+  atomic_store(&e->dirty, 0);
   if (rename(e->dir, trash) != 0)
     snprintf(trash, sizeof trash, "%s", e->dir);
-  pthread_mutex_unlock(&r->mu);
-  qv_remove_tree(trash, NULL);
+  pthread_mutex_unlock(&e->save_mu);
   qv_dir_fsync(r->root, NULL);
+  qv_remove_tree(trash, NULL);
+
+  pthread_mutex_lock(&r->mu);
+  size_t i;
+  if (find(r, name, &i, 1) == e)
+    r->items[i] = r->items[--r->n];
+  pthread_mutex_unlock(&r->mu);
   qv__registry_put(r, e);
   return QV_OK;
 }
@@ -224,21 +266,26 @@ qv_status qv__registry_list(qv__registry *r, qv__entry ***out, size_t *n, qv_err
     pthread_mutex_unlock(&r->mu);
     return qv_error_set(err, QV_ENOMEM, "out of memory");
   }
-  for (size_t i = 0; i < r->n; i++) {
-    (*out)[i] = r->items[i];
-    atomic_fetch_add(&r->items[i]->refs, 1);
-  }
+  *n = 0;
+  for (size_t i = 0; i < r->n; i++)
+    if (!r->items[i]->dropping) {
+      (*out)[(*n)++] = r->items[i];
+      atomic_fetch_add(&r->items[i]->refs, 1);
+    }
   pthread_mutex_unlock(&r->mu);
   qsort(*out, *n, sizeof **out, by_name);
   return QV_OK;
 }
 
 qv_status qv__entry_save(qv__entry *e, qv_error *err) {
-  if (e->dropped)
-    return QV_OK; /* its directory is gone on purpose */
-  atomic_store(&e->dirty, 0);
-  qv_status st = qv_collection_save(e->col, e->dir, err);
-  if (st != QV_OK)
-    atomic_store(&e->dirty, 1);
+  qv_status st = QV_OK;
+  pthread_mutex_lock(&e->save_mu);
+  if (!e->dropped) { /* once dropped its directory is gone on purpose */
+    atomic_store(&e->dirty, 0);
+    st = qv_collection_save(e->col, e->dir, err);
+    if (st != QV_OK)
+      atomic_store(&e->dirty, 1);
+  }
+  pthread_mutex_unlock(&e->save_mu);
   return st;
 }

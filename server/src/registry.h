@@ -18,7 +18,9 @@ typedef struct qv__entry {
   atomic_int refs;
   atomic_int building; /* 1 while a build runs */
   atomic_int dirty;    /* changed in memory since the last save */
-  int dropped;
+  int dropping;        /* a drop is under way: hidden from get, name still taken (registry mu) */
+  pthread_mutex_t save_mu; /* serialises saves with each other and with a drop */
+  int dropped;             /* the directory is gone on purpose (save_mu) */
 } qv__entry;
 
 typedef struct qv__registry {
@@ -48,10 +50,15 @@ qv_status qv__registry_create(qv__registry *r, const char *name, const qv_collec
  * QV_EPRECONDITION while a build runs. */
 qv_status qv__registry_drop(qv__registry *r, const char *name, qv_error *err);
 
+/* Marks e as building (QV_EPRECONDITION when a build already runs, QV_ENOTFOUND when a drop is
+ * under way); checked under the registry lock so that a drop and a build never overlap. Clear
+ * with atomic_store(&e->building, 0). */
+qv_status qv__registry_claim_build(qv__registry *r, qv__entry *e, qv_error *err);
+
 /* Referenced snapshot of all entries sorted by name (free the array; put each entry). */
 qv_status qv__registry_list(qv__registry *r, qv__entry ***out, size_t *n, qv_error *err);
 
-/* Saves e's collection to its directory and clears dirty. */
+/* Saves e's collection to its directory and clears dirty; a no-op once e is dropped. */
 qv_status qv__entry_save(qv__entry *e, qv_error *err);
 
 #endif

@@ -59,7 +59,9 @@ struct qv__server {
   int ncq;
   grpc_completion_queue **cqs;
   pthread_t *threads;
-  void **handles; /* per method */
+  struct poller_arg *pargs; /* per queue */
+  int nthreads;             /* pollers started (queues 0..nthreads-1) */
+  void **handles;           /* per method */
   atomic_int stopping;
   pthread_mutex_t build_mu;
   pthread_cond_t build_cv;
@@ -224,8 +226,8 @@ static int64_t *sorted_copy(const int64_t *ids, size_t n) {
   return out;
 }
 
-static qv_status search_reranked(qv__entry *e, const Quiver__V1__SearchRequest *r, size_t n,
-                                 float *scores, int64_t *ids, qv_error *err) {
+static qv_status search_reranked(qv__server *s, qv__entry *e, const Quiver__V1__SearchRequest *r,
+                                 size_t n, float *scores, int64_t *ids, qv_error *err) {
   const Quiver__V1__RerankOptions *o = r->rerank;
   if (r->exact)
     return qv_error_set(err, QV_EINVAL,
@@ -241,6 +243,11 @@ static qv_status search_reranked(qv__entry *e, const Quiver__V1__SearchRequest *
   if (o->candidates != 0 && o->candidates < r->k)
     return qv_error_set(err, QV_EINVAL, "rerank.candidates = %u is below k = %u", o->candidates,
                         r->k);
+  if (o->candidates > (uint64_t)s->cfg->max_candidates)
+    return qv_error_set(err, QV_EINVAL,
+                        "rerank.candidates = %u is above the server's limit %lld "
+                        "(--max-candidates)",
+                        o->candidates, (long long)s->cfg->max_candidates);
   qv_rerank_params rp;
   qv_rerank_params_init(&rp);
   rp.refine = o->refine;
@@ -302,7 +309,7 @@ static qv_status h_search(qv__server *s, const ProtobufCMessage *m, const char *
              (ids = malloc(n * r->k * sizeof *ids)) == NULL) {
     st = qv_error_set(err, QV_ENOMEM, "out of memory for %zu x %u results", n, r->k);
   } else if (r->rerank != NULL) {
-    st = search_reranked(e, r, n, scores, ids, err);
+    st = search_reranked(s, e, r, n, scores, ids, err);
   } else {
     qv_search_params p = {.k = r->k, .nprobe = r->nprobe};
     st = r->exact ? qv_collection_search_exact(e->col, r->queries, n, &p, scores, ids, err)
@@ -427,9 +434,10 @@ static qv_status h_delete(qv__server *s, const ProtobufCMessage *m, const char *
     return st;
   size_t deleted = 0;
   st = qv_collection_delete(e->col, r->n_ids, r->ids, &deleted, err);
-  if (st == QV_OK && deleted > 0) {
+  /* Acknowledged deletes are on disk; a retry after a failed save saves again. */
+  if (st == QV_OK && (deleted > 0 || atomic_load(&e->dirty))) {
     atomic_store(&e->dirty, 1);
-    st = qv__entry_save(e, err); /* acknowledged deletes are on disk */
+    st = qv__entry_save(e, err);
   }
   if (st == QV_OK) {
     qv_collection_stats cs;
@@ -757,6 +765,10 @@ static void *build_thread(void *arg) {
     st = qv__entry_save(b->e, &err);
   }
   atomic_store(&b->e->building, 0);
+  if (st == QV_ECANCELLED && atomic_load(&s->stopping))
+    st = qv_error_set(&err, QV_EUNAVAILABLE,
+                      "the server is shutting down: the build was stopped, run it again after "
+                      "the restart");
   if (st == QV_OK)
     QV_LOG_I("BuildIndex collection=%s done in %.2f s", b->e->name, now_s() - b->t0);
   else
@@ -784,16 +796,25 @@ static void start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   qv_status st = r ? qv__registry_get(s->reg, r->collection, &e, &err) : QV_EINVAL;
   if (r)
     protobuf_c_message_free_unpacked(&r->base, NULL);
-  int zero = 0;
-  if (st == QV_OK && !atomic_compare_exchange_strong(&e->building, &zero, 1))
-    st = qv_error_set(&err, QV_EPRECONDITION, "collection '%s' is already being built", e->name);
-  if (st == QV_OK && atomic_load(&s->stopping))
-    st = qv_error_set(&err, QV_EUNAVAILABLE, "the server is shutting down");
+  int claimed = 0;
+  if (st == QV_OK && (st = qv__registry_claim_build(s->reg, e, &err)) == QV_OK)
+    claimed = 1;
   build_call *b = st == QV_OK ? calloc(1, sizeof *b) : NULL;
   if (st == QV_OK && b == NULL)
     st = qv_error_set(&err, QV_ENOMEM, "out of memory");
+  if (st == QV_OK) {
+    /* Checked and counted under one lock: stop either sees this build or it never starts. */
+    pthread_mutex_lock(&s->build_mu);
+    if (atomic_load(&s->stopping))
+      st = qv_error_set(&err, QV_EUNAVAILABLE, "the server is shutting down: build after restart");
+    else
+      s->builds++;
+    pthread_mutex_unlock(&s->build_mu);
+    if (st != QV_OK)
+      free(b);
+  }
   if (st != QV_OK) {
-    if (e && st != QV_EPRECONDITION)
+    if (claimed)
       atomic_store(&e->building, 0);
     log_failure("BuildIndex", e ? e->name : NULL, st, err.msg);
     if (e)
@@ -819,9 +840,6 @@ static void start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   ops[1].data.recv_close_on_server.cancelled = &b->close_cancelled;
   if (grpc_call_start_batch(call, ops, 2, &b->close_tag, NULL) != GRPC_CALL_OK)
     atomic_fetch_sub(&b->refs, 1);
-  pthread_mutex_lock(&s->build_mu);
-  s->builds++;
-  pthread_mutex_unlock(&s->build_mu);
   pthread_t t;
   pthread_attr_t a;
   pthread_attr_init(&a);
@@ -836,6 +854,7 @@ static void start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
     build_release(b);
     pthread_mutex_lock(&s->build_mu);
     s->builds--;
+    pthread_cond_broadcast(&s->build_cv);
     pthread_mutex_unlock(&s->build_mu);
   }
   pthread_attr_destroy(&a);
@@ -957,7 +976,6 @@ static void *poller(void *arg) {
   poller_arg *pa = arg;
   grpc_completion_queue *cq = pa->cq;
   omp_set_num_threads((int)pa->s->cfg->omp_threads);
-  free(pa);
   for (;;) {
     grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN)
@@ -996,6 +1014,19 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
   s->handles = calloc(NMETHODS, sizeof *s->handles);
   s->cqs = calloc((size_t)s->ncq, sizeof *s->cqs);
   s->threads = calloc((size_t)s->ncq, sizeof *s->threads);
+  s->pargs = calloc((size_t)s->ncq, sizeof *s->pargs);
+  if (s->server == NULL || !s->handles || !s->cqs || !s->threads || !s->pargs) {
+    if (s->server)
+      grpc_server_destroy(s->server);
+    free(s->cqs);
+    free(s->threads);
+    free(s->pargs);
+    free(s->handles);
+    pthread_mutex_destroy(&s->build_mu);
+    pthread_cond_destroy(&s->build_cv);
+    free(s);
+    return qv_error_set(err, QV_ENOMEM, "out of memory starting the gRPC server");
+  }
   for (int i = 0; i < NMETHODS; i++)
     s->handles[i] = grpc_server_register_method(s->server, kMethods[i].path, NULL,
                                                 kMethods[i].kind == K_CLIENT_STREAM
@@ -1017,13 +1048,25 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
       grpc_completion_queue_destroy(s->cqs[i]);
     free(s->cqs);
     free(s->threads);
+    free(s->pargs);
     free(s->handles);
+    pthread_mutex_destroy(&s->build_mu);
+    pthread_cond_destroy(&s->build_cv);
     free(s);
     return qv_error_set(err, QV_EUNAVAILABLE, "cannot listen on %s (address in use or invalid?)",
                         cfg->listen);
   }
   grpc_server_start(s->server);
+  /* A queue gets requests only once its poller runs, so a failed thread start leaves no queue
+   * holding calls that nobody serves. */
   for (int q = 0; q < s->ncq; q++) {
+    s->pargs[q].s = s;
+    s->pargs[q].cq = s->cqs[q];
+    if (pthread_create(&s->threads[q], NULL, poller, &s->pargs[q]) != 0) {
+      qv__server_stop(s);
+      return qv_error_set(err, QV_ENOMEM, "cannot start polling thread %d of %d", q + 1, s->ncq);
+    }
+    s->nthreads = q + 1;
     for (int m = -1; m < NMETHODS; m++)
       for (int k = 0; k < (m < 0 ? 2 : NPENDING); k++) {
         pending *p = calloc(1, sizeof *p);
@@ -1035,10 +1078,6 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
         p->cq = s->cqs[q];
         post(p);
       }
-    poller_arg *pa = malloc(sizeof *pa);
-    pa->s = s;
-    pa->cq = s->cqs[q];
-    pthread_create(&s->threads[q], NULL, poller, pa);
   }
   *out = s;
   return QV_OK;
@@ -1070,7 +1109,10 @@ void qv__server_stop(qv__server *s) {
   for (int i = 0; i < s->ncq; i++)
     grpc_completion_queue_shutdown(s->cqs[i]);
   for (int i = 0; i < s->ncq; i++)
-    pthread_join(s->threads[i], NULL);
+    if (i < s->nthreads)
+      pthread_join(s->threads[i], NULL);
+    else
+      poller(&s->pargs[i]); /* drain a queue whose poller never started */
   grpc_server_destroy(s->server);
   for (int i = 0; i < s->ncq; i++)
     grpc_completion_queue_destroy(s->cqs[i]);
@@ -1080,6 +1122,7 @@ void qv__server_stop(qv__server *s) {
   pthread_cond_destroy(&s->build_cv);
   free(s->cqs);
   free(s->threads);
+  free(s->pargs);
   free(s->handles);
   free(s);
 }

@@ -513,6 +513,46 @@ TEST_F(Persist, SavingAgainKeepsOnePreviousVersion) {
   EXPECT_EQ(s.count, 4u);
 }
 
+// The save counter wraps after 999999 instead of refusing every later save.
+TEST_F(Persist, VersionCounterWraps) {
+  Col a;
+  make(a, 3, QV_METRIC_L2, "Flat");
+  std::string dir = tmp.sub("w");
+  qv_error e{};
+  int64_t id = 1;
+  float v[3] = {1, 2, 3};
+  ASSERT_EQ(qv_collection_add(a.c, 1, &id, v, &e), QV_OK);
+  ASSERT_EQ(qv_collection_save(a.c, dir.c_str(), &e), QV_OK) << e.msg;
+  // Pretend this was save number 999999.
+  std::filesystem::rename(dir + "/v000001", dir + "/v999999");
+  std::string m;
+  {
+    std::ifstream f(dir + "/MANIFEST.json");
+    m.assign((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  }
+  for (auto [from, to] : {std::pair<std::string, std::string>{"\"v000001\"", "\"v999999\""},
+                          {"\"version\": 1\n", "\"version\": 999999\n"}}) {
+    size_t at = m.find(from);
+    ASSERT_NE(at, std::string::npos) << from << " not in " << m;
+    m.replace(at, from.size(), to);
+  }
+  std::ofstream(dir + "/MANIFEST.json", std::ios::trunc) << m;
+  {
+    Col b;
+    ASSERT_EQ(qv_collection_open(&b.c, dir.c_str(), &e), QV_OK) << e.msg;
+  }
+  id = 2;
+  ASSERT_EQ(qv_collection_add(a.c, 1, &id, v, &e), QV_OK);
+  ASSERT_EQ(qv_collection_save(a.c, dir.c_str(), &e), QV_OK) << e.msg;
+  EXPECT_TRUE(std::filesystem::is_directory(dir + "/v000001"));
+  EXPECT_TRUE(std::filesystem::is_directory(dir + "/v999999")); // kept as the previous version
+  Col c;
+  ASSERT_EQ(qv_collection_open(&c.c, dir.c_str(), &e), QV_OK) << e.msg;
+  qv_collection_stats s;
+  qv_collection_stats_get(c.c, &s, nullptr);
+  EXPECT_EQ(s.count, 2u);
+}
+
 // Saves a small IVF collection and returns its version directory.
 static std::string save_small(const std::string &dir) {
   Col a;

@@ -60,6 +60,18 @@ TEST(CliServer, CreateUpsertBuildSearchThenRestart) {
   EXPECT_EQ(r.code, 2) << r.out;
   r = quiver(s, "delete sift --ids 1,x");
   EXPECT_EQ(r.code, 2) << r.out;
+  // Usage mistakes are caught before any call: stray arguments, --exact with rerank flags.
+  r = quiver(s, "describe sift extra");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("unexpected argument 'extra'"), std::string::npos) << r.out;
+  r = quiver(s, "list extra");
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = quiver(s, "search sift --queries " + d + "_query.fvecs --exact --candidates 50");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--exact and the rerank flags"), std::string::npos) << r.out;
+  // The --timeout=S spelling is accepted among the global options.
+  r = quiver(s, "--timeout=1 describe sift");
+  EXPECT_EQ(r.code, 0) << r.out;
   // SIGTERM: exit 0 well within 10 s; a restart answers the same.
   double secs = 0;
   ASSERT_EQ(srv.stop(SIGTERM, &secs), 0) << srv.log();

@@ -12,6 +12,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "quiver/collection.h"
@@ -421,20 +423,28 @@ TEST_F(Server, RerankRefinesFiltersAndRefusesWhatItCannotDo) {
             QV_OK);
   for (size_t j = 0; j < k; j++)
     EXPECT_NE(ref[j], deny);
-  // Allow-list of three ids: at most those three, padded after.
-  int64_t allow[3] = {7, 3, 5};
+  // More candidates than --max-candidates (default 4096) are refused, naming the flag.
   rr.deny_ids = nullptr;
   rr.n_deny = 0;
+  rr.candidates = 4097;
+  EXPECT_EQ(qv_client_search_rerank(cl.c, "pq", q.f.data(), 1, 128, k, 16, &rr, sc.data(),
+                                    ref.data(), &e),
+            QV_EINVAL);
+  EXPECT_NE(std::string(e.msg).find("--max-candidates"), std::string::npos) << e.msg;
+  // Allow-list of three ids (ranks 9, 4, 6 of the raw search): at most those three, padded after.
+  int64_t allow[3] = {raw[8], raw[3], raw[5]};
+  std::vector<int64_t> want(allow, allow + 3);
+  std::sort(want.begin(), want.end());
   rr.allow_ids = allow;
   rr.n_allow = 3;
-  rr.candidates = 5000;
+  rr.candidates = 4096;
   ASSERT_EQ(qv_client_search_rerank(cl.c, "pq", q.f.data(), 1, 128, k, 32 /* nlist: all */, &rr,
                                     sc.data(), ref.data(), &e),
             QV_OK)
       << e.msg;
   std::vector<int64_t> got(ref.begin(), ref.begin() + 3);
   std::sort(got.begin(), got.end());
-  EXPECT_EQ(got, (std::vector<int64_t>{3, 5, 7}));
+  EXPECT_EQ(got, want);
   EXPECT_EQ(ref[3], -1);
   // What does not fit is refused clearly.
   float w[2] = {1, 1};
@@ -516,4 +526,48 @@ TEST_F(Server, ItemFeaturesFeedTheBlend) {
                                       2, 0, nullptr, nullptr, nullptr, &e),
             QV_EINVAL);
   EXPECT_NE(std::strstr(e.msg, "features"), nullptr) << e.msg;
+}
+
+TEST_F(Server, AnUnreadableCollectionIsKeptAndItsNameRefused) {
+  qv_error e{};
+  {
+    Client cl(srv.target());
+    qv_create_opts o{};
+    o.name = "broken";
+    o.dim = 4;
+    o.metric = QV_METRIC_L2;
+    ASSERT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_OK) << e.msg;
+  }
+  ASSERT_EQ(srv.stop(SIGTERM), 0) << srv.log();
+  // Corrupt its manifest: at restart it is not served, and its files are left alone.
+  const std::string manifest = srv.data_dir + "/collections/broken/MANIFEST.json";
+  {
+    std::ofstream f(manifest, std::ios::trunc);
+    f << "{ not json";
+  }
+  ASSERT_TRUE(srv.start(srv.data_dir));
+  Client cl(srv.target());
+  qv_collection_info info{};
+  EXPECT_EQ(qv_client_describe(cl.c, "broken", &info, &e), QV_ENOTFOUND);
+  EXPECT_NE(srv.log().find("collection 'broken' not served"), std::string::npos) << srv.log();
+  qv_create_opts o{};
+  o.name = "broken";
+  o.dim = 4;
+  o.metric = QV_METRIC_L2;
+  EXPECT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_EPRECONDITION);
+  EXPECT_NE(std::string(e.msg).find("move it aside"), std::string::npos) << e.msg;
+  std::ifstream still(manifest);
+  std::string text((std::istreambuf_iterator<char>(still)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "{ not json");
+  // Drop then create of one name, repeated, always ends with exactly one live collection.
+  o.name = "cycle";
+  for (int i = 0; i < 5; i++) {
+    ASSERT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_OK) << i << ": " << e.msg;
+    ASSERT_EQ(qv_client_drop(cl.c, "cycle", &e), QV_OK) << i << ": " << e.msg;
+  }
+  ASSERT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_OK) << e.msg;
+  ASSERT_EQ(srv.stop(SIGTERM), 0) << srv.log();
+  ASSERT_TRUE(srv.start(srv.data_dir));
+  Client cl2(srv.target());
+  EXPECT_EQ(qv_client_describe(cl2.c, "cycle", &info, &e), QV_OK) << e.msg;
 }

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 
+import grpc
 import numpy as np
 import pytest
 
+import quiver_client
 from conftest import BIN_DIR, recall_at_k
 
 
@@ -91,9 +93,14 @@ def test_rerank_filters_and_mmr(client, sift_collection, sift):
     assert ids.shape == (5, 10)
     assert not set(ids.ravel().tolist()) & set(deny)
     assert (np.diff(scores, axis=1) >= 0).all(), "refined l2 scores still ascend"
+    allow = [int(base_ids[0, 8]), int(base_ids[0, 3]), int(base_ids[0, 5])]
     ids, _ = client.search(name, sift.queries[:1], k=3, nprobe=64,
-                           rerank={"candidates": 5000, "allow_ids": [11, 7, 3]})
-    assert sorted(ids[0].tolist()) == [3, 7, 11]
+                           rerank={"candidates": 4096, "allow_ids": allow})
+    assert sorted(ids[0].tolist()) == sorted(allow)
+    with pytest.raises(quiver_client.QuiverError) as err:  # above the server's --max-candidates
+        client.search(name, sift.queries[:1], k=3, rerank={"candidates": 4097})
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "--max-candidates" in str(err.value)
     ids, _ = client.search(name, sift.queries[:1], k=5, nprobe=32,
                            rerank={"candidates": 50, "refine": True, "mmr_lambda": 0.5})
     assert len(set(ids[0].tolist())) == 5
