@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Sets up a fresh machine (scripts/bootstrap.sh), builds, and runs every test suite twice: in the
-# normal build (with the CUDA kernels compiled when nvcc is present) and once more under
-# AddressSanitizer + UndefinedBehaviorSanitizer; the Python client's pytest suite runs against the
-# real quiverd in between. GPU tests skip themselves without a device.
+# Sets up a fresh machine (scripts/bootstrap.sh), builds, and runs every test suite: in the normal
+# build (with the CUDA kernels compiled when nvcc is present), in the GPU-FAISS build where nvcc
+# is (build-gpu/), and once more under AddressSanitizer + UndefinedBehaviorSanitizer; the Python
+# client's pytest suite runs against the real quiverd after the first. GPU tests skip themselves
+# without a device.
 #
 #   scripts/test.sh            everything
-#   QUIVER_SKIP_SANITIZE=1 scripts/test.sh   the normal build only (a quicker local loop)
+#   QUIVER_SKIP_SANITIZE=1 scripts/test.sh   skip the sanitizer pass (a quicker local loop)
+#   QUIVER_SKIP_GPU_BUILD=1 scripts/test.sh  skip the GPU-FAISS variant (build-gpu/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh >/dev/null
@@ -19,6 +21,19 @@ echo "== tests =="
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} ctest --test-dir build -j"$jobs" --output-on-failure
 echo "== Python client tests (against the real quiverd) =="
 scripts/test-python.sh
+
+# The GPU variant: the same sources linked against FAISS built with GPU support, wherever nvcc
+# is. It proves the GPU glue of index/ compiles, links and runs (its GPU tests skip without a
+# device). The GPU FAISS build is cached like the CPU one; a fresh machine pays ~15-21 minutes.
+if [ "${QUIVER_SKIP_GPU_BUILD:-0}" != 1 ] && [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ]; then
+  echo "== build (GPU FAISS) =="
+  scripts/bootstrap.sh --with-gpu >/dev/null
+  cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQUIVER_CUDA=ON \
+    -DQUIVER_FAISS_PREFIX="$(scripts/bootstrap.sh --print-prefix --with-gpu)" >/dev/null
+  cmake --build build-gpu -j"$jobs"
+  echo "== tests (GPU FAISS build) =="
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} ctest --test-dir build-gpu -j"$jobs" --output-on-failure
+fi
 
 if [ "${QUIVER_SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== build (ASan + UBSan) =="

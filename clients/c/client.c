@@ -236,6 +236,14 @@ static void info_from_pb(const Quiver__V1__CollectionInfo *p, qv_collection_info
   o->index_bytes = p->index_bytes;
   o->index_version = p->index_version;
   o->n_features = p->n_features;
+  if (qv__device_from_pb(p->device, QV_DEVICE_AUTO, &o->device) != 0)
+    o->device = QV_DEVICE_AUTO;
+  o->gpu = p->gpu;
+  o->device_bytes = p->device_bytes;
+  o->tombstones = p->tombstones;
+  o->gpu_fallbacks = p->gpu_fallbacks;
+  snprintf(o->placement, sizeof o->placement, "%s", p->placement ? p->placement : "");
+  o->deferred_deletes = p->deferred_deletes;
 }
 
 const char *qv_collection_state_name(int state) {
@@ -269,6 +277,13 @@ qv_status qv_client_create(qv_client *c, const qv_create_opts *o, qv_collection_
   req.default_nprobe = o->default_nprobe;
   req.train_sample = o->train_sample;
   req.n_features = o->n_features;
+  req.deferred_deletes = o->deferred_deletes != 0;
+  if (o->device != NULL) {
+    qv_device d;
+    if (qv_device_parse(o->device, &d, err) != QV_OK)
+      return qv_error_prefix(err, "create");
+    req.device = qv__device_to_pb(d);
+  }
   ProtobufCMessage *resp;
   qv_status st = unary(c, "/quiver.v1.Retrieval/CreateCollection", &req.base,
                        &quiver__v1__collection_info__descriptor, &resp, err);

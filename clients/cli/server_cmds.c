@@ -23,7 +23,8 @@ static const char *kServerHelp =
     "Server commands (--server HOST:PORT or $QUIVER_SERVER, default 127.0.0.1:7070;\n"
     "                 --timeout SECONDS per call, default 30):\n"
     "  quiver create NAME --dim D [--metric l2|ip|cosine] [--spec SPEC] [--nprobe N]\n"
-    "                [--train-sample N] [--features F]\n"
+    "                [--train-sample N] [--features F] [--device auto|cpu|gpu]\n"
+    "                [--deferred-deletes]\n"
     "  quiver drop NAME\n"
     "  quiver list [--json]\n"
     "  quiver describe NAME [--json]\n"
@@ -73,10 +74,15 @@ static void print_info(const qv_collection_info *i, int json) {
     printf("{\"name\": \"%s\", \"dim\": %u, \"metric\": \"%s\", \"spec\": \"%s\", \"state\": "
            "\"%s\", \"count\": %" PRIu64 ", \"indexed\": %" PRIu64 ", \"nlist\": %u, "
            "\"default_nprobe\": %u, \"memory_bytes\": %" PRIu64 ", \"vector_bytes\": %" PRIu64
-           ", \"index_bytes\": %" PRIu64 ", \"index_version\": %" PRIu64 ", \"n_features\": %u}",
+           ", \"index_bytes\": %" PRIu64 ", \"index_version\": %" PRIu64 ", \"n_features\": %u, "
+           "\"device\": \"%s\", \"gpu\": %d, \"device_bytes\": %" PRIu64
+           ", \"placement\": \"%s\", \"tombstones\": %" PRIu64 ", \"gpu_fallbacks\": %" PRIu64
+           ", \"deferred_deletes\": %s}",
            i->name, i->dim, qv_metric_name(i->metric), i->index_spec,
            qv_collection_state_name(i->state), i->count, i->indexed, i->nlist, i->default_nprobe,
-           i->memory_bytes, i->vector_bytes, i->index_bytes, i->index_version, i->n_features);
+           i->memory_bytes, i->vector_bytes, i->index_bytes, i->index_version, i->n_features,
+           qv_device_name(i->device), i->gpu, i->device_bytes, i->placement, i->tombstones,
+           i->gpu_fallbacks, i->deferred_deletes ? "true" : "false");
     return;
   }
   printf("%s: %s, %s, dim %u, %s\n  %" PRIu64 " vectors (%" PRIu64
@@ -86,6 +92,13 @@ static void print_info(const qv_collection_info *i, int json) {
          qv_collection_state_name(i->state), i->count, i->indexed, i->nlist, i->default_nprobe,
          i->memory_bytes / 1048576.0, i->vector_bytes / 1048576.0, i->index_bytes / 1048576.0,
          i->index_version, i->n_features);
+  printf("  device %s, serving from %s", qv_device_name(i->device), i->placement);
+  if (i->gpu >= 0)
+    printf(" (%.1f MiB of GPU memory)", i->device_bytes / 1048576.0);
+  printf("\n");
+  if (i->tombstones > 0 || i->deferred_deletes)
+    printf("  %" PRIu64 " tombstone(s)%s\n", i->tombstones,
+           i->deferred_deletes ? " (deferred deletes)" : "");
 }
 
 /* Parses the command's options. Returns -1 to continue, else an exit code. */
@@ -141,6 +154,8 @@ static int cmd_create(int argc, char **argv, global *g) {
                                        {"nprobe", required_argument, 0, 'n'},
                                        {"train-sample", required_argument, 0, 't'},
                                        {"features", required_argument, 0, 'F'},
+                                       {"device", required_argument, 0, 'D'},
+                                       {"deferred-deletes", no_argument, 0, 'X'},
                                        GLOBAL_OPTS};
   qv_create_opts o = {0};
   o.metric = QV_METRIC_L2;
@@ -173,6 +188,16 @@ case 'F':
   if (cli_parse_u64(optarg, 64, &v))
     return cli_usage_error("--features must be 0..64, not '%s'", optarg);
   o.n_features = (uint32_t)v;
+  break;
+case 'D': {
+  qv_device d;
+  if (qv_device_parse(optarg, &d, &e) != QV_OK)
+    return cli_usage_error("--device: %s", e.msg);
+  o.device = optarg;
+  break;
+}
+case 'X':
+  o.deferred_deletes = 1;
   break;
   PARSE_END
   if ((o.name = positional(argc, argv, "create")) == NULL)

@@ -1,3 +1,4 @@
+#include <string.h>
 #include <strings.h>
 
 #include "quiver/types.h"
@@ -27,4 +28,26 @@ qv_status qv_metric_parse(const char *s, qv_metric *out, qv_error *err) {
     return qv_error_set(err, QV_EINVAL, "unknown metric '%s' (use l2, ip or cosine)", s);
   }
   return QV_OK;
+}
+
+const char *qv_device_name(qv_device d) {
+  switch (d) {
+  case QV_DEVICE_AUTO:
+    return "auto";
+  case QV_DEVICE_CPU:
+    return "cpu";
+  case QV_DEVICE_GPU:
+    return "gpu";
+  }
+  return NULL;
+}
+
+qv_status qv_device_parse(const char *s, qv_device *out, qv_error *err) {
+  for (int d = QV_DEVICE_AUTO; d <= QV_DEVICE_GPU; d++)
+    if (s != NULL && strcmp(s, qv_device_name((qv_device)d)) == 0) {
+      *out = (qv_device)d;
+      return QV_OK;
+    }
+  return qv_error_set(err, QV_EINVAL, "device '%.40s' is not one of auto, cpu, gpu",
+                      s ? s : "(null)");
 }

@@ -1,6 +1,7 @@
 /* Collections: lifecycle, upsert, delete, build. Search lives in search.c, persistence in
  * persist.c. Locking model: see quiver/collection.h. */
 #define _GNU_SOURCE /* pthread_rwlockattr_setkind_np: writers must not starve under searches */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,8 @@ qv_status qv__collection_alloc(qv_collection **out, qv_error *err) {
   pthread_rwlockattr_destroy(&a);
   pthread_mutex_init(&c->wmu, NULL);
   qv__idmap_init(&c->map);
+  qv__idmap_init(&c->tomb);
+  snprintf(c->placement, sizeof c->placement, "cpu: not built yet");
   *out = c;
   return QV_OK;
 }
@@ -47,6 +50,12 @@ qv_status qv_collection_create(qv_collection **out, const qv_collection_opts *o,
                         QV_MAX_ITEM_FEATURES);
   if (o->metric != QV_METRIC_L2 && o->metric != QV_METRIC_IP && o->metric != QV_METRIC_COSINE)
     return qv_error_set(err, QV_EINVAL, "unknown metric %d (use l2, ip or cosine)", (int)o->metric);
+  if (qv_device_name(o->device) == NULL)
+    return qv_error_set(err, QV_EINVAL, "unknown device %d (use auto, cpu or gpu)", (int)o->device);
+  if (o->device == QV_DEVICE_GPU && qv_gpu_devices() == 0 && !qv_gpu_fallback_cpu())
+    return qv_error_set(err, QV_EPRECONDITION,
+                        "device gpu asked but no GPU is available%s (and CPU fallback is off)",
+                        qv_gpu_compiled() ? "" : " in this build");
   qv__spec spec;
   qv_status st = qv__spec_parse(o->spec, o->dim, &spec, err);
   if (st != QV_OK)
@@ -61,11 +70,17 @@ qv_status qv_collection_create(qv_collection **out, const qv_collection_opts *o,
   c->train_sample = o->train_sample;
   c->seed = o->seed;
   c->n_features = o->n_features;
+  c->device = o->device;
+  c->deferred = o->deferred_deletes != 0;
   if ((st = qv__index_new(&c->spec, c->dim, c->metric, &c->index, err)) != QV_OK) {
     qv_collection_close(c);
     return st;
   }
   c->trained = faiss_Index_is_trained(c->index) != 0;
+  if (c->trained && (st = qv__place(c, c->index, &c->gpu, err)) != QV_OK) { /* Flat */
+    qv_collection_close(c);
+    return st;
+  }
   *out = c;
   return QV_OK;
 }
@@ -73,12 +88,14 @@ qv_status qv_collection_create(qv_collection **out, const qv_collection_opts *o,
 void qv_collection_close(qv_collection *c) {
   if (c == NULL)
     return;
+  qv__gpu_free(c->gpu);
   if (c->index != NULL)
     faiss_Index_free(c->index);
   free(c->vecs);
   free(c->feats);
   free(c->ids);
   qv__idmap_fini(&c->map);
+  qv__idmap_fini(&c->tomb);
   pthread_rwlock_destroy(&c->rw);
   pthread_mutex_destroy(&c->wmu);
   free(c);
@@ -197,14 +214,26 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
     else
       nnew++;
   }
+  const int deferred = c->trained && qv__deferred(c);
   if ((st = qv__store_reserve(c, c->count + nnew, err)) != QV_OK ||
-      qv__idmap_reserve(&c->map, c->count + nnew) != 0) {
+      qv__idmap_reserve(&c->map, c->count + nnew) != 0 ||
+      (deferred && qv__idmap_reserve(&c->tomb, c->tomb.count + m) != 0)) {
     if (st == QV_OK)
       st = qv_error_set(err, QV_ENOMEM, "add: out of memory growing the id map");
     goto unlock;
   }
-  if (c->trained && (st = index_remove(c, nrep, replaced, err)) != QV_OK)
+  if (deferred) {
+    /* The old entries stay in the index(es); searches re-score these ids from the store. */
+    for (size_t j = 0; j < m; j++) {
+      uint64_t was;
+      int known = qv__idmap_get(&c->tomb, packed_ids[j], &was);
+      if (known || qv__idmap_get(&c->map, packed_ids[j], NULL))
+        qv__idmap_put(&c->tomb, packed_ids[j], QV__TOMB_REPLACED);
+    }
+    c->n_dead += nrep;
+  } else if (c->trained && (st = index_remove(c, nrep, replaced, err)) != QV_OK) {
     goto unlock;
+  }
   for (size_t j = 0; j < m; j++) {
     uint64_t row;
     if (!qv__idmap_get(&c->map, packed_ids[j], &row)) {
@@ -222,6 +251,16 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
   }
   if (c->trained && faiss_Index_add_with_ids(c->index, (idx_t)m, packed, packed_ids) != 0)
     st = qv__faiss_fail(err, QV_EINTERNAL, "adding vectors to the index");
+  if (st == QV_OK && c->trained && c->gpu != NULL) {
+    qv_error ge = {0};
+    if (qv__gpu_add(c->gpu, m, packed, packed_ids, &ge) != QV_OK) {
+      /* The CPU index has everything: serve from it rather than fail the write. */
+      qv__gpu_free(c->gpu);
+      c->gpu = NULL;
+      snprintf(c->placement, sizeof c->placement, "cpu: adding to the GPU copy failed (%.150s)",
+               ge.msg);
+    }
+  }
 unlock:
   pthread_rwlock_unlock(&c->rw);
   pthread_mutex_unlock(&c->wmu);
@@ -250,11 +289,20 @@ qv_status qv_collection_delete(qv_collection *c, size_t n, const int64_t *ids, s
   qv_status st = QV_OK;
   pthread_mutex_lock(&c->wmu);
   pthread_rwlock_wrlock(&c->rw);
+  const int deferred = c->trained && qv__deferred(c);
+  if (deferred && qv__idmap_reserve(&c->tomb, c->tomb.count + n) != 0) {
+    st = qv_error_set(err, QV_ENOMEM, "delete: out of memory for %zu tombstones", n);
+    n = 0;
+  }
   for (size_t i = 0; i < n; i++) {
     uint64_t row;
     if (!qv__idmap_get(&c->map, ids[i], &row))
       continue;
     qv__idmap_del(&c->map, ids[i]);
+    if (deferred) { /* hidden from searches until the next save or build */
+      qv__idmap_put(&c->tomb, ids[i], QV__TOMB_DELETED);
+      c->n_dead++;
+    }
     gone[ng++] = ids[i];
     size_t last = c->count - 1;
     if (row != last) { /* move the last row into the hole */
@@ -267,7 +315,7 @@ qv_status qv_collection_delete(qv_collection *c, size_t n, const int64_t *ids, s
     }
     c->count--;
   }
-  if (c->trained)
+  if (c->trained && !deferred && st == QV_OK)
     st = index_remove(c, ng, gone, err);
   pthread_rwlock_unlock(&c->rw);
   pthread_mutex_unlock(&c->wmu);
@@ -360,12 +408,22 @@ qv_status qv_collection_build(qv_collection *c, qv_progress_fn progress, void *u
   }
   report(progress, user, "add", n, n);
   qv__index_prepare(idx, &c->spec);
+  /* The GPU copy of the new index is made before the swap; searches go on meanwhile. */
+  qv__gpu_index *gpu = NULL;
+  if ((st = qv__place(c, idx, &gpu, err)) != QV_OK)
+    goto out;
   pthread_rwlock_wrlock(&c->rw);
   FaissIndex *old = c->index;
+  qv__gpu_index *old_gpu = c->gpu;
   c->index = idx;
+  c->gpu = gpu;
   c->trained = 1;
   c->version++;
+  qv__idmap_fini(&c->tomb); /* the new index holds only live entries */
+  qv__idmap_init(&c->tomb);
+  c->n_dead = 0;
   pthread_rwlock_unlock(&c->rw);
+  qv__gpu_free(old_gpu);
   idx = old; /* freed below, outside the lock */
   goto out;
 cancelled:
@@ -398,6 +456,13 @@ qv_status qv_collection_stats_get(qv_collection *c, qv_collection_stats *s, qv_e
   s->version = c->version;
   s->n_features = c->n_features;
   s->vector_bytes += (uint64_t)c->count * c->n_features * sizeof(float);
+  s->device = c->device;
+  s->gpu = qv__gpu_device_of(c->gpu);
+  s->device_bytes = qv__gpu_bytes_of(c->gpu);
+  memcpy(s->placement, c->placement, sizeof s->placement);
+  s->tombstones = c->n_dead;
+  s->gpu_fallbacks = c->gpu_fallbacks;
+  s->deferred_deletes = c->deferred;
   pthread_rwlock_unlock(&c->rw);
   return QV_OK;
 }
@@ -413,5 +478,120 @@ qv_status qv_collection_get(qv_collection *c, int64_t id, float *out, qv_error *
   else
     st = qv_error_set(err, QV_ENOTFOUND, "id %lld is not in the collection", (long long)id);
   pthread_rwlock_unlock(&c->rw);
+  return st;
+}
+
+/* ---- placement (quiver/gpu.h) -------------------------------------------------------------- */
+
+size_t qv__gpu_need_bytes(const qv_collection *c, FaissIndex *idx) {
+  const size_t n = (size_t)faiss_Index_ntotal(idx);
+  size_t b = n * (c->spec.code_bytes + sizeof(int64_t)) + (size_t)c->spec.nlist * c->dim * 4;
+  return b + b / 4 + ((size_t)16 << 20); /* list growth slack + FAISS's per-index structures */
+}
+
+qv_status qv__place(qv_collection *c, FaissIndex *idx, qv__gpu_index **gpu, qv_error *err) {
+  *gpu = NULL;
+  const int strict = c->device == QV_DEVICE_GPU && !qv_gpu_fallback_cpu();
+  if (c->device == QV_DEVICE_CPU) {
+    snprintf(c->placement, sizeof c->placement, "cpu: device cpu asked");
+    return QV_OK;
+  }
+  if (qv_gpu_devices() == 0) {
+    const char *why = qv_gpu_compiled() ? "no GPU is present"
+                                        : "this build links the CPU-only FAISS (docs/gpu.md)";
+    if (strict)
+      return qv_error_set(err, QV_EPRECONDITION, "device gpu asked but %s", why);
+    snprintf(c->placement, sizeof c->placement, "cpu: %s", why);
+    return QV_OK;
+  }
+  qv_error ge = {0};
+  qv_status st = qv__gpu_copy(idx, qv__gpu_need_bytes(c, idx), gpu, &ge);
+  if (st == QV_OK) {
+    snprintf(c->placement, sizeof c->placement, "gpu %d", qv__gpu_device_of(*gpu));
+    return QV_OK;
+  }
+  if (strict) {
+    *err = ge;
+    return st;
+  }
+  snprintf(c->placement, sizeof c->placement, "cpu: %.180s", ge.msg);
+  return QV_OK;
+}
+
+qv_status qv_collection_set_device(qv_collection *c, qv_device device, qv_error *err) {
+  if (c == NULL || qv_device_name(device) == NULL)
+    return qv_error_set(err, QV_EINVAL, "set_device: NULL collection or unknown device");
+  pthread_mutex_lock(&c->wmu);
+  const qv_device was = c->device;
+  char note[sizeof c->placement];
+  memcpy(note, c->placement, sizeof note);
+  c->device = device;
+  qv__gpu_index *gpu = NULL;
+  qv_status st = QV_OK;
+  if (c->trained)
+    st = qv__place(c, c->index, &gpu, err);
+  else if (device == QV_DEVICE_GPU && qv_gpu_devices() == 0 && !qv_gpu_fallback_cpu())
+    st = qv_error_set(err, QV_EPRECONDITION, "device gpu asked but no GPU is available");
+  if (st != QV_OK) {
+    c->device = was;
+    memcpy(c->placement, note, sizeof note);
+    pthread_mutex_unlock(&c->wmu);
+    return st;
+  }
+  pthread_rwlock_wrlock(&c->rw);
+  qv__gpu_index *old = c->gpu;
+  if (c->trained)
+    c->gpu = gpu; /* the tombstones stay: the new copy came from the CPU index, which has the
+                     same stale entries */
+  pthread_rwlock_unlock(&c->rw);
+  if (c->trained)
+    qv__gpu_free(old);
+  pthread_mutex_unlock(&c->wmu);
+  return QV_OK;
+}
+
+qv_status qv__fold_tombstones(qv_collection *c, qv_error *err) {
+  if (c->n_dead == 0 || !c->trained)
+    return QV_OK;
+  int64_t *dead = malloc(c->tomb.count * sizeof *dead);
+  int64_t *again = malloc(c->tomb.count * sizeof *again);
+  float *vecs = NULL;
+  size_t nd = 0, na = 0;
+  qv_status st = QV_OK;
+  if (dead == NULL || again == NULL) {
+    st = qv_error_set(err, QV_ENOMEM, "out of memory folding %zu tombstones", c->tomb.count);
+    goto out;
+  }
+  for (size_t i = 0; i < c->tomb.cap; i++) {
+    int64_t id = c->tomb.keys[i];
+    if (id < 0)
+      continue;
+    dead[nd++] = id;
+    if (qv__idmap_get(&c->map, id, NULL))
+      again[na++] = id;
+  }
+  if (na > 0 && (vecs = malloc(na * c->dim * sizeof *vecs)) == NULL) {
+    st = qv_error_set(err, QV_ENOMEM, "out of memory folding %zu tombstones", nd);
+    goto out;
+  }
+  for (size_t i = 0; i < na; i++) {
+    uint64_t row;
+    qv__idmap_get(&c->map, again[i], &row);
+    memcpy(vecs + i * c->dim, c->vecs + row * c->dim, c->dim * sizeof(float));
+  }
+  pthread_rwlock_wrlock(&c->rw);
+  if ((st = index_remove(c, nd, dead, err)) == QV_OK && na > 0 &&
+      faiss_Index_add_with_ids(c->index, (idx_t)na, vecs, again) != 0)
+    st = qv__faiss_fail(err, QV_EINTERNAL, "re-adding replaced vectors");
+  if (st == QV_OK && c->gpu == NULL) { /* a GPU copy keeps its stale entries until a build */
+    qv__idmap_fini(&c->tomb);
+    qv__idmap_init(&c->tomb);
+    c->n_dead = 0;
+  }
+  pthread_rwlock_unlock(&c->rw);
+out:
+  free(dead);
+  free(again);
+  free(vecs);
   return st;
 }

@@ -8,6 +8,7 @@
 
 #include <faiss/c_api/Index_c.h>
 
+#include "gpu.h"
 #include "idmap.h"
 #include "quiver/collection.h"
 
@@ -40,9 +41,43 @@ struct qv_collection {
   size_t count, cap;
   qv__idmap map;
 
+  /* Where searches run (quiver/gpu.h). The CPU index is always there and takes every write;
+   * gpu, when set, is a copy on a device that answers searches it can. */
+  qv_device device;       /* as asked */
+  qv__gpu_index *gpu;     /* NULL: searches run on the CPU index */
+  char placement[192];    /* why it serves where it does */
+  uint64_t gpu_fallbacks; /* searches the GPU copy could not answer (served by the CPU) */
+
+  /* Tombstones: in deferred mode (deferred_deletes, or a GPU copy, whose FAISS index has no
+   * remove_ids: faiss#584) deletes and replacements leave the old entries in the indexes and
+   * record the id here; searches over-fetch by n_dead, drop deleted ids and re-score replaced
+   * ones exactly from the store. A save or build folds them away. */
+  int deferred;   /* deferred_deletes asked */
+  qv__idmap tomb; /* id -> QV__TOMB_DELETED or QV__TOMB_REPLACED */
+  size_t n_dead;  /* stale entries in the index(es) */
+
   pthread_rwlock_t rw; /* readers: searches; writer: the short mutations */
   pthread_mutex_t wmu; /* serialises writers (add, delete, build, save) */
 };
+
+#define QV__TOMB_DELETED 1
+#define QV__TOMB_REPLACED 2
+
+/* 1 when writes leave tombstones instead of removing from the index. */
+static inline int qv__deferred(const qv_collection *c) {
+  return c->deferred || c->gpu != NULL || c->n_dead > 0;
+}
+
+/* Bytes a GPU copy of idx is expected to take (codes, ids, centroids, with headroom). */
+size_t qv__gpu_need_bytes(const qv_collection *c, FaissIndex *idx);
+/* Decides where idx (about to serve c) lives: *gpu gets a device copy or NULL, c->placement the
+ * reason. A hard error (QV_ENOMEM, QV_EPRECONDITION) only when c->device is GPU and the GPU
+ * context does not allow falling back to the CPU. The caller holds c->wmu. */
+qv_status qv__place(qv_collection *c, FaissIndex *idx, qv__gpu_index **gpu, qv_error *err);
+/* Removes tombstoned entries from the CPU index and re-adds replaced ids from the store, so the
+ * CPU index is exact again; clears the tombstones unless a GPU copy still holds stale entries.
+ * The caller holds c->wmu, not c->rw. */
+qv_status qv__fold_tombstones(qv_collection *c, qv_error *err);
 
 qv_status qv__spec_parse(const char *text, size_t dim, qv__spec *out, qv_error *err);
 /* Makes an empty FAISS index for the spec. */

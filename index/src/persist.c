@@ -86,6 +86,9 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
   json_t *root = NULL, *files = NULL;
   char *text = NULL;
   pthread_mutex_lock(&c->wmu); /* writers wait; searches go on: we only read */
+  /* Tombstoned entries never reach the disk: the saved index holds exactly the stored vectors. */
+  if ((st = qv__fold_tombstones(c, err)) != QV_OK)
+    goto out;
   const uint64_t prev = manifest_version(dir);
   /* The counter follows the manifest and wraps after 999999; a directory already holding the
    * next number is an orphan of an interrupted save (the manifest never named it). */
@@ -137,14 +140,16 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
 
   char vdir[16];
   snprintf(vdir, sizeof vdir, "v%06" PRIu64, v);
-  root = json_pack("{s:s, s:i, s:I, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:O, s:I}",
+  root = json_pack("{s:s, s:i, s:I, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:O, s:I, "
+                   "s:s, s:b}",
                    "format", FORMAT_NAME, "format_version", c->n_features > 0 ? 2 : 1, "version",
                    (json_int_t)v, "dir", vdir, "dim", (json_int_t)c->dim, "metric",
                    qv_metric_name(c->metric), "spec", c->spec.text, "default_nprobe",
                    (json_int_t)c->default_nprobe, "train_sample", (json_int_t)c->train_sample,
                    "seed", (json_int_t)(c->seed & INT64_MAX), "count", (json_int_t)c->count,
                    "trained", c->trained, "build_version", (json_int_t)c->version, "files", files,
-                   "n_features", (json_int_t)c->n_features);
+                   "n_features", (json_int_t)c->n_features, "device", qv_device_name(c->device),
+                   "deferred_deletes", c->deferred);
   text = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
   if (text == NULL) {
     st = qv_error_set(err, QV_ENOMEM, "save: out of memory encoding the manifest");
@@ -241,6 +246,15 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
     st = corrupt(err, dir, MANIFEST " has an invalid n_features");
     goto fail;
   }
+  /* Optional keys (absent in older manifests): the device asked and deferred deletes. */
+  qv_device device = QV_DEVICE_AUTO;
+  json_t *jdev = json_object_get(root, "device"), *jdef = json_object_get(root, "deferred_deletes");
+  if ((jdev != NULL && (!json_is_string(jdev) ||
+                        qv_device_parse(json_string_value(jdev), &device, NULL) != QV_OK)) ||
+      (jdef != NULL && !json_is_boolean(jdef))) {
+    st = corrupt(err, dir, MANIFEST " has an invalid device or deferred_deletes");
+    goto fail;
+  }
   char want_vdir[16];
   snprintf(want_vdir, sizeof want_vdir, "v%06" PRIu64, version);
   if (strcmp(vdir, want_vdir) != 0) {
@@ -297,6 +311,8 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
   c->seed = seed;
   c->version = bversion;
   c->n_features = nfeat;
+  c->device = device;
+  c->deferred = json_is_true(jdef);
 
   snprintf(path, sizeof path, "%s/%s/vectors.npy", dir, vdir);
   if ((st = qv_vecfile_open(&vf, path, err)) != QV_OK) {
@@ -374,6 +390,13 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
   }
   qv__index_prepare(c->index, &c->spec);
   c->trained = trained;
+  if (trained) {
+    /* Where it serves: never a reason to refuse opening stored data, so a strict "gpu" that
+     * cannot be met serves from the CPU and says why. */
+    qv_error pe = {0};
+    if (qv__place(c, c->index, &c->gpu, &pe) != QV_OK)
+      snprintf(c->placement, sizeof c->placement, "cpu: %.180s", pe.msg);
+  }
   qv_vecfile_close(vf);
   qv_vecfile_close(idf);
   json_decref(root);

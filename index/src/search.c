@@ -114,24 +114,101 @@ out:
   return st;
 }
 
+/* One index search: the GPU copy when there is one that can take k and nprobe, else (or when it
+ * fails) the CPU index. nprobe is resolved (1 .. nlist; unused for Flat). */
+static qv_status index_search(qv_collection *c, const float *q, size_t n, size_t k, uint32_t nprobe,
+                              float *scores, int64_t *ids, qv_error *err) {
+  qv_status st = QV_OK;
+  if (c->gpu != NULL && k <= QV__GPU_MAX_K && nprobe <= QV__GPU_MAX_K) {
+    qv_error ge = {0};
+    if (qv__gpu_search(c->gpu, q, n, k, c->spec.nlist ? nprobe : 0, scores, ids, &ge) == QV_OK)
+      return QV_OK;
+    __atomic_fetch_add(&c->gpu_fallbacks, 1, __ATOMIC_RELAXED); /* the CPU index answers */
+  } else if (c->gpu != NULL) {
+    __atomic_fetch_add(&c->gpu_fallbacks, 1, __ATOMIC_RELAXED);
+  }
+  if (c->spec.nlist > 0)
+    st = search_ivf(c, q, n, k, nprobe, scores, ids, err);
+  else if (faiss_Index_search(c->index, (idx_t)n, q, (idx_t)k, scores, ids) != 0)
+    st = qv__faiss_fail(err, QV_EINTERNAL, "search");
+  return st;
+}
+
+static float exact_score(qv_metric m, const float *a, const float *b, size_t d) {
+  float s = 0.0f;
+  if (m == QV_METRIC_L2) {
+    for (size_t t = 0; t < d; t++) {
+      float v = a[t] - b[t];
+      s += v * v;
+    }
+  } else {
+    for (size_t t = 0; t < d; t++)
+      s += a[t] * b[t];
+  }
+  return s;
+}
+
+/* Tombstones (see internal.h): from kf candidates per query, drops deleted ids, re-scores replaced
+ * ones exactly from the store (once each: the stale and the live entry may both come back), and
+ * keeps the best k. */
+static void tomb_fixup(qv_collection *c, const float *q, size_t n, size_t kf, const float *cs,
+                       const int64_t *ci, size_t k, float *scores, int64_t *ids) {
+  const int larger = qv_metric_larger_is_better(c->metric);
+  const size_t d = c->dim;
+  qv_topk_init(n, k, larger, scores, ids);
+  for (size_t i = 0; i < n; i++) {
+    const int64_t *row_ids = ci + i * kf;
+    for (size_t j = 0; j < kf; j++) {
+      int64_t id = row_ids[j];
+      float sc = cs[i * kf + j];
+      if (id < 0)
+        continue;
+      if (qv__idmap_get(&c->tomb, id, NULL)) {
+        uint64_t row;
+        if (!qv__idmap_get(&c->map, id, &row))
+          continue; /* deleted */
+        int seen = 0;
+        for (size_t t = 0; t < j && !seen; t++)
+          seen = row_ids[t] == id;
+        if (seen)
+          continue;
+        sc = exact_score(c->metric, q + i * d, c->vecs + row * d, d);
+      }
+      qv_topk_push_cpu(1, k, larger, &sc, 1, 1, &id, 0, scores + i * k, ids + i * k);
+    }
+  }
+  qv_topk_finish(n, k, larger, scores, ids);
+}
+
 /* The index search proper; the caller holds c->rw for reading. */
 static qv_status search_locked(qv_collection *c, const float *q, size_t n, size_t k,
                                uint32_t req_nprobe, float *scores, int64_t *ids, qv_error *err) {
-  qv_status st = QV_OK;
-  if (!c->trained) {
-    st = qv_error_set(err, QV_EPRECONDITION,
-                      "index '%s' is not built yet: build it first (%zu vectors stored)",
-                      c->spec.text, c->count);
-  } else if (c->spec.nlist > 0) {
-    uint32_t nprobe = req_nprobe ? req_nprobe : c->default_nprobe;
-    if (nprobe > c->spec.nlist)
-      nprobe = c->spec.nlist;
-    st = search_ivf(c, q, n, k, nprobe, scores, ids, err);
-  } else if (faiss_Index_search(c->index, (idx_t)n, q, (idx_t)k, scores, ids) != 0) {
-    st = qv__faiss_fail(err, QV_EINTERNAL, "search");
+  if (!c->trained)
+    return qv_error_set(err, QV_EPRECONDITION,
+                        "index '%s' is not built yet: build it first (%zu vectors stored)",
+                        c->spec.text, c->count);
+  uint32_t nprobe = req_nprobe ? req_nprobe : c->default_nprobe;
+  if (nprobe > c->spec.nlist)
+    nprobe = c->spec.nlist;
+  if (c->n_dead == 0) {
+    qv_status st = index_search(c, q, n, k, nprobe, scores, ids, err);
+    if (st == QV_OK)
+      fix_padding(c->metric, n * k, scores, ids);
+    return st;
   }
-  if (st == QV_OK)
-    fix_padding(c->metric, n * k, scores, ids);
+  /* Over-fetch by the stale entries so that k live results survive the fix-up. */
+  size_t kf = k + c->n_dead;
+  if (kf > QV_MAX_K)
+    kf = QV_MAX_K > k ? QV_MAX_K : k;
+  float *cs = malloc(n * kf * sizeof *cs);
+  int64_t *ci = malloc(n * kf * sizeof *ci);
+  qv_status st = QV_OK;
+  if (cs == NULL || ci == NULL)
+    st = qv_error_set(err, QV_ENOMEM, "search: out of memory for %zu x %zu candidates", n, kf);
+  else if ((st = index_search(c, q, n, kf, nprobe, cs, ci, err)) == QV_OK)
+    tomb_fixup(c, q, n, kf, cs, ci, k, scores, ids);
+  free(cs);
+  free(ci);
   return st;
 }
 

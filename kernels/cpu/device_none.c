@@ -6,6 +6,11 @@ int qv_cuda_device_count(void) {
   return 0;
 }
 
+qv_status qv_cuda_mem_info(int dev, size_t *free_bytes, size_t *total_bytes, qv_error *err) {
+  (void)free_bytes, (void)total_bytes;
+  return qv_error_set(err, QV_EUNAVAILABLE, "no CUDA device %d: this build has no CUDA", dev);
+}
+
 int qv_kernels_have_cuda(void) {
   return 0;
 }

@@ -53,6 +53,23 @@ extern "C" int qv_cuda_device_count(void) {
   return n;
 }
 
+extern "C" qv_status qv_cuda_mem_info(int dev, size_t *free_bytes, size_t *total_bytes,
+                                      qv_error *err) {
+  int prev = 0;
+  if (dev < 0 || dev >= qv_cuda_device_count())
+    return qv_error_set(err, QV_EUNAVAILABLE, "no CUDA device %d", dev);
+  cudaGetDevice(&prev);
+  cudaError_t e = cudaSetDevice(dev);
+  if (e == cudaSuccess)
+    e = cudaMemGetInfo(free_bytes, total_bytes);
+  cudaSetDevice(prev);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    return qv_error_set(err, QV_EUNAVAILABLE, "CUDA device %d: %s", dev, cudaGetErrorString(e));
+  }
+  return QV_OK;
+}
+
 extern "C" qv_status qv_distances_cuda(qv_metric metric, const float *queries, size_t nq,
                                        const float *base, size_t nb, size_t d, float *out,
                                        qv_error *err) {

@@ -28,6 +28,37 @@ int qv__metric_from_pb(Quiver__V1__Metric m, qv_metric *out) {
   }
 }
 
+Quiver__V1__Device qv__device_to_pb(qv_device d) {
+  switch (d) {
+  case QV_DEVICE_AUTO:
+    return QUIVER__V1__DEVICE__DEVICE_AUTO;
+  case QV_DEVICE_CPU:
+    return QUIVER__V1__DEVICE__DEVICE_CPU;
+  case QV_DEVICE_GPU:
+    return QUIVER__V1__DEVICE__DEVICE_GPU;
+  }
+  return QUIVER__V1__DEVICE__DEVICE_UNSPECIFIED;
+}
+
+int qv__device_from_pb(Quiver__V1__Device d, qv_device dflt, qv_device *out) {
+  switch (d) {
+  case QUIVER__V1__DEVICE__DEVICE_UNSPECIFIED:
+    *out = dflt;
+    return 0;
+  case QUIVER__V1__DEVICE__DEVICE_AUTO:
+    *out = QV_DEVICE_AUTO;
+    return 0;
+  case QUIVER__V1__DEVICE__DEVICE_CPU:
+    *out = QV_DEVICE_CPU;
+    return 0;
+  case QUIVER__V1__DEVICE__DEVICE_GPU:
+    *out = QV_DEVICE_GPU;
+    return 0;
+  default:
+    return -1;
+  }
+}
+
 const char *qv__grpc_name(grpc_status_code c) {
   static const char *const names[] = {"OK",
                                       "CANCELLED",

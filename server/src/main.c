@@ -17,6 +17,7 @@
 #include "config.h"
 #include "log.h"
 #include "quiver/fsutil.h"
+#include "quiver/gpu.h"
 #include "quiver/synth.h"
 #include "quiver/vecfile.h"
 #include "registry.h"
@@ -109,6 +110,34 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
 
   qv_error err = {0};
+  qv_device dev;
+  if (qv_device_parse(cfg.device, &dev, &err) != QV_OK) {
+    fprintf(stderr, "quiverd: --device: %s\n", err.msg);
+    return 2;
+  }
+  if (strcmp(cfg.gpu_fallback, "cpu") != 0 && strcmp(cfg.gpu_fallback, "error") != 0) {
+    fprintf(stderr, "quiverd: --gpu-fallback must be cpu or error, not '%s'\n", cfg.gpu_fallback);
+    return 2;
+  }
+  /* GPU contexts first: reopened collections are placed as they open. */
+  qv_gpu_opts go;
+  qv_gpu_opts_init(&go);
+  go.budget_bytes = (size_t)cfg.gpu_memory_mb << 20;
+  go.temp_bytes = (size_t)cfg.gpu_temp_mb << 20;
+  go.fallback_cpu = strcmp(cfg.gpu_fallback, "cpu") == 0;
+  if (qv_gpu_init(&go, &err) != QV_OK) {
+    QV_LOG_E("GPU: %s", err.msg);
+    return 1;
+  }
+  for (int i = 0; i < qv_gpu_devices(); i++) {
+    qv_gpu_info gi;
+    qv_gpu_info_get(i, &gi, NULL);
+    QV_LOG_I("GPU %d: %zu MiB, budget for collections %zu MiB", i, gi.total_bytes >> 20,
+             gi.budget_bytes >> 20);
+  }
+  if (qv_gpu_devices() == 0)
+    QV_LOG_I("no GPU in use (%s): collections serve from the CPU",
+             qv_gpu_compiled() ? "none present" : "this build links the CPU-only FAISS");
   if (qv_mkdirs(cfg.data_dir, &err) != QV_OK) {
     QV_LOG_E("data dir: %s", err.msg);
     return 1;
@@ -149,6 +178,7 @@ int main(int argc, char **argv) {
   double t0 = now_s();
   qv__server_stop(srv);
   qv__registry_close(&reg);
+  qv_gpu_shutdown();
   grpc_shutdown();
   QV_LOG_I("stopped in %.2f s", now_s() - t0);
   return 0;

@@ -93,9 +93,11 @@ qv_status qv__registry_open(qv__registry *r, const char *data_dir, qv_error *err
     }
     qv_collection_stats s;
     qv_collection_stats_get(e->col, &s, NULL);
-    QV_LOG_I("collection '%s' opened: %s %s dim=%zu count=%llu %s", e->name, s.spec,
-             qv_metric_name(s.metric), s.dim, (unsigned long long)s.count,
-             s.trained ? "ready" : "not built");
+    QV_LOG_I("collection '%s' opened: %s %s dim=%zu count=%llu %s, serving from %s", e->name,
+             s.spec, qv_metric_name(s.metric), s.dim, (unsigned long long)s.count,
+             s.trained ? "ready" : "not built", s.placement);
+    if (s.trained && s.device == QV_DEVICE_GPU && s.gpu < 0)
+      QV_LOG_W("collection '%s' asked for a GPU but serves from the CPU: %s", e->name, s.placement);
     if ((st = add_entry(r, e, err)) != QV_OK) {
       entry_free(e);
       closedir(d);

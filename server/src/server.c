@@ -65,7 +65,8 @@ struct qv__server {
   atomic_int stopping;
   pthread_mutex_t build_mu;
   pthread_cond_t build_cv;
-  int builds; /* running build threads */
+  int builds;               /* running build threads */
+  qv_device default_device; /* --device */
 };
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -111,12 +112,23 @@ static int deadline_passed(gpr_timespec deadline) {
   return gpr_time_cmp(deadline, gpr_now(deadline.clock_type)) < 0;
 }
 
-/* Fills info from an entry; strings point into *spec_buf (caller storage). */
+/* Caller storage for the strings of one CollectionInfo. */
+#define INFO_BUF (QV_MAX_SPEC + sizeof(((qv_collection_stats *)0)->placement))
+
+/* Fills info from an entry; strings point into spec_buf (INFO_BUF bytes of caller storage). */
 static void fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_buf) {
   quiver__v1__collection_info__init(info);
   qv_collection_stats s;
   qv_collection_stats_get(e->col, &s, NULL);
   memcpy(spec_buf, s.spec, QV_MAX_SPEC);
+  memcpy(spec_buf + QV_MAX_SPEC, s.placement, sizeof s.placement);
+  info->placement = spec_buf + QV_MAX_SPEC;
+  info->device = qv__device_to_pb(s.device);
+  info->gpu = s.gpu;
+  info->device_bytes = s.device_bytes;
+  info->tombstones = s.tombstones;
+  info->gpu_fallbacks = s.gpu_fallbacks;
+  info->deferred_deletes = s.deferred_deletes != 0;
   info->name = e->name;
   info->dim = (uint32_t)s.dim;
   info->metric = qv__metric_to_pb(s.metric);
@@ -350,15 +362,21 @@ static qv_status h_create(qv__server *s, const ProtobufCMessage *m, const char *
   o.default_nprobe = r->default_nprobe;
   o.train_sample = r->train_sample;
   o.n_features = r->n_features;
+  o.deferred_deletes = r->deferred_deletes;
+  if (qv__device_from_pb(r->device, s->default_device, &o.device) != 0)
+    return qv_error_set(err, QV_EINVAL,
+                        "device %d is unknown: DEVICE_AUTO, DEVICE_CPU or DEVICE_GPU (or unset for "
+                        "the server default)",
+                        (int)r->device);
   qv__entry *e;
   if ((st = qv__registry_create(s->reg, r->name, &o, &e, err)) != QV_OK)
     return st;
   Quiver__V1__CollectionInfo info;
-  char spec[QV_MAX_SPEC];
+  char spec[INFO_BUF];
   fill_info(e, &info, spec);
   *resp = pack_msg(&info.base);
-  QV_LOG_I("CreateCollection collection=%s dim=%zu metric=%s spec=%s", e->name, o.dim,
-           qv_metric_name(o.metric), spec);
+  QV_LOG_I("CreateCollection collection=%s dim=%zu metric=%s spec=%s device=%s (%s)", e->name,
+           o.dim, qv_metric_name(o.metric), spec, qv_device_name(o.device), info.placement);
   qv__registry_put(s->reg, e);
   return QV_OK;
 }
@@ -385,7 +403,7 @@ static qv_status h_describe(qv__server *s, const ProtobufCMessage *m, const char
   if (st != QV_OK)
     return st;
   Quiver__V1__CollectionInfo info;
-  char spec[QV_MAX_SPEC];
+  char spec[INFO_BUF];
   fill_info(e, &info, spec);
   *resp = pack_msg(&info.base);
   qv__registry_put(s->reg, e);
@@ -402,7 +420,7 @@ static qv_status h_list(qv__server *s, const ProtobufCMessage *m, const char *un
     return st;
   Quiver__V1__CollectionInfo *infos = calloc(n ? n : 1, sizeof *infos);
   Quiver__V1__CollectionInfo **ptrs = calloc(n ? n : 1, sizeof *ptrs);
-  char(*specs)[QV_MAX_SPEC] = calloc(n ? n : 1, QV_MAX_SPEC);
+  char(*specs)[INFO_BUF] = calloc(n ? n : 1, INFO_BUF);
   if (!infos || !ptrs || !specs) {
     st = qv_error_set(err, QV_ENOMEM, "out of memory listing %zu collections", n);
   } else {
@@ -672,7 +690,7 @@ static void build_maybe_send(build_call *b) {
     return;
   Quiver__V1__BuildIndexProgress p = QUIVER__V1__BUILD_INDEX_PROGRESS__INIT;
   Quiver__V1__CollectionInfo info;
-  char spec[QV_MAX_SPEC];
+  char spec[INFO_BUF];
   grpc_op ops[2];
   memset(ops, 0, sizeof ops);
   size_t n = 0;
@@ -769,9 +787,15 @@ static void *build_thread(void *arg) {
     st = qv_error_set(&err, QV_EUNAVAILABLE,
                       "the server is shutting down: the build was stopped, run it again after "
                       "the restart");
-  if (st == QV_OK)
-    QV_LOG_I("BuildIndex collection=%s done in %.2f s", b->e->name, now_s() - b->t0);
-  else
+  if (st == QV_OK) {
+    qv_collection_stats cs;
+    qv_collection_stats_get(b->e->col, &cs, NULL);
+    QV_LOG_I("BuildIndex collection=%s done in %.2f s, serving from %s", b->e->name,
+             now_s() - b->t0, cs.placement);
+    if (cs.device == QV_DEVICE_GPU && cs.gpu < 0)
+      QV_LOG_W("collection '%s' asked for a GPU but serves from the CPU: %s", b->e->name,
+               cs.placement);
+  } else
     log_failure("BuildIndex", b->e->name, st, err.msg);
   pthread_mutex_lock(&b->mu);
   b->finished = 1;
@@ -993,6 +1017,10 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
   if (s == NULL)
     return qv_error_set(err, QV_ENOMEM, "out of memory");
   s->cfg = cfg;
+  if (qv_device_parse(cfg->device, &s->default_device, err) != QV_OK) {
+    free(s);
+    return qv_error_prefix(err, "--device");
+  }
   s->reg = reg;
   pthread_mutex_init(&s->build_mu, NULL);
   pthread_cond_init(&s->build_cv, NULL);

@@ -16,8 +16,11 @@
 
 namespace qvtest {
 
+// The shared data sets: $QUIVER_DATA_DIR when set (e.g. binaries carried to a GPU machine), else
+// the directory configured at build time.
 inline std::string data_path(const std::string &rel) {
-  return std::string(QUIVER_DATA_DIR) + "/" + rel;
+  const char *env = std::getenv("QUIVER_DATA_DIR");
+  return std::string(env && *env ? env : QUIVER_DATA_DIR) + "/" + rel;
 }
 
 inline bool have_data(const std::string &rel) {

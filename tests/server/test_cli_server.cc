@@ -85,6 +85,29 @@ TEST(CliServer, CreateUpsertBuildSearchThenRestart) {
   EXPECT_NE(r.out.find("SERVING"), std::string::npos);
 }
 
+TEST(CliServer, DevicePlacementIsReported) {
+  qvtest::TempDir tmp;
+  qvtest::Quiverd srv;
+  ASSERT_TRUE(srv.start(tmp.sub("data"), {"--device", "cpu"}));
+  std::string s = srv.target();
+  Out r = quiver(s, "create g --dim 4 --device gpu --deferred-deletes");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = quiver(s, "describe g");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("device gpu, serving from cpu: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(deferred deletes)"), std::string::npos) << r.out;
+  r = quiver(s, "create c --dim 4"); // the server's --device default
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = quiver(s, "describe c --json");
+  EXPECT_NE(r.out.find("\"device\": \"cpu\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"placement\": \"cpu: device cpu asked\""), std::string::npos) << r.out;
+  r = quiver(s, "create t --dim 4 --device tpu");
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = qvtest::run_command(std::string(QUIVER_BIN_DIR) + "/quiverd --device tpu");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("auto, cpu, gpu"), std::string::npos) << r.out;
+}
+
 TEST(CliServer, UnreachableServerIsUnavailable) {
   Out r = quiver("127.0.0.1:1", "list");
   EXPECT_EQ(r.code, 1);

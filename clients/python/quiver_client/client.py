@@ -19,6 +19,8 @@ ProgressFn = Callable[[str, int, int], object]
 
 _METRICS = {"l2": pb.METRIC_L2, "ip": pb.METRIC_IP, "cosine": pb.METRIC_COSINE}
 _METRIC_NAMES = {v: k for k, v in _METRICS.items()}
+_DEVICES = {"auto": pb.DEVICE_AUTO, "cpu": pb.DEVICE_CPU, "gpu": pb.DEVICE_GPU}
+_DEVICE_NAMES = {v: k for k, v in _DEVICES.items()}
 _STATES = {
     pb.COLLECTION_STATE_NOT_BUILT: "not_built",
     pb.COLLECTION_STATE_READY: "ready",
@@ -75,6 +77,13 @@ class CollectionInfo:
     index_bytes: int
     index_version: int
     n_features: int = 0
+    device: str = "auto"  # as asked: "auto", "cpu" or "gpu"
+    gpu: int = -1  # the GPU answering searches; -1 = the CPU index
+    device_bytes: int = 0
+    placement: str = ""  # why it serves where it does, e.g. "cpu: no GPU is present"
+    tombstones: int = 0
+    gpu_fallbacks: int = 0
+    deferred_deletes: bool = False
 
     @classmethod
     def _from_pb(cls, m: "pb.CollectionInfo") -> "CollectionInfo":
@@ -93,6 +102,13 @@ class CollectionInfo:
             index_bytes=m.index_bytes,
             index_version=m.index_version,
             n_features=m.n_features,
+            device=_DEVICE_NAMES.get(m.device, str(m.device)),
+            gpu=m.gpu,
+            device_bytes=m.device_bytes,
+            placement=m.placement,
+            tombstones=m.tombstones,
+            gpu_fallbacks=m.gpu_fallbacks,
+            deferred_deletes=m.deferred_deletes,
         )
 
     def to_dict(self) -> dict:
@@ -326,16 +342,24 @@ class Client:
 
     def create(self, name: str, dim: int, metric: str = "l2", spec: str = "Flat",
                default_nprobe: int = 0, train_sample: int = 0, n_features: int = 0, *,
+               device: str | None = None, deferred_deletes: bool = False,
                timeout=_DEFAULT) -> CollectionInfo:
         """Creates a collection. ``metric``: "l2" (squared distance, ascending), "ip" or
         "cosine" (descending). ``spec``: Flat | IVF<n>,Flat | IVF<n>,SQ8 | IVF<n>,PQ<m>.
-        ``default_nprobe`` 0 = the server's default (16); ``train_sample`` 0 = 256 per list."""
+        ``default_nprobe`` 0 = the server's default (16); ``train_sample`` 0 = 256 per list.
+        ``device``: "auto", "cpu" or "gpu" (None = the server's ``--device``);
+        ``deferred_deletes``: hide deletes by tombstones until the next save or build."""
         m = _METRICS.get(str(metric).lower())
         if m is None:
             raise _invalid(f"unknown metric {metric!r}: use one of {', '.join(_METRICS)}")
+        dev = 0
+        if device is not None:
+            dev = _DEVICES.get(str(device).lower())
+            if dev is None:
+                raise _invalid(f"unknown device {device!r}: use one of {', '.join(_DEVICES)}")
         req = _msg(pb.CreateCollectionRequest, name=name, dim=dim, metric=m, index_spec=spec,
                    default_nprobe=default_nprobe, train_sample=train_sample,
-                   n_features=n_features)
+                   n_features=n_features, device=dev, deferred_deletes=deferred_deletes)
         return CollectionInfo._from_pb(self._unary(self._stub.CreateCollection, req, timeout))
 
     def drop(self, name: str, *, timeout=_DEFAULT) -> None:

@@ -148,3 +148,24 @@ def test_build_progress_callback_and_cancel(client):
     ids, _ = client.search("prog", rand(1, 8, 5), k=1)
     assert ids[0, 0] >= 0
     client.drop("prog")
+
+
+def test_device_and_deferred_deletes(client):
+    """Placement is reported; on this server (no GPU) every collection serves from the CPU."""
+    g = client.create("dev_gpu", dim=4, device="gpu", deferred_deletes=True)
+    assert (g.device, g.deferred_deletes) == ("gpu", True)
+    assert g.gpu == -1 and g.device_bytes == 0 and g.placement.startswith("cpu: "), g
+    c = client.create("dev_default", dim=4)
+    assert c.device == "auto" and c.deferred_deletes is False  # the server's --device default
+    with pytest.raises(quiver_client.QuiverError) as err:
+        client.create("dev_bad", dim=4, device="tpu")
+    assert "unknown device" in str(err.value)
+    # Deferred deletes: the deleted id is hidden at once and counted as a tombstone.
+    x = rand(50, 4, 3)
+    client.upsert("dev_gpu", np.arange(50), x)
+    deleted, count = client.delete("dev_gpu", [0, 1, 2])
+    assert (deleted, count) == (3, 47)
+    ids, _ = client.search("dev_gpu", x[:3], k=3)
+    assert not set(ids.ravel().tolist()) & {0, 1, 2}
+    client.drop("dev_gpu")
+    client.drop("dev_default")

@@ -38,6 +38,18 @@ static inline int qv_metric_larger_is_better(qv_metric m) {
   return m != QV_METRIC_L2;
 }
 
+/* Where a collection serves searches from (quiver/gpu.h of index/). */
+typedef enum qv_device {
+  QV_DEVICE_AUTO = 0, /* a GPU when one is present and the index fits, else the CPU */
+  QV_DEVICE_CPU = 1,  /* always the CPU */
+  QV_DEVICE_GPU = 2,  /* a GPU; when none can take it: the CPU or an error (fallback_cpu) */
+} qv_device;
+
+/* "auto", "cpu", "gpu" (NULL for a bad value). */
+QV_API const char *qv_device_name(qv_device d);
+/* Parses those names. QV_OK or QV_EINVAL naming the accepted values. */
+QV_API qv_status qv_device_parse(const char *s, qv_device *out, qv_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -39,6 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quiver/gpu.h"
 #include "quiver/status.h"
 #include "quiver/types.h"
 
@@ -67,6 +68,11 @@ typedef struct qv_collection_opts {
                               default 0 */
   uint64_t seed;           /* seed of the training sample; default 1234 */
   size_t n_features;       /* per-item features for the rerank blend, 0 .. 64; default 0 */
+  qv_device device;        /* where searches run (quiver/gpu.h); default QV_DEVICE_AUTO */
+  int deferred_deletes;    /* 1: deletes and replacements are hidden by tombstones until the next
+                              save or build instead of being removed from the IVF lists at once
+                              (FAISS's remove_ids scans every list). Always so while a GPU copy
+                              exists. Default 0 */
 } qv_collection_opts;
 
 QV_API void qv_collection_opts_init(qv_collection_opts *o);
@@ -174,7 +180,20 @@ typedef struct qv_collection_stats {
   uint64_t index_bytes;    /* estimated bytes of the FAISS index (codes, ids, centroids) */
   uint64_t version;        /* build counter: +1 per successful build (persisted) */
   size_t n_features;       /* per-item features */
+  qv_device device;        /* as asked */
+  int gpu;                 /* the device whose copy answers searches; -1: the CPU index */
+  uint64_t device_bytes;   /* GPU memory reserved by that copy (estimate); 0 on the CPU */
+  char placement[192];     /* why it serves where it does, e.g. "cpu: no GPU is present" */
+  uint64_t tombstones;     /* stale index entries hidden from searches until a save or build */
+  uint64_t gpu_fallbacks;  /* searches the GPU copy could not answer (served by the CPU) */
+  int deferred_deletes;    /* as created */
 } qv_collection_stats;
+
+/* Moves the collection's searches to `device` (see quiver/gpu.h): copies the built index to a GPU
+ * or frees the copy. Searches go on meanwhile. Returns QV_OK (also when it falls back to the CPU:
+ * see stats.placement); QV_EPRECONDITION (GPU asked, none present, no fallback); QV_ENOMEM (over
+ * the GPU budget, no fallback); QV_EINVAL. */
+QV_API qv_status qv_collection_set_device(qv_collection *c, qv_device device, qv_error *err);
 
 /* Fills *s. Safe alongside searches. Returns QV_OK or QV_EINVAL (NULL). */
 QV_API qv_status qv_collection_stats_get(qv_collection *c, qv_collection_stats *s, qv_error *err);

@@ -40,6 +40,10 @@ QV_API qv_status qv_distances_cuda(qv_metric metric, const float *queries, size_
 /* Number of usable CUDA devices: 0 when built without CUDA or when none is present. */
 QV_API int qv_cuda_device_count(void);
 
+/* Free and total memory of CUDA device `dev`. QV_OK; QV_EUNAVAILABLE (no such device or no CUDA
+ * in this build). */
+QV_API qv_status qv_cuda_mem_info(int dev, size_t *free_bytes, size_t *total_bytes, qv_error *err);
+
 /* 1 when this build compiled the CUDA kernels (whether or not a device is present). */
 QV_API int qv_kernels_have_cuda(void);
 

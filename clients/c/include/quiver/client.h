@@ -54,6 +54,11 @@ typedef struct qv_collection_info {
   uint32_t nlist;
   uint64_t memory_bytes, vector_bytes, index_bytes, index_version;
   uint32_t n_features; /* per-item features */
+  qv_device device;    /* as asked */
+  int gpu;             /* the GPU answering searches; -1 = the CPU index */
+  uint64_t device_bytes, tombstones, gpu_fallbacks;
+  char placement[192]; /* why it serves where it does */
+  int deferred_deletes;
 } qv_collection_info;
 
 /* "not built", "ready", "building", or "unknown". */
@@ -66,7 +71,9 @@ typedef struct qv_create_opts {
   const char *index_spec; /* NULL or "" = "Flat" */
   uint32_t default_nprobe;
   uint64_t train_sample;
-  uint32_t n_features; /* per-item features for the rerank blend, 0 .. 64 */
+  uint32_t n_features;  /* per-item features for the rerank blend, 0 .. 64 */
+  const char *device;   /* "auto", "cpu", "gpu"; NULL = the server's --device */
+  int deferred_deletes; /* tombstones instead of removal until the next save/build */
 } qv_create_opts;
 
 QV_API qv_status qv_client_create(qv_client *c, const qv_create_opts *o, qv_collection_info *info,

@@ -14,6 +14,13 @@ class Metric(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     METRIC_IP: _ClassVar[Metric]
     METRIC_COSINE: _ClassVar[Metric]
 
+class Device(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DEVICE_UNSPECIFIED: _ClassVar[Device]
+    DEVICE_AUTO: _ClassVar[Device]
+    DEVICE_CPU: _ClassVar[Device]
+    DEVICE_GPU: _ClassVar[Device]
+
 class CollectionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     COLLECTION_STATE_UNSPECIFIED: _ClassVar[CollectionState]
@@ -24,6 +31,10 @@ METRIC_UNSPECIFIED: Metric
 METRIC_L2: Metric
 METRIC_IP: Metric
 METRIC_COSINE: Metric
+DEVICE_UNSPECIFIED: Device
+DEVICE_AUTO: Device
+DEVICE_CPU: Device
+DEVICE_GPU: Device
 COLLECTION_STATE_UNSPECIFIED: CollectionState
 COLLECTION_STATE_NOT_BUILT: CollectionState
 COLLECTION_STATE_READY: CollectionState
@@ -76,7 +87,7 @@ class SearchResponse(_message.Message):
     def __init__(self, k: _Optional[int] = ..., num_queries: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index_spec", "default_nprobe", "train_sample", "n_features")
+    __slots__ = ("name", "dim", "metric", "index_spec", "default_nprobe", "train_sample", "n_features", "device", "deferred_deletes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +95,8 @@ class CreateCollectionRequest(_message.Message):
     DEFAULT_NPROBE_FIELD_NUMBER: _ClassVar[int]
     TRAIN_SAMPLE_FIELD_NUMBER: _ClassVar[int]
     N_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DEFERRED_DELETES_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: Metric
@@ -91,10 +104,12 @@ class CreateCollectionRequest(_message.Message):
     default_nprobe: int
     train_sample: int
     n_features: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., default_nprobe: _Optional[int] = ..., train_sample: _Optional[int] = ..., n_features: _Optional[int] = ...) -> None: ...
+    device: Device
+    deferred_deletes: bool
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., default_nprobe: _Optional[int] = ..., train_sample: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., deferred_deletes: _Optional[bool] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index_spec", "state", "default_nprobe", "count", "indexed", "nlist", "memory_bytes", "vector_bytes", "index_bytes", "index_version", "n_features")
+    __slots__ = ("name", "dim", "metric", "index_spec", "state", "default_nprobe", "count", "indexed", "nlist", "memory_bytes", "vector_bytes", "index_bytes", "index_version", "n_features", "device", "gpu", "device_bytes", "placement", "tombstones", "gpu_fallbacks", "deferred_deletes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +124,13 @@ class CollectionInfo(_message.Message):
     INDEX_BYTES_FIELD_NUMBER: _ClassVar[int]
     INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
     N_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    GPU_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    TOMBSTONES_FIELD_NUMBER: _ClassVar[int]
+    GPU_FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    DEFERRED_DELETES_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: Metric
@@ -123,7 +145,14 @@ class CollectionInfo(_message.Message):
     index_bytes: int
     index_version: int
     n_features: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., default_nprobe: _Optional[int] = ..., count: _Optional[int] = ..., indexed: _Optional[int] = ..., nlist: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., vector_bytes: _Optional[int] = ..., index_bytes: _Optional[int] = ..., index_version: _Optional[int] = ..., n_features: _Optional[int] = ...) -> None: ...
+    device: Device
+    gpu: int
+    device_bytes: int
+    placement: str
+    tombstones: int
+    gpu_fallbacks: int
+    deferred_deletes: bool
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., default_nprobe: _Optional[int] = ..., count: _Optional[int] = ..., indexed: _Optional[int] = ..., nlist: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., vector_bytes: _Optional[int] = ..., index_bytes: _Optional[int] = ..., index_version: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., gpu: _Optional[int] = ..., device_bytes: _Optional[int] = ..., placement: _Optional[str] = ..., tombstones: _Optional[int] = ..., gpu_fallbacks: _Optional[int] = ..., deferred_deletes: _Optional[bool] = ...) -> None: ...
 
 class DropCollectionRequest(_message.Message):
     __slots__ = ("name",)

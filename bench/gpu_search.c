@@ -1,0 +1,293 @@
+/* bench/gpu_search — GPU-resident search: Quiver's collection (device gpu) beside FAISS GPU
+ * in-process on the same index, over nprobe x batch; built only against the GPU FAISS.
+ *
+ * For each spec it builds the collection once on the CPU, moves it to GPU 0 (quiver/gpu.h),
+ * saves it, reads the saved index.faiss back through the FAISS C API and copies it to the GPU
+ * with its own StandardGpuResources. Then for each (nprobe, batch) both answer the same queries,
+ * alternating A B A B (BENCHMARKING.md); it prints median QPS of each, their ratio and recall@k
+ * of both, one JSON object per line with the whole configuration.
+ *
+ *   gpu_search --data ../shared/data/deep10k/deep10k --specs "IVF100,Flat" \
+ *              [--nprobes 1,8,32] [--batches 1,64,1024] [--k 10] [--reps 3] [--queries N]
+ *   gpu_search --synth 1000000x128 --specs "IVF1024,Flat" ...   (a seeded Gaussian mixture;
+ *              ground truth by exact search on the GPU)
+ *
+ * Both sides serve from one GPU with one thread issuing calls; Quiver's figures include its
+ * validation, the queue hop to the device worker and the per-call nprobe setting. */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <faiss/c_api/AutoTune_c.h>
+#include <faiss/c_api/IndexIVF_c.h>
+#include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/gpu/GpuAutoTune_c.h>
+#include <faiss/c_api/gpu/StandardGpuResources_c.h>
+#include <faiss/c_api/index_factory_c.h>
+#include <faiss/c_api/index_io_c.h>
+
+#include "quiver/collection.h"
+#include "quiver/gpu.h"
+#include "quiver/synth.h"
+#include "quiver/vecfile.h"
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static void die(const char *what, const char *msg) {
+  fprintf(stderr, "gpu_search: %s: %s\n", what, msg ? msg : "");
+  exit(1);
+}
+
+static void *load(const char *path, int ints, size_t *n, size_t *d) {
+  qv_vecfile *vf;
+  qv_error e = {0};
+  if (qv_vecfile_open(&vf, path, &e) != QV_OK)
+    die(path, e.msg);
+  *n = qv_vecfile_rows(vf);
+  *d = qv_vecfile_cols(vf);
+  void *x = malloc(*n * *d * 8);
+  if (x == NULL || (ints ? qv_vecfile_read_i64(vf, 0, *n, x, &e)
+                         : qv_vecfile_read_f32(vf, 0, *n, x, &e)) != QV_OK)
+    die(path, e.msg);
+  qv_vecfile_close(vf);
+  return x;
+}
+
+static double recall(const int64_t *ids, const int64_t *gt, size_t gk, size_t n, size_t k) {
+  size_t hits = 0;
+  for (size_t i = 0; i < n; i++)
+    for (size_t a = 0; a < k; a++)
+      for (size_t g = 0; g < k; g++)
+        if (ids[i * k + a] >= 0 && ids[i * k + a] == gt[i * gk + g]) {
+          hits++;
+          break;
+        }
+  return (double)hits / (double)(n * k);
+}
+
+/* Exact top-k on the GPU with a FAISS flat index (the synthetic set's ground truth). */
+static int64_t *exact_gt(FaissStandardGpuResources *res, const float *base, size_t nb,
+                         const float *q, size_t nq, size_t d, size_t k) {
+  FaissIndex *flat, *g;
+  if (faiss_index_factory(&flat, (int)d, "Flat", METRIC_L2) != 0 ||
+      faiss_Index_add(flat, (idx_t)nb, base) != 0 || faiss_index_cpu_to_gpu(res, 0, flat, &g) != 0)
+    die("ground truth", faiss_get_last_error());
+  int64_t *gt = malloc(nq * k * sizeof *gt);
+  float *sc = malloc(nq * k * sizeof *sc);
+  if (faiss_Index_search(g, (idx_t)nq, q, (idx_t)k, sc, gt) != 0)
+    die("ground truth search", faiss_get_last_error());
+  faiss_Index_free(g);
+  faiss_Index_free(flat);
+  free(sc);
+  return gt;
+}
+
+int main(int argc, char **argv) {
+  const char *data = NULL, *synth = NULL, *specs = "IVF100,Flat", *nprobes = "1,8,32";
+  const char *batches = "1,64,1024";
+  size_t k = 10, reps = 3, max_q = 0;
+  static const struct option opts[] = {{"data", required_argument, 0, 'd'},
+                                       {"synth", required_argument, 0, 'S'},
+                                       {"specs", required_argument, 0, 's'},
+                                       {"nprobes", required_argument, 0, 'n'},
+                                       {"batches", required_argument, 0, 'b'},
+                                       {"k", required_argument, 0, 'k'},
+                                       {"reps", required_argument, 0, 'r'},
+                                       {"queries", required_argument, 0, 'q'},
+                                       {0, 0, 0, 0}};
+  int c;
+  while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    switch (c) {
+    case 'd':
+      data = optarg;
+      break;
+    case 'S':
+      synth = optarg;
+      break;
+    case 's':
+      specs = optarg;
+      break;
+    case 'n':
+      nprobes = optarg;
+      break;
+    case 'b':
+      batches = optarg;
+      break;
+    case 'k':
+      k = strtoul(optarg, NULL, 10);
+      break;
+    case 'r':
+      reps = strtoul(optarg, NULL, 10);
+      break;
+    case 'q':
+      max_q = strtoul(optarg, NULL, 10);
+      break;
+    default:
+      fprintf(stderr, "see the comment at the top of bench/gpu_search.c\n");
+      return 2;
+    }
+  }
+  if ((data == NULL) == (synth == NULL) || k == 0 || reps == 0)
+    die("usage", "give one of --data PREFIX or --synth NxD");
+  qv_gpu_opts go;
+  qv_gpu_opts_init(&go);
+  go.fallback_cpu = 0; /* a benchmark that silently ran on the CPU would be worse than none */
+  qv_error e = {0};
+  if (qv_gpu_init(&go, &e) != QV_OK)
+    die("gpu init", e.msg);
+  if (qv_gpu_devices() == 0)
+    die("gpu init", "no CUDA device is present");
+  FaissStandardGpuResources *res;
+  FaissParameterSpace *ps;
+  if (faiss_StandardGpuResources_new(&res) != 0 || faiss_GpuParameterSpace_new(&ps) != 0)
+    die("FAISS GPU resources", faiss_get_last_error());
+
+  size_t nb, d, nq, qd, gk = k;
+  float *base, *q;
+  int64_t *gt;
+  char path[4096], label[256];
+  if (data) {
+    size_t gn;
+    snprintf(path, sizeof path, "%s_base.fvecs", data);
+    base = load(path, 0, &nb, &d);
+    snprintf(path, sizeof path, "%s_query.fvecs", data);
+    q = load(path, 0, &nq, &qd);
+    snprintf(path, sizeof path, "%s_groundtruth.ivecs", data);
+    gt = load(path, 1, &gn, &gk);
+    if (qd != d || gn < nq || gk < k)
+      die("data", "shapes do not match");
+    snprintf(label, sizeof label, "%s", strrchr(data, '/') ? strrchr(data, '/') + 1 : data);
+  } else {
+    if (sscanf(synth, "%zux%zu", &nb, &d) != 2 || nb == 0 || d == 0)
+      die("--synth", "want NxD, e.g. 1000000x128");
+    nq = 10000;
+    base = malloc(nb * d * sizeof(float));
+    q = malloc(nq * d * sizeof(float));
+    float *both = malloc((nb + nq) * d * sizeof(float));
+    if (!base || !q || !both || qv_synth_mixture(both, nb + nq, d, 256, 42) != 0)
+      die("--synth", "out of memory");
+    memcpy(base, both, nb * d * sizeof(float)); /* queries: held-out points of the mixture */
+    memcpy(q, both + nb * d, nq * d * sizeof(float));
+    free(both);
+    gt = exact_gt(res, base, nb, q, nq, d, k);
+    snprintf(label, sizeof label, "synth-%zux%zu", nb, d);
+  }
+  if (max_q && max_q < nq)
+    nq = max_q;
+  int64_t *rowids = malloc(nb * sizeof *rowids);
+  for (size_t i = 0; i < nb; i++)
+    rowids[i] = (int64_t)i;
+  float *sc = malloc(nq * k * sizeof *sc);
+  int64_t *ia = malloc(nq * k * sizeof *ia), *ib = malloc(nq * k * sizeof *ib);
+  double *ta = malloc(reps * sizeof *ta), *tb = malloc(reps * sizeof *tb);
+
+  char *spec_list = strdup(specs);
+  for (char *sv = NULL, *spec = strtok_r(spec_list, ";", &sv); spec;
+       spec = strtok_r(NULL, ";", &sv)) {
+    qv_collection_opts o;
+    qv_collection_opts_init(&o);
+    o.dim = d;
+    o.spec = spec;
+    o.device = QV_DEVICE_GPU;
+    qv_collection *col;
+    char dir[] = "/tmp/quiver-gpubench-XXXXXX";
+    if (mkdtemp(dir) == NULL)
+      die("mkdtemp", NULL);
+    double t0 = now_s();
+    if (qv_collection_create(&col, &o, &e) || qv_collection_add(col, nb, rowids, base, &e) ||
+        qv_collection_build(col, NULL, NULL, &e) || qv_collection_save(col, dir, &e))
+      die(spec, e.msg);
+    double build_s = now_s() - t0;
+    qv_collection_stats st;
+    qv_collection_stats_get(col, &st, NULL);
+    if (st.gpu < 0)
+      die(spec, st.placement);
+    snprintf(path, sizeof path, "%s/v000001/index.faiss", dir);
+    FaissIndex *cpu, *fg;
+    if (faiss_read_index_fname(path, 0, &cpu) != 0 || faiss_index_cpu_to_gpu(res, 0, cpu, &fg) != 0)
+      die("FAISS GPU copy", faiss_get_last_error());
+    int ivf = faiss_IndexIVF_cast(cpu) != NULL;
+    char *np_list = strdup(nprobes);
+    for (char *nv = NULL, *nps = strtok_r(np_list, ",", &nv); nps; nps = strtok_r(NULL, ",", &nv)) {
+      uint32_t np = ivf ? (uint32_t)strtoul(nps, NULL, 10) : 0;
+      if (ivf &&
+          (np > st.nlist || faiss_ParameterSpace_set_index_parameter(ps, fg, "nprobe", np) != 0))
+        continue;
+      qv_search_params sp = {.k = k, .nprobe = np};
+      char *b_list = strdup(batches);
+      for (char *bv = NULL, *bs = strtok_r(b_list, ",", &bv); bs; bs = strtok_r(NULL, ",", &bv)) {
+        size_t b = strtoul(bs, NULL, 10);
+        size_t n = b == 1 && nq > 2000 ? 2000 : nq; /* batch 1: a bounded number of calls */
+        for (size_t r = 0; r < reps + 1; r++) {     /* rep 0 warms both up */
+          double a0 = now_s();
+          for (size_t off = 0; off < n; off += b) {
+            size_t m = n - off < b ? n - off : b;
+            if (qv_collection_search(col, q + off * d, m, &sp, sc + off * k, ia + off * k, &e))
+              die("quiver search", e.msg);
+          }
+          double a1 = now_s();
+          for (size_t off = 0; off < n; off += b) {
+            size_t m = n - off < b ? n - off : b;
+            if (faiss_Index_search(fg, (idx_t)m, q + off * d, (idx_t)k, sc + off * k,
+                                   ib + off * k) != 0)
+              die("faiss search", faiss_get_last_error());
+          }
+          double a2 = now_s();
+          if (r > 0) {
+            ta[r - 1] = a1 - a0;
+            tb[r - 1] = a2 - a1;
+          }
+        }
+        qsort(ta, reps, sizeof *ta, cmp_d);
+        qsort(tb, reps, sizeof *tb, cmp_d);
+        double qa = n / ta[reps / 2], qb = n / tb[reps / 2];
+        qv_collection_stats_get(col, &st, NULL);
+        printf("{\"data\": \"%s\", \"n\": %zu, \"dim\": %zu, \"spec\": \"%s\", \"nprobe\": %u, "
+               "\"k\": %zu, \"batch\": %zu, \"queries\": %zu, \"reps\": %zu, \"threads\": 1, "
+               "\"device\": \"gpu %d\", \"quiver_qps\": %.0f, \"faiss_gpu_qps\": %.0f, "
+               "\"ratio\": %.3f, \"recall_quiver\": %.4f, \"recall_faiss\": %.4f, "
+               "\"build_s\": %.2f, \"gpu_fallbacks\": %llu}\n",
+               label, nb, d, spec, np, k, b, n, reps, st.gpu, qa, qb, qa / qb,
+               recall(ia, gt, gk, n, k), recall(ib, gt, gk, n, k), build_s,
+               (unsigned long long)st.gpu_fallbacks);
+        fflush(stdout);
+      }
+      free(b_list);
+      if (!ivf)
+        break;
+    }
+    free(np_list);
+    faiss_Index_free(fg);
+    faiss_Index_free(cpu);
+    qv_collection_close(col);
+    snprintf(path, sizeof path, "rm -rf %s", dir);
+    if (system(path) != 0)
+      fprintf(stderr, "could not remove %s\n", dir);
+  }
+  free(spec_list);
+  faiss_ParameterSpace_free(ps);
+  faiss_StandardGpuResources_free(res);
+  qv_gpu_shutdown();
+  free(base);
+  free(q);
+  free(gt);
+  free(rowids);
+  free(sc);
+  free(ia);
+  free(ib);
+  free(ta);
+  free(tb);
+  return 0;
+}

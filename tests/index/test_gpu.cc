@@ -1,0 +1,177 @@
+// GPU residency (label gpu): a collection copied to a GPU answers like its CPU index, keeps doing
+// so through upserts and deletes (tombstones), and respects the memory budget. Skips without a
+// GPU build or device; tests/index/test_placement.cc is its CPU twin.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "common/testdata.h"
+#include "quiver/collection.h"
+#include "quiver/gpu.h"
+
+using qvtest::Matrix;
+
+namespace {
+
+class Gpu : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (!qv_gpu_compiled())
+      GTEST_SKIP() << "this build links the CPU-only FAISS: configure with "
+                      "-DQUIVER_FAISS_PREFIX=$(scripts/bootstrap.sh --print-prefix --with-gpu)";
+    qv_gpu_opts o;
+    qv_gpu_opts_init(&o);
+    qv_error e{};
+    ASSERT_EQ(qv_gpu_init(&o, &e), QV_OK) << e.msg;
+    if (qv_gpu_devices() == 0)
+      GTEST_SKIP() << "no CUDA device is present";
+  }
+  void TearDown() override {
+    qv_gpu_shutdown();
+  }
+};
+
+struct Col {
+  qv_collection *c = nullptr;
+  ~Col() {
+    qv_collection_close(c);
+  }
+};
+
+std::vector<int64_t> top(qv_collection *c, const Matrix &q, size_t k, uint32_t nprobe) {
+  std::vector<float> sc(q.rows * k);
+  std::vector<int64_t> ids(q.rows * k);
+  qv_search_params p{k, nprobe};
+  qv_error e{};
+  EXPECT_EQ(qv_collection_search(c, q.f.data(), q.rows, &p, sc.data(), ids.data(), &e), QV_OK)
+      << e.msg;
+  return ids;
+}
+
+double overlap(const std::vector<int64_t> &a, const std::vector<int64_t> &b, size_t nq, size_t k) {
+  size_t hit = 0;
+  for (size_t i = 0; i < nq; i++)
+    for (size_t j = 0; j < k; j++)
+      hit += std::find(b.begin() + i * k, b.begin() + (i + 1) * k, a[i * k + j]) !=
+             b.begin() + (i + 1) * k;
+  return double(hit) / double(nq * k);
+}
+
+} // namespace
+
+TEST_F(Gpu, SearchAgreesWithTheCpuIndexForEverySpec) {
+  QV_REQUIRE_DATA("deep10k/deep10k_base.fvecs");
+  Matrix base = qvtest::load_f32("deep10k/deep10k_base.fvecs");
+  Matrix q = qvtest::load_f32("deep10k/deep10k_query.fvecs");
+  for (const char *spec : {"Flat", "IVF100,Flat", "IVF100,SQ8", "IVF100,PQ16"}) {
+    SCOPED_TRACE(spec);
+    Col col;
+    qv_collection_opts o;
+    qv_collection_opts_init(&o);
+    o.dim = 96;
+    o.spec = spec;
+    o.device = QV_DEVICE_GPU;
+    qv_error e{};
+    ASSERT_EQ(qv_collection_create(&col.c, &o, &e), QV_OK) << e.msg;
+    std::vector<int64_t> ids(base.rows);
+    for (size_t i = 0; i < base.rows; i++)
+      ids[i] = int64_t(i);
+    ASSERT_EQ(qv_collection_add(col.c, base.rows, ids.data(), base.f.data(), &e), QV_OK);
+    ASSERT_EQ(qv_collection_build(col.c, nullptr, nullptr, &e), QV_OK) << e.msg;
+    qv_collection_stats s;
+    qv_collection_stats_get(col.c, &s, nullptr);
+    ASSERT_GE(s.gpu, 0) << "not on the GPU: " << s.placement;
+    EXPECT_GT(s.device_bytes, 0u);
+    for (uint32_t nprobe : {1u, 16u, 100u}) {
+      std::vector<int64_t> g = top(col.c, q, 10, nprobe);
+      ASSERT_EQ(qv_collection_set_device(col.c, QV_DEVICE_CPU, &e), QV_OK) << e.msg;
+      std::vector<int64_t> c = top(col.c, q, 10, nprobe);
+      ASSERT_EQ(qv_collection_set_device(col.c, QV_DEVICE_GPU, &e), QV_OK) << e.msg;
+      double ov = overlap(g, c, q.rows, 10);
+      std::printf("[ gpu ] deep10k %s nprobe=%u top-10 overlap GPU vs CPU %.4f\n", spec, nprobe,
+                  ov);
+      EXPECT_GE(ov, 0.99);
+    }
+    qv_collection_stats_get(col.c, &s, nullptr);
+    EXPECT_EQ(s.gpu_fallbacks, 0u);
+  }
+}
+
+TEST_F(Gpu, UpsertsAndDeletesReachTheGpuCopy) {
+  QV_REQUIRE_DATA("sift5k/sift5k_base.fvecs");
+  Matrix base = qvtest::load_f32("sift5k/sift5k_base.fvecs");
+  Matrix q = qvtest::load_f32("sift5k/sift5k_query.fvecs");
+  Col col;
+  qv_collection_opts o;
+  qv_collection_opts_init(&o);
+  o.dim = 128;
+  o.spec = "IVF32,Flat";
+  o.device = QV_DEVICE_GPU;
+  qv_error e{};
+  ASSERT_EQ(qv_collection_create(&col.c, &o, &e), QV_OK);
+  std::vector<int64_t> ids(base.rows);
+  for (size_t i = 0; i < base.rows; i++)
+    ids[i] = int64_t(i);
+  ASSERT_EQ(qv_collection_add(col.c, base.rows - 100, ids.data(), base.f.data(), &e), QV_OK);
+  ASSERT_EQ(qv_collection_build(col.c, nullptr, nullptr, &e), QV_OK) << e.msg;
+  // After the build: 100 more (added to the GPU copy), delete each query's best (tombstones).
+  ASSERT_EQ(qv_collection_add(col.c, 100, ids.data() + base.rows - 100,
+                              base.f.data() + (base.rows - 100) * 128, &e),
+            QV_OK);
+  std::vector<int64_t> best = top(col.c, q, 1, 32);
+  ASSERT_EQ(qv_collection_delete(col.c, best.size(), best.data(), nullptr, &e), QV_OK);
+  std::vector<int64_t> g = top(col.c, q, 10, 32);
+  for (int64_t id : g)
+    EXPECT_EQ(std::find(best.begin(), best.end(), id), best.end()) << id << " was deleted";
+  std::vector<float> sc(q.rows * 10);
+  std::vector<int64_t> ex(q.rows * 10);
+  qv_search_params p{10, 0};
+  ASSERT_EQ(qv_collection_search_exact(col.c, q.f.data(), q.rows, &p, sc.data(), ex.data(), &e),
+            QV_OK);
+  EXPECT_GE(overlap(g, ex, q.rows, 10), 0.99); // nprobe = nlist: exact up to ties
+  qv_collection_stats s;
+  qv_collection_stats_get(col.c, &s, nullptr);
+  EXPECT_GE(s.gpu, 0) << s.placement;
+  EXPECT_GT(s.tombstones, 0u);
+}
+
+TEST_F(Gpu, OverBudgetFallsBackOrIsRefused) {
+  qv_gpu_shutdown();
+  qv_gpu_opts o;
+  qv_gpu_opts_init(&o);
+  o.budget_bytes = 1 << 20; // 1 MiB: nothing fits
+  qv_error e{};
+  ASSERT_EQ(qv_gpu_init(&o, &e), QV_OK) << e.msg;
+  std::vector<float> x(20000 * 32);
+  std::vector<int64_t> ids(20000);
+  for (size_t i = 0; i < ids.size(); i++) {
+    ids[i] = int64_t(i);
+    for (int t = 0; t < 32; t++)
+      x[i * 32 + t] = float((i * 7 + t * 3) % 101);
+  }
+  qv_collection_opts co;
+  qv_collection_opts_init(&co);
+  co.dim = 32;
+  co.spec = "IVF16,Flat";
+  co.device = QV_DEVICE_GPU;
+  {
+    Col col;
+    ASSERT_EQ(qv_collection_create(&col.c, &co, &e), QV_OK);
+    ASSERT_EQ(qv_collection_add(col.c, ids.size(), ids.data(), x.data(), &e), QV_OK);
+    ASSERT_EQ(qv_collection_build(col.c, nullptr, nullptr, &e), QV_OK) << e.msg;
+    qv_collection_stats s;
+    qv_collection_stats_get(col.c, &s, nullptr);
+    EXPECT_EQ(s.gpu, -1);
+    EXPECT_NE(std::string(s.placement).find("budget"), std::string::npos) << s.placement;
+  }
+  qv_gpu_shutdown();
+  o.fallback_cpu = 0;
+  ASSERT_EQ(qv_gpu_init(&o, &e), QV_OK);
+  Col col;
+  ASSERT_EQ(qv_collection_create(&col.c, &co, &e), QV_OK);
+  ASSERT_EQ(qv_collection_add(col.c, ids.size(), ids.data(), x.data(), &e), QV_OK);
+  EXPECT_EQ(qv_collection_build(col.c, nullptr, nullptr, &e), QV_ENOMEM);
+  EXPECT_NE(std::string(e.msg).find("--gpu-memory-mb"), std::string::npos) << e.msg;
+}
