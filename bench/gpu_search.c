@@ -23,6 +23,7 @@
 
 #include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/IndexIVF_c.h>
+#include <faiss/c_api/error_c.h>
 #include <faiss/c_api/Index_c.h>
 #include <faiss/c_api/gpu/GpuAutoTune_c.h>
 #include <faiss/c_api/gpu/StandardGpuResources_c.h>

@@ -10,6 +10,7 @@
 
 #include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/IndexIVF_c.h>
+#include <faiss/c_api/error_c.h>
 #include <faiss/c_api/gpu/DeviceUtils_c.h>
 #include <faiss/c_api/gpu/GpuAutoTune_c.h>
 #include <faiss/c_api/gpu/GpuClonerOptions_c.h>
