@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <faiss/c_api/IndexIVF_c.h>
 #include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/clone_index_c.h>
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
 
 #include "internal.h"
@@ -77,7 +79,8 @@ qv_status qv_collection_create(qv_collection **out, const qv_collection_opts *o,
     return st;
   }
   c->trained = faiss_Index_is_trained(c->index) != 0;
-  if (c->trained && (st = qv__place(c, c->index, &c->gpu, err)) != QV_OK) { /* Flat */
+  if (c->trained && /* Flat: searchable from the start */
+      (st = qv__place(c, c->index, NULL, &c->gpu, c->placement, err)) != QV_OK) {
     qv_collection_close(c);
     return st;
   }
@@ -410,13 +413,15 @@ qv_status qv_collection_build(qv_collection *c, qv_progress_fn progress, void *u
   qv__index_prepare(idx, &c->spec);
   /* The GPU copy of the new index is made before the swap; searches go on meanwhile. */
   qv__gpu_index *gpu = NULL;
-  if ((st = qv__place(c, idx, &gpu, err)) != QV_OK)
+  char note[QV__NOTE];
+  if ((st = qv__place(c, idx, c->gpu, &gpu, note, err)) != QV_OK)
     goto out;
   pthread_rwlock_wrlock(&c->rw);
   FaissIndex *old = c->index;
   qv__gpu_index *old_gpu = c->gpu;
   c->index = idx;
   c->gpu = gpu;
+  memcpy(c->placement, note, sizeof note);
   c->trained = 1;
   c->version++;
   qv__idmap_fini(&c->tomb); /* the new index holds only live entries */
@@ -461,7 +466,7 @@ qv_status qv_collection_stats_get(qv_collection *c, qv_collection_stats *s, qv_e
   s->device_bytes = qv__gpu_bytes_of(c->gpu);
   memcpy(s->placement, c->placement, sizeof s->placement);
   s->tombstones = c->n_dead;
-  s->gpu_fallbacks = c->gpu_fallbacks;
+  s->gpu_fallbacks = __atomic_load_n(&c->gpu_fallbacks, __ATOMIC_RELAXED);
   s->deferred_deletes = c->deferred;
   pthread_rwlock_unlock(&c->rw);
   return QV_OK;
@@ -489,11 +494,29 @@ size_t qv__gpu_need_bytes(const qv_collection *c, FaissIndex *idx) {
   return b + b / 4 + ((size_t)16 << 20); /* list growth slack + FAISS's per-index structures */
 }
 
-qv_status qv__place(qv_collection *c, FaissIndex *idx, qv__gpu_index **gpu, qv_error *err) {
+/* An IVF copy for the GPU with nprobe within FAISS GPU's limit: FAISS copies nprobe along and
+ * refuses more than 2048, while our CPU indexes keep nprobe == nlist (search.c). */
+static qv_status gpu_source(const qv_collection *c, FaissIndex *idx, FaissIndex **src,
+                            qv_error *err) {
+  *src = idx;
+  if (c->spec.nlist <= QV__GPU_MAX_K)
+    return QV_OK;
+  FaissIndex *clone = NULL;
+  if (faiss_clone_index(idx, &clone) != 0)
+    return qv__faiss_fail(err, QV_EINTERNAL, "copying the index for the GPU");
+  FaissIndexIVF *ivf = faiss_IndexIVF_cast(clone);
+  if (ivf != NULL)
+    faiss_IndexIVF_set_nprobe(ivf, QV__GPU_MAX_K);
+  *src = clone;
+  return QV_OK;
+}
+
+qv_status qv__place(qv_collection *c, FaissIndex *idx, qv__gpu_index *replacing,
+                    qv__gpu_index **gpu, char *note, qv_error *err) {
   *gpu = NULL;
   const int strict = c->device == QV_DEVICE_GPU && !qv_gpu_fallback_cpu();
   if (c->device == QV_DEVICE_CPU) {
-    snprintf(c->placement, sizeof c->placement, "cpu: device cpu asked");
+    snprintf(note, QV__NOTE, "cpu: device cpu asked");
     return QV_OK;
   }
   if (qv_gpu_devices() == 0) {
@@ -501,20 +524,25 @@ qv_status qv__place(qv_collection *c, FaissIndex *idx, qv__gpu_index **gpu, qv_e
                                         : "this build links the CPU-only FAISS (docs/gpu.md)";
     if (strict)
       return qv_error_set(err, QV_EPRECONDITION, "device gpu asked but %s", why);
-    snprintf(c->placement, sizeof c->placement, "cpu: %s", why);
+    snprintf(note, QV__NOTE, "cpu: %s", why);
     return QV_OK;
   }
   qv_error ge = {0};
-  qv_status st = qv__gpu_copy(idx, qv__gpu_need_bytes(c, idx), gpu, &ge);
+  FaissIndex *src = NULL;
+  qv_status st = gpu_source(c, idx, &src, &ge);
+  if (st == QV_OK)
+    st = qv__gpu_copy(src, qv__gpu_need_bytes(c, idx), replacing, gpu, &ge);
+  if (src != NULL && src != idx)
+    faiss_Index_free(src);
   if (st == QV_OK) {
-    snprintf(c->placement, sizeof c->placement, "gpu %d", qv__gpu_device_of(*gpu));
+    snprintf(note, QV__NOTE, "gpu %d", qv__gpu_device_of(*gpu));
     return QV_OK;
   }
   if (strict) {
     *err = ge;
     return st;
   }
-  snprintf(c->placement, sizeof c->placement, "cpu: %.180s", ge.msg);
+  snprintf(note, QV__NOTE, "cpu: %.180s", ge.msg);
   return QV_OK;
 }
 
@@ -522,30 +550,32 @@ qv_status qv_collection_set_device(qv_collection *c, qv_device device, qv_error 
   if (c == NULL || qv_device_name(device) == NULL)
     return qv_error_set(err, QV_EINVAL, "set_device: NULL collection or unknown device");
   pthread_mutex_lock(&c->wmu);
+  if (device == c->device && (device == QV_DEVICE_CPU || c->gpu != NULL)) {
+    pthread_mutex_unlock(&c->wmu); /* already there */
+    return QV_OK;
+  }
   const qv_device was = c->device;
-  char note[sizeof c->placement];
-  memcpy(note, c->placement, sizeof note);
   c->device = device;
   qv__gpu_index *gpu = NULL;
+  char note[QV__NOTE];
+  snprintf(note, sizeof note, "cpu: not built yet");
   qv_status st = QV_OK;
   if (c->trained)
-    st = qv__place(c, c->index, &gpu, err);
+    st = qv__place(c, c->index, c->gpu, &gpu, note, err);
   else if (device == QV_DEVICE_GPU && qv_gpu_devices() == 0 && !qv_gpu_fallback_cpu())
     st = qv_error_set(err, QV_EPRECONDITION, "device gpu asked but no GPU is available");
   if (st != QV_OK) {
     c->device = was;
-    memcpy(c->placement, note, sizeof note);
     pthread_mutex_unlock(&c->wmu);
     return st;
   }
   pthread_rwlock_wrlock(&c->rw);
   qv__gpu_index *old = c->gpu;
-  if (c->trained)
-    c->gpu = gpu; /* the tombstones stay: the new copy came from the CPU index, which has the
-                     same stale entries */
+  c->gpu = gpu; /* the tombstones stay: the copy came from the CPU index, which has the same
+                   stale entries */
+  memcpy(c->placement, note, sizeof note);
   pthread_rwlock_unlock(&c->rw);
-  if (c->trained)
-    qv__gpu_free(old);
+  qv__gpu_free(old);
   pthread_mutex_unlock(&c->wmu);
   return QV_OK;
 }
@@ -553,9 +583,13 @@ qv_status qv_collection_set_device(qv_collection *c, qv_device device, qv_error 
 qv_status qv__fold_tombstones(qv_collection *c, qv_error *err) {
   if (c->n_dead == 0 || !c->trained)
     return QV_OK;
+  /* The fold works on a clone, swapped in only when it all worked: searches go on meanwhile
+   * against the current index(es), and a failure changes nothing. Writers wait (wmu). */
   int64_t *dead = malloc(c->tomb.count * sizeof *dead);
   int64_t *again = malloc(c->tomb.count * sizeof *again);
   float *vecs = NULL;
+  FaissIndex *idx = NULL;
+  qv__gpu_index *gpu = NULL;
   size_t nd = 0, na = 0;
   qv_status st = QV_OK;
   if (dead == NULL || again == NULL) {
@@ -579,17 +613,45 @@ qv_status qv__fold_tombstones(qv_collection *c, qv_error *err) {
     qv__idmap_get(&c->map, again[i], &row);
     memcpy(vecs + i * c->dim, c->vecs + row * c->dim, c->dim * sizeof(float));
   }
-  pthread_rwlock_wrlock(&c->rw);
-  if ((st = index_remove(c, nd, dead, err)) == QV_OK && na > 0 &&
-      faiss_Index_add_with_ids(c->index, (idx_t)na, vecs, again) != 0)
-    st = qv__faiss_fail(err, QV_EINTERNAL, "re-adding replaced vectors");
-  if (st == QV_OK && c->gpu == NULL) { /* a GPU copy keeps its stale entries until a build */
-    qv__idmap_fini(&c->tomb);
-    qv__idmap_init(&c->tomb);
-    c->n_dead = 0;
+  if (faiss_clone_index(c->index, &idx) != 0) {
+    st = qv__faiss_fail(err, QV_EINTERNAL, "folding tombstones: cloning the index");
+    goto out;
   }
+  FaissIDSelectorBatch *sel = NULL;
+  size_t removed = 0;
+  if (nd > 0 && faiss_IDSelectorBatch_new(&sel, nd, dead) != 0) {
+    st = qv__faiss_fail(err, QV_EINTERNAL, "folding tombstones");
+    goto out;
+  }
+  int rc = nd > 0 ? faiss_Index_remove_ids(idx, (const FaissIDSelector *)sel, &removed) : 0;
+  faiss_IDSelector_free((FaissIDSelector *)sel);
+  if (rc != 0 || (na > 0 && faiss_Index_add_with_ids(idx, (idx_t)na, vecs, again) != 0)) {
+    st = qv__faiss_fail(err, QV_EINTERNAL, "folding tombstones");
+    goto out;
+  }
+  qv__index_prepare(idx, &c->spec);
+  /* A GPU copy cannot drop its stale entries (no remove_ids): replace it by a fresh one. */
+  char note[QV__NOTE];
+  memcpy(note, c->placement, sizeof note);
+  if (c->gpu != NULL && (st = qv__place(c, idx, c->gpu, &gpu, note, err)) != QV_OK)
+    goto out;
+  pthread_rwlock_wrlock(&c->rw);
+  FaissIndex *old = c->index;
+  qv__gpu_index *old_gpu = c->gpu;
+  c->index = idx;
+  if (old_gpu != NULL) {
+    c->gpu = gpu;
+    memcpy(c->placement, note, sizeof note);
+  }
+  qv__idmap_fini(&c->tomb);
+  qv__idmap_init(&c->tomb);
+  c->n_dead = 0;
   pthread_rwlock_unlock(&c->rw);
+  idx = old; /* freed below */
+  qv__gpu_free(old_gpu);
 out:
+  if (idx != NULL)
+    faiss_Index_free(idx);
   free(dead);
   free(again);
   free(vecs);

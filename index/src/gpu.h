@@ -16,12 +16,13 @@
 
 typedef struct qv__gpu_index qv__gpu_index;
 
-/* Copies `cpu` to the device with the most budget left that can reserve `need_bytes`.
+/* Copies `cpu` to the device with the most budget left that can reserve `need_bytes`; the budget
+ * of `replacing` (a copy about to be freed, or NULL) counts as free on its device.
  * Returns QV_OK; QV_EUNAVAILABLE (no device); QV_ENOMEM (no device has the budget: the message
  * gives need and room); QV_EINTERNAL (FAISS refused the copy, e.g. an index type FAISS GPU lacks).
  */
-qv_status qv__gpu_copy(const FaissIndex *cpu, size_t need_bytes, qv__gpu_index **out,
-                       qv_error *err);
+qv_status qv__gpu_copy(const FaissIndex *cpu, size_t need_bytes, const qv__gpu_index *replacing,
+                       qv__gpu_index **out, qv_error *err);
 /* Frees the copy and returns its budget. NULL is allowed. */
 void qv__gpu_free(qv__gpu_index *g);
 /* Adds n vectors to the copy. */

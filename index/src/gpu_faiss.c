@@ -211,6 +211,14 @@ qv_status qv_gpu_init(const qv_gpu_opts *o, qv_error *err) {
 }
 
 void qv_gpu_shutdown(void) {
+  g_fallback = 1;
+  int live = 0;
+  pthread_mutex_lock(&g_mu);
+  for (int i = 0; i < g_ndev; i++)
+    live += g_devs[i].copies;
+  pthread_mutex_unlock(&g_mu);
+  if (live > 0)
+    return; /* a collection still holds a copy: keep the devices (closing it frees the copy) */
   stop_devices(g_ndev);
   free(g_devs);
   g_devs = NULL;
@@ -252,17 +260,20 @@ static void job_copy(job *j) {
   faiss_GpuClonerOptions_free(co);
 }
 
-qv_status qv__gpu_copy(const FaissIndex *cpu, size_t need_bytes, qv__gpu_index **out,
-                       qv_error *err) {
+qv_status qv__gpu_copy(const FaissIndex *cpu, size_t need_bytes, const qv__gpu_index *replacing,
+                       qv__gpu_index **out, qv_error *err) {
   *out = NULL;
   if (g_ndev == 0)
     return qv_error_set(err, QV_EUNAVAILABLE, "no GPU is present");
-  /* Reserve the budget on the device with the most room. */
+  /* Reserve the budget on the device with the most room (a copy being replaced gives its own
+   * back: both live on the device for a moment, within the headroom left outside the budget). */
   pthread_mutex_lock(&g_mu);
   int best = -1;
   size_t room = 0;
   for (int i = 0; i < g_ndev; i++) {
     size_t r = g_devs[i].budget > g_devs[i].used ? g_devs[i].budget - g_devs[i].used : 0;
+    if (replacing != NULL && replacing->dv == &g_devs[i])
+      r += replacing->bytes;
     if (best < 0 || r > room) {
       best = i;
       room = r;

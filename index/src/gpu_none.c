@@ -14,7 +14,9 @@ qv_status qv_gpu_init(const qv_gpu_opts *o, qv_error *err) {
   return QV_OK;
 }
 
-void qv_gpu_shutdown(void) {}
+void qv_gpu_shutdown(void) {
+  g_fallback = 1;
+}
 
 int qv_gpu_devices(void) {
   return 0;
@@ -29,9 +31,9 @@ qv_status qv_gpu_info_get(int i, qv_gpu_info *out, qv_error *err) {
   return qv_error_set(err, QV_EINVAL, "no GPU %d: this build links the CPU-only FAISS", i);
 }
 
-qv_status qv__gpu_copy(const FaissIndex *cpu, size_t need_bytes, qv__gpu_index **out,
-                       qv_error *err) {
-  (void)cpu, (void)need_bytes;
+qv_status qv__gpu_copy(const FaissIndex *cpu, size_t need_bytes, const qv__gpu_index *replacing,
+                       qv__gpu_index **out, qv_error *err) {
+  (void)cpu, (void)need_bytes, (void)replacing;
   *out = NULL;
   return qv_error_set(err, QV_EUNAVAILABLE,
                       "this build links the CPU-only FAISS (build with scripts/bootstrap.sh "

@@ -12,6 +12,8 @@
 #include "idmap.h"
 #include "quiver/collection.h"
 
+#define QV__NOTE 192 /* == sizeof qv_collection_stats.placement */
+
 /* A parsed, validated index spec. */
 typedef struct qv__spec {
   char text[QV_MAX_SPEC];        /* as the user wrote it (trimmed) */
@@ -70,10 +72,13 @@ static inline int qv__deferred(const qv_collection *c) {
 
 /* Bytes a GPU copy of idx is expected to take (codes, ids, centroids, with headroom). */
 size_t qv__gpu_need_bytes(const qv_collection *c, FaissIndex *idx);
-/* Decides where idx (about to serve c) lives: *gpu gets a device copy or NULL, c->placement the
- * reason. A hard error (QV_ENOMEM, QV_EPRECONDITION) only when c->device is GPU and the GPU
- * context does not allow falling back to the CPU. The caller holds c->wmu. */
-qv_status qv__place(qv_collection *c, FaissIndex *idx, qv__gpu_index **gpu, qv_error *err);
+/* Decides where idx (about to serve c) lives: *gpu gets a device copy or NULL, note (QV__NOTE
+ * bytes) the reason. `replacing` is the copy the new one will replace (its budget counts as free
+ * on its device), or NULL. A hard error (QV_ENOMEM, QV_EPRECONDITION) only when c->device is GPU
+ * and the GPU context does not allow falling back to the CPU. The caller holds c->wmu; it
+ * publishes note into c->placement under c->rw when the object is shared. */
+qv_status qv__place(qv_collection *c, FaissIndex *idx, qv__gpu_index *replacing,
+                    qv__gpu_index **gpu, char *note, qv_error *err);
 /* Removes tombstoned entries from the CPU index and re-adds replaced ids from the store, so the
  * CPU index is exact again; clears the tombstones unless a GPU copy still holds stale entries.
  * The caller holds c->wmu, not c->rw. */

@@ -394,7 +394,7 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
     /* Where it serves: never a reason to refuse opening stored data, so a strict "gpu" that
      * cannot be met serves from the CPU and says why. */
     qv_error pe = {0};
-    if (qv__place(c, c->index, &c->gpu, &pe) != QV_OK)
+    if (qv__place(c, c->index, NULL, &c->gpu, c->placement, &pe) != QV_OK)
       snprintf(c->placement, sizeof c->placement, "cpu: %.180s", pe.msg);
   }
   qv_vecfile_close(vf);

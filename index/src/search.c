@@ -134,6 +134,9 @@ static qv_status index_search(qv_collection *c, const float *q, size_t n, size_t
   return st;
 }
 
+static qv_status exact_locked(qv_collection *c, const float *q, size_t n, size_t k, float *scores,
+                              int64_t *ids, qv_error *err);
+
 static float exact_score(qv_metric m, const float *a, const float *b, size_t d) {
   float s = 0.0f;
   if (m == QV_METRIC_L2) {
@@ -148,30 +151,54 @@ static float exact_score(qv_metric m, const float *a, const float *b, size_t d) 
   return s;
 }
 
+typedef struct tomb_hit {
+  int64_t id;
+  size_t pos;
+} tomb_hit;
+
+static int by_id_then_pos(const void *a, const void *b) {
+  const tomb_hit *x = a, *y = b;
+  if (x->id != y->id)
+    return x->id < y->id ? -1 : 1;
+  return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
 /* Tombstones (see internal.h): from kf candidates per query, drops deleted ids, re-scores replaced
  * ones exactly from the store (once each: the stale and the live entry may both come back), and
- * keeps the best k. */
+ * keeps the best k. hits and keep are kf-sized scratch. */
 static void tomb_fixup(qv_collection *c, const float *q, size_t n, size_t kf, const float *cs,
-                       const int64_t *ci, size_t k, float *scores, int64_t *ids) {
+                       const int64_t *ci, size_t k, float *scores, int64_t *ids, tomb_hit *hits,
+                       unsigned char *keep) {
   const int larger = qv_metric_larger_is_better(c->metric);
   const size_t d = c->dim;
   qv_topk_init(n, k, larger, scores, ids);
   for (size_t i = 0; i < n; i++) {
     const int64_t *row_ids = ci + i * kf;
+    size_t nh = 0;
     for (size_t j = 0; j < kf; j++) {
+      keep[j] = row_ids[j] >= 0;
+      if (keep[j] && qv__idmap_get(&c->tomb, row_ids[j], NULL)) {
+        if (qv__idmap_get(&c->map, row_ids[j], NULL))
+          hits[nh++] = (tomb_hit){row_ids[j], j};
+        else
+          keep[j] = 0; /* deleted */
+      }
+    }
+    /* A replaced id may come back more than once: keep its first entry. O(t log t). */
+    qsort(hits, nh, sizeof *hits, by_id_then_pos);
+    for (size_t t = 1; t < nh; t++)
+      if (hits[t].id == hits[t - 1].id)
+        keep[hits[t].pos] = 0;
+    for (size_t t = 0; t < nh; t++)
+      keep[hits[t].pos] |= 2; /* re-score from the store */
+    for (size_t j = 0; j < kf; j++) {
+      if (!(keep[j] & 1))
+        continue;
       int64_t id = row_ids[j];
       float sc = cs[i * kf + j];
-      if (id < 0)
-        continue;
-      if (qv__idmap_get(&c->tomb, id, NULL)) {
+      if (keep[j] & 2) {
         uint64_t row;
-        if (!qv__idmap_get(&c->map, id, &row))
-          continue; /* deleted */
-        int seen = 0;
-        for (size_t t = 0; t < j && !seen; t++)
-          seen = row_ids[t] == id;
-        if (seen)
-          continue;
+        qv__idmap_get(&c->map, id, &row);
         sc = exact_score(c->metric, q + i * d, c->vecs + row * d, d);
       }
       qv_topk_push_cpu(1, k, larger, &sc, 1, 1, &id, 0, scores + i * k, ids + i * k);
@@ -196,19 +223,34 @@ static qv_status search_locked(qv_collection *c, const float *q, size_t n, size_
       fix_padding(c->metric, n * k, scores, ids);
     return st;
   }
-  /* Over-fetch by the stale entries so that k live results survive the fix-up. */
-  size_t kf = k + c->n_dead;
-  if (kf > QV_MAX_K)
-    kf = QV_MAX_K > k ? QV_MAX_K : k;
-  float *cs = malloc(n * kf * sizeof *cs);
-  int64_t *ci = malloc(n * kf * sizeof *ci);
+  /* Over-fetch by the stale entries so that k live results survive the fix-up. Past what one
+   * search may fetch, the exact answer from the store is the only correct one left. */
+  if (c->n_dead > QV_MAX_K - k)
+    return exact_locked(c, q, n, k, scores, ids, err);
+  const size_t kf = k + c->n_dead;
+  /* Queries in blocks: the candidate buffers stay near 32 MiB whatever n and kf are. */
+  size_t qb = ((size_t)32 << 20) / (kf * (sizeof(float) + sizeof(int64_t)));
+  if (qb < 1)
+    qb = 1;
+  if (qb > n)
+    qb = n;
+  float *cs = malloc(qb * kf * sizeof *cs);
+  int64_t *ci = malloc(qb * kf * sizeof *ci);
+  tomb_hit *hits = malloc(kf * sizeof *hits);
+  unsigned char *keep = malloc(kf);
   qv_status st = QV_OK;
-  if (cs == NULL || ci == NULL)
-    st = qv_error_set(err, QV_ENOMEM, "search: out of memory for %zu x %zu candidates", n, kf);
-  else if ((st = index_search(c, q, n, kf, nprobe, cs, ci, err)) == QV_OK)
-    tomb_fixup(c, q, n, kf, cs, ci, k, scores, ids);
+  if (cs == NULL || ci == NULL || hits == NULL || keep == NULL)
+    st = qv_error_set(err, QV_ENOMEM, "search: out of memory for %zu x %zu candidates", qb, kf);
+  for (size_t off = 0; st == QV_OK && off < n; off += qb) {
+    size_t m = n - off < qb ? n - off : qb;
+    if ((st = index_search(c, q + off * c->dim, m, kf, nprobe, cs, ci, err)) == QV_OK)
+      tomb_fixup(c, q + off * c->dim, m, kf, cs, ci, k, scores + off * k, ids + off * k, hits,
+                 keep);
+  }
   free(cs);
   free(ci);
+  free(hits);
+  free(keep);
   return st;
 }
 
@@ -308,18 +350,12 @@ out:
   return st;
 }
 
-qv_status qv_collection_search_exact(qv_collection *c, const float *queries, size_t n,
-                                     const qv_search_params *p, float *scores, int64_t *ids,
-                                     qv_error *err) {
-  const float *q;
-  float *owned;
-  qv_status st = prepare(c, queries, n, p, scores, ids, &q, &owned, err);
-  if (st != QV_OK)
-    return st;
-  const size_t k = p->k, d = c->dim, QB = 32, BB = 4096;
+/* Exact search over the store; the caller holds c->rw for reading. */
+static qv_status exact_locked(qv_collection *c, const float *q, size_t n, size_t k, float *scores,
+                              int64_t *ids, qv_error *err) {
+  const size_t d = c->dim, QB = 32, BB = 4096;
   const int larger = qv_metric_larger_is_better(c->metric);
   qv_topk_init(n, k, larger, scores, ids);
-  pthread_rwlock_rdlock(&c->rw);
   const size_t nb = c->count;
   int failed = 0;
   /* Query blocks are independent: spread them over OpenMP threads. */
@@ -338,10 +374,23 @@ qv_status qv_collection_search_exact(qv_collection *c, const float *queries, siz
     }
     free(dist);
   }
-  pthread_rwlock_unlock(&c->rw);
-  free(owned);
   if (failed)
     return qv_error_set(err, QV_ENOMEM, "exact search: out of memory");
   qv_topk_finish(n, k, larger, scores, ids);
   return QV_OK;
+}
+
+qv_status qv_collection_search_exact(qv_collection *c, const float *queries, size_t n,
+                                     const qv_search_params *p, float *scores, int64_t *ids,
+                                     qv_error *err) {
+  const float *q;
+  float *owned;
+  qv_status st = prepare(c, queries, n, p, scores, ids, &q, &owned, err);
+  if (st != QV_OK)
+    return st;
+  pthread_rwlock_rdlock(&c->rw);
+  st = exact_locked(c, q, n, p->k, scores, ids, err);
+  pthread_rwlock_unlock(&c->rw);
+  free(owned);
+  return st;
 }

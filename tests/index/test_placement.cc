@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
@@ -55,6 +56,35 @@ qv_collection_stats stats(qv_collection *c) {
   return s;
 }
 
+// Restores the process-wide GPU options whatever a test does to them.
+struct GpuOptsGuard {
+  ~GpuOptsGuard() {
+    qv_gpu_shutdown(); // also resets fallback_cpu to its default
+  }
+};
+
+// Per query, the same ids (as sets) and the same scores within rounding.
+void expect_same_answers(const std::vector<int64_t> &a, const std::vector<float> &sa,
+                         const std::vector<int64_t> &b, const std::vector<float> &sb, size_t nq,
+                         size_t k) {
+  for (size_t i = 0; i < nq; i++) {
+    std::vector<int64_t> x(a.begin() + i * k, a.begin() + (i + 1) * k);
+    std::vector<int64_t> y(b.begin() + i * k, b.begin() + (i + 1) * k);
+    std::sort(x.begin(), x.end());
+    std::sort(y.begin(), y.end());
+    // Ties at the k-th score may pick different ids; everything better must agree.
+    float kth = sa[i * k + k - 1];
+    for (size_t j = 0; j < k; j++) {
+      EXPECT_NEAR(sa[i * k + j], sb[i * k + j], 1e-3f * std::max(1.0f, std::abs(sa[i * k + j])))
+          << "query " << i << " rank " << j;
+      if (sa[i * k + j] != kth) {
+        EXPECT_TRUE(std::binary_search(y.begin(), y.end(), a[i * k + j]))
+            << "query " << i << ": id " << a[i * k + j] << " missing";
+      }
+    }
+  }
+}
+
 } // namespace
 
 TEST(Device, NamesRoundTripAndBadOnesAreRefused) {
@@ -77,12 +107,12 @@ TEST(Device, NamesRoundTripAndBadOnesAreRefused) {
 // Without a usable GPU: "auto" and "gpu" serve from the CPU and say why; with fallback off,
 // "gpu" is refused with FAILED_PRECONDITION's status and "auto"/"cpu" still work.
 TEST(Device, WithoutAGpuCollectionsServeFromTheCpu) {
+  GpuOptsGuard restore;
   qv_gpu_opts go;
   qv_gpu_opts_init(&go);
   qv_error e{};
   ASSERT_EQ(qv_gpu_init(&go, &e), QV_OK) << e.msg;
   if (qv_gpu_devices() > 0) {
-    qv_gpu_shutdown();
     GTEST_SKIP() << "a GPU is present: the GPU suite (label gpu) covers placement there";
   }
   for (qv_device d : {QV_DEVICE_AUTO, QV_DEVICE_GPU, QV_DEVICE_CPU}) {
@@ -107,9 +137,6 @@ TEST(Device, WithoutAGpuCollectionsServeFromTheCpu) {
   EXPECT_EQ(stats(strict.c).device, QV_DEVICE_AUTO); // unchanged by the refused move
   EXPECT_EQ(qv_collection_set_device(strict.c, QV_DEVICE_CPU, &e), QV_OK) << e.msg;
   EXPECT_STREQ(stats(strict.c).placement, "cpu: device cpu asked");
-  go.fallback_cpu = 1;
-  qv_gpu_init(&go, nullptr);
-  qv_gpu_shutdown();
 }
 
 TEST(Device, TheAskedDeviceAndDeferredDeletesPersist) {
@@ -156,10 +183,14 @@ TEST(Tombstones, DeferredDeletesAnswerLikeImmediateOnes) {
   std::mt19937 rng(7);
   std::vector<int64_t> moved;
   std::vector<float> moved_vecs;
+  size_t moved_live = 0; // moved ids that were not deleted: each leaves one stale entry
   for (int i = 0; i < 50; i++) {
-    int64_t id = int64_t(rng() % base.rows);
+    int64_t id = i < 5 ? best[size_t(i)] : int64_t(rng() % base.rows); // 5 re-add deleted ids
+    if (std::find(moved.begin(), moved.end(), id) != moved.end())
+      continue;
     size_t qi = rng() % nq;
     moved.push_back(id);
+    moved_live += !std::binary_search(best.begin(), best.end(), id);
     for (size_t t = 0; t < 128; t++) // near query qi
       moved_vecs.push_back(q.f[qi * 128 + t] + float(rng() % 5));
   }
@@ -171,18 +202,22 @@ TEST(Tombstones, DeferredDeletesAnswerLikeImmediateOnes) {
   }
   qv_collection_stats sl = stats(later.c), sn = stats(now.c);
   EXPECT_EQ(sn.tombstones, 0u);
-  EXPECT_GE(sl.tombstones, best.size()); // one per deleted id, one per replaced live id
+  EXPECT_EQ(sl.tombstones, best.size() + moved_live); // one per deleted id, per replaced live id
   EXPECT_EQ(sl.count, sn.count);
 
   std::vector<float> s_now, s_later, s_exact;
   std::vector<int64_t> r_now = top(now.c, q.f.data(), nq, k, all, &s_now);
   std::vector<int64_t> r_later = top(later.c, q.f.data(), nq, k, all, &s_later);
   std::vector<int64_t> r_exact = top(later.c, q.f.data(), nq, k, all, &s_exact, true);
-  EXPECT_EQ(r_later, r_now);
-  for (size_t i = 0; i < nq * k; i++)
-    EXPECT_NEAR(s_later[i], s_exact[i], 1e-3f * std::max(1.0f, s_exact[i])) << i;
+  expect_same_answers(r_now, s_now, r_later, s_later, nq, k);
+  expect_same_answers(r_exact, s_exact, r_later, s_later, nq, k);
+  std::vector<int64_t> still_deleted; // deleted and not re-added
+  for (int64_t id : best)
+    if (std::find(moved.begin(), moved.end(), id) == moved.end())
+      still_deleted.push_back(id);
   for (int64_t id : r_later)
-    EXPECT_FALSE(std::binary_search(best.begin(), best.end(), id)) << id << " was deleted";
+    EXPECT_FALSE(std::binary_search(still_deleted.begin(), still_deleted.end(), id))
+        << id << " was deleted";
 
   // Save folds the tombstones; the saved index holds exactly the live vectors.
   TempDir tmp;
@@ -190,10 +225,13 @@ TEST(Tombstones, DeferredDeletesAnswerLikeImmediateOnes) {
   ASSERT_EQ(qv_collection_save(later.c, dir.c_str(), &e), QV_OK) << e.msg;
   EXPECT_EQ(stats(later.c).tombstones, 0u);
   EXPECT_EQ(stats(later.c).indexed, sl.count);
-  EXPECT_EQ(top(later.c, q.f.data(), nq, k, all), r_now);
+  std::vector<float> s_folded, s_back;
+  std::vector<int64_t> r_folded = top(later.c, q.f.data(), nq, k, all, &s_folded);
+  expect_same_answers(r_now, s_now, r_folded, s_folded, nq, k);
   Col back;
   ASSERT_EQ(qv_collection_open(&back.c, dir.c_str(), &e), QV_OK) << e.msg;
-  EXPECT_EQ(top(back.c, q.f.data(), nq, k, all), r_now);
+  std::vector<int64_t> r_back = top(back.c, q.f.data(), nq, k, all, &s_back);
+  expect_same_answers(r_now, s_now, r_back, s_back, nq, k);
   // A re-added deleted id comes back with its new vector.
   int64_t again = best[0];
   ASSERT_EQ(qv_collection_add(back.c, 1, &again, q.f.data(), &e), QV_OK);
@@ -225,4 +263,28 @@ TEST(Tombstones, BuildFoldsThemAway) {
   ASSERT_EQ(qv_collection_build(col.c, nullptr, nullptr, &e), QV_OK);
   EXPECT_EQ(stats(col.c).tombstones, 0u);
   EXPECT_EQ(stats(col.c).indexed, 390u);
+}
+
+// More stale entries than one search may over-fetch: the answer comes from the store, exactly.
+TEST(Tombstones, PastTheOverFetchLimitSearchIsExact) {
+  Col col;
+  qv_collection_opts o = opts(4, "Flat", 1, QV_DEVICE_CPU);
+  qv_error e{};
+  ASSERT_EQ(qv_collection_create(&col.c, &o, &e), QV_OK);
+  const size_t n = QV_MAX_K + 1000;
+  std::vector<float> x(n * 4);
+  std::vector<int64_t> ids(n);
+  for (size_t i = 0; i < n; i++) {
+    ids[i] = int64_t(i);
+    for (int t = 0; t < 4; t++)
+      x[i * 4 + t] = float(i) + 0.25f * float(t);
+  }
+  ASSERT_EQ(qv_collection_add(col.c, n, ids.data(), x.data(), &e), QV_OK);
+  // Delete all but the last 1000: every one of them stays in the index as a stale entry.
+  ASSERT_EQ(qv_collection_delete(col.c, QV_MAX_K, ids.data(), nullptr, &e), QV_OK);
+  EXPECT_EQ(stats(col.c).tombstones, size_t(QV_MAX_K));
+  std::vector<float> sc;
+  std::vector<int64_t> r = top(col.c, x.data(), 1, 10, 0, &sc); // query = vector of id 0
+  for (size_t j = 0; j < 10; j++)
+    EXPECT_EQ(r[j], int64_t(QV_MAX_K + j)) << j; // the nearest survivors, in order
 }

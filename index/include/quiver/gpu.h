@@ -43,7 +43,8 @@ QV_API int qv_gpu_compiled(void);
  * device's FAISS resources cannot be made (message from FAISS). */
 QV_API qv_status qv_gpu_init(const qv_gpu_opts *o, qv_error *err);
 
-/* Stops the workers and frees the contexts. Every collection must be closed first. */
+/* Stops the workers and frees the contexts. Close every collection first: while one still holds
+ * a GPU copy this does nothing (the devices stay usable). */
 QV_API void qv_gpu_shutdown(void);
 
 /* Devices ready for collections (0 before qv_gpu_init, without a GPU build or device). */
