@@ -91,6 +91,7 @@ qv_status qv_collection_create(qv_collection **out, const qv_collection_opts *o,
 void qv_collection_close(qv_collection *c) {
   if (c == NULL)
     return;
+  qv__wal_close(c->wal);
   qv__gpu_free(c->gpu);
   if (c->index != NULL)
     faiss_Index_free(c->index);
@@ -209,6 +210,15 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
   }
 
   pthread_mutex_lock(&c->wmu);
+  /* Logged before anything changes; searches go on while the record is synced. */
+  if (c->wal != NULL) {
+    if ((st = qv__wal_append(c->wal, c->wal_seq + 1, 0, n, d, F, ids, vectors, features, err)) !=
+        QV_OK) {
+      pthread_mutex_unlock(&c->wmu);
+      goto out;
+    }
+    c->wal_seq++;
+  }
   pthread_rwlock_wrlock(&c->rw);
   size_t nrep = 0, nnew = 0;
   for (size_t j = 0; j < m; j++) {
@@ -291,6 +301,20 @@ qv_status qv_collection_delete(qv_collection *c, size_t n, const int64_t *ids, s
   size_t ng = 0;
   qv_status st = QV_OK;
   pthread_mutex_lock(&c->wmu);
+  if (c->wal != NULL) { /* logged only when it changes something */
+    size_t present = 0;
+    for (size_t i = 0; i < n && present == 0; i++)
+      present += qv__idmap_get(&c->map, ids[i], NULL);
+    if (present > 0) {
+      if ((st = qv__wal_append(c->wal, c->wal_seq + 1, 1, n, 0, 0, ids, NULL, NULL, err)) !=
+          QV_OK) {
+        pthread_mutex_unlock(&c->wmu);
+        free(gone);
+        return st;
+      }
+      c->wal_seq++;
+    }
+  }
   pthread_rwlock_wrlock(&c->rw);
   const int deferred = c->trained && qv__deferred(c);
   if (deferred && qv__idmap_reserve(&c->tomb, c->tomb.count + n) != 0) {
@@ -469,6 +493,9 @@ qv_status qv_collection_stats_get(qv_collection *c, qv_collection_stats *s, qv_e
   s->gpu_fallbacks = __atomic_load_n(&c->gpu_fallbacks, __ATOMIC_RELAXED);
   s->deferred_deletes = c->deferred;
   pthread_rwlock_unlock(&c->rw);
+  pthread_mutex_lock(&c->wmu);
+  qv__wal_figures(c->wal, &s->wal_bytes, &s->wal_records);
+  pthread_mutex_unlock(&c->wmu);
   return QV_OK;
 }
 

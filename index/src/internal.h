@@ -58,9 +58,25 @@ struct qv_collection {
   qv__idmap tomb; /* id -> QV__TOMB_DELETED or QV__TOMB_REPLACED */
   size_t n_dead;  /* stale entries in the index(es) */
 
+  /* Write-ahead log (wal.c): NULL until qv_collection_wal_attach. wal_seq is the last record
+   * applied; a save records it in the manifest, so replay skips what the snapshot holds. */
+  struct qv__wal *wal;
+  uint64_t wal_seq;
+  char wal_dir[3100];
+
   pthread_rwlock_t rw; /* readers: searches; writer: the short mutations */
   pthread_mutex_t wmu; /* serialises writers (add, delete, build, save) */
 };
+
+typedef struct qv__wal qv__wal;
+/* Appends one record (a delete when is_delete; features may be NULL) and syncs it per policy. */
+qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size_t dim,
+                         size_t nfeat, const int64_t *ids, const float *vectors,
+                         const float *features, qv_error *err);
+/* Empties the log (after a save made its records part of the snapshot). */
+qv_status qv__wal_reset(qv__wal *w, qv_error *err);
+void qv__wal_close(qv__wal *w);
+void qv__wal_figures(const qv__wal *w, uint64_t *bytes, uint64_t *records);
 
 #define QV__TOMB_DELETED 1
 #define QV__TOMB_REPLACED 2

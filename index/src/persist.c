@@ -140,16 +140,16 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
 
   char vdir[16];
   snprintf(vdir, sizeof vdir, "v%06" PRIu64, v);
-  root = json_pack("{s:s, s:i, s:I, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:O, s:I, "
-                   "s:s, s:b}",
-                   "format", FORMAT_NAME, "format_version", c->n_features > 0 ? 2 : 1, "version",
-                   (json_int_t)v, "dir", vdir, "dim", (json_int_t)c->dim, "metric",
-                   qv_metric_name(c->metric), "spec", c->spec.text, "default_nprobe",
-                   (json_int_t)c->default_nprobe, "train_sample", (json_int_t)c->train_sample,
-                   "seed", (json_int_t)(c->seed & INT64_MAX), "count", (json_int_t)c->count,
-                   "trained", c->trained, "build_version", (json_int_t)c->version, "files", files,
-                   "n_features", (json_int_t)c->n_features, "device", qv_device_name(c->device),
-                   "deferred_deletes", c->deferred);
+  root = json_pack(
+      "{s:s, s:i, s:I, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:O, s:I, "
+      "s:s, s:b, s:I}",
+      "format", FORMAT_NAME, "format_version", c->n_features > 0 ? 2 : 1, "version", (json_int_t)v,
+      "dir", vdir, "dim", (json_int_t)c->dim, "metric", qv_metric_name(c->metric), "spec",
+      c->spec.text, "default_nprobe", (json_int_t)c->default_nprobe, "train_sample",
+      (json_int_t)c->train_sample, "seed", (json_int_t)(c->seed & INT64_MAX), "count",
+      (json_int_t)c->count, "trained", c->trained, "build_version", (json_int_t)c->version, "files",
+      files, "n_features", (json_int_t)c->n_features, "device", qv_device_name(c->device),
+      "deferred_deletes", c->deferred, "wal_seq", (json_int_t)(c->wal_seq & INT64_MAX));
   text = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
   if (text == NULL) {
     st = qv_error_set(err, QV_ENOMEM, "save: out of memory encoding the manifest");
@@ -159,6 +159,10 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
   if ((st = qv_file_write_atomic(path, text, strlen(text), err)) != QV_OK)
     goto out;
   prune_versions(dir, v, prev);
+  /* The snapshot now holds every logged write: empty the log. A failure here loses nothing
+   * (replay skips records up to the manifest's wal_seq). */
+  if (c->wal != NULL && strcmp(dir, c->wal_dir) == 0)
+    qv__wal_reset(c->wal, NULL);
 out:
   pthread_mutex_unlock(&c->wmu);
   if (st != QV_OK)
@@ -246,7 +250,13 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
     st = corrupt(err, dir, MANIFEST " has an invalid n_features");
     goto fail;
   }
-  /* Optional keys (absent in older manifests): the device asked and deferred deletes. */
+  /* Optional keys (absent in older manifests): the device asked, deferred deletes, and the last
+   * write-ahead-log record the snapshot holds. */
+  uint64_t wal_seq = 0;
+  if (json_object_get(root, "wal_seq") != NULL && get_uint(root, "wal_seq", INT64_MAX, &wal_seq)) {
+    st = corrupt(err, dir, MANIFEST " has an invalid wal_seq");
+    goto fail;
+  }
   qv_device device = QV_DEVICE_AUTO;
   json_t *jdev = json_object_get(root, "device"), *jdef = json_object_get(root, "deferred_deletes");
   if ((jdev != NULL && (!json_is_string(jdev) ||
@@ -313,6 +323,7 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
   c->n_features = nfeat;
   c->device = device;
   c->deferred = json_is_true(jdef);
+  c->wal_seq = wal_seq;
 
   snprintf(path, sizeof path, "%s/%s/vectors.npy", dir, vdir);
   if ((st = qv_vecfile_open(&vf, path, err)) != QV_OK) {

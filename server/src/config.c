@@ -48,6 +48,11 @@ static const opt kOpts[] = {
     {"gpu-fallback", "QUIVER_GPU_FALLBACK", OPT_STR, 0, 0, "cpu", S(gpu_fallback),
      "a collection asking for a GPU that cannot have one: cpu (serve from the CPU, log a warning) "
      "| error (refuse with RESOURCE_EXHAUSTED / FAILED_PRECONDITION)"},
+    {"wal-sync", "QUIVER_WAL_SYNC", OPT_STR, 0, 0, "always", S(wal_sync),
+     "write-ahead log: always (fdatasync before each acknowledgement) | interval=MS (at most "
+     "every MS ms; a machine crash may lose the last MS ms of acknowledged writes)"},
+    {"wal-snapshot-mb", "QUIVER_WAL_SNAPSHOT_MB", OPT_INT, 1, 1048576, "256", S(wal_snapshot_mb),
+     "save a snapshot (and empty the log) when a collection's write-ahead log passes this, MiB"},
     {"log-level", "QUIVER_LOG_LEVEL", OPT_STR, 0, 0, "info", S(log_level),
      "debug | info | warn | error"},
     {"demo", "QUIVER_DEMO", OPT_FLAG, 0, 1, "0", S(demo),

@@ -17,13 +17,15 @@ typedef struct qv__config {
   int64_t omp_threads;    /* FAISS OpenMP threads per search */
   int64_t shutdown_grace_ms;
   char log_level[16];
-  char device[8];        /* auto | cpu | gpu: default for new collections */
-  int64_t gpu_memory_mb; /* per-device budget, 0 = 80% of free */
-  int64_t gpu_temp_mb;   /* FAISS scratch per device, 0 = default */
-  char gpu_fallback[8];  /* cpu | error */
-  int64_t demo;          /* 1: create the demo collection on first start */
-  char demo_data[1024];  /* prefix of the demo data set (PREFIX_base.fvecs) */
-  char port_file[1024];  /* where to write the bound port (tests) */
+  char wal_sync[32];       /* always | interval=MS */
+  int64_t wal_snapshot_mb; /* snapshot when a log passes this */
+  char device[8];          /* auto | cpu | gpu: default for new collections */
+  int64_t gpu_memory_mb;   /* per-device budget, 0 = 80% of free */
+  int64_t gpu_temp_mb;     /* FAISS scratch per device, 0 = default */
+  char gpu_fallback[8];    /* cpu | error */
+  int64_t demo;            /* 1: create the demo collection on first start */
+  char demo_data[1024];    /* prefix of the demo data set (PREFIX_base.fvecs) */
+  char port_file[1024];    /* where to write the bound port (tests) */
 } qv__config;
 
 /* Fills defaults, then environment, then argv. Returns 0 on success, 1 when --help was printed

@@ -119,6 +119,20 @@ int main(int argc, char **argv) {
     fprintf(stderr, "quiverd: --gpu-fallback must be cpu or error, not '%s'\n", cfg.gpu_fallback);
     return 2;
   }
+  qv_wal_opts wal;
+  qv_wal_opts_init(&wal);
+  unsigned ms = 0;
+  char extra;
+  if (strcmp(cfg.wal_sync, "always") == 0) {
+    wal.sync_always = 1;
+  } else if (sscanf(cfg.wal_sync, "interval=%u%c", &ms, &extra) == 1 && ms >= 1 && ms <= 60000) {
+    wal.sync_always = 0;
+    wal.interval_ms = ms;
+  } else {
+    fprintf(stderr, "quiverd: --wal-sync must be always or interval=MS (1..60000), not '%s'\n",
+            cfg.wal_sync);
+    return 2;
+  }
   /* GPU contexts first: reopened collections are placed as they open. */
   qv_gpu_opts go;
   qv_gpu_opts_init(&go);
@@ -143,7 +157,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   qv__registry reg;
-  if (qv__registry_open(&reg, cfg.data_dir, &err) != QV_OK) {
+  if (qv__registry_open(&reg, cfg.data_dir, &wal, (uint64_t)cfg.wal_snapshot_mb << 20, &err) !=
+      QV_OK) {
     QV_LOG_E("opening %s: %s", cfg.data_dir, err.msg);
     return 1;
   }

@@ -58,9 +58,15 @@ static qv__entry *new_entry(qv__registry *r, const char *name) {
   return e;
 }
 
-qv_status qv__registry_open(qv__registry *r, const char *data_dir, qv_error *err) {
+qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv_wal_opts *wal,
+                            uint64_t snapshot_bytes, qv_error *err) {
   memset(r, 0, sizeof *r);
   pthread_mutex_init(&r->mu, NULL);
+  if (wal)
+    r->wal = *wal;
+  else
+    qv_wal_opts_init(&r->wal);
+  r->snapshot_bytes = snapshot_bytes;
   if (strlen(data_dir) > 1000)
     return qv_error_set(err, QV_EINVAL, "--data-dir is too long");
   snprintf(r->root, sizeof r->root, "%s/collections", data_dir);
@@ -91,6 +97,20 @@ qv_status qv__registry_open(qv__registry *r, const char *data_dir, qv_error *err
       entry_free(e);
       continue;
     }
+    qv_wal_replay rp;
+    if (qv_collection_wal_attach(e->col, e->dir, &r->wal, &rp, &oe) != QV_OK) {
+      QV_LOG_E("collection '%s' not served: its write-ahead log: %s", e->name, oe.msg);
+      entry_free(e);
+      continue;
+    }
+    if (rp.records > 0 || rp.dropped_bytes > 0)
+      QV_LOG_I("collection '%s': write-ahead log replayed: %llu record(s), %llu upserted, %llu "
+               "deleted%s",
+               e->name, (unsigned long long)rp.records, (unsigned long long)rp.upserted,
+               (unsigned long long)rp.deleted,
+               rp.dropped_bytes ? ", a torn tail cut (a crash mid-write; never acknowledged)" : "");
+    if (rp.records > 0)
+      atomic_store(&e->dirty, 1); /* folded into a snapshot at the next save */
     qv_collection_stats s;
     qv_collection_stats_get(e->col, &s, NULL);
     QV_LOG_I("collection '%s' opened: %s %s dim=%zu count=%llu %s, serving from %s", e->name,
@@ -192,7 +212,9 @@ qv_status qv__registry_create(qv__registry *r, const char *name, const qv_collec
    * without a manifest (an interrupted create) holds nothing and is replaced. */
   qv_remove_tree(e->dir, NULL);
   if ((st = qv_collection_save(e->col, e->dir, err)) != QV_OK ||
-      (st = qv_dir_fsync(r->root, err)) != QV_OK || (st = add_entry(r, e, err)) != QV_OK) {
+      (st = qv_dir_fsync(r->root, err)) != QV_OK ||
+      (st = qv_collection_wal_attach(e->col, e->dir, &r->wal, NULL, err)) != QV_OK ||
+      (st = add_entry(r, e, err)) != QV_OK) {
     pthread_mutex_unlock(&r->mu);
     qv_remove_tree(e->dir, NULL);
     entry_free(e);
@@ -290,4 +312,15 @@ qv_status qv__entry_save(qv__entry *e, qv_error *err) {
   }
   pthread_mutex_unlock(&e->save_mu);
   return st;
+}
+
+qv_status qv__entry_wrote(qv__registry *r, qv__entry *e, qv_error *err) {
+  atomic_store(&e->dirty, 1);
+  qv_collection_stats s;
+  qv_collection_stats_get(e->col, &s, NULL);
+  if (s.wal_bytes < r->snapshot_bytes)
+    return QV_OK;
+  QV_LOG_I("collection '%s': write-ahead log at %llu MiB: saving a snapshot", e->name,
+           (unsigned long long)(s.wal_bytes >> 20));
+  return qv__entry_save(e, err);
 }

@@ -25,14 +25,17 @@ typedef struct qv__entry {
 
 typedef struct qv__registry {
   pthread_mutex_t mu;
-  char root[1100]; /* DATA_DIR/collections */
+  qv_wal_opts wal;         /* the write-ahead log policy of every collection */
+  uint64_t snapshot_bytes; /* a log past this size is folded into a snapshot (save) */
+  char root[1100];         /* DATA_DIR/collections */
   qv__entry **items;
   size_t n, cap;
 } qv__registry;
 
-/* Opens every collection under data_dir/collections; one that fails its checks is logged and
- * left out (never served). */
-qv_status qv__registry_open(qv__registry *r, const char *data_dir, qv_error *err);
+/* Opens every collection under data_dir/collections and replays its write-ahead log; one that
+ * fails its checks is logged and left out (never served). */
+qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv_wal_opts *wal,
+                            uint64_t snapshot_bytes, qv_error *err);
 /* Saves dirty collections and frees everything. */
 void qv__registry_close(qv__registry *r);
 
@@ -57,6 +60,10 @@ qv_status qv__registry_claim_build(qv__registry *r, qv__entry *e, qv_error *err)
 
 /* Referenced snapshot of all entries sorted by name (free the array; put each entry). */
 qv_status qv__registry_list(qv__registry *r, qv__entry ***out, size_t *n, qv_error *err);
+
+/* After an acknowledged-to-be write (already in the write-ahead log): marks e dirty and, when
+ * its log has grown past the registry's snapshot_bytes, saves (which empties the log). */
+qv_status qv__entry_wrote(qv__registry *r, qv__entry *e, qv_error *err);
 
 /* Saves e's collection to its directory and clears dirty; a no-op once e is dropped. */
 qv_status qv__entry_save(qv__entry *e, qv_error *err);

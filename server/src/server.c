@@ -452,11 +452,9 @@ static qv_status h_delete(qv__server *s, const ProtobufCMessage *m, const char *
     return st;
   size_t deleted = 0;
   st = qv_collection_delete(e->col, r->n_ids, r->ids, &deleted, err);
-  /* Acknowledged deletes are on disk; a retry after a failed save saves again. */
-  if (st == QV_OK && (deleted > 0 || atomic_load(&e->dirty))) {
-    atomic_store(&e->dirty, 1);
-    st = qv__entry_save(e, err);
-  }
+  /* The delete is in the write-ahead log (synced per --wal-sync) before it returned. */
+  if (st == QV_OK && deleted > 0)
+    st = qv__entry_wrote(s->reg, e, err);
   if (st == QV_OK) {
     qv_collection_stats cs;
     qv_collection_stats_get(e->col, &cs, NULL);
@@ -574,7 +572,8 @@ static void on_upsert_recv(void *self, int ok) {
       return;
     }
     qv_status st = QV_OK;
-    if (u->upserted > 0 && (st = qv__entry_save(u->e, &err)) != QV_OK) {
+    /* Every chunk is in the write-ahead log already (synced per --wal-sync). */
+    if (u->upserted > 0 && (st = qv__entry_wrote(u->s->reg, u->e, &err)) != QV_OK) {
       upsert_end(u, st, err.msg, NULL);
       return;
     }

@@ -167,6 +167,37 @@ QV_API qv_status qv_collection_search_refined(qv_collection *c, const float *que
  * Returns QV_OK; QV_EIO (message names the path); QV_ENOMEM; QV_EINTERNAL. */
 QV_API qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err);
 
+/* Write-ahead log. With one attached, every add and delete appends a record to DIR/wal.log
+ * (CRC per record) before it changes memory, and returns only once the record is as durable as
+ * the policy says:
+ *   sync_always = 1 (default): fdatasync per write. An acknowledged write survives a process
+ *                 crash and a machine crash or power loss.
+ *   sync_always = 0: fdatasync at most every interval_ms (at the first write after the interval,
+ *                 and at save/close). Survives a process crash (the data is in the kernel's page
+ *                 cache); a machine crash or power loss may lose the last interval_ms of
+ *                 acknowledged writes.
+ * A save makes the log's records part of the snapshot (the manifest records the last one) and
+ * empties the log. */
+typedef struct qv_wal_opts {
+  int sync_always;
+  uint32_t interval_ms; /* default 100 */
+} qv_wal_opts;
+
+QV_API void qv_wal_opts_init(qv_wal_opts *o);
+
+typedef struct qv_wal_replay {
+  uint64_t records, upserted, deleted; /* replayed (newer than the snapshot) */
+  uint64_t dropped_bytes;              /* a torn tail cut off (a crash mid-append) */
+} qv_wal_replay;
+
+/* Attaches DIR/wal.log (created if absent; DIR is the collection's directory): first replays the
+ * records newer than the opened snapshot through the normal write paths, cutting a torn tail,
+ * then logs every later write. *r (may be NULL) says what replay did.
+ * Returns QV_OK; QV_EIO; QV_ENOMEM; QV_EPRECONDITION (already attached); or the error of a record
+ * that fails to apply (the message names it). */
+QV_API qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_wal_opts *o,
+                                          qv_wal_replay *r, qv_error *err);
+
 typedef struct qv_collection_stats {
   size_t dim;
   qv_metric metric;
@@ -187,6 +218,8 @@ typedef struct qv_collection_stats {
   uint64_t tombstones;     /* stale index entries hidden from searches until a save or build */
   uint64_t gpu_fallbacks;  /* searches the GPU copy could not answer (served by the CPU) */
   int deferred_deletes;    /* as created */
+  uint64_t wal_bytes;      /* write-ahead log since the last save (0 without a log) */
+  uint64_t wal_records;
 } qv_collection_stats;
 
 /* Moves the collection's searches to `device` (see quiver/gpu.h): copies the built index to a GPU

@@ -1,0 +1,276 @@
+/* The write-ahead log of a collection: DIR/wal.log (see quiver/collection.h, docs/index-format.md).
+ *
+ * Record = header { u32 magic "QWAL", u32 body length, u32 CRC-32 of the body } + body
+ * { u64 seq, u32 type (1 upsert, 2 delete), u32 n, u32 dim, u32 n_features, then n int64 ids,
+ * for upserts n * dim float32 vectors and n * n_features float32 features (n_features 0 = none) },
+ * little-endian as the machine writes it (the log never leaves the machine that wrote it).
+ * A record is appended with one write() and, by policy, fdatasync()ed before the write it
+ * carries is acknowledged. On attach the records newer than the snapshot (seq > the manifest's
+ * wal_seq) are replayed in order; the first record that is short or fails its CRC ends the log
+ * (a torn tail: the crash came mid-append) and the file is cut there. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "internal.h"
+#include "quiver/fsutil.h"
+
+#define WAL_MAGIC 0x4C415751u /* "QWAL" */
+#define WAL_NAME "wal.log"
+#define REC_UPSERT 1u
+#define REC_DELETE 2u
+
+typedef struct rec_head {
+  uint32_t magic, len, crc;
+} rec_head;
+
+typedef struct rec_body {
+  uint64_t seq;
+  uint32_t type, n, dim, nfeat;
+} rec_body;
+
+struct qv__wal {
+  int fd;
+  char path[3100];
+  qv_wal_opts opts;
+  uint64_t bytes, records; /* since the last reset */
+  double last_sync;
+};
+
+void qv_wal_opts_init(qv_wal_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->sync_always = 1;
+  o->interval_ms = 100;
+}
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static qv_status wal_sync(qv__wal *w, qv_error *err) {
+  if (fdatasync(w->fd) != 0)
+    return qv_error_set(err, QV_EIO, "write-ahead log %s: fdatasync: %s", w->path, strerror(errno));
+  w->last_sync = mono_s();
+  return QV_OK;
+}
+
+qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size_t dim,
+                         size_t nfeat, const int64_t *ids, const float *vectors,
+                         const float *features, qv_error *err) {
+  if (is_delete)
+    dim = nfeat = 0;
+  if (features == NULL)
+    nfeat = 0;
+  const size_t body = sizeof(rec_body) + n * sizeof(int64_t) + n * (dim + nfeat) * sizeof(float);
+  if (body > UINT32_MAX)
+    return qv_error_set(err, QV_EINVAL,
+                        "write-ahead log: one write of %zu bytes is too large "
+                        "(send it in smaller chunks)",
+                        body);
+  char *buf = malloc(sizeof(rec_head) + body);
+  if (buf == NULL)
+    return qv_error_set(err, QV_ENOMEM, "write-ahead log: out of memory for a %zu-byte record",
+                        body);
+  rec_body b = {seq, is_delete ? REC_DELETE : REC_UPSERT, (uint32_t)n, (uint32_t)dim,
+                (uint32_t)nfeat};
+  char *p = buf + sizeof(rec_head);
+  memcpy(p, &b, sizeof b);
+  p += sizeof b;
+  memcpy(p, ids, n * sizeof(int64_t));
+  p += n * sizeof(int64_t);
+  if (dim > 0) {
+    memcpy(p, vectors, n * dim * sizeof(float));
+    p += n * dim * sizeof(float);
+  }
+  if (nfeat > 0)
+    memcpy(p, features, n * nfeat * sizeof(float));
+  rec_head h = {WAL_MAGIC, (uint32_t)body,
+                (uint32_t)crc32(0L, (const Bytef *)buf + sizeof(rec_head), (uInt)body)};
+  memcpy(buf, &h, sizeof h);
+  size_t total = sizeof h + body, done = 0;
+  qv_status st = QV_OK;
+  while (done < total) {
+    ssize_t k = write(w->fd, buf + done, total - done);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0) {
+      st = qv_error_set(err, QV_EIO, "write-ahead log %s: write: %s", w->path,
+                        k < 0 ? strerror(errno) : "short write");
+      break;
+    }
+    done += (size_t)k;
+  }
+  free(buf);
+  if (st != QV_OK) {
+    /* Cut a partial record so that later appends do not follow garbage. */
+    if (ftruncate(w->fd, (off_t)w->bytes) != 0 || lseek(w->fd, 0, SEEK_END) < 0)
+      return qv_error_prefix(err, "and cutting it back failed");
+    return st;
+  }
+  w->bytes += total;
+  w->records++;
+  if (w->opts.sync_always || (mono_s() - w->last_sync) * 1000.0 >= w->opts.interval_ms)
+    return wal_sync(w, err);
+  return QV_OK;
+}
+
+qv_status qv__wal_reset(qv__wal *w, qv_error *err) {
+  if (ftruncate(w->fd, 0) != 0 || lseek(w->fd, 0, SEEK_SET) < 0)
+    return qv_error_set(err, QV_EIO, "write-ahead log %s: truncate: %s", w->path, strerror(errno));
+  w->bytes = w->records = 0;
+  return wal_sync(w, err);
+}
+
+void qv__wal_close(qv__wal *w) {
+  if (w == NULL)
+    return;
+  if (!w->opts.sync_always)
+    fdatasync(w->fd);
+  close(w->fd);
+  free(w);
+}
+
+void qv__wal_figures(const qv__wal *w, uint64_t *bytes, uint64_t *records) {
+  *bytes = w ? w->bytes : 0;
+  *records = w ? w->records : 0;
+}
+
+/* Reads all of fd into memory. */
+static qv_status slurp(int fd, const char *path, char **out, size_t *len, qv_error *err) {
+  struct stat sb;
+  if (fstat(fd, &sb) != 0)
+    return qv_error_set(err, QV_EIO, "write-ahead log %s: stat: %s", path, strerror(errno));
+  *len = (size_t)sb.st_size;
+  *out = malloc(*len ? *len : 1);
+  if (*out == NULL)
+    return qv_error_set(err, QV_ENOMEM, "write-ahead log %s: out of memory for %zu bytes", path,
+                        *len);
+  size_t done = 0;
+  while (done < *len) {
+    ssize_t k = pread(fd, *out + done, *len - done, (off_t)done);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0) {
+      free(*out);
+      return qv_error_set(err, QV_EIO, "write-ahead log %s: read: %s", path,
+                          k < 0 ? strerror(errno) : "unexpected end");
+    }
+    done += (size_t)k;
+  }
+  return QV_OK;
+}
+
+qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_wal_opts *o,
+                                   qv_wal_replay *r, qv_error *err) {
+  if (r)
+    memset(r, 0, sizeof *r);
+  if (c == NULL || dir == NULL)
+    return qv_error_set(err, QV_EINVAL, "wal_attach: NULL argument");
+  if (c->wal != NULL)
+    return qv_error_set(err, QV_EPRECONDITION, "wal_attach: a log is attached already");
+  if (strlen(dir) > 3000)
+    return qv_error_set(err, QV_EINVAL, "wal_attach: directory path is too long");
+  qv__wal *w = calloc(1, sizeof *w);
+  if (w == NULL)
+    return qv_error_set(err, QV_ENOMEM, "out of memory");
+  if (o)
+    w->opts = *o;
+  else
+    qv_wal_opts_init(&w->opts);
+  snprintf(w->path, sizeof w->path, "%s/" WAL_NAME, dir);
+  w->fd = open(w->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (w->fd < 0) {
+    qv_status st =
+        qv_error_set(err, QV_EIO, "write-ahead log %s: open: %s", w->path, strerror(errno));
+    free(w);
+    return st;
+  }
+  char *data = NULL;
+  size_t len = 0, off = 0;
+  qv_status st = slurp(w->fd, w->path, &data, &len, err);
+  if (st == QV_OK)
+    st = qv_dir_fsync(dir, err); /* the log file itself is durable */
+  /* Replay: records after the snapshot, in order, through the normal write paths (the log is
+   * not attached yet, so nothing is logged twice). */
+  while (st == QV_OK && off + sizeof(rec_head) <= len) {
+    rec_head h;
+    memcpy(&h, data + off, sizeof h);
+    if (h.magic != WAL_MAGIC || h.len < sizeof(rec_body) || h.len > len - off - sizeof h ||
+        crc32(0L, (const Bytef *)data + off + sizeof h, h.len) != h.crc)
+      break; /* torn or damaged: the log ends here */
+    rec_body b;
+    const char *p = data + off + sizeof h;
+    memcpy(&b, p, sizeof b);
+    const size_t want = sizeof b + (size_t)b.n * sizeof(int64_t) +
+                        (size_t)b.n * ((size_t)b.dim + b.nfeat) * sizeof(float);
+    if (want != h.len || (b.type != REC_UPSERT && b.type != REC_DELETE) ||
+        (b.type == REC_UPSERT && b.dim != c->dim) || (b.nfeat != 0 && b.nfeat != c->n_features))
+      break;
+    if (b.seq > c->wal_seq) {
+      /* Copies: the record's payload is not aligned for int64/float access. */
+      size_t nid = (size_t)b.n * sizeof(int64_t), nv = (size_t)b.n * b.dim * sizeof(float),
+             nf = (size_t)b.n * b.nfeat * sizeof(float);
+      int64_t *ids = malloc(nid ? nid : 1);
+      float *vec = malloc(nv ? nv : 1), *ft = malloc(nf ? nf : 1);
+      if (!ids || !vec || !ft) {
+        st = qv_error_set(err, QV_ENOMEM, "write-ahead log %s: out of memory replaying", w->path);
+      } else {
+        memcpy(ids, p + sizeof b, nid);
+        memcpy(vec, p + sizeof b + nid, nv);
+        memcpy(ft, p + sizeof b + nid + nv, nf);
+        st = b.type == REC_UPSERT
+                 ? qv_collection_add_features(c, b.n, ids, vec, b.nfeat ? ft : NULL, err)
+                 : qv_collection_delete(c, b.n, ids, NULL, err);
+        if (st != QV_OK)
+          qv_error_prefix(err, "write-ahead log %s: replaying record %llu", w->path,
+                          (unsigned long long)b.seq);
+      }
+      free(ids);
+      free(vec);
+      free(ft);
+      if (st == QV_OK && r) {
+        r->records++;
+        if (b.type == REC_UPSERT)
+          r->upserted += b.n;
+        else
+          r->deleted += b.n;
+      }
+    }
+    if (b.seq > c->wal_seq)
+      c->wal_seq = b.seq;
+    w->records++;
+    off += sizeof h + h.len;
+  }
+  free(data);
+  if (st == QV_OK && off < len) {
+    /* A torn tail (a crash mid-append): what it held was never acknowledged. */
+    if (r)
+      r->dropped_bytes = len - off;
+    if (ftruncate(w->fd, (off_t)off) != 0)
+      st = qv_error_set(err, QV_EIO, "write-ahead log %s: cutting a torn tail: %s", w->path,
+                        strerror(errno));
+  }
+  if (st == QV_OK && lseek(w->fd, 0, SEEK_END) < 0)
+    st = qv_error_set(err, QV_EIO, "write-ahead log %s: seek: %s", w->path, strerror(errno));
+  if (st == QV_OK)
+    st = wal_sync(w, err);
+  if (st != QV_OK) {
+    close(w->fd);
+    free(w);
+    return st;
+  }
+  w->bytes = off;
+  pthread_mutex_lock(&c->wmu);
+  c->wal = w;
+  snprintf(c->wal_dir, sizeof c->wal_dir, "%s", dir);
+  pthread_mutex_unlock(&c->wmu);
+  return QV_OK;
+}
