@@ -531,7 +531,7 @@ TEST_F(Persist, VersionCounterWraps) {
     m.assign((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   }
   for (auto [from, to] : {std::pair<std::string, std::string>{"\"v000001\"", "\"v999999\""},
-                          {"\"version\": 1\n", "\"version\": 999999\n"}}) {
+                          {"\"version\": 1,", "\"version\": 999999,"}}) {
     size_t at = m.find(from);
     ASSERT_NE(at, std::string::npos) << from << " not in " << m;
     m.replace(at, from.size(), to);
