@@ -1,7 +1,11 @@
 /* libquiver_client: synchronous calls over gRPC's C core, one completion queue per call. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -12,6 +16,7 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "quiver/client.h"
+#include "quiver/fsutil.h"
 #include "quiver/v1/retrieval.pb-c.h"
 #include "quiver_wire.h"
 
@@ -244,6 +249,13 @@ static void info_from_pb(const Quiver__V1__CollectionInfo *p, qv_collection_info
   o->gpu_fallbacks = p->gpu_fallbacks;
   snprintf(o->placement, sizeof o->placement, "%s", p->placement ? p->placement : "");
   o->deferred_deletes = p->deferred_deletes;
+  o->build_recall = p->build_recall;
+  o->build_recall_k = p->build_recall_k;
+  o->build_recall_nprobe = p->build_recall_nprobe;
+  o->snapshot_version = p->snapshot_version;
+  snprintf(o->storage_note, sizeof o->storage_note, "%s", p->storage_note ? p->storage_note : "");
+  o->wal_bytes = p->wal_bytes;
+  o->wal_records = p->wal_records;
 }
 
 const char *qv_collection_state_name(int state) {
@@ -531,7 +543,18 @@ qv_status qv_client_upsert_features(qv_client *c, const char *collection, size_t
 qv_status qv_client_build(qv_client *c, const char *collection, int64_t timeout_ms,
                           qv_client_progress_fn progress, void *user, qv_collection_info *info,
                           qv_error *err) {
+  return qv_client_build_ex(c, collection, NULL, timeout_ms, progress, user, info, NULL, err);
+}
+
+qv_status qv_client_build_ex(qv_client *c, const char *collection, const qv_client_build_opts *o,
+                             int64_t timeout_ms, qv_client_progress_fn progress, void *user,
+                             qv_collection_info *info, qv_client_build_result *res,
+                             qv_error *err) {
   CHECK_CLIENT(c, collection);
+  if (res) {
+    memset(res, 0, sizeof *res);
+    res->recall = -1;
+  }
   call k;
   if (!call_start(c, &k, "/quiver.v1.Retrieval/BuildIndex", timeout_ms)) {
     call_end(&k);
@@ -539,6 +562,12 @@ qv_status qv_client_build(qv_client *c, const char *collection, int64_t timeout_
   }
   Quiver__V1__BuildIndexRequest req = QUIVER__V1__BUILD_INDEX_REQUEST__INIT;
   req.collection = (char *)collection;
+  if (o) {
+    req.recall_floor = o->recall_floor;
+    req.target_recall = o->target_recall;
+    req.eval_queries = o->eval_queries;
+    req.eval_k = o->eval_k;
+  }
   grpc_byte_buffer *send = pack(&req.base);
   grpc_op ops[4];
   memset(ops, 0, sizeof ops);
@@ -570,6 +599,14 @@ qv_status qv_client_build(qv_client *c, const char *collection, int64_t timeout_
       got_final = 1;
       if (info)
         info_from_pb(p->info, info);
+      if (res) {
+        res->recall = p->recall;
+        res->recall_k = p->recall_k;
+        res->recall_nprobe = p->recall_nprobe;
+        res->tuned_nprobe = p->tuned_nprobe;
+        res->caught_up = p->caught_up;
+        res->elapsed_seconds = p->elapsed_seconds;
+      }
     }
     protobuf_c_message_free_unpacked(&p->base, NULL);
     if (stop) {
@@ -607,4 +644,189 @@ qv_status qv_client_health(qv_client *c, const char *service, int *serving, qv_e
              GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
   protobuf_c_message_free_unpacked(resp, NULL);
   return QV_OK;
+}
+
+/* ---- import ----------------------------------------------------------------------------- */
+
+/* The files of an index directory to stream: MANIFEST.json last (so that a server never sees a
+ * manifest before the files it names), the version's files before it. */
+static qv_status import_files(const char *dir, char files[][64], int *nfiles, qv_error *err) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/MANIFEST.json", dir);
+  char *text = NULL;
+  size_t len = 0;
+  qv_status st = qv_file_read_all(path, 1 << 20, &text, &len, err);
+  if (st == QV_ENOTFOUND)
+    return qv_error_set(err, QV_ENOTFOUND,
+                        "%s has no MANIFEST.json (build one with 'quiver index build --out DIR')",
+                        dir);
+  if (st != QV_OK)
+    return st;
+  /* The version directory the manifest names: "dir": "vNNNNNN". */
+  const char *p = strstr(text, "\"dir\"");
+  char vdir[8] = "";
+  if (p != NULL)
+    p = strchr(p + 5, '"');
+  if (p != NULL && strlen(p) > 8 && p[8] == '"')
+    memcpy(vdir, p + 1, 7);
+  free(text);
+  if (vdir[0] != 'v')
+    return qv_error_set(err, QV_ECORRUPT, "%s: MANIFEST.json names no version directory", dir);
+  static const char *const names[] = {"index.faiss", "vectors.npy", "ids.npy", "features.npy",
+                                      "MANIFEST.json"};
+  int n = 0;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    snprintf(path, sizeof path, "%s/%s/%s", dir, vdir, names[i]);
+    if (access(path, R_OK) == 0)
+      snprintf(files[n++], 64, "%s/%s", vdir, names[i]);
+  }
+  snprintf(files[n++], 64, "MANIFEST.json");
+  *nfiles = n;
+  return QV_OK;
+}
+
+qv_status qv_client_import(qv_client *c, const char *collection, const qv_client_import_opts *o,
+                           qv_client_progress_fn progress, void *user, qv_collection_info *info,
+                           qv_client_build_result *res, qv_error *err) {
+  CHECK_CLIENT(c, collection);
+  if (res) {
+    memset(res, 0, sizeof *res);
+    res->recall = -1;
+  }
+  if (o == NULL || ((o->index_dir == NULL) == (o->server_path == NULL)))
+    return qv_error_set(err, QV_EINVAL, "import: give exactly one of index_dir and server_path");
+  char files[8][64];
+  int nfiles = 0;
+  uint64_t total = 0;
+  qv_status st = QV_OK;
+  if (o->index_dir != NULL) {
+    if ((st = import_files(o->index_dir, files, &nfiles, err)) != QV_OK)
+      return st;
+    for (int i = 0; i < nfiles; i++) {
+      char path[4200];
+      struct stat sb;
+      snprintf(path, sizeof path, "%s/%s", o->index_dir, files[i]);
+      if (stat(path, &sb) == 0)
+        total += (uint64_t)sb.st_size;
+    }
+  }
+  size_t chunk = o->chunk_bytes ? o->chunk_bytes : (size_t)4 << 20;
+  unsigned char *buf = malloc(chunk);
+  if (buf == NULL)
+    return qv_error_set(err, QV_ENOMEM, "import: out of memory for a %zu-byte chunk", chunk);
+  call k;
+  if (!call_start(c, &k, "/quiver.v1.Retrieval/ImportIndex", o->timeout_ms)) {
+    call_end(&k);
+    free(buf);
+    return qv_error_set(err, QV_EINTERNAL, "cannot start the import call");
+  }
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_SEND_INITIAL_METADATA;
+  op.flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
+  int ok = batch(&k, &op, 1), cancelled = 0, first = 1;
+  uint64_t sent = 0;
+  Quiver__V1__ImportIndexRequest req = QUIVER__V1__IMPORT_INDEX_REQUEST__INIT;
+  req.collection = (char *)collection;
+  req.server_path = (char *)(o->server_path ? o->server_path : "");
+  req.create = o->create != 0;
+  req.recall_floor = o->check.recall_floor;
+  req.target_recall = o->check.target_recall;
+  req.eval_queries = o->check.eval_queries;
+  req.eval_k = o->check.eval_k;
+  for (int i = 0; ok && !cancelled && st == QV_OK && (i < nfiles || first); i++) {
+    FILE *f = NULL;
+    if (i < nfiles) {
+      char path[4200];
+      snprintf(path, sizeof path, "%s/%s", o->index_dir, files[i]);
+      if ((f = fopen(path, "rb")) == NULL) {
+        st = qv_error_set(err, QV_EIO, "import: cannot read %s: %s", path, strerror(errno));
+        break;
+      }
+    }
+    uint64_t off = 0;
+    for (;;) {
+      size_t got = f ? fread(buf, 1, chunk, f) : 0;
+      if (f && got == 0 && ferror(f)) {
+        st = qv_error_set(err, QV_EIO, "import: reading %s/%s failed", o->index_dir, files[i]);
+        break;
+      }
+      if (f && got == 0 && off > 0)
+        break; /* end of a non-empty file */
+      req.file = (char *)(f ? files[i] : "");
+      req.offset = off;
+      req.data.data = buf;
+      req.data.len = got;
+      req.crc32 = (uint32_t)crc32(0L, buf, (uInt)got);
+      grpc_byte_buffer *bb = pack(&req.base);
+      memset(&op, 0, sizeof op);
+      op.op = GRPC_OP_SEND_MESSAGE;
+      op.data.send_message.send_message = bb;
+      ok = ok && batch(&k, &op, 1);
+      grpc_byte_buffer_destroy(bb);
+      if (first) { /* the header travels once */
+        first = 0;
+        req.collection = (char *)"";
+        req.server_path = (char *)"";
+        req.create = 0;
+        req.recall_floor = req.target_recall = 0;
+        req.eval_queries = req.eval_k = 0;
+      }
+      off += got;
+      sent += got;
+      if (ok && progress && progress(user, "upload", sent, total) != 0) {
+        grpc_call_cancel(k.call, NULL);
+        cancelled = 1;
+      }
+      if (!ok || cancelled || f == NULL || got < chunk)
+        break;
+    }
+    if (f)
+      fclose(f);
+  }
+  free(buf);
+  if (st != QV_OK) /* a local failure: tell the server to drop what it staged */
+    grpc_call_cancel(k.call, NULL);
+  grpc_byte_buffer *recv = NULL;
+  grpc_op fin[4];
+  memset(fin, 0, sizeof fin);
+  fin[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  fin[1].op = GRPC_OP_RECV_INITIAL_METADATA;
+  fin[1].data.recv_initial_metadata.recv_initial_metadata = &k.md_initial;
+  fin[2].op = GRPC_OP_RECV_MESSAGE;
+  fin[2].data.recv_message.recv_message = &recv;
+  fin[3].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  fin[3].data.recv_status_on_client.trailing_metadata = &k.md_trailing;
+  fin[3].data.recv_status_on_client.status = &k.status;
+  fin[3].data.recv_status_on_client.status_details = &k.details;
+  qv_status cst;
+  if (!batch(&k, fin, 4) && !batch(&k, fin + 1, 3)) {
+    cst = qv_error_set(err, QV_EINTERNAL, "import call failed to complete");
+  } else if ((cst = call_status(&k, st == QV_OK ? err : NULL)) == QV_OK) {
+    Quiver__V1__ImportIndexResponse *r =
+        recv ? (Quiver__V1__ImportIndexResponse *)unpack(
+                   recv, &quiver__v1__import_index_response__descriptor)
+             : NULL;
+    if (r == NULL) {
+      cst = qv_error_set(err, QV_EINTERNAL, "INTERNAL: undecodable import answer");
+    } else {
+      if (info && r->info)
+        info_from_pb(r->info, info);
+      if (res) {
+        res->recall = r->recall;
+        res->recall_k = r->recall_k;
+        res->recall_nprobe = r->recall_nprobe;
+        res->bytes_sent = r->bytes_received;
+        res->files = r->files;
+        res->elapsed_seconds = r->elapsed_seconds;
+      }
+      protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+  }
+  if (st == QV_OK && cancelled && cst == QV_ECANCELLED)
+    qv_error_set(err, QV_ECANCELLED, "CANCELLED: import cancelled by the caller");
+  if (recv)
+    grpc_byte_buffer_destroy(recv);
+  call_end(&k);
+  return st != QV_OK ? st : cst;
 }

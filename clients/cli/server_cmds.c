@@ -30,7 +30,10 @@ static const char *kServerHelp =
     "  quiver describe NAME [--json]\n"
     "  quiver upsert NAME --input FILE [--ids FILE] [--features FILE] [--chunk-mb N]\n"
     "  quiver delete NAME (--ids 1,2,3 | --ids-file FILE)\n"
-    "  quiver build NAME [--timeout SECONDS]\n"
+    "  quiver build NAME [--recall-floor R] [--target-recall R] [--eval-queries N]\n"
+    "                [--eval-k K] [--timeout SECONDS]\n"
+    "  quiver push NAME (--index DIR | --server-path DIR) [--create] [--recall-floor R]\n"
+    "                [--target-recall R] [--eval-queries N] [--eval-k K] [--chunk-mb N]\n"
     "  quiver search NAME --queries FILE [--k K] [--nprobe N] [--exact] [--batch B]\n"
     "                [--groundtruth FILE] [--json] [--output FILE]\n"
     "                [--candidates K'] [--refine] [--mmr LAMBDA] [--weights W0,W1,..]\n"
@@ -69,6 +72,19 @@ static int connect_to(const global *g, qv_client **c) {
   return 0;
 }
 
+/* s as a JSON string body (quotes, backslashes and control characters escaped). */
+static void json_str(const char *s) {
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      printf("\\%c", ch);
+    else if (ch < 0x20)
+      printf("\\u%04x", ch);
+    else
+      putchar(ch);
+  }
+}
+
 static void print_info(const qv_collection_info *i, int json) {
   if (json) {
     printf("{\"name\": \"%s\", \"dim\": %u, \"metric\": \"%s\", \"spec\": \"%s\", \"state\": "
@@ -77,12 +93,18 @@ static void print_info(const qv_collection_info *i, int json) {
            ", \"index_bytes\": %" PRIu64 ", \"index_version\": %" PRIu64 ", \"n_features\": %u, "
            "\"device\": \"%s\", \"gpu\": %d, \"device_bytes\": %" PRIu64
            ", \"placement\": \"%s\", \"tombstones\": %" PRIu64 ", \"gpu_fallbacks\": %" PRIu64
-           ", \"deferred_deletes\": %s}",
+           ", \"deferred_deletes\": %s, \"build_recall\": %.4f, \"build_recall_k\": %u, "
+           "\"build_recall_nprobe\": %u, \"snapshot_version\": %" PRIu64
+           ", \"wal_bytes\": %" PRIu64 ", \"wal_records\": %" PRIu64 ", \"storage_note\": \"",
            i->name, i->dim, qv_metric_name(i->metric), i->index_spec,
            qv_collection_state_name(i->state), i->count, i->indexed, i->nlist, i->default_nprobe,
            i->memory_bytes, i->vector_bytes, i->index_bytes, i->index_version, i->n_features,
            qv_device_name(i->device), i->gpu, i->device_bytes, i->placement, i->tombstones,
-           i->gpu_fallbacks, i->deferred_deletes ? "true" : "false");
+           i->gpu_fallbacks, i->deferred_deletes ? "true" : "false", i->build_recall,
+           i->build_recall_k, i->build_recall_nprobe, i->snapshot_version, i->wal_bytes,
+           i->wal_records);
+    json_str(i->storage_note);
+    printf("\"}");
     return;
   }
   printf("%s: %s, %s, dim %u, %s\n  %" PRIu64 " vectors (%" PRIu64
@@ -99,6 +121,67 @@ static void print_info(const qv_collection_info *i, int json) {
   if (i->tombstones > 0 || i->deferred_deletes)
     printf("  %" PRIu64 " tombstone(s)%s\n", i->tombstones,
            i->deferred_deletes ? " (deferred deletes)" : "");
+  if (i->build_recall >= 0)
+    printf("  last build: recall@%u %.4f at nprobe %u\n", i->build_recall_k, i->build_recall,
+           i->build_recall_nprobe);
+  printf("  snapshot v%06" PRIu64 ", write-ahead log %.1f MiB (%" PRIu64 " records)\n",
+         i->snapshot_version, i->wal_bytes / 1048576.0, i->wal_records);
+  if (i->storage_note[0] != '\0')
+    printf("  WARNING: %s\n", i->storage_note);
+}
+
+/* The recall options of build and push. Returns 1 when c was one of them, 0 when not, -1 after a
+ * usage error (its exit code in *rc). */
+enum { OPT_FLOOR = 2000, OPT_TARGET, OPT_EVALQ, OPT_EVALK };
+#define RECALL_OPTS                                                                                \
+  {"recall-floor", required_argument, 0, OPT_FLOOR},                                               \
+      {"target-recall", required_argument, 0, OPT_TARGET},                                         \
+      {"eval-queries", required_argument, 0, OPT_EVALQ}, {"eval-k", required_argument, 0, OPT_EVALK}
+
+static int take_recall(int c, qv_client_build_opts *o, int *rc) {
+  uint64_t v;
+  char *end;
+  double x;
+  switch (c) {
+  case OPT_FLOOR:
+  case OPT_TARGET:
+    x = strtod(optarg, &end);
+    if (end == optarg || *end != '\0' || !(x > 0 && x <= 1)) {
+      *rc = cli_usage_error(c == OPT_FLOOR ? "--recall-floor takes a recall in (0, 1], not '%s'"
+                                           : "--target-recall takes a recall in (0, 1], not '%s'",
+                            optarg);
+      return -1;
+    }
+    if (c == OPT_FLOOR)
+      o->recall_floor = x;
+    else
+      o->target_recall = x;
+    return 1;
+  case OPT_EVALQ:
+  case OPT_EVALK:
+    if (cli_parse_u64(optarg, c == OPT_EVALQ ? 100000 : 1024, &v) || v == 0) {
+      *rc = cli_usage_error(c == OPT_EVALQ ? "--eval-queries must be 1..100000, not '%s'"
+                                           : "--eval-k must be 1..1024, not '%s'",
+                            optarg);
+      return -1;
+    }
+    if (c == OPT_EVALQ)
+      o->eval_queries = (uint32_t)v;
+    else
+      o->eval_k = (uint32_t)v;
+    return 1;
+  }
+  return 0;
+}
+
+static void print_result(const char *what, double seconds, const qv_client_build_result *r) {
+  printf("%s in %.2f s", what, seconds);
+  if (r->recall >= 0)
+    printf(": recall@%u %.4f at nprobe %u%s", r->recall_k, r->recall, r->recall_nprobe,
+           r->tuned_nprobe ? " (tuned: the new default nprobe)" : "");
+  if (r->caught_up > 0)
+    printf(", %" PRIu64 " write(s) made during the build caught up", r->caught_up);
+  printf("\n");
 }
 
 /* Parses the command's options. Returns -1 to continue, else an exit code. */
@@ -486,11 +569,26 @@ case 'f':
 }
 
 static int cmd_build(int argc, char **argv, global *g) {
-  static const struct option opts[] = {GLOBAL_OPTS};
+  static const struct option opts[] = {RECALL_OPTS, GLOBAL_OPTS};
+  qv_client_build_opts bo;
+  memset(&bo, 0, sizeof bo);
+  int urc = 0;
   if (!g->timeout_given)
     g->timeout_s = 0; /* builds default to no client deadline beyond a day */
   PARSE_BEGIN(opts)
-  PARSE_END
+  default:
+    if (take_recall(c, &bo, &urc) < 0)
+      return urc;
+    if (c < OPT_FLOOR) {
+      fputs(kServerHelp, stderr);
+      return EXIT_USAGE;
+    }
+    break;
+  case 'h':
+    fputs(kServerHelp, stdout);
+    return 0;
+  }
+  }
   const char *name = positional(argc, argv, "build");
   if (name == NULL)
     return EXIT_USAGE;
@@ -503,12 +601,87 @@ static int cmd_build(int argc, char **argv, global *g) {
   cli_progress pr;
   cli_progress_init(&pr);
   qv_collection_info info;
+  qv_client_build_result res;
   qv_error e = {0};
   double t0 = cli_now_s();
-  if (qv_client_build(cl, name, timeout_ms, cli_progress_cb, &pr, &info, &e) != QV_OK) {
+  if (qv_client_build_ex(cl, name, &bo, timeout_ms, cli_progress_cb, &pr, &info, &res, &e) !=
+      QV_OK) {
     rc = cli_fail_remote(&e);
   } else {
-    printf("built in %.2f s: ", cli_now_s() - t0);
+    print_result("built", cli_now_s() - t0, &res);
+    print_info(&info, 0);
+  }
+  qv_client_close(cl);
+  return rc;
+}
+
+static int cmd_push(int argc, char **argv, global *g) {
+  static const struct option opts[] = {{"index", required_argument, 0, 'i'},
+                                       {"server-path", required_argument, 0, 'p'},
+                                       {"create", no_argument, 0, 'c'},
+                                       {"chunk-mb", required_argument, 0, 'm'},
+                                       RECALL_OPTS,
+                                       GLOBAL_OPTS};
+  qv_client_import_opts io;
+  memset(&io, 0, sizeof io);
+  uint64_t mb = 4;
+  int urc = 0;
+  if (!g->timeout_given)
+    g->timeout_s = 0;
+  PARSE_BEGIN(opts)
+  case 'i':
+    io.index_dir = optarg;
+    break;
+  case 'p':
+    io.server_path = optarg;
+    break;
+  case 'c':
+    io.create = 1;
+    break;
+  case 'm':
+    if (cli_parse_u64(optarg, 1024, &mb) || mb == 0)
+      return cli_usage_error("--chunk-mb must be 1..1024, not '%s'", optarg);
+    break;
+  default:
+    if (take_recall(c, &io.check, &urc) < 0)
+      return urc;
+    if (c < OPT_FLOOR) {
+      fputs(kServerHelp, stderr);
+      return EXIT_USAGE;
+    }
+    break;
+  case 'h':
+    fputs(kServerHelp, stdout);
+    return 0;
+  }
+  }
+  const char *name = positional(argc, argv, "push");
+  if (name == NULL)
+    return EXIT_USAGE;
+  if ((io.index_dir == NULL) == (io.server_path == NULL))
+    return cli_usage_error("'quiver push' needs exactly one of --index DIR (streamed) and "
+                           "--server-path DIR (on the server)%s",
+                           "");
+  io.chunk_bytes = (size_t)mb << 20;
+  io.timeout_ms = g->timeout_s ? (int64_t)g->timeout_s * 1000 : 86400000;
+  g->timeout_s = 30;
+  qv_client *cl;
+  int rc = connect_to(g, &cl);
+  if (rc)
+    return rc;
+  cli_progress pr;
+  cli_progress_init(&pr);
+  qv_collection_info info;
+  qv_client_build_result res;
+  qv_error e = {0};
+  double t0 = cli_now_s();
+  if (qv_client_import(cl, name, &io, cli_progress_cb, &pr, &info, &res, &e) != QV_OK) {
+    rc = cli_fail_remote(&e);
+  } else {
+    char what[96];
+    snprintf(what, sizeof what, "pushed %.1f MiB in %u file(s), swapped in",
+             res.bytes_sent / 1048576.0, res.files);
+    print_result(what, cli_now_s() - t0, &res);
     print_info(&info, 0);
   }
   qv_client_close(cl);
@@ -757,6 +930,8 @@ int cli_server_main(int argc, char **argv) {
     return cmd_delete(sub_argc, sub_argv, &g);
   if (!strcmp(cmd, "build"))
     return cmd_build(sub_argc, sub_argv, &g);
+  if (!strcmp(cmd, "push"))
+    return cmd_push(sub_argc, sub_argv, &g);
   if (!strcmp(cmd, "search"))
     return cmd_search(sub_argc, sub_argv, &g);
   return cli_usage_error("unknown command '%s'", cmd);

@@ -34,7 +34,10 @@ qv_status qv__collection_alloc(qv_collection **out, qv_error *err) {
   pthread_mutex_init(&c->wmu, NULL);
   qv__idmap_init(&c->map);
   qv__idmap_init(&c->tomb);
+  qv__idmap_init(&c->touched);
   snprintf(c->placement, sizeof c->placement, "cpu: not built yet");
+  c->keep_versions = 2;
+  c->build_recall = -1.0;
   *out = c;
   return QV_OK;
 }
@@ -100,6 +103,7 @@ void qv_collection_close(qv_collection *c) {
   free(c->ids);
   qv__idmap_fini(&c->map);
   qv__idmap_fini(&c->tomb);
+  qv__idmap_fini(&c->touched);
   pthread_rwlock_destroy(&c->rw);
   pthread_mutex_destroy(&c->wmu);
   free(c);
@@ -133,18 +137,31 @@ qv_status qv__store_reserve(qv_collection *c, size_t n, qv_error *err) {
 }
 
 /* Removes `n` ids from the FAISS index (no-op when n == 0). */
-static qv_status index_remove(qv_collection *c, size_t n, const int64_t *ids, qv_error *err) {
+qv_status qv__index_remove(FaissIndex *index, size_t n, const int64_t *ids, qv_error *err) {
   if (n == 0)
     return QV_OK;
   FaissIDSelectorBatch *sel = NULL;
   if (faiss_IDSelectorBatch_new(&sel, n, ids) != 0)
     return qv__faiss_fail(err, QV_EINTERNAL, "removing ids");
   size_t removed = 0;
-  int rc = faiss_Index_remove_ids(c->index, (const FaissIDSelector *)sel, &removed);
+  int rc = faiss_Index_remove_ids(index, (const FaissIDSelector *)sel, &removed);
   faiss_IDSelector_free((FaissIDSelector *)sel);
   if (rc != 0)
     return qv__faiss_fail(err, QV_EINTERNAL, "removing ids");
   return QV_OK;
+}
+
+/* While a build runs, records ids whose stored vector changed so that the new index catches up on
+ * them before it is swapped in (build.c). Caller holds c->wmu. */
+static void touch(qv_collection *c, size_t n, const int64_t *ids) {
+  if (!c->building || n == 0)
+    return;
+  if (qv__idmap_reserve(&c->touched, c->touched.count + n) != 0) {
+    c->touched_lost = 1;
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    qv__idmap_put(&c->touched, ids[i], 0);
 }
 
 qv_status qv_collection_add(qv_collection *c, size_t n, const int64_t *ids, const float *vectors,
@@ -244,7 +261,7 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
         qv__idmap_put(&c->tomb, packed_ids[j], QV__TOMB_REPLACED);
     }
     c->n_dead += nrep;
-  } else if (c->trained && (st = index_remove(c, nrep, replaced, err)) != QV_OK) {
+  } else if (c->trained && (st = qv__index_remove(c->index, nrep, replaced, err)) != QV_OK) {
     goto unlock;
   }
   for (size_t j = 0; j < m; j++) {
@@ -262,6 +279,7 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
         memset(c->feats + row * F, 0, F * sizeof(float));
     }
   }
+  touch(c, m, packed_ids);
   if (c->trained && faiss_Index_add_with_ids(c->index, (idx_t)m, packed, packed_ids) != 0)
     st = qv__faiss_fail(err, QV_EINTERNAL, "adding vectors to the index");
   if (st == QV_OK && c->trained && c->gpu != NULL) {
@@ -342,127 +360,14 @@ qv_status qv_collection_delete(qv_collection *c, size_t n, const int64_t *ids, s
     }
     c->count--;
   }
+  touch(c, ng, gone);
   if (c->trained && !deferred && st == QV_OK)
-    st = index_remove(c, ng, gone, err);
+    st = qv__index_remove(c->index, ng, gone, err);
   pthread_rwlock_unlock(&c->rw);
   pthread_mutex_unlock(&c->wmu);
   free(gone);
   if (n_deleted)
     *n_deleted = ng;
-  return st;
-}
-
-static uint64_t rng_next(uint64_t *s) { /* xorshift64* */
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * 0x2545F4914F6CDD1DULL;
-}
-
-static int report(qv_progress_fn fn, void *user, const char *phase, uint64_t done, uint64_t total) {
-  return fn != NULL && fn(user, phase, done, total) != 0;
-}
-
-qv_status qv_collection_build(qv_collection *c, qv_progress_fn progress, void *user,
-                              qv_error *err) {
-  if (c == NULL)
-    return qv_error_set(err, QV_EINVAL, "build: collection is NULL");
-  qv_status st = QV_OK;
-  FaissIndex *idx = NULL;
-  float *sample = NULL;
-  size_t *rows = NULL;
-  const size_t d = c->dim;
-  /* Writers wait; searches go on against the current index (the store does not change while
-   * we hold wmu, and searches only read it). */
-  pthread_mutex_lock(&c->wmu);
-  const size_t n = c->count;
-  if (n < c->spec.train_min || (c->spec.nlist > 0 && n == 0)) {
-    st = qv_error_set(err, QV_EPRECONDITION,
-                      "build: '%s' needs at least %zu vectors to train, the collection has %zu",
-                      c->spec.text, c->spec.train_min ? c->spec.train_min : 1, n);
-    goto out;
-  }
-  if ((st = qv__index_new(&c->spec, d, c->metric, &idx, err)) != QV_OK)
-    goto out;
-  if (c->spec.nlist > 0) {
-    size_t ns = c->train_sample ? c->train_sample : (size_t)256 * c->spec.nlist;
-    if (ns < c->spec.train_min)
-      ns = c->spec.train_min;
-    if (ns > n)
-      ns = n;
-    if (report(progress, user, "sample", 0, ns))
-      goto cancelled;
-    const float *train = c->vecs;
-    if (ns < n) { /* a seeded partial Fisher-Yates shuffle picks the sample */
-      rows = malloc(n * sizeof *rows);
-      sample = malloc(ns * d * sizeof(float));
-      if (rows == NULL || sample == NULL) {
-        st = qv_error_set(err, QV_ENOMEM, "build: out of memory for a sample of %zu", ns);
-        goto out;
-      }
-      for (size_t i = 0; i < n; i++)
-        rows[i] = i;
-      uint64_t s = c->seed ? c->seed : 1;
-      for (size_t i = 0; i < ns; i++) {
-        size_t j = i + (size_t)(rng_next(&s) % (n - i));
-        size_t t = rows[i];
-        rows[i] = rows[j];
-        rows[j] = t;
-        memcpy(sample + i * d, c->vecs + rows[i] * d, d * sizeof(float));
-      }
-      train = sample;
-    }
-    if (report(progress, user, "train", 0, 1))
-      goto cancelled;
-    if (faiss_Index_train(idx, (idx_t)ns, train) != 0) {
-      st = qv__faiss_fail(err, QV_EINTERNAL, "build: training");
-      goto out;
-    }
-    if (report(progress, user, "train", 1, 1))
-      goto cancelled;
-  }
-  const size_t chunk = 65536;
-  for (size_t off = 0; off < n; off += chunk) {
-    size_t m = n - off < chunk ? n - off : chunk;
-    if (report(progress, user, "add", off, n))
-      goto cancelled;
-    if (faiss_Index_add_with_ids(idx, (idx_t)m, c->vecs + off * d, c->ids + off) != 0) {
-      st = qv__faiss_fail(err, QV_EINTERNAL, "build: adding vectors");
-      goto out;
-    }
-  }
-  report(progress, user, "add", n, n);
-  qv__index_prepare(idx, &c->spec);
-  /* The GPU copy of the new index is made before the swap; searches go on meanwhile. */
-  qv__gpu_index *gpu = NULL;
-  char note[QV__NOTE];
-  if ((st = qv__place(c, idx, c->gpu, &gpu, note, err)) != QV_OK)
-    goto out;
-  pthread_rwlock_wrlock(&c->rw);
-  FaissIndex *old = c->index;
-  qv__gpu_index *old_gpu = c->gpu;
-  c->index = idx;
-  c->gpu = gpu;
-  memcpy(c->placement, note, sizeof note);
-  c->trained = 1;
-  c->version++;
-  qv__idmap_fini(&c->tomb); /* the new index holds only live entries */
-  qv__idmap_init(&c->tomb);
-  c->n_dead = 0;
-  pthread_rwlock_unlock(&c->rw);
-  qv__gpu_free(old_gpu);
-  idx = old; /* freed below, outside the lock */
-  goto out;
-cancelled:
-  st = qv_error_set(err, QV_ECANCELLED, "build cancelled; the previous index stays");
-out:
-  pthread_mutex_unlock(&c->wmu);
-  if (idx != NULL)
-    faiss_Index_free(idx);
-  free(sample);
-  free(rows);
   return st;
 }
 
@@ -492,9 +397,14 @@ qv_status qv_collection_stats_get(qv_collection *c, qv_collection_stats *s, qv_e
   s->tombstones = c->n_dead;
   s->gpu_fallbacks = __atomic_load_n(&c->gpu_fallbacks, __ATOMIC_RELAXED);
   s->deferred_deletes = c->deferred;
+  s->build_recall = c->build_recall;
+  s->build_recall_k = c->build_recall_k;
+  s->build_nprobe = c->build_nprobe;
   pthread_rwlock_unlock(&c->rw);
   pthread_mutex_lock(&c->wmu);
   qv__wal_figures(c->wal, &s->wal_bytes, &s->wal_records);
+  s->disk_version = c->disk_version;
+  memcpy(s->open_note, c->open_note, sizeof s->open_note);
   pthread_mutex_unlock(&c->wmu);
   return QV_OK;
 }

@@ -116,3 +116,16 @@ int qv__idmap_del(qv__idmap *m, int64_t key) {
   m->count--;
   return 0 + 1;
 }
+
+void qv__idmap_clear(qv__idmap *m) {
+  qv__idmap_fini(m);
+  qv__idmap_init(m);
+}
+
+size_t qv__idmap_keys(const qv__idmap *m, int64_t *out, size_t max) {
+  size_t n = 0;
+  for (size_t i = 0; i < m->cap && n < max; i++)
+    if (m->keys[i] != -1)
+      out[n++] = m->keys[i];
+  return n;
+}

@@ -27,5 +27,9 @@ int qv__idmap_get(const qv__idmap *m, int64_t key, uint64_t *row);
 int qv__idmap_put(qv__idmap *m, int64_t key, uint64_t row);
 /* Removes; returns 1 if it was present. */
 int qv__idmap_del(qv__idmap *m, int64_t key);
+/* Empties and frees the table. */
+void qv__idmap_clear(qv__idmap *m);
+/* Writes up to max keys (in table order) to out; returns how many. */
+size_t qv__idmap_keys(const qv__idmap *m, int64_t *out, size_t max);
 
 #endif

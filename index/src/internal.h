@@ -64,6 +64,21 @@ struct qv_collection {
   uint64_t wal_seq;
   char wal_dir[3100];
 
+  /* On disk (persist.c): the version this object was opened from or last saved to disk_dir, how
+   * many versions a save keeps, and why an older version was opened (empty normally). */
+  uint64_t disk_version;
+  char disk_dir[3100];
+  uint32_t keep_versions;
+  char open_note[QV__NOTE + QV_ERROR_MSG_MAX];
+  /* The last build's measured recall@k against exact search (-1: not measured) and its k. */
+  double build_recall;
+  uint32_t build_recall_k, build_nprobe;
+  /* While a build runs (build.c) writers go on: each id they touch is recorded here and the new
+   * index catches up on them before the swap. touched_lost: one could not be recorded. */
+  int building;
+  qv__idmap touched;
+  int touched_lost;
+
   pthread_rwlock_t rw; /* readers: searches; writer: the short mutations */
   pthread_mutex_t wmu; /* serialises writers (add, delete, build, save) */
 };
@@ -73,8 +88,12 @@ typedef struct qv__wal qv__wal;
 qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size_t dim,
                          size_t nfeat, const int64_t *ids, const float *vectors,
                          const float *features, qv_error *err);
-/* Empties the log (after a save made its records part of the snapshot). */
-qv_status qv__wal_reset(qv__wal *w, qv_error *err);
+/* After a save made the log's records part of snapshot `version`: renames the log to that
+ * version's segment (wal-vNNNNNN.log, kept for a fallback open of an older version) and starts
+ * an empty one. */
+qv_status qv__wal_rotate(qv__wal *w, uint64_t version, qv_error *err);
+/* Removes DIR's log segment of `version` (its snapshot was pruned). */
+void qv__wal_drop_segment(const char *dir, uint64_t version);
 void qv__wal_close(qv__wal *w);
 void qv__wal_figures(const qv__wal *w, uint64_t *bytes, uint64_t *records);
 
@@ -99,6 +118,18 @@ qv_status qv__place(qv_collection *c, FaissIndex *idx, qv__gpu_index *replacing,
  * CPU index is exact again; clears the tombstones unless a GPU copy still holds stale entries.
  * The caller holds c->wmu, not c->rw. */
 qv_status qv__fold_tombstones(qv_collection *c, qv_error *err);
+
+/* One search of `index` (made for spec, dimension d), nprobe resolved (1 .. nlist; unused for
+ * Flat); only reads the index (see search.c). FAISS's padding is left as it is. */
+qv_status qv__index_search(FaissIndex *index, const qv__spec *spec, size_t d, const float *q,
+                           size_t n, size_t k, uint32_t nprobe, float *scores, int64_t *ids,
+                           qv_error *err);
+/* Exact top-k of n queries over nb vectors (vecs, with ids vids) through kernels/. */
+qv_status qv__exact_search(qv_metric metric, const float *vecs, const int64_t *vids, size_t nb,
+                           size_t d, const float *q, size_t n, size_t k, float *scores,
+                           int64_t *ids, qv_error *err);
+/* Removes ids from index (one scan of the lists); absent ids are skipped. */
+qv_status qv__index_remove(FaissIndex *index, size_t n, const int64_t *ids, qv_error *err);
 
 qv_status qv__spec_parse(const char *text, size_t dim, qv__spec *out, qv_error *err);
 /* Makes an empty FAISS index for the spec. */

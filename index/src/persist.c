@@ -7,8 +7,11 @@
  *
  * Save writes a new version directory as vNNNNNN.tmp, fsyncs every file and the directory, renames
  * it to vNNNNNN, fsyncs DIR, then replaces MANIFEST.json atomically (temp + fsync + rename + fsync
- * DIR). A crash at any point leaves the old manifest pointing at the old, complete version. The
- * previous version is kept as a fallback; older ones are removed. See docs/index-format.md. */
+ * DIR). A crash at any point leaves the old manifest pointing at the old, complete version. Each
+ * version directory also holds its own copy of the manifest, so that when the newest version fails
+ * its checks at open the previous one is served (and the write-ahead log segments kept since then
+ * are replayed on top of it). The last keep_versions versions are kept (default 2); older ones are
+ * removed. See docs/index-format.md. */
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -39,24 +42,64 @@ static int nfiles_for(size_t n_features) {
   return n_features > 0 ? NFILES : NFILES - 1;
 }
 
-/* Removes DIR/vNNNNNN for every N other than keep_a and keep_b, and stale *.tmp versions. */
-static void prune_versions(const char *dir, uint64_t keep_a, uint64_t keep_b) {
+/* How many saves ago version x was made, counting from v (the counter wraps after 999999). */
+static uint64_t version_age(uint64_t v, uint64_t x) {
+  return (v + 999999 - x) % 999999;
+}
+
+/* Removes stale *.tmp versions and every DIR/vNNNNNN except v, `from` (the version the collection
+ * was opened from or last saved, 0 = none) and the versions just older than `from`, keep in all;
+ * then the write-ahead log segments (wal.c) of versions no longer kept. */
+static void prune_versions(const char *dir, uint64_t v, uint64_t from, uint32_t keep) {
   DIR *d = opendir(dir);
   if (d == NULL)
     return;
   struct dirent *e;
   char path[4096];
+  uint64_t *have = NULL;
+  size_t nhave = 0, cap = 0;
   while ((e = readdir(d)) != NULL) {
-    unsigned long long v;
-    if (sscanf(e->d_name, "v%6llu", &v) != 1 || e->d_name[0] != 'v')
+    unsigned long long x;
+    char tail[16] = "";
+    if (e->d_name[0] != 'v' || sscanf(e->d_name, "v%6llu%15s", &x, tail) < 1 ||
+        strlen(e->d_name) < 7)
       continue;
-    int is_tmp = strlen(e->d_name) > 7;
-    if (!is_tmp && (v == keep_a || v == keep_b))
-      continue;
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    qv_remove_tree(path, NULL);
+    if (strcmp(tail, ".tmp") == 0) {
+      snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+      qv_remove_tree(path, NULL);
+    } else if (tail[0] == '\0' && x != v) {
+      if (nhave == cap) {
+        cap = cap ? 2 * cap : 16;
+        uint64_t *t = realloc(have, cap * sizeof *t);
+        if (t == NULL)
+          break;
+        have = t;
+      }
+      have[nhave++] = x;
+    }
   }
   closedir(d);
+  /* Kept besides v: `from`, then the others by age relative to it. */
+  uint64_t anchor = from ? from : v;
+  uint32_t kept = 1;
+  for (;;) {
+    size_t best = nhave;
+    for (size_t i = 0; i < nhave; i++)
+      if (have[i] != 0 && (best == nhave || version_age(anchor, have[i]) <
+                                               version_age(anchor, have[best])))
+        best = i;
+    if (best == nhave)
+      break;
+    if (kept < keep) {
+      kept++;
+    } else {
+      snprintf(path, sizeof path, "%s/v%06" PRIu64, dir, have[best]);
+      qv_remove_tree(path, NULL);
+      qv__wal_drop_segment(dir, have[best]);
+    }
+    have[best] = 0;
+  }
+  free(have);
 }
 
 /* Version referenced by DIR/MANIFEST.json, or 0. */
@@ -89,7 +132,9 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
   /* Tombstoned entries never reach the disk: the saved index holds exactly the stored vectors. */
   if ((st = qv__fold_tombstones(c, err)) != QV_OK)
     goto out;
-  const uint64_t prev = manifest_version(dir);
+  uint64_t prev = manifest_version(dir);
+  if (prev == 0 && strcmp(dir, c->disk_dir) == 0)
+    prev = c->disk_version; /* the manifest is unreadable: count on from what we opened */
   /* The counter follows the manifest and wraps after 999999; a directory already holding the
    * next number is an orphan of an interrupted save (the manifest never named it). */
   const uint64_t v = prev % 999999 + 1;
@@ -129,15 +174,6 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
         files, kFiles[i],
         json_pack("{s:I, s:I}", "size", (json_int_t)size, "crc32", (json_int_t)crc));
   }
-  if ((st = qv_dir_fsync(tmp, err)) != QV_OK)
-    goto out;
-  if (rename(tmp, final) != 0) {
-    st = qv_error_set(err, QV_EIO, "save: rename %s -> %s: %s", tmp, final, strerror(errno));
-    goto out;
-  }
-  if ((st = qv_dir_fsync(dir, err)) != QV_OK)
-    goto out;
-
   char vdir[16];
   snprintf(vdir, sizeof vdir, "v%06" PRIu64, v);
   root = json_pack(
@@ -150,19 +186,39 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
       (json_int_t)c->count, "trained", c->trained, "build_version", (json_int_t)c->version, "files",
       files, "n_features", (json_int_t)c->n_features, "device", qv_device_name(c->device),
       "deferred_deletes", c->deferred, "wal_seq", (json_int_t)(c->wal_seq & INT64_MAX));
+  if (root != NULL && c->build_recall >= 0) {
+    json_object_set_new(root, "build_recall", json_real(c->build_recall));
+    json_object_set_new(root, "build_recall_k", json_integer(c->build_recall_k));
+    json_object_set_new(root, "build_nprobe", json_integer(c->build_nprobe));
+  }
   text = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
   if (text == NULL) {
     st = qv_error_set(err, QV_ENOMEM, "save: out of memory encoding the manifest");
     goto out;
   }
+  /* The version's own copy: what open falls back to when a newer version is damaged. */
+  snprintf(path, sizeof path, "%s/" MANIFEST, tmp);
+  if ((st = qv_file_write_atomic(path, text, strlen(text), err)) != QV_OK)
+    goto out;
+  if ((st = qv_dir_fsync(tmp, err)) != QV_OK)
+    goto out;
+  if (rename(tmp, final) != 0) {
+    st = qv_error_set(err, QV_EIO, "save: rename %s -> %s: %s", tmp, final, strerror(errno));
+    goto out;
+  }
+  if ((st = qv_dir_fsync(dir, err)) != QV_OK)
+    goto out;
   snprintf(path, sizeof path, "%s/" MANIFEST, dir);
   if ((st = qv_file_write_atomic(path, text, strlen(text), err)) != QV_OK)
     goto out;
-  prune_versions(dir, v, prev);
-  /* The snapshot now holds every logged write: empty the log. A failure here loses nothing
-   * (replay skips records up to the manifest's wal_seq). */
+  /* The snapshot now holds every logged write: the log moves aside as version v's segment (kept
+   * while a version older than v is, for a fallback open to replay) and a new one starts. A
+   * failure here loses nothing (replay skips records up to the manifest's wal_seq). */
   if (c->wal != NULL && strcmp(dir, c->wal_dir) == 0)
-    qv__wal_reset(c->wal, NULL);
+    qv__wal_rotate(c->wal, v, NULL);
+  prune_versions(dir, v, strcmp(dir, c->disk_dir) == 0 ? c->disk_version : 0, c->keep_versions);
+  c->disk_version = v;
+  snprintf(c->disk_dir, sizeof c->disk_dir, "%s", dir);
 out:
   pthread_mutex_unlock(&c->wmu);
   if (st != QV_OK)
@@ -187,20 +243,15 @@ static int get_uint(json_t *root, const char *key, uint64_t max, uint64_t *out) 
   return 0;
 }
 
-qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err) {
-  if (out == NULL || dir == NULL)
-    return qv_error_set(err, QV_EINVAL, "open: NULL argument");
+/* Opens the version that manifest file `mpath` describes. */
+static qv_status open_version(qv_collection **out, const char *dir, const char *mpath,
+                              qv_error *err) {
   *out = NULL;
-  if (strlen(dir) > 3000)
-    return qv_error_set(err, QV_EINVAL, "open: directory path is too long");
   struct stat sb;
-  if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-    return qv_error_set(err, QV_ENOTFOUND, "collection %s: no such directory", dir);
   char path[4096], msg[512];
-  snprintf(path, sizeof path, "%s/" MANIFEST, dir);
   char *text = NULL;
   size_t len = 0;
-  qv_status st = qv_file_read_all(path, MANIFEST_MAX, &text, &len, err);
+  qv_status st = qv_file_read_all(mpath, MANIFEST_MAX, &text, &len, err);
   if (st == QV_ENOTFOUND)
     return qv_error_set(err, QV_ENOTFOUND,
                         "collection %s: no " MANIFEST " (not a Quiver collection directory, or "
@@ -324,6 +375,13 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
   c->device = device;
   c->deferred = json_is_true(jdef);
   c->wal_seq = wal_seq;
+  json_t *jrec = json_object_get(root, "build_recall");
+  c->build_recall = json_is_number(jrec) ? json_number_value(jrec) : -1.0;
+  uint64_t rk = 0, rp = 0;
+  get_uint(root, "build_recall_k", QV_MAX_K, &rk);
+  get_uint(root, "build_nprobe", QV_MAX_NLIST, &rp);
+  c->build_recall_k = (uint32_t)rk;
+  c->build_nprobe = (uint32_t)rp;
 
   snprintf(path, sizeof path, "%s/%s/vectors.npy", dir, vdir);
   if ((st = qv_vecfile_open(&vf, path, err)) != QV_OK) {
@@ -408,6 +466,8 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
     if (qv__place(c, c->index, NULL, &c->gpu, c->placement, &pe) != QV_OK)
       snprintf(c->placement, sizeof c->placement, "cpu: %.180s", pe.msg);
   }
+  c->disk_version = version;
+  snprintf(c->disk_dir, sizeof c->disk_dir, "%s", dir);
   qv_vecfile_close(vf);
   qv_vecfile_close(idf);
   json_decref(root);
@@ -419,4 +479,79 @@ fail:
   qv_collection_close(c);
   json_decref(root);
   return st;
+}
+
+/* Version directories of dir holding their own manifest, newest first counting back from `top`
+ * (the version the main manifest names, or 0: by number). */
+static size_t list_versions(const char *dir, uint64_t top, uint64_t *out, size_t max) {
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return 0;
+  struct dirent *e;
+  size_t n = 0;
+  char path[4096];
+  struct stat sb;
+  while ((e = readdir(d)) != NULL && n < max) {
+    unsigned long long x;
+    if (e->d_name[0] != 'v' || strlen(e->d_name) != 7 || sscanf(e->d_name, "v%6llu", &x) != 1 ||
+        x == 0 || x == top)
+      continue;
+    snprintf(path, sizeof path, "%s/%s/" MANIFEST, dir, e->d_name);
+    if (stat(path, &sb) == 0)
+      out[n++] = x;
+  }
+  closedir(d);
+  uint64_t anchor = top ? top : 1000000;
+  for (size_t i = 1; i < n; i++) /* insertion sort by age, youngest first */
+    for (size_t j = i; j > 0 && version_age(anchor, out[j]) < version_age(anchor, out[j - 1]); j--) {
+      uint64_t t = out[j];
+      out[j] = out[j - 1];
+      out[j - 1] = t;
+    }
+  return n;
+}
+
+qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err) {
+  if (out == NULL || dir == NULL)
+    return qv_error_set(err, QV_EINVAL, "open: NULL argument");
+  *out = NULL;
+  if (strlen(dir) > 3000)
+    return qv_error_set(err, QV_EINVAL, "open: directory path is too long");
+  struct stat sb;
+  if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    return qv_error_set(err, QV_ENOTFOUND, "collection %s: no such directory", dir);
+  char mpath[4096];
+  snprintf(mpath, sizeof mpath, "%s/" MANIFEST, dir);
+  qv_error e1 = {0};
+  qv_status st = open_version(out, dir, mpath, &e1);
+  if (st != QV_ECORRUPT) {
+    if (st != QV_OK && err != NULL)
+      *err = e1;
+    return st;
+  }
+  /* The newest version is damaged: serve the newest older one that passes every check. */
+  uint64_t vs[64];
+  size_t n = list_versions(dir, manifest_version(dir), vs, 64);
+  for (size_t i = 0; i < n; i++) {
+    snprintf(mpath, sizeof mpath, "%s/v%06" PRIu64 "/" MANIFEST, dir, vs[i]);
+    qv_error e2 = {0};
+    if (open_version(out, dir, mpath, &e2) == QV_OK) {
+      snprintf((*out)->open_note, sizeof (*out)->open_note,
+               "serving the previous version v%06" PRIu64 ": the newest failed its checks: %s",
+               vs[i], e1.msg);
+      return QV_OK;
+    }
+  }
+  if (err != NULL)
+    *err = e1;
+  return st;
+}
+
+qv_status qv_collection_set_keep_versions(qv_collection *c, uint32_t n, qv_error *err) {
+  if (c == NULL || n < 1 || n > 100)
+    return qv_error_set(err, QV_EINVAL, "keep_versions must be 1..100 (got %u)", n);
+  pthread_mutex_lock(&c->wmu);
+  c->keep_versions = n;
+  pthread_mutex_unlock(&c->wmu);
+  return QV_OK;
 }

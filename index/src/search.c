@@ -65,13 +65,19 @@ static void fix_padding(qv_metric m, size_t nk, float *scores, const int64_t *id
       scores[i] = empty;
 }
 
-static qv_status search_ivf(qv_collection *c, const float *q, size_t n, size_t k, uint32_t nprobe,
-                            float *scores, int64_t *ids, qv_error *err) {
-  FaissIndexIVF *ivf = faiss_IndexIVF_cast(c->index);
+qv_status qv__index_search(FaissIndex *index, const qv__spec *spec, size_t d, const float *q,
+                           size_t n, size_t k, uint32_t nprobe, float *scores, int64_t *ids,
+                           qv_error *err) {
+  if (spec->nlist == 0) {
+    if (faiss_Index_search(index, (idx_t)n, q, (idx_t)k, scores, ids) != 0)
+      return qv__faiss_fail(err, QV_EINTERNAL, "search");
+    return QV_OK;
+  }
+  FaissIndexIVF *ivf = faiss_IndexIVF_cast(index);
   if (ivf == NULL)
-    return qv_error_set(err, QV_EINTERNAL, "index of '%s' is not IVF", c->spec.text);
+    return qv_error_set(err, QV_EINTERNAL, "index of '%s' is not IVF", spec->text);
   FaissIndex *quant = faiss_IndexIVF_quantizer(ivf);
-  const size_t nlist = c->spec.nlist, d = c->dim;
+  const size_t nlist = spec->nlist;
   size_t chunk = ((size_t)1 << 20) / nlist; /* bounds the assign buffers to ~12 MiB */
   if (chunk < 1)
     chunk = 1;
@@ -127,10 +133,7 @@ static qv_status index_search(qv_collection *c, const float *q, size_t n, size_t
   } else if (c->gpu != NULL) {
     __atomic_fetch_add(&c->gpu_fallbacks, 1, __ATOMIC_RELAXED);
   }
-  if (c->spec.nlist > 0)
-    st = search_ivf(c, q, n, k, nprobe, scores, ids, err);
-  else if (faiss_Index_search(c->index, (idx_t)n, q, (idx_t)k, scores, ids) != 0)
-    st = qv__faiss_fail(err, QV_EINTERNAL, "search");
+  st = qv__index_search(c->index, &c->spec, c->dim, q, n, k, nprobe, scores, ids, err);
   return st;
 }
 
@@ -350,13 +353,12 @@ out:
   return st;
 }
 
-/* Exact search over the store; the caller holds c->rw for reading. */
-static qv_status exact_locked(qv_collection *c, const float *q, size_t n, size_t k, float *scores,
-                              int64_t *ids, qv_error *err) {
-  const size_t d = c->dim, QB = 32, BB = 4096;
-  const int larger = qv_metric_larger_is_better(c->metric);
+qv_status qv__exact_search(qv_metric metric, const float *vecs, const int64_t *vids, size_t nb,
+                           size_t d, const float *q, size_t n, size_t k, float *scores,
+                           int64_t *ids, qv_error *err) {
+  const size_t QB = 32, BB = 4096;
+  const int larger = qv_metric_larger_is_better(metric);
   qv_topk_init(n, k, larger, scores, ids);
-  const size_t nb = c->count;
   int failed = 0;
   /* Query blocks are independent: spread them over OpenMP threads. */
 #pragma omp parallel for schedule(dynamic) reduction(| : failed)
@@ -369,8 +371,8 @@ static qv_status exact_locked(qv_collection *c, const float *q, size_t n, size_t
     }
     for (size_t b0 = 0; b0 < nb; b0 += BB) {
       size_t m = nb - b0 < BB ? nb - b0 : BB;
-      qv_distances_cpu(c->metric, q + q0 * d, nq, c->vecs + b0 * d, m, d, dist, NULL);
-      qv_topk_push_cpu(nq, k, larger, dist, m, m, c->ids + b0, 0, scores + q0 * k, ids + q0 * k);
+      qv_distances_cpu(metric, q + q0 * d, nq, vecs + b0 * d, m, d, dist, NULL);
+      qv_topk_push_cpu(nq, k, larger, dist, m, m, vids + b0, 0, scores + q0 * k, ids + q0 * k);
     }
     free(dist);
   }
@@ -378,6 +380,12 @@ static qv_status exact_locked(qv_collection *c, const float *q, size_t n, size_t
     return qv_error_set(err, QV_ENOMEM, "exact search: out of memory");
   qv_topk_finish(n, k, larger, scores, ids);
   return QV_OK;
+}
+
+/* Exact search over the store; the caller holds c->rw for reading. */
+static qv_status exact_locked(qv_collection *c, const float *q, size_t n, size_t k, float *scores,
+                              int64_t *ids, qv_error *err) {
+  return qv__exact_search(c->metric, c->vecs, c->ids, c->count, c->dim, q, n, k, scores, ids, err);
 }
 
 qv_status qv_collection_search_exact(qv_collection *c, const float *queries, size_t n,

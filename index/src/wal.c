@@ -8,6 +8,7 @@
  * carries is acknowledged. On attach the records newer than the snapshot (seq > the manifest's
  * wal_seq) are replayed in order; the first record that is short or fails its CRC ends the log
  * (a torn tail: the crash came mid-append) and the file is cut there. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -37,7 +38,7 @@ typedef struct rec_body {
 
 struct qv__wal {
   int fd;
-  char path[3100];
+  char dir[3100], path[3200];
   qv_wal_opts opts;
   uint64_t bytes, records; /* since the last reset */
   double last_sync;
@@ -122,11 +123,31 @@ qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size
   return QV_OK;
 }
 
-qv_status qv__wal_reset(qv__wal *w, qv_error *err) {
-  if (ftruncate(w->fd, 0) != 0 || lseek(w->fd, 0, SEEK_SET) < 0)
-    return qv_error_set(err, QV_EIO, "write-ahead log %s: truncate: %s", w->path, strerror(errno));
+static void segment_path(char *out, size_t cap, const char *dir, uint64_t version) {
+  snprintf(out, cap, "%s/wal-v%06llu.log", dir, (unsigned long long)version);
+}
+
+qv_status qv__wal_rotate(qv__wal *w, uint64_t version, qv_error *err) {
+  char seg[3200];
+  segment_path(seg, sizeof seg, w->dir, version);
+  if (fdatasync(w->fd) != 0 || rename(w->path, seg) != 0)
+    return qv_error_set(err, QV_EIO, "write-ahead log %s: rotating to %s: %s", w->path, seg,
+                        strerror(errno));
+  int fd = open(w->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    /* Keep appending to the renamed file: replay reads segments too, so nothing is lost. */
+    return qv_error_set(err, QV_EIO, "write-ahead log %s: open: %s", w->path, strerror(errno));
+  }
+  close(w->fd);
+  w->fd = fd;
   w->bytes = w->records = 0;
-  return wal_sync(w, err);
+  return qv_dir_fsync(w->dir, err);
+}
+
+void qv__wal_drop_segment(const char *dir, uint64_t version) {
+  char seg[3200];
+  segment_path(seg, sizeof seg, dir, version);
+  unlink(seg);
 }
 
 void qv__wal_close(qv__wal *w) {
@@ -168,38 +189,14 @@ static qv_status slurp(int fd, const char *path, char **out, size_t *len, qv_err
   return QV_OK;
 }
 
-qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_wal_opts *o,
-                                   qv_wal_replay *r, qv_error *err) {
-  if (r)
-    memset(r, 0, sizeof *r);
-  if (c == NULL || dir == NULL)
-    return qv_error_set(err, QV_EINVAL, "wal_attach: NULL argument");
-  if (c->wal != NULL)
-    return qv_error_set(err, QV_EPRECONDITION, "wal_attach: a log is attached already");
-  if (strlen(dir) > 3000)
-    return qv_error_set(err, QV_EINVAL, "wal_attach: directory path is too long");
-  qv__wal *w = calloc(1, sizeof *w);
-  if (w == NULL)
-    return qv_error_set(err, QV_ENOMEM, "out of memory");
-  if (o)
-    w->opts = *o;
-  else
-    qv_wal_opts_init(&w->opts);
-  snprintf(w->path, sizeof w->path, "%s/" WAL_NAME, dir);
-  w->fd = open(w->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (w->fd < 0) {
-    qv_status st =
-        qv_error_set(err, QV_EIO, "write-ahead log %s: open: %s", w->path, strerror(errno));
-    free(w);
-    return st;
-  }
-  char *data = NULL;
-  size_t len = 0, off = 0;
-  qv_status st = slurp(w->fd, w->path, &data, &len, err);
-  if (st == QV_OK)
-    st = qv_dir_fsync(dir, err); /* the log file itself is durable */
-  /* Replay: records after the snapshot, in order, through the normal write paths (the log is
-   * not attached yet, so nothing is logged twice). */
+/* Replays the records of one log file's contents that are newer than c->wal_seq, in order,
+ * through the normal write paths. *end gets the offset where the valid records end (a short or
+ * damaged record ends the log); *nrec how many valid records there are. */
+static qv_status replay(qv_collection *c, const char *path, const char *data, size_t len,
+                        qv_wal_replay *r, size_t *end, uint64_t *nrec, qv_error *err) {
+  size_t off = 0;
+  qv_status st = QV_OK;
+  *nrec = 0;
   while (st == QV_OK && off + sizeof(rec_head) <= len) {
     rec_head h;
     memcpy(&h, data + off, sizeof h);
@@ -221,7 +218,7 @@ qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_w
       int64_t *ids = malloc(nid ? nid : 1);
       float *vec = malloc(nv ? nv : 1), *ft = malloc(nf ? nf : 1);
       if (!ids || !vec || !ft) {
-        st = qv_error_set(err, QV_ENOMEM, "write-ahead log %s: out of memory replaying", w->path);
+        st = qv_error_set(err, QV_ENOMEM, "write-ahead log %s: out of memory replaying", path);
       } else {
         memcpy(ids, p + sizeof b, nid);
         memcpy(vec, p + sizeof b + nid, nv);
@@ -230,7 +227,7 @@ qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_w
                  ? qv_collection_add_features(c, b.n, ids, vec, b.nfeat ? ft : NULL, err)
                  : qv_collection_delete(c, b.n, ids, NULL, err);
         if (st != QV_OK)
-          qv_error_prefix(err, "write-ahead log %s: replaying record %llu", w->path,
+          qv_error_prefix(err, "write-ahead log %s: replaying record %llu", path,
                           (unsigned long long)b.seq);
       }
       free(ids);
@@ -243,12 +240,133 @@ qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_w
         else
           r->deleted += b.n;
       }
+      if (st == QV_OK)
+        c->wal_seq = b.seq;
     }
-    if (b.seq > c->wal_seq)
-      c->wal_seq = b.seq;
-    w->records++;
+    (*nrec)++;
     off += sizeof h + h.len;
   }
+  *end = off;
+  return st;
+}
+
+/* Reads a whole file; QV_ENOTFOUND when it does not exist. */
+static qv_status read_file(const char *path, char **data, size_t *len, qv_error *err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? QV_ENOTFOUND
+                           : qv_error_set(err, QV_EIO, "write-ahead log %s: open: %s", path,
+                                          strerror(errno));
+  qv_status st = slurp(fd, path, data, len, err);
+  close(fd);
+  return st;
+}
+
+typedef struct segment {
+  char path[3200];
+  uint64_t first; /* seq of its first record (UINT64_MAX: none) */
+} segment;
+
+static int by_first(const void *a, const void *b) {
+  uint64_t x = ((const segment *)a)->first, y = ((const segment *)b)->first;
+  return x < y ? -1 : x > y;
+}
+
+/* Replays DIR/wal-v*.log (segments of earlier snapshots, kept for a fallback open) in seq order:
+ * only records newer than the opened snapshot change anything. */
+static qv_status replay_segments(qv_collection *c, const char *dir, qv_wal_replay *r,
+                                 qv_error *err) {
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return QV_OK;
+  segment *segs = NULL;
+  size_t n = 0, cap = 0;
+  qv_status st = QV_OK;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    unsigned long long v;
+    char tail[8] = "";
+    if (strncmp(e->d_name, "wal-v", 5) != 0 ||
+        sscanf(e->d_name, "wal-v%6llu%7s", &v, tail) != 2 || strcmp(tail, ".log") != 0)
+      continue;
+    if (n == cap) {
+      cap = cap ? 2 * cap : 8;
+      segment *t = realloc(segs, cap * sizeof *t);
+      if (t == NULL) {
+        st = qv_error_set(err, QV_ENOMEM, "write-ahead log: out of memory listing segments");
+        break;
+      }
+      segs = t;
+    }
+    snprintf(segs[n].path, sizeof segs[n].path, "%s/%s", dir, e->d_name);
+    segs[n].first = UINT64_MAX;
+    n++;
+  }
+  closedir(d);
+  for (size_t i = 0; st == QV_OK && i < n; i++) {
+    int fd = open(segs[i].path, O_RDONLY | O_CLOEXEC);
+    rec_head h;
+    rec_body b;
+    if (fd >= 0 && pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h && h.magic == WAL_MAGIC &&
+        pread(fd, &b, sizeof b, sizeof h) == (ssize_t)sizeof b)
+      segs[i].first = b.seq;
+    if (fd >= 0)
+      close(fd);
+  }
+  qsort(segs, n, sizeof *segs, by_first);
+  for (size_t i = 0; st == QV_OK && i < n && segs[i].first != UINT64_MAX; i++) {
+    char *data = NULL;
+    size_t len = 0, end;
+    uint64_t nrec;
+    if ((st = read_file(segs[i].path, &data, &len, err)) == QV_ENOTFOUND) {
+      st = QV_OK;
+      continue;
+    }
+    if (st == QV_OK)
+      st = replay(c, segs[i].path, data, len, r, &end, &nrec, err);
+    free(data);
+  }
+  free(segs);
+  return st;
+}
+
+qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_wal_opts *o,
+                                   qv_wal_replay *r, qv_error *err) {
+  if (r)
+    memset(r, 0, sizeof *r);
+  if (c == NULL || dir == NULL)
+    return qv_error_set(err, QV_EINVAL, "wal_attach: NULL argument");
+  if (c->wal != NULL)
+    return qv_error_set(err, QV_EPRECONDITION, "wal_attach: a log is attached already");
+  if (strlen(dir) > 3000)
+    return qv_error_set(err, QV_EINVAL, "wal_attach: directory path is too long");
+  qv__wal *w = calloc(1, sizeof *w);
+  if (w == NULL)
+    return qv_error_set(err, QV_ENOMEM, "out of memory");
+  if (o)
+    w->opts = *o;
+  else
+    qv_wal_opts_init(&w->opts);
+  snprintf(w->dir, sizeof w->dir, "%s", dir);
+  snprintf(w->path, sizeof w->path, "%s/" WAL_NAME, dir);
+  w->fd = open(w->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (w->fd < 0) {
+    qv_status st =
+        qv_error_set(err, QV_EIO, "write-ahead log %s: open: %s", w->path, strerror(errno));
+    free(w);
+    return st;
+  }
+  char *data = NULL;
+  size_t len = 0, off = 0;
+  qv_status st = slurp(w->fd, w->path, &data, &len, err);
+  if (st == QV_OK)
+    st = qv_dir_fsync(dir, err); /* the log file itself is durable */
+  /* Replay (the log is not attached yet, so nothing is logged twice): the segments of earlier
+   * snapshots first (they matter only when an older version was opened), then the log. */
+  if (st == QV_OK)
+    st = replay_segments(c, dir, r, err);
+  if (st == QV_OK)
+    st = replay(c, w->path, data, len, r, &off, &w->records, err);
   free(data);
   if (st == QV_OK && off < len) {
     /* A torn tail (a crash mid-append): what it held was never acknowledged. */

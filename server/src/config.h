@@ -19,6 +19,9 @@ typedef struct qv__config {
   char log_level[16];
   char wal_sync[32];       /* always | interval=MS */
   int64_t wal_snapshot_mb; /* snapshot when a log passes this */
+  int64_t keep_versions;   /* snapshot versions kept per collection */
+  int64_t memory_budget_mb; /* host memory for collections, 0 = unlimited */
+  char import_root[1024];  /* server-side ImportIndex paths must lie under it; "" = off */
   char device[8];          /* auto | cpu | gpu: default for new collections */
   int64_t gpu_memory_mb;   /* per-device budget, 0 = 80% of free */
   int64_t gpu_temp_mb;     /* FAISS scratch per device, 0 = default */

@@ -157,8 +157,11 @@ int main(int argc, char **argv) {
     return 1;
   }
   qv__registry reg;
-  if (qv__registry_open(&reg, cfg.data_dir, &wal, (uint64_t)cfg.wal_snapshot_mb << 20, &err) !=
-      QV_OK) {
+  qv__registry_cfg regcfg = {.wal = wal,
+                         .snapshot_bytes = (uint64_t)cfg.wal_snapshot_mb << 20,
+                         .keep_versions = (uint32_t)cfg.keep_versions,
+                         .memory_budget = (uint64_t)cfg.memory_budget_mb << 20};
+  if (qv__registry_open(&reg, cfg.data_dir, &regcfg, &err) != QV_OK) {
     QV_LOG_E("opening %s: %s", cfg.data_dir, err.msg);
     return 1;
   }

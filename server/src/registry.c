@@ -58,15 +58,13 @@ static qv__entry *new_entry(qv__registry *r, const char *name) {
   return e;
 }
 
-qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv_wal_opts *wal,
-                            uint64_t snapshot_bytes, qv_error *err) {
+qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv__registry_cfg *cfg,
+                            qv_error *err) {
   memset(r, 0, sizeof *r);
   pthread_mutex_init(&r->mu, NULL);
-  if (wal)
-    r->wal = *wal;
-  else
-    qv_wal_opts_init(&r->wal);
-  r->snapshot_bytes = snapshot_bytes;
+  r->cfg = *cfg;
+  if (r->cfg.keep_versions < 1)
+    r->cfg.keep_versions = 2;
   if (strlen(data_dir) > 1000)
     return qv_error_set(err, QV_EINVAL, "--data-dir is too long");
   snprintf(r->root, sizeof r->root, "%s/collections", data_dir);
@@ -78,8 +76,14 @@ qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv_wal_
     return qv_error_set(err, QV_EIO, "cannot read %s", r->root);
   struct dirent *de;
   while ((de = readdir(d)) != NULL) {
-    if (de->d_name[0] == '.')
+    if (de->d_name[0] == '.') {
+      if (strncmp(de->d_name, ".import-", 8) == 0) { /* staging of an import cut short */
+        char stale[1400];
+        snprintf(stale, sizeof stale, "%s/%s", r->root, de->d_name);
+        qv_remove_tree(stale, NULL);
+      }
       continue;
+    }
     if (qv__name_check(de->d_name, NULL) != QV_OK) {
       QV_LOG_W("data dir: ignoring %s/%s (not a valid collection name)", r->root, de->d_name);
       continue;
@@ -97,8 +101,13 @@ qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv_wal_
       entry_free(e);
       continue;
     }
+    qv_collection_stats os;
+    qv_collection_stats_get(e->col, &os, NULL);
+    if (os.open_note[0] != '\0')
+      QV_LOG_W("collection '%s': %s", e->name, os.open_note);
+    qv_collection_set_keep_versions(e->col, r->cfg.keep_versions, NULL);
     qv_wal_replay rp;
-    if (qv_collection_wal_attach(e->col, e->dir, &r->wal, &rp, &oe) != QV_OK) {
+    if (qv_collection_wal_attach(e->col, e->dir, &r->cfg.wal, &rp, &oe) != QV_OK) {
       QV_LOG_E("collection '%s' not served: its write-ahead log: %s", e->name, oe.msg);
       entry_free(e);
       continue;
@@ -188,6 +197,7 @@ qv_status qv__registry_create(qv__registry *r, const char *name, const qv_collec
     entry_free(e);
     return st;
   }
+  qv_collection_set_keep_versions(e->col, r->cfg.keep_versions, NULL);
   pthread_mutex_lock(&r->mu);
   qv__entry *old = find(r, name, NULL, 1);
   char manifest[1300];
@@ -213,7 +223,7 @@ qv_status qv__registry_create(qv__registry *r, const char *name, const qv_collec
   qv_remove_tree(e->dir, NULL);
   if ((st = qv_collection_save(e->col, e->dir, err)) != QV_OK ||
       (st = qv_dir_fsync(r->root, err)) != QV_OK ||
-      (st = qv_collection_wal_attach(e->col, e->dir, &r->wal, NULL, err)) != QV_OK ||
+      (st = qv_collection_wal_attach(e->col, e->dir, &r->cfg.wal, NULL, err)) != QV_OK ||
       (st = add_entry(r, e, err)) != QV_OK) {
     pthread_mutex_unlock(&r->mu);
     qv_remove_tree(e->dir, NULL);
@@ -318,9 +328,23 @@ qv_status qv__entry_wrote(qv__registry *r, qv__entry *e, qv_error *err) {
   atomic_store(&e->dirty, 1);
   qv_collection_stats s;
   qv_collection_stats_get(e->col, &s, NULL);
-  if (s.wal_bytes < r->snapshot_bytes)
+  if (s.wal_bytes < r->cfg.snapshot_bytes)
     return QV_OK;
   QV_LOG_I("collection '%s': write-ahead log at %llu MiB: saving a snapshot", e->name,
            (unsigned long long)(s.wal_bytes >> 20));
   return qv__entry_save(e, err);
+}
+
+uint64_t qv__registry_memory(qv__registry *r, const qv__entry *except) {
+  uint64_t total = 0;
+  pthread_mutex_lock(&r->mu);
+  for (size_t i = 0; i < r->n; i++) {
+    if (r->items[i] == except)
+      continue;
+    qv_collection_stats s;
+    if (qv_collection_stats_get(r->items[i]->col, &s, NULL) == QV_OK)
+      total += s.vector_bytes + s.index_bytes;
+  }
+  pthread_mutex_unlock(&r->mu);
+  return total;
 }

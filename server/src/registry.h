@@ -23,10 +23,18 @@ typedef struct qv__entry {
   int dropped;             /* the directory is gone on purpose (save_mu) */
 } qv__entry;
 
+/* What every collection of the registry gets. */
+typedef struct qv__registry_cfg {
+  qv_wal_opts wal;         /* the write-ahead log policy */
+  uint64_t snapshot_bytes; /* a log past this size is folded into a snapshot (save) */
+  uint32_t keep_versions;  /* snapshot versions kept on disk */
+  uint64_t memory_budget;  /* bytes all collections may hold (builds and imports are checked
+                              against it); 0 = unlimited */
+} qv__registry_cfg;
+
 typedef struct qv__registry {
   pthread_mutex_t mu;
-  qv_wal_opts wal;         /* the write-ahead log policy of every collection */
-  uint64_t snapshot_bytes; /* a log past this size is folded into a snapshot (save) */
+  qv__registry_cfg cfg;
   char root[1100];         /* DATA_DIR/collections */
   qv__entry **items;
   size_t n, cap;
@@ -34,8 +42,11 @@ typedef struct qv__registry {
 
 /* Opens every collection under data_dir/collections and replays its write-ahead log; one that
  * fails its checks is logged and left out (never served). */
-qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv_wal_opts *wal,
-                            uint64_t snapshot_bytes, qv_error *err);
+qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv__registry_cfg *cfg,
+                            qv_error *err);
+
+/* Bytes every collection but `except` (may be NULL) holds now (store + index). */
+uint64_t qv__registry_memory(qv__registry *r, const qv__entry *except);
 /* Saves dirty collections and frees everything. */
 void qv__registry_close(qv__registry *r);
 

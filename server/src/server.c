@@ -14,6 +14,12 @@
 #define _GNU_SOURCE
 #include "server.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
@@ -28,6 +34,7 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "log.h"
+#include "quiver/fsutil.h"
 #include "quiver/rerank.h"
 #include "quiver/v1/retrieval.pb-c.h"
 #include "quiver_wire.h"
@@ -113,7 +120,9 @@ static int deadline_passed(gpr_timespec deadline) {
 }
 
 /* Caller storage for the strings of one CollectionInfo. */
-#define INFO_BUF (QV_MAX_SPEC + sizeof(((qv_collection_stats *)0)->placement))
+#define INFO_BUF                                                                                 \
+  (QV_MAX_SPEC + sizeof(((qv_collection_stats *)0)->placement) +                                 \
+   sizeof(((qv_collection_stats *)0)->open_note))
 
 /* Fills info from an entry; strings point into spec_buf (INFO_BUF bytes of caller storage). */
 static void fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_buf) {
@@ -123,6 +132,15 @@ static void fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec
   memcpy(spec_buf, s.spec, QV_MAX_SPEC);
   memcpy(spec_buf + QV_MAX_SPEC, s.placement, sizeof s.placement);
   info->placement = spec_buf + QV_MAX_SPEC;
+  char *note = spec_buf + QV_MAX_SPEC + sizeof s.placement;
+  memcpy(note, s.open_note, sizeof s.open_note);
+  info->storage_note = note;
+  info->build_recall = s.build_recall;
+  info->build_recall_k = s.build_recall_k;
+  info->build_recall_nprobe = s.build_nprobe;
+  info->snapshot_version = s.disk_version;
+  info->wal_bytes = s.wal_bytes;
+  info->wal_records = s.wal_records;
   info->device = qv__device_to_pb(s.device);
   info->gpu = s.gpu;
   info->device_bytes = s.device_bytes;
@@ -494,6 +512,7 @@ enum {
   M_DELETE,
   M_BUILD,
   M_HEALTH,
+  M_IMPORT,
   NMETHODS
 };
 
@@ -516,6 +535,8 @@ static const method kMethods[NMETHODS] = {
                  &quiver__v1__build_index_request__descriptor, NULL},
     [M_HEALTH] = {"/grpc.health.v1.Health/Check", K_UNARY,
                   &grpc__health__v1__health_check_request__descriptor, h_health},
+    [M_IMPORT] = {"/quiver.v1.Retrieval/ImportIndex", K_CLIENT_STREAM,
+                  &quiver__v1__import_index_request__descriptor, NULL},
 };
 
 static const char *method_short(const method *m) {
@@ -648,6 +669,344 @@ static void start_upsert(qv__server *s, grpc_call *call, grpc_metadata_array *md
   upsert_post_recv(u);
 }
 
+/* ---- import stream ---------------------------------------------------------------------- */
+
+/* ImportIndex: chunks are written into a staging directory under the collections root
+ * (".import-NAME-XXXXXX", skipped and cleaned at start), one RECV_MESSAGE at a time; at the end
+ * of the stream a thread opens it (the manifest's sizes and CRC-32s are verified there),
+ * measures recall, swaps it in and saves, so a polling thread never waits for that. */
+typedef struct import_call {
+  qv__tag tag;
+  qv__server *s;
+  grpc_call *call;
+  grpc_metadata_array md;
+  grpc_byte_buffer *recv;
+  int have_header;
+  char name[QV__NAME_MAX + 1];
+  char server_path[1024];
+  int create;
+  qv_build_opts opts;
+  char stage[1300];
+  uint64_t bytes;
+  uint32_t files;
+  char last_file[64];
+  double t0;
+} import_call;
+
+static void import_end(import_call *u, qv_status st, const char *msg, grpc_byte_buffer *resp) {
+  if (st != QV_OK)
+    log_failure("ImportIndex", u->name[0] ? u->name : NULL, st, msg);
+  finish_call(u->call, &u->md, 0, resp, st, msg);
+  if (u->stage[0] != '\0')
+    qv_remove_tree(u->stage, NULL);
+  free(u);
+}
+
+static void import_post_recv(import_call *u) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &u->recv;
+  u->recv = NULL;
+  if (grpc_call_start_batch(u->call, &op, 1, &u->tag, NULL) != GRPC_CALL_OK)
+    import_end(u, QV_EINTERNAL, "cannot read the next import message", NULL);
+}
+
+/* Only the files a collection directory holds: MANIFEST.json and vNNNNNN/{index.faiss,
+ * vectors.npy, ids.npy, features.npy, MANIFEST.json}. */
+static int import_file_ok(const char *f) {
+  static const char *const names[] = {"index.faiss", "vectors.npy", "ids.npy", "features.npy",
+                                      "MANIFEST.json"};
+  if (strcmp(f, "MANIFEST.json") == 0)
+    return 1;
+  if (strlen(f) < 9 || f[0] != 'v' || f[7] != '/')
+    return 0;
+  for (int i = 1; i < 7; i++)
+    if (f[i] < '0' || f[i] > '9')
+      return 0;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(f + 8, names[i]) == 0)
+      return 1;
+  return 0;
+}
+
+static qv_status import_chunk(import_call *u, const Quiver__V1__ImportIndexRequest *r,
+                              qv_error *err) {
+  const char *f = r->file ? r->file : "";
+  if (f[0] == '\0') {
+    if (r->data.len > 0)
+      return qv_error_set(err, QV_EINVAL, "an import chunk carries data but names no file");
+    return QV_OK;
+  }
+  if (u->server_path[0] != '\0')
+    return qv_error_set(err, QV_EINVAL,
+                        "an import from a server_path carries no files (send one or the other)");
+  if (!import_file_ok(f))
+    return qv_error_set(err, QV_EINVAL,
+                        "import file '%.80s' is not part of a collection directory "
+                        "(MANIFEST.json or vNNNNNN/{index.faiss,vectors.npy,ids.npy,"
+                        "features.npy,MANIFEST.json})",
+                        f);
+  uint32_t crc = (uint32_t)crc32(0L, r->data.data, (uInt)r->data.len);
+  if (crc != r->crc32)
+    return qv_error_set(err, QV_ECORRUPT,
+                        "import file '%s' at offset %llu: chunk CRC-32 %08x, expected %08x "
+                        "(damaged in transit: push again)",
+                        f, (unsigned long long)r->offset, crc, r->crc32);
+  char path[1400];
+  if (f[7] == '/') {
+    snprintf(path, sizeof path, "%s/%.7s", u->stage, f);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+      return qv_error_set(err, QV_EIO, "import: mkdir %s: %s", path, strerror(errno));
+  }
+  snprintf(path, sizeof path, "%s/%s", u->stage, f);
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return qv_error_set(err, QV_EIO, "import: open %s: %s", path, strerror(errno));
+  struct stat sb;
+  qv_status st = QV_OK;
+  if (fstat(fd, &sb) != 0) {
+    st = qv_error_set(err, QV_EIO, "import: stat %s: %s", path, strerror(errno));
+  } else if ((uint64_t)sb.st_size != r->offset) {
+    st = qv_error_set(err, QV_EINVAL,
+                      "import file '%s': chunk at offset %llu, but %llu bytes were sent before "
+                      "(send each file's chunks in order)",
+                      f, (unsigned long long)r->offset, (unsigned long long)sb.st_size);
+  } else {
+    if (sb.st_size == 0)
+      u->files++;
+    size_t done = 0;
+    while (st == QV_OK && done < r->data.len) {
+      ssize_t k = write(fd, r->data.data + done, r->data.len - done);
+      if (k < 0 && errno == EINTR)
+        continue;
+      if (k <= 0)
+        st = qv_error_set(err, QV_EIO, "import: write %s: %s", path,
+                          k < 0 ? strerror(errno) : "short write");
+      else
+        done += (size_t)k;
+    }
+    u->bytes += done;
+  }
+  close(fd);
+  return st;
+}
+
+static void *import_thread(void *arg) {
+  import_call *u = arg;
+  qv__server *s = u->s;
+  qv__registry *reg = s->reg;
+  omp_set_num_threads(omp_get_num_procs());
+  qv_error err = {0};
+  qv_status st = QV_OK;
+  qv_collection *src = NULL;
+  qv__entry *e = NULL;
+  int created = 0, claimed = 0;
+  char dir[PATH_MAX];
+  qv_build_report rep;
+  memset(&rep, 0, sizeof rep);
+  rep.recall = -1;
+  if (u->server_path[0] != '\0') {
+    char root[PATH_MAX];
+    size_t rl;
+    if (s->cfg->import_root[0] == '\0') {
+      st = qv_error_set(&err, QV_EPRECONDITION,
+                        "server-side import is off: start quiverd with --import-root DIR, or "
+                        "stream the directory (quiver push)");
+    } else if (realpath(s->cfg->import_root, root) == NULL) {
+      st = qv_error_set(&err, QV_EPRECONDITION, "--import-root %s: %s", s->cfg->import_root,
+                        strerror(errno));
+    } else if (realpath(u->server_path, dir) == NULL) {
+      st = qv_error_set(&err, QV_ENOTFOUND, "server_path %s: %s", u->server_path,
+                        strerror(errno));
+    } else if (rl = strlen(root),
+               strncmp(dir, root, rl) != 0 || (dir[rl] != '/' && dir[rl] != '\0')) {
+      st = qv_error_set(&err, QV_EPRECONDITION, "server_path %s is outside --import-root %s",
+                        u->server_path, s->cfg->import_root);
+    }
+  } else {
+    snprintf(dir, sizeof dir, "%s", u->stage);
+  }
+  if (st == QV_OK && (st = qv_collection_open(&src, dir, &err)) != QV_OK)
+    qv_error_prefix(&err, "the imported index");
+  if (st == QV_OK) {
+    qv_collection_stats ns;
+    qv_collection_stats_get(src, &ns, NULL);
+    if (ns.open_note[0] != '\0')
+      st = qv_error_set(&err, QV_ECORRUPT, "the imported index: %.400s", ns.open_note);
+  }
+  if (st == QV_OK && (st = qv__registry_get(reg, u->name, &e, &err)) == QV_ENOTFOUND &&
+      u->create) {
+    qv_collection_stats ns;
+    qv_collection_stats_get(src, &ns, NULL);
+    qv_collection_opts o;
+    qv_collection_opts_init(&o);
+    o.dim = ns.dim;
+    o.metric = ns.metric;
+    o.spec = ns.spec;
+    o.default_nprobe = ns.default_nprobe;
+    o.n_features = ns.n_features;
+    o.device = s->default_device;
+    if ((st = qv__registry_create(reg, u->name, &o, &e, &err)) == QV_OK)
+      created = 1;
+  }
+  if (st == QV_OK && (st = qv__registry_claim_build(reg, e, &err)) == QV_OK)
+    claimed = 1;
+  if (st == QV_OK && reg->cfg.memory_budget > 0) {
+    qv_collection_stats ns, cs;
+    qv_collection_stats_get(src, &ns, NULL);
+    qv_collection_stats_get(e->col, &cs, NULL);
+    uint64_t need = qv__registry_memory(reg, e) + ns.vector_bytes + ns.index_bytes +
+                    cs.vector_bytes + cs.index_bytes;
+    if (need > reg->cfg.memory_budget)
+      st = qv_error_set(&err, QV_ENOMEM,
+                        "import needs about %llu MiB with the index it replaces and the other "
+                        "collections, over --memory-budget-mb %llu",
+                        (unsigned long long)(need >> 20),
+                        (unsigned long long)(reg->cfg.memory_budget >> 20));
+  }
+  if (st == QV_OK)
+    st = qv_collection_replace(e->col, src, &u->opts, &rep, &err);
+  if (st == QV_OK)
+    st = qv__entry_save(e, &err);
+  if (claimed)
+    atomic_store(&e->building, 0);
+  qv_collection_close(src); /* the old state after a swap */
+  grpc_byte_buffer *resp = NULL;
+  if (st == QV_OK) {
+    Quiver__V1__ImportIndexResponse out = QUIVER__V1__IMPORT_INDEX_RESPONSE__INIT;
+    Quiver__V1__CollectionInfo info;
+    char spec[INFO_BUF];
+    fill_info(e, &info, spec);
+    out.info = &info;
+    out.bytes_received = u->bytes;
+    out.files = u->files;
+    out.recall = rep.recall;
+    out.recall_k = rep.recall_k;
+    out.recall_nprobe = rep.recall_nprobe;
+    out.elapsed_seconds = now_s() - u->t0;
+    resp = pack_msg(&out.base);
+    QV_LOG_I("ImportIndex collection=%s %s: %llu vectors, %s, recall@%u=%.4f at nprobe %u, "
+             "%.2f s",
+             u->name, u->server_path[0] ? u->server_path : "streamed",
+             (unsigned long long)info.count, info.index_spec, rep.recall_k, rep.recall,
+             rep.recall_nprobe, out.elapsed_seconds);
+  }
+  if (e != NULL) {
+    if (st != QV_OK && created)
+      qv__registry_drop(reg, u->name, NULL);
+    qv__registry_put(reg, e);
+  }
+  import_end(u, st, err.msg, resp);
+  pthread_mutex_lock(&s->build_mu);
+  s->builds--;
+  pthread_cond_broadcast(&s->build_cv);
+  pthread_mutex_unlock(&s->build_mu);
+  return NULL;
+}
+
+static void on_import_recv(void *self, int ok) {
+  import_call *u = self;
+  qv_error err = {0};
+  if (!ok) {
+    import_end(u, QV_ECANCELLED, "import stream broken before its end", NULL);
+    return;
+  }
+  if (u->recv == NULL) { /* end of stream: verify and swap on a thread of its own */
+    if (!u->have_header) {
+      import_end(u, QV_EINVAL, "empty import stream: the first message names the collection",
+                 NULL);
+      return;
+    }
+    qv_status st = QV_OK;
+    pthread_mutex_lock(&u->s->build_mu);
+    if (atomic_load(&u->s->stopping))
+      st = qv_error_set(&err, QV_EUNAVAILABLE, "the server is shutting down: import after restart");
+    else
+      u->s->builds++;
+    pthread_mutex_unlock(&u->s->build_mu);
+    if (st != QV_OK) {
+      import_end(u, st, err.msg, NULL);
+      return;
+    }
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&t, &a, import_thread, u);
+    pthread_attr_destroy(&a);
+    if (rc != 0) {
+      import_end(u, QV_ENOMEM, "cannot start an import thread", NULL);
+      pthread_mutex_lock(&u->s->build_mu);
+      u->s->builds--;
+      pthread_cond_broadcast(&u->s->build_cv);
+      pthread_mutex_unlock(&u->s->build_mu);
+    }
+    return;
+  }
+  Quiver__V1__ImportIndexRequest *r = (Quiver__V1__ImportIndexRequest *)decode(
+      u->recv, &quiver__v1__import_index_request__descriptor, &err);
+  grpc_byte_buffer_destroy(u->recv);
+  u->recv = NULL;
+  qv_status st = r ? QV_OK : QV_EINVAL;
+  if (st == QV_OK && !u->have_header) {
+    const char *name = r->collection ? r->collection : "";
+    const char *sp = r->server_path ? r->server_path : "";
+    if (name[0] == '\0')
+      st = qv_error_set(&err, QV_EINVAL, "the first import message must name the collection");
+    else if ((st = qv__name_check(name, &err)) == QV_OK && strlen(sp) >= sizeof u->server_path)
+      st = qv_error_set(&err, QV_EINVAL, "server_path is too long");
+    if (st == QV_OK) {
+      snprintf(u->name, sizeof u->name, "%s", name);
+      snprintf(u->server_path, sizeof u->server_path, "%s", sp);
+      u->create = r->create;
+      qv_build_opts_init(&u->opts);
+      u->opts.recall_floor = r->recall_floor;
+      u->opts.target_recall = r->target_recall;
+      if (r->eval_queries)
+        u->opts.eval_queries = r->eval_queries;
+      if (r->eval_k)
+        u->opts.eval_k = r->eval_k;
+      st = qv_build_opts_check(&u->opts, &err);
+    }
+    if (st == QV_OK && u->server_path[0] == '\0') {
+      snprintf(u->stage, sizeof u->stage, "%s/.import-%s-XXXXXX", u->s->reg->root, u->name);
+      if (mkdtemp(u->stage) == NULL) {
+        st = qv_error_set(&err, QV_EIO, "import: cannot make a staging directory in %s: %s",
+                          u->s->reg->root, strerror(errno));
+        u->stage[0] = '\0';
+      }
+    }
+    u->have_header = st == QV_OK;
+  } else if (st == QV_OK && r->collection && r->collection[0] &&
+             strcmp(r->collection, u->name) != 0) {
+    st = qv_error_set(&err, QV_EINVAL, "one import stream goes to one collection ('%s')",
+                      u->name);
+  }
+  if (st == QV_OK)
+    st = import_chunk(u, r, &err);
+  if (r)
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+  if (st != QV_OK)
+    import_end(u, st, err.msg, NULL);
+  else
+    import_post_recv(u);
+}
+
+static void start_import(qv__server *s, grpc_call *call, grpc_metadata_array *md) {
+  import_call *u = calloc(1, sizeof *u);
+  if (u == NULL) {
+    finish_call(call, md, 0, NULL, QV_ENOMEM, "out of memory");
+    return;
+  }
+  u->tag.fn = on_import_recv;
+  u->s = s;
+  u->call = call;
+  u->md = *md;
+  u->t0 = now_s();
+  import_post_recv(u);
+}
+
 /* ---- build stream ----------------------------------------------------------------------- */
 
 typedef struct build_call {
@@ -668,6 +1027,8 @@ typedef struct build_call {
   qv_error err;
   grpc_byte_buffer *send_buf;
   grpc_slice details;
+  qv_build_opts opts;
+  qv_build_report rep;
 } build_call;
 
 static void build_release(build_call *b) {
@@ -701,6 +1062,11 @@ static void build_maybe_send(build_call *b) {
       p.elapsed_seconds = now_s() - b->t0;
       fill_info(b->e, &info, spec);
       p.info = &info;
+      p.recall = b->rep.recall;
+      p.recall_k = b->rep.recall_k;
+      p.recall_nprobe = b->rep.recall_nprobe;
+      p.tuned_nprobe = b->rep.tuned_nprobe;
+      p.caught_up = b->rep.caught_up;
       b->send_buf = pack_msg(&p.base);
       ops[n].op = GRPC_OP_SEND_MESSAGE;
       ops[n++].data.send_message.send_message = b->send_buf;
@@ -776,7 +1142,12 @@ static void *build_thread(void *arg) {
   omp_set_num_threads(omp_get_num_procs()); /* a build may use every core */
   qv_error err = {0};
   QV_LOG_I("BuildIndex collection=%s started", b->e->name);
-  qv_status st = qv_collection_build(b->e->col, build_progress, b, &err);
+  if (s->reg->cfg.memory_budget > 0) { /* what the other collections leave */
+    uint64_t others = qv__registry_memory(s->reg, b->e);
+    b->opts.memory_budget =
+        others < s->reg->cfg.memory_budget ? s->reg->cfg.memory_budget - others : 1;
+  }
+  qv_status st = qv_collection_build_ex(b->e->col, &b->opts, build_progress, b, &b->rep, &err);
   if (st == QV_OK) {
     build_progress(b, "save", 0, 1);
     st = qv__entry_save(b->e, &err);
@@ -789,8 +1160,11 @@ static void *build_thread(void *arg) {
   if (st == QV_OK) {
     qv_collection_stats cs;
     qv_collection_stats_get(b->e->col, &cs, NULL);
-    QV_LOG_I("BuildIndex collection=%s done in %.2f s, serving from %s", b->e->name,
-             now_s() - b->t0, cs.placement);
+    QV_LOG_I("BuildIndex collection=%s done in %.2f s, recall@%u=%.4f at nprobe %u%s, %llu "
+             "write(s) caught up, serving from %s",
+             b->e->name, now_s() - b->t0, b->rep.recall_k, b->rep.recall, b->rep.recall_nprobe,
+             b->rep.tuned_nprobe ? " (tuned)" : "", (unsigned long long)b->rep.caught_up,
+             cs.placement);
     if (cs.device == QV_DEVICE_GPU && cs.gpu < 0)
       QV_LOG_W("collection '%s' asked for a GPU but serves from the CPU: %s", b->e->name,
                cs.placement);
@@ -816,9 +1190,23 @@ static void start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   Quiver__V1__BuildIndexRequest *r = (Quiver__V1__BuildIndexRequest *)decode(
       payload, &quiver__v1__build_index_request__descriptor, &err);
   qv__entry *e = NULL;
+  qv_build_opts bo;
+  qv_build_opts_init(&bo);
   qv_status st = r ? qv__registry_get(s->reg, r->collection, &e, &err) : QV_EINVAL;
-  if (r)
+  if (r) {
+    bo.recall_floor = r->recall_floor;
+    bo.target_recall = r->target_recall;
+    if (r->eval_queries)
+      bo.eval_queries = r->eval_queries;
+    if (r->eval_k)
+      bo.eval_k = r->eval_k;
     protobuf_c_message_free_unpacked(&r->base, NULL);
+  }
+  if (st == QV_OK && bo.eval_k > s->cfg->max_k)
+    st = qv_error_set(&err, QV_EINVAL, "eval_k %u exceeds the server's max k %lld", bo.eval_k,
+                      (long long)s->cfg->max_k);
+  if (st == QV_OK)
+    st = qv_build_opts_check(&bo, &err);
   int claimed = 0;
   if (st == QV_OK && (st = qv__registry_claim_build(s->reg, e, &err)) == QV_OK)
     claimed = 1;
@@ -852,6 +1240,7 @@ static void start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   b->md = *md;
   b->e = e;
   b->t0 = now_s();
+  b->opts = bo;
   b->details = grpc_empty_slice();
   pthread_mutex_init(&b->mu, NULL);
   atomic_init(&b->refs, 2); /* the build thread + the close op */
@@ -980,7 +1369,10 @@ static void on_request(void *self, int ok) {
     handle_unary(s, m, call, &md, deadline, payload);
     break;
   case K_CLIENT_STREAM:
-    start_upsert(s, call, &md);
+    if (mi == M_IMPORT)
+      start_import(s, call, &md);
+    else
+      start_upsert(s, call, &md);
     break;
   case K_SERVER_STREAM:
     start_build(s, call, &md, payload);

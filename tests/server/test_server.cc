@@ -539,10 +539,11 @@ TEST_F(Server, AnUnreadableCollectionIsKeptAndItsNameRefused) {
     ASSERT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_OK) << e.msg;
   }
   ASSERT_EQ(srv.stop(SIGTERM), 0) << srv.log();
-  // Corrupt its manifest: at restart it is not served, and its files are left alone.
+  // Corrupt its manifest and the version's own copy (the fallback): at restart it is not served,
+  // and its files are left alone.
   const std::string manifest = srv.data_dir + "/collections/broken/MANIFEST.json";
-  {
-    std::ofstream f(manifest, std::ios::trunc);
+  for (const std::string &m : {manifest, srv.data_dir + "/collections/broken/v000001/MANIFEST.json"}) {
+    std::ofstream f(m, std::ios::trunc);
     f << "{ not json";
   }
   ASSERT_TRUE(srv.start(srv.data_dir));

@@ -86,7 +86,10 @@ QV_API qv_status qv_collection_create(qv_collection **out, const qv_collection_o
 
 /* Opens a collection saved by qv_collection_save. Verifies the manifest, every file's size and
  * CRC-32, the index's dimension, metric and count against the manifest and the stored vectors.
- * Never serves a directory that fails a check. On failure *out is NULL.
+ * Never serves a version that fails a check: when the newest fails, the newest older version kept
+ * in the directory that passes is opened instead (stats.open_note says so; attaching the
+ * write-ahead log then replays the writes made since that version). On failure *out is NULL and
+ * the error is the newest version's.
  * Returns QV_OK; QV_ENOTFOUND (no such directory, or no MANIFEST.json in it); QV_ECORRUPT
  * (truncated or corrupt file, inconsistent manifest; the message names the file); QV_EUNSUPPORTED
  * (a newer format version); QV_EIO; QV_ENOMEM. */
@@ -121,11 +124,67 @@ QV_API qv_status qv_collection_delete(qv_collection *c, size_t n, const int64_t 
 typedef int (*qv_progress_fn)(void *user, const char *phase, uint64_t done, uint64_t total);
 
 /* Trains a fresh index from a sample of the stored vectors, adds all stored vectors to it, and
- * swaps it in. Searches keep running against the previous index until the swap.
+ * swaps it in. Searches keep running against the previous index until the swap, and writes keep
+ * being accepted: the build works on a copy of the store taken at its start, and the ids written
+ * meanwhile are re-applied to the new index just before the swap (writers wait only for that and
+ * for the swap itself). One build at a time per collection.
  * Returns QV_OK; QV_EPRECONDITION (too few vectors to train: IVF needs at least nlist, PQ at
- * least 2^bits); QV_ECANCELLED; QV_ENOMEM; QV_EINTERNAL (FAISS error, message from FAISS). */
+ * least 2^bits; another build is running; the recall floor was not met); QV_ECANCELLED;
+ * QV_ENOMEM (also: over the memory budget); QV_EINTERNAL (FAISS error, message from FAISS). */
 QV_API qv_status qv_collection_build(qv_collection *c, qv_progress_fn progress, void *user,
                                      qv_error *err);
+
+/* What a build checks and tunes before it swaps the new index in. Initialise with
+ * qv_build_opts_init. Recall is measured on eval_queries stored vectors (a seeded sample) used as
+ * queries: recall@eval_k of the new index against exact search over the store, each query's own
+ * id left out of both lists. */
+typedef struct qv_build_opts {
+  double recall_floor;    /* (0, 1]: refuse the swap (QV_EPRECONDITION, the old index stays)
+                             when the measured recall is below it; 0 = no floor (default) */
+  double target_recall;   /* (0, 1]: pick the smallest nprobe whose recall reaches it and make
+                             it the collection's default_nprobe (nlist when none does); the floor
+                             is then checked at that nprobe. 0 = keep default_nprobe (default) */
+  uint32_t eval_queries;  /* 1 .. 100000, default 200 (fewer when the collection is smaller) */
+  uint32_t eval_k;        /* 1 .. 1024, default 10 */
+  uint64_t memory_budget; /* bytes the collection may hold during the build (its store and index,
+                             the build's copy of the store and the new index); 0 = unlimited.
+                             Over it: QV_ENOMEM before any work */
+} qv_build_opts;
+
+QV_API void qv_build_opts_init(qv_build_opts *o);
+/* QV_OK, or QV_EINVAL saying which option is out of range. */
+QV_API qv_status qv_build_opts_check(const qv_build_opts *o, qv_error *err);
+
+typedef struct qv_build_report {
+  double recall;          /* recall@k measured on the sample (-1: not measured) */
+  uint32_t recall_k;
+  uint32_t recall_nprobe; /* the nprobe it was measured at (0 for Flat) */
+  uint32_t eval_queries;  /* sample size used */
+  uint32_t tuned_nprobe;  /* the new default_nprobe when target_recall was given, else 0 */
+  int target_reached;     /* 1 when tuned_nprobe reaches target_recall */
+  uint64_t caught_up;     /* ids written during the build and re-applied before the swap */
+  uint64_t memory_needed; /* bytes the build estimated it needs (see memory_budget) */
+  double seconds;         /* the whole build */
+} qv_build_report;
+
+/* Estimated bytes a build of c needs at its peak (as memory_budget counts them). */
+QV_API uint64_t qv_collection_build_memory(qv_collection *c);
+
+/* qv_collection_build with options (NULL = defaults) and a report (may be NULL). */
+QV_API qv_status qv_collection_build_ex(qv_collection *c, const qv_build_opts *o,
+                                        qv_progress_fn progress, void *user, qv_build_report *rep,
+                                        qv_error *err);
+
+/* Replaces c's whole state (vectors, features, ids, index, spec, default nprobe) with src's, in
+ * one swap like a build's: searches go on against the old state until it. dim and metric must be
+ * equal and src must be built; n_features may differ only when src has none. src is left
+ * holding c's old state (close it). c's write-ahead log stays attached; save c afterwards so that
+ * a restart does not replay older writes on top. o (may be NULL) checks recall like a build
+ * (target_recall tunes default_nprobe); rep may be NULL.
+ * Returns QV_OK; QV_EINVAL (dim, metric or features differ; the message says which);
+ * QV_EPRECONDITION (src not built, a build is running, recall floor not met); QV_ENOMEM. */
+QV_API qv_status qv_collection_replace(qv_collection *c, qv_collection *src, const qv_build_opts *o,
+                                       qv_build_report *rep, qv_error *err);
 
 typedef struct qv_search_params {
   size_t k;        /* results per query, 1 .. QV_MAX_K */
@@ -162,10 +221,16 @@ QV_API qv_status qv_collection_search_refined(qv_collection *c, const float *que
                                               int64_t *ids, qv_error *err);
 
 /* Saves to directory `dir` (created if needed) crash-safely: the data goes to a new version
- * subdirectory, fsynced, and becomes current only when MANIFEST.json is atomically replaced; the
- * previous version is kept as a fallback, older ones are removed. Adds and deletes wait for it.
+ * subdirectory (with its own copy of the manifest), fsynced, and becomes current only when
+ * MANIFEST.json is atomically replaced. The last keep_versions versions are kept as fallbacks
+ * (qv_collection_open serves the newest one that passes its checks); older ones are removed.
+ * Adds and deletes wait for it.
  * Returns QV_OK; QV_EIO (message names the path); QV_ENOMEM; QV_EINTERNAL. */
 QV_API qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err);
+
+/* How many versions a save keeps on disk, the new one included: 1 .. 100, default 2 (the newest
+ * and one fallback). Returns QV_OK or QV_EINVAL. */
+QV_API qv_status qv_collection_set_keep_versions(qv_collection *c, uint32_t n, qv_error *err);
 
 /* Write-ahead log. With one attached, every add and delete appends a record to DIR/wal.log
  * (CRC per record) before it changes memory, and returns only once the record is as durable as
@@ -220,6 +285,11 @@ typedef struct qv_collection_stats {
   int deferred_deletes;    /* as created */
   uint64_t wal_bytes;      /* write-ahead log since the last save (0 without a log) */
   uint64_t wal_records;
+  uint64_t disk_version;   /* the on-disk version opened or last saved (0: never saved) */
+  char open_note[448];     /* why an older version was opened; empty normally */
+  double build_recall;     /* the last build's recall@k on its sample (-1: not measured) */
+  uint32_t build_recall_k;
+  uint32_t build_nprobe;   /* the nprobe that recall was measured at */
 } qv_collection_stats;
 
 /* Moves the collection's searches to `device` (see quiver/gpu.h): copies the built index to a GPU

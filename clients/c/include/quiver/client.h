@@ -59,6 +59,11 @@ typedef struct qv_collection_info {
   uint64_t device_bytes, tombstones, gpu_fallbacks;
   char placement[192]; /* why it serves where it does */
   int deferred_deletes;
+  double build_recall; /* the last build's/import's recall@build_recall_k (-1: not measured) */
+  uint32_t build_recall_k, build_recall_nprobe;
+  uint64_t snapshot_version; /* on-disk snapshot opened or last saved */
+  char storage_note[448];    /* why an older snapshot version is served; empty normally */
+  uint64_t wal_bytes, wal_records;
 } qv_collection_info;
 
 /* "not built", "ready", "building", or "unknown". */
@@ -138,6 +143,50 @@ QV_API qv_status qv_client_delete(qv_client *c, const char *collection, size_t n
 QV_API qv_status qv_client_build(qv_client *c, const char *collection, int64_t timeout_ms,
                                  qv_client_progress_fn progress, void *user,
                                  qv_collection_info *info, qv_error *err);
+
+/* Recall-gated promotion and nprobe tuning (BuildIndexRequest in the proto). Zero = off/default. */
+typedef struct qv_client_build_opts {
+  double recall_floor;   /* refuse the swap below it (FAILED_PRECONDITION), 0 = none */
+  double target_recall;  /* tune default_nprobe to the smallest reaching it, 0 = keep */
+  uint32_t eval_queries; /* sample size, 0 = 200 */
+  uint32_t eval_k;       /* recall@k, 0 = 10 */
+} qv_client_build_opts;
+
+/* What the server measured. */
+typedef struct qv_client_build_result {
+  double recall; /* -1: not measured */
+  uint32_t recall_k, recall_nprobe, tuned_nprobe;
+  uint64_t caught_up; /* writes made during the build, re-applied before the swap (build only) */
+  uint64_t bytes_sent;
+  uint32_t files;
+  double elapsed_seconds;
+} qv_client_build_result;
+
+/* qv_client_build with options (NULL = none) and the measured result (may be NULL). */
+QV_API qv_status qv_client_build_ex(qv_client *c, const char *collection,
+                                    const qv_client_build_opts *o, int64_t timeout_ms,
+                                    qv_client_progress_fn progress, void *user,
+                                    qv_collection_info *info, qv_client_build_result *res,
+                                    qv_error *err);
+
+/* ImportIndex: swaps an index built offline (`quiver index build --out DIR`) into `collection`.
+ * With index_dir set, DIR's files (MANIFEST.json and the version it names) are streamed in
+ * chunks of about chunk_bytes (0 = 4 MiB), each with its CRC-32; with server_path set instead,
+ * the server loads that directory itself (it must lie under quiverd's --import-root). create = 1
+ * creates the collection from the index when absent. Progress phase "upload" counts bytes. */
+typedef struct qv_client_import_opts {
+  const char *index_dir;   /* local directory to stream, or NULL */
+  const char *server_path; /* directory on the server, or NULL */
+  int create;
+  qv_client_build_opts check;
+  size_t chunk_bytes;
+  int64_t timeout_ms; /* 0 = the client's timeout */
+} qv_client_import_opts;
+
+QV_API qv_status qv_client_import(qv_client *c, const char *collection,
+                                  const qv_client_import_opts *o, qv_client_progress_fn progress,
+                                  void *user, qv_collection_info *info,
+                                  qv_client_build_result *res, qv_error *err);
 
 /* grpc.health.v1.Health/Check for `service` ("" = the server as a whole). *serving = 1 when the
  * answer is SERVING. Returns QV_ENOTFOUND for an unknown service. */
