@@ -1,0 +1,460 @@
+// Index lifecycle through the real quiverd: rebuilds and imports swap in under continuous search
+// load with no failed query, recall-gated builds, ImportIndex's checks, the memory budget, and a
+// damaged newest snapshot served from the previous one.
+#include <gtest/gtest.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <zlib.h>
+
+#include "quiver/collection.h"
+#include "server/quiverd_fixture.h"
+
+using qvtest::Client;
+using qvtest::Matrix;
+using qvtest::Quiverd;
+using qvtest::TempDir;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void create_and_fill(qv_client *c, const char *name, const char *spec, const Matrix &base,
+                     int64_t id0) {
+  qv_create_opts o{};
+  o.name = name;
+  o.dim = uint32_t(base.cols);
+  o.metric = QV_METRIC_L2;
+  o.index_spec = spec;
+  qv_error e{};
+  ASSERT_EQ(qv_client_create(c, &o, nullptr, &e), QV_OK) << e.msg;
+  std::vector<int64_t> ids(base.rows);
+  for (size_t i = 0; i < base.rows; i++)
+    ids[i] = id0 + int64_t(i);
+  ASSERT_EQ(qv_client_upsert(c, name, base.rows, base.cols, ids.data(), base.f.data(), 0, nullptr,
+                             nullptr, nullptr, &e),
+            QV_OK)
+      << e.msg;
+}
+
+// An index built offline through the index layer (what `quiver index build --out` writes), ids
+// id0.., saved to dir.
+void offline_index(const std::string &dir, const Matrix &base, const char *spec, int64_t id0) {
+  qv_collection_opts o;
+  qv_collection_opts_init(&o);
+  o.dim = base.cols;
+  o.spec = spec;
+  qv_collection *c = nullptr;
+  qv_error e{};
+  ASSERT_EQ(qv_collection_create(&c, &o, &e), QV_OK) << e.msg;
+  std::vector<int64_t> ids(base.rows);
+  for (size_t i = 0; i < base.rows; i++)
+    ids[i] = id0 + int64_t(i);
+  ASSERT_EQ(qv_collection_add(c, base.rows, ids.data(), base.f.data(), &e), QV_OK);
+  ASSERT_EQ(qv_collection_build(c, nullptr, nullptr, &e), QV_OK) << e.msg;
+  ASSERT_EQ(qv_collection_save(c, dir.c_str(), &e), QV_OK) << e.msg;
+  qv_collection_close(c);
+}
+
+// One ImportIndexRequest encoded by hand (protobuf wire format): collection (1), file (8),
+// offset (9), data (10), crc32 (11).
+struct RawImport {
+  std::string collection, file, data;
+  uint64_t offset = 0;
+  uint32_t crc32 = 0;
+};
+
+void put_varint(std::string &out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(char((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(char(v));
+}
+
+void put_bytes(std::string &out, int field, const std::string &b) {
+  put_varint(out, uint64_t(field) << 3 | 2);
+  put_varint(out, b.size());
+  out += b;
+}
+
+std::string encode(const RawImport &r) {
+  std::string out;
+  put_bytes(out, 1, r.collection);
+  put_bytes(out, 8, r.file);
+  put_varint(out, 9 << 3);
+  put_varint(out, r.offset);
+  put_bytes(out, 10, r.data);
+  put_varint(out, 11 << 3);
+  put_varint(out, r.crc32);
+  return out;
+}
+
+// ImportIndex with one hand-made message (what a well-behaved client never sends).
+grpc_status_code raw_import(const std::string &target, const RawImport &req,
+                            std::string *details) {
+  const std::string body = encode(req);
+  grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+  grpc_channel *ch = grpc_channel_create(target.c_str(), cr, nullptr);
+  grpc_channel_credentials_release(cr);
+  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(nullptr);
+  gpr_timespec dl =
+      gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_seconds(10, GPR_TIMESPAN));
+  grpc_call *call = grpc_channel_create_call(
+      ch, nullptr, GRPC_PROPAGATE_DEFAULTS, cq,
+      grpc_slice_from_static_string("/quiver.v1.Retrieval/ImportIndex"), nullptr, dl, nullptr);
+  grpc_slice s = grpc_slice_from_copied_buffer(body.data(), body.size());
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  grpc_metadata_array im, tm;
+  grpc_metadata_array_init(&im);
+  grpc_metadata_array_init(&tm);
+  grpc_byte_buffer *recv = nullptr;
+  grpc_status_code status = GRPC_STATUS_UNKNOWN;
+  grpc_slice det = grpc_empty_slice();
+  grpc_op ops[6];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = bb;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &im;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &recv;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.trailing_metadata = &tm;
+  ops[5].data.recv_status_on_client.status = &status;
+  ops[5].data.recv_status_on_client.status_details = &det;
+  EXPECT_EQ(grpc_call_start_batch(call, ops, 6, ops, nullptr), GRPC_CALL_OK);
+  grpc_completion_queue_pluck(cq, ops, gpr_inf_future(GPR_CLOCK_REALTIME), nullptr);
+  char *d = grpc_slice_to_c_string(det);
+  *details = d;
+  gpr_free(d);
+  grpc_slice_unref(det);
+  if (recv)
+    grpc_byte_buffer_destroy(recv);
+  grpc_byte_buffer_destroy(bb);
+  grpc_metadata_array_destroy(&im);
+  grpc_metadata_array_destroy(&tm);
+  grpc_call_unref(call);
+  grpc_completion_queue_shutdown(cq);
+  grpc_completion_queue_destroy(cq);
+  grpc_channel_destroy(ch);
+  return status;
+}
+
+size_t staging_dirs(const std::string &data_dir) {
+  size_t n = 0;
+  for (auto &ent : std::filesystem::directory_iterator(data_dir + "/collections"))
+    if (ent.path().filename().string().rfind(".import-", 0) == 0)
+      n++;
+  return n;
+}
+
+class Lifecycle : public ::testing::Test {
+protected:
+  TempDir tmp;
+  Quiverd srv;
+  Matrix base, q;
+  void SetUp() override {
+    QV_REQUIRE_DATA("sift5k/sift5k_base.fvecs");
+    base = qvtest::load_f32("sift5k/sift5k_base.fvecs");
+    q = qvtest::load_f32("sift5k/sift5k_query.fvecs");
+    grpc_init();
+  }
+  void TearDown() override {
+    grpc_shutdown();
+  }
+};
+
+} // namespace
+
+TEST_F(Lifecycle, RebuildsAndAnImportSwapInUnderSearchLoadWithNoFailedQuery) {
+  ASSERT_TRUE(srv.start(tmp.sub("data"), {"--import-root", tmp.path}));
+  {
+    Client cl(srv.target());
+    create_and_fill(cl.c, "live", "IVF64,Flat", base, 0);
+    qv_error e{};
+    ASSERT_EQ(qv_client_build(cl.c, "live", 0, nullptr, nullptr, nullptr, &e), QV_OK) << e.msg;
+  }
+  // The index to push: the same vectors under ids 100000.., so answers show which one served.
+  const std::string off = tmp.sub("offline");
+  offline_index(off, base, "IVF32,Flat", 100000);
+  struct Sample {
+    double start, end; // seconds since t0
+    int version;       // 0 old ids, 1 new ids, -1 mixed or malformed
+    bool ok;
+  };
+  std::mutex mu;
+  std::vector<Sample> samples;
+  std::atomic<bool> stop{false};
+  const auto t0 = Clock::now();
+  auto since = [&](Clock::time_point t) { return std::chrono::duration<double>(t - t0).count(); };
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; t++)
+    clients.emplace_back([&, t] {
+      Client cl(srv.target());
+      std::mt19937 rng{uint32_t(t)};
+      std::vector<float> sc(10);
+      std::vector<int64_t> ids(10);
+      std::vector<Sample> mine;
+      while (!stop.load()) {
+        size_t qi = rng() % q.rows;
+        qv_error e{};
+        auto a = Clock::now();
+        qv_status st = qv_client_search(cl.c, "live", &q.f[qi * 128], 1, 128, 10, 8, 0, sc.data(),
+                                        ids.data(), &e);
+        auto b = Clock::now();
+        int old_n = 0, new_n = 0;
+        for (int64_t id : ids) {
+          old_n += id >= 0 && id < 5000;
+          new_n += id >= 100000 && id < 105000;
+        }
+        int version = old_n == 10 ? 0 : new_n == 10 ? 1 : -1;
+        bool sorted = std::is_sorted(sc.begin(), sc.end());
+        mine.push_back({since(a), since(b), version, st == QV_OK && sorted});
+      }
+      std::lock_guard<std::mutex> lk(mu);
+      samples.insert(samples.end(), mine.begin(), mine.end());
+    });
+  std::vector<std::pair<double, double>> swaps; // windows of builds and the import
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  double import_done = 0;
+  {
+    Client cl(srv.target());
+    qv_error e{};
+    for (int b = 0; b < 3; b++) {
+      double a = since(Clock::now());
+      ASSERT_EQ(qv_client_build(cl.c, "live", 0, nullptr, nullptr, nullptr, &e), QV_OK) << e.msg;
+      swaps.push_back({a, since(Clock::now())});
+      std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    }
+    qv_client_import_opts io{};
+    io.index_dir = off.c_str();
+    io.chunk_bytes = 512 * 1024;
+    qv_collection_info info;
+    qv_client_build_result res;
+    double a = since(Clock::now());
+    ASSERT_EQ(qv_client_import(cl.c, "live", &io, nullptr, nullptr, &info, &res, &e), QV_OK)
+        << e.msg;
+    import_done = since(Clock::now());
+    swaps.push_back({a, import_done});
+    EXPECT_EQ(info.count, 5000u);
+    EXPECT_STREQ(info.index_spec, "IVF32,Flat");
+    EXPECT_EQ(info.index_version, 5u); // 1 + 3 builds + the import
+    EXPECT_GT(res.recall, 0.5);
+    EXPECT_EQ(res.files, 5u); // index, vectors, ids, the version's manifest, MANIFEST.json
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  stop.store(true);
+  for (auto &t : clients)
+    t.join();
+  size_t failed = 0, mixed = 0, old_after = 0, new_before = 0, during = 0;
+  double max_during = 0, max_other = 0;
+  const double import_start = swaps.back().first;
+  for (const Sample &s : samples) {
+    failed += !s.ok;
+    mixed += s.version < 0;
+    old_after += s.start > import_done && s.version == 0;
+    new_before += s.end < import_start && s.version == 1;
+    bool in_swap = false;
+    for (auto &w : swaps)
+      in_swap |= s.end >= w.first && s.start <= w.second;
+    double lat = (s.end - s.start) * 1e3;
+    if (in_swap) {
+      during++;
+      max_during = std::max(max_during, lat);
+    } else {
+      max_other = std::max(max_other, lat);
+    }
+  }
+  EXPECT_EQ(failed, 0u);
+  EXPECT_EQ(mixed, 0u);
+  EXPECT_EQ(old_after, 0u) << "answers from the old index after the import returned";
+  EXPECT_EQ(new_before, 0u);
+  EXPECT_GT(during, 100u);
+  std::printf("[ swap ] 4 clients, %zu searches (%zu during 3 rebuilds + 1 import), 0 failed; "
+              "longest search %.1f ms during a build/swap, %.1f ms otherwise\n",
+              samples.size(), during, max_during, max_other);
+  EXPECT_NE(srv.log().find("ImportIndex collection=live streamed"), std::string::npos);
+  EXPECT_EQ(staging_dirs(srv.data_dir), 0u);
+}
+
+TEST_F(Lifecycle, RecallGatedBuildsAndNprobeTuning) {
+  ASSERT_TRUE(srv.start(tmp.sub("data")));
+  Client cl(srv.target());
+  create_and_fill(cl.c, "pq", "IVF64,PQ8", base, 0);
+  qv_error e{};
+  qv_collection_info info;
+  ASSERT_EQ(qv_client_build(cl.c, "pq", 0, nullptr, nullptr, &info, &e), QV_OK) << e.msg;
+  EXPECT_GE(info.build_recall, 0.0);
+  qv_client_build_opts bo{};
+  bo.recall_floor = 0.999; // PQ8 on 128 dims cannot
+  qv_client_build_result res;
+  EXPECT_EQ(qv_client_build_ex(cl.c, "pq", &bo, 0, nullptr, nullptr, nullptr, &res, &e),
+            QV_EPRECONDITION);
+  EXPECT_NE(std::string(e.msg).find("FAILED_PRECONDITION"), std::string::npos) << e.msg;
+  EXPECT_NE(std::string(e.msg).find("below the floor"), std::string::npos) << e.msg;
+  ASSERT_EQ(qv_client_describe(cl.c, "pq", &info, &e), QV_OK);
+  EXPECT_EQ(info.index_version, 1u); // the old index keeps serving
+  std::vector<float> sc(10);
+  std::vector<int64_t> ids(10);
+  EXPECT_EQ(qv_client_search(cl.c, "pq", q.f.data(), 1, 128, 10, 0, 0, sc.data(), ids.data(), &e),
+            QV_OK);
+  // Tuning on an exact-ish index: a default nprobe that reaches 0.9 is picked and shown.
+  create_and_fill(cl.c, "flat", "IVF64,Flat", base, 0);
+  bo = {};
+  bo.target_recall = 0.9;
+  ASSERT_EQ(qv_client_build_ex(cl.c, "flat", &bo, 0, nullptr, nullptr, &info, &res, &e), QV_OK)
+      << e.msg;
+  EXPECT_GT(res.tuned_nprobe, 0u);
+  EXPECT_GE(res.recall, 0.9);
+  EXPECT_EQ(info.default_nprobe, res.tuned_nprobe);
+  EXPECT_EQ(info.build_recall_nprobe, res.tuned_nprobe);
+  // Out-of-range options are refused before anything runs.
+  bo.target_recall = 2;
+  EXPECT_EQ(qv_client_build_ex(cl.c, "flat", &bo, 0, nullptr, nullptr, nullptr, nullptr, &e),
+            QV_EINVAL);
+}
+
+TEST_F(Lifecycle, ImportRefusesWhatItCannotVerify) {
+  ASSERT_TRUE(srv.start(tmp.sub("data")));
+  Client cl(srv.target());
+  create_and_fill(cl.c, "c", "IVF16,Flat", base, 0);
+  qv_error e{};
+  ASSERT_EQ(qv_client_build(cl.c, "c", 0, nullptr, nullptr, nullptr, &e), QV_OK);
+  qv_client_import_opts io{};
+  // Wrong dimension.
+  Matrix half;
+  half.rows = 500;
+  half.cols = 64;
+  half.f.assign(base.f.begin(), base.f.begin() + 500 * 64);
+  const std::string d64 = tmp.sub("d64");
+  offline_index(d64, half, "Flat", 0);
+  io.index_dir = d64.c_str();
+  EXPECT_EQ(qv_client_import(cl.c, "c", &io, nullptr, nullptr, nullptr, nullptr, &e), QV_EINVAL);
+  EXPECT_NE(std::string(e.msg).find("dim 64"), std::string::npos) << e.msg;
+  // A damaged file: the manifest's CRC-32 catches it.
+  const std::string good = tmp.sub("good");
+  offline_index(good, base, "IVF8,Flat", 0);
+  const std::string bad = tmp.sub("bad");
+  std::filesystem::copy(good, bad, std::filesystem::copy_options::recursive);
+  {
+    std::fstream f(bad + "/v000001/vectors.npy", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(1000);
+    f.put('\x55');
+  }
+  io.index_dir = bad.c_str();
+  EXPECT_EQ(qv_client_import(cl.c, "c", &io, nullptr, nullptr, nullptr, nullptr, &e), QV_ECORRUPT);
+  EXPECT_NE(std::string(e.msg).find("DATA_LOSS"), std::string::npos) << e.msg;
+  EXPECT_NE(std::string(e.msg).find("CRC"), std::string::npos) << e.msg;
+  // Unknown collection, unless asked to create it.
+  io.index_dir = good.c_str();
+  EXPECT_EQ(qv_client_import(cl.c, "nope", &io, nullptr, nullptr, nullptr, nullptr, &e),
+            QV_ENOTFOUND);
+  io.create = 1;
+  qv_collection_info info;
+  ASSERT_EQ(qv_client_import(cl.c, "fresh", &io, nullptr, nullptr, &info, nullptr, &e), QV_OK)
+      << e.msg;
+  EXPECT_EQ(info.count, 5000u);
+  EXPECT_STREQ(info.index_spec, "IVF8,Flat");
+  io.create = 0;
+  // Server-side paths are off without --import-root.
+  io.index_dir = nullptr;
+  io.server_path = good.c_str();
+  EXPECT_EQ(qv_client_import(cl.c, "c", &io, nullptr, nullptr, nullptr, nullptr, &e),
+            QV_EPRECONDITION);
+  EXPECT_NE(std::string(e.msg).find("--import-root"), std::string::npos) << e.msg;
+  // Hand-made messages: a chunk whose CRC does not match, a path outside the directory, a chunk
+  // out of order.
+  std::string det;
+  RawImport r;
+  r.collection = "c";
+  r.file = "v000001/index.faiss";
+  r.data = std::string("\x01\x02\x03\x04", 4);
+  const uint32_t good_crc =
+      uint32_t(crc32(0L, reinterpret_cast<const Bytef *>(r.data.data()), uInt(r.data.size())));
+  r.crc32 = good_crc ^ 1u;
+  EXPECT_EQ(raw_import(srv.target(), r, &det), GRPC_STATUS_DATA_LOSS) << det;
+  EXPECT_NE(det.find("CRC-32"), std::string::npos) << det;
+  r.crc32 = good_crc;
+  r.file = "../../etc/passwd";
+  EXPECT_EQ(raw_import(srv.target(), r, &det), GRPC_STATUS_INVALID_ARGUMENT) << det;
+  r.file = "v000001/index.faiss";
+  r.offset = 4096;
+  EXPECT_EQ(raw_import(srv.target(), r, &det), GRPC_STATUS_INVALID_ARGUMENT) << det;
+  EXPECT_NE(det.find("in order"), std::string::npos) << det;
+  r.offset = 0; // a lone chunk: the directory has no manifest
+  EXPECT_EQ(raw_import(srv.target(), r, &det), GRPC_STATUS_NOT_FOUND) << det;
+  // Through all of that the collection kept serving its own index, and no staging is left.
+  ASSERT_EQ(qv_client_describe(cl.c, "c", &info, &e), QV_OK);
+  EXPECT_STREQ(info.index_spec, "IVF16,Flat");
+  EXPECT_EQ(info.index_version, 1u);
+  EXPECT_EQ(staging_dirs(srv.data_dir), 0u);
+}
+
+TEST_F(Lifecycle, ABuildOverTheMemoryBudgetIsRefused) {
+  ASSERT_TRUE(srv.start(tmp.sub("data"), {"--memory-budget-mb", "4"}));
+  Client cl(srv.target());
+  create_and_fill(cl.c, "big", "IVF16,Flat", base, 0); // 2.5 MiB stored; a build needs ~7.5
+  qv_error e{};
+  EXPECT_EQ(qv_client_build(cl.c, "big", 0, nullptr, nullptr, nullptr, &e), QV_ENOMEM);
+  EXPECT_NE(std::string(e.msg).find("RESOURCE_EXHAUSTED"), std::string::npos) << e.msg;
+  EXPECT_NE(std::string(e.msg).find("memory budget"), std::string::npos) << e.msg;
+  qv_collection_info info;
+  ASSERT_EQ(qv_client_describe(cl.c, "big", &info, &e), QV_OK);
+  EXPECT_EQ(info.state, 1); // still not built, nothing half done
+}
+
+TEST_F(Lifecycle, ADamagedNewestSnapshotIsServedFromThePreviousOne) {
+  const std::string dir = tmp.sub("data");
+  ASSERT_TRUE(srv.start(dir, {"--wal-snapshot-mb", "1"}));
+  {
+    Client cl(srv.target());
+    create_and_fill(cl.c, "snap", "Flat", base, 0); // 2.5 MiB of log: snapshots along the way
+    qv_error e{};
+    ASSERT_EQ(qv_client_build(cl.c, "snap", 0, nullptr, nullptr, nullptr, &e), QV_OK);
+  }
+  ASSERT_EQ(srv.stop(SIGTERM), 0) << srv.log();
+  const std::string cdir = dir + "/collections/snap";
+  std::vector<std::string> versions;
+  for (auto &ent : std::filesystem::directory_iterator(cdir))
+    if (ent.path().filename().string()[0] == 'v')
+      versions.push_back(ent.path().filename().string());
+  std::sort(versions.begin(), versions.end());
+  ASSERT_EQ(versions.size(), 2u);
+  std::filesystem::resize_file(cdir + "/" + versions.back() + "/index.faiss", 100);
+  ASSERT_TRUE(srv.start(dir, {"--wal-snapshot-mb", "1"}));
+  Client cl(srv.target());
+  qv_collection_info info;
+  qv_error e{};
+  ASSERT_EQ(qv_client_describe(cl.c, "snap", &info, &e), QV_OK) << e.msg;
+  EXPECT_EQ(info.count, 5000u); // the older snapshot plus the log segments kept since it
+  EXPECT_EQ(info.state, 2);
+  EXPECT_NE(std::string(info.storage_note).find(versions.front()), std::string::npos)
+      << info.storage_note;
+  EXPECT_NE(srv.log().find("serving the previous version"), std::string::npos) << srv.log();
+  std::vector<float> sc(1);
+  std::vector<int64_t> ids(1);
+  ASSERT_EQ(qv_client_search(cl.c, "snap", &base.f[77 * 128], 1, 128, 1, 0, 0, sc.data(),
+                             ids.data(), &e),
+            QV_OK);
+  EXPECT_EQ(ids[0], 77);
+}
