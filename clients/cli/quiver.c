@@ -35,7 +35,10 @@ static const char *kBuildHelp =
     "  --ids FILE           ids (.npy int64/int32 or .ivecs), one per row (default: row number)\n"
     "  --default-nprobe N   nprobe used when a search asks for 0 (default 16)\n"
     "  --train-sample N     most vectors used to train (default 256 per list)\n"
-    "  --seed N             seed of the training sample (default 1234)\n";
+    "  --seed N             seed of the training sample (default 1234)\n"
+    "  --target-recall R    pick the smallest nprobe whose recall@10 on a sample reaches R\n"
+    "                       (0 < R <= 1) and store it as the default nprobe\n"
+    "  --recall-floor R     fail (nothing written) when recall@10 on the sample is below R\n";
 
 static int cmd_build(int argc, char **argv) {
   static const struct option opts[] = {{"input", required_argument, 0, 'i'},
@@ -46,12 +49,18 @@ static int cmd_build(int argc, char **argv) {
                                        {"default-nprobe", required_argument, 0, 'n'},
                                        {"train-sample", required_argument, 0, 't'},
                                        {"seed", required_argument, 0, 'S'},
+                                       {"target-recall", required_argument, 0, 'T'},
+                                       {"recall-floor", required_argument, 0, 'F'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   const char *input = NULL, *out = NULL, *ids_path = NULL;
   qv_collection_opts co;
   qv_collection_opts_init(&co);
   co.spec = "IVF64,Flat";
+  qv_build_opts bo;
+  qv_build_opts_init(&bo);
+  qv_build_report rep;
+  char *end;
   qv_error e = {0};
   uint64_t v;
   int c;
@@ -89,6 +98,19 @@ static int cmd_build(int argc, char **argv) {
         return cli_usage_error("--seed must be a non-negative integer, not '%s'", optarg);
       co.seed = v;
       break;
+    case 'T':
+    case 'F': {
+      double x = strtod(optarg, &end);
+      if (end == optarg || *end != '\0' || !(x > 0 && x <= 1))
+        return cli_usage_error(c == 'T' ? "--target-recall takes a recall in (0, 1], not '%s'"
+                                        : "--recall-floor takes a recall in (0, 1], not '%s'",
+                               optarg);
+      if (c == 'T')
+        bo.target_recall = x;
+      else
+        bo.recall_floor = x;
+      break;
+    }
     case 'h':
       fputs(kBuildHelp, stdout);
       return 0;
@@ -153,15 +175,22 @@ static int cmd_build(int argc, char **argv) {
   }
   cli_progress_cb(&pr, "load", n, n);
   double t_build = cli_now_s();
-  if (qv_collection_build(col, cli_progress_cb, &pr, &e) != QV_OK)
+  if (qv_collection_build_ex(col, &bo, cli_progress_cb, &pr, &rep, &e) != QV_OK)
     goto done;
   t_build = cli_now_s() - t_build;
   if (qv_collection_save(col, out, &e) != QV_OK)
     goto done;
   qv_collection_stats st;
   qv_collection_stats_get(col, &st, NULL);
-  printf("built %s (%s) over %" PRIu64 " vectors of dim %zu in %.2f s (train+add %.2f s) -> %s\n",
+  printf("built %s (%s) over %" PRIu64 " vectors of dim %zu in %.2f s (train+add+evaluate "
+         "%.2f s) -> %s\n",
          st.spec, qv_metric_name(st.metric), st.count, st.dim, cli_now_s() - t0, t_build, out);
+  if (rep.recall >= 0)
+    printf("recall@%u on %u stored vectors as queries: %.4f at nprobe %u%s\n", rep.recall_k,
+           rep.eval_queries, rep.recall, rep.recall_nprobe,
+           rep.tuned_nprobe ? (rep.target_reached ? " (tuned: the default nprobe)"
+                                                  : " (target not reached even at nlist)")
+                            : "");
   printf("memory: vectors %.1f MiB, index %.1f MiB\n", st.vector_bytes / 1048576.0,
          st.index_bytes / 1048576.0);
   rc = 0;
