@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import sys
+import zlib
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import grpc
@@ -84,6 +87,13 @@ class CollectionInfo:
     tombstones: int = 0
     gpu_fallbacks: int = 0
     deferred_deletes: bool = False
+    build_recall: float = -1.0  # the last build's/import's recall@build_recall_k (-1: none)
+    build_recall_k: int = 0
+    build_recall_nprobe: int = 0
+    snapshot_version: int = 0  # on-disk snapshot opened or last saved
+    storage_note: str = ""  # why an older snapshot version is served; empty normally
+    wal_bytes: int = 0
+    wal_records: int = 0
 
     @classmethod
     def _from_pb(cls, m: "pb.CollectionInfo") -> "CollectionInfo":
@@ -109,6 +119,13 @@ class CollectionInfo:
             tombstones=m.tombstones,
             gpu_fallbacks=m.gpu_fallbacks,
             deferred_deletes=m.deferred_deletes,
+            build_recall=m.build_recall,
+            build_recall_k=m.build_recall_k,
+            build_recall_nprobe=m.build_recall_nprobe,
+            snapshot_version=m.snapshot_version,
+            storage_note=m.storage_note,
+            wal_bytes=m.wal_bytes,
+            wal_records=m.wal_records,
         )
 
     def to_dict(self) -> dict:
@@ -376,16 +393,24 @@ class Client:
         return [CollectionInfo._from_pb(c) for c in resp.collections]
 
     def build(self, name: str, progress: Optional[ProgressFn] = None, *,
-              timeout=_DEFAULT) -> CollectionInfo:
+              recall_floor: float = 0.0, target_recall: float = 0.0, eval_queries: int = 0,
+              eval_k: int = 0, timeout=_DEFAULT) -> CollectionInfo:
         """Trains and builds the collection's index from its stored vectors.
 
         ``progress(phase, done, total)`` is called for every progress message the server sends
-        (phases "queued", "sample", "train", "add", "save", then "done"). If it raises, the call
-        is cancelled (which cancels the build; the previous index stays) and the exception
-        propagates. Returns the collection's description after the build.
+        (phases "sample", "train", "add", "evaluate", "tune", "save", then "done"). If it raises,
+        the call is cancelled (which cancels the build; the previous index stays) and the
+        exception propagates. Returns the collection's description after the build; its
+        ``build_recall`` is the new index's measured recall@``eval_k`` (default 10) on
+        ``eval_queries`` (default 200) stored vectors used as queries.
+
+        ``recall_floor`` in (0, 1]: the swap is refused below it (QuiverError
+        FAILED_PRECONDITION) and the previous index keeps serving. ``target_recall`` in (0, 1]:
+        the smallest nprobe reaching it becomes the collection's default nprobe.
         """
-        call = self._stub.BuildIndex(_msg(pb.BuildIndexRequest, collection=name),
-                                     timeout=self._deadline(timeout, streaming=True))
+        req = _msg(pb.BuildIndexRequest, collection=name, recall_floor=recall_floor,
+                   target_recall=target_recall, eval_queries=eval_queries, eval_k=eval_k)
+        call = self._stub.BuildIndex(req, timeout=self._deadline(timeout, streaming=True))
         final = None
         try:
             while True:
@@ -406,6 +431,63 @@ class Client:
             raise QuiverError(grpc.StatusCode.INTERNAL,
                               f"build of '{name}' ended without its final message")
         return CollectionInfo._from_pb(final.info)
+
+    def push(self, name: str, index_dir: Optional[str] = None, *,
+             server_path: Optional[str] = None, create: bool = False, recall_floor: float = 0.0,
+             target_recall: float = 0.0, eval_queries: int = 0, eval_k: int = 0,
+             chunk_bytes: int = 4 << 20, timeout=_DEFAULT) -> Tuple[CollectionInfo, float]:
+        """Swaps an index built offline (``quiver index build --out DIR``) into ``name``
+        (ImportIndex).
+
+        Give ``index_dir`` (a local directory: its files are streamed in ``chunk_bytes`` chunks,
+        each with its CRC-32) or ``server_path`` (a directory the server reads itself; quiverd
+        needs ``--import-root``). ``create`` creates the collection from the index when absent.
+        The recall options are those of :meth:`build`. Returns the collection's description and
+        the measured recall.
+        """
+        if (index_dir is None) == (server_path is None):
+            raise _invalid("push: give exactly one of index_dir and server_path")
+        files: List[str] = []
+        if index_dir is not None:
+            try:
+                with open(os.path.join(index_dir, "MANIFEST.json"), encoding="utf-8") as f:
+                    vdir = json.load(f)["dir"]
+            except (OSError, ValueError, KeyError) as e:
+                raise _invalid(f"push: {index_dir} is not an index directory "
+                               f"(quiver index build --out DIR): {e}") from e
+            for fn in ("index.faiss", "vectors.npy", "ids.npy", "features.npy", "MANIFEST.json"):
+                if os.path.exists(os.path.join(index_dir, vdir, fn)):
+                    files.append(f"{vdir}/{fn}")
+            files.append("MANIFEST.json")  # last: the server sees it after what it names
+        header = dict(collection=name, server_path=server_path or "", create=create,
+                      recall_floor=recall_floor, target_recall=target_recall,
+                      eval_queries=eval_queries, eval_k=eval_k)
+
+        def chunks() -> Iterator[pb.ImportIndexRequest]:
+            first = dict(header)
+            if not files:
+                yield _msg(pb.ImportIndexRequest, **first)
+                return
+            for rel in files:
+                with open(os.path.join(index_dir, rel), "rb") as f:
+                    off = 0
+                    while True:
+                        data = f.read(chunk_bytes)
+                        if not data and off > 0:
+                            break
+                        yield _msg(pb.ImportIndexRequest, file=rel, offset=off, data=data,
+                                   crc32=zlib.crc32(data) & 0xFFFFFFFF, **first)
+                        first = {}
+                        off += len(data)
+                        if len(data) < chunk_bytes:
+                            break
+
+        try:
+            resp = self._stub.ImportIndex(chunks(),
+                                          timeout=self._deadline(timeout, streaming=True))
+        except grpc.RpcError as e:
+            raise QuiverError._from_rpc(e) from e
+        return CollectionInfo._from_pb(resp.info), float(resp.recall)
 
     # -- health ---------------------------------------------------------------------------------
 

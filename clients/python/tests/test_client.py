@@ -169,3 +169,38 @@ def test_device_and_deferred_deletes(client):
     assert not set(ids.ravel().tolist()) & {0, 1, 2}
     client.drop("dev_gpu")
     client.drop("dev_default")
+
+
+def test_build_recall_floor_target_and_push(client, server):
+    client.create("life", dim=16, spec="IVF8,Flat")
+    client.upsert("life", np.arange(2000), rand(2000, 16, 7))
+    tuned = client.build("life", target_recall=0.9, eval_queries=300)
+    assert 0.9 <= tuned.build_recall <= 1.0 and tuned.build_recall_k == 10
+    assert tuned.default_nprobe == tuned.build_recall_nprobe
+    assert 1 <= tuned.default_nprobe <= 8
+    with pytest.raises(quiver_client.QuiverError) as e:
+        client.build("life", recall_floor=1.0, eval_queries=300, eval_k=50)
+    assert e.value.code.name == "FAILED_PRECONDITION" and "below the floor" in e.value.details
+    assert client.describe("life").index_version == tuned.index_version  # the old index stays
+
+    # The server's own collection directory is an index directory: push it into a new name.
+    src = server.data_dir / "collections" / "life"
+    info, recall = client.push("life_copy", str(src), create=True, chunk_bytes=64 * 1024)
+    assert (info.count, info.index_spec, info.state) == (2000, "IVF8,Flat", "ready")
+    assert 0.5 < recall <= 1.0 and info.build_recall == pytest.approx(recall)
+    ids, _ = client.search("life_copy", rand(1, 16, 7)[:1], k=1, nprobe=8)
+    assert ids.shape == (1, 1)
+    with pytest.raises(quiver_client.QuiverError) as e:
+        client.push("nowhere", str(src))  # no create: unknown collection
+    assert e.value.code.name == "NOT_FOUND"
+    with pytest.raises(quiver_client.QuiverError) as e:
+        client.push("life", server_path=str(src))  # quiverd has no --import-root here
+    assert e.value.code.name == "FAILED_PRECONDITION" and "--import-root" in e.value.details
+
+    # A chunk whose CRC-32 does not match what it carries: DATA_LOSS, nothing swapped.
+    bad = quiver_client.client.pb.ImportIndexRequest(collection="life", file="MANIFEST.json",
+                                                     data=b"{}", crc32=12345)
+    with pytest.raises(Exception) as e:
+        client._stub.ImportIndex(iter([bad]), timeout=10)
+    assert "DATA_LOSS" in str(e.value)
+    assert client.describe("life").index_version == tuned.index_version

@@ -22,7 +22,7 @@ def test_load_and_build(sift_collection, sift):
     assert c.built.nlist == 64
     phases = [p for p, _, _ in c.progress]
     assert phases and phases[-1] == "done"
-    assert set(phases) <= {"queued", "sample", "train", "add", "save", "done"}
+    assert set(phases) <= {"queued", "sample", "train", "add", "evaluate", "tune", "save", "done"}
     assert all(isinstance(d, int) and isinstance(t, int) for _, d, t in c.progress)
 
 

@@ -109,7 +109,7 @@ class CreateCollectionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., default_nprobe: _Optional[int] = ..., train_sample: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., deferred_deletes: _Optional[bool] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index_spec", "state", "default_nprobe", "count", "indexed", "nlist", "memory_bytes", "vector_bytes", "index_bytes", "index_version", "n_features", "device", "gpu", "device_bytes", "placement", "tombstones", "gpu_fallbacks", "deferred_deletes")
+    __slots__ = ("name", "dim", "metric", "index_spec", "state", "default_nprobe", "count", "indexed", "nlist", "memory_bytes", "vector_bytes", "index_bytes", "index_version", "n_features", "device", "gpu", "device_bytes", "placement", "tombstones", "gpu_fallbacks", "deferred_deletes", "build_recall", "build_recall_k", "build_recall_nprobe", "snapshot_version", "storage_note", "wal_bytes", "wal_records")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +131,13 @@ class CollectionInfo(_message.Message):
     TOMBSTONES_FIELD_NUMBER: _ClassVar[int]
     GPU_FALLBACKS_FIELD_NUMBER: _ClassVar[int]
     DEFERRED_DELETES_FIELD_NUMBER: _ClassVar[int]
+    BUILD_RECALL_FIELD_NUMBER: _ClassVar[int]
+    BUILD_RECALL_K_FIELD_NUMBER: _ClassVar[int]
+    BUILD_RECALL_NPROBE_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_NOTE_FIELD_NUMBER: _ClassVar[int]
+    WAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WAL_RECORDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: Metric
@@ -152,7 +159,14 @@ class CollectionInfo(_message.Message):
     tombstones: int
     gpu_fallbacks: int
     deferred_deletes: bool
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., default_nprobe: _Optional[int] = ..., count: _Optional[int] = ..., indexed: _Optional[int] = ..., nlist: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., vector_bytes: _Optional[int] = ..., index_bytes: _Optional[int] = ..., index_version: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., gpu: _Optional[int] = ..., device_bytes: _Optional[int] = ..., placement: _Optional[str] = ..., tombstones: _Optional[int] = ..., gpu_fallbacks: _Optional[int] = ..., deferred_deletes: _Optional[bool] = ...) -> None: ...
+    build_recall: float
+    build_recall_k: int
+    build_recall_nprobe: int
+    snapshot_version: int
+    storage_note: str
+    wal_bytes: int
+    wal_records: int
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., default_nprobe: _Optional[int] = ..., count: _Optional[int] = ..., indexed: _Optional[int] = ..., nlist: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., vector_bytes: _Optional[int] = ..., index_bytes: _Optional[int] = ..., index_version: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., gpu: _Optional[int] = ..., device_bytes: _Optional[int] = ..., placement: _Optional[str] = ..., tombstones: _Optional[int] = ..., gpu_fallbacks: _Optional[int] = ..., deferred_deletes: _Optional[bool] = ..., build_recall: _Optional[float] = ..., build_recall_k: _Optional[int] = ..., build_recall_nprobe: _Optional[int] = ..., snapshot_version: _Optional[int] = ..., storage_note: _Optional[str] = ..., wal_bytes: _Optional[int] = ..., wal_records: _Optional[int] = ...) -> None: ...
 
 class DropCollectionRequest(_message.Message):
     __slots__ = ("name",)
@@ -217,23 +231,85 @@ class DeleteResponse(_message.Message):
     def __init__(self, deleted: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
 
 class BuildIndexRequest(_message.Message):
-    __slots__ = ("collection",)
+    __slots__ = ("collection", "recall_floor", "target_recall", "eval_queries", "eval_k")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FLOOR_FIELD_NUMBER: _ClassVar[int]
+    TARGET_RECALL_FIELD_NUMBER: _ClassVar[int]
+    EVAL_QUERIES_FIELD_NUMBER: _ClassVar[int]
+    EVAL_K_FIELD_NUMBER: _ClassVar[int]
     collection: str
-    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+    recall_floor: float
+    target_recall: float
+    eval_queries: int
+    eval_k: int
+    def __init__(self, collection: _Optional[str] = ..., recall_floor: _Optional[float] = ..., target_recall: _Optional[float] = ..., eval_queries: _Optional[int] = ..., eval_k: _Optional[int] = ...) -> None: ...
 
 class BuildIndexProgress(_message.Message):
-    __slots__ = ("phase", "done", "total", "elapsed_seconds", "finished", "info")
+    __slots__ = ("phase", "done", "total", "elapsed_seconds", "finished", "info", "recall", "recall_k", "recall_nprobe", "tuned_nprobe", "caught_up")
     PHASE_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     INFO_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FIELD_NUMBER: _ClassVar[int]
+    RECALL_K_FIELD_NUMBER: _ClassVar[int]
+    RECALL_NPROBE_FIELD_NUMBER: _ClassVar[int]
+    TUNED_NPROBE_FIELD_NUMBER: _ClassVar[int]
+    CAUGHT_UP_FIELD_NUMBER: _ClassVar[int]
     phase: str
     done: int
     total: int
     elapsed_seconds: float
     finished: bool
     info: CollectionInfo
-    def __init__(self, phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., finished: _Optional[bool] = ..., info: _Optional[_Union[CollectionInfo, _Mapping]] = ...) -> None: ...
+    recall: float
+    recall_k: int
+    recall_nprobe: int
+    tuned_nprobe: int
+    caught_up: int
+    def __init__(self, phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., finished: _Optional[bool] = ..., info: _Optional[_Union[CollectionInfo, _Mapping]] = ..., recall: _Optional[float] = ..., recall_k: _Optional[int] = ..., recall_nprobe: _Optional[int] = ..., tuned_nprobe: _Optional[int] = ..., caught_up: _Optional[int] = ...) -> None: ...
+
+class ImportIndexRequest(_message.Message):
+    __slots__ = ("collection", "server_path", "create", "recall_floor", "target_recall", "eval_queries", "eval_k", "file", "offset", "data", "crc32")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SERVER_PATH_FIELD_NUMBER: _ClassVar[int]
+    CREATE_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FLOOR_FIELD_NUMBER: _ClassVar[int]
+    TARGET_RECALL_FIELD_NUMBER: _ClassVar[int]
+    EVAL_QUERIES_FIELD_NUMBER: _ClassVar[int]
+    EVAL_K_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CRC32_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    server_path: str
+    create: bool
+    recall_floor: float
+    target_recall: float
+    eval_queries: int
+    eval_k: int
+    file: str
+    offset: int
+    data: bytes
+    crc32: int
+    def __init__(self, collection: _Optional[str] = ..., server_path: _Optional[str] = ..., create: _Optional[bool] = ..., recall_floor: _Optional[float] = ..., target_recall: _Optional[float] = ..., eval_queries: _Optional[int] = ..., eval_k: _Optional[int] = ..., file: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., crc32: _Optional[int] = ...) -> None: ...
+
+class ImportIndexResponse(_message.Message):
+    __slots__ = ("info", "bytes_received", "files", "recall", "recall_k", "recall_nprobe", "elapsed_seconds")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FIELD_NUMBER: _ClassVar[int]
+    RECALL_K_FIELD_NUMBER: _ClassVar[int]
+    RECALL_NPROBE_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    info: CollectionInfo
+    bytes_received: int
+    files: int
+    recall: float
+    recall_k: int
+    recall_nprobe: int
+    elapsed_seconds: float
+    def __init__(self, info: _Optional[_Union[CollectionInfo, _Mapping]] = ..., bytes_received: _Optional[int] = ..., files: _Optional[int] = ..., recall: _Optional[float] = ..., recall_k: _Optional[int] = ..., recall_nprobe: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ...) -> None: ...

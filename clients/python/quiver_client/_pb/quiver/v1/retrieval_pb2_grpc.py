@@ -74,6 +74,11 @@ class RetrievalStub:
                 request_serializer=quiver_dot_v1_dot_retrieval__pb2.BuildIndexRequest.SerializeToString,
                 response_deserializer=quiver_dot_v1_dot_retrieval__pb2.BuildIndexProgress.FromString,
                 _registered_method=True)
+        self.ImportIndex = channel.stream_unary(
+                '/quiver.v1.Retrieval/ImportIndex',
+                request_serializer=quiver_dot_v1_dot_retrieval__pb2.ImportIndexRequest.SerializeToString,
+                response_deserializer=quiver_dot_v1_dot_retrieval__pb2.ImportIndexResponse.FromString,
+                _registered_method=True)
 
 
 class RetrievalServicer:
@@ -134,6 +139,18 @@ class RetrievalServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportIndex(self, request_iterator, context):
+        """Client-streaming: loads an index built offline (`quiver index build --out DIR`: a collection
+        directory) and swaps it in like a rebuild: the stream carries DIR's files in chunks, each with
+        its CRC-32; the server verifies every chunk, then the manifest's sizes and CRC-32s, dim and
+        metric against the collection, measures recall (and applies a floor / target like
+        BuildIndex), swaps it in and saves. Or the first message names a directory on the server
+        (server_path, allowed under quiverd's --import-root) and nothing else is sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetrievalServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -176,6 +193,11 @@ def add_RetrievalServicer_to_server(servicer, server):
                     servicer.BuildIndex,
                     request_deserializer=quiver_dot_v1_dot_retrieval__pb2.BuildIndexRequest.FromString,
                     response_serializer=quiver_dot_v1_dot_retrieval__pb2.BuildIndexProgress.SerializeToString,
+            ),
+            'ImportIndex': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportIndex,
+                    request_deserializer=quiver_dot_v1_dot_retrieval__pb2.ImportIndexRequest.FromString,
+                    response_serializer=quiver_dot_v1_dot_retrieval__pb2.ImportIndexResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -394,6 +416,33 @@ class Retrieval:
             '/quiver.v1.Retrieval/BuildIndex',
             quiver_dot_v1_dot_retrieval__pb2.BuildIndexRequest.SerializeToString,
             quiver_dot_v1_dot_retrieval__pb2.BuildIndexProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportIndex(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/quiver.v1.Retrieval/ImportIndex',
+            quiver_dot_v1_dot_retrieval__pb2.ImportIndexRequest.SerializeToString,
+            quiver_dot_v1_dot_retrieval__pb2.ImportIndexResponse.FromString,
             options,
             channel_credentials,
             insecure,
