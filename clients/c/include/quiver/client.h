@@ -115,7 +115,8 @@ QV_API qv_status qv_client_search_rerank(qv_client *c, const char *collection, c
                                          const qv_client_rerank *rr, float *scores, int64_t *ids,
                                          qv_error *err);
 
-/* Progress of an upload or a build: phase ("upload", "sample", "train", "add", "save", "done"),
+/* Progress of an upload or a build: phase ("upload", "sample", "train", "add", "evaluate", "tune",
+ * "save", "done"),
  * done of total. Return non-zero to cancel. */
 typedef int (*qv_client_progress_fn)(void *user, const char *phase, uint64_t done, uint64_t total);
 
