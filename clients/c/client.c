@@ -256,6 +256,10 @@ static void info_from_pb(const Quiver__V1__CollectionInfo *p, qv_collection_info
   snprintf(o->storage_note, sizeof o->storage_note, "%s", p->storage_note ? p->storage_note : "");
   o->wal_bytes = p->wal_bytes;
   o->wal_records = p->wal_records;
+  o->batched_requests = p->batched_requests;
+  o->batches = p->batches;
+  o->batched_queries = p->batched_queries;
+  o->batch_expired = p->batch_expired;
 }
 
 const char *qv_collection_state_name(int state) {

@@ -95,14 +95,16 @@ static void print_info(const qv_collection_info *i, int json) {
            ", \"placement\": \"%s\", \"tombstones\": %" PRIu64 ", \"gpu_fallbacks\": %" PRIu64
            ", \"deferred_deletes\": %s, \"build_recall\": %.4f, \"build_recall_k\": %u, "
            "\"build_recall_nprobe\": %u, \"snapshot_version\": %" PRIu64
-           ", \"wal_bytes\": %" PRIu64 ", \"wal_records\": %" PRIu64 ", \"storage_note\": \"",
+           ", \"wal_bytes\": %" PRIu64 ", \"wal_records\": %" PRIu64 ", \"batched_requests\": %" PRIu64
+           ", \"batches\": %" PRIu64 ", \"batched_queries\": %" PRIu64 ", \"batch_expired\": %" PRIu64
+           ", \"storage_note\": \"",
            i->name, i->dim, qv_metric_name(i->metric), i->index_spec,
            qv_collection_state_name(i->state), i->count, i->indexed, i->nlist, i->default_nprobe,
            i->memory_bytes, i->vector_bytes, i->index_bytes, i->index_version, i->n_features,
            qv_device_name(i->device), i->gpu, i->device_bytes, i->placement, i->tombstones,
            i->gpu_fallbacks, i->deferred_deletes ? "true" : "false", i->build_recall,
            i->build_recall_k, i->build_recall_nprobe, i->snapshot_version, i->wal_bytes,
-           i->wal_records);
+           i->wal_records, i->batched_requests, i->batches, i->batched_queries, i->batch_expired);
     json_str(i->storage_note);
     printf("\"}");
     return;
@@ -126,6 +128,11 @@ static void print_info(const qv_collection_info *i, int json) {
            i->build_recall_nprobe);
   printf("  snapshot v%06" PRIu64 ", write-ahead log %.1f MiB (%" PRIu64 " records)\n",
          i->snapshot_version, i->wal_bytes / 1048576.0, i->wal_records);
+  if (i->batched_requests > 0)
+    printf("  searches: %" PRIu64 " request(s) answered by %" PRIu64 " index search(es) of %" PRIu64
+           " queries (%.1f per search), %" PRIu64 " expired while queued\n",
+           i->batched_requests, i->batches, i->batched_queries,
+           i->batches ? (double)i->batched_queries / (double)i->batches : 0.0, i->batch_expired);
   if (i->storage_note[0] != '\0')
     printf("  WARNING: %s\n", i->storage_note);
 }

@@ -15,6 +15,10 @@ typedef struct qv__config {
   int64_t max_candidates; /* rerank k' */
   int64_t max_queries;    /* queries per request */
   int64_t omp_threads;    /* FAISS OpenMP threads per search */
+  char batch[8];             /* on | off */
+  int64_t batch_max_queries; /* per coalesced search */
+  int64_t batch_wait_us;     /* linger for more, 0 = never */
+  int64_t batch_threads;     /* OpenMP threads of a coalesced search, 0 = cores */
   int64_t shutdown_grace_ms;
   char log_level[16];
   char wal_sync[32];       /* always | interval=MS */

@@ -133,6 +133,10 @@ int main(int argc, char **argv) {
             cfg.wal_sync);
     return 2;
   }
+  if (strcmp(cfg.batch, "on") != 0 && strcmp(cfg.batch, "off") != 0) {
+    fprintf(stderr, "quiverd: --batch must be on or off, not '%s'\n", cfg.batch);
+    return 2;
+  }
   /* GPU contexts first: reopened collections are placed as they open. */
   qv_gpu_opts go;
   qv_gpu_opts_init(&go);
@@ -160,7 +164,11 @@ int main(int argc, char **argv) {
   qv__registry_cfg regcfg = {.wal = wal,
                          .snapshot_bytes = (uint64_t)cfg.wal_snapshot_mb << 20,
                          .keep_versions = (uint32_t)cfg.keep_versions,
-                         .memory_budget = (uint64_t)cfg.memory_budget_mb << 20};
+                         .memory_budget = (uint64_t)cfg.memory_budget_mb << 20,
+                         .batching = strcmp(cfg.batch, "on") == 0,
+                         .batch = {.max_queries = (size_t)cfg.batch_max_queries,
+                                   .max_wait_us = (uint32_t)cfg.batch_wait_us,
+                                   .omp_threads = (int)cfg.batch_threads}};
   if (qv__registry_open(&reg, cfg.data_dir, &regcfg, &err) != QV_OK) {
     QV_LOG_E("opening %s: %s", cfg.data_dir, err.msg);
     return 1;

@@ -27,12 +27,18 @@ qv_status qv__name_check(const char *name, qv_error *err) {
 }
 
 static void entry_free(qv__entry *e) {
+  qv__batcher_free(e->batcher); /* nothing is queued: queued searches hold a reference */
   qv_collection_close(e->col);
   pthread_mutex_destroy(&e->save_mu);
   free(e);
 }
 
 static qv_status add_entry(qv__registry *r, qv__entry *e, qv_error *err) {
+  if (r->cfg.batching && e->batcher == NULL) {
+    qv_status st = qv__batcher_new(&e->batcher, e->col, &r->cfg.batch, err);
+    if (st != QV_OK)
+      return st;
+  }
   if (r->n == r->cap) {
     size_t cap = r->cap ? r->cap * 2 : 16;
     qv__entry **it = realloc(r->items, cap * sizeof *it);

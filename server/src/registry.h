@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "batcher.h"
 #include "quiver/collection.h"
 
 #define QV__NAME_MAX 64
@@ -20,6 +21,7 @@ typedef struct qv__entry {
   atomic_int dirty;    /* changed in memory since the last save */
   int dropping;        /* a drop is under way: hidden from get, name still taken (registry mu) */
   pthread_mutex_t save_mu; /* serialises saves with each other and with a drop */
+  qv__batcher *batcher;    /* coalesces its searches; NULL when batching is off */
   int dropped;             /* the directory is gone on purpose (save_mu) */
 } qv__entry;
 
@@ -30,6 +32,8 @@ typedef struct qv__registry_cfg {
   uint32_t keep_versions;  /* snapshot versions kept on disk */
   uint64_t memory_budget;  /* bytes all collections may hold (builds and imports are checked
                               against it); 0 = unlimited */
+  int batching;            /* 1: each collection gets a batcher (batcher.h) */
+  qv__batcher_opts batch;
 } qv__registry_cfg;
 
 typedef struct qv__registry {

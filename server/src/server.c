@@ -35,6 +35,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "log.h"
 #include "quiver/fsutil.h"
+#include "quiver/kernels.h"
 #include "quiver/rerank.h"
 #include "quiver/v1/retrieval.pb-c.h"
 #include "quiver_wire.h"
@@ -141,6 +142,12 @@ static void fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec
   info->snapshot_version = s.disk_version;
   info->wal_bytes = s.wal_bytes;
   info->wal_records = s.wal_records;
+  qv__batcher_stats bs;
+  qv__batcher_stats_get(e->batcher, &bs);
+  info->batched_requests = bs.requests;
+  info->batches = bs.batches;
+  info->batched_queries = bs.queries;
+  info->batch_expired = bs.expired;
   info->device = qv__device_to_pb(s.device);
   info->gpu = s.gpu;
   info->device_bytes = s.device_bytes;
@@ -303,6 +310,31 @@ static qv_status search_reranked(qv__server *s, qv__entry *e, const Quiver__V1__
   return st;
 }
 
+/* Checks a search request against collection e: *n gets the number of queries. */
+static qv_status check_search(qv__server *s, qv__entry *e, const Quiver__V1__SearchRequest *r,
+                              const qv_collection_stats *cs, size_t *n, qv_error *err) {
+  const size_t dim = cs->dim;
+  *n = 0;
+  if (r->n_queries == 0)
+    return qv_error_set(err, QV_EINVAL, "no queries: send n x %zu floats", dim);
+  if (r->dim != 0 && r->dim != dim)
+    return qv_error_set(err, QV_EINVAL,
+                        "query dimension %u does not match collection '%s' (dimension %zu)",
+                        r->dim, e->name, dim);
+  if (r->n_queries % dim != 0)
+    return qv_error_set(err, QV_EINVAL,
+                        "queries hold %zu floats, not a multiple of collection '%s' dimension %zu",
+                        r->n_queries, e->name, dim);
+  if (r->k < 1 || r->k > (uint64_t)s->cfg->max_k)
+    return qv_error_set(err, QV_EINVAL, "k = %u is out of range 1..%lld (server --max-k)", r->k,
+                        (long long)s->cfg->max_k);
+  if ((*n = r->n_queries / dim) > (size_t)s->cfg->max_queries)
+    return qv_error_set(err, QV_ENOMEM,
+                        "%zu queries in one request exceed the server limit %lld: split the batch",
+                        *n, (long long)s->cfg->max_queries);
+  return QV_OK;
+}
+
 static qv_status h_search(qv__server *s, const ProtobufCMessage *m, const char *unused,
                           grpc_byte_buffer **resp, qv_error *err) {
   (void)unused;
@@ -315,26 +347,11 @@ static qv_status h_search(qv__server *s, const ProtobufCMessage *m, const char *
     return st;
   qv_collection_stats cs;
   qv_collection_stats_get(e->col, &cs, NULL);
-  size_t dim = cs.dim, n = 0;
+  size_t n = 0;
   float *scores = NULL;
   int64_t *ids = NULL;
-  if (r->n_queries == 0) {
-    st = qv_error_set(err, QV_EINVAL, "no queries: send n x %zu floats", dim);
-  } else if (r->dim != 0 && r->dim != dim) {
-    st = qv_error_set(err, QV_EINVAL,
-                      "query dimension %u does not match collection '%s' (dimension %zu)", r->dim,
-                      e->name, dim);
-  } else if (r->n_queries % dim != 0) {
-    st = qv_error_set(err, QV_EINVAL,
-                      "queries hold %zu floats, not a multiple of collection '%s' dimension %zu",
-                      r->n_queries, e->name, dim);
-  } else if (r->k < 1 || r->k > (uint64_t)s->cfg->max_k) {
-    st = qv_error_set(err, QV_EINVAL, "k = %u is out of range 1..%lld (server --max-k)", r->k,
-                      (long long)s->cfg->max_k);
-  } else if ((n = r->n_queries / dim) > (size_t)s->cfg->max_queries) {
-    st = qv_error_set(err, QV_ENOMEM,
-                      "%zu queries in one request exceed the server limit %lld: split the batch", n,
-                      (long long)s->cfg->max_queries);
+  if ((st = check_search(s, e, r, &cs, &n, err)) != QV_OK) {
+    /* said */
   } else if ((scores = malloc(n * r->k * sizeof *scores)) == NULL ||
              (ids = malloc(n * r->k * sizeof *ids)) == NULL) {
     st = qv_error_set(err, QV_ENOMEM, "out of memory for %zu x %u results", n, r->k);
@@ -358,6 +375,117 @@ static qv_status h_search(qv__server *s, const ProtobufCMessage *m, const char *
   free(ids);
   qv__registry_put(s->reg, e);
   return st;
+}
+
+/* ---- batched search --------------------------------------------------------------------- */
+
+/* One search on its way through the collection's batcher: the request, the call, and room for
+ * the answer, in one allocation. */
+typedef struct search_call {
+  qv__bq bq;
+  qv__server *s;
+  qv__entry *e;
+  grpc_call *call;
+  grpc_metadata_array md;
+  ProtobufCMessage *req;
+} search_call;
+
+static void on_batched(qv__bq *r) {
+  search_call *sc = (search_call *)r;
+  grpc_byte_buffer *resp = NULL;
+  if (r->st == QV_OK) {
+    Quiver__V1__SearchResponse out = QUIVER__V1__SEARCH_RESPONSE__INIT;
+    out.k = r->k;
+    out.num_queries = (uint32_t)r->n;
+    out.n_ids = out.n_scores = r->n * r->k;
+    out.ids = r->ids;
+    out.scores = r->scores;
+    resp = pack_msg(&out.base);
+  } else {
+    log_failure("Search", sc->e->name, r->st, r->err.msg);
+  }
+  finish_call(sc->call, &sc->md, 0, resp, r->st, r->err.msg);
+  protobuf_c_message_free_unpacked(sc->req, NULL);
+  qv__registry_put(sc->s->reg, sc->e);
+  free(sc);
+}
+
+/* Hands a plain search to its collection's batcher. Returns 0 when the request is not one the
+ * batcher takes (rerank, exact, batching off): the caller runs it inline. Otherwise the call is
+ * answered (now, when it is refused, or later by the batcher) and req is consumed. */
+static int search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
+                          gpr_timespec deadline, ProtobufCMessage *req) {
+  Quiver__V1__SearchRequest *r = (Quiver__V1__SearchRequest *)req;
+  if (r->rerank != NULL || r->exact || r->collection == NULL || r->collection[0] == '\0')
+    return 0;
+  qv_error err = {0};
+  qv__entry *e;
+  if (qv__registry_get(s->reg, r->collection, &e, &err) != QV_OK)
+    return 0; /* the inline path says NOT_FOUND */
+  if (e->batcher == NULL) {
+    qv__registry_put(s->reg, e);
+    return 0;
+  }
+  qv_collection_stats cs;
+  qv_collection_stats_get(e->col, &cs, NULL);
+  size_t n = 0;
+  qv_status st = check_search(s, e, r, &cs, &n, &err);
+  /* What would fail the whole coalesced search is refused here, for this request only, in the
+   * order the index layer checks. */
+  if (st == QV_OK && cs.nlist > 0 && r->nprobe > cs.nlist)
+    st = qv_error_set(&err, QV_EINVAL, "nprobe = %u exceeds nlist = %u of index '%s'", r->nprobe,
+                      cs.nlist, cs.spec);
+  if (st == QV_OK) {
+    int64_t bad = qv_find_nonfinite(r->queries, r->n_queries);
+    if (bad >= 0)
+      st = qv_error_set(&err, QV_EINVAL, "query %zu: component %zu is NaN or infinite",
+                        (size_t)bad / cs.dim, (size_t)bad % cs.dim);
+  }
+  if (st == QV_OK && cs.metric == QV_METRIC_COSINE) {
+    for (size_t i = 0; i < n && st == QV_OK; i++) {
+      double norm = 0;
+      for (size_t j = 0; j < cs.dim; j++)
+        norm += (double)r->queries[i * cs.dim + j] * r->queries[i * cs.dim + j];
+      if (norm == 0)
+        st = qv_error_set(&err, QV_EINVAL,
+                          "query %zu is the zero vector: it has no direction for cosine", i);
+    }
+  }
+  if (st == QV_OK && !cs.trained)
+    st = qv_error_set(&err, QV_EPRECONDITION,
+                      "index '%s' is not built yet: build it first (%llu vectors stored)", cs.spec,
+                      (unsigned long long)cs.count);
+  search_call *sc = NULL;
+  const size_t nk = n * r->k;
+  if (st == QV_OK &&
+      (sc = malloc(sizeof *sc + nk * (sizeof(float) + sizeof(int64_t)))) == NULL)
+    st = qv_error_set(&err, QV_ENOMEM, "out of memory for %zu x %u results", n, r->k);
+  if (st != QV_OK) {
+    log_failure("Search", e->name, st, err.msg);
+    finish_call(call, md, 0, NULL, st, err.msg);
+    protobuf_c_message_free_unpacked(req, NULL);
+    qv__registry_put(s->reg, e);
+    return 1;
+  }
+  memset(&sc->bq, 0, sizeof sc->bq);
+  sc->s = s;
+  sc->e = e;
+  sc->call = call;
+  sc->md = *md;
+  sc->req = req;
+  sc->bq.q = r->queries;
+  sc->bq.n = n;
+  sc->bq.k = r->k;
+  sc->bq.nprobe = r->nprobe;
+  sc->bq.ids = (int64_t *)(sc + 1);
+  sc->bq.scores = (float *)(sc->bq.ids + nk);
+  sc->bq.done = on_batched;
+  if (gpr_time_cmp(deadline, gpr_inf_future(deadline.clock_type)) != 0) {
+    gpr_timespec left = gpr_time_sub(deadline, gpr_now(deadline.clock_type));
+    sc->bq.deadline = now_s() + (double)left.tv_sec + left.tv_nsec * 1e-9;
+  }
+  qv__batcher_submit(e->batcher, &sc->bq);
+  return 1;
 }
 
 static qv_status h_create(qv__server *s, const ProtobufCMessage *m, const char *unused,
@@ -696,9 +824,9 @@ typedef struct import_call {
 static void import_end(import_call *u, qv_status st, const char *msg, grpc_byte_buffer *resp) {
   if (st != QV_OK)
     log_failure("ImportIndex", u->name[0] ? u->name : NULL, st, msg);
-  finish_call(u->call, &u->md, 0, resp, st, msg);
-  if (u->stage[0] != '\0')
+  if (u->stage[0] != '\0') /* before the answer: a client that sees it sees no staging left */
     qv_remove_tree(u->stage, NULL);
+  finish_call(u->call, &u->md, 0, resp, st, msg);
   free(u);
 }
 
@@ -1322,6 +1450,8 @@ static void handle_unary(qv__server *s, const method *m, grpc_call *call, grpc_m
     st = QV_EINVAL;
   } else if (deadline_passed(deadline)) {
     st = qv_error_set(&err, QV_EDEADLINE, "the deadline passed before the call was started");
+  } else if (m == &kMethods[M_SEARCH] && search_batched(s, call, md, deadline, req)) {
+    return; /* answered by the batcher (or refused there) */
   } else {
     st = m->fn(s, req, NULL, &resp, &err);
   }

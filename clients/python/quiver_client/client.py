@@ -94,6 +94,10 @@ class CollectionInfo:
     storage_note: str = ""  # why an older snapshot version is served; empty normally
     wal_bytes: int = 0
     wal_records: int = 0
+    batched_requests: int = 0  # since the server started; 0 with --batch off
+    batches: int = 0
+    batched_queries: int = 0
+    batch_expired: int = 0
 
     @classmethod
     def _from_pb(cls, m: "pb.CollectionInfo") -> "CollectionInfo":
@@ -126,6 +130,10 @@ class CollectionInfo:
             storage_note=m.storage_note,
             wal_bytes=m.wal_bytes,
             wal_records=m.wal_records,
+            batched_requests=m.batched_requests,
+            batches=m.batches,
+            batched_queries=m.batched_queries,
+            batch_expired=m.batch_expired,
         )
 
     def to_dict(self) -> dict:

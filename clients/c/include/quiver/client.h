@@ -64,6 +64,9 @@ typedef struct qv_collection_info {
   uint64_t snapshot_version; /* on-disk snapshot opened or last saved */
   char storage_note[448];    /* why an older snapshot version is served; empty normally */
   uint64_t wal_bytes, wal_records;
+  /* Since the server started (0 with --batch off): searches through the batcher, the index
+   * searches that answered them, their queries, requests expired while queued. */
+  uint64_t batched_requests, batches, batched_queries, batch_expired;
 } qv_collection_info;
 
 /* "not built", "ready", "building", or "unknown". */

@@ -109,7 +109,7 @@ class CreateCollectionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., default_nprobe: _Optional[int] = ..., train_sample: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., deferred_deletes: _Optional[bool] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index_spec", "state", "default_nprobe", "count", "indexed", "nlist", "memory_bytes", "vector_bytes", "index_bytes", "index_version", "n_features", "device", "gpu", "device_bytes", "placement", "tombstones", "gpu_fallbacks", "deferred_deletes", "build_recall", "build_recall_k", "build_recall_nprobe", "snapshot_version", "storage_note", "wal_bytes", "wal_records")
+    __slots__ = ("name", "dim", "metric", "index_spec", "state", "default_nprobe", "count", "indexed", "nlist", "memory_bytes", "vector_bytes", "index_bytes", "index_version", "n_features", "device", "gpu", "device_bytes", "placement", "tombstones", "gpu_fallbacks", "deferred_deletes", "build_recall", "build_recall_k", "build_recall_nprobe", "snapshot_version", "storage_note", "wal_bytes", "wal_records", "batched_requests", "batches", "batched_queries", "batch_expired")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,10 @@ class CollectionInfo(_message.Message):
     STORAGE_NOTE_FIELD_NUMBER: _ClassVar[int]
     WAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     WAL_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    BATCHED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    BATCHED_QUERIES_FIELD_NUMBER: _ClassVar[int]
+    BATCH_EXPIRED_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: Metric
@@ -166,7 +170,11 @@ class CollectionInfo(_message.Message):
     storage_note: str
     wal_bytes: int
     wal_records: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., default_nprobe: _Optional[int] = ..., count: _Optional[int] = ..., indexed: _Optional[int] = ..., nlist: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., vector_bytes: _Optional[int] = ..., index_bytes: _Optional[int] = ..., index_version: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., gpu: _Optional[int] = ..., device_bytes: _Optional[int] = ..., placement: _Optional[str] = ..., tombstones: _Optional[int] = ..., gpu_fallbacks: _Optional[int] = ..., deferred_deletes: _Optional[bool] = ..., build_recall: _Optional[float] = ..., build_recall_k: _Optional[int] = ..., build_recall_nprobe: _Optional[int] = ..., snapshot_version: _Optional[int] = ..., storage_note: _Optional[str] = ..., wal_bytes: _Optional[int] = ..., wal_records: _Optional[int] = ...) -> None: ...
+    batched_requests: int
+    batches: int
+    batched_queries: int
+    batch_expired: int
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., default_nprobe: _Optional[int] = ..., count: _Optional[int] = ..., indexed: _Optional[int] = ..., nlist: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., vector_bytes: _Optional[int] = ..., index_bytes: _Optional[int] = ..., index_version: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., gpu: _Optional[int] = ..., device_bytes: _Optional[int] = ..., placement: _Optional[str] = ..., tombstones: _Optional[int] = ..., gpu_fallbacks: _Optional[int] = ..., deferred_deletes: _Optional[bool] = ..., build_recall: _Optional[float] = ..., build_recall_k: _Optional[int] = ..., build_recall_nprobe: _Optional[int] = ..., snapshot_version: _Optional[int] = ..., storage_note: _Optional[str] = ..., wal_bytes: _Optional[int] = ..., wal_records: _Optional[int] = ..., batched_requests: _Optional[int] = ..., batches: _Optional[int] = ..., batched_queries: _Optional[int] = ..., batch_expired: _Optional[int] = ...) -> None: ...
 
 class DropCollectionRequest(_message.Message):
     __slots__ = ("name",)

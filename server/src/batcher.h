@@ -1,0 +1,58 @@
+/* Cross-request dynamic batching of searches (one batcher per collection).
+ *
+ * Concurrent plain searches of one collection are coalesced into one index search: the batcher's
+ * worker takes what is queued when it becomes free (a request that finds the worker idle runs at
+ * once, alone), up to max_queries queries of one (k, nprobe) key, optionally lingering up to
+ * max_wait_us for more; it runs them as one qv_collection_search, splits the answers back and
+ * calls each request's done(). Requests whose deadline passed while queued are answered
+ * QV_EDEADLINE without running. Requests of other keys stay queued in order (the oldest request
+ * always goes in the next batch: nothing starves). If a combined search fails, each request is
+ * run alone so that an error reaches only the request that caused it. */
+#ifndef QUIVER_SERVER_BATCHER_H
+#define QUIVER_SERVER_BATCHER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quiver/collection.h"
+
+typedef struct qv__bq qv__bq;
+struct qv__bq {
+  qv__bq *next;      /* the batcher's */
+  const float *q;    /* n x dim queries, valid until done() */
+  size_t n;          /* queries */
+  uint32_t k;        /* results per query */
+  uint32_t nprobe;   /* 0 = the collection's default */
+  double deadline;   /* CLOCK_MONOTONIC seconds; 0 = none */
+  double enqueued;   /* set by the batcher */
+  float *scores;     /* n x k, the caller's */
+  int64_t *ids;      /* n x k, the caller's */
+  qv_status st;      /* set before done() */
+  qv_error err;      /* message when st != QV_OK */
+  uint32_t batch_queries; /* how many queries the index search that answered it held */
+  void (*done)(qv__bq *r); /* called once, on the batcher's thread (or the submitter's) */
+};
+
+typedef struct qv__batcher_opts {
+  size_t max_queries;   /* most queries in one index search (default 256) */
+  uint32_t max_wait_us; /* how long the worker may wait to fill a batch once a request is queued
+                           (0 = never: take what is there) */
+  int omp_threads;      /* OpenMP threads of the worker's searches (0 = every core) */
+} qv__batcher_opts;
+
+typedef struct qv__batcher_stats {
+  uint64_t requests, queries, batches, expired;
+  uint64_t size_hist[12]; /* batches whose query count is <= 1, 2, 4, ..., 1024, > 1024 */
+} qv__batcher_stats;
+
+typedef struct qv__batcher qv__batcher;
+
+qv_status qv__batcher_new(qv__batcher **out, qv_collection *col, const qv__batcher_opts *o,
+                          qv_error *err);
+/* Queues r (r->done is called later, exactly once). */
+void qv__batcher_submit(qv__batcher *b, qv__bq *r);
+/* Stops the worker after it has answered everything queued, and frees. NULL allowed. */
+void qv__batcher_free(qv__batcher *b);
+void qv__batcher_stats_get(qv__batcher *b, qv__batcher_stats *s);
+
+#endif

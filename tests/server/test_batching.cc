@@ -1,0 +1,204 @@
+// The batcher through the real quiverd: concurrent searches are coalesced into fewer index
+// searches, every caller gets its own answer (the same as alone), a search whose deadline passes
+// while queued is answered DEADLINE_EXCEEDED without running, requests of different k and nprobe
+// all get answered (no starvation), and a bad query fails only its own request.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/quiverd_fixture.h"
+
+using qvtest::Client;
+using qvtest::Matrix;
+using qvtest::Quiverd;
+using qvtest::TempDir;
+
+namespace {
+
+void load(qv_client *c, const Matrix &base) {
+  qv_create_opts o{};
+  o.name = "b";
+  o.dim = 128;
+  o.metric = QV_METRIC_L2;
+  o.index_spec = "IVF64,Flat";
+  qv_error e{};
+  ASSERT_EQ(qv_client_create(c, &o, nullptr, &e), QV_OK) << e.msg;
+  std::vector<int64_t> ids(base.rows);
+  for (size_t i = 0; i < base.rows; i++)
+    ids[i] = int64_t(i);
+  ASSERT_EQ(qv_client_upsert(c, "b", base.rows, 128, ids.data(), base.f.data(), 0, nullptr,
+                             nullptr, nullptr, &e),
+            QV_OK);
+  ASSERT_EQ(qv_client_build(c, "b", 0, nullptr, nullptr, nullptr, &e), QV_OK) << e.msg;
+}
+
+qv_collection_info describe(const std::string &target) {
+  Client cl(target);
+  qv_collection_info info{};
+  qv_error e{};
+  EXPECT_EQ(qv_client_describe(cl.c, "b", &info, &e), QV_OK) << e.msg;
+  return info;
+}
+
+class Batching : public ::testing::Test {
+protected:
+  TempDir tmp;
+  Quiverd srv;
+  Matrix base, q;
+  void SetUp() override {
+    QV_REQUIRE_DATA("sift5k/sift5k_base.fvecs");
+    base = qvtest::load_f32("sift5k/sift5k_base.fvecs");
+    q = qvtest::load_f32("sift5k/sift5k_query.fvecs");
+  }
+};
+
+} // namespace
+
+TEST_F(Batching, ConcurrentSearchesAreCoalescedAndEachCallerGetsItsOwnAnswer) {
+  // A 3 ms linger makes batches form even on 2 cores.
+  ASSERT_TRUE(srv.start(tmp.sub("data"), {"--batch-wait-us", "3000", "--threads", "4"}));
+  {
+    Client cl(srv.target());
+    load(cl.c, base);
+  }
+  // Each query's answer alone, one at a time (a batch of one: no coalescing).
+  const size_t nq = 64, k = 10;
+  const uint32_t nprobes[2] = {4, 16};
+  std::vector<int64_t> alone(2 * nq * k);
+  std::vector<float> alone_s(2 * nq * k);
+  {
+    Client cl(srv.target());
+    qv_error e{};
+    for (int p = 0; p < 2; p++)
+      for (size_t i = 0; i < nq; i++)
+        ASSERT_EQ(qv_client_search(cl.c, "b", &q.f[i * 128], 1, 128, k, nprobes[p], 0,
+                                   &alone_s[(p * nq + i) * k], &alone[(p * nq + i) * k], &e),
+                  QV_OK)
+            << e.msg;
+  }
+  const qv_collection_info before = describe(srv.target());
+  EXPECT_EQ(before.batched_requests, 2 * nq);
+  // 16 threads, each its own queries and nprobe, 8 rounds over them; a different k now and then
+  // (another batch key) and a batch of 2 queries in one request.
+  std::atomic<size_t> wrong{0}, failed{0}, done{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 16; t++)
+    ts.emplace_back([&, t] {
+      Client cl(srv.target());
+      const int p = t % 2;
+      std::vector<float> sc(2 * k);
+      std::vector<int64_t> ids(2 * k);
+      for (int round = 0; round < 8; round++)
+        for (size_t i = size_t(t) % 4; i + 1 < nq; i += 4) {
+          qv_error e{};
+          const size_t kk = (i % 3 == 0) ? 5 : k; // k = 5: a prefix of the k = 10 answer
+          const size_t n = (i % 5 == 0) ? 2 : 1;
+          if (qv_client_search(cl.c, "b", &q.f[i * 128], n, 128, kk, nprobes[p], 0, sc.data(),
+                               ids.data(), &e) != QV_OK) {
+            failed++;
+            continue;
+          }
+          for (size_t r = 0; r < n; r++)
+            for (size_t j = 0; j < kk; j++)
+              if (ids[r * kk + j] != alone[(p * nq + i + r) * k + j])
+                wrong++;
+          done++;
+        }
+    });
+  for (auto &t : ts)
+    t.join();
+  EXPECT_EQ(failed.load(), 0u);
+  EXPECT_EQ(wrong.load(), 0u) << "an answer went to the wrong caller or changed in a batch";
+  const qv_collection_info after = describe(srv.target());
+  const uint64_t requests = after.batched_requests - before.batched_requests;
+  const uint64_t batches = after.batches - before.batches;
+  EXPECT_EQ(requests, done.load());
+  EXPECT_LT(batches * 2, requests) << "concurrent searches were not coalesced";
+  std::printf("[ batch ] %llu requests answered by %llu index searches (%.1f requests each)\n",
+              (unsigned long long)requests, (unsigned long long)batches,
+              double(requests) / double(batches));
+}
+
+TEST_F(Batching, ADeadlineThatPassesWhileQueuedIsNotRun) {
+  // The worker lingers 400 ms for more searches: a 100 ms deadline passes in the queue.
+  ASSERT_TRUE(srv.start(tmp.sub("data"), {"--batch-wait-us", "400000"}));
+  {
+    Client cl(srv.target());
+    load(cl.c, base);
+  }
+  Client hurried(srv.target(), 100);
+  std::vector<float> sc(10);
+  std::vector<int64_t> ids(10);
+  qv_error e{};
+  EXPECT_EQ(qv_client_search(hurried.c, "b", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(),
+                             &e),
+            QV_EDEADLINE);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600)); // the worker reaches it
+  qv_collection_info info = describe(srv.target());
+  EXPECT_EQ(info.batch_expired, 1u);
+  // Patient callers are answered after the linger.
+  Client patient(srv.target());
+  EXPECT_EQ(qv_client_search(patient.c, "b", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(),
+                             &e),
+            QV_OK)
+      << e.msg;
+}
+
+TEST_F(Batching, ABadQueryFailsOnlyItsOwnRequest) {
+  ASSERT_TRUE(srv.start(tmp.sub("data"), {"--batch-wait-us", "20000"}));
+  {
+    Client cl(srv.target());
+    load(cl.c, base);
+  }
+  std::vector<float> bad(q.f.begin(), q.f.begin() + 128);
+  bad[7] = std::nanf("");
+  std::atomic<int> good_ok{0};
+  qv_status bad_st = QV_OK;
+  std::string bad_msg;
+  std::thread t1([&] {
+    Client cl(srv.target());
+    std::vector<float> sc(10);
+    std::vector<int64_t> ids(10);
+    qv_error e{};
+    bad_st = qv_client_search(cl.c, "b", bad.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(), &e);
+    bad_msg = e.msg;
+  });
+  std::vector<std::thread> goods;
+  for (int i = 0; i < 4; i++)
+    goods.emplace_back([&, i] {
+      Client cl(srv.target());
+      std::vector<float> sc(10);
+      std::vector<int64_t> ids(10);
+      qv_error e{};
+      if (qv_client_search(cl.c, "b", &q.f[size_t(i) * 128], 1, 128, 10, 8, 0, sc.data(),
+                           ids.data(), &e) == QV_OK &&
+          ids[9] >= 0)
+        good_ok++;
+    });
+  t1.join();
+  for (auto &t : goods)
+    t.join();
+  EXPECT_EQ(bad_st, QV_EINVAL);
+  EXPECT_NE(bad_msg.find("NaN"), std::string::npos) << bad_msg;
+  EXPECT_EQ(good_ok.load(), 4);
+}
+
+TEST_F(Batching, OffMeansEverySearchRunsAlone) {
+  ASSERT_TRUE(srv.start(tmp.sub("data"), {"--batch", "off"}));
+  {
+    Client cl(srv.target());
+    load(cl.c, base);
+    std::vector<float> sc(10);
+    std::vector<int64_t> ids(10);
+    qv_error e{};
+    ASSERT_EQ(qv_client_search(cl.c, "b", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(), &e),
+              QV_OK);
+  }
+  qv_collection_info info = describe(srv.target());
+  EXPECT_EQ(info.batched_requests, 0u);
+  EXPECT_EQ(info.batches, 0u);
+}
