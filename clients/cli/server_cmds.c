@@ -38,7 +38,12 @@ static const char *kServerHelp =
     "                [--groundtruth FILE] [--json] [--output FILE]\n"
     "                [--candidates K'] [--refine] [--mmr LAMBDA] [--weights W0,W1,..]\n"
     "                [--allow 1,2,...] [--deny 1,2,...]      (the rerank stage)\n"
-    "  quiver health [--service NAME]\n";
+    "  quiver health [--service NAME]\n"
+    "  quiver bench NAME --queries FILE [--groundtruth FILE] [--k K] [--nprobe N]\n"
+    "                [--concurrency C] [--batch B] [--duration S] [--rate R] [--warmup S]\n"
+    "                [--threads T] [--json]               (load generator: quiver bench --help)\n";
+
+int cli_bench_main(int argc, char **argv, const char *server);
 
 void cli_print_server_help(FILE *f) {
   fputs(kServerHelp, f);
@@ -939,6 +944,8 @@ int cli_server_main(int argc, char **argv) {
     return cmd_build(sub_argc, sub_argv, &g);
   if (!strcmp(cmd, "push"))
     return cmd_push(sub_argc, sub_argv, &g);
+  if (!strcmp(cmd, "bench"))
+    return cli_bench_main(sub_argc, sub_argv, g.server);
   if (!strcmp(cmd, "search"))
     return cmd_search(sub_argc, sub_argv, &g);
   return cli_usage_error("unknown command '%s'", cmd);

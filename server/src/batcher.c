@@ -15,13 +15,18 @@ struct qv__batcher {
   pthread_cond_t cv;
   qv__bq *head, *tail;
   size_t queued; /* queries */
+  int active;    /* leaders running batches */
   int stop;
-  pthread_t thread;
+  int have_timer;
+  pthread_t timer; /* with max_wait_us: leads a batch once its oldest request has waited enough */
   qv__batcher_stats stats;
-  /* The worker's reused buffers: queries of a batch, its results. */
-  float *qbuf, *sbuf;
-  int64_t *ibuf;
-  size_t qcap, rcap;
+  /* Reused buffers, one set per leader slot: queries of a batch, its results. */
+  struct bufs {
+    float *q, *s;
+    int64_t *i;
+    size_t qcap, rcap;
+    int used;
+  } * bufs;
 };
 
 static double mono_s(void) {
@@ -43,36 +48,36 @@ static void run_one(qv__batcher *b, qv__bq *r) {
   finish(r, qv_collection_search(b->col, r->q, r->n, &p, r->scores, r->ids, &r->err));
 }
 
-static int grow(qv__batcher *b, size_t nq, size_t nr) {
-  if (nq > b->qcap) {
-    float *q = realloc(b->qbuf, nq * b->dim * sizeof(float));
+static int grow(struct bufs *f, size_t dim, size_t nq, size_t nr) {
+  if (nq > f->qcap) {
+    float *q = realloc(f->q, nq * dim * sizeof(float));
     if (q == NULL)
       return -1;
-    b->qbuf = q;
-    b->qcap = nq;
+    f->q = q;
+    f->qcap = nq;
   }
-  if (nr > b->rcap) {
-    float *s = realloc(b->sbuf, nr * sizeof(float));
+  if (nr > f->rcap) {
+    float *s = realloc(f->s, nr * sizeof(float));
     if (s == NULL)
       return -1;
-    b->sbuf = s;
-    int64_t *i = realloc(b->ibuf, nr * sizeof(int64_t));
+    f->s = s;
+    int64_t *i = realloc(f->i, nr * sizeof(int64_t));
     if (i == NULL)
       return -1;
-    b->ibuf = i;
-    b->rcap = nr;
+    f->i = i;
+    f->rcap = nr;
   }
   return 0;
 }
 
 /* One batch: requests in list (same k and nprobe), nq queries in all. */
-static void run_batch(qv__batcher *b, qv__bq *list, size_t nq) {
+static void run_batch(qv__batcher *b, struct bufs *f, qv__bq *list, size_t nq) {
   if (list->next == NULL) { /* alone: no copies at all */
     run_one(b, list);
     return;
   }
   const uint32_t k = list->k;
-  if (grow(b, nq, nq * k) != 0) { /* cannot pack: run them one by one */
+  if (grow(f, b->dim, nq, nq * k) != 0) { /* cannot pack: run them one by one */
     for (qv__bq *r = list, *next; r != NULL; r = next) {
       next = r->next;
       run_one(b, r);
@@ -81,12 +86,12 @@ static void run_batch(qv__batcher *b, qv__bq *list, size_t nq) {
   }
   size_t off = 0;
   for (qv__bq *r = list; r != NULL; r = r->next) {
-    memcpy(b->qbuf + off * b->dim, r->q, r->n * b->dim * sizeof(float));
+    memcpy(f->q + off * b->dim, r->q, r->n * b->dim * sizeof(float));
     off += r->n;
   }
   qv_search_params p = {.k = k, .nprobe = list->nprobe};
   qv_error err = {0};
-  qv_status st = qv_collection_search(b->col, b->qbuf, nq, &p, b->sbuf, b->ibuf, &err);
+  qv_status st = qv_collection_search(b->col, f->q, nq, &p, f->s, f->i, &err);
   off = 0;
   for (qv__bq *r = list, *next; r != NULL; r = next) {
     next = r->next;
@@ -94,8 +99,8 @@ static void run_batch(qv__batcher *b, qv__bq *list, size_t nq) {
       run_one(b, r);
       continue;
     }
-    memcpy(r->scores, b->sbuf + off * k, r->n * k * sizeof(float));
-    memcpy(r->ids, b->ibuf + off * k, r->n * k * sizeof(int64_t));
+    memcpy(r->scores, f->s + off * k, r->n * k * sizeof(float));
+    memcpy(r->ids, f->i + off * k, r->n * k * sizeof(int64_t));
     off += r->n;
     r->batch_queries = (uint32_t)nq;
     qv_error_clear(&r->err);
@@ -103,22 +108,17 @@ static void run_batch(qv__batcher *b, qv__bq *list, size_t nq) {
   }
 }
 
-static void *worker(void *arg) {
-  qv__batcher *b = arg;
-  omp_set_num_threads(b->o.omp_threads > 0 ? b->o.omp_threads : omp_get_num_procs());
-  pthread_mutex_lock(&b->mu);
-  for (;;) {
-    while (b->head == NULL && !b->stop)
-      pthread_cond_wait(&b->cv, &b->mu);
-    if (b->head == NULL)
-      break; /* stopping, nothing left */
-    if (b->o.max_wait_us > 0 && !b->stop && b->queued < b->o.max_queries) {
-      /* Linger for more, counted from the oldest request's arrival. */
-      const double until = b->head->enqueued + b->o.max_wait_us * 1e-6;
-      const struct timespec ts = {(time_t)until, (long)((until - (double)(time_t)until) * 1e9)};
-      while (!b->stop && b->queued < b->o.max_queries && mono_s() < until)
-        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+/* The leader loop, entered with b->mu held by a submitter that found a free leader slot: it runs
+ * batches (its own request first among them) until the queue is empty, then leaves. */
+static void lead(qv__batcher *b) {
+  struct bufs *f = NULL;
+  for (int i = 0; i < b->o.max_active; i++)
+    if (!b->bufs[i].used) {
+      f = &b->bufs[i];
+      f->used = 1;
+      break;
     }
+  while (b->head != NULL) {
     /* Take the oldest request, then every later one of its key while the batch has room. */
     qv__bq *first = b->head, *list = NULL, **tail = &list, *prev = NULL;
     const uint32_t k = first->k, nprobe = first->nprobe;
@@ -163,7 +163,7 @@ static void *worker(void *arg) {
       nrun += r->n;
     }
     if (run != NULL)
-      run_batch(b, run, nrun);
+      run_batch(b, f, run, nrun);
     pthread_mutex_lock(&b->mu);
     b->stats.expired += expired;
     if (nrun > 0) {
@@ -174,6 +174,36 @@ static void *worker(void *arg) {
         bucket++;
       b->stats.size_hist[bucket]++;
     }
+  }
+  if (f)
+    f->used = 0;
+  b->active--;
+  pthread_cond_broadcast(&b->cv); /* a leader slot is free: the timer may take what waits */
+}
+
+/* With max_wait_us > 0 submitters lead only full batches; this thread leads the others once the
+ * oldest queued request has waited max_wait_us (polling threads never wait). */
+static void *timer_main(void *arg) {
+  qv__batcher *b = arg;
+  omp_set_num_threads(b->o.omp_threads > 0 ? b->o.omp_threads : 1);
+  pthread_mutex_lock(&b->mu);
+  while (!b->stop) {
+    if (b->head == NULL) {
+      pthread_cond_wait(&b->cv, &b->mu);
+      continue;
+    }
+    const double until = b->head->enqueued + b->o.max_wait_us * 1e-6;
+    if (mono_s() < until && b->queued < b->o.max_queries) {
+      const struct timespec ts = {(time_t)until, (long)((until - (double)(time_t)until) * 1e9)};
+      pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+      continue;
+    }
+    if (b->active >= b->o.max_active) { /* the running leaders will take it */
+      pthread_cond_wait(&b->cv, &b->mu);
+      continue;
+    }
+    b->active++;
+    lead(b);
   }
   pthread_mutex_unlock(&b->mu);
   return NULL;
@@ -192,17 +222,28 @@ qv_status qv__batcher_new(qv__batcher **out, qv_collection *col, const qv__batch
   b->o = *o;
   if (b->o.max_queries == 0)
     b->o.max_queries = 256;
+  if (b->o.max_active < 1)
+    b->o.max_active = 1;
+  b->bufs = calloc((size_t)b->o.max_active, sizeof *b->bufs);
+  if (b->bufs == NULL) {
+    free(b);
+    return qv_error_set(err, QV_ENOMEM, "out of memory for a batcher");
+  }
   pthread_mutex_init(&b->mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&b->cv, &ca);
   pthread_condattr_destroy(&ca);
-  if (pthread_create(&b->thread, NULL, worker, b) != 0) {
-    pthread_cond_destroy(&b->cv);
-    pthread_mutex_destroy(&b->mu);
-    free(b);
-    return qv_error_set(err, QV_ENOMEM, "cannot start a batcher thread");
+  if (b->o.max_wait_us > 0) {
+    if (pthread_create(&b->timer, NULL, timer_main, b) != 0) {
+      pthread_cond_destroy(&b->cv);
+      pthread_mutex_destroy(&b->mu);
+      free(b->bufs);
+      free(b);
+      return qv_error_set(err, QV_ENOMEM, "cannot start a batcher thread");
+    }
+    b->have_timer = 1;
   }
   *out = b;
   return QV_OK;
@@ -220,23 +261,33 @@ void qv__batcher_submit(qv__batcher *b, qv__bq *r) {
   b->tail = r;
   b->queued += r->n;
   b->stats.requests++;
-  pthread_cond_signal(&b->cv);
+  if (b->active < b->o.max_active && (b->o.max_wait_us == 0 || b->queued >= b->o.max_queries)) {
+    b->active++;
+    lead(b); /* returns with b->mu held */
+  } else {
+    pthread_cond_broadcast(&b->cv); /* the timer thread */
+  }
   pthread_mutex_unlock(&b->mu);
 }
 
 void qv__batcher_free(qv__batcher *b) {
   if (b == NULL)
     return;
-  pthread_mutex_lock(&b->mu);
-  b->stop = 1;
-  pthread_cond_signal(&b->cv);
-  pthread_mutex_unlock(&b->mu);
-  pthread_join(b->thread, NULL);
+  if (b->have_timer) {
+    pthread_mutex_lock(&b->mu);
+    b->stop = 1;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    pthread_join(b->timer, NULL);
+  }
   pthread_cond_destroy(&b->cv);
   pthread_mutex_destroy(&b->mu);
-  free(b->qbuf);
-  free(b->sbuf);
-  free(b->ibuf);
+  for (int i = 0; i < b->o.max_active; i++) {
+    free(b->bufs[i].q);
+    free(b->bufs[i].s);
+    free(b->bufs[i].i);
+  }
+  free(b->bufs);
   free(b);
 }
 

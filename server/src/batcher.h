@@ -1,13 +1,18 @@
 /* Cross-request dynamic batching of searches (one batcher per collection).
  *
- * Concurrent plain searches of one collection are coalesced into one index search: the batcher's
- * worker takes what is queued when it becomes free (a request that finds the worker idle runs at
- * once, alone), up to max_queries queries of one (k, nprobe) key, optionally lingering up to
- * max_wait_us for more; it runs them as one qv_collection_search, splits the answers back and
- * calls each request's done(). Requests whose deadline passed while queued are answered
- * QV_EDEADLINE without running. Requests of other keys stay queued in order (the oldest request
- * always goes in the next batch: nothing starves). If a combined search fails, each request is
- * run alone so that an error reaches only the request that caused it. */
+ * Concurrent plain searches of one collection are coalesced into one index search, by flat
+ * combining rather than a hand-off to a worker thread: a submitter that finds fewer than
+ * max_active batches running becomes a leader and runs, on its own thread, what is queued (its
+ * own request first in line when the queue was empty: no waiting when nothing else runs); a
+ * submitter that finds max_active leaders busy only queues its request and returns, so its
+ * thread goes back to accepting calls, and a leader takes the request in its next batch. A batch
+ * holds up to max_queries queries of one (k, nprobe) key. With max_wait_us > 0 a submitter leads
+ * only a full batch; a timer thread of the batcher leads the others once the oldest request has
+ * waited max_wait_us (a polling thread never waits). Each batch is one qv_collection_search; the answers are split back and
+ * each request's done() is called on the leader's thread. Requests whose deadline passed while
+ * queued are answered QV_EDEADLINE without running. Requests of other keys stay queued in order
+ * (the oldest request always goes in the next batch: nothing starves). If a combined search
+ * fails, each request is run alone so that an error reaches only the request that caused it. */
 #ifndef QUIVER_SERVER_BATCHER_H
 #define QUIVER_SERVER_BATCHER_H
 
@@ -37,7 +42,9 @@ typedef struct qv__batcher_opts {
   size_t max_queries;   /* most queries in one index search (default 256) */
   uint32_t max_wait_us; /* how long the worker may wait to fill a batch once a request is queued
                            (0 = never: take what is there) */
-  int omp_threads;      /* OpenMP threads of the worker's searches (0 = every core) */
+  int max_active;       /* batches running at once (default 1; the server uses its polling
+                           threads' count) */
+  int omp_threads;      /* OpenMP threads of the timer thread's searches (0 = 1) */
 } qv__batcher_opts;
 
 typedef struct qv__batcher_stats {
@@ -49,9 +56,9 @@ typedef struct qv__batcher qv__batcher;
 
 qv_status qv__batcher_new(qv__batcher **out, qv_collection *col, const qv__batcher_opts *o,
                           qv_error *err);
-/* Queues r (r->done is called later, exactly once). */
+/* Queues r; r->done is called exactly once, maybe before this returns (this thread may lead). */
 void qv__batcher_submit(qv__batcher *b, qv__bq *r);
-/* Stops the worker after it has answered everything queued, and frees. NULL allowed. */
+/* Frees; nothing may be queued (queued requests hold the collection). NULL allowed. */
 void qv__batcher_free(qv__batcher *b);
 void qv__batcher_stats_get(qv__batcher *b, qv__batcher_stats *s);
 

@@ -40,10 +40,11 @@ static const opt kOpts[] = {
     {"batch-max-queries", "QUIVER_BATCH_MAX_QUERIES", OPT_INT, 1, 65536, "256",
      S(batch_max_queries), "most queries in one coalesced index search"},
     {"batch-wait-us", "QUIVER_BATCH_WAIT_US", OPT_INT, 0, 1000000, "0", S(batch_wait_us),
-     "how long a batch may wait for more searches once one is queued, µs (0 = never: a search "
-     "that finds the worker idle runs at once)"},
-    {"batch-threads", "QUIVER_BATCH_THREADS", OPT_INT, 0, 256, "0", S(batch_threads),
-     "OpenMP threads of a coalesced search (0 = every core)"},
+     "how long a batch may wait for more searches once one is queued, µs; the polling thread "
+     "leading the batch waits (0 = never: a search that finds no batch running runs at once)"},
+    {"batch-leaders", "QUIVER_BATCH_LEADERS", OPT_INT, 0, 256, "0", S(batch_leaders),
+     "coalesced searches of one collection running at once (0 = the polling threads' count); a "
+     "search that finds them all busy is queued for the next batch"},
     {"omp-threads", "QUIVER_OMP_THREADS", OPT_INT, 1, 256, "1", S(omp_threads),
      "OpenMP threads FAISS uses inside one search"},
     {"shutdown-grace-ms", "QUIVER_SHUTDOWN_GRACE_MS", OPT_INT, 0, 600000, "5000",

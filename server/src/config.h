@@ -18,7 +18,7 @@ typedef struct qv__config {
   char batch[8];             /* on | off */
   int64_t batch_max_queries; /* per coalesced search */
   int64_t batch_wait_us;     /* linger for more, 0 = never */
-  int64_t batch_threads;     /* OpenMP threads of a coalesced search, 0 = cores */
+  int64_t batch_leaders;     /* batches of one collection at once, 0 = polling threads */
   int64_t shutdown_grace_ms;
   char log_level[16];
   char wal_sync[32];       /* always | interval=MS */

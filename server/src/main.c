@@ -168,7 +168,11 @@ int main(int argc, char **argv) {
                          .batching = strcmp(cfg.batch, "on") == 0,
                          .batch = {.max_queries = (size_t)cfg.batch_max_queries,
                                    .max_wait_us = (uint32_t)cfg.batch_wait_us,
-                                   .omp_threads = (int)cfg.batch_threads}};
+                                   .omp_threads = (int)cfg.omp_threads,
+                                   .max_active = (int)(cfg.batch_leaders > 0 ? cfg.batch_leaders
+                                                       : cfg.threads > 0
+                                                           ? cfg.threads
+                                                           : sysconf(_SC_NPROCESSORS_ONLN))}};
   if (qv__registry_open(&reg, cfg.data_dir, &regcfg, &err) != QV_OK) {
     QV_LOG_E("opening %s: %s", cfg.data_dir, err.msg);
     return 1;

@@ -484,7 +484,11 @@ static int search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *m
     gpr_timespec left = gpr_time_sub(deadline, gpr_now(deadline.clock_type));
     sc->bq.deadline = now_s() + (double)left.tv_sec + left.tv_nsec * 1e-9;
   }
+  /* This thread may lead the batch and answer sc (dropping its reference) before submit
+   * returns: hold the entry (and so its batcher) until then. */
+  atomic_fetch_add(&e->refs, 1);
   qv__batcher_submit(e->batcher, &sc->bq);
+  qv__registry_put(s->reg, e);
   return 1;
 }
 
