@@ -376,8 +376,15 @@ int cli_bench_main(int argc, char **argv, const char *server) {
     if (st != QV_OK)
       return cli_fail(&e);
   }
-  /* One encoded request per batch start, made once: the load loop only sends. */
-  c.npayloads = (c.nq + c.batch - 1) / c.batch;
+  /* One encoded request per batch start, made once: the load loop only sends. nq / gcd(nq, B)
+   * batches cover every query equally often (so recall is over the whole set). */
+  size_t g = c.nq, r = c.batch % c.nq;
+  while (r != 0) {
+    size_t t = g % r;
+    g = r;
+    r = t;
+  }
+  c.npayloads = c.nq / g;
   if (c.npayloads > 4096)
     c.npayloads = 4096;
   c.payloads = calloc(c.npayloads, sizeof *c.payloads);

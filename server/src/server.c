@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "server.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -78,6 +79,28 @@ struct qv__server {
 };
 
 /* ---- helpers ---------------------------------------------------------------------------- */
+
+static void (*g_blas_set)(int);
+static int g_blas_search = 1;
+static atomic_int g_blas_builds;
+
+void qv__blas_threads_init(int searching) {
+  g_blas_set = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+  g_blas_search = searching > 0 ? searching : 1;
+  if (g_blas_set != NULL)
+    g_blas_set(g_blas_search);
+}
+
+/* A build or import starts (+1) or ends (-1): BLAS may use every core while one runs. */
+static void blas_build(int delta) {
+  if (g_blas_set == NULL)
+    return;
+  int before = atomic_fetch_add(&g_blas_builds, delta);
+  if (delta > 0 && before == 0)
+    g_blas_set(omp_get_num_procs());
+  else if (delta < 0 && before == 1)
+    g_blas_set(g_blas_search);
+}
 
 static double now_s(void) {
   struct timespec ts;
@@ -1272,6 +1295,7 @@ static void *build_thread(void *arg) {
   build_call *b = arg;
   qv__server *s = b->s;
   omp_set_num_threads(omp_get_num_procs()); /* a build may use every core */
+  blas_build(+1);
   qv_error err = {0};
   QV_LOG_I("BuildIndex collection=%s started", b->e->name);
   if (s->reg->cfg.memory_budget > 0) { /* what the other collections leave */
@@ -1280,6 +1304,7 @@ static void *build_thread(void *arg) {
         others < s->reg->cfg.memory_budget ? s->reg->cfg.memory_budget - others : 1;
   }
   qv_status st = qv_collection_build_ex(b->e->col, &b->opts, build_progress, b, &b->rep, &err);
+  blas_build(-1);
   if (st == QV_OK) {
     build_progress(b, "save", 0, 1);
     st = qv__entry_save(b->e, &err);

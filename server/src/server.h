@@ -18,4 +18,10 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
  * period, then cancel the rest; joins every thread and frees the server. */
 void qv__server_stop(qv__server *s);
 
+/* OpenBLAS (pthreads build; under FAISS's coarse quantizer for batches of 20+ queries and k-means)
+ * starts its own threads on every core per call, while the polling threads already search in
+ * parallel: searches keep it at `searching` threads; while a build or import runs it may use every
+ * core. No-op when the BLAS is not OpenBLAS. */
+void qv__blas_threads_init(int searching);
+
 #endif
