@@ -43,7 +43,7 @@ SUDO=""
 PKGS=(build-essential cmake pkg-config git ca-certificates dpkg-dev
       libopenblas-dev libgomp1
       libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
-      googletest libgtest-dev libjansson-dev zlib1g-dev grpc-proto
+      googletest libgtest-dev libjansson-dev zlib1g-dev grpc-proto libmicrohttpd-dev openssl
       python3-venv)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -15,6 +15,7 @@
 #include <grpc/support/time.h>
 
 #include "grpc/health/v1/health.pb-c.h"
+#include "channel.h"
 #include "quiver/client.h"
 #include "quiver/fsutil.h"
 #include "quiver/v1/retrieval.pb-c.h"
@@ -24,9 +25,12 @@ struct qv_client {
   grpc_channel *ch;
   int64_t timeout_ms;
   int wait_for_ready;
+  grpc_metadata md[1]; /* authorization, when a token is set */
+  size_t n_md;
 };
 
 void qv_client_opts_init(qv_client_opts *o) {
+  memset(o, 0, sizeof *o);
   o->target = "127.0.0.1:7070";
   o->timeout_ms = 30000;
   o->wait_for_ready = 0;
@@ -57,8 +61,78 @@ static qv_status from_grpc(grpc_status_code s) {
     return QV_ECANCELLED;
   case GRPC_STATUS_DATA_LOSS:
     return QV_ECORRUPT;
+  case GRPC_STATUS_UNAUTHENTICATED:
+    return QV_EUNAUTHENTICATED;
+  case GRPC_STATUS_PERMISSION_DENIED:
+    return QV_EPERMISSION;
   default:
     return QV_EINTERNAL;
+  }
+}
+
+/* A whole PEM file (NUL-terminated), or NULL with err set. */
+static char *read_pem(const char *path, const char *what, qv_error *err) {
+  char *text = NULL;
+  size_t len = 0;
+  if (qv_file_read_all(path, 1 << 20, &text, &len, err) != QV_OK) {
+    qv_error_set(err, QV_EINVAL, "%s %s cannot be read (a PEM file is expected)", what, path);
+    return NULL;
+  }
+  return text; /* qv_file_read_all NUL-terminates */
+}
+
+grpc_channel_credentials *qv__client_creds(const qv_client_opts *o, qv_error *err) {
+  if (o->tls_ca == NULL || o->tls_ca[0] == '\0') {
+    if ((o->tls_cert && o->tls_cert[0]) || (o->tls_key && o->tls_key[0])) {
+      qv_error_set(err, QV_EINVAL, "a client certificate needs TLS: give the server's CA too");
+      return NULL;
+    }
+    return grpc_insecure_credentials_create();
+  }
+  if ((o->tls_cert && o->tls_cert[0]) != (o->tls_key && o->tls_key[0])) {
+    qv_error_set(err, QV_EINVAL, "a client certificate and its key go together: give both");
+    return NULL;
+  }
+  char *ca = read_pem(o->tls_ca, "TLS CA", err), *cert = NULL, *key = NULL;
+  if (ca == NULL)
+    return NULL;
+  grpc_channel_credentials *cr = NULL;
+  if (o->tls_cert && o->tls_cert[0]) {
+    cert = read_pem(o->tls_cert, "TLS certificate", err);
+    key = cert ? read_pem(o->tls_key, "TLS key", err) : NULL;
+    if (key != NULL) {
+      grpc_ssl_pem_key_cert_pair pair = {key, cert};
+      cr = grpc_ssl_credentials_create(ca, &pair, NULL, NULL);
+    }
+  } else {
+    cr = grpc_ssl_credentials_create(ca, NULL, NULL, NULL);
+  }
+  free(ca);
+  free(cert);
+  free(key);
+  return cr;
+}
+
+void qv__client_md(const char *token, grpc_metadata *md, size_t *n) {
+  *n = 0;
+  if (token == NULL || token[0] == '\0')
+    return;
+  char *v = malloc(strlen(token) + 8);
+  if (v == NULL)
+    return;
+  memcpy(v, "Bearer ", 7);
+  memcpy(v + 7, token, strlen(token) + 1);
+  memset(md, 0, sizeof *md);
+  md->key = grpc_slice_from_static_string("authorization");
+  md->value = grpc_slice_from_copied_string(v);
+  free(v);
+  *n = 1;
+}
+
+void qv__client_md_free(grpc_metadata *md, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    grpc_slice_unref(md[i].key);
+    grpc_slice_unref(md[i].value);
   }
 }
 
@@ -83,9 +157,15 @@ qv_status qv_client_connect(qv_client **out, const qv_client_opts *o, qv_error *
   args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
   args[1].value.integer = -1; /* the server enforces its own limit, with a clear status */
   grpc_channel_args ca = {2, args};
-  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+  grpc_channel_credentials *creds = qv__client_creds(o, err);
+  if (creds == NULL) {
+    free(c);
+    grpc_shutdown();
+    return err ? err->code : QV_EINVAL;
+  }
   c->ch = grpc_channel_create(target, creds, &ca);
   grpc_channel_credentials_release(creds);
+  qv__client_md(o->token, c->md, &c->n_md);
   if (c->ch == NULL) {
     free(c);
     grpc_shutdown();
@@ -100,6 +180,7 @@ qv_status qv_client_connect(qv_client **out, const qv_client_opts *o, qv_error *
 void qv_client_close(qv_client *c) {
   if (c == NULL)
     return;
+  qv__client_md_free(c->md, c->n_md);
   grpc_channel_destroy(c->ch);
   free(c);
   grpc_shutdown();
@@ -195,6 +276,8 @@ static qv_status unary(qv_client *c, const char *method, const ProtobufCMessage 
   grpc_op ops[6];
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.count = c->n_md;
+  ops[0].data.send_initial_metadata.metadata = c->md;
   ops[0].flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = send;
@@ -481,6 +564,8 @@ qv_status qv_client_upsert_features(qv_client *c, const char *collection, size_t
   grpc_op op;
   memset(&op, 0, sizeof op);
   op.op = GRPC_OP_SEND_INITIAL_METADATA;
+  op.data.send_initial_metadata.count = c->n_md;
+  op.data.send_initial_metadata.metadata = c->md;
   op.flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
   int ok = batch(&k, &op, 1), cancelled = 0;
   size_t off = 0;
@@ -576,6 +661,8 @@ qv_status qv_client_build_ex(qv_client *c, const char *collection, const qv_clie
   grpc_op ops[4];
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.count = c->n_md;
+  ops[0].data.send_initial_metadata.metadata = c->md;
   ops[0].flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = send;
@@ -727,6 +814,8 @@ qv_status qv_client_import(qv_client *c, const char *collection, const qv_client
   grpc_op op;
   memset(&op, 0, sizeof op);
   op.op = GRPC_OP_SEND_INITIAL_METADATA;
+  op.data.send_initial_metadata.count = c->n_md;
+  op.data.send_initial_metadata.metadata = c->md;
   op.flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
   int ok = batch(&k, &op, 1), cancelled = 0, first = 1;
   uint64_t sent = 0;

@@ -27,11 +27,15 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
+#include "../c/channel.h"
 #include "common.h"
 #include "quiver/v1/retrieval.pb-c.h"
 
 typedef struct bench_cfg {
   const char *server, *name;
+  qv_client_opts conn; /* TLS files and token */
+  grpc_metadata md[1];
+  size_t n_md;
   float *queries;
   size_t nq, dim;
   int64_t *gt;
@@ -101,6 +105,8 @@ static int start_call(worker *w, call_slot *s, size_t payload, double t_sched) {
   grpc_op ops[6];
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.count = c->n_md;
+  ops[0].data.send_initial_metadata.metadata = (grpc_metadata *)c->md;
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = s->send;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -244,11 +250,12 @@ static const char *kBenchHelp =
     "usage: quiver bench NAME --queries FILE [--groundtruth FILE] [--k K] [--nprobe N]\n"
     "                    [--concurrency C] [--batch B] [--duration S] [--rate R] [--warmup S]\n"
     "                    [--threads T] [--timeout S] [--json] [--server HOST:PORT]\n"
+    "  (TLS and token: the global --tls-ca/--tls-cert/--tls-key/--token before 'bench')\n"
     "  closed loop (default): C calls in flight; open loop (--rate R calls/s): fixed schedule,\n"
     "  latency from each call's scheduled start. B queries per call. T client threads.\n"
     "  Defaults: k 10, nprobe 0 (collection default), C 16, B 1, duration 10, warmup 2, T 1.\n";
 
-int cli_bench_main(int argc, char **argv, const char *server) {
+int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
   static const struct option opts[] = {{"queries", required_argument, 0, 'q'},
                                        {"groundtruth", required_argument, 0, 'g'},
                                        {"k", required_argument, 0, 'k'},
@@ -266,7 +273,8 @@ int cli_bench_main(int argc, char **argv, const char *server) {
                                        {0, 0, 0, 0}};
   bench_cfg c;
   memset(&c, 0, sizeof c);
-  c.server = server;
+  c.conn = *conn;
+  c.server = conn->target;
   c.k = 10;
   c.conc = 16;
   c.batch = 1;
@@ -411,6 +419,8 @@ int cli_bench_main(int argc, char **argv, const char *server) {
   free(buf);
 
   grpc_init();
+  c.conn.target = c.server;
+  qv__client_md(c.conn.token, c.md, &c.n_md);
   worker *ws = calloc(c.threads, sizeof *ws);
   pthread_t *th = calloc(c.threads, sizeof *th);
   for (size_t t = 0; t < c.threads; t++) {
@@ -419,7 +429,9 @@ int cli_bench_main(int argc, char **argv, const char *server) {
     w->id = (int)t;
     grpc_arg arg = {GRPC_ARG_INTEGER, (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}};
     grpc_channel_args args = {1, &arg};
-    grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+    grpc_channel_credentials *cr = qv__client_creds(&c.conn, &e);
+    if (cr == NULL)
+      return cli_fail(&e);
     w->ch = grpc_channel_create(c.server, cr, &args);
     grpc_channel_credentials_release(cr);
     w->cq = grpc_completion_queue_create_for_next(NULL);
@@ -521,6 +533,7 @@ int cli_bench_main(int argc, char **argv, const char *server) {
   free(c.payloads);
   free(c.queries);
   free(c.gt);
+  qv__client_md_free(c.md, c.n_md);
   grpc_shutdown();
   return nerr > 0 && calls == 0 ? 1 : 0;
 }

@@ -1,11 +1,13 @@
 /* quiver's server commands: talk to a running quiverd through libquiver_client.
  *
- *   quiver [--server HOST:PORT] [--timeout S] create|drop|list|describe|upsert|delete|build|
- *                                             search|health ...
- * The server comes from --server, else $QUIVER_SERVER, else 127.0.0.1:7070. */
+ *   quiver [--server HOST:PORT] [--timeout S] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
+ *          [--token TOKEN] create|drop|list|describe|upsert|delete|build|push|search|bench|health ...
+ * The server comes from --server, else $QUIVER_SERVER, else 127.0.0.1:7070; the token from
+ * --token, else $QUIVER_TOKEN; TLS files from the flags, else $QUIVER_TLS_CA/_CERT/_KEY. */
 #define _GNU_SOURCE
 #include <getopt.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,11 +19,14 @@ typedef struct global {
   const char *server;
   uint64_t timeout_s;
   int timeout_given; /* --timeout was on the command line */
+  const char *tls_ca, *tls_cert, *tls_key, *token;
 } global;
 
 static const char *kServerHelp =
     "Server commands (--server HOST:PORT or $QUIVER_SERVER, default 127.0.0.1:7070;\n"
-    "                 --timeout SECONDS per call, default 30):\n"
+    "                 --timeout SECONDS per call, default 30; --tls-ca FILE for a TLS server,\n"
+    "                 with --tls-cert FILE --tls-key FILE for mutual TLS ($QUIVER_TLS_CA, ...);\n"
+    "                 --token TOKEN or $QUIVER_TOKEN for a server with --auth-tokens):\n"
     "  quiver create NAME --dim D [--metric l2|ip|cosine] [--spec SPEC] [--nprobe N]\n"
     "                [--train-sample N] [--features F] [--device auto|cpu|gpu]\n"
     "                [--deferred-deletes]\n"
@@ -43,18 +48,31 @@ static const char *kServerHelp =
     "                [--concurrency C] [--batch B] [--duration S] [--rate R] [--warmup S]\n"
     "                [--threads T] [--json]               (load generator: quiver bench --help)\n";
 
-int cli_bench_main(int argc, char **argv, const char *server);
+int cli_bench_main(int argc, char **argv, const qv_client_opts *conn);
 
 void cli_print_server_help(FILE *f) {
   fputs(kServerHelp, f);
 }
 
 /* Options every server command accepts, besides its own. */
-enum { OPT_SERVER = 1000, OPT_TIMEOUT };
+enum { OPT_SERVER = 1000, OPT_TIMEOUT, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TOKEN };
 
 static int take_global(int c, global *g) {
-  if (c == OPT_SERVER) {
+  switch (c) {
+  case OPT_SERVER:
     g->server = optarg;
+    return 1;
+  case OPT_TLS_CA:
+    g->tls_ca = optarg;
+    return 1;
+  case OPT_TLS_CERT:
+    g->tls_cert = optarg;
+    return 1;
+  case OPT_TLS_KEY:
+    g->tls_key = optarg;
+    return 1;
+  case OPT_TOKEN:
+    g->token = optarg;
     return 1;
   }
   if (c == OPT_TIMEOUT) {
@@ -71,6 +89,10 @@ static int connect_to(const global *g, qv_client **c) {
   qv_client_opts_init(&o);
   o.target = g->server;
   o.timeout_ms = (int64_t)g->timeout_s * 1000;
+  o.tls_ca = g->tls_ca;
+  o.tls_cert = g->tls_cert;
+  o.tls_key = g->tls_key;
+  o.token = g->token;
   qv_error e = {0};
   if (qv_client_connect(c, &o, &e) != QV_OK)
     return cli_fail_remote(&e);
@@ -219,6 +241,9 @@ static void print_result(const char *what, double seconds, const qv_client_build
 
 #define GLOBAL_OPTS                                                                                \
   {"server", required_argument, 0, OPT_SERVER}, {"timeout", required_argument, 0, OPT_TIMEOUT},    \
+      {"tls-ca", required_argument, 0, OPT_TLS_CA},                                                \
+      {"tls-cert", required_argument, 0, OPT_TLS_CERT},                                            \
+      {"tls-key", required_argument, 0, OPT_TLS_KEY}, {"token", required_argument, 0, OPT_TOKEN},  \
       {"help", no_argument, 0, 'h'}, {                                                             \
     0, 0, 0, 0                                                                                     \
   }
@@ -899,20 +924,42 @@ out:
   return rc;
 }
 
+/* $NAME, or NULL when unset or empty. */
+static const char *env_or_null(const char *name) {
+  const char *v = getenv(name);
+  return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
 int cli_server_main(int argc, char **argv) {
-  global g = {getenv("QUIVER_SERVER"), 30, 0};
-  if (g.server != NULL && g.server[0] == '\0')
-    g.server = NULL;
+  global g = {env_or_null("QUIVER_SERVER"), 30, 0, env_or_null("QUIVER_TLS_CA"),
+              env_or_null("QUIVER_TLS_CERT"), env_or_null("QUIVER_TLS_KEY"),
+              env_or_null("QUIVER_TOKEN")};
+  static const struct {
+    const char *flag;
+    size_t off;
+  } kStr[] = {{"--server", offsetof(global, server)},     {"--tls-ca", offsetof(global, tls_ca)},
+              {"--tls-cert", offsetof(global, tls_cert)}, {"--tls-key", offsetof(global, tls_key)},
+              {"--token", offsetof(global, token)}};
   /* Global options before the command. */
   int i = 1;
   while (i < argc && argv[i][0] == '-') {
-    if (!strcmp(argv[i], "--server") && i + 1 < argc) {
-      g.server = argv[i + 1];
-      i += 2;
-    } else if (!strncmp(argv[i], "--server=", 9)) {
-      g.server = argv[i] + 9;
-      i++;
-    } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+    int taken = 0;
+    for (size_t f = 0; f < sizeof kStr / sizeof kStr[0] && !taken; f++) {
+      size_t fl = strlen(kStr[f].flag);
+      const char **slot = (const char **)(void *)((char *)&g + kStr[f].off);
+      if (!strcmp(argv[i], kStr[f].flag) && i + 1 < argc) {
+        *slot = argv[i + 1];
+        i += 2;
+        taken = 1;
+      } else if (!strncmp(argv[i], kStr[f].flag, fl) && argv[i][fl] == '=') {
+        *slot = argv[i] + fl + 1;
+        i++;
+        taken = 1;
+      }
+    }
+    if (taken)
+      continue;
+    if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
       if (cli_parse_u64(argv[i + 1], 86400, &g.timeout_s) || g.timeout_s == 0)
         return cli_usage_error("--timeout must be 1..86400 seconds, not '%s'", argv[i + 1]);
       g.timeout_given = 1;
@@ -944,8 +991,17 @@ int cli_server_main(int argc, char **argv) {
     return cmd_build(sub_argc, sub_argv, &g);
   if (!strcmp(cmd, "push"))
     return cmd_push(sub_argc, sub_argv, &g);
-  if (!strcmp(cmd, "bench"))
-    return cli_bench_main(sub_argc, sub_argv, g.server);
+  if (!strcmp(cmd, "bench")) {
+    qv_client_opts bo;
+    qv_client_opts_init(&bo);
+    if (g.server)
+      bo.target = g.server;
+    bo.tls_ca = g.tls_ca;
+    bo.tls_cert = g.tls_cert;
+    bo.tls_key = g.tls_key;
+    bo.token = g.token;
+    return cli_bench_main(sub_argc, sub_argv, &bo);
+  }
   if (!strcmp(cmd, "search"))
     return cmd_search(sub_argc, sub_argv, &g);
   return cli_usage_error("unknown command '%s'", cmd);

@@ -313,7 +313,8 @@ static qv_status replay_segments(qv_collection *c, const char *dir, qv_wal_repla
     if (fd >= 0)
       close(fd);
   }
-  qsort(segs, n, sizeof *segs, by_first);
+  if (n > 1)
+    qsort(segs, n, sizeof *segs, by_first);
   for (size_t i = 0; st == QV_OK && i < n && segs[i].first != UINT64_MAX; i++) {
     char *data = NULL;
     size_t len = 0, end;

@@ -21,6 +21,11 @@ typedef struct qv__config {
   int64_t batch_leaders;     /* batches of one collection at once, 0 = polling threads */
   int64_t shutdown_grace_ms;
   char log_level[16];
+  char log_format[16];     /* text | json | logfmt */
+  int64_t slow_query_ms;   /* 0 = off */
+  char metrics_listen[256];
+  char tls_cert[1024], tls_key[1024], tls_client_ca[1024];
+  char auth_tokens[1024];
   char wal_sync[32];       /* always | interval=MS */
   int64_t wal_snapshot_mb; /* snapshot when a log passes this */
   int64_t keep_versions;   /* snapshot versions kept per collection */

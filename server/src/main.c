@@ -100,6 +100,13 @@ int main(int argc, char **argv) {
     return 2;
   }
   qv__log_min_level = lvl;
+  int fmt = qv__log_parse_format(cfg.log_format);
+  if (fmt < 0) {
+    fprintf(stderr, "quiverd: --log-format must be text, json or logfmt, not '%s'\n",
+            cfg.log_format);
+    return 2;
+  }
+  qv__log_fmt = (qv__log_format)fmt;
 
   /* Block the stop signals before any thread exists (gRPC's inherit the mask); main waits. */
   sigset_t stop;

@@ -34,7 +34,9 @@
 #include <unistd.h>
 
 #include "grpc/health/v1/health.pb-c.h"
+#include "auth.h"
 #include "log.h"
+#include "metrics.h"
 #include "quiver/fsutil.h"
 #include "quiver/kernels.h"
 #include "quiver/rerank.h"
@@ -47,6 +49,21 @@ typedef struct qv__tag {
 } qv__tag;
 
 typedef enum { K_UNARY, K_CLIENT_STREAM, K_SERVER_STREAM } call_kind;
+
+/* The methods, in kMethods order (the table is below, with the handlers). */
+enum {
+  M_SEARCH,
+  M_CREATE,
+  M_DROP,
+  M_LIST,
+  M_DESCRIBE,
+  M_UPSERT,
+  M_DELETE,
+  M_BUILD,
+  M_HEALTH,
+  M_IMPORT,
+  NMETHODS
+};
 
 typedef struct method method;
 typedef qv_status (*unary_fn)(qv__server *s, const ProtobufCMessage *req, const char *peer_desc,
@@ -76,6 +93,7 @@ struct qv__server {
   pthread_cond_t build_cv;
   int builds;               /* running build threads */
   qv_device default_device; /* --device */
+  qv__auth *auth;           /* --auth-tokens; NULL = every call allowed */
 };
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -106,6 +124,19 @@ static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* A call to method `mi` (NMETHODS = unknown) ended with st, having started at t0. */
+static void metrics_call(int mi, qv_status st, double t0) {
+  qv__metrics_call(mi, qv__to_grpc(st), now_s() - t0);
+}
+
+/* How a build or import ended, for quiver_builds_total. */
+static const char *build_outcome(qv_status st) {
+  return st == QV_OK                                      ? "ok"
+         : st == QV_EPRECONDITION || st == QV_ENOMEM      ? "refused"
+         : st == QV_ECANCELLED || st == QV_EUNAVAILABLE ? "cancelled"
+                                                          : "failed";
 }
 
 static grpc_byte_buffer *pack_msg(const ProtobufCMessage *m) {
@@ -269,6 +300,20 @@ static void log_failure(const char *method, const char *collection, qv_status st
              qv__grpc_name(g), msg);
 }
 
+/* The slow query log: a Search slower than --slow-query-ms, with what shaped it (never the
+ * query vectors). n: its queries; batch: the queries of the index search that answered it (0:
+ * run alone). */
+static void slow_query(qv__server *s, const Quiver__V1__SearchRequest *r, double t0, uint32_t batch) {
+  const double ms = (now_s() - t0) * 1e3;
+  if (s->cfg->slow_query_ms <= 0 || ms < (double)s->cfg->slow_query_ms)
+    return;
+  QV_LOG_W("slow query: method=Search collection=%s floats=%zu k=%u nprobe=%u rerank=%s "
+           "candidates=%u exact=%s batch_queries=%u ms=%.2f threshold_ms=%lld",
+           r->collection ? r->collection : "-", r->n_queries, r->k, r->nprobe,
+           r->rerank ? "yes" : "no", r->rerank ? r->rerank->candidates : 0,
+           r->exact ? "yes" : "no", batch, ms, (long long)s->cfg->slow_query_ms);
+}
+
 /* ---- unary handlers --------------------------------------------------------------------- */
 
 static int cmp_i64(const void *a, const void *b) {
@@ -386,6 +431,7 @@ static qv_status h_search(qv__server *s, const ProtobufCMessage *m, const char *
                   : qv_collection_search(e->col, r->queries, n, &p, scores, ids, err);
   }
   if (st == QV_OK) {
+    qv__metrics_queries(n);
     Quiver__V1__SearchResponse out = QUIVER__V1__SEARCH_RESPONSE__INIT;
     out.k = r->k;
     out.num_queries = (uint32_t)n;
@@ -406,6 +452,7 @@ static qv_status h_search(qv__server *s, const ProtobufCMessage *m, const char *
  * the answer, in one allocation. */
 typedef struct search_call {
   qv__bq bq;
+  double t0; /* arrival */
   qv__server *s;
   qv__entry *e;
   grpc_call *call;
@@ -417,6 +464,7 @@ static void on_batched(qv__bq *r) {
   search_call *sc = (search_call *)r;
   grpc_byte_buffer *resp = NULL;
   if (r->st == QV_OK) {
+    qv__metrics_queries(r->n);
     Quiver__V1__SearchResponse out = QUIVER__V1__SEARCH_RESPONSE__INIT;
     out.k = r->k;
     out.num_queries = (uint32_t)r->n;
@@ -428,6 +476,9 @@ static void on_batched(qv__bq *r) {
     log_failure("Search", sc->e->name, r->st, r->err.msg);
   }
   finish_call(sc->call, &sc->md, 0, resp, r->st, r->err.msg);
+  metrics_call(M_SEARCH, r->st, sc->t0);
+  if (r->st == QV_OK)
+    slow_query(sc->s, (const Quiver__V1__SearchRequest *)sc->req, sc->t0, r->batch_queries);
   protobuf_c_message_free_unpacked(sc->req, NULL);
   qv__registry_put(sc->s->reg, sc->e);
   free(sc);
@@ -437,7 +488,7 @@ static void on_batched(qv__bq *r) {
  * batcher takes (rerank, exact, batching off): the caller runs it inline. Otherwise the call is
  * answered (now, when it is refused, or later by the batcher) and req is consumed. */
 static int search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
-                          gpr_timespec deadline, ProtobufCMessage *req) {
+                          gpr_timespec deadline, ProtobufCMessage *req, double t0) {
   Quiver__V1__SearchRequest *r = (Quiver__V1__SearchRequest *)req;
   if (r->rerank != NULL || r->exact || r->collection == NULL || r->collection[0] == '\0')
     return 0;
@@ -486,11 +537,13 @@ static int search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *m
   if (st != QV_OK) {
     log_failure("Search", e->name, st, err.msg);
     finish_call(call, md, 0, NULL, st, err.msg);
+    metrics_call(M_SEARCH, st, t0);
     protobuf_c_message_free_unpacked(req, NULL);
     qv__registry_put(s->reg, e);
     return 1;
   }
   memset(&sc->bq, 0, sizeof sc->bq);
+  sc->t0 = t0;
   sc->s = s;
   sc->e = e;
   sc->call = call;
@@ -657,19 +710,6 @@ static qv_status h_health(qv__server *s, const ProtobufCMessage *m, const char *
 
 /* ---- the method table ------------------------------------------------------------------- */
 
-enum {
-  M_SEARCH,
-  M_CREATE,
-  M_DROP,
-  M_LIST,
-  M_DESCRIBE,
-  M_UPSERT,
-  M_DELETE,
-  M_BUILD,
-  M_HEALTH,
-  M_IMPORT,
-  NMETHODS
-};
 
 static const method kMethods[NMETHODS] = {
     [M_SEARCH] = {"/quiver.v1.Retrieval/Search", K_UNARY, &quiver__v1__search_request__descriptor,
@@ -709,12 +749,14 @@ typedef struct upsert_call {
   grpc_byte_buffer *recv;
   qv__entry *e;
   uint64_t upserted;
+  double t0;
 } upsert_call;
 
 static void upsert_end(upsert_call *u, qv_status st, const char *msg, grpc_byte_buffer *resp) {
   if (st != QV_OK)
     log_failure("Upsert", u->e ? u->e->name : NULL, st, msg);
   finish_call(u->call, &u->md, 0, resp, st, msg);
+  metrics_call(M_UPSERT, st, u->t0);
   if (u->e)
     qv__registry_put(u->s->reg, u->e);
   free(u);
@@ -821,6 +863,7 @@ static void start_upsert(qv__server *s, grpc_call *call, grpc_metadata_array *md
   u->s = s;
   u->call = call;
   u->md = *md;
+  u->t0 = now_s();
   upsert_post_recv(u);
 }
 
@@ -854,6 +897,9 @@ static void import_end(import_call *u, qv_status st, const char *msg, grpc_byte_
   if (u->stage[0] != '\0') /* before the answer: a client that sees it sees no staging left */
     qv_remove_tree(u->stage, NULL);
   finish_call(u->call, &u->md, 0, resp, st, msg);
+  metrics_call(M_IMPORT, st, u->t0);
+  if (u->have_header)
+    qv__metrics_build("import", build_outcome(st), now_s() - u->t0);
   free(u);
 }
 
@@ -1327,6 +1373,8 @@ static void *build_thread(void *arg) {
                cs.placement);
   } else
     log_failure("BuildIndex", b->e->name, st, err.msg);
+  metrics_call(M_BUILD, st, b->t0);
+  qv__metrics_build("build", build_outcome(st), now_s() - b->t0);
   pthread_mutex_lock(&b->mu);
   b->finished = 1;
   b->result = st;
@@ -1470,6 +1518,7 @@ static void post(pending *p) {
 
 static void handle_unary(qv__server *s, const method *m, grpc_call *call, grpc_metadata_array *md,
                          gpr_timespec deadline, grpc_byte_buffer *payload) {
+  const double t0 = now_s();
   qv_error err = {0};
   grpc_byte_buffer *resp = NULL;
   qv_status st;
@@ -1479,7 +1528,7 @@ static void handle_unary(qv__server *s, const method *m, grpc_call *call, grpc_m
     st = QV_EINVAL;
   } else if (deadline_passed(deadline)) {
     st = qv_error_set(&err, QV_EDEADLINE, "the deadline passed before the call was started");
-  } else if (m == &kMethods[M_SEARCH] && search_batched(s, call, md, deadline, req)) {
+  } else if (m == &kMethods[M_SEARCH] && search_batched(s, call, md, deadline, req, t0)) {
     return; /* answered by the batcher (or refused there) */
   } else {
     st = m->fn(s, req, NULL, &resp, &err);
@@ -1490,6 +1539,9 @@ static void handle_unary(qv__server *s, const method *m, grpc_call *call, grpc_m
     log_failure(method_short(m), collection, st, err.msg);
   }
   finish_call(call, md, 0, resp, st, err.msg);
+  metrics_call((int)(m - kMethods), st, t0);
+  if (st == QV_OK && m == &kMethods[M_SEARCH])
+    slow_query(s, (const Quiver__V1__SearchRequest *)req, t0, 0);
   if (req)
     protobuf_c_message_free_unpacked(req, NULL);
 }
@@ -1517,12 +1569,39 @@ static void on_request(void *self, int ok) {
     gpr_free(path);
     grpc_call_details_destroy(&p->details);
     finish_call(call, &md, 0, NULL, QV_EUNSUPPORTED, msg);
+    metrics_call(NMETHODS, QV_EUNSUPPORTED, now_s());
   }
   /* Re-post first, so the server keeps accepting while we work. */
   post(p);
   if (mi < 0)
     return;
   const method *m = &kMethods[mi];
+  if (s->auth != NULL && mi != M_HEALTH) { /* health stays open for probes */
+    const qv__role need =
+        mi == M_SEARCH || mi == M_DESCRIBE || mi == M_LIST ? QV__ROLE_READ : QV__ROLE_ADMIN;
+    const qv__role have = qv__auth_role(s->auth, &md);
+    const char *why = NULL;
+    qv_status st = QV_OK;
+    if (have == QV__ROLE_NONE) {
+      st = QV_EUNAUTHENTICATED;
+      why = "a missing or unknown bearer token: send 'authorization: Bearer TOKEN' (quiver "
+            "--token or $QUIVER_TOKEN) with a token from quiverd's --auth-tokens file";
+    } else if (have < need) {
+      st = QV_EPERMISSION;
+      why = "a read token may only search, describe, list and check health: this call needs an "
+            "admin token";
+    }
+    if (st != QV_OK) {
+      char msg[300];
+      snprintf(msg, sizeof msg, "%s refused: %s", method_short(m), why);
+      log_failure(method_short(m), NULL, st, msg);
+      metrics_call(mi, st, now_s());
+      finish_call(call, &md, 0, NULL, st, msg);
+      if (payload)
+        grpc_byte_buffer_destroy(payload);
+      return;
+    }
+  }
   switch (m->kind) {
   case K_UNARY:
     handle_unary(s, m, call, &md, deadline, payload);
@@ -1560,14 +1639,187 @@ static void *poller(void *arg) {
   return NULL;
 }
 
+/* ---- metrics collected at scrape time ---------------------------------------------------- */
+
+static void collect(void *user, qv__mbuf *o) {
+  qv__server *s = user;
+  qv__entry **es = NULL;
+  size_t n = 0;
+  if (qv__registry_list(s->reg, &es, &n, NULL) != QV_OK)
+    return;
+  static const struct {
+    const char *name, *type, *help;
+  } kG[] = {
+      {"quiver_collection_vectors", "gauge", "Stored vectors."},
+      {"quiver_collection_vector_bytes", "gauge", "Bytes of the full-precision store and ids."},
+      {"quiver_collection_index_bytes", "gauge", "Bytes of the index (estimate), by device."},
+      {"quiver_collection_tombstones", "gauge", "Stale index entries hidden until a save/build."},
+      {"quiver_collection_build_recall", "gauge", "The last build's recall@k on its sample."},
+      {"quiver_wal_bytes", "gauge", "Write-ahead log since the last snapshot."},
+      {"quiver_wal_records", "gauge", "Records in the write-ahead log."},
+      {"quiver_batch_expired_total", "counter", "Searches whose deadline passed in the queue."},
+  };
+  qv_collection_stats *st = calloc(n ? n : 1, sizeof *st);
+  qv__batcher_stats *bs = calloc(n ? n : 1, sizeof *bs);
+  if (st == NULL || bs == NULL)
+    o->failed = 1;
+  for (size_t i = 0; st && bs && i < n; i++) {
+    qv_collection_stats_get(es[i]->col, &st[i], NULL);
+    qv__batcher_stats_get(es[i]->batcher, &bs[i]);
+  }
+  for (size_t g = 0; st && bs && g < sizeof kG / sizeof kG[0]; g++) {
+    qv__mbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", kG[g].name, kG[g].help, kG[g].name,
+                    kG[g].type);
+    for (size_t i = 0; i < n; i++) {
+      const qv_collection_stats *c = &st[i];
+      const char *name = es[i]->name;
+      switch (g) {
+      case 0:
+        qv__mbuf_printf(o, "%s{collection=\"%s\"} %llu\n", kG[g].name, name,
+                        (unsigned long long)c->count);
+        break;
+      case 1:
+        qv__mbuf_printf(o, "%s{collection=\"%s\"} %llu\n", kG[g].name, name,
+                        (unsigned long long)c->vector_bytes);
+        break;
+      case 2:
+        qv__mbuf_printf(o, "%s{collection=\"%s\",device=\"cpu\"} %llu\n", kG[g].name, name,
+                        (unsigned long long)c->index_bytes);
+        if (c->gpu >= 0)
+          qv__mbuf_printf(o, "%s{collection=\"%s\",device=\"gpu%d\"} %llu\n", kG[g].name, name,
+                          c->gpu, (unsigned long long)c->device_bytes);
+        break;
+      case 3:
+        qv__mbuf_printf(o, "%s{collection=\"%s\"} %llu\n", kG[g].name, name,
+                        (unsigned long long)c->tombstones);
+        break;
+      case 4:
+        if (c->build_recall >= 0)
+          qv__mbuf_printf(o, "%s{collection=\"%s\",k=\"%u\"} %.4f\n", kG[g].name, name,
+                          c->build_recall_k, c->build_recall);
+        break;
+      case 5:
+        qv__mbuf_printf(o, "%s{collection=\"%s\"} %llu\n", kG[g].name, name,
+                        (unsigned long long)c->wal_bytes);
+        break;
+      case 6:
+        qv__mbuf_printf(o, "%s{collection=\"%s\"} %llu\n", kG[g].name, name,
+                        (unsigned long long)c->wal_records);
+        break;
+      case 7:
+        qv__mbuf_printf(o, "%s{collection=\"%s\"} %llu\n", kG[g].name, name,
+                        (unsigned long long)bs[i].expired);
+        break;
+      }
+    }
+  }
+  /* Batch sizes: queries per coalesced index search. */
+  qv__mbuf_printf(o, "# HELP quiver_batch_queries Queries per index search of the batcher.\n"
+                     "# TYPE quiver_batch_queries histogram\n");
+  for (size_t i = 0; st && bs && i < n; i++) {
+    uint64_t cum = 0;
+    for (int b = 0; b < 12; b++) {
+      cum += bs[i].size_hist[b];
+      if (b < 11)
+        qv__mbuf_printf(o, "quiver_batch_queries_bucket{collection=\"%s\",le=\"%d\"} %llu\n",
+                        es[i]->name, 1 << b, (unsigned long long)cum);
+    }
+    qv__mbuf_printf(o,
+                    "quiver_batch_queries_bucket{collection=\"%s\",le=\"+Inf\"} %llu\n"
+                    "quiver_batch_queries_sum{collection=\"%s\"} %llu\n"
+                    "quiver_batch_queries_count{collection=\"%s\"} %llu\n",
+                    es[i]->name, (unsigned long long)cum, es[i]->name,
+                    (unsigned long long)bs[i].queries, es[i]->name,
+                    (unsigned long long)bs[i].batches);
+  }
+  for (size_t i = 0; i < n; i++)
+    qv__registry_put(s->reg, es[i]);
+  free(es);
+  free(st);
+  free(bs);
+  qv__mbuf_printf(o, "# HELP quiver_gpu_memory_bytes GPU memory: the device's, the budget for "
+                     "collections, and what their copies reserve.\n"
+                     "# TYPE quiver_gpu_memory_bytes gauge\n");
+  for (int g = 0; g < qv_gpu_devices(); g++) {
+    qv_gpu_info gi;
+    if (qv_gpu_info_get(g, &gi, NULL) == QV_OK)
+      qv__mbuf_printf(o,
+                      "quiver_gpu_memory_bytes{gpu=\"%d\",kind=\"total\"} %zu\n"
+                      "quiver_gpu_memory_bytes{gpu=\"%d\",kind=\"budget\"} %zu\n"
+                      "quiver_gpu_memory_bytes{gpu=\"%d\",kind=\"used\"} %zu\n",
+                      g, gi.total_bytes, g, gi.budget_bytes, g, gi.used_bytes);
+  }
+  qv__mbuf_printf(o, "# HELP quiver_collections Collections served.\n"
+                     "# TYPE quiver_collections gauge\nquiver_collections %zu\n",
+                  n);
+}
+
+/* Plaintext, or TLS from --tls-cert/--tls-key (and --tls-client-ca: mutual TLS). */
+static grpc_server_credentials *server_creds(const qv__config *cfg, qv_error *err) {
+  if (cfg->tls_cert[0] == '\0' && cfg->tls_key[0] == '\0') {
+    if (cfg->tls_client_ca[0] != '\0') {
+      qv_error_set(err, QV_EINVAL, "--tls-client-ca needs --tls-cert and --tls-key");
+      return NULL;
+    }
+    return grpc_insecure_server_credentials_create();
+  }
+  if (cfg->tls_cert[0] == '\0' || cfg->tls_key[0] == '\0') {
+    qv_error_set(err, QV_EINVAL, "TLS needs both --tls-cert and --tls-key");
+    return NULL;
+  }
+  char *cert = NULL, *key = NULL, *ca = NULL;
+  size_t len;
+  grpc_server_credentials *cr = NULL;
+  const char *bad = NULL;
+  if (qv_file_read_all(cfg->tls_cert, 1 << 20, &cert, &len, NULL) != QV_OK)
+    bad = cfg->tls_cert;
+  else if (qv_file_read_all(cfg->tls_key, 1 << 20, &key, &len, NULL) != QV_OK)
+    bad = cfg->tls_key;
+  else if (cfg->tls_client_ca[0] != '\0' &&
+           qv_file_read_all(cfg->tls_client_ca, 1 << 20, &ca, &len, NULL) != QV_OK)
+    bad = cfg->tls_client_ca;
+  if (bad != NULL) {
+    qv_error_set(err, QV_EINVAL, "cannot read %s (a PEM file is expected)", bad);
+  } else {
+    grpc_ssl_pem_key_cert_pair pair = {key, cert};
+    cr = grpc_ssl_server_credentials_create_ex(
+        ca, &pair, 1,
+        ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+           : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+        NULL);
+    if (cr == NULL)
+      qv_error_set(err, QV_EINVAL, "gRPC refused the TLS certificate, key or CA");
+  }
+  if (key)
+    memset(key, 0, strlen(key));
+  free(cert);
+  free(key);
+  free(ca);
+  return cr;
+}
+
 qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg, int *port,
                            qv_error *err) {
   *out = NULL;
+  grpc_server_credentials *creds = server_creds(cfg, err);
+  if (creds == NULL)
+    return QV_EINVAL;
+  qv__auth *auth = NULL;
+  if (cfg->auth_tokens[0] != '\0' && qv__auth_load(cfg->auth_tokens, &auth, err) != QV_OK) {
+    grpc_server_credentials_release(creds);
+    return err ? err->code : QV_EINVAL;
+  }
   qv__server *s = calloc(1, sizeof *s);
-  if (s == NULL)
+  if (s == NULL) {
+    grpc_server_credentials_release(creds);
+    qv__auth_free(auth);
     return qv_error_set(err, QV_ENOMEM, "out of memory");
+  }
+  s->auth = auth;
   s->cfg = cfg;
   if (qv_device_parse(cfg->device, &s->default_device, err) != QV_OK) {
+    grpc_server_credentials_release(creds);
+    qv__auth_free(s->auth);
     free(s);
     return qv_error_prefix(err, "--device");
   }
@@ -1602,6 +1854,8 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
     free(s->handles);
     pthread_mutex_destroy(&s->build_mu);
     pthread_cond_destroy(&s->build_cv);
+    grpc_server_credentials_release(creds);
+    qv__auth_free(s->auth);
     free(s);
     return qv_error_set(err, QV_ENOMEM, "out of memory starting the gRPC server");
   }
@@ -1615,7 +1869,6 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
     s->cqs[i] = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cqs[i], NULL);
   }
-  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
   *port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
   grpc_server_credentials_release(creds);
   if (*port == 0) {
@@ -1630,10 +1883,42 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
     free(s->handles);
     pthread_mutex_destroy(&s->build_mu);
     pthread_cond_destroy(&s->build_cv);
+    qv__auth_free(s->auth);
     free(s);
     return qv_error_set(err, QV_EUNAVAILABLE, "cannot listen on %s (address in use or invalid?)",
                         cfg->listen);
   }
+  static const char *names[NMETHODS + 1];
+  for (int i = 0; i < NMETHODS; i++)
+    names[i] = method_short(&kMethods[i]);
+  names[NMETHODS] = "unknown";
+  qv__metrics_init(names, NMETHODS + 1);
+  if (cfg->metrics_listen[0] != '\0') {
+    int mport = 0;
+    if (qv__metrics_start(cfg->metrics_listen, collect, s, &mport, err) != QV_OK) {
+      grpc_server_destroy(s->server);
+      for (int i = 0; i < s->ncq; i++) {
+        grpc_completion_queue_shutdown(s->cqs[i]);
+        grpc_completion_queue_destroy(s->cqs[i]);
+      }
+      free(s->cqs);
+      free(s->threads);
+      free(s->pargs);
+      free(s->handles);
+      pthread_mutex_destroy(&s->build_mu);
+      pthread_cond_destroy(&s->build_cv);
+      qv__auth_free(s->auth);
+      free(s);
+      return err ? err->code : QV_EIO;
+    }
+    QV_LOG_I("metrics on http://%.200s/metrics (port %d)", cfg->metrics_listen, mport);
+  }
+  if (s->auth != NULL)
+    QV_LOG_I("auth: %zu bearer token(s) from %s; health stays open", qv__auth_count(s->auth),
+             cfg->auth_tokens);
+  if (cfg->tls_cert[0] != '\0')
+    QV_LOG_I("TLS on %s%s", cfg->listen,
+             cfg->tls_client_ca[0] ? ", client certificates required (mutual TLS)" : "");
   grpc_server_start(s->server);
   /* A queue gets requests only once its poller runs, so a failed thread start leaves no queue
    * holding calls that nobody serves. */
@@ -1665,6 +1950,7 @@ void qv__server_stop(qv__server *s) {
   if (s == NULL)
     return;
   atomic_store(&s->stopping, 1); /* health says NOT_SERVING; builds see it and cancel */
+  qv__metrics_stop(); /* its collector reads the registry */
   grpc_completion_queue *scq = grpc_completion_queue_create_for_pluck(NULL);
   int tag;
   grpc_server_shutdown_and_notify(s->server, scq, &tag);
@@ -1702,5 +1988,6 @@ void qv__server_stop(qv__server *s) {
   free(s->threads);
   free(s->pargs);
   free(s->handles);
+  qv__auth_free(s->auth);
   free(s);
 }

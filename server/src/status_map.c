@@ -29,6 +29,10 @@ grpc_status_code qv__to_grpc(qv_status s) {
     return GRPC_STATUS_UNAVAILABLE;
   case QV_EINTERNAL:
     return GRPC_STATUS_INTERNAL;
+  case QV_EUNAUTHENTICATED:
+    return GRPC_STATUS_UNAUTHENTICATED;
+  case QV_EPERMISSION:
+    return GRPC_STATUS_PERMISSION_DENIED;
   }
   return GRPC_STATUS_INTERNAL;
 }

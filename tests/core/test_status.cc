@@ -25,7 +25,7 @@ TEST(Status, UnknownValues) {
 }
 
 TEST(Status, EveryCodeHasDistinctNames) {
-  for (int i = 0; i <= QV_EINTERNAL; i++) {
+  for (int i = 0; i <= QV_EPERMISSION; i++) {
     qv_status s = static_cast<qv_status>(i);
     EXPECT_STRNE(qv_status_str(s), "unknown status") << i;
     EXPECT_STRNE(qv_status_name(s), "QV_UNKNOWN") << i;

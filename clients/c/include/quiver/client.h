@@ -31,12 +31,22 @@ typedef struct qv_client_opts {
   const char *target; /* "host:port"; default "127.0.0.1:7070" when NULL */
   int64_t timeout_ms; /* deadline of each call; default 30000; <= 0 means the default */
   int wait_for_ready; /* 1: a call waits (until its deadline) for the server to come up */
+  /* TLS: with tls_ca set (a PEM file of the CA that signed the server's certificate) the channel
+   * is TLS; tls_cert + tls_key (PEM files) present a client certificate (mutual TLS). NULL =
+   * plaintext. */
+  const char *tls_ca, *tls_cert, *tls_key;
+  /* Bearer token sent as "authorization: Bearer TOKEN" on every call (quiverd --auth-tokens);
+   * NULL = none. Never logged. */
+  const char *token;
 } qv_client_opts;
 
 QV_API void qv_client_opts_init(qv_client_opts *o);
 
 /* Creates the channel (no round trip: a server that is down shows up on the first call as
- * QV_EUNAVAILABLE). Returns QV_OK; QV_EINVAL; QV_ENOMEM. On failure *out is NULL. */
+ * QV_EUNAVAILABLE). Returns QV_OK; QV_EINVAL (also: a TLS file that cannot be read, a client
+ * certificate without its key); QV_ENOMEM. On failure *out is NULL. A call refused for its token
+ * returns QV_EUNAUTHENTICATED (none or unknown) or QV_EPERMISSION (a read token on an admin
+ * call). */
 QV_API qv_status qv_client_connect(qv_client **out, const qv_client_opts *o, qv_error *err);
 
 /* NULL allowed. */
