@@ -60,9 +60,12 @@ enable_deb_src() {
   # Derive a deb-src entry from the machine's own apt sources (no mirror host is named here).
   local out=/etc/apt/sources.list.d/quiver-deb-src.sources
   [ -f "$out" ] && return 0
-  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+  # deb822 files: debian.sources on Debian 12, ubuntu.sources in NVIDIA's Ubuntu-based CUDA images.
+  local d822
+  d822=$(ls /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list.d/ubuntu.sources 2>/dev/null | head -1)
+  if [ -n "$d822" ]; then
     awk 'BEGIN{RS=""; ORS="\n\n"} /Types:[^\n]*deb/ && !/deb-src/ {sub(/Types:[^\n]*/, "Types: deb-src"); print}' \
-      /etc/apt/sources.list.d/debian.sources | $SUDO tee "$out" >/dev/null
+      "$d822" | $SUDO tee "$out" >/dev/null
   elif [ -f /etc/apt/sources.list ]; then
     grep -E '^deb ' /etc/apt/sources.list | sed 's/^deb /deb-src /' |
       $SUDO tee /etc/apt/sources.list.d/quiver-deb-src.list >/dev/null

@@ -221,6 +221,43 @@ def _health_pb2():
         return health_pb2
 
 
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                   grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds "authorization: Bearer TOKEN" to every call (the token is never printed)."""
+
+    def __init__(self, token: str):
+        self._md = ("authorization", f"Bearer {token}")
+
+    def __repr__(self) -> str:
+        return "_BearerToken(<hidden>)"
+
+    def _details(self, d):
+        md = list(d.metadata or []) + [self._md]
+        return d._replace(metadata=md) if hasattr(d, "_replace") else _Details(d, md)
+
+    def intercept_unary_unary(self, cont, d, req):
+        return cont(self._details(d), req)
+
+    def intercept_unary_stream(self, cont, d, req):
+        return cont(self._details(d), req)
+
+    def intercept_stream_unary(self, cont, d, it):
+        return cont(self._details(d), it)
+
+    def intercept_stream_stream(self, cont, d, it):
+        return cont(self._details(d), it)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, d, metadata):
+        self.method = d.method
+        self.timeout = d.timeout
+        self.metadata = metadata
+        self.credentials = d.credentials
+        self.wait_for_ready = getattr(d, "wait_for_ready", None)
+        self.compression = getattr(d, "compression", None)
+
+
 class Client:
     """A connection to quiverd.
 
@@ -233,14 +270,38 @@ class Client:
     """
 
     def __init__(self, target: str = "127.0.0.1:7070", timeout: Optional[float] = 30.0,
-                 *, options: Optional[Sequence[Tuple[str, object]]] = None):
+                 *, options: Optional[Sequence[Tuple[str, object]]] = None,
+                 tls_ca: Optional[str] = None, tls_cert: Optional[str] = None,
+                 tls_key: Optional[str] = None, token: Optional[str] = None):
+        """``tls_ca`` (a PEM file of the CA that signed the server's certificate) makes the
+        channel TLS; ``tls_cert`` + ``tls_key`` add a client certificate (mutual TLS). ``token``
+        is sent as "authorization: Bearer TOKEN" on every call (quiverd --auth-tokens); it
+        defaults to $QUIVER_TOKEN."""
         self.target = target
         self.timeout = timeout
         # No client-side size limits (gRPC Python's default refuses responses over 4 MiB): the
         # server decides what it accepts (--max-message-mb) and answers RESOURCE_EXHAUSTED.
         opts = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
         opts += list(options or [])
-        self._channel = grpc.insecure_channel(target, options=opts)
+        if (tls_cert is None) != (tls_key is None):
+            raise _invalid("a client certificate and its key go together: give both")
+        if tls_ca is not None:
+            def read(path: Optional[str]) -> Optional[bytes]:
+                if path is None:
+                    return None
+                with open(path, "rb") as f:
+                    return f.read()
+            creds = grpc.ssl_channel_credentials(read(tls_ca), read(tls_key), read(tls_cert))
+            channel = grpc.secure_channel(target, creds, options=opts)
+        elif tls_cert is not None:
+            raise _invalid("a client certificate needs TLS: give tls_ca too")
+        else:
+            channel = grpc.insecure_channel(target, options=opts)
+        token = token if token is not None else os.environ.get("QUIVER_TOKEN") or None
+        if token:
+            channel = grpc.intercept_channel(channel, _BearerToken(token))
+        self._raw_channel = channel
+        self._channel = channel
         self._stub = pb_grpc.RetrievalStub(self._channel)
         self._health_check = None
 

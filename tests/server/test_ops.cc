@@ -1,0 +1,366 @@
+// Operations through the real quiverd: /metrics is valid Prometheus text whose counters move
+// after a search; bearer tokens (read/admin) give UNAUTHENTICATED and PERMISSION_DENIED; TLS and
+// mutual TLS answer TLS clients and refuse plaintext ones (certificates made by openssl here);
+// JSON and logfmt logs are one record per line; the slow query log fires; no token is logged.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "server/quiverd_fixture.h"
+
+using qvtest::Client;
+using qvtest::Matrix;
+using qvtest::Quiverd;
+using qvtest::TempDir;
+
+namespace {
+
+// GET http://127.0.0.1:port/path; returns "STATUS\nBODY" ("" when it cannot connect).
+std::string http_get(int port, const std::string &path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(uint16_t(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
+    close(fd);
+    return "";
+  }
+  std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  if (write(fd, req.data(), req.size()) != ssize_t(req.size())) {
+    close(fd);
+    return "";
+  }
+  std::string all;
+  char buf[65536];
+  ssize_t k;
+  while ((k = read(fd, buf, sizeof buf)) > 0)
+    all.append(buf, size_t(k));
+  close(fd);
+  size_t sp = all.find(' '), body = all.find("\r\n\r\n");
+  if (sp == std::string::npos || body == std::string::npos)
+    return "";
+  return all.substr(sp + 1, 3) + "\n" + all.substr(body + 4);
+}
+
+// The metrics port quiverd logged ("metrics on http://...: (port N)").
+int metrics_port(const Quiverd &srv) {
+  std::smatch m;
+  std::string log = srv.log();
+  std::regex re("metrics on http://[^ ]+ \\(port ([0-9]+)\\)");
+  return std::regex_search(log, m, re) ? std::stoi(m[1]) : 0;
+}
+
+// Parses the exposition strictly: every sample line is NAME{LABELS} VALUE with a TYPE declared
+// for its family. Returns sample -> value; an empty map with a failure on any bad line.
+std::map<std::string, double> parse_metrics(const std::string &text) {
+  std::map<std::string, double> out;
+  std::map<std::string, std::string> types;
+  std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.eE+-]+|\+Inf|NaN)$)");
+  std::regex type(R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary)$)");
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (line.rfind("# HELP ", 0) == 0)
+      continue;
+    if (std::regex_match(line, m, type)) {
+      types[m[1]] = m[2];
+      continue;
+    }
+    if (!std::regex_match(line, m, sample)) {
+      ADD_FAILURE() << "not a Prometheus sample line: '" << line << "'";
+      return {};
+    }
+    std::string family = m[1];
+    for (const char *suffix : {"_bucket", "_sum", "_count"})
+      if (!types.count(family) && family.size() > std::strlen(suffix) &&
+          family.compare(family.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
+        family = family.substr(0, family.size() - std::strlen(suffix));
+    EXPECT_TRUE(types.count(family)) << "no # TYPE for " << m[1];
+    out[std::string(m[1]) + std::string(m[2])] = std::stod(m[3]);
+  }
+  return out;
+}
+
+std::map<std::string, double> scrape(int port) {
+  std::string r = http_get(port, "/metrics");
+  EXPECT_EQ(r.substr(0, 3), "200") << r.substr(0, 200);
+  return parse_metrics(r.size() > 4 ? r.substr(4) : "");
+}
+
+int run(const std::string &cmd) {
+  return qvtest::run_command(cmd).code;
+}
+
+class Ops : public ::testing::Test {
+protected:
+  TempDir tmp;
+  Quiverd srv;
+  Matrix q;
+  void SetUp() override {
+    QV_REQUIRE_DATA("sift5k/sift5k_base.fvecs");
+    q = qvtest::load_f32("sift5k/sift5k_query.fvecs");
+  }
+  std::vector<std::string> demo() const {
+    return {"--demo", "--demo-data", qvtest::data_path("sift5k/sift5k")};
+  }
+};
+
+} // namespace
+
+TEST_F(Ops, MetricsAreValidPrometheusTextAndCountersMoveAfterASearch) {
+  auto flags = demo();
+  flags.insert(flags.end(), {"--metrics-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(srv.start(tmp.sub("data"), flags));
+  const int port = metrics_port(srv);
+  ASSERT_GT(port, 0) << srv.log();
+  auto before = scrape(port);
+  ASSERT_FALSE(before.empty());
+  const std::string ok = "quiver_requests_total{method=\"Search\",code=\"OK\"}";
+  EXPECT_EQ(before[ok], 0);
+  EXPECT_EQ(before["quiver_collection_vectors{collection=\"demo\"}"], 5000);
+  EXPECT_GT(before["process_resident_memory_bytes"], 1e6);
+  EXPECT_GT(before["process_open_fds"], 3);
+  Client cl(srv.target());
+  std::vector<float> sc(7 * 10);
+  std::vector<int64_t> ids(7 * 10);
+  qv_error e{};
+  ASSERT_EQ(qv_client_search(cl.c, "demo", q.f.data(), 7, 128, 10, 8, 0, sc.data(), ids.data(), &e),
+            QV_OK);
+  EXPECT_EQ(qv_client_search(cl.c, "nope", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(),
+                             &e),
+            QV_ENOTFOUND);
+  auto after = scrape(port);
+  EXPECT_EQ(after[ok], 1);
+  EXPECT_EQ(after["quiver_requests_total{method=\"Search\",code=\"NOT_FOUND\"}"], 1);
+  EXPECT_EQ(after["quiver_queries_total"] - before["quiver_queries_total"], 7);
+  EXPECT_EQ(after["quiver_request_duration_seconds_count{method=\"Search\"}"], 2);
+  // Histograms: cumulative buckets, +Inf equal to the count.
+  double prev = 0;
+  for (const char *le : {"0.0001", "0.001", "0.01", "0.1", "1", "10", "+Inf"}) {
+    double v = after[std::string("quiver_request_duration_seconds_bucket{method=\"Search\",le=\"") +
+                     le + "\"}"];
+    EXPECT_GE(v, prev) << le;
+    prev = v;
+  }
+  EXPECT_EQ(prev, 2);
+  EXPECT_EQ(after["quiver_batch_queries_count{collection=\"demo\"}"], 1);
+  EXPECT_EQ(after["quiver_batch_queries_sum{collection=\"demo\"}"], 7);
+  EXPECT_EQ(after["quiver_builds_total{kind=\"build\",outcome=\"ok\"}"], 0); // the demo is built at start
+  EXPECT_EQ(http_get(port, "/other").substr(0, 3), "404");
+}
+
+TEST_F(Ops, BearerTokensGateCallsByRoleAndHealthStaysOpen) {
+  const std::string read_tok = "r3ad-7f0c2a9e51b84d6c", admin_tok = "adm1n-0e7d9a5c3b1f4862";
+  const std::string tokens = tmp.sub("tokens.txt");
+  {
+    std::ofstream f(tokens);
+    f << "# role token\nread " << read_tok << "\n\nadmin " << admin_tok << "\n";
+  }
+  auto flags = demo();
+  flags.insert(flags.end(), {"--auth-tokens", tokens, "--metrics-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(srv.start(tmp.sub("data"), flags));
+  auto client = [&](const char *token) {
+    qv_client_opts o;
+    qv_client_opts_init(&o);
+    std::string target = srv.target();
+    o.target = target.c_str();
+    o.token = token;
+    qv_client *c = nullptr;
+    qv_error e{};
+    EXPECT_EQ(qv_client_connect(&c, &o, &e), QV_OK) << e.msg;
+    return c;
+  };
+  std::vector<float> sc(10);
+  std::vector<int64_t> ids(10);
+  qv_error e{};
+  qv_client *none = client(nullptr), *wrong = client("not-a-token-at-all-00"),
+            *reader = client(read_tok.c_str()), *admin = client(admin_tok.c_str());
+  EXPECT_EQ(qv_client_search(none, "demo", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(),
+                             &e),
+            QV_EUNAUTHENTICATED);
+  EXPECT_NE(std::string(e.msg).find("UNAUTHENTICATED"), std::string::npos) << e.msg;
+  EXPECT_EQ(qv_client_search(wrong, "demo", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(),
+                             &e),
+            QV_EUNAUTHENTICATED);
+  EXPECT_EQ(qv_client_search(reader, "demo", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(),
+                             &e),
+            QV_OK)
+      << e.msg;
+  qv_collection_info info;
+  EXPECT_EQ(qv_client_describe(reader, "demo", &info, &e), QV_OK) << e.msg;
+  EXPECT_EQ(qv_client_build(reader, "demo", 0, nullptr, nullptr, nullptr, &e), QV_EPERMISSION);
+  EXPECT_NE(std::string(e.msg).find("PERMISSION_DENIED"), std::string::npos) << e.msg;
+  EXPECT_EQ(qv_client_drop(reader, "demo", &e), QV_EPERMISSION);
+  EXPECT_EQ(qv_client_build(admin, "demo", 0, nullptr, nullptr, nullptr, &e), QV_OK) << e.msg;
+  int serving = 0;
+  EXPECT_EQ(qv_client_health(none, "", &serving, &e), QV_OK) << e.msg;
+  EXPECT_EQ(serving, 1);
+  for (qv_client *c : {none, wrong, reader, admin})
+    qv_client_close(c);
+  // The CLI takes --token and $QUIVER_TOKEN.
+  const std::string quiver = std::string(QUIVER_BIN_DIR) + "/quiver --server " + srv.target();
+  EXPECT_NE(run(quiver + " list"), 0);
+  EXPECT_EQ(run(quiver + " --token " + read_tok + " list"), 0);
+  EXPECT_EQ(run("QUIVER_TOKEN=" + read_tok + " " + quiver + " describe demo"), 0);
+  auto m = scrape(metrics_port(srv));
+  EXPECT_EQ(m["quiver_requests_total{method=\"Search\",code=\"UNAUTHENTICATED\"}"], 2);
+  EXPECT_EQ(m["quiver_requests_total{method=\"BuildIndex\",code=\"PERMISSION_DENIED\"}"], 1);
+  ASSERT_EQ(srv.stop(SIGTERM), 0);
+  EXPECT_EQ(srv.log().find(read_tok), std::string::npos) << "a token reached the log";
+  EXPECT_EQ(srv.log().find(admin_tok), std::string::npos) << "a token reached the log";
+  // A broken token file stops the start with the line to fix.
+  {
+    std::ofstream f(tokens, std::ios::trunc);
+    f << "read " << read_tok << "\nwriter " << admin_tok << "\n";
+  }
+  Quiverd bad;
+  qvtest::CmdResult r = qvtest::run_command(std::string(QUIVER_BIN_DIR) +
+                                        "/quiverd --listen 127.0.0.1:0 --data-dir " +
+                                        tmp.sub("bad") + " --auth-tokens " + tokens);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("line 2"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(admin_tok), std::string::npos) << r.out;
+}
+
+namespace {
+
+// A CA, a server certificate for localhost/127.0.0.1 and a client certificate, made by openssl.
+struct Pki {
+  std::string dir, ca, ca_key, srv_cert, srv_key, cli_cert, cli_key, other_ca;
+  bool ok = false;
+  explicit Pki(const std::string &d) : dir(d) {
+    ca = d + "/ca.pem";
+    ca_key = d + "/ca.key";
+    srv_cert = d + "/server.pem";
+    srv_key = d + "/server.key";
+    cli_cert = d + "/client.pem";
+    cli_key = d + "/client.key";
+    other_ca = d + "/other-ca.pem";
+    std::string q = " 2>&1";
+    std::string ext = d + "/san.ext";
+    {
+      std::ofstream f(ext);
+      f << "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
+    }
+    ok = run("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=quiver-test-ca -keyout " +
+             ca_key + " -out " + ca + q) == 0 &&
+         run("openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout " + srv_key +
+             " -out " + d + "/server.csr" + q) == 0 &&
+         run("openssl x509 -req -in " + d + "/server.csr -CA " + ca + " -CAkey " + ca_key +
+             " -CAcreateserial -days 2 -extfile " + ext + " -out " + srv_cert + q) == 0 &&
+         run("openssl req -newkey rsa:2048 -nodes -subj /CN=quiver-client -keyout " + cli_key +
+             " -out " + d + "/client.csr" + q) == 0 &&
+         run("openssl x509 -req -in " + d + "/client.csr -CA " + ca + " -CAkey " + ca_key +
+             " -CAcreateserial -days 2 -out " + cli_cert + q) == 0 &&
+         run("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=another-ca -keyout " +
+             d + "/other-ca.key -out " + other_ca + q) == 0;
+  }
+};
+
+qv_status health(const std::string &target, const char *ca, const char *cert, const char *key,
+                 qv_error *e) {
+  qv_client_opts o;
+  qv_client_opts_init(&o);
+  o.target = target.c_str();
+  o.timeout_ms = 5000;
+  o.tls_ca = ca;
+  o.tls_cert = cert;
+  o.tls_key = key;
+  qv_client *c = nullptr;
+  qv_status st = qv_client_connect(&c, &o, e);
+  if (st != QV_OK)
+    return st;
+  int serving = 0;
+  st = qv_client_health(c, "", &serving, e);
+  qv_client_close(c);
+  return st == QV_OK && !serving ? QV_EUNAVAILABLE : st;
+}
+
+} // namespace
+
+TEST_F(Ops, TlsAnswersTlsClientsAndRefusesPlaintext) {
+  std::filesystem::create_directories(tmp.sub("pki"));
+  Pki pki(tmp.sub("pki"));
+  ASSERT_TRUE(pki.ok) << "openssl could not make the test certificates";
+  auto flags = demo();
+  flags.insert(flags.end(), {"--tls-cert", pki.srv_cert, "--tls-key", pki.srv_key});
+  ASSERT_TRUE(srv.start(tmp.sub("data"), flags));
+  const std::string target = "localhost:" + std::to_string(srv.port);
+  qv_error e{};
+  EXPECT_EQ(health(target, pki.ca.c_str(), nullptr, nullptr, &e), QV_OK) << e.msg;
+  EXPECT_NE(health(target, nullptr, nullptr, nullptr, &e), QV_OK) << "plaintext was answered";
+  EXPECT_NE(health(target, pki.other_ca.c_str(), nullptr, nullptr, &e), QV_OK)
+      << "a client that does not trust the server's CA connected";
+  // A search over TLS, through the CLI's --tls-ca.
+  const std::string quiver = std::string(QUIVER_BIN_DIR) + "/quiver --server " + target;
+  EXPECT_EQ(run(quiver + " --tls-ca " + pki.ca + " search demo --queries " +
+                qvtest::data_path("sift5k/sift5k_query.fvecs") + " --k 5 >/dev/null"),
+            0);
+  EXPECT_NE(run(quiver + " health >/dev/null 2>&1"), 0);
+  ASSERT_EQ(srv.stop(SIGTERM), 0);
+  // Mutual TLS: a client without a certificate from the client CA is refused.
+  flags.insert(flags.end(), {"--tls-client-ca", pki.ca});
+  ASSERT_TRUE(srv.start(tmp.sub("data"), flags));
+  const std::string target2 = "localhost:" + std::to_string(srv.port);
+  EXPECT_EQ(health(target2, pki.ca.c_str(), pki.cli_cert.c_str(), pki.cli_key.c_str(), &e), QV_OK)
+      << e.msg;
+  EXPECT_NE(health(target2, pki.ca.c_str(), nullptr, nullptr, &e), QV_OK)
+      << "a client without a certificate passed mutual TLS";
+  EXPECT_EQ(health(target2, pki.ca.c_str(), pki.cli_cert.c_str(), nullptr, &e), QV_EINVAL);
+}
+
+TEST_F(Ops, StructuredLogsAreOneRecordPerLineAndSlowQueriesAreLogged) {
+  for (const char *fmt : {"json", "logfmt"}) {
+    SCOPED_TRACE(fmt);
+    Quiverd s;
+    auto flags = demo();
+    flags.insert(flags.end(), {"--log-format", fmt, "--slow-query-ms", "1"});
+    ASSERT_TRUE(s.start(tmp.sub(std::string("data-") + fmt), flags));
+    {
+      Client cl(s.target());
+      std::vector<float> sc(100 * 10);
+      std::vector<int64_t> ids(100 * 10);
+      qv_error e{};
+      // 100 queries probing every list: several ms on any machine.
+      ASSERT_EQ(qv_client_search(cl.c, "demo", q.f.data(), 100, 128, 10, 64, 1, sc.data(),
+                                 ids.data(), &e),
+                QV_OK);
+      qv_collection_info info;
+      EXPECT_EQ(qv_client_describe(cl.c, "nope", &info, &e), QV_ENOTFOUND);
+    }
+    ASSERT_EQ(s.stop(SIGTERM), 0);
+    std::istringstream in(s.log());
+    std::string line;
+    size_t lines = 0, slow = 0;
+    std::regex json(R"re(^\{"time": "[0-9T:.Z-]+", "level": "(debug|info|warn|error)", "msg": ".*"(, "[a-z_0-9]+": "[^"]*")*\}$)re");
+    std::regex logfmt(R"re(^time=[0-9T:.Z-]+ level=(debug|info|warn|error) msg=".*"( [a-z_0-9]+="[^"]*")*$)re");
+    while (std::getline(in, line)) {
+      lines++;
+      EXPECT_TRUE(std::regex_match(line, std::string(fmt) == "json" ? json : logfmt)) << line;
+      if (line.find("slow query") != std::string::npos) {
+        slow++;
+        EXPECT_NE(line.find(std::string(fmt) == "json" ? "\"collection\": \"demo\""
+                                                      : "collection=\"demo\""),
+                  std::string::npos)
+            << line;
+      }
+    }
+    EXPECT_GT(lines, 3u);
+    EXPECT_EQ(slow, 1u) << s.log();
+  }
+}
