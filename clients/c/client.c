@@ -14,8 +14,8 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
-#include "grpc/health/v1/health.pb-c.h"
 #include "channel.h"
+#include "grpc/health/v1/health.pb-c.h"
 #include "quiver/client.h"
 #include "quiver/fsutil.h"
 #include "quiver/v1/retrieval.pb-c.h"
@@ -637,8 +637,7 @@ qv_status qv_client_build(qv_client *c, const char *collection, int64_t timeout_
 
 qv_status qv_client_build_ex(qv_client *c, const char *collection, const qv_client_build_opts *o,
                              int64_t timeout_ms, qv_client_progress_fn progress, void *user,
-                             qv_collection_info *info, qv_client_build_result *res,
-                             qv_error *err) {
+                             qv_collection_info *info, qv_client_build_result *res, qv_error *err) {
   CHECK_CLIENT(c, collection);
   if (res) {
     memset(res, 0, sizeof *res);

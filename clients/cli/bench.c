@@ -149,10 +149,10 @@ static void record(worker *w, call_slot *s, double now) {
             size_t first = s->payload * c->batch;
             for (size_t i = 0; i < c->batch; i++) {
               size_t qi = (first + i) % c->nq;
-              w->recall_hits += (uint64_t)(cli_recall(m->ids + i * c->k, c->gt + qi * c->gk,
-                                                      c->gk, 1, c->k) *
-                                               c->k +
-                                           0.5);
+              w->recall_hits +=
+                  (uint64_t)(cli_recall(m->ids + i * c->k, c->gt + qi * c->gk, c->gk, 1, c->k) *
+                                 c->k +
+                             0.5);
               w->recall_total += c->k;
             }
           }
@@ -211,8 +211,8 @@ static void *run_worker(void *arg) {
     } else if (now >= w->t_end && inflight == 0) {
       break;
     }
-    gpr_timespec until = c->rate > 0 && next_start < w->t_end ? at_mono(next_start)
-                                                              : at_mono(now + 0.1);
+    gpr_timespec until =
+        c->rate > 0 && next_start < w->t_end ? at_mono(next_start) : at_mono(now + 0.1);
     grpc_event ev = grpc_completion_queue_next(w->cq, until, NULL);
     if (ev.type == GRPC_QUEUE_TIMEOUT)
       continue;
@@ -292,8 +292,7 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
     if (ch == 'd' || ch == 'r' || ch == 'w' || ch == 'T') {
       x = strtod(optarg, &end);
       if (end == optarg || *end != '\0' || !(x >= 0) || x > 86400)
-        return cli_usage_error("bench: a duration or rate must be a number >= 0, not '%s'",
-                               optarg);
+        return cli_usage_error("bench: a duration or rate must be a number >= 0, not '%s'", optarg);
     }
     switch (ch) {
     case 'q':
@@ -480,11 +479,23 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
   const double p50 = pct(lat, nlat, 50), p90 = pct(lat, nlat, 90), p99 = pct(lat, nlat, 99),
                p999 = pct(lat, nlat, 99.9), mx = nlat ? lat[nlat - 1] : 0;
   const double recall = rt ? (double)rh / (double)rt : -1;
-  static const char *const codes[17] = {
-      "OK",       "CANCELLED",         "UNKNOWN",           "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",   "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  static const char *const codes[17] = {"OK",
+                                        "CANCELLED",
+                                        "UNKNOWN",
+                                        "INVALID_ARGUMENT",
+                                        "DEADLINE_EXCEEDED",
+                                        "NOT_FOUND",
+                                        "ALREADY_EXISTS",
+                                        "PERMISSION_DENIED",
+                                        "RESOURCE_EXHAUSTED",
+                                        "FAILED_PRECONDITION",
+                                        "ABORTED",
+                                        "OUT_OF_RANGE",
+                                        "UNIMPLEMENTED",
+                                        "INTERNAL",
+                                        "UNAVAILABLE",
+                                        "DATA_LOSS",
+                                        "UNAUTHENTICATED"};
   if (c.json) {
     printf("{\"collection\": \"%s\", \"server\": \"%s\", \"mode\": \"%s\", \"concurrency\": %zu, "
            "\"batch\": %zu, \"rate\": %.1f, \"threads\": %zu, \"k\": %u, \"nprobe\": %u, "
@@ -513,8 +524,8 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
            c.name, c.server, c.rate > 0 ? "open" : "closed", c.conc, c.batch, c.threads, c.k,
            c.nprobe, c.duration, c.warmup, wall);
     if (c.rate > 0)
-      printf("  target rate %.0f calls/s, %" PRIu64 " start(s) late (all %zu in flight)\n",
-             c.rate, late, c.conc);
+      printf("  target rate %.0f calls/s, %" PRIu64 " start(s) late (all %zu in flight)\n", c.rate,
+             late, c.conc);
     printf("  %.0f queries/s, %.0f calls/s (%" PRIu64 " calls ok, %" PRIu64 " errors)\n", qps, cps,
            calls, nerr);
     printf("  latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", p50, p90, p99,

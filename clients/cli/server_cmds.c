@@ -1,8 +1,8 @@
 /* quiver's server commands: talk to a running quiverd through libquiver_client.
  *
  *   quiver [--server HOST:PORT] [--timeout S] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
- *          [--token TOKEN] create|drop|list|describe|upsert|delete|build|push|search|bench|health ...
- * The server comes from --server, else $QUIVER_SERVER, else 127.0.0.1:7070; the token from
+ *          [--token TOKEN] create|drop|list|describe|upsert|delete|build|push|search|bench|health
+ * ... The server comes from --server, else $QUIVER_SERVER, else 127.0.0.1:7070; the token from
  * --token, else $QUIVER_TOKEN; TLS files from the flags, else $QUIVER_TLS_CA/_CERT/_KEY. */
 #define _GNU_SOURCE
 #include <getopt.h>
@@ -121,10 +121,10 @@ static void print_info(const qv_collection_info *i, int json) {
            "\"device\": \"%s\", \"gpu\": %d, \"device_bytes\": %" PRIu64
            ", \"placement\": \"%s\", \"tombstones\": %" PRIu64 ", \"gpu_fallbacks\": %" PRIu64
            ", \"deferred_deletes\": %s, \"build_recall\": %.4f, \"build_recall_k\": %u, "
-           "\"build_recall_nprobe\": %u, \"snapshot_version\": %" PRIu64
-           ", \"wal_bytes\": %" PRIu64 ", \"wal_records\": %" PRIu64 ", \"batched_requests\": %" PRIu64
-           ", \"batches\": %" PRIu64 ", \"batched_queries\": %" PRIu64 ", \"batch_expired\": %" PRIu64
-           ", \"storage_note\": \"",
+           "\"build_recall_nprobe\": %u, \"snapshot_version\": %" PRIu64 ", \"wal_bytes\": %" PRIu64
+           ", \"wal_records\": %" PRIu64 ", \"batched_requests\": %" PRIu64
+           ", \"batches\": %" PRIu64 ", \"batched_queries\": %" PRIu64
+           ", \"batch_expired\": %" PRIu64 ", \"storage_note\": \"",
            i->name, i->dim, qv_metric_name(i->metric), i->index_spec,
            qv_collection_state_name(i->state), i->count, i->indexed, i->nlist, i->default_nprobe,
            i->memory_bytes, i->vector_bytes, i->index_bytes, i->index_version, i->n_features,
@@ -170,7 +170,9 @@ enum { OPT_FLOOR = 2000, OPT_TARGET, OPT_EVALQ, OPT_EVALK };
 #define RECALL_OPTS                                                                                \
   {"recall-floor", required_argument, 0, OPT_FLOOR},                                               \
       {"target-recall", required_argument, 0, OPT_TARGET},                                         \
-      {"eval-queries", required_argument, 0, OPT_EVALQ}, {"eval-k", required_argument, 0, OPT_EVALK}
+      {"eval-queries", required_argument, 0, OPT_EVALQ}, {                                         \
+    "eval-k", required_argument, 0, OPT_EVALK                                                      \
+  }
 
 static int take_recall(int c, qv_client_build_opts *o, int *rc) {
   uint64_t v;
@@ -613,43 +615,42 @@ static int cmd_build(int argc, char **argv, global *g) {
   if (!g->timeout_given)
     g->timeout_s = 0; /* builds default to no client deadline beyond a day */
   PARSE_BEGIN(opts)
-  default:
-    if (take_recall(c, &bo, &urc) < 0)
-      return urc;
-    if (c < OPT_FLOOR) {
-      fputs(kServerHelp, stderr);
-      return EXIT_USAGE;
-    }
-    break;
-  case 'h':
-    fputs(kServerHelp, stdout);
-    return 0;
-  }
-  }
-  const char *name = positional(argc, argv, "build");
-  if (name == NULL)
+default:
+  if (take_recall(c, &bo, &urc) < 0)
+    return urc;
+  if (c < OPT_FLOOR) {
+    fputs(kServerHelp, stderr);
     return EXIT_USAGE;
-  int64_t timeout_ms = g->timeout_s ? (int64_t)g->timeout_s * 1000 : 86400000;
-  g->timeout_s = 30;
-  qv_client *cl;
-  int rc = connect_to(g, &cl);
-  if (rc)
-    return rc;
-  cli_progress pr;
-  cli_progress_init(&pr);
-  qv_collection_info info;
-  qv_client_build_result res;
-  qv_error e = {0};
-  double t0 = cli_now_s();
-  if (qv_client_build_ex(cl, name, &bo, timeout_ms, cli_progress_cb, &pr, &info, &res, &e) !=
-      QV_OK) {
-    rc = cli_fail_remote(&e);
-  } else {
-    print_result("built", cli_now_s() - t0, &res);
-    print_info(&info, 0);
   }
-  qv_client_close(cl);
+  break;
+case 'h':
+  fputs(kServerHelp, stdout);
+  return 0;
+}
+}
+const char *name = positional(argc, argv, "build");
+if (name == NULL)
+  return EXIT_USAGE;
+int64_t timeout_ms = g->timeout_s ? (int64_t)g->timeout_s * 1000 : 86400000;
+g->timeout_s = 30;
+qv_client *cl;
+int rc = connect_to(g, &cl);
+if (rc)
   return rc;
+cli_progress pr;
+cli_progress_init(&pr);
+qv_collection_info info;
+qv_client_build_result res;
+qv_error e = {0};
+double t0 = cli_now_s();
+if (qv_client_build_ex(cl, name, &bo, timeout_ms, cli_progress_cb, &pr, &info, &res, &e) != QV_OK) {
+  rc = cli_fail_remote(&e);
+} else {
+  print_result("built", cli_now_s() - t0, &res);
+  print_info(&info, 0);
+}
+qv_client_close(cl);
+return rc;
 }
 
 static int cmd_push(int argc, char **argv, global *g) {
@@ -666,63 +667,63 @@ static int cmd_push(int argc, char **argv, global *g) {
   if (!g->timeout_given)
     g->timeout_s = 0;
   PARSE_BEGIN(opts)
-  case 'i':
-    io.index_dir = optarg;
-    break;
-  case 'p':
-    io.server_path = optarg;
-    break;
-  case 'c':
-    io.create = 1;
-    break;
-  case 'm':
-    if (cli_parse_u64(optarg, 1024, &mb) || mb == 0)
-      return cli_usage_error("--chunk-mb must be 1..1024, not '%s'", optarg);
-    break;
-  default:
-    if (take_recall(c, &io.check, &urc) < 0)
-      return urc;
-    if (c < OPT_FLOOR) {
-      fputs(kServerHelp, stderr);
-      return EXIT_USAGE;
-    }
-    break;
-  case 'h':
-    fputs(kServerHelp, stdout);
-    return 0;
-  }
-  }
-  const char *name = positional(argc, argv, "push");
-  if (name == NULL)
+case 'i':
+  io.index_dir = optarg;
+  break;
+case 'p':
+  io.server_path = optarg;
+  break;
+case 'c':
+  io.create = 1;
+  break;
+case 'm':
+  if (cli_parse_u64(optarg, 1024, &mb) || mb == 0)
+    return cli_usage_error("--chunk-mb must be 1..1024, not '%s'", optarg);
+  break;
+default:
+  if (take_recall(c, &io.check, &urc) < 0)
+    return urc;
+  if (c < OPT_FLOOR) {
+    fputs(kServerHelp, stderr);
     return EXIT_USAGE;
-  if ((io.index_dir == NULL) == (io.server_path == NULL))
-    return cli_usage_error("'quiver push' needs exactly one of --index DIR (streamed) and "
-                           "--server-path DIR (on the server)%s",
-                           "");
-  io.chunk_bytes = (size_t)mb << 20;
-  io.timeout_ms = g->timeout_s ? (int64_t)g->timeout_s * 1000 : 86400000;
-  g->timeout_s = 30;
-  qv_client *cl;
-  int rc = connect_to(g, &cl);
-  if (rc)
-    return rc;
-  cli_progress pr;
-  cli_progress_init(&pr);
-  qv_collection_info info;
-  qv_client_build_result res;
-  qv_error e = {0};
-  double t0 = cli_now_s();
-  if (qv_client_import(cl, name, &io, cli_progress_cb, &pr, &info, &res, &e) != QV_OK) {
-    rc = cli_fail_remote(&e);
-  } else {
-    char what[96];
-    snprintf(what, sizeof what, "pushed %.1f MiB in %u file(s), swapped in",
-             res.bytes_sent / 1048576.0, res.files);
-    print_result(what, cli_now_s() - t0, &res);
-    print_info(&info, 0);
   }
-  qv_client_close(cl);
+  break;
+case 'h':
+  fputs(kServerHelp, stdout);
+  return 0;
+}
+}
+const char *name = positional(argc, argv, "push");
+if (name == NULL)
+  return EXIT_USAGE;
+if ((io.index_dir == NULL) == (io.server_path == NULL))
+  return cli_usage_error("'quiver push' needs exactly one of --index DIR (streamed) and "
+                         "--server-path DIR (on the server)%s",
+                         "");
+io.chunk_bytes = (size_t)mb << 20;
+io.timeout_ms = g->timeout_s ? (int64_t)g->timeout_s * 1000 : 86400000;
+g->timeout_s = 30;
+qv_client *cl;
+int rc = connect_to(g, &cl);
+if (rc)
   return rc;
+cli_progress pr;
+cli_progress_init(&pr);
+qv_collection_info info;
+qv_client_build_result res;
+qv_error e = {0};
+double t0 = cli_now_s();
+if (qv_client_import(cl, name, &io, cli_progress_cb, &pr, &info, &res, &e) != QV_OK) {
+  rc = cli_fail_remote(&e);
+} else {
+  char what[96];
+  snprintf(what, sizeof what, "pushed %.1f MiB in %u file(s), swapped in",
+           res.bytes_sent / 1048576.0, res.files);
+  print_result(what, cli_now_s() - t0, &res);
+  print_info(&info, 0);
+}
+qv_client_close(cl);
+return rc;
 }
 
 static int cmd_search(int argc, char **argv, global *g) {
@@ -931,14 +932,20 @@ static const char *env_or_null(const char *name) {
 }
 
 int cli_server_main(int argc, char **argv) {
-  global g = {env_or_null("QUIVER_SERVER"), 30, 0, env_or_null("QUIVER_TLS_CA"),
-              env_or_null("QUIVER_TLS_CERT"), env_or_null("QUIVER_TLS_KEY"),
+  global g = {env_or_null("QUIVER_SERVER"),
+              30,
+              0,
+              env_or_null("QUIVER_TLS_CA"),
+              env_or_null("QUIVER_TLS_CERT"),
+              env_or_null("QUIVER_TLS_KEY"),
               env_or_null("QUIVER_TOKEN")};
   static const struct {
     const char *flag;
     size_t off;
-  } kStr[] = {{"--server", offsetof(global, server)},     {"--tls-ca", offsetof(global, tls_ca)},
-              {"--tls-cert", offsetof(global, tls_cert)}, {"--tls-key", offsetof(global, tls_key)},
+  } kStr[] = {{"--server", offsetof(global, server)},
+              {"--tls-ca", offsetof(global, tls_ca)},
+              {"--tls-cert", offsetof(global, tls_cert)},
+              {"--tls-key", offsetof(global, tls_key)},
               {"--token", offsetof(global, token)}};
   /* Global options before the command. */
   int i = 1;

@@ -86,8 +86,7 @@ qv_status qv_build_opts_check(const qv_build_opts *o, qv_error *err) {
                         "recall floor and target recall must be in [0, 1] (0 = none); got %g, %g",
                         o->recall_floor, o->target_recall);
   if (o->eval_queries < 1 || o->eval_queries > 100000)
-    return qv_error_set(err, QV_EINVAL, "eval_queries must be 1..100000 (got %u)",
-                        o->eval_queries);
+    return qv_error_set(err, QV_EINVAL, "eval_queries must be 1..100000 (got %u)", o->eval_queries);
   if (o->eval_k < 1 || o->eval_k > 1024)
     return qv_error_set(err, QV_EINVAL, "eval_k must be 1..1024 (got %u)", o->eval_k);
   return QV_OK;
@@ -151,8 +150,7 @@ static qv_status evalset_make(evalset *e, qv_metric metric, size_t d, const floa
     e->self[i] = ids[rows[i]];
   }
   free(rows);
-  qv_status st =
-      qv__exact_search(metric, vecs, ids, n, d, e->q, nq, e->k1, e->sc, e->res, err);
+  qv_status st = qv__exact_search(metric, vecs, ids, n, d, e->q, nq, e->k1, e->sc, e->res, err);
   if (st != QV_OK) {
     evalset_free(e);
     return st;
@@ -167,8 +165,7 @@ static qv_status evalset_make(evalset *e, qv_metric metric, size_t d, const floa
 /* recall@k of idx at nprobe over the sample. */
 static qv_status evalset_recall(evalset *e, FaissIndex *idx, const qv__spec *spec, size_t d,
                                 uint32_t nprobe, double *recall, qv_error *err) {
-  qv_status st =
-      qv__index_search(idx, spec, d, e->q, e->nq, e->k1, nprobe, e->sc, e->res, err);
+  qv_status st = qv__index_search(idx, spec, d, e->q, e->nq, e->k1, nprobe, e->sc, e->res, err);
   if (st != QV_OK)
     return st;
   uint64_t hit = 0, want = 0;
@@ -290,9 +287,8 @@ qv_status qv_collection_build(qv_collection *c, qv_progress_fn progress, void *u
   return qv_collection_build_ex(c, NULL, progress, user, NULL, err);
 }
 
-qv_status qv_collection_build_ex(qv_collection *c, const qv_build_opts *o,
-                                 qv_progress_fn progress, void *user, qv_build_report *rep,
-                                 qv_error *err) {
+qv_status qv_collection_build_ex(qv_collection *c, const qv_build_opts *o, qv_progress_fn progress,
+                                 void *user, qv_build_report *rep, qv_error *err) {
   qv_build_opts defaults;
   qv_build_report scratch;
   if (o == NULL) {
@@ -465,11 +461,11 @@ done:
 
 /* ---- replace (import) ------------------------------------------------------------------- */
 
-#define SWAP(a, b)                                                                               \
-  do {                                                                                           \
-    __typeof__(a) t_ = (a);                                                                      \
-    (a) = (b);                                                                                   \
-    (b) = t_;                                                                                    \
+#define SWAP(a, b)                                                                                 \
+  do {                                                                                             \
+    __typeof__(a) t_ = (a);                                                                        \
+    (a) = (b);                                                                                     \
+    (b) = t_;                                                                                      \
   } while (0)
 
 qv_status qv_collection_replace(qv_collection *c, qv_collection *src, const qv_build_opts *o,
@@ -496,7 +492,8 @@ qv_status qv_collection_replace(qv_collection *c, qv_collection *src, const qv_b
                         "(build it from embeddings of the same model and metric)",
                         src->dim, qv_metric_name(src->metric), c->dim, qv_metric_name(c->metric));
   if (src->n_features != c->n_features && src->n_features != 0)
-    return qv_error_set(err, QV_EINVAL, "the index's items carry %zu features, the collection's %zu",
+    return qv_error_set(err, QV_EINVAL,
+                        "the index's items carry %zu features, the collection's %zu",
                         src->n_features, c->n_features);
   if (!src->trained)
     return qv_error_set(err, QV_EPRECONDITION,
@@ -509,15 +506,15 @@ qv_status qv_collection_replace(qv_collection *c, qv_collection *src, const qv_b
   }
   if ((st = qv__fold_tombstones(src, err)) != QV_OK)
     return st;
-  if ((st = evaluate(src->metric, &src->spec, src->dim, src->index, src->vecs, src->ids,
-                     src->count, src->seed, src->default_nprobe, o, NULL, NULL, rep, err)) !=
-      QV_OK)
+  if ((st = evaluate(src->metric, &src->spec, src->dim, src->index, src->vecs, src->ids, src->count,
+                     src->seed, src->default_nprobe, o, NULL, NULL, rep, err)) != QV_OK)
     return st;
   pthread_mutex_lock(&c->wmu);
   if (c->building) {
     pthread_mutex_unlock(&c->wmu);
-    return qv_error_set(err, QV_EPRECONDITION, "a build of this collection is running: retry "
-                                               "when it ends");
+    return qv_error_set(err, QV_EPRECONDITION,
+                        "a build of this collection is running: retry "
+                        "when it ends");
   }
   qv__gpu_index *gpu = NULL;
   char note[QV__NOTE];

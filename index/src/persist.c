@@ -85,8 +85,8 @@ static void prune_versions(const char *dir, uint64_t v, uint64_t from, uint32_t 
   for (;;) {
     size_t best = nhave;
     for (size_t i = 0; i < nhave; i++)
-      if (have[i] != 0 && (best == nhave || version_age(anchor, have[i]) <
-                                               version_age(anchor, have[best])))
+      if (have[i] != 0 &&
+          (best == nhave || version_age(anchor, have[i]) < version_age(anchor, have[best])))
         best = i;
     if (best == nhave)
       break;
@@ -503,7 +503,8 @@ static size_t list_versions(const char *dir, uint64_t top, uint64_t *out, size_t
   closedir(d);
   uint64_t anchor = top ? top : 1000000;
   for (size_t i = 1; i < n; i++) /* insertion sort by age, youngest first */
-    for (size_t j = i; j > 0 && version_age(anchor, out[j]) < version_age(anchor, out[j - 1]); j--) {
+    for (size_t j = i; j > 0 && version_age(anchor, out[j]) < version_age(anchor, out[j - 1]);
+         j--) {
       uint64_t t = out[j];
       out[j] = out[j - 1];
       out[j - 1] = t;
@@ -536,7 +537,7 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
     snprintf(mpath, sizeof mpath, "%s/v%06" PRIu64 "/" MANIFEST, dir, vs[i]);
     qv_error e2 = {0};
     if (open_version(out, dir, mpath, &e2) == QV_OK) {
-      snprintf((*out)->open_note, sizeof (*out)->open_note,
+      snprintf((*out)->open_note, sizeof(*out)->open_note,
                "serving the previous version v%06" PRIu64 ": the newest failed its checks: %s",
                vs[i], e1.msg);
       return QV_OK;

@@ -254,9 +254,9 @@ static qv_status replay(qv_collection *c, const char *path, const char *data, si
 static qv_status read_file(const char *path, char **data, size_t *len, qv_error *err) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return errno == ENOENT ? QV_ENOTFOUND
-                           : qv_error_set(err, QV_EIO, "write-ahead log %s: open: %s", path,
-                                          strerror(errno));
+    return errno == ENOENT
+               ? QV_ENOTFOUND
+               : qv_error_set(err, QV_EIO, "write-ahead log %s: open: %s", path, strerror(errno));
   qv_status st = slurp(fd, path, data, len, err);
   close(fd);
   return st;
@@ -286,8 +286,8 @@ static qv_status replay_segments(qv_collection *c, const char *dir, qv_wal_repla
   while ((e = readdir(d)) != NULL) {
     unsigned long long v;
     char tail[8] = "";
-    if (strncmp(e->d_name, "wal-v", 5) != 0 ||
-        sscanf(e->d_name, "wal-v%6llu%7s", &v, tail) != 2 || strcmp(tail, ".log") != 0)
+    if (strncmp(e->d_name, "wal-v", 5) != 0 || sscanf(e->d_name, "wal-v%6llu%7s", &v, tail) != 2 ||
+        strcmp(tail, ".log") != 0)
       continue;
     if (n == cap) {
       cap = cap ? 2 * cap : 8;

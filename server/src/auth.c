@@ -41,8 +41,8 @@ qv_status qv__auth_load(const char *path, qv__auth **out, qv_error *err) {
   size_t len = 0;
   qv_status st = qv_file_read_all(path, 1 << 20, &text, &len, err);
   if (st != QV_OK)
-    return qv_error_set(err, st == QV_ENOTFOUND ? QV_EINVAL : st,
-                        "--auth-tokens %s cannot be read", path);
+    return qv_error_set(err, st == QV_ENOTFOUND ? QV_EINVAL : st, "--auth-tokens %s cannot be read",
+                        path);
   qv__auth *a = calloc(1, sizeof *a);
   if (a == NULL) {
     free(text);
@@ -73,8 +73,9 @@ qv_status qv__auth_load(const char *path, qv__auth **out, qv_error *err) {
     while (isspace((unsigned char)*rest))
       rest++;
     *p = '\0';
-    qv__role r = !strcmp(role, "read") ? QV__ROLE_READ : !strcmp(role, "admin") ? QV__ROLE_ADMIN
-                                                                               : QV__ROLE_NONE;
+    qv__role r = !strcmp(role, "read")    ? QV__ROLE_READ
+                 : !strcmp(role, "admin") ? QV__ROLE_ADMIN
+                                          : QV__ROLE_NONE;
     if (r == QV__ROLE_NONE || *tok == '\0' || *rest != '\0') {
       st = qv_error_set(err, QV_EINVAL,
                         "--auth-tokens %s line %d: expected 'ROLE TOKEN' with ROLE read or admin",

@@ -8,11 +8,12 @@
  * thread goes back to accepting calls, and a leader takes the request in its next batch. A batch
  * holds up to max_queries queries of one (k, nprobe) key. With max_wait_us > 0 a submitter leads
  * only a full batch; a timer thread of the batcher leads the others once the oldest request has
- * waited max_wait_us (a polling thread never waits). Each batch is one qv_collection_search; the answers are split back and
- * each request's done() is called on the leader's thread. Requests whose deadline passed while
- * queued are answered QV_EDEADLINE without running. Requests of other keys stay queued in order
- * (the oldest request always goes in the next batch: nothing starves). If a combined search
- * fails, each request is run alone so that an error reaches only the request that caused it. */
+ * waited max_wait_us (a polling thread never waits). Each batch is one qv_collection_search; the
+ * answers are split back and each request's done() is called on the leader's thread. Requests whose
+ * deadline passed while queued are answered QV_EDEADLINE without running. Requests of other keys
+ * stay queued in order (the oldest request always goes in the next batch: nothing starves). If a
+ * combined search fails, each request is run alone so that an error reaches only the request that
+ * caused it. */
 #ifndef QUIVER_SERVER_BATCHER_H
 #define QUIVER_SERVER_BATCHER_H
 
@@ -23,18 +24,18 @@
 
 typedef struct qv__bq qv__bq;
 struct qv__bq {
-  qv__bq *next;      /* the batcher's */
-  const float *q;    /* n x dim queries, valid until done() */
-  size_t n;          /* queries */
-  uint32_t k;        /* results per query */
-  uint32_t nprobe;   /* 0 = the collection's default */
-  double deadline;   /* CLOCK_MONOTONIC seconds; 0 = none */
-  double enqueued;   /* set by the batcher */
-  float *scores;     /* n x k, the caller's */
-  int64_t *ids;      /* n x k, the caller's */
-  qv_status st;      /* set before done() */
-  qv_error err;      /* message when st != QV_OK */
-  uint32_t batch_queries; /* how many queries the index search that answered it held */
+  qv__bq *next;            /* the batcher's */
+  const float *q;          /* n x dim queries, valid until done() */
+  size_t n;                /* queries */
+  uint32_t k;              /* results per query */
+  uint32_t nprobe;         /* 0 = the collection's default */
+  double deadline;         /* CLOCK_MONOTONIC seconds; 0 = none */
+  double enqueued;         /* set by the batcher */
+  float *scores;           /* n x k, the caller's */
+  int64_t *ids;            /* n x k, the caller's */
+  qv_status st;            /* set before done() */
+  qv_error err;            /* message when st != QV_OK */
+  uint32_t batch_queries;  /* how many queries the index search that answered it held */
   void (*done)(qv__bq *r); /* called once, on the batcher's thread (or the submitter's) */
 };
 

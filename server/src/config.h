@@ -12,32 +12,32 @@ typedef struct qv__config {
   int64_t threads;        /* polling threads; 0 = cores */
   int64_t max_message_mb; /* max receive message size, MiB */
   int64_t max_k;
-  int64_t max_candidates; /* rerank k' */
-  int64_t max_queries;    /* queries per request */
-  int64_t omp_threads;    /* FAISS OpenMP threads per search */
+  int64_t max_candidates;    /* rerank k' */
+  int64_t max_queries;       /* queries per request */
+  int64_t omp_threads;       /* FAISS OpenMP threads per search */
   char batch[8];             /* on | off */
   int64_t batch_max_queries; /* per coalesced search */
   int64_t batch_wait_us;     /* linger for more, 0 = never */
   int64_t batch_leaders;     /* batches of one collection at once, 0 = polling threads */
   int64_t shutdown_grace_ms;
   char log_level[16];
-  char log_format[16];     /* text | json | logfmt */
-  int64_t slow_query_ms;   /* 0 = off */
+  char log_format[16];   /* text | json | logfmt */
+  int64_t slow_query_ms; /* 0 = off */
   char metrics_listen[256];
   char tls_cert[1024], tls_key[1024], tls_client_ca[1024];
   char auth_tokens[1024];
-  char wal_sync[32];       /* always | interval=MS */
-  int64_t wal_snapshot_mb; /* snapshot when a log passes this */
-  int64_t keep_versions;   /* snapshot versions kept per collection */
+  char wal_sync[32];        /* always | interval=MS */
+  int64_t wal_snapshot_mb;  /* snapshot when a log passes this */
+  int64_t keep_versions;    /* snapshot versions kept per collection */
   int64_t memory_budget_mb; /* host memory for collections, 0 = unlimited */
-  char import_root[1024];  /* server-side ImportIndex paths must lie under it; "" = off */
-  char device[8];          /* auto | cpu | gpu: default for new collections */
-  int64_t gpu_memory_mb;   /* per-device budget, 0 = 80% of free */
-  int64_t gpu_temp_mb;     /* FAISS scratch per device, 0 = default */
-  char gpu_fallback[8];    /* cpu | error */
-  int64_t demo;            /* 1: create the demo collection on first start */
-  char demo_data[1024];    /* prefix of the demo data set (PREFIX_base.fvecs) */
-  char port_file[1024];    /* where to write the bound port (tests) */
+  char import_root[1024];   /* server-side ImportIndex paths must lie under it; "" = off */
+  char device[8];           /* auto | cpu | gpu: default for new collections */
+  int64_t gpu_memory_mb;    /* per-device budget, 0 = 80% of free */
+  int64_t gpu_temp_mb;      /* FAISS scratch per device, 0 = default */
+  char gpu_fallback[8];     /* cpu | error */
+  int64_t demo;             /* 1: create the demo collection on first start */
+  char demo_data[1024];     /* prefix of the demo data set (PREFIX_base.fvecs) */
+  char port_file[1024];     /* where to write the bound port (tests) */
 } qv__config;
 
 /* Fills defaults, then environment, then argv. Returns 0 on success, 1 when --help was printed

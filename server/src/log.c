@@ -84,8 +84,8 @@ void qv__log_write(qv__log_level lvl, const char *fmt, ...) {
       *p = ' ';
   size_t n = 0;
   if (qv__log_fmt == QV_LOG_JSON) {
-    n = (size_t)snprintf(line, sizeof line, "{\"time\": \"%s\", \"level\": \"%s\", \"msg\": \"", when,
-                         lower[lvl]);
+    n = (size_t)snprintf(line, sizeof line, "{\"time\": \"%s\", \"level\": \"%s\", \"msg\": \"",
+                         when, lower[lvl]);
     put_escaped(line, sizeof line - 2, &n, msg, strlen(msg));
     put(line, sizeof line - 2, &n, "\"");
     put_fields(line, sizeof line - 2, &n, msg, 1);

@@ -169,18 +169,18 @@ int main(int argc, char **argv) {
     return 1;
   }
   qv__registry reg;
-  qv__registry_cfg regcfg = {.wal = wal,
-                         .snapshot_bytes = (uint64_t)cfg.wal_snapshot_mb << 20,
-                         .keep_versions = (uint32_t)cfg.keep_versions,
-                         .memory_budget = (uint64_t)cfg.memory_budget_mb << 20,
-                         .batching = strcmp(cfg.batch, "on") == 0,
-                         .batch = {.max_queries = (size_t)cfg.batch_max_queries,
-                                   .max_wait_us = (uint32_t)cfg.batch_wait_us,
-                                   .omp_threads = (int)cfg.omp_threads,
-                                   .max_active = (int)(cfg.batch_leaders > 0 ? cfg.batch_leaders
-                                                       : cfg.threads > 0
-                                                           ? cfg.threads
-                                                           : sysconf(_SC_NPROCESSORS_ONLN))}};
+  qv__registry_cfg regcfg = {
+      .wal = wal,
+      .snapshot_bytes = (uint64_t)cfg.wal_snapshot_mb << 20,
+      .keep_versions = (uint32_t)cfg.keep_versions,
+      .memory_budget = (uint64_t)cfg.memory_budget_mb << 20,
+      .batching = strcmp(cfg.batch, "on") == 0,
+      .batch = {.max_queries = (size_t)cfg.batch_max_queries,
+                .max_wait_us = (uint32_t)cfg.batch_wait_us,
+                .omp_threads = (int)cfg.omp_threads,
+                .max_active = (int)(cfg.batch_leaders > 0 ? cfg.batch_leaders
+                                    : cfg.threads > 0     ? cfg.threads
+                                                          : sysconf(_SC_NPROCESSORS_ONLN))}};
   if (qv__registry_open(&reg, cfg.data_dir, &regcfg, &err) != QV_OK) {
     QV_LOG_E("opening %s: %s", cfg.data_dir, err.msg);
     return 1;

@@ -21,27 +21,15 @@
 #define MAX_METHODS 16
 #define NCODES 17
 static const double kLatency[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                  0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,     10};
+                                  0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 enum { NLAT = sizeof kLatency / sizeof kLatency[0] };
 static const double kBuild[] = {0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600};
 enum { NBUILD = sizeof kBuild / sizeof kBuild[0] };
-static const char *const kCodes[NCODES] = {"OK",
-                                           "CANCELLED",
-                                           "UNKNOWN",
-                                           "INVALID_ARGUMENT",
-                                           "DEADLINE_EXCEEDED",
-                                           "NOT_FOUND",
-                                           "ALREADY_EXISTS",
-                                           "PERMISSION_DENIED",
-                                           "RESOURCE_EXHAUSTED",
-                                           "FAILED_PRECONDITION",
-                                           "ABORTED",
-                                           "OUT_OF_RANGE",
-                                           "UNIMPLEMENTED",
-                                           "INTERNAL",
-                                           "UNAVAILABLE",
-                                           "DATA_LOSS",
-                                           "UNAUTHENTICATED"};
+static const char *const kCodes[NCODES] = {
+    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED"};
 static const char *const kKinds[2] = {"build", "import"};
 static const char *const kOutcomes[4] = {"ok", "refused", "cancelled", "failed"};
 
@@ -172,8 +160,8 @@ static void process_metrics(qv__mbuf *o) {
                   "# TYPE process_max_fds gauge\nprocess_max_fds %llu\n"
                   "# HELP process_start_time_seconds Start time since the Unix epoch.\n"
                   "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.3f\n",
-                  cpu, pages_res * page, pages_total * page, fds,
-                  (unsigned long long)rl.rlim_cur, M.start_time);
+                  cpu, pages_res * page, pages_total * page, fds, (unsigned long long)rl.rlim_cur,
+                  M.start_time);
 }
 
 void qv__metrics_render(qv__mbuf *o) {
@@ -183,8 +171,8 @@ void qv__metrics_render(qv__mbuf *o) {
     for (int c = 0; c < NCODES; c++) {
       uint64_t v = atomic_load_explicit(&M.calls[m][c], memory_order_relaxed);
       if (v > 0 || (c == 0 && m < M.n - 1)) /* OK rows always; others once they happen */
-        qv__mbuf_printf(o, "quiver_requests_total{method=\"%s\",code=\"%s\"} %llu\n",
-                        M.methods[m], kCodes[c], (unsigned long long)v);
+        qv__mbuf_printf(o, "quiver_requests_total{method=\"%s\",code=\"%s\"} %llu\n", M.methods[m],
+                        kCodes[c], (unsigned long long)v);
     }
   qv__mbuf_printf(o, "# HELP quiver_request_duration_seconds Time from a call's arrival to its "
                      "answer.\n# TYPE quiver_request_duration_seconds histogram\n");
@@ -294,8 +282,8 @@ qv_status qv__metrics_start(const char *listen, qv__metrics_collect_fn fn, void 
   if (ai->ai_family == AF_INET6)
     flags |= MHD_USE_IPv6;
   M.d = MHD_start_daemon(flags, 0, NULL, NULL, on_http, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT,
+                         (unsigned)10, MHD_OPTION_END);
   freeaddrinfo(ai);
   if (M.d == NULL)
     return qv_error_set(err, QV_EIO, "--metrics-listen %s: cannot listen (address in use?)",

@@ -39,7 +39,7 @@ typedef struct qv__registry_cfg {
 typedef struct qv__registry {
   pthread_mutex_t mu;
   qv__registry_cfg cfg;
-  char root[1100];         /* DATA_DIR/collections */
+  char root[1100]; /* DATA_DIR/collections */
   qv__entry **items;
   size_t n, cap;
 } qv__registry;

@@ -33,8 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "grpc/health/v1/health.pb-c.h"
 #include "auth.h"
+#include "grpc/health/v1/health.pb-c.h"
 #include "log.h"
 #include "metrics.h"
 #include "quiver/fsutil.h"
@@ -133,10 +133,10 @@ static void metrics_call(int mi, qv_status st, double t0) {
 
 /* How a build or import ended, for quiver_builds_total. */
 static const char *build_outcome(qv_status st) {
-  return st == QV_OK                                      ? "ok"
-         : st == QV_EPRECONDITION || st == QV_ENOMEM      ? "refused"
+  return st == QV_OK                                    ? "ok"
+         : st == QV_EPRECONDITION || st == QV_ENOMEM    ? "refused"
          : st == QV_ECANCELLED || st == QV_EUNAVAILABLE ? "cancelled"
-                                                          : "failed";
+                                                        : "failed";
 }
 
 static grpc_byte_buffer *pack_msg(const ProtobufCMessage *m) {
@@ -175,8 +175,8 @@ static int deadline_passed(gpr_timespec deadline) {
 }
 
 /* Caller storage for the strings of one CollectionInfo. */
-#define INFO_BUF                                                                                 \
-  (QV_MAX_SPEC + sizeof(((qv_collection_stats *)0)->placement) +                                 \
+#define INFO_BUF                                                                                   \
+  (QV_MAX_SPEC + sizeof(((qv_collection_stats *)0)->placement) +                                   \
    sizeof(((qv_collection_stats *)0)->open_note))
 
 /* Fills info from an entry; strings point into spec_buf (INFO_BUF bytes of caller storage). */
@@ -303,15 +303,16 @@ static void log_failure(const char *method, const char *collection, qv_status st
 /* The slow query log: a Search slower than --slow-query-ms, with what shaped it (never the
  * query vectors). n: its queries; batch: the queries of the index search that answered it (0:
  * run alone). */
-static void slow_query(qv__server *s, const Quiver__V1__SearchRequest *r, double t0, uint32_t batch) {
+static void slow_query(qv__server *s, const Quiver__V1__SearchRequest *r, double t0,
+                       uint32_t batch) {
   const double ms = (now_s() - t0) * 1e3;
   if (s->cfg->slow_query_ms <= 0 || ms < (double)s->cfg->slow_query_ms)
     return;
   QV_LOG_W("slow query: method=Search collection=%s floats=%zu k=%u nprobe=%u rerank=%s "
            "candidates=%u exact=%s batch_queries=%u ms=%.2f threshold_ms=%lld",
            r->collection ? r->collection : "-", r->n_queries, r->k, r->nprobe,
-           r->rerank ? "yes" : "no", r->rerank ? r->rerank->candidates : 0,
-           r->exact ? "yes" : "no", batch, ms, (long long)s->cfg->slow_query_ms);
+           r->rerank ? "yes" : "no", r->rerank ? r->rerank->candidates : 0, r->exact ? "yes" : "no",
+           batch, ms, (long long)s->cfg->slow_query_ms);
 }
 
 /* ---- unary handlers --------------------------------------------------------------------- */
@@ -387,8 +388,8 @@ static qv_status check_search(qv__server *s, qv__entry *e, const Quiver__V1__Sea
     return qv_error_set(err, QV_EINVAL, "no queries: send n x %zu floats", dim);
   if (r->dim != 0 && r->dim != dim)
     return qv_error_set(err, QV_EINVAL,
-                        "query dimension %u does not match collection '%s' (dimension %zu)",
-                        r->dim, e->name, dim);
+                        "query dimension %u does not match collection '%s' (dimension %zu)", r->dim,
+                        e->name, dim);
   if (r->n_queries % dim != 0)
     return qv_error_set(err, QV_EINVAL,
                         "queries hold %zu floats, not a multiple of collection '%s' dimension %zu",
@@ -531,8 +532,7 @@ static int search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *m
                       (unsigned long long)cs.count);
   search_call *sc = NULL;
   const size_t nk = n * r->k;
-  if (st == QV_OK &&
-      (sc = malloc(sizeof *sc + nk * (sizeof(float) + sizeof(int64_t)))) == NULL)
+  if (st == QV_OK && (sc = malloc(sizeof *sc + nk * (sizeof(float) + sizeof(int64_t)))) == NULL)
     st = qv_error_set(&err, QV_ENOMEM, "out of memory for %zu x %u results", n, r->k);
   if (st != QV_OK) {
     log_failure("Search", e->name, st, err.msg);
@@ -709,7 +709,6 @@ static qv_status h_health(qv__server *s, const ProtobufCMessage *m, const char *
 }
 
 /* ---- the method table ------------------------------------------------------------------- */
-
 
 static const method kMethods[NMETHODS] = {
     [M_SEARCH] = {"/quiver.v1.Retrieval/Search", K_UNARY, &quiver__v1__search_request__descriptor,
@@ -1018,8 +1017,7 @@ static void *import_thread(void *arg) {
       st = qv_error_set(&err, QV_EPRECONDITION, "--import-root %s: %s", s->cfg->import_root,
                         strerror(errno));
     } else if (realpath(u->server_path, dir) == NULL) {
-      st = qv_error_set(&err, QV_ENOTFOUND, "server_path %s: %s", u->server_path,
-                        strerror(errno));
+      st = qv_error_set(&err, QV_ENOTFOUND, "server_path %s: %s", u->server_path, strerror(errno));
     } else if (rl = strlen(root),
                strncmp(dir, root, rl) != 0 || (dir[rl] != '/' && dir[rl] != '\0')) {
       st = qv_error_set(&err, QV_EPRECONDITION, "server_path %s is outside --import-root %s",
@@ -1036,8 +1034,7 @@ static void *import_thread(void *arg) {
     if (ns.open_note[0] != '\0')
       st = qv_error_set(&err, QV_ECORRUPT, "the imported index: %.400s", ns.open_note);
   }
-  if (st == QV_OK && (st = qv__registry_get(reg, u->name, &e, &err)) == QV_ENOTFOUND &&
-      u->create) {
+  if (st == QV_OK && (st = qv__registry_get(reg, u->name, &e, &err)) == QV_ENOTFOUND && u->create) {
     qv_collection_stats ns;
     qv_collection_stats_get(src, &ns, NULL);
     qv_collection_opts o;
@@ -1115,8 +1112,7 @@ static void on_import_recv(void *self, int ok) {
   }
   if (u->recv == NULL) { /* end of stream: verify and swap on a thread of its own */
     if (!u->have_header) {
-      import_end(u, QV_EINVAL, "empty import stream: the first message names the collection",
-                 NULL);
+      import_end(u, QV_EINVAL, "empty import stream: the first message names the collection", NULL);
       return;
     }
     qv_status st = QV_OK;
@@ -1181,8 +1177,7 @@ static void on_import_recv(void *self, int ok) {
     u->have_header = st == QV_OK;
   } else if (st == QV_OK && r->collection && r->collection[0] &&
              strcmp(r->collection, u->name) != 0) {
-    st = qv_error_set(&err, QV_EINVAL, "one import stream goes to one collection ('%s')",
-                      u->name);
+    st = qv_error_set(&err, QV_EINVAL, "one import stream goes to one collection ('%s')", u->name);
   }
   if (st == QV_OK)
     st = import_chunk(u, r, &err);
@@ -1749,8 +1744,9 @@ static void collect(void *user, qv__mbuf *o) {
                       "quiver_gpu_memory_bytes{gpu=\"%d\",kind=\"used\"} %zu\n",
                       g, gi.total_bytes, g, gi.budget_bytes, g, gi.used_bytes);
   }
-  qv__mbuf_printf(o, "# HELP quiver_collections Collections served.\n"
-                     "# TYPE quiver_collections gauge\nquiver_collections %zu\n",
+  qv__mbuf_printf(o,
+                  "# HELP quiver_collections Collections served.\n"
+                  "# TYPE quiver_collections gauge\nquiver_collections %zu\n",
                   n);
 }
 
@@ -1950,7 +1946,7 @@ void qv__server_stop(qv__server *s) {
   if (s == NULL)
     return;
   atomic_store(&s->stopping, 1); /* health says NOT_SERVING; builds see it and cancel */
-  qv__metrics_stop(); /* its collector reads the registry */
+  qv__metrics_stop();            /* its collector reads the registry */
   grpc_completion_queue *scq = grpc_completion_queue_create_for_pluck(NULL);
   int tag;
   grpc_server_shutdown_and_notify(s->server, scq, &tag);

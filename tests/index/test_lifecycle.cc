@@ -32,7 +32,7 @@ struct Col {
 
 // n random vectors (seeded) of dim d with ids first..first+n-1.
 void lc_random_data(size_t n, size_t d, int64_t first, uint32_t seed, std::vector<float> &v,
-                 std::vector<int64_t> &ids) {
+                    std::vector<int64_t> &ids) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> g(0.0f, 1.0f);
   v.resize(n * d);
@@ -262,9 +262,9 @@ TEST(Build, WritesDuringABuildAreAcceptedAndReachTheNewIndex) {
   std::vector<float> sc(10);
   std::vector<int64_t> got(10);
   for (int64_t dead : {100, 101, 102}) {
-    ASSERT_EQ(qv_collection_search(col.c, &all[size_t(dead) * d], 1, &p10, sc.data(), got.data(),
-                                   &e),
-              QV_OK);
+    ASSERT_EQ(
+        qv_collection_search(col.c, &all[size_t(dead) * d], 1, &p10, sc.data(), got.data(), &e),
+        QV_OK);
     for (int64_t x : got)
       EXPECT_NE(x, dead);
   }
@@ -351,7 +351,7 @@ TEST(Versions, ACorruptNewestVersionFallsBackToThePreviousAndTheLogFillsTheGap) 
     ASSERT_EQ(qv_collection_save(col.c, dir.c_str(), &e), QV_OK) << e.msg; // v1: ids 0..99
     ASSERT_EQ(qv_collection_wal_attach(col.c, dir.c_str(), nullptr, nullptr, &e), QV_OK);
     ASSERT_EQ(qv_collection_add(col.c, 100, &ids[100], &v[100 * d], &e), QV_OK);
-    ASSERT_EQ(qv_collection_save(col.c, dir.c_str(), &e), QV_OK) << e.msg; // v2: 0..199
+    ASSERT_EQ(qv_collection_save(col.c, dir.c_str(), &e), QV_OK) << e.msg;       // v2: 0..199
     ASSERT_EQ(qv_collection_add(col.c, 100, &ids[200], &v[200 * d], &e), QV_OK); // log only
   }
   ASSERT_TRUE(std::filesystem::exists(dir + "/v000001/MANIFEST.json"));

@@ -30,8 +30,8 @@ void load(qv_client *c, const Matrix &base) {
   std::vector<int64_t> ids(base.rows);
   for (size_t i = 0; i < base.rows; i++)
     ids[i] = int64_t(i);
-  ASSERT_EQ(qv_client_upsert(c, "b", base.rows, 128, ids.data(), base.f.data(), 0, nullptr,
-                             nullptr, nullptr, &e),
+  ASSERT_EQ(qv_client_upsert(c, "b", base.rows, 128, ids.data(), base.f.data(), 0, nullptr, nullptr,
+                             nullptr, &e),
             QV_OK);
   ASSERT_EQ(qv_client_build(c, "b", 0, nullptr, nullptr, nullptr, &e), QV_OK) << e.msg;
 }
@@ -134,17 +134,17 @@ TEST_F(Batching, ADeadlineThatPassesWhileQueuedIsNotRun) {
   std::vector<float> sc(10);
   std::vector<int64_t> ids(10);
   qv_error e{};
-  EXPECT_EQ(qv_client_search(hurried.c, "b", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(),
-                             &e),
-            QV_EDEADLINE);
+  EXPECT_EQ(
+      qv_client_search(hurried.c, "b", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(), &e),
+      QV_EDEADLINE);
   std::this_thread::sleep_for(std::chrono::milliseconds(600)); // the worker reaches it
   qv_collection_info info = describe(srv.target());
   EXPECT_EQ(info.batch_expired, 1u);
   // Patient callers are answered after the linger.
   Client patient(srv.target());
-  EXPECT_EQ(qv_client_search(patient.c, "b", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(),
-                             &e),
-            QV_OK)
+  EXPECT_EQ(
+      qv_client_search(patient.c, "b", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(), &e),
+      QV_OK)
       << e.msg;
 }
 

@@ -107,8 +107,7 @@ std::string encode(const RawImport &r) {
 }
 
 // ImportIndex with one hand-made message (what a well-behaved client never sends).
-grpc_status_code raw_import(const std::string &target, const RawImport &req,
-                            std::string *details) {
+grpc_status_code raw_import(const std::string &target, const RawImport &req, std::string *details) {
   const std::string body = encode(req);
   grpc_channel_credentials *cr = grpc_insecure_credentials_create();
   grpc_channel *ch = grpc_channel_create(target.c_str(), cr, nullptr);
@@ -453,8 +452,8 @@ TEST_F(Lifecycle, ADamagedNewestSnapshotIsServedFromThePreviousOne) {
   EXPECT_NE(srv.log().find("serving the previous version"), std::string::npos) << srv.log();
   std::vector<float> sc(1);
   std::vector<int64_t> ids(1);
-  ASSERT_EQ(qv_client_search(cl.c, "snap", &base.f[77 * 128], 1, 128, 1, 0, 0, sc.data(),
-                             ids.data(), &e),
-            QV_OK);
+  ASSERT_EQ(
+      qv_client_search(cl.c, "snap", &base.f[77 * 128], 1, 128, 1, 0, 0, sc.data(), ids.data(), &e),
+      QV_OK);
   EXPECT_EQ(ids[0], 77);
 }

@@ -141,8 +141,7 @@ TEST_F(Ops, MetricsAreValidPrometheusTextAndCountersMoveAfterASearch) {
   qv_error e{};
   ASSERT_EQ(qv_client_search(cl.c, "demo", q.f.data(), 7, 128, 10, 8, 0, sc.data(), ids.data(), &e),
             QV_OK);
-  EXPECT_EQ(qv_client_search(cl.c, "nope", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(),
-                             &e),
+  EXPECT_EQ(qv_client_search(cl.c, "nope", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(), &e),
             QV_ENOTFOUND);
   auto after = scrape(port);
   EXPECT_EQ(after[ok], 1);
@@ -160,7 +159,8 @@ TEST_F(Ops, MetricsAreValidPrometheusTextAndCountersMoveAfterASearch) {
   EXPECT_EQ(prev, 2);
   EXPECT_EQ(after["quiver_batch_queries_count{collection=\"demo\"}"], 1);
   EXPECT_EQ(after["quiver_batch_queries_sum{collection=\"demo\"}"], 7);
-  EXPECT_EQ(after["quiver_builds_total{kind=\"build\",outcome=\"ok\"}"], 0); // the demo is built at start
+  EXPECT_EQ(after["quiver_builds_total{kind=\"build\",outcome=\"ok\"}"],
+            0); // the demo is built at start
   EXPECT_EQ(http_get(port, "/other").substr(0, 3), "404");
 }
 
@@ -190,16 +190,15 @@ TEST_F(Ops, BearerTokensGateCallsByRoleAndHealthStaysOpen) {
   qv_error e{};
   qv_client *none = client(nullptr), *wrong = client("not-a-token-at-all-00"),
             *reader = client(read_tok.c_str()), *admin = client(admin_tok.c_str());
-  EXPECT_EQ(qv_client_search(none, "demo", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(),
-                             &e),
+  EXPECT_EQ(qv_client_search(none, "demo", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(), &e),
             QV_EUNAUTHENTICATED);
   EXPECT_NE(std::string(e.msg).find("UNAUTHENTICATED"), std::string::npos) << e.msg;
-  EXPECT_EQ(qv_client_search(wrong, "demo", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(),
-                             &e),
-            QV_EUNAUTHENTICATED);
-  EXPECT_EQ(qv_client_search(reader, "demo", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(),
-                             &e),
-            QV_OK)
+  EXPECT_EQ(
+      qv_client_search(wrong, "demo", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(), &e),
+      QV_EUNAUTHENTICATED);
+  EXPECT_EQ(
+      qv_client_search(reader, "demo", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(), &e),
+      QV_OK)
       << e.msg;
   qv_collection_info info;
   EXPECT_EQ(qv_client_describe(reader, "demo", &info, &e), QV_OK) << e.msg;
@@ -230,8 +229,8 @@ TEST_F(Ops, BearerTokensGateCallsByRoleAndHealthStaysOpen) {
   }
   Quiverd bad;
   qvtest::CmdResult r = qvtest::run_command(std::string(QUIVER_BIN_DIR) +
-                                        "/quiverd --listen 127.0.0.1:0 --data-dir " +
-                                        tmp.sub("bad") + " --auth-tokens " + tokens);
+                                            "/quiverd --listen 127.0.0.1:0 --data-dir " +
+                                            tmp.sub("bad") + " --auth-tokens " + tokens);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("line 2"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find(admin_tok), std::string::npos) << r.out;
@@ -267,8 +266,8 @@ struct Pki {
              " -out " + d + "/client.csr" + q) == 0 &&
          run("openssl x509 -req -in " + d + "/client.csr -CA " + ca + " -CAkey " + ca_key +
              " -CAcreateserial -days 2 -out " + cli_cert + q) == 0 &&
-         run("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=another-ca -keyout " +
-             d + "/other-ca.key -out " + other_ca + q) == 0;
+         run("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=another-ca -keyout " + d +
+             "/other-ca.key -out " + other_ca + q) == 0;
   }
 };
 
@@ -347,15 +346,17 @@ TEST_F(Ops, StructuredLogsAreOneRecordPerLineAndSlowQueriesAreLogged) {
     std::istringstream in(s.log());
     std::string line;
     size_t lines = 0, slow = 0;
-    std::regex json(R"re(^\{"time": "[0-9T:.Z-]+", "level": "(debug|info|warn|error)", "msg": ".*"(, "[a-z_0-9]+": "[^"]*")*\}$)re");
-    std::regex logfmt(R"re(^time=[0-9T:.Z-]+ level=(debug|info|warn|error) msg=".*"( [a-z_0-9]+="[^"]*")*$)re");
+    std::regex json(
+        R"re(^\{"time": "[0-9T:.Z-]+", "level": "(debug|info|warn|error)", "msg": ".*"(, "[a-z_0-9]+": "[^"]*")*\}$)re");
+    std::regex logfmt(
+        R"re(^time=[0-9T:.Z-]+ level=(debug|info|warn|error) msg=".*"( [a-z_0-9]+="[^"]*")*$)re");
     while (std::getline(in, line)) {
       lines++;
       EXPECT_TRUE(std::regex_match(line, std::string(fmt) == "json" ? json : logfmt)) << line;
       if (line.find("slow query") != std::string::npos) {
         slow++;
         EXPECT_NE(line.find(std::string(fmt) == "json" ? "\"collection\": \"demo\""
-                                                      : "collection=\"demo\""),
+                                                       : "collection=\"demo\""),
                   std::string::npos)
             << line;
       }

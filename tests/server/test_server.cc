@@ -542,7 +542,8 @@ TEST_F(Server, AnUnreadableCollectionIsKeptAndItsNameRefused) {
   // Corrupt its manifest and the version's own copy (the fallback): at restart it is not served,
   // and its files are left alone.
   const std::string manifest = srv.data_dir + "/collections/broken/MANIFEST.json";
-  for (const std::string &m : {manifest, srv.data_dir + "/collections/broken/v000001/MANIFEST.json"}) {
+  for (const std::string &m :
+       {manifest, srv.data_dir + "/collections/broken/v000001/MANIFEST.json"}) {
     std::ofstream f(m, std::ios::trunc);
     f << "{ not json";
   }

@@ -33,7 +33,7 @@ extern "C" {
   X(QV_EDEADLINE, 9, "deadline exceeded")       /* DEADLINE_EXCEEDED */                            \
   X(QV_ECANCELLED, 10, "cancelled")             /* CANCELLED */                                    \
   X(QV_EUNAVAILABLE, 11, "unavailable")         /* UNAVAILABLE: e.g. device lost */                \
-  X(QV_EINTERNAL, 12, "internal error")         /* INTERNAL: a broken invariant, a FAISS throw */\
+  X(QV_EINTERNAL, 12, "internal error")         /* INTERNAL: a broken invariant, a FAISS throw */  \
   X(QV_EUNAUTHENTICATED, 13, "unauthenticated") /* UNAUTHENTICATED: no or unknown token */         \
   X(QV_EPERMISSION, 14, "permission denied")    /* PERMISSION_DENIED: the token's role forbids */
 

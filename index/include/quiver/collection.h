@@ -156,7 +156,7 @@ QV_API void qv_build_opts_init(qv_build_opts *o);
 QV_API qv_status qv_build_opts_check(const qv_build_opts *o, qv_error *err);
 
 typedef struct qv_build_report {
-  double recall;          /* recall@k measured on the sample (-1: not measured) */
+  double recall; /* recall@k measured on the sample (-1: not measured) */
   uint32_t recall_k;
   uint32_t recall_nprobe; /* the nprobe it was measured at (0 for Flat) */
   uint32_t eval_queries;  /* sample size used */
@@ -285,11 +285,11 @@ typedef struct qv_collection_stats {
   int deferred_deletes;    /* as created */
   uint64_t wal_bytes;      /* write-ahead log since the last save (0 without a log) */
   uint64_t wal_records;
-  uint64_t disk_version;   /* the on-disk version opened or last saved (0: never saved) */
-  char open_note[448];     /* why an older version was opened; empty normally */
-  double build_recall;     /* the last build's recall@k on its sample (-1: not measured) */
+  uint64_t disk_version; /* the on-disk version opened or last saved (0: never saved) */
+  char open_note[448];   /* why an older version was opened; empty normally */
+  double build_recall;   /* the last build's recall@k on its sample (-1: not measured) */
   uint32_t build_recall_k;
-  uint32_t build_nprobe;   /* the nprobe that recall was measured at */
+  uint32_t build_nprobe; /* the nprobe that recall was measured at */
 } qv_collection_stats;
 
 /* Moves the collection's searches to `device` (see quiver/gpu.h): copies the built index to a GPU

@@ -199,8 +199,8 @@ typedef struct qv_client_import_opts {
 
 QV_API qv_status qv_client_import(qv_client *c, const char *collection,
                                   const qv_client_import_opts *o, qv_client_progress_fn progress,
-                                  void *user, qv_collection_info *info,
-                                  qv_client_build_result *res, qv_error *err);
+                                  void *user, qv_collection_info *info, qv_client_build_result *res,
+                                  qv_error *err);
 
 /* grpc.health.v1.Health/Check for `service` ("" = the server as a whole). *serving = 1 when the
  * answer is SERVING. Returns QV_ENOTFOUND for an unknown service. */
