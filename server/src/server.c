@@ -476,8 +476,8 @@ static void on_batched(qv__bq *r) {
   } else {
     log_failure("Search", sc->e->name, r->st, r->err.msg);
   }
-  finish_call(sc->call, &sc->md, 0, resp, r->st, r->err.msg);
   metrics_call(M_SEARCH, r->st, sc->t0);
+  finish_call(sc->call, &sc->md, 0, resp, r->st, r->err.msg);
   if (r->st == QV_OK)
     slow_query(sc->s, (const Quiver__V1__SearchRequest *)sc->req, sc->t0, r->batch_queries);
   protobuf_c_message_free_unpacked(sc->req, NULL);
@@ -536,8 +536,8 @@ static int search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *m
     st = qv_error_set(&err, QV_ENOMEM, "out of memory for %zu x %u results", n, r->k);
   if (st != QV_OK) {
     log_failure("Search", e->name, st, err.msg);
-    finish_call(call, md, 0, NULL, st, err.msg);
     metrics_call(M_SEARCH, st, t0);
+    finish_call(call, md, 0, NULL, st, err.msg);
     protobuf_c_message_free_unpacked(req, NULL);
     qv__registry_put(s->reg, e);
     return 1;
@@ -754,8 +754,8 @@ typedef struct upsert_call {
 static void upsert_end(upsert_call *u, qv_status st, const char *msg, grpc_byte_buffer *resp) {
   if (st != QV_OK)
     log_failure("Upsert", u->e ? u->e->name : NULL, st, msg);
-  finish_call(u->call, &u->md, 0, resp, st, msg);
   metrics_call(M_UPSERT, st, u->t0);
+  finish_call(u->call, &u->md, 0, resp, st, msg);
   if (u->e)
     qv__registry_put(u->s->reg, u->e);
   free(u);
@@ -895,10 +895,10 @@ static void import_end(import_call *u, qv_status st, const char *msg, grpc_byte_
     log_failure("ImportIndex", u->name[0] ? u->name : NULL, st, msg);
   if (u->stage[0] != '\0') /* before the answer: a client that sees it sees no staging left */
     qv_remove_tree(u->stage, NULL);
-  finish_call(u->call, &u->md, 0, resp, st, msg);
   metrics_call(M_IMPORT, st, u->t0);
   if (u->have_header)
     qv__metrics_build("import", build_outcome(st), now_s() - u->t0);
+  finish_call(u->call, &u->md, 0, resp, st, msg);
   free(u);
 }
 
@@ -1430,6 +1430,7 @@ static void start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
     log_failure("BuildIndex", e ? e->name : NULL, st, err.msg);
     if (e)
       qv__registry_put(s->reg, e);
+    metrics_call(M_BUILD, st, now_s());
     finish_call(call, md, 0, NULL, st, err.msg);
     return;
   }
@@ -1533,8 +1534,9 @@ static void handle_unary(qv__server *s, const method *m, grpc_call *call, grpc_m
       collection = ((Quiver__V1__SearchRequest *)req)->collection;
     log_failure(method_short(m), collection, st, err.msg);
   }
+  metrics_call((int)(m - kMethods), st, t0); /* counted before the answer: a client that sees
+                                                the answer sees the count */
   finish_call(call, md, 0, resp, st, err.msg);
-  metrics_call((int)(m - kMethods), st, t0);
   if (st == QV_OK && m == &kMethods[M_SEARCH])
     slow_query(s, (const Quiver__V1__SearchRequest *)req, t0, 0);
   if (req)
@@ -1563,8 +1565,8 @@ static void on_request(void *self, int ok) {
     QV_LOG_I("%s", msg);
     gpr_free(path);
     grpc_call_details_destroy(&p->details);
-    finish_call(call, &md, 0, NULL, QV_EUNSUPPORTED, msg);
     metrics_call(NMETHODS, QV_EUNSUPPORTED, now_s());
+    finish_call(call, &md, 0, NULL, QV_EUNSUPPORTED, msg);
   }
   /* Re-post first, so the server keeps accepting while we work. */
   post(p);
