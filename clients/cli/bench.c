@@ -119,7 +119,16 @@ static int start_call(worker *w, call_slot *s, size_t payload, double t_sched) {
   ops[5].data.recv_status_on_client.status = &s->status;
   ops[5].data.recv_status_on_client.status_details = &s->details;
   s->busy = 1;
-  return grpc_call_start_batch(s->call, ops, 6, s, NULL) == GRPC_CALL_OK ? 0 : -1;
+  if (grpc_call_start_batch(s->call, ops, 6, s, NULL) == GRPC_CALL_OK)
+    return 0;
+  /* Not started: nothing will complete; undo and count it as an error. */
+  grpc_byte_buffer_destroy(s->send);
+  grpc_metadata_array_destroy(&s->im);
+  grpc_metadata_array_destroy(&s->tm);
+  grpc_call_unref(s->call);
+  s->busy = 0;
+  w->errors[GRPC_STATUS_INTERNAL]++;
+  return -1;
 }
 
 static void record(worker *w, call_slot *s, double now) {
@@ -184,10 +193,9 @@ static void *run_worker(void *arg) {
   const double period = c->rate > 0 ? (double)c->threads / c->rate : 0;
   double next_start = t0 + (c->rate > 0 ? period * w->id / (double)c->threads : 0);
   if (c->rate <= 0) {
-    for (size_t i = 0; i < w->nslots; i++) {
-      start_call(w, &w->slots[i], next_payload++ % c->npayloads, mono_s());
-      inflight++;
-    }
+    for (size_t i = 0; i < w->nslots; i++)
+      if (start_call(w, &w->slots[i], next_payload++ % c->npayloads, mono_s()) == 0)
+        inflight++;
   }
   for (;;) {
     double now = mono_s();
@@ -200,8 +208,7 @@ static void *run_worker(void *arg) {
         if (free_slot == NULL) { /* all C in flight: this start is late (counted, skipped) */
           if (next_start >= w->t_measure)
             w->late++;
-        } else {
-          start_call(w, free_slot, next_payload++ % c->npayloads, next_start);
+        } else if (start_call(w, free_slot, next_payload++ % c->npayloads, next_start) == 0) {
           inflight++;
         }
         next_start += period;
@@ -222,10 +229,8 @@ static void *run_worker(void *arg) {
     now = mono_s();
     record(w, s, now);
     inflight--;
-    if (c->rate <= 0 && now < w->t_end) {
-      start_call(w, s, next_payload++ % c->npayloads, now);
+    if (c->rate <= 0 && now < w->t_end && start_call(w, s, next_payload++ % c->npayloads, now) == 0)
       inflight++;
-    }
   }
   return NULL;
 }

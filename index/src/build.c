@@ -516,9 +516,14 @@ qv_status qv_collection_replace(qv_collection *c, qv_collection *src, const qv_b
                         "a build of this collection is running: retry "
                         "when it ends");
   }
+  /* Placed for c's device with src's own spec (its nlist, its size); a copy src got when it was
+   * opened is dropped first so that its budget is free. */
+  qv__gpu_free(src->gpu);
+  src->gpu = NULL;
+  src->device = c->device;
   qv__gpu_index *gpu = NULL;
   char note[QV__NOTE];
-  if ((st = qv__place(c, src->index, c->gpu, &gpu, note, err)) != QV_OK) {
+  if ((st = qv__place(src, src->index, c->gpu, &gpu, note, err)) != QV_OK) {
     pthread_mutex_unlock(&c->wmu);
     return st;
   }

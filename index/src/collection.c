@@ -400,12 +400,13 @@ qv_status qv_collection_stats_get(qv_collection *c, qv_collection_stats *s, qv_e
   s->build_recall = c->build_recall;
   s->build_recall_k = c->build_recall_k;
   s->build_nprobe = c->build_nprobe;
-  pthread_rwlock_unlock(&c->rw);
-  pthread_mutex_lock(&c->wmu);
-  qv__wal_figures(c->wal, &s->wal_bytes, &s->wal_records);
-  s->disk_version = c->disk_version;
+  /* Without the writers' lock (held across saves and log syncs): the log figures are atomics, the
+   * on-disk version a relaxed read, the open note fixed after open. */
+  s->disk_version = __atomic_load_n(&c->disk_version, __ATOMIC_RELAXED);
   memcpy(s->open_note, c->open_note, sizeof s->open_note);
-  pthread_mutex_unlock(&c->wmu);
+  qv__wal *w = __atomic_load_n(&c->wal, __ATOMIC_ACQUIRE);
+  pthread_rwlock_unlock(&c->rw);
+  qv__wal_figures(w, &s->wal_bytes, &s->wal_records);
   return QV_OK;
 }
 

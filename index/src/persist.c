@@ -49,18 +49,31 @@ static uint64_t version_age(uint64_t v, uint64_t x) {
 
 /* Removes stale *.tmp versions and every DIR/vNNNNNN except v, `from` (the version the collection
  * was opened from or last saved, 0 = none) and the versions just older than `from`, keep in all;
- * then the write-ahead log segments (wal.c) of versions no longer kept. */
+ * then the write-ahead log segments no kept version needs: a fallback to kept version y replays
+ * every segment newer than y, so only segments as old as the oldest kept version or older go. */
 static void prune_versions(const char *dir, uint64_t v, uint64_t from, uint32_t keep) {
   DIR *d = opendir(dir);
   if (d == NULL)
     return;
   struct dirent *e;
   char path[4096];
-  uint64_t *have = NULL;
-  size_t nhave = 0, cap = 0;
+  uint64_t *have = NULL, *segs = NULL;
+  size_t nhave = 0, cap = 0, nsegs = 0, scap = 0;
   while ((e = readdir(d)) != NULL) {
     unsigned long long x;
     char tail[16] = "";
+    if (strncmp(e->d_name, "wal-v", 5) == 0 && sscanf(e->d_name, "wal-v%6llu%15s", &x, tail) == 2 &&
+        strcmp(tail, ".log") == 0) {
+      if (nsegs == scap) {
+        scap = scap ? 2 * scap : 16;
+        uint64_t *t = realloc(segs, scap * sizeof *t);
+        if (t == NULL)
+          break;
+        segs = t;
+      }
+      segs[nsegs++] = x;
+      continue;
+    }
     if (e->d_name[0] != 'v' || sscanf(e->d_name, "v%6llu%15s", &x, tail) < 1 ||
         strlen(e->d_name) < 7)
       continue;
@@ -80,7 +93,7 @@ static void prune_versions(const char *dir, uint64_t v, uint64_t from, uint32_t 
   }
   closedir(d);
   /* Kept besides v: `from`, then the others by age relative to it. */
-  uint64_t anchor = from ? from : v;
+  uint64_t anchor = from ? from : v, oldest_age = 0;
   uint32_t kept = 1;
   for (;;) {
     size_t best = nhave;
@@ -92,14 +105,19 @@ static void prune_versions(const char *dir, uint64_t v, uint64_t from, uint32_t 
       break;
     if (kept < keep) {
       kept++;
+      if (version_age(v, have[best]) > oldest_age)
+        oldest_age = version_age(v, have[best]);
     } else {
       snprintf(path, sizeof path, "%s/v%06" PRIu64, dir, have[best]);
       qv_remove_tree(path, NULL);
-      qv__wal_drop_segment(dir, have[best]);
     }
     have[best] = 0;
   }
+  for (size_t i = 0; i < nsegs; i++)
+    if (version_age(v, segs[i]) >= oldest_age)
+      qv__wal_drop_segment(dir, segs[i]);
   free(have);
+  free(segs);
 }
 
 /* Version referenced by DIR/MANIFEST.json, or 0. */
@@ -217,7 +235,7 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
   if (c->wal != NULL && strcmp(dir, c->wal_dir) == 0)
     qv__wal_rotate(c->wal, v, NULL);
   prune_versions(dir, v, strcmp(dir, c->disk_dir) == 0 ? c->disk_version : 0, c->keep_versions);
-  c->disk_version = v;
+  __atomic_store_n(&c->disk_version, v, __ATOMIC_RELAXED);
   snprintf(c->disk_dir, sizeof c->disk_dir, "%s", dir);
 out:
   pthread_mutex_unlock(&c->wmu);
@@ -501,7 +519,11 @@ static size_t list_versions(const char *dir, uint64_t top, uint64_t *out, size_t
       out[n++] = x;
   }
   closedir(d);
-  uint64_t anchor = top ? top : 1000000;
+  uint64_t anchor = top;
+  if (anchor == 0) /* the main manifest is unreadable: the highest number is the newest */
+    for (size_t i = 0; i < n; i++)
+      if (out[i] > anchor)
+        anchor = out[i];
   for (size_t i = 1; i < n; i++) /* insertion sort by age, youngest first */
     for (size_t j = i; j > 0 && version_age(anchor, out[j]) < version_age(anchor, out[j - 1]);
          j--) {
@@ -531,8 +553,8 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
     return st;
   }
   /* The newest version is damaged: serve the newest older one that passes every check. */
-  uint64_t vs[64];
-  size_t n = list_versions(dir, manifest_version(dir), vs, 64);
+  uint64_t vs[256]; /* more than --keep-versions allows (100) */
+  size_t n = list_versions(dir, manifest_version(dir), vs, 256);
   for (size_t i = 0; i < n; i++) {
     snprintf(mpath, sizeof mpath, "%s/v%06" PRIu64 "/" MANIFEST, dir, vs[i]);
     qv_error e2 = {0};

@@ -116,8 +116,8 @@ qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size
       return qv_error_prefix(err, "and cutting it back failed");
     return st;
   }
-  w->bytes += total;
-  w->records++;
+  __atomic_store_n(&w->bytes, w->bytes + total, __ATOMIC_RELAXED);
+  __atomic_store_n(&w->records, w->records + 1, __ATOMIC_RELAXED);
   if (w->opts.sync_always || (mono_s() - w->last_sync) * 1000.0 >= w->opts.interval_ms)
     return wal_sync(w, err);
   return QV_OK;
@@ -135,12 +135,20 @@ qv_status qv__wal_rotate(qv__wal *w, uint64_t version, qv_error *err) {
                         strerror(errno));
   int fd = open(w->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    /* Keep appending to the renamed file: replay reads segments too, so nothing is lost. */
-    return qv_error_set(err, QV_EIO, "write-ahead log %s: open: %s", w->path, strerror(errno));
+    /* Put the log back under its own name (the fd still appends to it): a segment may be pruned
+     * later, the live log never. Its records up to the snapshot are skipped by replay. */
+    int e = errno;
+    if (rename(seg, w->path) != 0)
+      return qv_error_set(err, QV_EIO,
+                          "write-ahead log %s: open: %s, and moving %s back failed: %s", w->path,
+                          strerror(e), seg, strerror(errno));
+    return qv_error_set(err, QV_EIO, "write-ahead log %s: open: %s (kept the old log)", w->path,
+                        strerror(e));
   }
   close(w->fd);
   w->fd = fd;
-  w->bytes = w->records = 0;
+  __atomic_store_n(&w->bytes, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&w->records, 0, __ATOMIC_RELAXED);
   return qv_dir_fsync(w->dir, err);
 }
 
@@ -160,8 +168,8 @@ void qv__wal_close(qv__wal *w) {
 }
 
 void qv__wal_figures(const qv__wal *w, uint64_t *bytes, uint64_t *records) {
-  *bytes = w ? w->bytes : 0;
-  *records = w ? w->records : 0;
+  *bytes = w ? __atomic_load_n(&w->bytes, __ATOMIC_RELAXED) : 0;
+  *records = w ? __atomic_load_n(&w->records, __ATOMIC_RELAXED) : 0;
 }
 
 /* Reads all of fd into memory. */
@@ -212,6 +220,8 @@ static qv_status replay(qv_collection *c, const char *path, const char *data, si
         (b.type == REC_UPSERT && b.dim != c->dim) || (b.nfeat != 0 && b.nfeat != c->n_features))
       break;
     if (b.seq > c->wal_seq) {
+      if (b.seq != c->wal_seq + 1 && r)
+        r->gaps++; /* records between the snapshot and this one are missing */
       /* Copies: the record's payload is not aligned for int64/float access. */
       size_t nid = (size_t)b.n * sizeof(int64_t), nv = (size_t)b.n * b.dim * sizeof(float),
              nf = (size_t)b.n * b.nfeat * sizeof(float);
@@ -388,7 +398,7 @@ qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_w
   }
   w->bytes = off;
   pthread_mutex_lock(&c->wmu);
-  c->wal = w;
+  __atomic_store_n(&c->wal, w, __ATOMIC_RELEASE); /* stats read it without wmu */
   snprintf(c->wal_dir, sizeof c->wal_dir, "%s", dir);
   pthread_mutex_unlock(&c->wmu);
   return QV_OK;

@@ -18,7 +18,8 @@ struct qv__batcher {
   int active;    /* leaders running batches */
   int stop;
   int have_timer;
-  pthread_t timer; /* with max_wait_us: leads a batch once its oldest request has waited enough */
+  int free_on_exit; /* freed by the timer thread itself (see qv__batcher_free) */
+  pthread_t timer;  /* with max_wait_us: leads a batch once its oldest request has waited enough */
   qv__batcher_stats stats;
   /* Reused buffers, one set per leader slot: queries of a batch, its results. */
   struct bufs {
@@ -181,6 +182,8 @@ static void lead(qv__batcher *b) {
   pthread_cond_broadcast(&b->cv); /* a leader slot is free: the timer may take what waits */
 }
 
+static void destroy(qv__batcher *b);
+
 /* With max_wait_us > 0 submitters lead only full batches; this thread leads the others once the
  * oldest queued request has waited max_wait_us (polling threads never wait). */
 static void *timer_main(void *arg) {
@@ -205,7 +208,10 @@ static void *timer_main(void *arg) {
     b->active++;
     lead(b);
   }
+  int self_free = b->free_on_exit;
   pthread_mutex_unlock(&b->mu);
+  if (self_free)
+    destroy(b);
   return NULL;
 }
 
@@ -277,9 +283,21 @@ void qv__batcher_free(qv__batcher *b) {
     pthread_mutex_lock(&b->mu);
     b->stop = 1;
     pthread_cond_broadcast(&b->cv);
+    if (pthread_equal(pthread_self(), b->timer)) {
+      /* The last search of a dropped collection was answered by the timer thread itself (its
+       * done() released the collection): the thread frees the batcher when its loop ends. */
+      b->free_on_exit = 1;
+      pthread_detach(b->timer);
+      pthread_mutex_unlock(&b->mu);
+      return;
+    }
     pthread_mutex_unlock(&b->mu);
     pthread_join(b->timer, NULL);
   }
+  destroy(b);
+}
+
+static void destroy(qv__batcher *b) {
   pthread_cond_destroy(&b->cv);
   pthread_mutex_destroy(&b->mu);
   for (int i = 0; i < b->o.max_active; i++) {

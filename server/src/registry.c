@@ -118,6 +118,10 @@ qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv__reg
       entry_free(e);
       continue;
     }
+    if (rp.gaps > 0)
+      QV_LOG_E("collection '%s': its write-ahead log misses records at %llu place(s) after the "
+               "snapshot it opened (a lost log segment): writes in them are not in the collection",
+               e->name, (unsigned long long)rp.gaps);
     if (rp.records > 0 || rp.dropped_bytes > 0)
       QV_LOG_I("collection '%s': write-ahead log replayed: %llu record(s), %llu upserted, %llu "
                "deleted%s",
@@ -343,14 +347,17 @@ qv_status qv__entry_wrote(qv__registry *r, qv__entry *e, qv_error *err) {
 
 uint64_t qv__registry_memory(qv__registry *r, const qv__entry *except) {
   uint64_t total = 0;
-  pthread_mutex_lock(&r->mu);
-  for (size_t i = 0; i < r->n; i++) {
-    if (r->items[i] == except)
-      continue;
+  qv__entry **es = NULL;
+  size_t n = 0;
+  /* Referenced entries, then their figures outside the registry lock. */
+  if (qv__registry_list(r, &es, &n, NULL) != QV_OK)
+    return 0;
+  for (size_t i = 0; i < n; i++) {
     qv_collection_stats s;
-    if (qv_collection_stats_get(r->items[i]->col, &s, NULL) == QV_OK)
+    if (es[i] != except && qv_collection_stats_get(es[i]->col, &s, NULL) == QV_OK)
       total += s.vector_bytes + s.index_bytes;
+    qv__registry_put(r, es[i]);
   }
-  pthread_mutex_unlock(&r->mu);
+  free(es);
   return total;
 }

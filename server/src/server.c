@@ -292,6 +292,10 @@ static void finish_call(grpc_call *call, grpc_metadata_array *md, int initial_se
 
 static void log_failure(const char *method, const char *collection, qv_status st, const char *msg) {
   grpc_status_code g = qv__to_grpc(st);
+  /* A name from the request is logged only when it is a valid one (no spaces, no '='): it must
+   * not forge fields of a structured log line. */
+  if (collection != NULL && qv__name_check(collection, NULL) != QV_OK)
+    collection = "(invalid-name)";
   if (g == GRPC_STATUS_INTERNAL || g == GRPC_STATUS_DATA_LOSS)
     QV_LOG_E("%s collection=%s status=%s: %s", method, collection ? collection : "-",
              qv__grpc_name(g), msg);
@@ -1065,8 +1069,20 @@ static void *import_thread(void *arg) {
   }
   if (st == QV_OK)
     st = qv_collection_replace(e->col, src, &u->opts, &rep, &err);
-  if (st == QV_OK)
-    st = qv__entry_save(e, &err);
+  if (st == QV_OK && (st = qv__entry_save(e, &err)) != QV_OK) {
+    /* Not durable: put the previous state back rather than serve what a restart would lose. */
+    qv_error re = {0};
+    qv_build_opts quick;
+    qv_build_opts_init(&quick);
+    quick.eval_queries = 1;
+    if (created || qv_collection_replace(e->col, src, &quick, NULL, &re) == QV_OK)
+      qv_error_prefix(&err, "import not applied (the snapshot could not be saved)");
+    else
+      qv_error_prefix(&err,
+                      "imported and serving, but NOT saved: a restart serves the previous "
+                      "state (%.60s)",
+                      re.msg);
+  }
   if (claimed)
     atomic_store(&e->building, 0);
   qv_collection_close(src); /* the old state after a swap */
@@ -1431,6 +1447,7 @@ static void start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
     if (e)
       qv__registry_put(s->reg, e);
     metrics_call(M_BUILD, st, now_s());
+    qv__metrics_build("build", build_outcome(st), 0);
     finish_call(call, md, 0, NULL, st, err.msg);
     return;
   }

@@ -373,6 +373,7 @@ TEST(Versions, ACorruptNewestVersionFallsBackToThePreviousAndTheLogFillsTheGap) 
   EXPECT_EQ(s.count, 100u);
   qv_wal_replay r{};
   ASSERT_EQ(qv_collection_wal_attach(back.c, dir.c_str(), nullptr, &r, &e), QV_OK) << e.msg;
+  EXPECT_EQ(r.gaps, 0u);
   EXPECT_EQ(r.upserted, 200u); // the segment kept for v1 (ids 100..199) and the log (200..299)
   EXPECT_EQ(stats(back.c).count, 300u);
   for (int64_t id : {0, 150, 299}) {
@@ -386,6 +387,9 @@ TEST(Versions, ACorruptNewestVersionFallsBackToThePreviousAndTheLogFillsTheGap) 
   EXPECT_TRUE(std::filesystem::exists(dir + "/v000003"));
   EXPECT_TRUE(std::filesystem::exists(dir + "/v000001"));
   EXPECT_FALSE(std::filesystem::exists(dir + "/v000002"));
+  // The log segments newer than the kept v1 stay: a fallback to v1 would need them.
+  EXPECT_TRUE(std::filesystem::exists(dir + "/wal-v000002.log"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/wal-v000003.log"));
   Col again;
   ASSERT_EQ(qv_collection_open(&again.c, dir.c_str(), &e), QV_OK) << e.msg;
   EXPECT_EQ(stats(again.c).count, 300u);

@@ -202,3 +202,40 @@ TEST_F(Batching, OffMeansEverySearchRunsAlone) {
   EXPECT_EQ(info.batched_requests, 0u);
   EXPECT_EQ(info.batches, 0u);
 }
+
+TEST_F(Batching, ADropWhileASearchIsQueuedIsSafe) {
+  // The search waits in the queue (300 ms linger) while its collection is dropped: the batcher's
+  // timer thread answers it and then releases the collection's last reference itself.
+  ASSERT_TRUE(srv.start(tmp.sub("data"), {"--batch-wait-us", "300000"}));
+  {
+    Client cl(srv.target());
+    load(cl.c, base);
+  }
+  qv_status search_st = QV_EINTERNAL;
+  std::thread t([&] {
+    Client cl(srv.target());
+    std::vector<float> sc(10);
+    std::vector<int64_t> ids(10);
+    qv_error e{};
+    search_st =
+        qv_client_search(cl.c, "b", q.f.data(), 1, 128, 10, 8, 0, sc.data(), ids.data(), &e);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  {
+    Client cl(srv.target());
+    qv_error e{};
+    ASSERT_EQ(qv_client_drop(cl.c, "b", &e), QV_OK) << e.msg;
+  }
+  t.join();
+  EXPECT_EQ(search_st, QV_OK); // it was accepted before the drop
+  {
+    Client cl(srv.target());
+    int serving = 0;
+    qv_error e{};
+    EXPECT_EQ(qv_client_health(cl.c, "", &serving, &e), QV_OK);
+    EXPECT_EQ(serving, 1);
+  }
+  double secs = 0;
+  EXPECT_EQ(srv.stop(SIGTERM, &secs), 0) << srv.log();
+  std::printf("[ drop ] stop took %.2f s\n", secs);
+}

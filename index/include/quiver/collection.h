@@ -253,6 +253,8 @@ QV_API void qv_wal_opts_init(qv_wal_opts *o);
 typedef struct qv_wal_replay {
   uint64_t records, upserted, deleted; /* replayed (newer than the snapshot) */
   uint64_t dropped_bytes;              /* a torn tail cut off (a crash mid-append) */
+  uint64_t gaps; /* places where records between the snapshot and a later record were missing
+                    (a log segment lost): the writes in them are not in the collection */
 } qv_wal_replay;
 
 /* Attaches DIR/wal.log (created if absent; DIR is the collection's directory): first replays the
