@@ -656,6 +656,8 @@ TEST(Concurrency, SearchesDuringAddsAndDeletes) {
         searches++;
       }
     });
+  while (searches.load() == 0) // the writes below must overlap searches
+    std::this_thread::yield();
   for (size_t off = 2500; off < base.rows; off += 100) {
     qv_error we{};
     ASSERT_EQ(qv_collection_add(col.c, 100, &ids[off], &base.f[off * 128], &we), QV_OK);
