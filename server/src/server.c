@@ -237,9 +237,14 @@ typedef struct finisher {
   int cancelled;
 } finisher;
 
+/* Calls accepted and not yet finished (one server per process). At shutdown, once it is 0 only
+ * idle connections are left, which gRPC would otherwise wait for until the grace period ends. */
+static atomic_int g_calls;
+
 static void on_finished(void *self, int ok) {
   (void)ok;
   finisher *f = self;
+  atomic_fetch_sub(&g_calls, 1);
   if (f->resp)
     grpc_byte_buffer_destroy(f->resp);
   grpc_slice_unref(f->details);
@@ -254,6 +259,7 @@ static void finish_call(grpc_call *call, grpc_metadata_array *md, int initial_se
                         grpc_byte_buffer *resp, qv_status st, const char *msg) {
   finisher *f = calloc(1, sizeof *f);
   if (f == NULL) { /* cannot even answer: drop the call */
+    atomic_fetch_sub(&g_calls, 1);
     grpc_call_cancel(call, NULL);
     grpc_call_unref(call);
     if (resp)
@@ -1254,6 +1260,7 @@ static void build_release(build_call *b) {
   qv__registry_put(b->s->reg, b->e);
   pthread_mutex_destroy(&b->mu);
   free(b);
+  atomic_fetch_sub(&g_calls, 1);
 }
 
 /* With b->mu held: start the next send if none is in flight. */
@@ -1570,6 +1577,7 @@ static void on_request(void *self, int ok) {
     free(p);
     return;
   }
+  atomic_fetch_add(&g_calls, 1); /* finished by finish_call or, for a build, build_release */
   grpc_call *call = p->call;
   grpc_metadata_array md = p->md;
   grpc_byte_buffer *payload = p->payload;
@@ -1978,12 +1986,26 @@ void qv__server_stop(qv__server *s) {
   pthread_mutex_unlock(&s->build_mu);
   gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
                                     gpr_time_from_millis(s->cfg->shutdown_grace_ms, GPR_TIMESPAN));
-  grpc_event ev = grpc_completion_queue_pluck(scq, &tag, grace, NULL);
-  if (ev.type == GRPC_QUEUE_TIMEOUT) {
-    QV_LOG_W("in-flight calls did not finish within %lld ms: cancelling them",
-             (long long)s->cfg->shutdown_grace_ms);
-    grpc_server_cancel_all_calls(s->server);
-    grpc_completion_queue_pluck(scq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  /* gRPC's shutdown also waits for clients to close their connections. Once every call is
+   * answered, idle connections are closed at once instead of after the grace period. */
+  for (;;) {
+    gpr_timespec step =
+        gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(20, GPR_TIMESPAN));
+    if (gpr_time_cmp(step, grace) > 0)
+      step = grace;
+    grpc_event ev = grpc_completion_queue_pluck(scq, &tag, step, NULL);
+    if (ev.type == GRPC_OP_COMPLETE)
+      break;
+    const int left = atomic_load(&g_calls);
+    const int late = gpr_time_cmp(gpr_now(GPR_CLOCK_REALTIME), grace) >= 0;
+    if (left == 0 || late) {
+      if (late && left > 0)
+        QV_LOG_W("%d in-flight call(s) did not finish within %lld ms: cancelling them", left,
+                 (long long)s->cfg->shutdown_grace_ms);
+      grpc_server_cancel_all_calls(s->server); /* also closes idle connections */
+      grpc_completion_queue_pluck(scq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+      break;
+    }
   }
   for (int i = 0; i < s->ncq; i++)
     grpc_completion_queue_shutdown(s->cqs[i]);
