@@ -6,7 +6,11 @@
  * collection, serve. SIGTERM/SIGINT: stop accepting, let in-flight calls finish (grace period),
  * save what is unsaved, exit 0. */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
 #include <grpc/grpc.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +26,20 @@
 #include "quiver/vecfile.h"
 #include "registry.h"
 #include "server.h"
+
+/* The stop signals are turned into a byte on this pipe, which main reads. A handler (not just a
+ * blocked mask and sigwait) because threads that libraries start before main (OpenBLAS's pool,
+ * from its constructor) do not block them: a process-directed SIGTERM the kernel hands to one of
+ * those would otherwise kill the process with the default action, skipping the graceful stop. */
+static int g_stop_pipe[2] = {-1, -1};
+
+static void on_stop_signal(int sig) {
+  const int saved = errno;
+  const unsigned char b = (unsigned char)sig;
+  ssize_t w = write(g_stop_pipe[1], &b, 1); /* async-signal-safe; a full pipe has a byte already */
+  (void)w;
+  errno = saved;
+}
 
 static double now_s(void) {
   struct timespec ts;
@@ -108,7 +126,20 @@ int main(int argc, char **argv) {
   }
   qv__log_fmt = (qv__log_format)fmt;
 
-  /* Block the stop signals before any thread exists (gRPC's inherit the mask); main waits. */
+  /* Stop signals: a handler on every thread (see on_stop_signal); the threads started from here
+   * on (gRPC's, ours) inherit a mask that blocks them, so their system calls are not interrupted;
+   * main unblocks them again once it waits. */
+  if (pipe2(g_stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    fprintf(stderr, "quiverd: pipe: %s\n", strerror(errno));
+    return 1;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
   sigset_t stop;
   sigemptyset(&stop);
   sigaddset(&stop, SIGINT);
@@ -209,8 +240,12 @@ int main(int argc, char **argv) {
     if (qv_file_write_atomic(cfg.port_file, buf, (size_t)len, &err) != QV_OK)
       QV_LOG_W("--port-file: %s", err.msg);
   }
-  int sig = 0;
-  sigwait(&stop, &sig);
+  pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
+  struct pollfd pfd = {.fd = g_stop_pipe[0], .events = POLLIN};
+  unsigned char got = 0;
+  while (read(g_stop_pipe[0], &got, 1) != 1)
+    (void)poll(&pfd, 1, -1); /* EINTR (the handler ran on this thread) or nothing yet: wait */
+  const int sig = got;
   QV_LOG_I("received %s: shutting down (grace %lld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
            (long long)cfg.shutdown_grace_ms);
   double t0 = now_s();

@@ -76,7 +76,8 @@ public:
     return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   }
 
-  // Sends `sig` and waits; returns the exit code (-1 on a signal death or timeout).
+  // Sends `sig` (0: none, only wait) and waits; returns the exit code (-1 on a signal death or
+  // timeout).
   int stop(int sig = SIGTERM, double *seconds = nullptr) {
     if (pid <= 0)
       return -1;
@@ -88,6 +89,8 @@ public:
         pid = -1;
         if (seconds)
           *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (WIFSIGNALED(st) && sig != SIGKILL) // quiverd handles the rest: a crash
+          ADD_FAILURE() << "quiverd died by signal " << WTERMSIG(st) << "; log:\n" << log();
         return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -1,6 +1,8 @@
 // Integration suite: the real quiverd over loopback gRPC, driven through libquiver_client (and
 // raw gRPC core calls for what a well-behaved client never sends).
 #include <gtest/gtest.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
@@ -12,6 +14,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -339,6 +342,32 @@ TEST_F(Server, OversizedMessageIsRefused) {
       << e.msg;
   EXPECT_EQ(small.stop(), 0);
   EXPECT_EQ(small.log().find("did not finish"), std::string::npos) << small.log();
+}
+
+// A stop signal the kernel hands to any thread of quiverd (threads that libraries start before
+// main, like OpenBLAS's pool, do not block it) must still mean a graceful stop, not death by the
+// default action. Sent thread-directed here to the threads other than main that accept it.
+TEST_F(Server, AStopSignalOnAnyThreadStopsGracefully) {
+  Quiverd one;
+  ASSERT_TRUE(one.start(tmp.sub("anythread"), {"--demo"}));
+  pid_t target = -1;
+  const std::string tasks = "/proc/" + std::to_string(one.pid) + "/task";
+  for (const auto &t : std::filesystem::directory_iterator(tasks)) {
+    const pid_t tid = std::stoi(t.path().filename().string());
+    if (tid == one.pid)
+      continue;
+    std::ifstream st(t.path() / "status");
+    std::string line;
+    while (std::getline(st, line))
+      if (line.rfind("SigBlk:", 0) == 0 &&
+          (std::stoull(line.substr(7), nullptr, 16) & (1ull << (SIGTERM - 1))) == 0)
+        target = tid;
+  }
+  if (target < 0)
+    GTEST_SKIP() << "every thread but main blocks SIGTERM here (no library thread pool)";
+  ASSERT_EQ(syscall(SYS_tgkill, one.pid, target, SIGTERM), 0);
+  EXPECT_EQ(one.stop(0), 0) << one.log(); // signal 0: only wait for the exit
+  EXPECT_NE(one.log().find("received SIGTERM"), std::string::npos) << one.log();
 }
 
 TEST_F(Server, SigtermThenRestartKeepsEveryCollection) {
