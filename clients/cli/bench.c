@@ -30,6 +30,7 @@
 #include "../c/channel.h"
 #include "common.h"
 #include "quiver/v1/retrieval.pb-c.h"
+#include "quiver_wire.h"
 
 typedef struct bench_cfg {
   const char *server, *name;
@@ -484,23 +485,6 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
   const double p50 = pct(lat, nlat, 50), p90 = pct(lat, nlat, 90), p99 = pct(lat, nlat, 99),
                p999 = pct(lat, nlat, 99.9), mx = nlat ? lat[nlat - 1] : 0;
   const double recall = rt ? (double)rh / (double)rt : -1;
-  static const char *const codes[17] = {"OK",
-                                        "CANCELLED",
-                                        "UNKNOWN",
-                                        "INVALID_ARGUMENT",
-                                        "DEADLINE_EXCEEDED",
-                                        "NOT_FOUND",
-                                        "ALREADY_EXISTS",
-                                        "PERMISSION_DENIED",
-                                        "RESOURCE_EXHAUSTED",
-                                        "FAILED_PRECONDITION",
-                                        "ABORTED",
-                                        "OUT_OF_RANGE",
-                                        "UNIMPLEMENTED",
-                                        "INTERNAL",
-                                        "UNAVAILABLE",
-                                        "DATA_LOSS",
-                                        "UNAUTHENTICATED"};
   if (c.json) {
     printf("{\"collection\": \"%s\", \"server\": \"%s\", \"mode\": \"%s\", \"concurrency\": %zu, "
            "\"batch\": %zu, \"rate\": %.1f, \"threads\": %zu, \"k\": %u, \"nprobe\": %u, "
@@ -519,7 +503,8 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
     int first = 1;
     for (int i = 0; i < 17; i++)
       if (errors[i]) {
-        printf("%s\"%s\": %" PRIu64, first ? "" : ", ", codes[i], errors[i]);
+        printf("%s\"%s\": %" PRIu64, first ? "" : ", ", qv__grpc_name((grpc_status_code)i),
+               errors[i]);
         first = 0;
       }
     printf("}}\n");
@@ -539,7 +524,7 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
       printf("  recall@%u %.4f (vs %s)\n", c.k, recall, gpath);
     for (int i = 0; i < 17; i++)
       if (errors[i])
-        printf("  %s: %" PRIu64 "\n", codes[i], errors[i]);
+        printf("  %s: %" PRIu64 "\n", qv__grpc_name((grpc_status_code)i), errors[i]);
   }
   free(lat);
   free(ws);

@@ -18,6 +18,8 @@
 
 #include <microhttpd.h>
 
+#include "quiver_wire.h"
+
 #define MAX_METHODS 16
 #define NCODES 17
 static const double kLatency[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -25,11 +27,6 @@ static const double kLatency[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
 enum { NLAT = sizeof kLatency / sizeof kLatency[0] };
 static const double kBuild[] = {0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600};
 enum { NBUILD = sizeof kBuild / sizeof kBuild[0] };
-static const char *const kCodes[NCODES] = {
-    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
-    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
-    "DATA_LOSS", "UNAUTHENTICATED"};
 static const char *const kKinds[2] = {"build", "import"};
 static const char *const kOutcomes[4] = {"ok", "refused", "cancelled", "failed"};
 
@@ -172,7 +169,7 @@ void qv__metrics_render(qv__mbuf *o) {
       uint64_t v = atomic_load_explicit(&M.calls[m][c], memory_order_relaxed);
       if (v > 0 || (c == 0 && m < M.n - 1)) /* OK rows always; others once they happen */
         qv__mbuf_printf(o, "quiver_requests_total{method=\"%s\",code=\"%s\"} %llu\n", M.methods[m],
-                        kCodes[c], (unsigned long long)v);
+                        qv__grpc_name((grpc_status_code)c), (unsigned long long)v);
     }
   qv__mbuf_printf(o, "# HELP quiver_request_duration_seconds Time from a call's arrival to its "
                      "answer.\n# TYPE quiver_request_duration_seconds histogram\n");
