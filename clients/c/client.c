@@ -541,6 +541,34 @@ qv_status qv_client_upsert(qv_client *c, const char *collection, size_t n, size_
                                    progress, user, count_after, err);
 }
 
+/* Ends a client-streaming call: closes our side, then reads the answer and the status. Whatever
+ * happened before (a server error mid-stream makes our sends fail), the status says why. On
+ * QV_OK *out holds the decoded answer (free with protobuf_c_message_free_unpacked). */
+static qv_status stream_finish(call *k, const ProtobufCMessageDescriptor *desc, const char *what,
+                               ProtobufCMessage **out, qv_error *err) {
+  *out = NULL;
+  grpc_byte_buffer *recv = NULL;
+  grpc_op fin[4];
+  memset(fin, 0, sizeof fin);
+  fin[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  fin[1].op = GRPC_OP_RECV_INITIAL_METADATA;
+  fin[1].data.recv_initial_metadata.recv_initial_metadata = &k->md_initial;
+  fin[2].op = GRPC_OP_RECV_MESSAGE;
+  fin[2].data.recv_message.recv_message = &recv;
+  fin[3].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  fin[3].data.recv_status_on_client.trailing_metadata = &k->md_trailing;
+  fin[3].data.recv_status_on_client.status = &k->status;
+  fin[3].data.recv_status_on_client.status_details = &k->details;
+  qv_status st;
+  if (!batch(k, fin, 4) && !batch(k, fin + 1, 3)) /* the close fails once the call has ended */
+    st = qv_error_set(err, QV_EINTERNAL, "%s call failed to complete", what);
+  else if ((st = call_status(k, err)) == QV_OK && (*out = recv ? unpack(recv, desc) : NULL) == NULL)
+    st = qv_error_set(err, QV_EINTERNAL, "INTERNAL: undecodable %s answer", what);
+  if (recv)
+    grpc_byte_buffer_destroy(recv);
+  return st;
+}
+
 qv_status qv_client_upsert_features(qv_client *c, const char *collection, size_t n, size_t dim,
                                     const int64_t *ids, const float *vectors, const float *features,
                                     size_t n_features, size_t chunk_bytes,
@@ -592,39 +620,15 @@ qv_status qv_client_upsert_features(qv_client *c, const char *collection, size_t
       break;
     }
   } while (ok && off < n);
-  /* Whatever happened, close our side and read the status: a server error mid-stream makes our
-   * sends fail, and the status says why. */
-  grpc_byte_buffer *recv = NULL;
-  grpc_op fin[4];
-  memset(fin, 0, sizeof fin);
-  fin[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  fin[1].op = GRPC_OP_RECV_INITIAL_METADATA;
-  fin[1].data.recv_initial_metadata.recv_initial_metadata = &k.md_initial;
-  fin[2].op = GRPC_OP_RECV_MESSAGE;
-  fin[2].data.recv_message.recv_message = &recv;
-  fin[3].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  fin[3].data.recv_status_on_client.trailing_metadata = &k.md_trailing;
-  fin[3].data.recv_status_on_client.status = &k.status;
-  fin[3].data.recv_status_on_client.status_details = &k.details;
-  qv_status st;
-  if (!batch(&k, fin, 4) && !batch(&k, fin + 1, 3)) {
-    st = qv_error_set(err, QV_EINTERNAL, "upsert call failed to complete");
-  } else if ((st = call_status(&k, err)) == QV_OK) {
-    Quiver__V1__UpsertResponse *r =
-        recv ? (Quiver__V1__UpsertResponse *)unpack(recv, &quiver__v1__upsert_response__descriptor)
-             : NULL;
-    if (r == NULL) {
-      st = qv_error_set(err, QV_EINTERNAL, "INTERNAL: undecodable upsert answer");
-    } else {
-      if (count_after)
-        *count_after = r->count;
-      protobuf_c_message_free_unpacked(&r->base, NULL);
-    }
+  ProtobufCMessage *ans;
+  qv_status st = stream_finish(&k, &quiver__v1__upsert_response__descriptor, "upsert", &ans, err);
+  if (st == QV_OK) {
+    if (count_after)
+      *count_after = ((Quiver__V1__UpsertResponse *)ans)->count;
+    protobuf_c_message_free_unpacked(ans, NULL);
   }
   if (cancelled && st == QV_ECANCELLED)
     qv_error_set(err, QV_ECANCELLED, "CANCELLED: upsert cancelled by the caller");
-  if (recv)
-    grpc_byte_buffer_destroy(recv);
   call_end(&k);
   return st;
 }
@@ -879,46 +883,25 @@ qv_status qv_client_import(qv_client *c, const char *collection, const qv_client
   free(buf);
   if (st != QV_OK) /* a local failure: tell the server to drop what it staged */
     grpc_call_cancel(k.call, NULL);
-  grpc_byte_buffer *recv = NULL;
-  grpc_op fin[4];
-  memset(fin, 0, sizeof fin);
-  fin[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  fin[1].op = GRPC_OP_RECV_INITIAL_METADATA;
-  fin[1].data.recv_initial_metadata.recv_initial_metadata = &k.md_initial;
-  fin[2].op = GRPC_OP_RECV_MESSAGE;
-  fin[2].data.recv_message.recv_message = &recv;
-  fin[3].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  fin[3].data.recv_status_on_client.trailing_metadata = &k.md_trailing;
-  fin[3].data.recv_status_on_client.status = &k.status;
-  fin[3].data.recv_status_on_client.status_details = &k.details;
-  qv_status cst;
-  if (!batch(&k, fin, 4) && !batch(&k, fin + 1, 3)) {
-    cst = qv_error_set(err, QV_EINTERNAL, "import call failed to complete");
-  } else if ((cst = call_status(&k, st == QV_OK ? err : NULL)) == QV_OK) {
-    Quiver__V1__ImportIndexResponse *r =
-        recv ? (Quiver__V1__ImportIndexResponse *)unpack(
-                   recv, &quiver__v1__import_index_response__descriptor)
-             : NULL;
-    if (r == NULL) {
-      cst = qv_error_set(err, QV_EINTERNAL, "INTERNAL: undecodable import answer");
-    } else {
-      if (info && r->info)
-        info_from_pb(r->info, info);
-      if (res) {
-        res->recall = r->recall;
-        res->recall_k = r->recall_k;
-        res->recall_nprobe = r->recall_nprobe;
-        res->bytes_sent = r->bytes_received;
-        res->files = r->files;
-        res->elapsed_seconds = r->elapsed_seconds;
-      }
-      protobuf_c_message_free_unpacked(&r->base, NULL);
+  ProtobufCMessage *ans;
+  qv_status cst = stream_finish(&k, &quiver__v1__import_index_response__descriptor, "import", &ans,
+                                st == QV_OK ? err : NULL);
+  if (cst == QV_OK) {
+    const Quiver__V1__ImportIndexResponse *r = (const Quiver__V1__ImportIndexResponse *)ans;
+    if (info && r->info)
+      info_from_pb(r->info, info);
+    if (res) {
+      res->recall = r->recall;
+      res->recall_k = r->recall_k;
+      res->recall_nprobe = r->recall_nprobe;
+      res->bytes_sent = r->bytes_received;
+      res->files = r->files;
+      res->elapsed_seconds = r->elapsed_seconds;
     }
+    protobuf_c_message_free_unpacked(ans, NULL);
   }
   if (st == QV_OK && cancelled && cst == QV_ECANCELLED)
     qv_error_set(err, QV_ECANCELLED, "CANCELLED: import cancelled by the caller");
-  if (recv)
-    grpc_byte_buffer_destroy(recv);
   call_end(&k);
   return st != QV_OK ? st : cst;
 }
