@@ -25,6 +25,7 @@
 using qvtest::Client;
 using qvtest::Matrix;
 using qvtest::Quiverd;
+using qvtest::raw_call;
 using qvtest::TempDir;
 
 namespace {
@@ -62,59 +63,6 @@ void load_sift(qv_client *c, const char *name, const Matrix &base) {
   EXPECT_EQ(info.index_version, 1u);
   ASSERT_FALSE(phases.empty());
   EXPECT_EQ(phases.back(), "done");
-}
-
-// A raw unary call with arbitrary bytes; returns the status and fills details.
-grpc_status_code raw_call(const std::string &target, const char *method, const std::string &body,
-                          std::string *details) {
-  grpc_channel_credentials *cr = grpc_insecure_credentials_create();
-  grpc_channel *ch = grpc_channel_create(target.c_str(), cr, nullptr);
-  grpc_channel_credentials_release(cr);
-  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(nullptr);
-  gpr_timespec dl =
-      gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_seconds(10, GPR_TIMESPAN));
-  grpc_call *call =
-      grpc_channel_create_call(ch, nullptr, GRPC_PROPAGATE_DEFAULTS, cq,
-                               grpc_slice_from_static_string(method), nullptr, dl, nullptr);
-  grpc_slice s = grpc_slice_from_copied_buffer(body.data(), body.size());
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-  grpc_slice_unref(s);
-  grpc_metadata_array im, tm;
-  grpc_metadata_array_init(&im);
-  grpc_metadata_array_init(&tm);
-  grpc_byte_buffer *recv = nullptr;
-  grpc_status_code status = GRPC_STATUS_UNKNOWN;
-  grpc_slice det = grpc_empty_slice();
-  grpc_op ops[6];
-  memset(ops, 0, sizeof ops);
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[1].op = GRPC_OP_SEND_MESSAGE;
-  ops[1].data.send_message.send_message = bb;
-  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[3].data.recv_initial_metadata.recv_initial_metadata = &im;
-  ops[4].op = GRPC_OP_RECV_MESSAGE;
-  ops[4].data.recv_message.recv_message = &recv;
-  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  ops[5].data.recv_status_on_client.trailing_metadata = &tm;
-  ops[5].data.recv_status_on_client.status = &status;
-  ops[5].data.recv_status_on_client.status_details = &det;
-  EXPECT_EQ(grpc_call_start_batch(call, ops, 6, ops, nullptr), GRPC_CALL_OK);
-  grpc_completion_queue_pluck(cq, ops, gpr_inf_future(GPR_CLOCK_REALTIME), nullptr);
-  char *d = grpc_slice_to_c_string(det);
-  *details = d;
-  gpr_free(d);
-  grpc_slice_unref(det);
-  if (recv)
-    grpc_byte_buffer_destroy(recv);
-  grpc_byte_buffer_destroy(bb);
-  grpc_metadata_array_destroy(&im);
-  grpc_metadata_array_destroy(&tm);
-  grpc_call_unref(call);
-  grpc_completion_queue_shutdown(cq);
-  grpc_completion_queue_destroy(cq);
-  grpc_channel_destroy(ch);
-  return status;
 }
 
 class Server : public ::testing::Test {
