@@ -876,6 +876,38 @@ static void start_upsert(qv__server *s, grpc_call *call, grpc_metadata_array *md
   upsert_post_recv(u);
 }
 
+/* ---- long-running work (builds, imports) -------------------------------------------------- */
+
+/* Counts a build or import that is about to start, checked against a stop under one lock: the
+ * stop either waits for it or it never starts. */
+static qv_status long_work_begin(qv__server *s, const char *what, qv_error *err) {
+  qv_status st = QV_OK;
+  pthread_mutex_lock(&s->build_mu);
+  if (atomic_load(&s->stopping))
+    st = qv_error_set(err, QV_EUNAVAILABLE, "the server is shutting down: %s after restart", what);
+  else
+    s->builds++;
+  pthread_mutex_unlock(&s->build_mu);
+  return st;
+}
+
+static void long_work_end(qv__server *s) {
+  pthread_mutex_lock(&s->build_mu);
+  s->builds--;
+  pthread_cond_broadcast(&s->build_cv);
+  pthread_mutex_unlock(&s->build_mu);
+}
+
+static int spawn_detached(void *(*fn)(void *), void *arg) {
+  pthread_t t;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  const int rc = pthread_create(&t, &a, fn, arg);
+  pthread_attr_destroy(&a);
+  return rc == 0;
+}
+
 /* ---- import stream ---------------------------------------------------------------------- */
 
 /* ImportIndex: chunks are written into a staging directory under the collections root
@@ -1118,10 +1150,7 @@ static void *import_thread(void *arg) {
     qv__registry_put(reg, e);
   }
   import_end(u, st, err.msg, resp);
-  pthread_mutex_lock(&s->build_mu);
-  s->builds--;
-  pthread_cond_broadcast(&s->build_cv);
-  pthread_mutex_unlock(&s->build_mu);
+  long_work_end(s);
   return NULL;
 }
 
@@ -1137,29 +1166,14 @@ static void on_import_recv(void *self, int ok) {
       import_end(u, QV_EINVAL, "empty import stream: the first message names the collection", NULL);
       return;
     }
-    qv_status st = QV_OK;
-    pthread_mutex_lock(&u->s->build_mu);
-    if (atomic_load(&u->s->stopping))
-      st = qv_error_set(&err, QV_EUNAVAILABLE, "the server is shutting down: import after restart");
-    else
-      u->s->builds++;
-    pthread_mutex_unlock(&u->s->build_mu);
+    qv_status st = long_work_begin(u->s, "import", &err);
     if (st != QV_OK) {
       import_end(u, st, err.msg, NULL);
       return;
     }
-    pthread_t t;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&t, &a, import_thread, u);
-    pthread_attr_destroy(&a);
-    if (rc != 0) {
+    if (!spawn_detached(import_thread, u)) {
       import_end(u, QV_ENOMEM, "cannot start an import thread", NULL);
-      pthread_mutex_lock(&u->s->build_mu);
-      u->s->builds--;
-      pthread_cond_broadcast(&u->s->build_cv);
-      pthread_mutex_unlock(&u->s->build_mu);
+      long_work_end(u->s);
     }
     return;
   }
@@ -1400,10 +1414,7 @@ static void *build_thread(void *arg) {
   build_maybe_send(b);
   pthread_mutex_unlock(&b->mu);
   build_release(b);
-  pthread_mutex_lock(&s->build_mu);
-  s->builds--;
-  pthread_cond_broadcast(&s->build_cv);
-  pthread_mutex_unlock(&s->build_mu);
+  long_work_end(s);
   return NULL;
 }
 
@@ -1437,14 +1448,7 @@ static void start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   if (st == QV_OK && b == NULL)
     st = qv_error_set(&err, QV_ENOMEM, "out of memory");
   if (st == QV_OK) {
-    /* Checked and counted under one lock: stop either sees this build or it never starts. */
-    pthread_mutex_lock(&s->build_mu);
-    if (atomic_load(&s->stopping))
-      st = qv_error_set(&err, QV_EUNAVAILABLE, "the server is shutting down: build after restart");
-    else
-      s->builds++;
-    pthread_mutex_unlock(&s->build_mu);
-    if (st != QV_OK)
+    if ((st = long_work_begin(s, "build", &err)) != QV_OK)
       free(b);
   }
   if (st != QV_OK) {
@@ -1477,11 +1481,7 @@ static void start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   ops[1].data.recv_close_on_server.cancelled = &b->close_cancelled;
   if (grpc_call_start_batch(call, ops, 2, &b->close_tag, NULL) != GRPC_CALL_OK)
     atomic_fetch_sub(&b->refs, 1);
-  pthread_t t;
-  pthread_attr_t a;
-  pthread_attr_init(&a);
-  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-  if (pthread_create(&t, &a, build_thread, b) != 0) {
+  if (!spawn_detached(build_thread, b)) {
     atomic_store(&e->building, 0);
     pthread_mutex_lock(&b->mu);
     b->finished = 1;
@@ -1489,12 +1489,8 @@ static void start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
     build_maybe_send(b);
     pthread_mutex_unlock(&b->mu);
     build_release(b);
-    pthread_mutex_lock(&s->build_mu);
-    s->builds--;
-    pthread_cond_broadcast(&s->build_cv);
-    pthread_mutex_unlock(&s->build_mu);
+    long_work_end(s);
   }
-  pthread_attr_destroy(&a);
 }
 
 /* ---- dispatch --------------------------------------------------------------------------- */
