@@ -29,6 +29,7 @@
 
 #include "../c/channel.h"
 #include "common.h"
+#include "quiver/client.h"
 #include "quiver/v1/retrieval.pb-c.h"
 #include "quiver_wire.h"
 
@@ -374,20 +375,25 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
     return cli_fail(&e);
   if (gpath != NULL) {
     qv_vecfile *gf = NULL;
-    if (cli_open_int_file(&gf, gpath, "--groundtruth", &e) != QV_OK)
+    if (cli_open_int_file(&gf, gpath, "--groundtruth", &e) != QV_OK) {
+      free(c.queries);
       return cli_fail(&e);
+    }
     c.gk = qv_vecfile_cols(gf);
     if (qv_vecfile_rows(gf) < c.nq || c.gk < c.k) {
-      qv_vecfile_close(gf);
       qv_error_set(&e, QV_EINVAL,
                    "%s has %zu x %zu neighbours; need %zu rows (the queries) of at least k = %u",
                    gpath, qv_vecfile_rows(gf), c.gk, c.nq, c.k);
+      qv_vecfile_close(gf);
+      free(c.queries);
       return cli_fail(&e);
     }
     qv_status st = cli_read_i64(gf, c.nq, &c.gt, &e);
     qv_vecfile_close(gf);
-    if (st != QV_OK)
+    if (st != QV_OK) {
+      free(c.queries);
       return cli_fail(&e);
+    }
   }
   /* One encoded request per batch start, made once: the load loop only sends. nq / gcd(nq, B)
    * batches cover every query equally often (so recall is over the whole set). */
@@ -425,6 +431,31 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
 
   grpc_init();
   c.conn.target = c.server;
+  c.conn.timeout_ms = (int64_t)(c.timeout * 1e3);
+  /* One search first, through the client library: a wrong name, dimension, k or token ends the
+   * run at once with the server's message instead of a table of identical errors. */
+  {
+    qv_client *probe = NULL;
+    float *sc = malloc(c.batch * c.k * sizeof *sc);
+    int64_t *ids = malloc(c.batch * c.k * sizeof *ids);
+    qv_status st = sc && ids ? qv_client_connect(&probe, &c.conn, &e)
+                             : qv_error_set(&e, QV_ENOMEM, "out of memory");
+    if (st == QV_OK)
+      st = qv_client_search(probe, c.name, c.queries, c.batch < c.nq ? c.batch : c.nq, c.dim, c.k,
+                            c.nprobe, 0, sc, ids, &e);
+    qv_client_close(probe);
+    free(sc);
+    free(ids);
+    if (st != QV_OK) {
+      for (size_t p = 0; p < c.npayloads; p++)
+        grpc_slice_unref(c.payloads[p]);
+      free(c.payloads);
+      free(c.queries);
+      free(c.gt);
+      grpc_shutdown();
+      return cli_fail(&e);
+    }
+  }
   qv__client_md(c.conn.token, c.md, &c.n_md);
   worker *ws = calloc(c.threads, sizeof *ws);
   pthread_t *th = calloc(c.threads, sizeof *th);

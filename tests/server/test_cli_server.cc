@@ -113,3 +113,96 @@ TEST(CliServer, UnreachableServerIsUnavailable) {
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("UNAVAILABLE"), std::string::npos) << r.out;
 }
+
+// quiver push (streamed and server-side) and quiver bench (closed and open loop), with the
+// mistakes each must refuse clearly.
+TEST(CliServer, PushAndBench) {
+  QV_REQUIRE_DATA("sift5k/sift5k_base.fvecs");
+  QV_REQUIRE_DATA("deep10k/deep10k_base.fvecs");
+  qvtest::TempDir tmp;
+  const std::string root = tmp.sub("exports"), d = qvtest::data_path("sift5k/sift5k");
+  qvtest::Quiverd srv;
+  ASSERT_TRUE(srv.start(tmp.sub("data"), {"--import-root", root}));
+  const std::string s = srv.target(), bin = std::string(QUIVER_BIN_DIR) + "/quiver ";
+  Out r = qvtest::run_command(bin + "index build --input " + d + "_base.fvecs --spec IVF32,Flat " +
+                              "--metric l2 --out " + root + "/sift");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = qvtest::run_command(bin + "index build --input " +
+                          qvtest::data_path("deep10k/deep10k_base.fvecs") +
+                          " --spec IVF16,Flat --metric l2 --out " + root + "/deep");
+  ASSERT_EQ(r.code, 0) << r.out;
+  // Streamed from this machine, then loaded by the server from under --import-root.
+  r = quiver(s, "push streamed --index " + root + "/sift --create");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("in 5 file(s)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("5000 vectors"), std::string::npos) << r.out;
+  r = quiver(s, "push local --server-path " + root + "/sift --create");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("5000 vectors"), std::string::npos) << r.out;
+  // Both answer like the offline index.
+  const std::string search = " --queries " + d + "_query.fvecs --k 10 --nprobe 32 --groundtruth " +
+                             d + "_groundtruth.ivecs --json";
+  r = quiver(s, "search streamed" + search);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const double recall = json_number(r.out, "recall_at_k");
+  EXPECT_GE(recall, 0.95) << r.out;
+  r = quiver(s, "search local" + search);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(json_number(r.out, "recall_at_k"), recall) << r.out;
+  // Refused: a path outside --import-root, a missing directory, a wrong-dimension index (the
+  // collection keeps its own), a directory that is no index, an unknown collection.
+  r = quiver(s, "push x --server-path /etc --create");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("FAILED_PRECONDITION"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("outside --import-root"), std::string::npos) << r.out;
+  r = quiver(s, "push streamed --server-path " + root + "/missing");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("NOT_FOUND"), std::string::npos) << r.out;
+  r = quiver(s, "push streamed --index " + root + "/deep");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("INVALID_ARGUMENT"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("the index has dim 96"), std::string::npos) << r.out;
+  r = quiver(s, "push streamed --index " + tmp.sub("empty"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("MANIFEST.json"), std::string::npos) << r.out;
+  r = quiver(s, "push nope --index " + root + "/sift");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("NOT_FOUND"), std::string::npos) << r.out;
+  r = quiver(s, "push streamed --index " + root + "/sift --server-path " + root + "/sift");
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = quiver(s, "describe streamed --json");
+  EXPECT_NE(r.out.find("\"dim\": 128"), std::string::npos) << r.out;
+
+  // Closed loop: every call answered, recall as measured by search.
+  const std::string q = " --queries " + d + "_query.fvecs --warmup 0 --duration 1 --json";
+  r = quiver(s, "bench streamed" + q + " --k 10 --nprobe 32 --concurrency 4 --groundtruth " + d +
+                    "_groundtruth.ivecs");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"mode\": \"closed\""), std::string::npos) << r.out;
+  EXPECT_GT(json_number(r.out, "calls"), 0) << r.out;
+  EXPECT_EQ(json_number(r.out, "errors"), 0) << r.out;
+  EXPECT_EQ(json_number(r.out, "recall_at_k"), recall) << r.out;
+  // Open loop: the schedule, not the server, sets the pace (a closed loop would run far more
+  // than 100 calls in a second against this collection).
+  r = quiver(s, "bench streamed" + q + " --rate 100 --concurrency 8 --batch 4");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"mode\": \"open\""), std::string::npos) << r.out;
+  const double calls = json_number(r.out, "calls");
+  EXPECT_GE(calls, 50) << r.out;
+  EXPECT_LE(calls, 101) << r.out;
+  EXPECT_EQ(json_number(r.out, "queries"), 4 * calls) << r.out;
+  // Mistakes end at once with the server's own message, not a table of identical errors.
+  r = quiver(s, "bench nope" + q);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("NOT_FOUND: collection 'nope' does not exist"), std::string::npos) << r.out;
+  r = quiver(s, "bench streamed --queries " + qvtest::data_path("deep10k/deep10k_query.fvecs"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("INVALID_ARGUMENT"), std::string::npos) << r.out;
+  r = quiver(s, "bench streamed" + q + " --k 0");
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = quiver(s, "bench streamed" + q + " --rate -1");
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = quiver(s, "bench streamed" + q + " --groundtruth " + d + "_groundtruth.ivecs --k 101");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("need"), std::string::npos) << r.out;
+}
