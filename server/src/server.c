@@ -908,6 +908,24 @@ static int spawn_detached(void *(*fn)(void *), void *arg) {
   return rc == 0;
 }
 
+/* A build's or import's recall options from the request (0 = the default), checked against the
+ * index layer's ranges and the server's max k. */
+static qv_status build_opts_from(const qv__server *s, qv_build_opts *o, double recall_floor,
+                                 double target_recall, uint32_t eval_queries, uint32_t eval_k,
+                                 qv_error *err) {
+  qv_build_opts_init(o);
+  o->recall_floor = recall_floor;
+  o->target_recall = target_recall;
+  if (eval_queries)
+    o->eval_queries = eval_queries;
+  if (eval_k)
+    o->eval_k = eval_k;
+  if (o->eval_k > s->cfg->max_k)
+    return qv_error_set(err, QV_EINVAL, "eval_k %u exceeds the server's max k %lld", o->eval_k,
+                        (long long)s->cfg->max_k);
+  return qv_build_opts_check(o, err);
+}
+
 /* ---- import stream ---------------------------------------------------------------------- */
 
 /* ImportIndex: chunks are written into a staging directory under the collections root
@@ -1193,14 +1211,8 @@ static void on_import_recv(void *self, int ok) {
       snprintf(u->name, sizeof u->name, "%s", name);
       snprintf(u->server_path, sizeof u->server_path, "%s", sp);
       u->create = r->create;
-      qv_build_opts_init(&u->opts);
-      u->opts.recall_floor = r->recall_floor;
-      u->opts.target_recall = r->target_recall;
-      if (r->eval_queries)
-        u->opts.eval_queries = r->eval_queries;
-      if (r->eval_k)
-        u->opts.eval_k = r->eval_k;
-      st = qv_build_opts_check(&u->opts, &err);
+      st = build_opts_from(u->s, &u->opts, r->recall_floor, r->target_recall, r->eval_queries,
+                           r->eval_k, &err);
     }
     if (st == QV_OK && u->server_path[0] == '\0') {
       snprintf(u->stage, sizeof u->stage, "%s/.import-%s-XXXXXX", u->s->reg->root, u->name);
@@ -1428,19 +1440,11 @@ static void start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   qv_build_opts_init(&bo);
   qv_status st = r ? qv__registry_get(s->reg, r->collection, &e, &err) : QV_EINVAL;
   if (r) {
-    bo.recall_floor = r->recall_floor;
-    bo.target_recall = r->target_recall;
-    if (r->eval_queries)
-      bo.eval_queries = r->eval_queries;
-    if (r->eval_k)
-      bo.eval_k = r->eval_k;
+    if (st == QV_OK)
+      st = build_opts_from(s, &bo, r->recall_floor, r->target_recall, r->eval_queries, r->eval_k,
+                           &err);
     protobuf_c_message_free_unpacked(&r->base, NULL);
   }
-  if (st == QV_OK && bo.eval_k > s->cfg->max_k)
-    st = qv_error_set(&err, QV_EINVAL, "eval_k %u exceeds the server's max k %lld", bo.eval_k,
-                      (long long)s->cfg->max_k);
-  if (st == QV_OK)
-    st = qv_build_opts_check(&bo, &err);
   int claimed = 0;
   if (st == QV_OK && (st = qv__registry_claim_build(s->reg, e, &err)) == QV_OK)
     claimed = 1;

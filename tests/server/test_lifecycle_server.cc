@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -287,7 +288,7 @@ TEST_F(Lifecycle, RecallGatedBuildsAndNprobeTuning) {
 }
 
 TEST_F(Lifecycle, ImportRefusesWhatItCannotVerify) {
-  ASSERT_TRUE(srv.start(tmp.sub("data")));
+  ASSERT_TRUE(srv.start(tmp.sub("data"), {"--max-k", "50"}));
   Client cl(srv.target());
   create_and_fill(cl.c, "c", "IVF16,Flat", base, 0);
   qv_error e{};
@@ -328,6 +329,15 @@ TEST_F(Lifecycle, ImportRefusesWhatItCannotVerify) {
   EXPECT_EQ(info.count, 5000u);
   EXPECT_STREQ(info.index_spec, "IVF8,Flat");
   io.create = 0;
+  // Recall options out of range, or asking for more than the server's max k, before any upload.
+  io.check.target_recall = std::nan("");
+  EXPECT_EQ(qv_client_import(cl.c, "c", &io, nullptr, nullptr, nullptr, nullptr, &e), QV_EINVAL);
+  EXPECT_NE(std::string(e.msg).find("target recall"), std::string::npos) << e.msg;
+  io.check.target_recall = 0;
+  io.check.eval_k = 51;
+  EXPECT_EQ(qv_client_import(cl.c, "c", &io, nullptr, nullptr, nullptr, nullptr, &e), QV_EINVAL);
+  EXPECT_NE(std::string(e.msg).find("max k 50"), std::string::npos) << e.msg;
+  io.check.eval_k = 0;
   // Server-side paths are off without --import-root.
   io.index_dir = nullptr;
   io.server_path = good.c_str();
