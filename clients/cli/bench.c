@@ -427,7 +427,6 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
     c.payloads[p] = grpc_slice_malloc(len);
     quiver__v1__search_request__pack(&req, GRPC_SLICE_START_PTR(c.payloads[p]));
   }
-  free(buf);
 
   grpc_init();
   c.conn.target = c.server;
@@ -440,12 +439,12 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
     int64_t *ids = malloc(c.batch * c.k * sizeof *ids);
     qv_status st = sc && ids ? qv_client_connect(&probe, &c.conn, &e)
                              : qv_error_set(&e, QV_ENOMEM, "out of memory");
-    if (st == QV_OK)
-      st = qv_client_search(probe, c.name, c.queries, c.batch < c.nq ? c.batch : c.nq, c.dim, c.k,
-                            c.nprobe, 0, sc, ids, &e);
+    if (st == QV_OK) /* the last request built, as the load sends it (batch B) */
+      st = qv_client_search(probe, c.name, buf, c.batch, c.dim, c.k, c.nprobe, 0, sc, ids, &e);
     qv_client_close(probe);
     free(sc);
     free(ids);
+    free(buf);
     if (st != QV_OK) {
       for (size_t p = 0; p < c.npayloads; p++)
         grpc_slice_unref(c.payloads[p]);
@@ -489,7 +488,7 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
   nlat = 0;
   for (size_t t = 0; t < c.threads; t++) {
     worker *w = &ws[t];
-    if (lat)
+    if (lat && w->nlat > 0)
       memcpy(lat + nlat, w->lat, w->nlat * sizeof *lat);
     nlat += w->nlat;
     calls += w->calls_ok;

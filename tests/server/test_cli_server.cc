@@ -198,6 +198,9 @@ TEST(CliServer, PushAndBench) {
   r = quiver(s, "bench streamed --queries " + qvtest::data_path("deep10k/deep10k_query.fvecs"));
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("INVALID_ARGUMENT"), std::string::npos) << r.out;
+  r = quiver(s, "bench streamed" + q + " --batch 20000"); // over the server's per-request limit
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("RESOURCE_EXHAUSTED"), std::string::npos) << r.out;
   r = quiver(s, "bench streamed" + q + " --k 0");
   EXPECT_EQ(r.code, 2) << r.out;
   r = quiver(s, "bench streamed" + q + " --rate -1");
