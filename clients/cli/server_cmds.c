@@ -1011,5 +1011,9 @@ int cli_server_main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "search"))
     return cmd_search(sub_argc, sub_argv, &g);
+  if (!strcmp(cmd, "index") || !strcmp(cmd, "data")) /* offline: no server options */
+    return cli_usage_error("'%s' commands work offline and take no server options: put the "
+                           "command first ('quiver index ...', 'quiver data ...')",
+                           cmd);
   return cli_usage_error("unknown command '%s'", cmd);
 }

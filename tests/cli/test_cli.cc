@@ -130,6 +130,7 @@ TEST_F(Cli, MistakesExitNonZeroWithAClearMessage) {
        1, "holds floats"},
       {"index build --input " + sift + "_base.fvecs --spec HNSW32 --out " + tmp.sub("x"), 1,
        "unsupported index spec"},
+      {"--server 127.0.0.1:1 index info --index " + dir, 2, "work offline"},
       {"index build --input " + sift + "_base.fvecs --metric hamming --out " + tmp.sub("x"), 1,
        "unknown metric"},
       {"index build --input " + tmp.sub("nothing.fvecs") + " --out " + tmp.sub("x"), 1,
