@@ -258,23 +258,8 @@ qv_status qv__registry_claim_build(qv__registry *r, qv__entry *e, qv_error *err)
   return st;
 }
 
-qv_status qv__registry_drop(qv__registry *r, const char *name, qv_error *err) {
-  pthread_mutex_lock(&r->mu);
-  qv__entry *e = name ? find(r, name, NULL, 0) : NULL;
-  if (e == NULL) {
-    pthread_mutex_unlock(&r->mu);
-    return qv_error_set(err, QV_ENOTFOUND, "collection '%.80s' does not exist", name ? name : "");
-  }
-  if (atomic_load(&e->building)) {
-    pthread_mutex_unlock(&r->mu);
-    return qv_error_set(err, QV_EPRECONDITION,
-                        "collection '%s' is being built: drop it when the build ends", name);
-  }
-  /* From here on the entry is invisible to get and build, and its name stays taken until the
-   * directory is gone, so a create of the same name cannot share the directory. */
-  e->dropping = 1;
-  pthread_mutex_unlock(&r->mu);
-
+/* The second half of a drop, once e is marked dropping (hidden, name still taken). */
+static void drop_marked(qv__registry *r, qv__entry *e) {
   /* Wait for a save in progress, then move the directory out of the way first, so a crash
    * mid-delete leaves no half collection and no later save can bring it back. */
   char trash[1300];
@@ -291,11 +276,41 @@ qv_status qv__registry_drop(qv__registry *r, const char *name, qv_error *err) {
 
   pthread_mutex_lock(&r->mu);
   size_t i;
-  if (find(r, name, &i, 1) == e)
+  if (find(r, e->name, &i, 1) == e)
     r->items[i] = r->items[--r->n];
   pthread_mutex_unlock(&r->mu);
   qv__registry_put(r, e);
+}
+
+qv_status qv__registry_drop(qv__registry *r, const char *name, qv_error *err) {
+  pthread_mutex_lock(&r->mu);
+  qv__entry *e = name ? find(r, name, NULL, 0) : NULL;
+  if (e == NULL) {
+    pthread_mutex_unlock(&r->mu);
+    return qv_error_set(err, QV_ENOTFOUND, "collection '%.80s' does not exist", name ? name : "");
+  }
+  if (atomic_load(&e->building)) {
+    pthread_mutex_unlock(&r->mu);
+    return qv_error_set(err, QV_EPRECONDITION,
+                        "collection '%s' is being built: drop it when the build ends", name);
+  }
+  /* From here on the entry is invisible to get and build, and its name stays taken until the
+   * directory is gone, so a create of the same name cannot share the directory. */
+  e->dropping = 1;
+  pthread_mutex_unlock(&r->mu);
+  drop_marked(r, e);
   return QV_OK;
+}
+
+void qv__registry_drop_claimed(qv__registry *r, qv__entry *e) {
+  pthread_mutex_lock(&r->mu);
+  if (e->dropping || find(r, e->name, NULL, 0) != e) { /* someone else's drop came first */
+    pthread_mutex_unlock(&r->mu);
+    return;
+  }
+  e->dropping = 1;
+  pthread_mutex_unlock(&r->mu);
+  drop_marked(r, e);
 }
 
 static int by_name(const void *a, const void *b) {
@@ -335,6 +350,14 @@ qv_status qv__entry_save(qv__entry *e, qv_error *err) {
 }
 
 qv_status qv__entry_wrote(qv__registry *r, qv__entry *e, qv_error *err) {
+  pthread_mutex_lock(&r->mu);
+  const int gone = e->dropping;
+  pthread_mutex_unlock(&r->mu);
+  if (gone) /* a drop began while the writes were applied: they went with the collection */
+    return qv_error_set(err, QV_ENOTFOUND,
+                        "collection '%s' was dropped while these writes were applied: none of "
+                        "them is kept",
+                        e->name);
   atomic_store(&e->dirty, 1);
   qv_collection_stats s;
   qv_collection_stats_get(e->col, &s, NULL);

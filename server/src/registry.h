@@ -67,6 +67,9 @@ qv_status qv__registry_create(qv__registry *r, const char *name, const qv_collec
 /* Unregisters and deletes from disk; the collection is freed when its last user leaves.
  * QV_EPRECONDITION while a build runs. */
 qv_status qv__registry_drop(qv__registry *r, const char *name, qv_error *err);
+/* Drops e itself, by a caller that holds its build claim (so the name cannot have been dropped
+ * and re-created by someone else in between); a no-op when another drop came first. */
+void qv__registry_drop_claimed(qv__registry *r, qv__entry *e);
 
 /* Marks e as building (QV_EPRECONDITION when a build already runs, QV_ENOTFOUND when a drop is
  * under way); checked under the registry lock so that a drop and a build never overlap. Clear
@@ -79,6 +82,7 @@ qv_status qv__registry_list(qv__registry *r, qv__entry ***out, size_t *n, qv_err
 /* After an acknowledged-to-be write (already in the write-ahead log): marks e dirty and, when
  * its log has grown past the registry's snapshot_bytes, saves (which empties the log). */
 qv_status qv__entry_wrote(qv__registry *r, qv__entry *e, qv_error *err);
+/* (NOT_FOUND, not an acknowledgement, when a drop of e began while the writes were applied.) */
 
 /* Saves e's collection to its directory and clears dirty; a no-op once e is dropped. */
 qv_status qv__entry_save(qv__entry *e, qv_error *err);

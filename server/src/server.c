@@ -1013,6 +1013,12 @@ static qv_status import_chunk(import_call *u, const Quiver__V1__ImportIndexReque
                         "import file '%s' at offset %llu: chunk CRC-32 %08x, expected %08x "
                         "(damaged in transit: push again)",
                         f, (unsigned long long)r->offset, crc, r->crc32);
+  const uint64_t budget = u->s->reg->cfg.memory_budget;
+  if (budget > 0 && u->bytes + r->data.len > budget) /* it could never be loaded: stop early */
+    return qv_error_set(err, QV_ENOMEM,
+                        "the import passes --memory-budget-mb %llu after %llu MiB received: "
+                        "raise the budget or import a smaller index",
+                        (unsigned long long)(budget >> 20), (unsigned long long)(u->bytes >> 20));
   char path[1400];
   if (f[7] == '/') {
     snprintf(path, sizeof path, "%s/%.7s", u->stage, f);
@@ -1123,6 +1129,8 @@ static void *import_thread(void *arg) {
                         (unsigned long long)(need >> 20),
                         (unsigned long long)(reg->cfg.memory_budget >> 20));
   }
+  if (st == QV_OK && atomic_load(&s->stopping)) /* a stop waits for imports: do not start one */
+    st = qv_error_set(&err, QV_EUNAVAILABLE, "the server is shutting down: import after restart");
   if (st == QV_OK)
     st = qv_collection_replace(e->col, src, &u->opts, &rep, &err);
   if (st == QV_OK && (st = qv__entry_save(e, &err)) != QV_OK) {
@@ -1139,6 +1147,8 @@ static void *import_thread(void *arg) {
                       "state (%.60s)",
                       re.msg);
   }
+  if (st != QV_OK && created && claimed) /* while claimed: nobody re-created the name meanwhile */
+    qv__registry_drop_claimed(reg, e);
   if (claimed)
     atomic_store(&e->building, 0);
   qv_collection_close(src); /* the old state after a swap */
@@ -1162,11 +1172,7 @@ static void *import_thread(void *arg) {
              (unsigned long long)info.count, info.index_spec, rep.recall_k, rep.recall,
              rep.recall_nprobe, out.elapsed_seconds);
   }
-  if (e != NULL) {
-    if (st != QV_OK && created)
-      qv__registry_drop(reg, u->name, NULL);
-    qv__registry_put(reg, e);
-  }
+  qv__registry_put(reg, e);
   import_end(u, st, err.msg, resp);
   long_work_end(s);
   return NULL;
@@ -1190,8 +1196,9 @@ static void on_import_recv(void *self, int ok) {
       return;
     }
     if (!spawn_detached(import_thread, u)) {
+      qv__server *s = u->s; /* import_end frees u */
       import_end(u, QV_ENOMEM, "cannot start an import thread", NULL);
-      long_work_end(u->s);
+      long_work_end(s);
     }
     return;
   }

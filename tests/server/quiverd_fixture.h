@@ -33,6 +33,10 @@ public:
 
   // Starts quiverd; returns false (with a gtest failure) when it does not come up.
   bool start(const std::string &dir, const std::vector<std::string> &extra = {}) {
+    if (pid > 0) { // one server per fixture object: stop() it first
+      ADD_FAILURE() << "quiverd is already running (pid " << pid << ")";
+      return false;
+    }
     data_dir = dir;
     std::string port_file = dir + ".port";
     log_path = dir + ".log";

@@ -338,6 +338,18 @@ TEST_F(Lifecycle, ImportRefusesWhatItCannotVerify) {
   EXPECT_EQ(qv_client_import(cl.c, "c", &io, nullptr, nullptr, nullptr, nullptr, &e), QV_EINVAL);
   EXPECT_NE(std::string(e.msg).find("max k 50"), std::string::npos) << e.msg;
   io.check.eval_k = 0;
+  // An import that creates its collection and then fails its recall floor leaves none behind.
+  const std::string pq = tmp.sub("pq");
+  offline_index(pq, base, "IVF8,PQ8", 0);
+  io.index_dir = pq.c_str();
+  io.create = 1;
+  io.check.recall_floor = 0.99;
+  EXPECT_EQ(qv_client_import(cl.c, "lowrecall", &io, nullptr, nullptr, nullptr, nullptr, &e),
+            QV_EPRECONDITION);
+  EXPECT_EQ(qv_client_describe(cl.c, "lowrecall", &info, &e), QV_ENOTFOUND);
+  io.index_dir = good.c_str();
+  io.create = 0;
+  io.check.recall_floor = 0;
   // Server-side paths are off without --import-root.
   io.index_dir = nullptr;
   io.server_path = good.c_str();
@@ -383,6 +395,19 @@ TEST_F(Lifecycle, ABuildOverTheMemoryBudgetIsRefused) {
   qv_collection_info info;
   ASSERT_EQ(qv_client_describe(cl.c, "big", &info, &e), QV_OK);
   EXPECT_EQ(info.state, 1); // still not built, nothing half done
+  // An import larger than the budget is refused while it streams, before it fills the disk or
+  // is loaded, and a collection it would have created is not left behind.
+  const std::string off = tmp.sub("offline");
+  offline_index(off, base, "IVF16,Flat", 0); // 5 MiB of files
+  qv_client_import_opts io{};
+  io.index_dir = off.c_str();
+  io.create = 1;
+  io.chunk_bytes = 512 * 1024;
+  EXPECT_EQ(qv_client_import(cl.c, "imported", &io, nullptr, nullptr, nullptr, nullptr, &e),
+            QV_ENOMEM);
+  EXPECT_NE(std::string(e.msg).find("--memory-budget-mb 4 after"), std::string::npos) << e.msg;
+  EXPECT_EQ(qv_client_describe(cl.c, "imported", &info, &e), QV_ENOTFOUND);
+  EXPECT_EQ(staging_dirs(srv.data_dir), 0u);
 }
 
 TEST_F(Lifecycle, ADamagedNewestSnapshotIsServedFromThePreviousOne) {

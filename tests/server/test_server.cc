@@ -292,6 +292,43 @@ TEST_F(Server, OversizedMessageIsRefused) {
   EXPECT_EQ(small.log().find("did not finish"), std::string::npos) << small.log();
 }
 
+// An Upsert stream whose collection is dropped midway is not acknowledged: its writes went with
+// the collection, and the client is told so.
+TEST_F(Server, AnUpsertIntoACollectionDroppedMidStreamIsNotAcknowledged) {
+  Client cl(srv.target()), other(srv.target());
+  qv_create_opts o{};
+  o.name = "gone";
+  o.dim = 128;
+  o.metric = QV_METRIC_L2;
+  qv_error e{};
+  ASSERT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_OK) << e.msg;
+  std::vector<int64_t> ids(base.rows);
+  for (size_t i = 0; i < base.rows; i++)
+    ids[i] = int64_t(i);
+  struct Ctx {
+    qv_client *other;
+    bool dropped = false;
+  } ctx{other.c};
+  auto drop_after_first_chunk = [](void *user, const char *, uint64_t, uint64_t) -> int {
+    auto *c = static_cast<Ctx *>(user);
+    if (!c->dropped) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200)); // the chunk is applied
+      qv_error de{};
+      EXPECT_EQ(qv_client_drop(c->other, "gone", &de), QV_OK) << de.msg;
+      c->dropped = true;
+    }
+    return 0;
+  };
+  uint64_t count = 0;
+  EXPECT_EQ(qv_client_upsert(cl.c, "gone", base.rows, 128, ids.data(), base.f.data(), 256 * 1024,
+                             drop_after_first_chunk, &ctx, &count, &e),
+            QV_ENOTFOUND)
+      << e.msg;
+  EXPECT_TRUE(ctx.dropped);
+  qv_collection_info info;
+  EXPECT_EQ(qv_client_describe(cl.c, "gone", &info, &e), QV_ENOTFOUND);
+}
+
 // A stop signal the kernel hands to any thread of quiverd (threads that libraries start before
 // main, like OpenBLAS's pool, do not block it) must still mean a graceful stop, not death by the
 // default action. Sent thread-directed here to the threads other than main that accept it.
