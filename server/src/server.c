@@ -1131,8 +1131,11 @@ static void *import_thread(void *arg) {
   }
   if (st == QV_OK && atomic_load(&s->stopping)) /* a stop waits for imports: do not start one */
     st = qv_error_set(&err, QV_EUNAVAILABLE, "the server is shutting down: import after restart");
-  if (st == QV_OK)
+  if (st == QV_OK) {
+    blas_build(+1); /* the recall check's exact search may use every core, like a build */
     st = qv_collection_replace(e->col, src, &u->opts, &rep, &err);
+    blas_build(-1);
+  }
   if (st == QV_OK && (st = qv__entry_save(e, &err)) != QV_OK) {
     /* Not durable: put the previous state back rather than serve what a restart would lose. */
     qv_error re = {0};
