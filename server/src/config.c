@@ -71,6 +71,11 @@ static const opt kOpts[] = {
      "indexes are resident during the swap) is refused with RESOURCE_EXHAUSTED (0 = no limit)"},
     {"import-root", "QUIVER_IMPORT_ROOT", OPT_STR, 0, 0, "", S(import_root),
      "directory under which ImportIndex may load server-side index directories (empty = off)"},
+    {"import-min-free-mb", "QUIVER_IMPORT_MIN_FREE_MB", OPT_INT, 0, 1073741824, "512",
+     S(import_min_free_mb),
+     "a streamed ImportIndex is refused (RESOURCE_EXHAUSTED) before it leaves less than this "
+     "free on the data directory's disk, MiB, which the other collections' logs and snapshots "
+     "need"},
     {"log-level", "QUIVER_LOG_LEVEL", OPT_STR, 0, 0, "info", S(log_level),
      "debug | info | warn | error"},
     {"log-format", "QUIVER_LOG_FORMAT", OPT_STR, 0, 0, "text", S(log_format),

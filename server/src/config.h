@@ -26,18 +26,19 @@ typedef struct qv__config {
   char metrics_listen[256];
   char tls_cert[1024], tls_key[1024], tls_client_ca[1024];
   char auth_tokens[1024];
-  char wal_sync[32];        /* always | interval=MS */
-  int64_t wal_snapshot_mb;  /* snapshot when a log passes this */
-  int64_t keep_versions;    /* snapshot versions kept per collection */
-  int64_t memory_budget_mb; /* host memory for collections, 0 = unlimited */
-  char import_root[1024];   /* server-side ImportIndex paths must lie under it; "" = off */
-  char device[8];           /* auto | cpu | gpu: default for new collections */
-  int64_t gpu_memory_mb;    /* per-device budget, 0 = 80% of free */
-  int64_t gpu_temp_mb;      /* FAISS scratch per device, 0 = default */
-  char gpu_fallback[8];     /* cpu | error */
-  int64_t demo;             /* 1: create the demo collection on first start */
-  char demo_data[1024];     /* prefix of the demo data set (PREFIX_base.fvecs) */
-  char port_file[1024];     /* where to write the bound port (tests) */
+  char wal_sync[32];          /* always | interval=MS */
+  int64_t wal_snapshot_mb;    /* snapshot when a log passes this */
+  int64_t keep_versions;      /* snapshot versions kept per collection */
+  int64_t memory_budget_mb;   /* host memory for collections, 0 = unlimited */
+  char import_root[1024];     /* server-side ImportIndex paths must lie under it; "" = off */
+  int64_t import_min_free_mb; /* a streamed import leaves at least this free on the data disk */
+  char device[8];             /* auto | cpu | gpu: default for new collections */
+  int64_t gpu_memory_mb;      /* per-device budget, 0 = 80% of free */
+  int64_t gpu_temp_mb;        /* FAISS scratch per device, 0 = default */
+  char gpu_fallback[8];       /* cpu | error */
+  int64_t demo;               /* 1: create the demo collection on first start */
+  char demo_data[1024];       /* prefix of the demo data set (PREFIX_base.fvecs) */
+  char port_file[1024];       /* where to write the bound port (tests) */
 } qv__config;
 
 /* Fills defaults, then environment, then argv. Returns 0 on success, 1 when --help was printed

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <zlib.h>
 
 #include <grpc/byte_buffer.h>
@@ -1019,6 +1020,17 @@ static qv_status import_chunk(import_call *u, const Quiver__V1__ImportIndexReque
                         "the import passes --memory-budget-mb %llu after %llu MiB received: "
                         "raise the budget or import a smaller index",
                         (unsigned long long)(budget >> 20), (unsigned long long)(u->bytes >> 20));
+  struct statvfs fs;
+  const uint64_t reserve = (uint64_t)u->s->cfg->import_min_free_mb << 20;
+  if (reserve > 0 && statvfs(u->stage, &fs) == 0 &&
+      (uint64_t)fs.f_bavail * fs.f_frsize < reserve + r->data.len)
+    return qv_error_set(err, QV_ENOMEM,
+                        "the import would leave less than --import-min-free-mb %llu MiB free on "
+                        "the data directory's disk (%llu MiB free, %llu MiB received): free space "
+                        "or import a smaller index",
+                        (unsigned long long)(reserve >> 20),
+                        (unsigned long long)(((uint64_t)fs.f_bavail * fs.f_frsize) >> 20),
+                        (unsigned long long)(u->bytes >> 20));
   char path[1400];
   if (f[7] == '/') {
     snprintf(path, sizeof path, "%s/%.7s", u->stage, f);

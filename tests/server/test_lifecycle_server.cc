@@ -410,6 +410,25 @@ TEST_F(Lifecycle, ABuildOverTheMemoryBudgetIsRefused) {
   EXPECT_EQ(staging_dirs(srv.data_dir), 0u);
 }
 
+// A streamed import stops before it would leave less than --import-min-free-mb free on the data
+// disk (here more than any disk has), and cleans up after itself.
+TEST_F(Lifecycle, AnImportThatWouldFillTheDiskIsRefused) {
+  ASSERT_TRUE(srv.start(tmp.sub("data"), {"--import-min-free-mb", "1073741824"}));
+  Client cl(srv.target());
+  const std::string off = tmp.sub("offline");
+  offline_index(off, base, "IVF16,Flat", 0);
+  qv_client_import_opts io{};
+  io.index_dir = off.c_str();
+  io.create = 1;
+  qv_error e{};
+  EXPECT_EQ(qv_client_import(cl.c, "big", &io, nullptr, nullptr, nullptr, nullptr, &e), QV_ENOMEM);
+  EXPECT_NE(std::string(e.msg).find("RESOURCE_EXHAUSTED"), std::string::npos) << e.msg;
+  EXPECT_NE(std::string(e.msg).find("--import-min-free-mb"), std::string::npos) << e.msg;
+  qv_collection_info info;
+  EXPECT_EQ(qv_client_describe(cl.c, "big", &info, &e), QV_ENOTFOUND);
+  EXPECT_EQ(staging_dirs(srv.data_dir), 0u);
+}
+
 TEST_F(Lifecycle, ADamagedNewestSnapshotIsServedFromThePreviousOne) {
   const std::string dir = tmp.sub("data");
   ASSERT_TRUE(srv.start(dir, {"--wal-snapshot-mb", "1"}));
