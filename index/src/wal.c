@@ -6,8 +6,10 @@
  * little-endian as the machine writes it (the log never leaves the machine that wrote it).
  * A record is appended with one write() and, by policy, fdatasync()ed before the write it
  * carries is acknowledged. On attach the records newer than the snapshot (seq > the manifest's
- * wal_seq) are replayed in order; the first record that is short or fails its CRC ends the log
- * (a torn tail: the crash came mid-append) and the file is cut there. */
+ * wal_seq) are replayed in order; the first record that is short or fails its CRC ends the log.
+ * When no whole record follows it, it is a torn tail (the crash came mid-append; never
+ * acknowledged) and the file is cut there; when whole records follow, it is damage in the middle
+ * and opening fails with QV_ECORRUPT, leaving the file as it is. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +44,9 @@ struct qv__wal {
   qv_wal_opts opts;
   uint64_t bytes, records; /* since the last reset */
   double last_sync;
+  /* Set when the log can no longer be trusted to hold exactly the acknowledged writes (a sync or
+   * a cut-back failed): every later append is refused until the collection is reopened. */
+  char failed[300];
 };
 
 void qv_wal_opts_init(qv_wal_opts *o) {
@@ -63,9 +68,26 @@ static qv_status wal_sync(qv__wal *w, qv_error *err) {
   return QV_OK;
 }
 
+/* After a failed append: cut the file back to before the record (so that a replay cannot apply
+ * a write that was refused), and when even that is not sure, refuse every later append. */
+static qv_status wal_fail(qv__wal *w, uint64_t keep, int sticky, qv_error *err) {
+  if (ftruncate(w->fd, (off_t)keep) != 0 || lseek(w->fd, 0, SEEK_END) < 0)
+    sticky = 1;
+  if (sticky && w->failed[0] == '\0')
+    snprintf(w->failed, sizeof w->failed, "%.250s", err ? err->msg : "write-ahead log failed");
+  return qv_error_prefix(err, sticky ? "writes are refused until the server restarts (check the "
+                                       "disk)"
+                                     : "the write was not applied");
+}
+
 qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size_t dim,
                          size_t nfeat, const int64_t *ids, const float *vectors,
                          const float *features, qv_error *err) {
+  if (w->failed[0] != '\0')
+    return qv_error_set(err, QV_EIO,
+                        "write-ahead log %s failed earlier (%s): writes are refused "
+                        "until the server restarts",
+                        w->path, w->failed);
   if (is_delete)
     dim = nfeat = 0;
   if (features == NULL)
@@ -110,16 +132,17 @@ qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size
     done += (size_t)k;
   }
   free(buf);
-  if (st != QV_OK) {
-    /* Cut a partial record so that later appends do not follow garbage. */
-    if (ftruncate(w->fd, (off_t)w->bytes) != 0 || lseek(w->fd, 0, SEEK_END) < 0)
-      return qv_error_prefix(err, "and cutting it back failed");
-    return st;
+  if (st != QV_OK) /* cut the partial record so that later appends do not follow garbage */
+    return wal_fail(w, w->bytes, 0, err);
+  if (w->opts.sync_always || (mono_s() - w->last_sync) * 1000.0 >= w->opts.interval_ms) {
+    /* A failed fdatasync leaves the file's state on disk unknown (the kernel may have dropped the
+     * dirty pages): the record is cut and the log refuses further writes, so that no later write
+     * is acknowledged under this record's sequence number or beside a hole. */
+    if ((st = wal_sync(w, err)) != QV_OK)
+      return wal_fail(w, w->bytes, 1, err);
   }
   __atomic_store_n(&w->bytes, w->bytes + total, __ATOMIC_RELAXED);
   __atomic_store_n(&w->records, w->records + 1, __ATOMIC_RELAXED);
-  if (w->opts.sync_always || (mono_s() - w->last_sync) * 1000.0 >= w->opts.interval_ms)
-    return wal_sync(w, err);
   return QV_OK;
 }
 
@@ -138,10 +161,13 @@ qv_status qv__wal_rotate(qv__wal *w, uint64_t version, qv_error *err) {
     /* Put the log back under its own name (the fd still appends to it): a segment may be pruned
      * later, the live log never. Its records up to the snapshot are skipped by replay. */
     int e = errno;
-    if (rename(seg, w->path) != 0)
-      return qv_error_set(err, QV_EIO,
-                          "write-ahead log %s: open: %s, and moving %s back failed: %s", w->path,
-                          strerror(e), seg, strerror(errno));
+    if (rename(seg, w->path) != 0) {
+      qv_error_set(err, QV_EIO, "write-ahead log %s: open: %s, and moving %s back failed: %s",
+                   w->path, strerror(e), seg, strerror(errno));
+      /* The fd now appends to a segment that may be pruned: no more writes. */
+      snprintf(w->failed, sizeof w->failed, "%.250s", err ? err->msg : "rotation failed");
+      return QV_EIO;
+    }
     return qv_error_set(err, QV_EIO, "write-ahead log %s: open: %s (kept the old log)", w->path,
                         strerror(e));
   }
@@ -258,6 +284,20 @@ static qv_status replay(qv_collection *c, const char *path, const char *data, si
   }
   *end = off;
   return st;
+}
+
+/* Whether a whole record with a good CRC starts at or after off. Where replay stopped is a torn
+ * tail (a crash mid-append, never acknowledged) only when none does; otherwise it is damage in
+ * the middle, and the records after it may hold acknowledged writes. */
+static int whole_record_from(const char *data, size_t len, size_t off) {
+  for (size_t i = off; i + sizeof(rec_head) <= len; i++) {
+    rec_head h;
+    memcpy(&h, data + i, sizeof h);
+    if (h.magic == WAL_MAGIC && h.len >= sizeof(rec_body) && h.len <= len - i - sizeof h &&
+        crc32(0L, (const Bytef *)data + i + sizeof h, h.len) == h.crc)
+      return 1;
+  }
+  return 0;
 }
 
 /* Reads a whole file; QV_ENOTFOUND when it does not exist. */
@@ -378,6 +418,13 @@ qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_w
     st = replay_segments(c, dir, r, err);
   if (st == QV_OK)
     st = replay(c, w->path, data, len, r, &off, &w->records, err);
+  if (st == QV_OK && off < len && whole_record_from(data, len, off))
+    st = qv_error_set(err, QV_ECORRUPT,
+                      "write-ahead log %s is damaged at byte %zu of %zu and whole records follow "
+                      "the damage (they may hold acknowledged writes): the log was left as it "
+                      "is. Restore it from a copy, or move it aside to serve the collection "
+                      "without the writes after the damage",
+                      w->path, off, len);
   free(data);
   if (st == QV_OK && off < len) {
     /* A torn tail (a crash mid-append): what it held was never acknowledged. */

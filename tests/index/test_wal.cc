@@ -192,3 +192,38 @@ TEST(Wal, ATornTailIsCutAndEarlierRecordsKept) {
   EXPECT_EQ(qv_collection_get(last.c, 6, v.data(), nullptr), QV_ENOTFOUND);
   expect_vector(last.c, 4, 0);
 }
+
+// Damage in the middle (a flipped byte in a record with whole records after it) is not a torn
+// tail: opening fails with a clear error and the log is left as it is, so the acknowledged
+// records after the damage are not cut away.
+TEST(Wal, DamageInTheMiddleIsRefusedNotCut) {
+  TempDir tmp;
+  std::string dir = tmp.sub("c");
+  std::string wal = dir + "/wal.log";
+  uintmax_t after_two = 0;
+  {
+    Col col;
+    create_saved(col, dir, nullptr);
+    for (int64_t id = 0; id < 2; id++)
+      upsert(col.c, id, 0);
+    after_two = std::filesystem::file_size(wal);
+    for (int64_t id = 2; id < 5; id++)
+      upsert(col.c, id, 0);
+  }
+  const uintmax_t full = std::filesystem::file_size(wal);
+  {
+    FILE *f = std::fopen(wal.c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    std::fseek(f, long(after_two) + 20, SEEK_SET); // inside the third record's body
+    int ch = std::fgetc(f);
+    std::fseek(f, long(after_two) + 20, SEEK_SET);
+    std::fputc(ch ^ 0x5a, f);
+    std::fclose(f);
+  }
+  Col back;
+  qv_error e{};
+  ASSERT_EQ(qv_collection_open(&back.c, dir.c_str(), &e), QV_OK) << e.msg;
+  EXPECT_EQ(qv_collection_wal_attach(back.c, dir.c_str(), nullptr, nullptr, &e), QV_ECORRUPT);
+  EXPECT_NE(std::string(e.msg).find("whole records follow"), std::string::npos) << e.msg;
+  EXPECT_EQ(std::filesystem::file_size(wal), full); // nothing cut
+}
