@@ -124,7 +124,12 @@ static void prune_versions(const char *dir, uint64_t v, uint64_t from, uint32_t 
 static uint64_t manifest_version(const char *dir) {
   char path[4096];
   snprintf(path, sizeof path, "%s/" MANIFEST, dir);
-  json_t *root = json_load_file(path, 0, NULL);
+  char *text = NULL;
+  size_t len = 0;
+  json_t *root = NULL; /* read with the same size cap as an open: a huge file is damage */
+  if (qv_file_read_all(path, MANIFEST_MAX, &text, &len, NULL) == QV_OK)
+    root = json_loadb(text, len, 0, NULL);
+  free(text);
   uint64_t v = 0;
   if (root != NULL) {
     json_t *jv = json_object_get(root, "version");
@@ -547,12 +552,13 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
   snprintf(mpath, sizeof mpath, "%s/" MANIFEST, dir);
   qv_error e1 = {0};
   qv_status st = open_version(out, dir, mpath, &e1);
-  if (st != QV_ECORRUPT) {
+  /* Damaged, missing or unreadable: fall back when an older version is there. */
+  if (st != QV_ECORRUPT && st != QV_ENOTFOUND && st != QV_EIO) {
     if (st != QV_OK && err != NULL)
       *err = e1;
     return st;
   }
-  /* The newest version is damaged: serve the newest older one that passes every check. */
+  /* The newest version cannot be served: serve the newest older one that passes every check. */
   uint64_t vs[256]; /* more than --keep-versions allows (100) */
   size_t n = list_versions(dir, manifest_version(dir), vs, 256);
   for (size_t i = 0; i < n; i++) {

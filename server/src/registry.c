@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -194,6 +195,32 @@ void qv__registry_put(qv__registry *r, qv__entry *e) {
     entry_free(e);
 }
 
+/* Whether dir holds anything of a collection: a manifest (its own or a version's) or a log. A
+ * directory left by an interrupted create holds none of these and may be replaced. */
+static int dir_holds_collection(const char *dir) {
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return 0;
+  int found = 0;
+  struct dirent *de;
+  char path[2400];
+  struct stat sb;
+  while (!found && (de = readdir(d)) != NULL) {
+    const char *n = de->d_name;
+    if (strcmp(n, "MANIFEST.json") == 0 || strncmp(n, "wal-v", 5) == 0) {
+      found = 1;
+    } else if (strcmp(n, "wal.log") == 0) {
+      snprintf(path, sizeof path, "%s/%s", dir, n);
+      found = stat(path, &sb) == 0 && sb.st_size > 0;
+    } else if (n[0] == 'v' && strlen(n) == 7 && strspn(n + 1, "0123456789") == 6) {
+      snprintf(path, sizeof path, "%s/%s/MANIFEST.json", dir, n);
+      found = access(path, F_OK) == 0;
+    }
+  }
+  closedir(d);
+  return found;
+}
+
 qv_status qv__registry_create(qv__registry *r, const char *name, const qv_collection_opts *o,
                               qv__entry **out, qv_error *err) {
   *out = NULL;
@@ -210,14 +237,12 @@ qv_status qv__registry_create(qv__registry *r, const char *name, const qv_collec
   qv_collection_set_keep_versions(e->col, r->cfg.keep_versions, NULL);
   pthread_mutex_lock(&r->mu);
   qv__entry *old = find(r, name, NULL, 1);
-  char manifest[1300];
-  snprintf(manifest, sizeof manifest, "%s/MANIFEST.json", e->dir);
   if (old != NULL)
     st = old->dropping
              ? qv_error_set(err, QV_EPRECONDITION,
                             "collection '%s' is being dropped: retry when the drop ends", name)
              : qv_error_set(err, QV_EEXIST, "collection '%s' already exists", name);
-  else if (access(manifest, F_OK) == 0)
+  else if (dir_holds_collection(e->dir))
     /* A collection that failed its checks at start: never delete data we could not read. */
     st = qv_error_set(err, QV_EPRECONDITION,
                       "%s holds a collection that could not be opened at start (see the server "

@@ -396,6 +396,36 @@ TEST(Versions, ACorruptNewestVersionFallsBackToThePreviousAndTheLogFillsTheGap) 
   EXPECT_STREQ(stats(again.c).open_note, "");
 }
 
+// A lost MANIFEST.json (the pointer to the newest version) is not a lost collection: the newest
+// version directory that passes its checks is served, and the log fills in the rest.
+TEST(Versions, AMissingMainManifestFallsBackToTheNewestVersion) {
+  TempDir tmp;
+  const std::string dir = tmp.sub("c");
+  const size_t d = 8;
+  std::vector<float> v;
+  std::vector<int64_t> ids;
+  lc_random_data(300, d, 0, 3, v, ids);
+  {
+    Col col;
+    make(col, d, "Flat", 0);
+    qv_error e{};
+    ASSERT_EQ(qv_collection_add(col.c, 100, ids.data(), v.data(), &e), QV_OK);
+    ASSERT_EQ(qv_collection_save(col.c, dir.c_str(), &e), QV_OK) << e.msg;
+    ASSERT_EQ(qv_collection_wal_attach(col.c, dir.c_str(), nullptr, nullptr, &e), QV_OK);
+    ASSERT_EQ(qv_collection_add(col.c, 100, &ids[100], &v[100 * d], &e), QV_OK);
+    ASSERT_EQ(qv_collection_save(col.c, dir.c_str(), &e), QV_OK) << e.msg;       // v2: 0..199
+    ASSERT_EQ(qv_collection_add(col.c, 100, &ids[200], &v[200 * d], &e), QV_OK); // log only
+  }
+  std::filesystem::remove(dir + "/MANIFEST.json");
+  Col back;
+  qv_error e{};
+  ASSERT_EQ(qv_collection_open(&back.c, dir.c_str(), &e), QV_OK) << e.msg;
+  EXPECT_EQ(stats(back.c).disk_version, 2u);
+  EXPECT_NE(std::string(stats(back.c).open_note).find("v000002"), std::string::npos);
+  ASSERT_EQ(qv_collection_wal_attach(back.c, dir.c_str(), nullptr, nullptr, &e), QV_OK) << e.msg;
+  EXPECT_EQ(stats(back.c).count, 300u);
+}
+
 TEST(Versions, KeepsTheLastNVersions) {
   TempDir tmp;
   const std::string dir = tmp.sub("c");
