@@ -133,7 +133,15 @@ for set in ${sets//,/ }; do
   $Q --server 127.0.0.1:$port push c --index "$idx" --create >/dev/null
   B() { $Q --server 127.0.0.1:$port bench c --queries "$qf" --groundtruth "$gt" --k 10 --json "$@"; }
   b_json=$(B --nprobe $nprobe --batch 64 --concurrency 4 --duration $dur --warmup $warm)
+  qb() { # "queries index-searches" of collection c so far
+    $Q --server 127.0.0.1:$port describe c --json | python3 -c \
+      'import json,sys; d=json.load(sys.stdin); print(d["batched_queries"], d["batches"])'
+  }
+  per() { python3 -c "print(round(($3 - $1) / max($4 - $2, 1), 1))"; } # per Q0 B0 Q1 B1
+  read -r q0 s0 < <(qb)
   c_json=$(B --nprobe $nprobe --batch 1 --concurrency 64 --duration $dur --warmup $warm)
+  read -r q1 s1 < <(qb)
+  c_per=$(per $q0 $s0 $q1 $s1)
   for np_ in 1 2 4 8 16 32 64; do
     [ $np_ -gt $nlist ] && continue
     j=$(B --nprobe $np_ --batch 64 --concurrency 4 --duration $curve_dur --warmup 0.3)
@@ -148,6 +156,14 @@ for set in ${sets//,/ }; do
     ep_json=$("$venv/bin/python" bench/quiver_py_bench.py --target 127.0.0.1:$port --collection c \
               --queries "$qf" --groundtruth "$gt" --nprobe $nprobe --batch 64 --seconds $dur)
   fi
+  stop_server
+  # (c') the same load with coalescing forced: one batch leader, so the other polling threads
+  # queue their searches behind it (with the default, a leader per polling thread, a search
+  # finds a free slot and runs at once: no coalescing on the CPU).
+  start_server "$dd" --batch on --batch-leaders 1
+  cp_json=$(B --nprobe $nprobe --batch 1 --concurrency 64 --duration $dur --warmup $warm)
+  read -r q1 s1 < <(qb)
+  cp_per=$(per 0 0 $q1 $s1)
   stop_server
   start_server "$dd" --batch off
   d_json=$(B --nprobe $nprobe --batch 1 --concurrency 64 --duration $dur --warmup $warm)
@@ -181,7 +197,8 @@ PY
     echo "|---|---|---|---|---|---|"
     echo "| (a) in-process, index/ ($a_thr OpenMP thread(s), the better of 1 and $cores; all queries per call) | $a_qps | - | - | - | $a_rec |"
     for row in "b:(b) quiverd, 64 queries/call, 4 in flight:$b_json" \
-               "c:(c) quiverd, 1 query/call, 64 in flight, batching on:$c_json" \
+               "c:(c) quiverd, 1 query/call, 64 in flight, batching on (defaults; $c_per queries per index search):$c_json" \
+               "c2:(c') the same, coalescing forced with --batch-leaders 1 ($cp_per queries per index search):$cp_json" \
                "d:(d) quiverd, 1 query/call, 64 in flight, batching off:$d_json" \
                "f:(f) quiverd, 1 query/call, open loop at half of (c)'s peak:$f_json"; do
       name=${row#*:}; name=${name%%:\{*}; j=${row#*:*:}
@@ -194,13 +211,14 @@ PY
       echo "| (e) Milvus Lite | $e_line | | | | |"
     fi
     echo
-    python3 - "$a_qps" "$b_json" "$c_json" "$d_json" "$f_json" "${e_json:-}" "${ep_json:-}" <<'PY'
+    python3 - "$a_qps" "$b_json" "$c_json" "$d_json" "$f_json" "${e_json:-}" "${ep_json:-}" "$cp_json" <<'PY'
 import json, sys
 a = float(sys.argv[1]); b, c, d, f = (json.loads(x) for x in sys.argv[2:6])
 e = json.loads(sys.argv[6]) if sys.argv[6] else None
 ep = json.loads(sys.argv[7]) if sys.argv[7] else None
+cp = json.loads(sys.argv[8])
 print(f"ratios: b/a = {b['queries_per_s'] / a:.2f} (target >= 0.85); "
-      f"c/d = {c['queries_per_s'] / d['queries_per_s']:.2f} (target >= 3); "
+      f"c/d = {c['queries_per_s'] / d['queries_per_s']:.2f}, c'/d = {cp['queries_per_s'] / d['queries_per_s']:.2f} (target >= 3); "
       + (f"b/e = {b['queries_per_s'] / e['queries_per_s']:.1f}, e'/e = {ep['queries_per_s'] / e['queries_per_s']:.1f} "
          f"(target >= 3 at equal recall: {b['recall_at_k']:.3f} vs {e['recall_at_k']:.3f}); " if e else "b/e = n/a; ")
       + f"p99/p50 at half load = {f['latency_ms']['p99'] / max(f['latency_ms']['p50'], 1e-9):.2f} (target <= 3)")
