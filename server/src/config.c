@@ -40,11 +40,14 @@ static const opt kOpts[] = {
     {"batch-max-queries", "QUIVER_BATCH_MAX_QUERIES", OPT_INT, 1, 65536, "256",
      S(batch_max_queries), "most queries in one coalesced index search"},
     {"batch-wait-us", "QUIVER_BATCH_WAIT_US", OPT_INT, 0, 1000000, "0", S(batch_wait_us),
-     "how long a batch may wait for more searches once one is queued, µs; the polling thread "
-     "leading the batch waits (0 = never: a search that finds no batch running runs at once)"},
+     "how long a batch may wait for more searches once one is queued, µs; a timer thread of the "
+     "batcher leads it then, polling threads never wait (0 = never)"},
     {"batch-leaders", "QUIVER_BATCH_LEADERS", OPT_INT, 0, 256, "0", S(batch_leaders),
-     "coalesced searches of one collection running at once (0 = the polling threads' count); a "
-     "search that finds them all busy is queued for the next batch"},
+     "index searches of one collection running at once (0 = the polling threads' count); a "
+     "search that finds them all busy is queued for the next batch. With the default and no "
+     "--batch-wait-us a polling thread always finds a free slot, so searches run at once and are "
+     "not coalesced (on the CPU coalescing did not pay, docs/performance.md); 1 coalesces "
+     "concurrent searches, the setting for a GPU"},
     {"omp-threads", "QUIVER_OMP_THREADS", OPT_INT, 1, 256, "1", S(omp_threads),
      "OpenMP threads FAISS uses inside one search"},
     {"shutdown-grace-ms", "QUIVER_SHUTDOWN_GRACE_MS", OPT_INT, 0, 600000, "5000",
