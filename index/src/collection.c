@@ -226,7 +226,26 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
     goto out;
   }
 
-  pthread_mutex_lock(&c->wmu);
+  pthread_mutex_lock(&c->wmu); /* the only writer from here on: the id map holds still */
+  size_t nrep = 0, nnew = 0;
+  for (size_t j = 0; j < m; j++) {
+    if (qv__idmap_get(&c->map, packed_ids[j], NULL))
+      replaced[nrep++] = packed_ids[j];
+    else
+      nnew++;
+  }
+  const int deferred = c->trained && qv__deferred(c);
+  /* Memory first, so that a write refused for want of it is never in the log (a replay would
+   * apply what the client was told failed). Growing moves the store: readers wait. */
+  pthread_rwlock_wrlock(&c->rw);
+  if ((st = qv__store_reserve(c, c->count + nnew, err)) != QV_OK ||
+      qv__idmap_reserve(&c->map, c->count + nnew) != 0 ||
+      (deferred && qv__idmap_reserve(&c->tomb, c->tomb.count + m) != 0)) {
+    if (st == QV_OK)
+      st = qv_error_set(err, QV_ENOMEM, "add: out of memory growing the id map");
+    goto unlock;
+  }
+  pthread_rwlock_unlock(&c->rw);
   /* Logged before anything changes; searches go on while the record is synced. */
   if (c->wal != NULL) {
     if ((st = qv__wal_append(c->wal, c->wal_seq + 1, 0, n, d, F, ids, vectors, features, err)) !=
@@ -237,21 +256,6 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
     c->wal_seq++;
   }
   pthread_rwlock_wrlock(&c->rw);
-  size_t nrep = 0, nnew = 0;
-  for (size_t j = 0; j < m; j++) {
-    if (qv__idmap_get(&c->map, packed_ids[j], NULL))
-      replaced[nrep++] = packed_ids[j];
-    else
-      nnew++;
-  }
-  const int deferred = c->trained && qv__deferred(c);
-  if ((st = qv__store_reserve(c, c->count + nnew, err)) != QV_OK ||
-      qv__idmap_reserve(&c->map, c->count + nnew) != 0 ||
-      (deferred && qv__idmap_reserve(&c->tomb, c->tomb.count + m) != 0)) {
-    if (st == QV_OK)
-      st = qv_error_set(err, QV_ENOMEM, "add: out of memory growing the id map");
-    goto unlock;
-  }
   if (deferred) {
     /* The old entries stay in the index(es); searches re-score these ids from the store. */
     for (size_t j = 0; j < m; j++) {
@@ -319,6 +323,18 @@ qv_status qv_collection_delete(qv_collection *c, size_t n, const int64_t *ids, s
   size_t ng = 0;
   qv_status st = QV_OK;
   pthread_mutex_lock(&c->wmu);
+  /* Tombstone memory before the log (see add): a refused delete is never replayed. */
+  const int deferred = c->trained && qv__deferred(c);
+  if (deferred) {
+    pthread_rwlock_wrlock(&c->rw);
+    const int nomem = qv__idmap_reserve(&c->tomb, c->tomb.count + n) != 0;
+    pthread_rwlock_unlock(&c->rw);
+    if (nomem) {
+      pthread_mutex_unlock(&c->wmu);
+      free(gone);
+      return qv_error_set(err, QV_ENOMEM, "delete: out of memory for %zu tombstones", n);
+    }
+  }
   if (c->wal != NULL) { /* logged only when it changes something */
     size_t present = 0;
     for (size_t i = 0; i < n && present == 0; i++)
@@ -334,11 +350,6 @@ qv_status qv_collection_delete(qv_collection *c, size_t n, const int64_t *ids, s
     }
   }
   pthread_rwlock_wrlock(&c->rw);
-  const int deferred = c->trained && qv__deferred(c);
-  if (deferred && qv__idmap_reserve(&c->tomb, c->tomb.count + n) != 0) {
-    st = qv_error_set(err, QV_ENOMEM, "delete: out of memory for %zu tombstones", n);
-    n = 0;
-  }
   for (size_t i = 0; i < n; i++) {
     uint64_t row;
     if (!qv__idmap_get(&c->map, ids[i], &row))
