@@ -336,6 +336,25 @@ TEST(Replace, SwapsInAnotherIndexAndRefusesAMismatch) {
   EXPECT_EQ(id, 5);
 }
 
+namespace {
+
+// A Flat collection of 300 vectors in dir: v000001 holds ids 0..99, v000002 ids 0..199, and the
+// log ids 200..299.
+void two_versions_and_a_log(const std::string &dir, size_t d, const std::vector<float> &v,
+                            const std::vector<int64_t> &ids) {
+  Col col;
+  make(col, d, "Flat", 0);
+  qv_error e{};
+  ASSERT_EQ(qv_collection_add(col.c, 100, ids.data(), v.data(), &e), QV_OK);
+  ASSERT_EQ(qv_collection_save(col.c, dir.c_str(), &e), QV_OK) << e.msg;
+  ASSERT_EQ(qv_collection_wal_attach(col.c, dir.c_str(), nullptr, nullptr, &e), QV_OK);
+  ASSERT_EQ(qv_collection_add(col.c, 100, &ids[100], &v[100 * d], &e), QV_OK);
+  ASSERT_EQ(qv_collection_save(col.c, dir.c_str(), &e), QV_OK) << e.msg;
+  ASSERT_EQ(qv_collection_add(col.c, 100, &ids[200], &v[200 * d], &e), QV_OK);
+}
+
+} // namespace
+
 TEST(Versions, ACorruptNewestVersionFallsBackToThePreviousAndTheLogFillsTheGap) {
   TempDir tmp;
   const std::string dir = tmp.sub("c");
@@ -343,17 +362,7 @@ TEST(Versions, ACorruptNewestVersionFallsBackToThePreviousAndTheLogFillsTheGap) 
   std::vector<float> v;
   std::vector<int64_t> ids;
   lc_random_data(300, d, 0, 3, v, ids);
-  {
-    Col col;
-    make(col, d, "Flat", 0);
-    qv_error e{};
-    ASSERT_EQ(qv_collection_add(col.c, 100, ids.data(), v.data(), &e), QV_OK);
-    ASSERT_EQ(qv_collection_save(col.c, dir.c_str(), &e), QV_OK) << e.msg; // v1: ids 0..99
-    ASSERT_EQ(qv_collection_wal_attach(col.c, dir.c_str(), nullptr, nullptr, &e), QV_OK);
-    ASSERT_EQ(qv_collection_add(col.c, 100, &ids[100], &v[100 * d], &e), QV_OK);
-    ASSERT_EQ(qv_collection_save(col.c, dir.c_str(), &e), QV_OK) << e.msg;       // v2: 0..199
-    ASSERT_EQ(qv_collection_add(col.c, 100, &ids[200], &v[200 * d], &e), QV_OK); // log only
-  }
+  two_versions_and_a_log(dir, d, v, ids);
   ASSERT_TRUE(std::filesystem::exists(dir + "/v000001/MANIFEST.json"));
   ASSERT_TRUE(std::filesystem::exists(dir + "/v000002/MANIFEST.json"));
   ASSERT_TRUE(std::filesystem::exists(dir + "/wal-v000002.log"));
@@ -405,17 +414,7 @@ TEST(Versions, AMissingMainManifestFallsBackToTheNewestVersion) {
   std::vector<float> v;
   std::vector<int64_t> ids;
   lc_random_data(300, d, 0, 3, v, ids);
-  {
-    Col col;
-    make(col, d, "Flat", 0);
-    qv_error e{};
-    ASSERT_EQ(qv_collection_add(col.c, 100, ids.data(), v.data(), &e), QV_OK);
-    ASSERT_EQ(qv_collection_save(col.c, dir.c_str(), &e), QV_OK) << e.msg;
-    ASSERT_EQ(qv_collection_wal_attach(col.c, dir.c_str(), nullptr, nullptr, &e), QV_OK);
-    ASSERT_EQ(qv_collection_add(col.c, 100, &ids[100], &v[100 * d], &e), QV_OK);
-    ASSERT_EQ(qv_collection_save(col.c, dir.c_str(), &e), QV_OK) << e.msg;       // v2: 0..199
-    ASSERT_EQ(qv_collection_add(col.c, 100, &ids[200], &v[200 * d], &e), QV_OK); // log only
-  }
+  two_versions_and_a_log(dir, d, v, ids);
   std::filesystem::remove(dir + "/MANIFEST.json");
   Col back;
   qv_error e{};
