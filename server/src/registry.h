@@ -80,9 +80,9 @@ qv_status qv__registry_claim_build(qv__registry *r, qv__entry *e, qv_error *err)
 qv_status qv__registry_list(qv__registry *r, qv__entry ***out, size_t *n, qv_error *err);
 
 /* After an acknowledged-to-be write (already in the write-ahead log): marks e dirty and, when
- * its log has grown past the registry's snapshot_bytes, saves (which empties the log). */
+ * its log has grown past the registry's snapshot_bytes, saves (which empties the log).
+ * QV_ENOTFOUND, not an acknowledgement, when a drop of e began while the writes were applied. */
 qv_status qv__entry_wrote(qv__registry *r, qv__entry *e, qv_error *err);
-/* (NOT_FOUND, not an acknowledgement, when a drop of e began while the writes were applied.) */
 
 /* Saves e's collection to its directory and clears dirty; a no-op once e is dropped. */
 qv_status qv__entry_save(qv__entry *e, qv_error *err);

@@ -551,8 +551,18 @@ TEST_F(Server, AnUnreadableCollectionIsKeptAndItsNameRefused) {
     o.dim = 4;
     o.metric = QV_METRIC_L2;
     ASSERT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_OK) << e.msg;
+    o.name = "lost";
+    ASSERT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_OK) << e.msg;
   }
   ASSERT_EQ(srv.stop(SIGTERM), 0) << srv.log();
+  // "lost": its main manifest gone and its only version damaged; the version directory alone
+  // still marks the directory as a collection's.
+  const std::string lost = srv.data_dir + "/collections/lost";
+  std::filesystem::remove(lost + "/MANIFEST.json");
+  {
+    std::ofstream f(lost + "/v000001/MANIFEST.json", std::ios::trunc);
+    f << "{ not json";
+  }
   // Corrupt its manifest and the version's own copy (the fallback): at restart it is not served,
   // and its files are left alone.
   const std::string manifest = srv.data_dir + "/collections/broken/MANIFEST.json";
@@ -575,6 +585,9 @@ TEST_F(Server, AnUnreadableCollectionIsKeptAndItsNameRefused) {
   std::ifstream still(manifest);
   std::string text((std::istreambuf_iterator<char>(still)), std::istreambuf_iterator<char>());
   EXPECT_EQ(text, "{ not json");
+  o.name = "lost";
+  EXPECT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_EPRECONDITION) << e.msg;
+  EXPECT_TRUE(std::filesystem::exists(lost + "/v000001/MANIFEST.json"));
   // Drop then create of one name, repeated, always ends with exactly one live collection.
   o.name = "cycle";
   for (int i = 0; i < 5; i++) {
