@@ -237,6 +237,15 @@ static void *run_worker(void *arg) {
   return NULL;
 }
 
+/* The encoded requests, queries and ground truth. */
+static void cfg_free(bench_cfg *c) {
+  for (size_t p = 0; c->payloads != NULL && p < c->npayloads; p++)
+    grpc_slice_unref(c->payloads[p]);
+  free(c->payloads);
+  free(c->queries);
+  free(c->gt);
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -409,6 +418,8 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
   c.payloads = calloc(c.npayloads, sizeof *c.payloads);
   float *buf = malloc(c.batch * c.dim * sizeof(float));
   if (c.payloads == NULL || buf == NULL) {
+    free(buf);
+    cfg_free(&c); /* calloc'd slices are empty: unref is a no-op */
     qv_error_set(&e, QV_ENOMEM, "out of memory");
     return cli_fail(&e);
   }
@@ -446,11 +457,7 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
     free(ids);
     free(buf);
     if (st != QV_OK) {
-      for (size_t p = 0; p < c.npayloads; p++)
-        grpc_slice_unref(c.payloads[p]);
-      free(c.payloads);
-      free(c.queries);
-      free(c.gt);
+      cfg_free(&c);
       grpc_shutdown();
       return cli_fail(&e);
     }
@@ -559,11 +566,7 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
   free(lat);
   free(ws);
   free(th);
-  for (size_t p = 0; p < c.npayloads; p++)
-    grpc_slice_unref(c.payloads[p]);
-  free(c.payloads);
-  free(c.queries);
-  free(c.gt);
+  cfg_free(&c);
   qv__client_md_free(c.md, c.n_md);
   grpc_shutdown();
   return nerr > 0 && calls == 0 ? 1 : 0;
