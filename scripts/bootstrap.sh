@@ -10,7 +10,8 @@
 # cache outside the repo, keyed by version and options:
 #   ${QUIVER_CACHE:-$HOME/.cache/quiver}/faiss-<version>-<opt>-<cpu|gpu-smXX>
 # The cache only saves time: when it is missing, this script rebuilds it.
-set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/errtrap.sh"
 
 FAISS_VERSION=1.7.3
 WITH_GPU=0
@@ -50,6 +51,8 @@ for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
+  qv_step "installing Debian packages (${missing[*]})" \
+    "check that apt can reach Debian's archive (apt-get update), then rerun scripts/bootstrap.sh"
   log "installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -58,18 +61,12 @@ fi
 # ---- FAISS from Debian's source package --------------------------------------------------------
 enable_deb_src() {
   # Derive a deb-src entry from the machine's own apt sources (no mirror host is named here).
-  local out=/etc/apt/sources.list.d/quiver-deb-src.sources
-  [ -f "$out" ] && return 0
-  # deb822 files: debian.sources on Debian 12, ubuntu.sources in NVIDIA's Ubuntu-based CUDA images.
-  local d822
-  d822=$(ls /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list.d/ubuntu.sources 2>/dev/null | head -1)
-  if [ -n "$d822" ]; then
-    awk 'BEGIN{RS=""; ORS="\n\n"} /Types:[^\n]*deb/ && !/deb-src/ {sub(/Types:[^\n]*/, "Types: deb-src"); print}' \
-      "$d822" | $SUDO tee "$out" >/dev/null
-  elif [ -f /etc/apt/sources.list ]; then
-    grep -E '^deb ' /etc/apt/sources.list | sed 's/^deb /deb-src /' |
-      $SUDO tee /etc/apt/sources.list.d/quiver-deb-src.list >/dev/null
-  fi
+  local said
+  qv_step "deriving a deb-src apt entry (scripts/deb-src.sh)"
+  said=$($SUDO "$here/deb-src.sh")
+  log "deb-src: $said"
+  # Always refresh: the source lists may be older than the entry (a FAISS build is rare and long).
+  qv_step "running apt-get update for the deb-src entry"
   $SUDO apt-get update -qq
 }
 
@@ -83,8 +80,11 @@ build_faiss() { # $1 = prefix, $2 = gpu (0/1)
   work=$(mktemp -d "${TMPDIR:-/tmp}/quiver-faiss.XXXXXX")
   log "building FAISS $FAISS_VERSION ($OPT, gpu=$gpu) in $work -> $prefix"
   enable_deb_src
+  qv_step "fetching Debian's faiss source package into $work" \
+    "apt-get source needs a deb-src entry for bookworm main (scripts/deb-src.sh derives one)"
   (cd "$work" && apt-get source -qq --download-only "faiss=$FAISS_VERSION*" >/dev/null 2>&1 ||
      apt-get source -qq --download-only faiss >/dev/null)
+  qv_step "unpacking the faiss source package in $work"
   (cd "$work" && dpkg-source -x --skip-patches ./faiss_*.dsc src >/dev/null)
   local src="$work/src"
   # Debian's packaging patches are for its own layout; we build upstream CMake as it is.
@@ -102,7 +102,7 @@ build_faiss() { # $1 = prefix, $2 = gpu (0/1)
     sed -i 's|^FAISS_DECLARE_CLASS_INHERITED(GpuParameterSpace, ParameterSpace)$|&\n\n/// (added by Quiver'"'"'s bootstrap) a new GpuParameterSpace\nint faiss_GpuParameterSpace_new(FaissGpuParameterSpace** p_out);|' \
       "$src/c_api/gpu/GpuAutoTune_c.h"
     grep -q faiss_GpuParameterSpace_new "$src/c_api/gpu/GpuAutoTune_c.h" ||
-      { log "patching GpuAutoTune_c.h failed"; exit 1; }
+      qv_die "patching GpuAutoTune_c.h failed (is this FAISS 1.7.3?)"
     cat >>"$src/c_api/gpu/GpuAutoTune_c.cpp" <<'CPP'
 
 int faiss_GpuParameterSpace_new(FaissGpuParameterSpace** p_out) {
@@ -118,8 +118,9 @@ CPP
   else
     cmake_args+=(-DFAISS_ENABLE_GPU=OFF)
   fi
+  qv_step "configuring FAISS (log: $work/configure.log)"
   cmake -S "$src" -B "$work/build" "${cmake_args[@]}" >"$work/configure.log" 2>&1 ||
-    { cat "$work/configure.log" >&2; exit 1; }
+    { cat "$work/configure.log" >&2; qv_die "FAISS did not configure (log above, kept in $work)"; }
   local jobs
   jobs=$(nproc)
   local lib=faiss
@@ -129,8 +130,10 @@ CPP
   sed -i "s/target_link_libraries(faiss_c PRIVATE faiss)/target_link_libraries(faiss_c PRIVATE $lib)/; s/target_link_libraries(faiss_c PUBLIC faiss)/target_link_libraries(faiss_c PUBLIC $lib)/" \
     "$src/c_api/CMakeLists.txt"
   cmake -S "$src" -B "$work/build" >/dev/null
+  qv_step "compiling FAISS (log: $work/build.log)"
   cmake --build "$work/build" -j"$jobs" --target "$lib" faiss_c >"$work/build.log" 2>&1 ||
-    { tail -50 "$work/build.log" >&2; exit 1; }
+    { tail -50 "$work/build.log" >&2; qv_die "FAISS did not compile (last 50 lines above; whole log in $work/build.log)"; }
+  qv_step "installing FAISS into $prefix"
   rm -rf "$prefix.tmp"
   mkdir -p "$prefix.tmp/lib" "$prefix.tmp/include/faiss"
   cp -a "$work/build/faiss/lib$lib.so"* "$prefix.tmp/lib/"

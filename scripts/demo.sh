@@ -3,10 +3,12 @@
 # from ../shared/data when present, generated vectors otherwise; IVF64,Flat, l2), query it over
 # gRPC with the quiver CLI and print recall@10, then stop the server with SIGTERM.
 #   QUIVER_DEMO_PORT (default 7070), QUIVER_DEMO_DIR (default ./quiver-data)
-set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/errtrap.sh
+qv_step "setting up (scripts/bootstrap.sh)"
 scripts/bootstrap.sh >/dev/null
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+qv_step "building quiverd and quiver (build/, Release)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target quiver quiverd >/dev/null
 Q=build/bin/quiver
 DATA_DIR=${QUIVER_DATA_DIR:-../shared/data}
@@ -21,11 +23,18 @@ else
   echo "demo data: $DATA_DIR/sift5k not found; generating a mixture of Gaussians"
   $Q data synth --out "$prefix" --n 5000 --queries 100 --dim 128 --clusters 64
 fi
+qv_step "starting quiverd on 127.0.0.1:$PORT" \
+  "another process may hold the port: pick another with QUIVER_DEMO_PORT=7071 scripts/demo.sh"
 build/bin/quiverd --listen "127.0.0.1:$PORT" --data-dir "$OUT" --demo --demo-data "$prefix" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
 export QUIVER_SERVER="127.0.0.1:$PORT"
-for _ in $(seq 100); do $Q health >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 300); do
+  $Q health >/dev/null 2>&1 && break
+  kill -0 "$pid" 2>/dev/null || qv_die "quiverd exited before it answered (its log is above)"
+  sleep 0.1
+done
+qv_step "querying the demo collection over gRPC"
 set -x
 $Q health
 $Q describe demo
