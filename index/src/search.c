@@ -21,6 +21,7 @@
 static qv_status prepare(qv_collection *c, const float *queries, size_t n,
                          const qv_search_params *p, const float *scores, const int64_t *ids,
                          const float **q, float **owned, qv_error *err) {
+  *q = NULL; /* both outputs are set on every path, failures too */
   *owned = NULL;
   if (c == NULL || p == NULL)
     return qv_error_set(err, QV_EINVAL, "search: collection or params are NULL");
@@ -260,8 +261,8 @@ static qv_status search_locked(qv_collection *c, const float *q, size_t n, size_
 qv_status qv_collection_search(qv_collection *c, const float *queries, size_t n,
                                const qv_search_params *p, float *scores, int64_t *ids,
                                qv_error *err) {
-  const float *q;
-  float *owned;
+  const float *q = NULL;
+  float *owned = NULL;
   qv_status st = prepare(c, queries, n, p, scores, ids, &q, &owned, err);
   if (st != QV_OK)
     return st;
@@ -283,8 +284,8 @@ qv_status qv_collection_search_refined(qv_collection *c, const float *queries, s
                         "rerank blends %zu features but collection items carry %zu: send 1 + %zu "
                         "weights (or just the similarity's)",
                         rp->n_features, c->n_features, c->n_features);
-  const float *q;
-  float *owned;
+  const float *q = NULL;
+  float *owned = NULL;
   qv_status st = prepare(c, queries, n, p, scores, ids, &q, &owned, err);
   if (st != QV_OK)
     return st;
@@ -391,8 +392,8 @@ static qv_status exact_locked(qv_collection *c, const float *q, size_t n, size_t
 qv_status qv_collection_search_exact(qv_collection *c, const float *queries, size_t n,
                                      const qv_search_params *p, float *scores, int64_t *ids,
                                      qv_error *err) {
-  const float *q;
-  float *owned;
+  const float *q = NULL;
+  float *owned = NULL;
   qv_status st = prepare(c, queries, n, p, scores, ids, &q, &owned, err);
   if (st != QV_OK)
     return st;

@@ -52,17 +52,24 @@ static qv_status add_entry(qv__registry *r, qv__entry *e, qv_error *err) {
   return QV_OK;
 }
 
-static qv__entry *new_entry(qv__registry *r, const char *name) {
+/* A new entry for a checked name (qv__name_check) under the registry's root. */
+static qv_status new_entry(qv__registry *r, const char *name, qv__entry **out, qv_error *err) {
+  *out = NULL;
   qv__entry *e = calloc(1, sizeof *e);
   if (e == NULL)
-    return NULL;
-  snprintf(e->name, sizeof e->name, "%s", name);
-  snprintf(e->dir, sizeof e->dir, "%s/%s", r->root, name);
+    return qv_error_set(err, QV_ENOMEM, "out of memory");
+  int wn = snprintf(e->name, sizeof e->name, "%s", name);
+  int wd = snprintf(e->dir, sizeof e->dir, "%s/%s", r->root, name);
+  if (wn < 0 || (size_t)wn >= sizeof e->name || wd < 0 || (size_t)wd >= sizeof e->dir) {
+    free(e); /* unreachable for checked names under a root of at most 1000 bytes */
+    return qv_error_set(err, QV_EINVAL, "collection name or data directory path is too long");
+  }
   atomic_init(&e->refs, 1); /* the registry's own reference */
   atomic_init(&e->building, 0);
   atomic_init(&e->dirty, 0);
   pthread_mutex_init(&e->save_mu, NULL);
-  return e;
+  *out = e;
+  return QV_OK;
 }
 
 qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv__registry_cfg *cfg,
@@ -95,10 +102,11 @@ qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv__reg
       QV_LOG_W("data dir: ignoring %s/%s (not a valid collection name)", r->root, de->d_name);
       continue;
     }
-    qv__entry *e = new_entry(r, de->d_name);
-    if (e == NULL) {
+    qv__entry *e;
+    qv_status nst = new_entry(r, de->d_name, &e, err);
+    if (nst != QV_OK) {
       closedir(d);
-      return qv_error_set(err, QV_ENOMEM, "out of memory");
+      return nst;
     }
     qv_error oe = {0};
     if (qv_collection_open(&e->col, e->dir, &oe) != QV_OK) {
@@ -227,9 +235,9 @@ qv_status qv__registry_create(qv__registry *r, const char *name, const qv_collec
   qv_status st = qv__name_check(name, err);
   if (st != QV_OK)
     return st;
-  qv__entry *e = new_entry(r, name);
-  if (e == NULL)
-    return qv_error_set(err, QV_ENOMEM, "out of memory");
+  qv__entry *e;
+  if ((st = new_entry(r, name, &e, err)) != QV_OK)
+    return st;
   if ((st = qv_collection_create(&e->col, o, err)) != QV_OK) {
     entry_free(e);
     return st;
