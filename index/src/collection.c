@@ -182,11 +182,11 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
     if (ids[i] < 0)
       return qv_error_set(err, QV_EINVAL, "row %zu: id %lld is negative (ids must be >= 0)", i,
                           (long long)ids[i]);
-  int64_t bad = qv_find_nonfinite(vectors, n * d);
-  if (bad >= 0)
-    return qv_error_set(err, QV_EINVAL, "row %zu: component %zu is NaN or infinite",
-                        (size_t)bad / d, (size_t)bad % d);
+  qv_status vst = qv_check_vectors(vectors, n, d, c->metric == QV_METRIC_COSINE, "row", err);
+  if (vst != QV_OK)
+    return vst;
   const size_t F = c->n_features;
+  int64_t bad;
   if (features != NULL && F > 0 && (bad = qv_find_nonfinite(features, n * F)) >= 0)
     return qv_error_set(err, QV_EINVAL, "row %zu: feature %zu is NaN or infinite", (size_t)bad / F,
                         (size_t)bad % F);

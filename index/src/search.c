@@ -37,10 +37,9 @@ static qv_status prepare(qv_collection *c, const float *queries, size_t n,
   const size_t d = c->dim;
   if (n > SIZE_MAX / d / sizeof(float))
     return qv_error_set(err, QV_EINVAL, "search: batch of %zu queries is too large", n);
-  int64_t bad = qv_find_nonfinite(queries, n * d);
-  if (bad >= 0)
-    return qv_error_set(err, QV_EINVAL, "query %zu: component %zu is NaN or infinite",
-                        (size_t)bad / d, (size_t)bad % d);
+  qv_status vst = qv_check_vectors(queries, n, d, c->metric == QV_METRIC_COSINE, "query", err);
+  if (vst != QV_OK)
+    return vst;
   *q = queries;
   if (c->metric == QV_METRIC_COSINE) {
     float *x = malloc(n * d * sizeof(float));

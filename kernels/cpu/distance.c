@@ -64,9 +64,33 @@ qv_status qv_normalize_cpu(float *x, size_t n, size_t d, qv_error *err) {
                           "row %zu has zero (or non-finite) norm and cannot be normalised for the "
                           "cosine metric",
                           i);
-    float inv = (float)(1.0 / sqrt(s));
+    /* In double: the inverse norm of a row of tiny (denormal) components overflows float. */
+    const double inv = 1.0 / sqrt(s);
     for (size_t j = 0; j < d; j++)
-      r[j] *= inv;
+      r[j] = (float)((double)r[j] * inv);
+  }
+  return QV_OK;
+}
+
+qv_status qv_check_vectors(const float *x, size_t n, size_t d, int nonzero, const char *what,
+                           qv_error *err) {
+  for (size_t i = 0; i < n; i++) {
+    const float *r = x + i * d;
+    double s = 0.0;
+    for (size_t j = 0; j < d; j++) {
+      if (!isfinite(r[j]))
+        return qv_error_set(err, QV_EINVAL, "%s %zu: component %zu is NaN or infinite", what, i, j);
+      s += (double)r[j] * r[j];
+    }
+    if (s > QV_MAX_SQNORM)
+      return qv_error_set(err, QV_EINVAL,
+                          "%s %zu: squared norm %.3g is too large (at most %.3g, so that distances "
+                          "stay finite in float): scale the vectors down",
+                          what, i, s, QV_MAX_SQNORM);
+    if (nonzero && !(s > 0.0))
+      return qv_error_set(err, QV_EINVAL,
+                          "%s %zu is the zero vector: it has no direction for the cosine metric",
+                          what, i);
   }
   return QV_OK;
 }

@@ -521,22 +521,8 @@ static int search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *m
   if (st == QV_OK && cs.nlist > 0 && r->nprobe > cs.nlist)
     st = qv_error_set(&err, QV_EINVAL, "nprobe = %u exceeds nlist = %u of index '%s'", r->nprobe,
                       cs.nlist, cs.spec);
-  if (st == QV_OK) {
-    int64_t bad = qv_find_nonfinite(r->queries, r->n_queries);
-    if (bad >= 0)
-      st = qv_error_set(&err, QV_EINVAL, "query %zu: component %zu is NaN or infinite",
-                        (size_t)bad / cs.dim, (size_t)bad % cs.dim);
-  }
-  if (st == QV_OK && cs.metric == QV_METRIC_COSINE) {
-    for (size_t i = 0; i < n && st == QV_OK; i++) {
-      double norm = 0;
-      for (size_t j = 0; j < cs.dim; j++)
-        norm += (double)r->queries[i * cs.dim + j] * r->queries[i * cs.dim + j];
-      if (norm == 0)
-        st = qv_error_set(&err, QV_EINVAL,
-                          "query %zu is the zero vector: it has no direction for cosine", i);
-    }
-  }
+  if (st == QV_OK)
+    st = qv_check_vectors(r->queries, n, cs.dim, cs.metric == QV_METRIC_COSINE, "query", &err);
   if (st == QV_OK && !cs.trained)
     st = qv_error_set(&err, QV_EPRECONDITION,
                       "index '%s' is not built yet: build it first (%llu vectors stored)", cs.spec,

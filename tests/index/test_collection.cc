@@ -15,6 +15,7 @@
 
 #include "common/testdata.h"
 #include "quiver/collection.h"
+#include "quiver/kernels.h"
 #include "quiver/rerank.h"
 
 using qvtest::Matrix;
@@ -444,6 +445,75 @@ TEST(BadInput, SearchAndAddRefuseBadArguments) {
   EXPECT_EQ(after.count, before.count);
   EXPECT_EQ(after.indexed, before.indexed);
   EXPECT_EQ(qv_collection_get(col.c, 100, zv, &e), QV_ENOTFOUND);
+}
+
+// A finite vector whose squared norm overflows float made FAISS's k-means crash (and, logged,
+// every later build): refused at add with the row named, and the collection still builds.
+TEST(BadInput, AVectorWhoseSquaredNormOverflowsIsRefused) {
+  Col col;
+  make(col, 8, QV_METRIC_L2, "IVF4,Flat", 4);
+  std::vector<float> x(300 * 8);
+  for (size_t i = 0; i < x.size(); i++)
+    x[i] = float((i * 7919) % 1000) / 100.0f;
+  std::vector<int64_t> ids(301);
+  for (size_t i = 0; i < ids.size(); i++)
+    ids[i] = int64_t(i);
+  qv_error e{};
+  ASSERT_EQ(qv_collection_add(col.c, 300, ids.data(), x.data(), &e), QV_OK) << e.msg;
+  float huge[16];
+  for (int j = 0; j < 16; j++)
+    huge[j] = j % 2 ? 3.4e38f : -3.4e38f; // finite, but |x|^2 is ~1e78
+  for (int j = 0; j < 8; j++)
+    huge[j] = 1.0f; // row 0 is fine, row 1 is not
+  int64_t two[2] = {300, 301};
+  EXPECT_EQ(qv_collection_add(col.c, 2, two, huge, &e), QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "row 1"), nullptr) << e.msg;
+  EXPECT_NE(std::strstr(e.msg, "squared norm"), nullptr) << e.msg;
+  // Just under the bound is stored; just over is not (a sum of squares past FLT_MAX / 4).
+  float edge[8] = {0};
+  edge[0] = std::sqrt(float(QV_MAX_SQNORM)) * 0.999f;
+  EXPECT_EQ(qv_collection_add(col.c, 1, &two[0], edge, &e), QV_OK) << e.msg;
+  edge[1] = std::sqrt(float(QV_MAX_SQNORM)) * 0.1f;
+  EXPECT_EQ(qv_collection_add(col.c, 1, &two[1], edge, &e), QV_EINVAL);
+  qv_collection_stats st;
+  qv_collection_stats_get(col.c, &st, nullptr);
+  EXPECT_EQ(st.count, 301u);
+  build(col);
+  // Queries are held to the same bound.
+  float hq[8] = {3.4e38f, 3.4e38f, 0, 0, 0, 0, 0, 0};
+  float sc[4];
+  int64_t out[4];
+  qv_search_params p{4, 2};
+  EXPECT_EQ(qv_collection_search(col.c, hq, 1, &p, sc, out, &e), QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "query 0"), nullptr) << e.msg;
+}
+
+// Components too small to square in float (1e-45) were normalised to infinity under cosine: they
+// ranked first with score +inf and made IVF builds fail with INTERNAL. Normalised in double they
+// are unit vectors like any other.
+TEST(BadInput, CosineNormalisesVectorsOfTinyComponents) {
+  Col col;
+  make(col, 4, QV_METRIC_COSINE, "Flat");
+  const float t = 1e-45f; // the smallest denormal
+  ASSERT_GT(t, 0.0f);
+  float v[8] = {t, t, t, t, 1, 0, 0, 0};
+  int64_t ids[2] = {1, 2};
+  qv_error e{};
+  ASSERT_EQ(qv_collection_add(col.c, 2, ids, v, &e), QV_OK) << e.msg;
+  float got[4];
+  ASSERT_EQ(qv_collection_get(col.c, 1, got, &e), QV_OK) << e.msg;
+  for (float g : got)
+    EXPECT_NEAR(g, 0.5f, 1e-6f); // (t, t, t, t) / |.| = (1/2, 1/2, 1/2, 1/2)
+  float q[4] = {t, t, t, t};
+  float sc[2];
+  int64_t out[2];
+  qv_search_params p{2, 0};
+  ASSERT_EQ(qv_collection_search(col.c, q, 1, &p, sc, out, &e), QV_OK) << e.msg;
+  EXPECT_EQ(out[0], 1);
+  EXPECT_NEAR(sc[0], 1.0f, 1e-5f);
+  EXPECT_NEAR(sc[1], 0.5f, 1e-5f);
+  for (float s : sc)
+    EXPECT_TRUE(std::isfinite(s) && s <= 1.0f + 1e-5f && s >= -1.0f - 1e-5f) << s;
 }
 
 // ---- persistence ---------------------------------------------------------------------------

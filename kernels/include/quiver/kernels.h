@@ -57,6 +57,18 @@ QV_API qv_status qv_normalize_cpu(float *x, size_t n, size_t d, qv_error *err);
 /* Returns the index of the first element of x[0 .. n) that is NaN or infinite, or -1 if none. */
 QV_API int64_t qv_find_nonfinite(const float *x, size_t n);
 
+/* The largest squared L2 norm a stored or query vector may have: FLT_MAX / 4, so that no squared
+ * L2 distance (at most (|x| + |y|)^2) or inner product between two such vectors overflows float
+ * (a finite vector past it made FAISS's k-means crash). */
+#define QV_MAX_SQNORM 8.5070587e37
+
+/* Checks n rows of d floats before they are stored or searched: every component finite, every
+ * squared norm (summed in double) at most QV_MAX_SQNORM, and, with nonzero set (cosine), no row
+ * of norm 0. `what` names a row in the message ("row", "query"). QV_OK, or QV_EINVAL naming the
+ * first bad row (and component) and what to do. */
+QV_API qv_status qv_check_vectors(const float *x, size_t n, size_t d, int nonzero, const char *what,
+                                  qv_error *err);
+
 /* ---- top-k selection --------------------------------------------------------------------- */
 
 /* Running top-k over many blocks of candidates, per query.
