@@ -29,11 +29,12 @@ static int read_num(const char **p, unsigned long *v) {
 qv_status qv__spec_parse(const char *text, size_t dim, qv__spec *out, qv_error *err) {
   if (text == NULL)
     return qv_error_set(err, QV_EINVAL, "index spec missing (" SPEC_HELP ")");
-  while (isspace((unsigned char)*text))
-    text++;
   size_t len = strlen(text);
-  while (len > 0 && isspace((unsigned char)text[len - 1]))
-    len--;
+  for (size_t i = 0; i < len; i++)
+    if (isspace((unsigned char)text[i]))
+      return qv_error_set(err, QV_EINVAL,
+                          "index spec '%.64s' contains blanks: write it without (" SPEC_HELP ")",
+                          text);
   if (len == 0 || len >= QV_MAX_SPEC)
     return qv_error_set(err, QV_EINVAL, "index spec '%.*s' is empty or too long (" SPEC_HELP ")",
                         (int)(len > 64 ? 64 : len), text);

@@ -44,6 +44,7 @@
 #include "quiver/v1/retrieval.pb-c.h"
 #include "quiver_wire.h"
 #include "status_map.h"
+#include "strcheck.h"
 
 typedef struct qv__tag {
   void (*fn)(void *self, int ok);
@@ -165,9 +166,14 @@ static ProtobufCMessage *decode(grpc_byte_buffer *bb, const ProtobufCMessageDesc
   grpc_byte_buffer_reader_destroy(&r);
   ProtobufCMessage *m =
       protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-  grpc_slice_unref(s);
-  if (m == NULL)
+  if (m == NULL) {
     qv_error_set(err, QV_EINVAL, "the request is not a valid %s message", d->name);
+  } else if (qv__wire_check_strings(d, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), err) !=
+             QV_OK) {
+    protobuf_c_message_free_unpacked(m, NULL);
+    m = NULL;
+  }
+  grpc_slice_unref(s);
   return m;
 }
 

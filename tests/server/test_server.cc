@@ -244,6 +244,61 @@ TEST_F(Server, MalformedBytesGetAnErrorAndTheServerKeepsServing) {
       << e.msg;
 }
 
+// protobuf-c hands strings to C NUL-terminated: "ref\0junk" was served as "ref", "a\0b" created
+// "a", and spec "Flat\0junk" was accepted. Each is refused with the field named; the collection
+// the truncated name would have reached is neither served nor created.
+TEST_F(Server, StringsWithANulByteOrBadUtf8AreRefused) {
+  Client cl(srv.target());
+  load_sift(cl.c, "ref", base);
+  // Length-delimited string field `num` holding `s` (one-byte lengths suffice here).
+  auto str = [](int num, const std::string &s) {
+    return std::string(1, char(num << 3 | 2)) + char(s.size()) + s;
+  };
+  auto vint = [](int num, unsigned v) { return std::string(1, char(num << 3)) + char(v); };
+  std::string q1; // one query of 128 floats, packed (field 2)
+  q1 += char(2 << 3 | 2);
+  q1 += "\x80\x04"; // 512 bytes
+  q1.append(reinterpret_cast<const char *>(q.f.data()), 512);
+  std::string det;
+  const std::string search = str(1, std::string("ref\0junk", 8)) + q1 + vint(4, 10);
+  EXPECT_EQ(raw_call(srv.target(), "/quiver.v1.Retrieval/Search", search, &det),
+            GRPC_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(det.find("NUL"), std::string::npos) << det;
+  EXPECT_NE(det.find("collection"), std::string::npos) << det;
+  // The same request with the plain name is served: the refusal is about the byte, nothing else.
+  EXPECT_EQ(
+      raw_call(srv.target(), "/quiver.v1.Retrieval/Search", str(1, "ref") + q1 + vint(4, 10), &det),
+      GRPC_STATUS_OK)
+      << det;
+  // CreateCollection "a\0b" (dim 4) must not create "a"; spec "Flat\0junk" must not be "Flat".
+  EXPECT_EQ(raw_call(srv.target(), "/quiver.v1.Retrieval/CreateCollection",
+                     str(1, std::string("a\0b", 3)) + vint(2, 4), &det),
+            GRPC_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(det.find("'name'"), std::string::npos) << det;
+  EXPECT_EQ(raw_call(srv.target(), "/quiver.v1.Retrieval/CreateCollection",
+                     str(1, "b") + vint(2, 4) + str(4, std::string("Flat\0junk", 9)), &det),
+            GRPC_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(det.find("index_spec"), std::string::npos) << det;
+  // Not UTF-8 (an overlong '/', a lone continuation byte): refused too.
+  EXPECT_EQ(
+      raw_call(srv.target(), "/quiver.v1.Retrieval/DescribeCollection", str(1, "r\xc0\xaf"), &det),
+      GRPC_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(det.find("UTF-8"), std::string::npos) << det;
+  EXPECT_EQ(raw_call(srv.target(), "/quiver.v1.Retrieval/DescribeCollection", str(1, "\x80"), &det),
+            GRPC_STATUS_INVALID_ARGUMENT);
+  // A spec with blanks around it is refused rather than trimmed.
+  EXPECT_EQ(raw_call(srv.target(), "/quiver.v1.Retrieval/CreateCollection",
+                     str(1, "c") + vint(2, 4) + str(4, " Flat"), &det),
+            GRPC_STATUS_INVALID_ARGUMENT);
+  qv_collection_info *all = nullptr;
+  size_t n = 0;
+  qv_error e{};
+  ASSERT_EQ(qv_client_list(cl.c, &all, &n, &e), QV_OK) << e.msg;
+  ASSERT_EQ(n, 1u) << "only 'ref' exists";
+  EXPECT_STREQ(all[0].name, "ref");
+  free(all);
+}
+
 TEST_F(Server, ConcurrentClientsGetTheirOwnAnswers) {
   Client cl(srv.target());
   load_sift(cl.c, "sift", base);
