@@ -345,8 +345,10 @@ qv_status qv_collection_build_ex(qv_collection *c, const qv_build_opts *o, qv_pr
     st = qv_error_set(err, QV_ENOMEM, "build: out of memory copying %zu vectors", n);
     goto done;
   }
-  memcpy(copy, c->vecs, n * d * sizeof(float));
-  memcpy(copy_ids, c->ids, n * sizeof(int64_t));
+  if (n > 0) { /* an empty store has no arrays yet (memcpy from NULL is undefined, even of 0) */
+    memcpy(copy, c->vecs, n * d * sizeof(float));
+    memcpy(copy_ids, c->ids, n * sizeof(int64_t));
+  }
   c->building = 1;
   c->touched_lost = 0;
   qv__idmap_clear(&c->touched);

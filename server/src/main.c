@@ -250,9 +250,15 @@ int main(int argc, char **argv) {
            (long long)cfg.shutdown_grace_ms);
   double t0 = now_s();
   qv__server_stop(srv);
-  qv__registry_close(&reg);
+  const size_t unsaved = qv__registry_close(&reg);
   qv_gpu_shutdown();
   grpc_shutdown();
+  if (unsaved > 0) {
+    /* Nothing acknowledged is lost (it is in the logs), but a supervisor should know. */
+    QV_LOG_E("stopped in %.2f s, but %zu collection(s) could not be saved (see above): exit 1",
+             now_s() - t0, unsaved);
+    return 1;
+  }
   QV_LOG_I("stopped in %.2f s", now_s() - t0);
   return 0;
 }

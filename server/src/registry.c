@@ -156,14 +156,18 @@ qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv__reg
   return QV_OK;
 }
 
-void qv__registry_close(qv__registry *r) {
+size_t qv__registry_close(qv__registry *r) {
+  size_t failed = 0;
   for (size_t i = 0; i < r->n; i++) {
     qv__entry *e = r->items[i];
     if (atomic_load(&e->dirty)) {
       qv_error se = {0};
-      if (qv__entry_save(e, &se) != QV_OK)
-        QV_LOG_E("collection '%s': save at shutdown failed: %s", e->name, se.msg);
-      else
+      if (qv__entry_save(e, &se) != QV_OK) {
+        failed++;
+        QV_LOG_E("collection '%s': save at shutdown failed: %s (its writes are in its write-ahead "
+                 "log and are replayed at the next start)",
+                 e->name, se.msg);
+      } else
         QV_LOG_I("collection '%s' saved", e->name);
     }
     entry_free(e);
@@ -171,6 +175,7 @@ void qv__registry_close(qv__registry *r) {
   free(r->items);
   pthread_mutex_destroy(&r->mu);
   memset(r, 0, sizeof *r);
+  return failed;
 }
 
 /* The entry named name; one being dropped only when with_dropping. */

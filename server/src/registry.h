@@ -51,8 +51,9 @@ qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv__reg
 
 /* Bytes every collection but `except` (may be NULL) holds now (store + index). */
 uint64_t qv__registry_memory(qv__registry *r, const qv__entry *except);
-/* Saves dirty collections and frees everything. */
-void qv__registry_close(qv__registry *r);
+/* Saves dirty collections and frees everything. Returns how many saves failed (each logged; their
+ * writes stay in the collection's write-ahead log and are replayed at the next open). */
+size_t qv__registry_close(qv__registry *r);
 
 /* Valid names: [A-Za-z0-9_][A-Za-z0-9_.-]{0,63}. QV_OK or QV_EINVAL saying so. */
 qv_status qv__name_check(const char *name, qv_error *err);

@@ -512,6 +512,21 @@ TEST(BadInput, CosineNormalisesVectorsOfTinyComponents) {
     EXPECT_TRUE(std::isfinite(s) && s <= 1.0f + 1e-5f && s >= -1.0f - 1e-5f) << s;
 }
 
+// Building a collection that holds nothing copied its (NULL) store with memcpy: undefined, and
+// an abort under UBSan (the sanitizer build runs this test).
+TEST(Mutation, BuildingAnEmptyFlatCollectionIsFine) {
+  Col col;
+  make(col, 4, QV_METRIC_L2, "Flat");
+  qv_error e{};
+  ASSERT_EQ(qv_collection_build(col.c, nullptr, nullptr, &e), QV_OK) << e.msg;
+  float q[4] = {1, 2, 3, 4}, sc[2];
+  int64_t out[2];
+  qv_search_params p{2, 0};
+  ASSERT_EQ(qv_collection_search(col.c, q, 1, &p, sc, out, &e), QV_OK) << e.msg;
+  EXPECT_EQ(out[0], -1);
+  EXPECT_EQ(out[1], -1);
+}
+
 // ---- persistence ---------------------------------------------------------------------------
 
 class Persist : public ::testing::Test {
