@@ -135,6 +135,12 @@ qv_status qv__spec_parse(const char *text, size_t dim, qv__spec *out, qv_error *
 /* Makes an empty FAISS index for the spec. */
 qv_status qv__index_new(const qv__spec *s, size_t dim, qv_metric metric, FaissIndex **out,
                         qv_error *err);
+/* Checks the structure of an index read from a file before anything touches it (validate.c):
+ * dimension, ntotal against the store's count, an IDMap's id map and flat index, an IVF's coarse
+ * quantizer against its lists and the sum of its list sizes, every id >= 0, unique and, with
+ * store given, in it. QV_OK, QV_ECORRUPT naming what is wrong, or QV_ENOMEM. */
+qv_status qv__index_validate(FaissIndex *idx, const qv__spec *spec, size_t dim, uint64_t count,
+                             const qv__idmap *store, qv_error *err);
 /* Sets what our search path needs on an IVF index (nprobe = nlist, see search.c). */
 void qv__index_prepare(FaissIndex *idx, const qv__spec *s);
 /* Copies FAISS's last error (thread-local in FAISS) into err at once. */

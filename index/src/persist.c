@@ -480,6 +480,10 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
     st = corrupt(err, dir, "index.faiss does not match the manifest (dim, metric, spec or count)");
     goto fail;
   }
+  if ((st = qv__index_validate(c->index, &spec, dim, count, &c->map, err)) != QV_OK) {
+    qv_error_prefix(err, "collection %s", dir);
+    goto fail;
+  }
   qv__index_prepare(c->index, &c->spec);
   c->trained = trained;
   if (trained) {

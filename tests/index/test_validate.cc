@@ -1,0 +1,230 @@
+// Collection directories whose manifest sizes and CRC-32s are right but whose index.faiss is
+// internally inconsistent (what an outside probe crafted): each is refused at open with
+// QV_ECORRUPT naming the flaw, instead of crashing FAISS in a search, an add or a log replay.
+// The crafted files are written with FAISS itself, and the manifests are fixed up so that only
+// the structure is wrong; a rewrite that changes nothing must still open (the control).
+#include <gtest/gtest.h>
+
+#include <faiss/c_api/IndexIVF_c.h>
+#include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/MetaIndexes_c.h>
+#include <faiss/c_api/index_io_c.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/testdata.h"
+#include "quiver/collection.h"
+#include "quiver/fsutil.h"
+
+using qvtest::TempDir;
+
+namespace {
+
+std::string slurp(const std::string &p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void spit(const std::string &p, const std::string &s) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f << s;
+}
+
+// Rewrites the size and crc32 of index.faiss in every manifest of a collection directory.
+void fix_manifests(const std::string &dir, const std::string &index_path) {
+  uint32_t crc = 0;
+  uint64_t size = 0;
+  qv_error e{};
+  ASSERT_EQ(qv_file_crc32(index_path.c_str(), &crc, &size, &e), QV_OK) << e.msg;
+  const std::regex entry("(\"index\\.faiss\": \\{\\s*\"crc32\": )\\d+(,\\s*\"size\": )\\d+");
+  int fixed = 0;
+  for (auto &p : std::filesystem::recursive_directory_iterator(dir)) {
+    if (p.path().filename() != "MANIFEST.json")
+      continue;
+    std::string m = slurp(p.path());
+    std::smatch g;
+    ASSERT_TRUE(std::regex_search(m, g, entry)) << "no index.faiss entry in " << p.path();
+    std::string n = g.prefix().str() + g[1].str() + std::to_string(crc) + g[2].str() +
+                    std::to_string(size) + g.suffix().str();
+    spit(p.path(), n);
+    fixed++;
+  }
+  ASSERT_GT(fixed, 0);
+}
+
+// A saved collection: 64 vectors of dim 8, ids 0..63, under the spec; returns its index path.
+std::string save(const std::string &dir, const char *spec) {
+  qv_collection_opts o;
+  qv_collection_opts_init(&o);
+  o.dim = 8;
+  o.spec = spec;
+  qv_collection *c = nullptr;
+  qv_error e{};
+  EXPECT_EQ(qv_collection_create(&c, &o, &e), QV_OK) << e.msg;
+  std::vector<float> x(64 * 8);
+  std::vector<int64_t> ids(64);
+  for (size_t i = 0; i < 64; i++) {
+    ids[i] = int64_t(i);
+    for (int t = 0; t < 8; t++)
+      x[i * 8 + t] = float((i * 31 + t * 7) % 97);
+  }
+  EXPECT_EQ(qv_collection_add(c, 64, ids.data(), x.data(), &e), QV_OK) << e.msg;
+  EXPECT_EQ(qv_collection_build(c, nullptr, nullptr, &e), QV_OK) << e.msg;
+  EXPECT_EQ(qv_collection_save(c, dir.c_str(), &e), QV_OK) << e.msg;
+  qv_collection_close(c);
+  return dir + "/v000001/index.faiss";
+}
+
+// Reads the index, lets `mutate` change it, writes it back and fixes the manifests.
+void rewrite(const std::string &dir, const std::string &path,
+             const std::function<void(FaissIndex *)> &mutate) {
+  FaissIndex *idx = nullptr;
+  ASSERT_EQ(faiss_read_index_fname(path.c_str(), 0, &idx), 0);
+  mutate(idx);
+  ASSERT_EQ(faiss_write_index_fname(idx, path.c_str()), 0);
+  faiss_Index_free(idx);
+  fix_manifests(dir, path);
+}
+
+void expect_opens(const std::string &dir) {
+  qv_collection *c = nullptr;
+  qv_error e{};
+  EXPECT_EQ(qv_collection_open(&c, dir.c_str(), &e), QV_OK) << e.msg;
+  qv_collection_close(c);
+}
+
+void expect_corrupt(const std::string &dir, const char *needle) {
+  qv_collection *c = reinterpret_cast<qv_collection *>(0x1);
+  qv_error e{};
+  EXPECT_EQ(qv_collection_open(&c, dir.c_str(), &e), QV_ECORRUPT) << e.msg;
+  EXPECT_EQ(c, nullptr);
+  EXPECT_NE(std::strstr(e.msg, needle), nullptr) << "message: " << e.msg;
+}
+
+class Crafted : public ::testing::Test {
+protected:
+  TempDir tmp;
+};
+
+} // namespace
+
+TEST_F(Crafted, ARewriteThatChangesNothingStillOpens) {
+  for (const char *spec : {"Flat", "IVF4,Flat"}) {
+    std::string dir = tmp.sub(std::string("same-") + spec);
+    std::string p = save(dir, spec);
+    rewrite(dir, p, [](FaissIndex *) {});
+    expect_opens(dir);
+  }
+}
+
+// An IndexIDMap whose id map is shorter than its entries (half, or empty): FAISS read it and then
+// searched past the end of the map (SIGSEGV), or freed a corrupted heap at the next upsert.
+TEST_F(Crafted, AFlatIndexWithAShortIdMapIsRefused) {
+  for (size_t keep : {size_t(32), size_t(0)}) {
+    std::string dir = tmp.sub("short-" + std::to_string(keep));
+    std::string p = save(dir, "Flat");
+    // The id map is the file's tail: a uint64 count, then that many int64 ids.
+    std::string b = slurp(p);
+    const size_t tail = 8 + 64 * 8;
+    ASSERT_GT(b.size(), tail);
+    uint64_t n = 0;
+    std::memcpy(&n, &b[b.size() - tail], 8);
+    ASSERT_EQ(n, 64u) << "unexpected IndexIDMap layout";
+    uint64_t k = keep;
+    std::memcpy(&b[b.size() - tail], &k, 8);
+    b.resize(b.size() - (64 - keep) * 8);
+    spit(p, b);
+    fix_manifests(dir, p);
+    expect_corrupt(dir, "id map");
+  }
+}
+
+// Ids shifted past the store, negative, or repeated: searches returned ids the collection does
+// not hold (recall 0).
+TEST_F(Crafted, AFlatIndexWhoseIdsAreNotTheStoresIsRefused) {
+  struct Case {
+    const char *name, *needle;
+    std::function<void(idx_t *, size_t)> f;
+  } cases[] = {
+      {"shifted", "not among the stored",
+       [](idx_t *m, size_t n) {
+         for (size_t i = 0; i < n; i++)
+           m[i] += 1000;
+       }},
+      {"negative", "negative", [](idx_t *m, size_t) { m[5] = -3; }},
+      {"repeated", "twice", [](idx_t *m, size_t) { m[7] = m[6]; }},
+  };
+  for (auto &cs : cases) {
+    SCOPED_TRACE(cs.name);
+    std::string dir = tmp.sub(std::string("ids-") + cs.name);
+    std::string p = save(dir, "Flat");
+    rewrite(dir, p, [&](FaissIndex *idx) {
+      FaissIndexIDMap *m = faiss_IndexIDMap_cast(idx);
+      ASSERT_NE(m, nullptr);
+      idx_t *map = nullptr;
+      size_t n = 0;
+      faiss_IndexIDMap_id_map(m, &map, &n);
+      ASSERT_EQ(n, 64u);
+      cs.f(map, n);
+    });
+    expect_corrupt(dir, cs.needle);
+  }
+}
+
+// A coarse quantizer with 5 centroids for 4 lists: a search threw inside an OpenMP region
+// (abort), and a log replay's add wrote to list 4 (SIGSEGV in InvertedLists::add_entry).
+TEST_F(Crafted, AnIvfIndexWithMoreCentroidsThanListsIsRefused) {
+  std::string dir = tmp.sub("centroids");
+  std::string p = save(dir, "IVF4,Flat");
+  rewrite(dir, p, [](FaissIndex *idx) {
+    FaissIndexIVF *ivf = faiss_IndexIVF_cast(idx);
+    ASSERT_NE(ivf, nullptr);
+    float extra[8] = {500, 500, 500, 500, 500, 500, 500, 500};
+    ASSERT_EQ(faiss_Index_add(faiss_IndexIVF_quantizer(ivf), 1, extra), 0);
+  });
+  expect_corrupt(dir, "coarse quantizer");
+}
+
+// IVF lists whose ids are not the store's (re-added under other ids), or that hold an entry twice.
+TEST_F(Crafted, AnIvfIndexWhoseListIdsAreNotTheStoresIsRefused) {
+  for (int shift : {1000, -1000}) {
+    SCOPED_TRACE(shift);
+    std::string dir = tmp.sub("ivf-ids" + std::to_string(shift));
+    std::string p = save(dir, "IVF4,Flat");
+    rewrite(dir, p, [&](FaissIndex *idx) {
+      std::vector<float> x(64 * 8);
+      std::vector<idx_t> ids(64);
+      for (size_t i = 0; i < 64; i++) {
+        ids[i] = idx_t(i) + shift; // -1000: negative ids
+        for (int t = 0; t < 8; t++)
+          x[i * 8 + t] = float((i * 31 + t * 7) % 97);
+      }
+      ASSERT_EQ(faiss_Index_reset(idx), 0);
+      ASSERT_EQ(faiss_Index_add_with_ids(idx, 64, x.data(), ids.data()), 0);
+    });
+    expect_corrupt(dir, shift > 0 ? "not among the stored" : "negative");
+  }
+  std::string dir = tmp.sub("ivf-twice");
+  std::string p = save(dir, "IVF4,Flat");
+  rewrite(dir, p, [&](FaissIndex *idx) {
+    std::vector<float> x(64 * 8);
+    std::vector<idx_t> ids(64);
+    for (size_t i = 0; i < 64; i++) {
+      ids[i] = idx_t(i % 32); // each id twice, ntotal still 64
+      for (int t = 0; t < 8; t++)
+        x[i * 8 + t] = float((i * 31 + t * 7) % 97);
+    }
+    ASSERT_EQ(faiss_Index_reset(idx), 0);
+    ASSERT_EQ(faiss_Index_add_with_ids(idx, 64, x.data(), ids.data()), 0);
+  });
+  expect_corrupt(dir, "twice");
+}
