@@ -42,7 +42,8 @@ def secured(tmp_path_factory):
 
 def test_tokens_and_tls(secured):
     srv, d = secured
-    target = f"localhost:{srv.port}"
+    # the certificate's IP name: without /etc/hosts (a minimal root) localhost does not resolve
+    target = f"127.0.0.1:{srv.port}"
     ca = str(d / "ca.pem")
     with quiver_client.Client(target, timeout=10, tls_ca=ca, token=ADMIN) as admin:
         admin.create("sec", dim=4)
