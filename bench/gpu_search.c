@@ -7,10 +7,18 @@
  * alternating A B A B (BENCHMARKING.md); it prints median QPS of each, their ratio and recall@k
  * of both, one JSON object per line with the whole configuration.
  *
+ * Each row also gives the memory-bandwidth bound: the bytes of inverted-list data the queries'
+ * probed lists hold (found by asking the coarse quantizer for each query's nprobe lists and adding
+ * their sizes x code size; a Flat index scans the whole base), per query, and that times QPS as a
+ * fraction of the H200's 4.8 TB/s (--peak-gbs sets another peak). It counts list codes only: not
+ * the coarse centroids, ids or results, and not reuse through caches (a batch whose queries probe
+ * the same lists can go past 1.0).
+ *
  *   gpu_search --data ../shared/data/deep10k/deep10k --specs "IVF100,Flat" \
- *              [--nprobes 1,8,32] [--batches 1,64,1024] [--k 10] [--reps 3] [--queries N]
+ *              [--nprobes 1,8,32] [--batches 1,64,1024,10000] [--k 10] [--reps 3] [--queries N]
  *   gpu_search --synth 1000000x128 --specs "IVF1024,Flat" ...   (a seeded Gaussian mixture;
  *              ground truth by exact search on the GPU)
+ *   gpu_search --devices     prints the CUDA devices Quiver sees; exit 3 when there are none
  *
  * Both sides serve from one GPU with one thread issuing calls; Quiver's figures include its
  * validation, the queue hop to the device worker and the per-call nprobe setting. */
@@ -23,8 +31,8 @@
 
 #include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/IndexIVF_c.h>
-#include <faiss/c_api/error_c.h>
 #include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/error_c.h>
 #include <faiss/c_api/gpu/GpuAutoTune_c.h>
 #include <faiss/c_api/gpu/StandardGpuResources_c.h>
 #include <faiss/c_api/index_factory_c.h>
@@ -78,6 +86,72 @@ static double recall(const int64_t *ids, const int64_t *gt, size_t gk, size_t n,
   return (double)hits / (double)(n * k);
 }
 
+/* Bytes of one entry's code in an index of this spec: "Flat" / "IVF<n>,Flat" 4d, SQ8 d, SQ4 d/2,
+ * SQfp16 2d, PQ<m>[x<b>] m*b/8. 0 for a spec it does not know (then no bound is printed). */
+static double code_bytes(const char *spec, size_t d) {
+  const char *c = strrchr(spec, ',');
+  c = c ? c + 1 : spec;
+  unsigned m = 0, b = 8;
+  if (strcmp(c, "Flat") == 0)
+    return 4.0 * (double)d;
+  if (strcmp(c, "SQ8") == 0)
+    return (double)d;
+  if (strcmp(c, "SQ4") == 0)
+    return (double)d / 2;
+  if (strcmp(c, "SQfp16") == 0)
+    return 2.0 * (double)d;
+  if (sscanf(c, "PQ%ux%u", &m, &b) >= 1 && m > 0)
+    return (double)m * b / 8.0;
+  return 0;
+}
+
+/* Average bytes of list codes in the lists n queries probe at nprobe (whole base for Flat). */
+static double list_bytes_per_query(FaissIndex *cpu, const float *q, size_t n, uint32_t np,
+                                   size_t nb, double code) {
+  FaissIndexIVF *ivf = faiss_IndexIVF_cast(cpu);
+  if (ivf == NULL || np == 0)
+    return (double)nb * code;
+  FaissIndex *coarse = faiss_IndexIVF_quantizer(ivf);
+  float *dist = malloc(n * np * sizeof *dist);
+  idx_t *lists = malloc(n * np * sizeof *lists);
+  if (dist == NULL || lists == NULL)
+    die("bandwidth bound", "out of memory");
+  if (faiss_Index_search(coarse, (idx_t)n, q, (idx_t)np, dist, lists) != 0)
+    die("coarse search", faiss_get_last_error());
+  double entries = 0;
+  for (size_t i = 0; i < n * np; i++)
+    if (lists[i] >= 0)
+      entries += (double)faiss_IndexIVF_get_list_size(ivf, (size_t)lists[i]);
+  free(dist);
+  free(lists);
+  return entries / (double)n * code;
+}
+
+/* --devices: what a GPU check runs first. */
+static int list_devices(void) {
+  qv_gpu_opts go;
+  qv_gpu_opts_init(&go);
+  qv_error e = {0};
+  if (qv_gpu_init(&go, &e) != QV_OK) {
+    printf("no CUDA device: %s\n", e.msg);
+    return 3;
+  }
+  int n = qv_gpu_devices();
+  if (n == 0) {
+    printf("no CUDA device is present (GPU FAISS build: %s)\n", qv_gpu_compiled() ? "yes" : "no");
+    qv_gpu_shutdown();
+    return 3;
+  }
+  for (int i = 0; i < n; i++) {
+    qv_gpu_info gi;
+    if (qv_gpu_info_get(i, &gi, &e) == QV_OK)
+      printf("gpu %d: %zu MiB total, %zu MiB budget for collections\n", gi.device,
+             gi.total_bytes >> 20, gi.budget_bytes >> 20);
+  }
+  qv_gpu_shutdown();
+  return 0;
+}
+
 /* Exact top-k on the GPU with a FAISS flat index (the synthetic set's ground truth). */
 static int64_t *exact_gt(FaissStandardGpuResources *res, const float *base, size_t nb,
                          const float *q, size_t nq, size_t d, size_t k) {
@@ -97,8 +171,9 @@ static int64_t *exact_gt(FaissStandardGpuResources *res, const float *base, size
 
 int main(int argc, char **argv) {
   const char *data = NULL, *synth = NULL, *specs = "IVF100,Flat", *nprobes = "1,8,32";
-  const char *batches = "1,64,1024";
+  const char *batches = "1,64,1024,10000";
   size_t k = 10, reps = 3, max_q = 0;
+  double peak_gbs = 4800; /* H200 HBM3e */
   static const struct option opts[] = {{"data", required_argument, 0, 'd'},
                                        {"synth", required_argument, 0, 'S'},
                                        {"specs", required_argument, 0, 's'},
@@ -107,6 +182,8 @@ int main(int argc, char **argv) {
                                        {"k", required_argument, 0, 'k'},
                                        {"reps", required_argument, 0, 'r'},
                                        {"queries", required_argument, 0, 'q'},
+                                       {"peak-gbs", required_argument, 0, 'P'},
+                                       {"devices", no_argument, 0, 'D'},
                                        {0, 0, 0, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -135,12 +212,17 @@ int main(int argc, char **argv) {
     case 'q':
       max_q = strtoul(optarg, NULL, 10);
       break;
+    case 'P':
+      peak_gbs = strtod(optarg, NULL);
+      break;
+    case 'D':
+      return list_devices();
     default:
       fprintf(stderr, "see the comment at the top of bench/gpu_search.c\n");
       return 2;
     }
   }
-  if ((data == NULL) == (synth == NULL) || k == 0 || reps == 0)
+  if ((data == NULL) == (synth == NULL) || k == 0 || reps == 0 || !(peak_gbs > 0))
     die("usage", "give one of --data PREFIX or --synth NxD");
   qv_gpu_opts go;
   qv_gpu_opts_init(&go);
@@ -220,6 +302,7 @@ int main(int argc, char **argv) {
     if (faiss_read_index_fname(path, 0, &cpu) != 0 || faiss_index_cpu_to_gpu(res, 0, cpu, &fg) != 0)
       die("FAISS GPU copy", faiss_get_last_error());
     int ivf = faiss_IndexIVF_cast(cpu) != NULL;
+    const double code = code_bytes(spec, d);
     char *np_list = strdup(nprobes);
     for (char *nv = NULL, *nps = strtok_r(np_list, ",", &nv); nps; nps = strtok_r(NULL, ",", &nv)) {
       uint32_t np = ivf ? (uint32_t)strtoul(nps, NULL, 10) : 0;
@@ -254,15 +337,18 @@ int main(int argc, char **argv) {
         qsort(ta, reps, sizeof *ta, cmp_d);
         qsort(tb, reps, sizeof *tb, cmp_d);
         double qa = n / ta[reps / 2], qb = n / tb[reps / 2];
+        double lbq = code > 0 ? list_bytes_per_query(cpu, q, n, np, nb, code) : 0;
         qv_collection_stats_get(col, &st, NULL);
         printf("{\"data\": \"%s\", \"n\": %zu, \"dim\": %zu, \"spec\": \"%s\", \"nprobe\": %u, "
                "\"k\": %zu, \"batch\": %zu, \"queries\": %zu, \"reps\": %zu, \"threads\": 1, "
                "\"device\": \"gpu %d\", \"quiver_qps\": %.0f, \"faiss_gpu_qps\": %.0f, "
                "\"ratio\": %.3f, \"recall_quiver\": %.4f, \"recall_faiss\": %.4f, "
-               "\"build_s\": %.2f, \"gpu_fallbacks\": %llu}\n",
+               "\"build_s\": %.2f, \"gpu_fallbacks\": %llu, \"list_bytes_per_query\": %.0f, "
+               "\"peak_gbs\": %.0f, \"bw_frac_quiver\": %.4f, \"bw_frac_faiss\": %.4f}\n",
                label, nb, d, spec, np, k, b, n, reps, st.gpu, qa, qb, qa / qb,
                recall(ia, gt, gk, n, k), recall(ib, gt, gk, n, k), build_s,
-               (unsigned long long)st.gpu_fallbacks);
+               (unsigned long long)st.gpu_fallbacks, lbq, peak_gbs, lbq * qa / (peak_gbs * 1e9),
+               lbq * qb / (peak_gbs * 1e9));
         fflush(stdout);
       }
       free(b_list);
