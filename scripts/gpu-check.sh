@@ -5,7 +5,8 @@
 #
 #   scripts/gpu-check.sh prepare    here (nvcc, no GPU needed): GPU FAISS (bootstrap --with-gpu,
 #                                   cached), a Release build of the GPU binaries, then one archive
-#                                   .gpu-carry/carry.tar.gz: the binaries, libfaiss, every library
+#                                   .gpu-carry/carry.tar.xz (and xz, for hosts without it): the
+#                                   binaries, libfaiss, every library
 #                                   they load beyond glibc, the NVIDIA driver and CUDA 13's own
 #                                   (cudart, cuBLAS), and the deep10k/sift5k data sets
 #   scripts/gpu-check.sh run        there, from the repo root with .gpu-carry carried: unpacks it,
@@ -80,12 +81,17 @@ prepare() {
   [ -d "$data/sift5k" ] && cp -a "$data/sift5k" "$stage/data/"
   git rev-parse --short HEAD >"$stage/COMMIT" 2>/dev/null || true
   (cd "$stage" && find . -type f ! -name MANIFEST -exec sha256sum {} + | sort -k2 >MANIFEST)
-  rm -rf "$CARRY" && mkdir -p "$CARRY"
-  tar -C "$stage" -cf - . | gzip -9 >"$CARRY/carry.tar.gz"
+  rm -rf "$CARRY" && mkdir -p "$CARRY/unxz"
+  qv_step "compressing the carry (xz)" "prepare needs xz here: apt-get install xz-utils"
+  command -v xz >/dev/null || qv_die "xz is not installed"
+  tar -C "$stage" -cf - . | xz -6 -T"$(nproc)" >"$CARRY/carry.tar.xz"
   rm -rf "$stage"
+  # xz itself for hosts without it (a minimal Debian has only gzip): 0.3 MB beside the archive
+  cp -L "$(command -v xz)" "$CARRY/unxz/xz"
+  cp -L "$(ldd "$(command -v xz)" | awk '/liblzma/ {print $3}')" "$CARRY/unxz/"
   local mb
-  mb=$(( $(stat -c %s "$CARRY/carry.tar.gz") / 1048576 ))
-  echo "prepared $CARRY/carry.tar.gz: ${mb} MiB (limit 60); carry it as .gpu-carry"
+  mb=$(( $(du -sb "$CARRY" | cut -f1) / 1048576 ))
+  echo "prepared $CARRY: ${mb} MiB (limit 60); carry it as .gpu-carry"
   [ "$mb" -lt 60 ] || qv_die "the carry is ${mb} MiB, over the 60 MiB it must stay under"
 }
 
@@ -112,11 +118,13 @@ summarize() { # summary.md = the notes, then the tables from results.jsonl (pyth
 
 unpack() {
   local dir=$1
-  [ -f "$CARRY/carry.tar.gz" ] ||
-    { echo "gpu-check: $CARRY/carry.tar.gz missing: run 'scripts/gpu-check.sh prepare' here and carry $CARRY" >&2; exit 2; }
+  [ -f "$CARRY/carry.tar.xz" ] ||
+    { echo "gpu-check: $CARRY/carry.tar.xz missing: run 'scripts/gpu-check.sh prepare' here and carry $CARRY" >&2; exit 2; }
   rm -rf "$dir" && mkdir -p "$dir"
-  gzip -dc "$CARRY/carry.tar.gz" | tar -C "$dir" -xf - ||
-    { echo "gpu-check: could not unpack $CARRY/carry.tar.gz" >&2; exit 2; }
+  local xz=(xz)
+  command -v xz >/dev/null || xz=(env LD_LIBRARY_PATH="$PWD/$CARRY/unxz" "$PWD/$CARRY/unxz/xz")
+  "${xz[@]}" -dc "$CARRY/carry.tar.xz" | tar -C "$dir" -xf - ||
+    { echo "gpu-check: could not unpack $CARRY/carry.tar.xz" >&2; exit 2; }
   (cd "$dir" && sha256sum --quiet -c MANIFEST) ||
     { echo "gpu-check: the carry's MANIFEST does not match its files" >&2; exit 2; }
 }
@@ -176,7 +184,8 @@ checks() {
   } >"$out/notes.md"
   : >"$out/results.jsonl"
   resolve "$dir"
-  (nvidia-smi -L 2>&1 || true) | note
+  if command -v nvidia-smi >/dev/null; then (nvidia-smi -L 2>&1 || true) | note
+  else echo "nvidia-smi: not on this host" | note; fi
 
   # 0. the CPU twins, which need no device: proves the carried binaries run here
   "$bin/test_kernels" >"$out/tests.log" 2>&1 && say "CPU kernel tests passed" ||
@@ -291,9 +300,12 @@ rehearse() {
   local tmp shared
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/qv-rehearsal.XXXXXX")
   shared=$(cd .. && pwd)/shared
-  # fresh-debian.sh clones the committed tree: give it a clone whose last commit adds the carry
+  # fresh-debian.sh clones the committed tree: give it a clone whose last commit holds what the
+  # device tool would send (the working tree's tracked and untracked files) and the carry
   git clone -q . "$tmp/main"
+  git ls-files -co --exclude-standard -z | xargs -0 cp -a --parents -t "$tmp/main"
   cp -a "$CARRY" "$tmp/main/"
+  git -C "$tmp/main" add -A
   git -C "$tmp/main" add -f "$CARRY"
   git -C "$tmp/main" -c user.name=rehearsal -c user.email=rehearsal@localhost commit -qm "carry"
   cp -a "$shared" "$tmp/shared"
