@@ -8,8 +8,8 @@
 # and then calls this); QUIVER_BIN_DIR points elsewhere. Creates (or reuses) the virtual
 # environment build/py-venv with `python3 -m venv` (PYTHON overrides the interpreter) and installs
 # ./clients/python[test] into it; once installed, reruns need no network.
-set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/errtrap.sh
 export QUIVER_BIN_DIR=${QUIVER_BIN_DIR:-$PWD/build/bin}
 venv=build/py-venv
 
@@ -23,6 +23,8 @@ if ! "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>
   rm -rf "$venv"
   "${PYTHON:-python3}" -m venv "$venv"
 fi
+qv_step "installing the Python client and its test dependencies from PyPI into $venv" \
+  "pip must reach PyPI (grpcio, protobuf, numpy, pytest, grpcio-tools); behind a proxy with its own CA, point PIP_CERT at a bundle that holds it"
 pip=("$venv/bin/python" -m pip --quiet --disable-pip-version-check)
 # Build the package with the venv's own setuptools (no isolated build environment to download
 # every run); requirements already satisfied are not looked up again.
@@ -31,4 +33,5 @@ pip=("$venv/bin/python" -m pip --quiet --disable-pip-version-check)
 rm -rf clients/python/build  # setuptools' in-tree staging; stale files there end up in the wheel
 "${pip[@]}" install --no-build-isolation "./clients/python[test]"
 
+qv_step "running the Python client's tests (pytest)"
 exec "$venv/bin/python" -m pytest -ra clients/python/tests "$@"
