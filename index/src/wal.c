@@ -246,8 +246,13 @@ static qv_status replay(qv_collection *c, const char *path, const char *data, si
         (b.type == REC_UPSERT && b.dim != c->dim) || (b.nfeat != 0 && b.nfeat != c->n_features))
       break;
     if (b.seq > c->wal_seq) {
-      if (b.seq != c->wal_seq + 1 && r)
-        r->gaps++; /* records between the snapshot and this one are missing */
+      if (b.seq != c->wal_seq + 1 &&
+          r) { /* records between the snapshot and this one are missing */
+        if (r->gaps++ == 0) {
+          r->missing_first = c->wal_seq + 1;
+          r->missing_last = b.seq - 1;
+        }
+      }
       /* Copies: the record's payload is not aligned for int64/float access. */
       size_t nid = (size_t)b.n * sizeof(int64_t), nv = (size_t)b.n * b.dim * sizeof(float),
              nf = (size_t)b.n * b.nfeat * sizeof(float);
@@ -375,6 +380,10 @@ static qv_status replay_segments(qv_collection *c, const char *dir, qv_wal_repla
     }
     if (st == QV_OK)
       st = replay(c, segs[i].path, data, len, r, &end, &nrec, err);
+    /* A segment is a closed log: records stopping short of its end are damage, never a torn
+     * write (a torn tail is cut at the start before the log takes more, and rotated later). */
+    if (st == QV_OK && end < len && r)
+      r->damaged_segments++;
     free(data);
   }
   free(segs);
@@ -382,9 +391,9 @@ static qv_status replay_segments(qv_collection *c, const char *dir, qv_wal_repla
 }
 
 qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_wal_opts *o,
-                                   qv_wal_replay *r, qv_error *err) {
-  if (r)
-    memset(r, 0, sizeof *r);
+                                   qv_wal_replay *r_out, qv_error *err) {
+  qv_wal_replay mine, *r = r_out ? r_out : &mine; /* gaps are found even when nobody asks */
+  memset(r, 0, sizeof *r);
   if (c == NULL || dir == NULL)
     return qv_error_set(err, QV_EINVAL, "wal_attach: NULL argument");
   if (c->wal != NULL)
@@ -425,6 +434,21 @@ qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_w
                       "is. Restore it from a copy, or move it aside to serve the collection "
                       "without the writes after the damage",
                       w->path, off, len);
+  if (st == QV_OK && !w->opts.accept_loss && (r->gaps > 0 || r->damaged_segments > 0)) {
+    char what[96];
+    if (r->gaps > 0)
+      snprintf(what, sizeof what, "misses acknowledged records %llu..%llu",
+               (unsigned long long)r->missing_first, (unsigned long long)r->missing_last);
+    else
+      snprintf(what, sizeof what, "has %llu damaged segment(s) (acknowledged records lost)",
+               (unsigned long long)r->damaged_segments);
+    /* Short enough for qv_error's 256 bytes: the remedy comes first, the path last. */
+    st = qv_error_set(err, QV_ECORRUPT,
+                      "write-ahead log %s (a lost or damaged segment); not served, left as it is: "
+                      "restore it, or accept the loss with a file " QV_ACCEPT_WAL_LOSS " in %s",
+                      what, dir);
+    /* Nothing replayed may stay applied: the caller closes the collection. */
+  }
   free(data);
   if (st == QV_OK && off < len) {
     /* A torn tail (a crash mid-append): what it held was never acknowledged. */

@@ -122,15 +122,33 @@ qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv__reg
       QV_LOG_W("collection '%s': %s", e->name, os.open_note);
     qv_collection_set_keep_versions(e->col, r->cfg.keep_versions, NULL);
     qv_wal_replay rp;
-    if (qv_collection_wal_attach(e->col, e->dir, &r->cfg.wal, &rp, &oe) != QV_OK) {
+    char marker[1300];
+    snprintf(marker, sizeof marker, "%s/" QV_ACCEPT_WAL_LOSS, e->dir);
+    qv_wal_opts wo = r->cfg.wal;
+    wo.accept_loss = access(marker, F_OK) == 0; /* the operator accepted a loss (docs) */
+    if (qv_collection_wal_attach(e->col, e->dir, &wo, &rp, &oe) != QV_OK) {
       QV_LOG_E("collection '%s' not served: its write-ahead log: %s", e->name, oe.msg);
       entry_free(e);
       continue;
     }
-    if (rp.gaps > 0)
-      QV_LOG_E("collection '%s': its write-ahead log misses records at %llu place(s) after the "
-               "snapshot it opened (a lost log segment): writes in them are not in the collection",
-               e->name, (unsigned long long)rp.gaps);
+    const int lost = rp.gaps > 0 || rp.damaged_segments > 0;
+    if (lost)
+      QV_LOG_E("collection '%s': served WITHOUT acknowledged writes, as %s asks: its write-ahead "
+               "log misses records %llu..%llu (%llu gap(s)) and %llu damaged segment(s)",
+               e->name, marker, (unsigned long long)rp.missing_first,
+               (unsigned long long)rp.missing_last, (unsigned long long)rp.gaps,
+               (unsigned long long)rp.damaged_segments);
+    if (wo.accept_loss) {
+      /* Make the accepted state the snapshot now, so that the marker accepts no later loss. */
+      qv_error se = {0};
+      if (qv__entry_save(e, &se) != QV_OK)
+        QV_LOG_E("collection '%s': save after accepting the loss failed: %s (%s is kept)", e->name,
+                 se.msg, marker);
+      else if (unlink(marker) != 0)
+        QV_LOG_E("collection '%s': could not remove %s: remove it by hand", e->name, marker);
+      else
+        QV_LOG_W("collection '%s': loss accepted and saved; %s removed", e->name, marker);
+    }
     if (rp.records > 0 || rp.dropped_bytes > 0)
       QV_LOG_I("collection '%s': write-ahead log replayed: %llu record(s), %llu upserted, %llu "
                "deleted%s",

@@ -405,6 +405,65 @@ TEST(Versions, ACorruptNewestVersionFallsBackToThePreviousAndTheLogFillsTheGap) 
   EXPECT_STREQ(stats(again.c).open_note, "");
 }
 
+// The newest version damaged and the log segment the fallback needs lost or damaged: the
+// collection was served with the segment's acknowledged writes missing (and the next save made
+// that permanent). Now the attach is refused, nothing on disk changes, and only an explicit
+// accept_loss (the operator's ACCEPT_WAL_LOSS file in quiverd) serves what is left.
+TEST(Versions, AFallbackWhoseLogSegmentIsLostOrDamagedIsRefused) {
+  const size_t d = 8;
+  std::vector<float> v;
+  std::vector<int64_t> ids;
+  lc_random_data(300, d, 0, 3, v, ids);
+  for (const char *how : {"lost", "damaged"}) {
+    SCOPED_TRACE(how);
+    TempDir tmp;
+    const std::string dir = tmp.sub("c");
+    two_versions_and_a_log(dir, d, v, ids);
+    {
+      std::fstream f(dir + "/v000002/vectors.npy", std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(200);
+      f.put('\x7f');
+    }
+    const std::string seg = dir + "/wal-v000002.log";
+    if (std::string(how) == "lost") {
+      std::filesystem::remove(seg);
+    } else { // one flipped byte in the first record: every record of the segment is lost
+      std::fstream f(seg, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(40);
+      f.put('\x55');
+    }
+    const auto log_size = std::filesystem::file_size(dir + "/wal.log");
+    qv_error e{};
+    {
+      Col back;
+      ASSERT_EQ(qv_collection_open(&back.c, dir.c_str(), &e), QV_OK) << e.msg;
+      EXPECT_EQ(stats(back.c).disk_version, 1u);
+      qv_wal_replay r{};
+      EXPECT_EQ(qv_collection_wal_attach(back.c, dir.c_str(), nullptr, &r, &e), QV_ECORRUPT);
+      EXPECT_NE(std::strstr(e.msg, QV_ACCEPT_WAL_LOSS), nullptr) << e.msg;
+      EXPECT_NE(std::strstr(e.msg, "acknowledged"), nullptr) << e.msg;
+    }
+    EXPECT_EQ(std::filesystem::file_size(dir + "/wal.log"), log_size) << "the log was changed";
+    if (std::string(how) == "damaged") {
+      EXPECT_TRUE(std::filesystem::exists(seg));
+    }
+    // Accepted: what is there is served, and the loss is reported.
+    Col back;
+    ASSERT_EQ(qv_collection_open(&back.c, dir.c_str(), &e), QV_OK) << e.msg;
+    qv_wal_opts wo;
+    qv_wal_opts_init(&wo);
+    wo.accept_loss = 1;
+    qv_wal_replay r{};
+    ASSERT_EQ(qv_collection_wal_attach(back.c, dir.c_str(), &wo, &r, &e), QV_OK) << e.msg;
+    EXPECT_GE(r.gaps + r.damaged_segments, 1u);
+    EXPECT_EQ(r.gaps, 1u);
+    EXPECT_EQ(stats(back.c).count, 200u); // v1's 100 and the log's 100; the segment's 100 lost
+    std::vector<float> got(d);
+    EXPECT_EQ(qv_collection_get(back.c, 150, got.data(), &e), QV_ENOTFOUND);
+    EXPECT_EQ(qv_collection_get(back.c, 250, got.data(), &e), QV_OK);
+  }
+}
+
 // A lost MANIFEST.json (the pointer to the newest version) is not a lost collection: the newest
 // version directory that passes its checks is served, and the log fills in the rest.
 TEST(Versions, AMissingMainManifestFallsBackToTheNewestVersion) {

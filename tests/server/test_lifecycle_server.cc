@@ -464,3 +464,66 @@ TEST_F(Lifecycle, ADamagedNewestSnapshotIsServedFromThePreviousOne) {
       QV_OK);
   EXPECT_EQ(ids[0], 77);
 }
+
+// A collection whose fallback needs a lost log segment is not served (the others are), until the
+// operator creates ACCEPT_WAL_LOSS in its directory: then it is served with what is left, saved
+// at once, and the file is removed, so it accepts no later loss.
+TEST(WalLoss, TheOperatorAcceptsALossWithAFileAndOnlyOnce) {
+  TempDir tmp;
+  const std::string data = tmp.sub("data"), dir = data + "/collections/w";
+  std::filesystem::create_directories(data + "/collections");
+  {
+    qv_collection_opts o;
+    qv_collection_opts_init(&o);
+    o.dim = 4;
+    o.spec = "Flat";
+    qv_collection *c = nullptr;
+    qv_error e{};
+    ASSERT_EQ(qv_collection_create(&c, &o, &e), QV_OK) << e.msg;
+    std::vector<int64_t> ids(300);
+    std::vector<float> v(300 * 4);
+    for (size_t i = 0; i < 300; i++) {
+      ids[i] = int64_t(i);
+      for (int t = 0; t < 4; t++)
+        v[i * 4 + t] = float(i) + 0.25f * float(t);
+    }
+    ASSERT_EQ(qv_collection_add(c, 100, ids.data(), v.data(), &e), QV_OK);
+    ASSERT_EQ(qv_collection_save(c, dir.c_str(), &e), QV_OK) << e.msg;
+    ASSERT_EQ(qv_collection_wal_attach(c, dir.c_str(), nullptr, nullptr, &e), QV_OK) << e.msg;
+    ASSERT_EQ(qv_collection_add(c, 100, &ids[100], &v[400], &e), QV_OK);
+    ASSERT_EQ(qv_collection_save(c, dir.c_str(), &e), QV_OK) << e.msg;
+    ASSERT_EQ(qv_collection_add(c, 100, &ids[200], &v[800], &e), QV_OK);
+    qv_collection_close(c);
+  }
+  { // the newest version damaged, the segment its fallback needs lost
+    std::fstream f(dir + "/v000002/vectors.npy", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(200);
+    f.put('\x7f');
+  }
+  ASSERT_TRUE(std::filesystem::remove(dir + "/wal-v000002.log"));
+  grpc_init();
+  {
+    Quiverd srv;
+    ASSERT_TRUE(srv.start(data));
+    Client cl(srv.target());
+    qv_collection_info info;
+    qv_error e{};
+    EXPECT_NE(qv_client_describe(cl.c, "w", &info, &e), QV_OK) << "served with a lost segment";
+    EXPECT_NE(srv.log().find("ACCEPT_WAL_LOSS"), std::string::npos) << srv.log();
+    EXPECT_EQ(srv.stop(), 0);
+    { std::ofstream(dir + "/" QV_ACCEPT_WAL_LOSS) << "accepted\n"; }
+    ASSERT_TRUE(srv.start(data));
+    Client again(srv.target());
+    ASSERT_EQ(qv_client_describe(again.c, "w", &info, &e), QV_OK) << e.msg << srv.log();
+    EXPECT_EQ(info.count, 200u); // v1's 100 and the log's 100
+    EXPECT_FALSE(std::filesystem::exists(dir + "/" QV_ACCEPT_WAL_LOSS));
+    EXPECT_NE(srv.log().find("WITHOUT acknowledged writes"), std::string::npos) << srv.log();
+    EXPECT_EQ(srv.stop(), 0) << srv.log();
+    ASSERT_TRUE(srv.start(data)); // the accepted state was saved: served with no complaint
+    Client third(srv.target());
+    ASSERT_EQ(qv_client_describe(third.c, "w", &info, &e), QV_OK) << e.msg;
+    EXPECT_EQ(info.count, 200u);
+    EXPECT_EQ(srv.stop(), 0);
+  }
+  grpc_shutdown();
+}

@@ -243,9 +243,19 @@ QV_API qv_status qv_collection_set_keep_versions(qv_collection *c, uint32_t n, q
  *                 acknowledged writes.
  * A save makes the log's records part of the snapshot (the manifest records the last one) and
  * empties the log. */
+/* The file an operator creates in a collection's directory to serve it although its write-ahead
+ * log misses acknowledged records (quiverd then opens it with accept_loss, saves at once, which
+ * makes the loss permanent, and removes the file). */
+#define QV_ACCEPT_WAL_LOSS "ACCEPT_WAL_LOSS"
+
 typedef struct qv_wal_opts {
   int sync_always;
   uint32_t interval_ms; /* default 100 */
+  /* 0 (default): a log that misses acknowledged records (a gap in the sequence numbers after
+   * the snapshot opened, or a damaged segment) fails the attach with QV_ECORRUPT and is left as
+   * it is. 1: replay what is there and report the loss in qv_wal_replay (the operator accepted
+   * it; see docs/lifecycle.md). */
+  int accept_loss;
 } qv_wal_opts;
 
 QV_API void qv_wal_opts_init(qv_wal_opts *o);
@@ -255,13 +265,17 @@ typedef struct qv_wal_replay {
   uint64_t dropped_bytes;              /* a torn tail cut off (a crash mid-append) */
   uint64_t gaps; /* places where records between the snapshot and a later record were missing
                     (a log segment lost): the writes in them are not in the collection */
+  uint64_t missing_first, missing_last; /* the first such range of sequence numbers */
+  uint64_t damaged_segments;            /* segments whose records stop at damage */
 } qv_wal_replay;
 
 /* Attaches DIR/wal.log (created if absent; DIR is the collection's directory): first replays the
  * records newer than the opened snapshot through the normal write paths, cutting a torn tail,
  * then logs every later write. *r (may be NULL) says what replay did.
- * Returns QV_OK; QV_EIO; QV_ENOMEM; QV_EPRECONDITION (already attached); or the error of a record
- * that fails to apply (the message names it). */
+ * Returns QV_OK; QV_EIO; QV_ENOMEM; QV_EPRECONDITION (already attached); QV_ECORRUPT (damage in
+ * the middle of the log, or, unless o->accept_loss, acknowledged records missing: a gap or a
+ * damaged segment; nothing is changed on disk); or the error of a record that fails to apply
+ * (the message names it). */
 QV_API qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_wal_opts *o,
                                           qv_wal_replay *r, qv_error *err);
 
