@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -125,6 +126,20 @@ int main(int argc, char **argv) {
     return 2;
   }
   qv__log_fmt = (qv__log_format)fmt;
+
+  /* Every connection is a descriptor: raise the soft limit to the hard one (often 1024 against
+   * 524288), so that a burst of clients does not run accept() out of descriptors (after which
+   * gRPC 1.51 stopped accepting for good, grpc/grpc#20418). */
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    const rlim_t was = nofile.rlim_cur;
+    nofile.rlim_cur = nofile.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &nofile) == 0)
+      QV_LOG_I("open-file limit raised from %llu to %llu", (unsigned long long)was,
+               (unsigned long long)nofile.rlim_max);
+    else
+      QV_LOG_W("open-file limit stays at %llu: %s", (unsigned long long)was, strerror(errno));
+  }
 
   /* Stop signals: a handler on every thread (see on_stop_signal); the threads started from here
    * on (gRPC's, ours) inherit a mask that blocks them, so their system calls are not interrupted;

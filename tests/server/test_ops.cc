@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -366,4 +367,30 @@ TEST_F(Ops, StructuredLogsAreOneRecordPerLineAndSlowQueriesAreLogged) {
     EXPECT_GT(lines, 3u);
     EXPECT_EQ(slow, 1u) << s.log();
   }
+}
+
+// quiverd raises its open-file soft limit to the hard limit: with the common 1024 a burst of
+// idle connections ran accept() out of descriptors (and gRPC 1.51 then stopped accepting).
+TEST_F(Ops, TheOpenFileLimitIsRaisedToTheHardLimit) {
+  struct rlimit mine;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &mine), 0);
+  if (mine.rlim_max <= 256)
+    GTEST_SKIP() << "the hard open-file limit is only " << mine.rlim_max;
+  struct rlimit low = mine;
+  low.rlim_cur = 256;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  const bool up = srv.start(tmp.sub("data")); // the child inherits the low soft limit
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &mine), 0);
+  ASSERT_TRUE(up);
+  std::ifstream lim("/proc/" + std::to_string(srv.pid) + "/limits");
+  std::string line, soft, hard;
+  while (std::getline(lim, line))
+    if (line.rfind("Max open files", 0) == 0) {
+      std::istringstream ss(line.substr(14));
+      ss >> soft >> hard;
+    }
+  EXPECT_EQ(soft, hard) << line;
+  EXPECT_EQ(soft, mine.rlim_max == RLIM_INFINITY ? "unlimited" : std::to_string(mine.rlim_max));
+  EXPECT_NE(srv.log().find("open-file limit raised from 256"), std::string::npos) << srv.log();
+  EXPECT_EQ(srv.stop(), 0);
 }
