@@ -135,6 +135,11 @@ qv_status qv__spec_parse(const char *text, size_t dim, qv__spec *out, qv_error *
 /* Makes an empty FAISS index for the spec. */
 qv_status qv__index_new(const qv__spec *s, size_t dim, qv_metric metric, FaissIndex **out,
                         qv_error *err);
+/* Walks an index.faiss file before FAISS reads it (faissfile.c): every count must fit the bytes
+ * that follow and agree with dim and the spec's nlist (0 = Flat). QV_OK or QV_ECORRUPT saying
+ * what is wrong; QV_EIO when it cannot be mapped. */
+qv_status qv__faiss_file_check(const char *path, size_t dim, uint32_t nlist, qv_error *err);
+
 /* Checks the structure of an index read from a file before anything touches it (validate.c):
  * dimension, ntotal against the store's count, an IDMap's id map and flat index, an IVF's coarse
  * quantizer against its lists and the sum of its list sizes, every id >= 0, unique and, with

@@ -463,6 +463,10 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
   }
 
   snprintf(path, sizeof path, "%s/%s/index.faiss", dir, vdir);
+  if ((st = qv__faiss_file_check(path, dim, spec.nlist, err)) != QV_OK) {
+    qv_error_prefix(err, "collection %s", dir);
+    goto fail;
+  }
   if (faiss_read_index_fname(path, 0, &c->index) != 0) {
     c->index = NULL;
     st = qv__faiss_fail(err, QV_ECORRUPT, "index.faiss is unreadable");

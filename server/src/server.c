@@ -150,6 +150,19 @@ static grpc_byte_buffer *pack_msg(const ProtobufCMessage *m) {
   return bb;
 }
 
+/* Decodes request bytes with the server's checks; NULL with err set when malformed. */
+static ProtobufCMessage *decode_bytes(const ProtobufCMessageDescriptor *d, const uint8_t *data,
+                                      size_t len, qv_error *err) {
+  ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, data);
+  if (m == NULL) {
+    qv_error_set(err, QV_EINVAL, "the request is not a valid %s message", d->name);
+  } else if (qv__wire_check_strings(d, data, len, err) != QV_OK) {
+    protobuf_c_message_free_unpacked(m, NULL);
+    m = NULL;
+  }
+  return m;
+}
+
 /* Decodes a request; NULL with err set when missing or malformed. */
 static ProtobufCMessage *decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d,
                                 qv_error *err) {
@@ -164,15 +177,7 @@ static ProtobufCMessage *decode(grpc_byte_buffer *bb, const ProtobufCMessageDesc
   }
   grpc_slice s = grpc_byte_buffer_reader_readall(&r);
   grpc_byte_buffer_reader_destroy(&r);
-  ProtobufCMessage *m =
-      protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-  if (m == NULL) {
-    qv_error_set(err, QV_EINVAL, "the request is not a valid %s message", d->name);
-  } else if (qv__wire_check_strings(d, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), err) !=
-             QV_OK) {
-    protobuf_c_message_free_unpacked(m, NULL);
-    m = NULL;
-  }
+  ProtobufCMessage *m = decode_bytes(d, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), err);
   grpc_slice_unref(s);
   return m;
 }
@@ -774,6 +779,63 @@ static void upsert_post_recv(upsert_call *u) {
     upsert_end(u, QV_EINTERNAL, "cannot read the next upsert message", NULL);
 }
 
+/* The end of an upsert stream: every chunk is in the write-ahead log already (synced per
+ * --wal-sync); saves when the log asks for it, then the answer. */
+static qv_status upsert_done(qv__server *s, qv__entry *e, uint64_t upserted,
+                             grpc_byte_buffer **resp, qv_error *err) {
+  if (e == NULL)
+    return qv_error_set(err, QV_EINVAL,
+                        "empty upsert stream: send at least one message naming the collection");
+  qv_status st;
+  if (upserted > 0 && (st = qv__entry_wrote(s->reg, e, err)) != QV_OK)
+    return st;
+  qv_collection_stats cs;
+  qv_collection_stats_get(e->col, &cs, NULL);
+  Quiver__V1__UpsertResponse out = QUIVER__V1__UPSERT_RESPONSE__INIT;
+  out.upserted = upserted;
+  out.count = cs.count;
+  QV_LOG_D("Upsert collection=%s upserted=%llu count=%llu", e->name, (unsigned long long)upserted,
+           (unsigned long long)cs.count);
+  *resp = pack_msg(&out.base);
+  return QV_OK;
+}
+
+/* Applies one upsert message; the first names the collection (*e gets a reference to it). */
+static qv_status upsert_chunk(qv__server *s, qv__entry **e, uint64_t *upserted,
+                              const Quiver__V1__UpsertRequest *r, qv_error *err) {
+  const char *name = r->collection ? r->collection : "";
+  qv_status st;
+  if (*e == NULL) {
+    if (name[0] == '\0')
+      return qv_error_set(err, QV_EINVAL, "the first upsert message must name the collection");
+    if ((st = qv__registry_get(s->reg, name, e, err)) != QV_OK)
+      return st;
+  } else if (name[0] != '\0' && strcmp(name, (*e)->name) != 0) {
+    return qv_error_set(err, QV_EINVAL,
+                        "one upsert stream goes to one collection ('%s', not '%.80s')", (*e)->name,
+                        name);
+  }
+  qv_collection_stats cs;
+  qv_collection_stats_get((*e)->col, &cs, NULL);
+  if (r->n_vectors != r->n_ids * cs.dim)
+    return qv_error_set(err, QV_EINVAL,
+                        "upsert message has %zu floats for %zu ids; collection '%s' needs %zu "
+                        "(dimension %zu)",
+                        r->n_vectors, r->n_ids, (*e)->name, r->n_ids * cs.dim, cs.dim);
+  if (r->n_features != 0 && r->n_features != r->n_ids * cs.n_features)
+    return qv_error_set(err, QV_EINVAL,
+                        "upsert message has %zu features for %zu ids; items of collection '%s' "
+                        "carry %zu each (send none for zeros)",
+                        r->n_features, r->n_ids, (*e)->name, cs.n_features);
+  if ((st = qv_collection_add_features((*e)->col, r->n_ids, r->ids, r->vectors,
+                                       r->n_features ? r->features : NULL, err)) != QV_OK)
+    return st;
+  *upserted += r->n_ids;
+  if (r->n_ids > 0)
+    atomic_store(&(*e)->dirty, 1);
+  return QV_OK;
+}
+
 static void on_upsert_recv(void *self, int ok) {
   upsert_call *u = self;
   qv_error err = {0};
@@ -784,69 +846,16 @@ static void on_upsert_recv(void *self, int ok) {
     return;
   }
   if (u->recv == NULL) { /* end of stream: persist, then acknowledge */
-    if (u->e == NULL) {
-      upsert_end(u, QV_EINVAL,
-                 "empty upsert stream: send at least one message naming the "
-                 "collection",
-                 NULL);
-      return;
-    }
-    qv_status st = QV_OK;
-    /* Every chunk is in the write-ahead log already (synced per --wal-sync). */
-    if (u->upserted > 0 && (st = qv__entry_wrote(u->s->reg, u->e, &err)) != QV_OK) {
-      upsert_end(u, st, err.msg, NULL);
-      return;
-    }
-    qv_collection_stats cs;
-    qv_collection_stats_get(u->e->col, &cs, NULL);
-    Quiver__V1__UpsertResponse out = QUIVER__V1__UPSERT_RESPONSE__INIT;
-    out.upserted = u->upserted;
-    out.count = cs.count;
-    QV_LOG_D("Upsert collection=%s upserted=%llu count=%llu", u->e->name,
-             (unsigned long long)u->upserted, (unsigned long long)cs.count);
-    upsert_end(u, QV_OK, "", pack_msg(&out.base));
+    grpc_byte_buffer *resp = NULL;
+    qv_status st = upsert_done(u->s, u->e, u->upserted, &resp, &err);
+    upsert_end(u, st, err.msg, resp);
     return;
   }
   Quiver__V1__UpsertRequest *r =
       (Quiver__V1__UpsertRequest *)decode(u->recv, &quiver__v1__upsert_request__descriptor, &err);
   grpc_byte_buffer_destroy(u->recv);
   u->recv = NULL;
-  qv_status st = r ? QV_OK : QV_EINVAL;
-  if (r != NULL) {
-    const char *name = r->collection ? r->collection : "";
-    if (u->e == NULL) {
-      if (name[0] == '\0')
-        st = qv_error_set(&err, QV_EINVAL, "the first upsert message must name the collection");
-      else
-        st = qv__registry_get(u->s->reg, name, &u->e, &err);
-    } else if (name[0] != '\0' && strcmp(name, u->e->name) != 0) {
-      st = qv_error_set(&err, QV_EINVAL,
-                        "one upsert stream goes to one collection ('%s', not "
-                        "'%.80s')",
-                        u->e->name, name);
-    }
-  }
-  if (st == QV_OK) {
-    qv_collection_stats cs;
-    qv_collection_stats_get(u->e->col, &cs, NULL);
-    if (r->n_vectors != r->n_ids * cs.dim) {
-      st = qv_error_set(&err, QV_EINVAL,
-                        "upsert message has %zu floats for %zu ids; collection '%s' needs %zu "
-                        "(dimension %zu)",
-                        r->n_vectors, r->n_ids, u->e->name, r->n_ids * cs.dim, cs.dim);
-    } else if (r->n_features != 0 && r->n_features != r->n_ids * cs.n_features) {
-      st = qv_error_set(&err, QV_EINVAL,
-                        "upsert message has %zu features for %zu ids; items of collection '%s' "
-                        "carry %zu each (send none for zeros)",
-                        r->n_features, r->n_ids, u->e->name, cs.n_features);
-    } else if ((st = qv_collection_add_features(u->e->col, r->n_ids, r->ids, r->vectors,
-                                                r->n_features ? r->features : NULL, &err)) ==
-               QV_OK) {
-      u->upserted += r->n_ids;
-      if (r->n_ids > 0)
-        atomic_store(&u->e->dirty, 1);
-    }
-  }
+  qv_status st = r ? upsert_chunk(u->s, &u->e, &u->upserted, r, &err) : QV_EINVAL;
   if (r)
     protobuf_c_message_free_unpacked(&r->base, NULL);
   if (st != QV_OK)
@@ -1062,11 +1071,11 @@ static qv_status import_chunk(import_call *u, const Quiver__V1__ImportIndexReque
   return st;
 }
 
-static void *import_thread(void *arg) {
-  import_call *u = arg;
+/* The end of an import stream: opens the directory (the staging one, or server_path), checks
+ * it, swaps it in and saves; *resp gets the answer. */
+static qv_status import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *errp) {
   qv__server *s = u->s;
   qv__registry *reg = s->reg;
-  omp_set_num_threads(omp_get_num_procs());
   qv_error err = {0};
   qv_status st = QV_OK;
   qv_collection *src = NULL;
@@ -1159,7 +1168,6 @@ static void *import_thread(void *arg) {
   if (claimed)
     atomic_store(&e->building, 0);
   qv_collection_close(src); /* the old state after a swap */
-  grpc_byte_buffer *resp = NULL;
   if (st == QV_OK) {
     Quiver__V1__ImportIndexResponse out = QUIVER__V1__IMPORT_INDEX_RESPONSE__INIT;
     Quiver__V1__CollectionInfo info;
@@ -1172,7 +1180,7 @@ static void *import_thread(void *arg) {
     out.recall_k = rep.recall_k;
     out.recall_nprobe = rep.recall_nprobe;
     out.elapsed_seconds = now_s() - u->t0;
-    resp = pack_msg(&out.base);
+    *resp = pack_msg(&out.base);
     QV_LOG_I("ImportIndex collection=%s %s: %llu vectors, %s, recall@%u=%.4f at nprobe %u, "
              "%.2f s",
              u->name, u->server_path[0] ? u->server_path : "streamed",
@@ -1180,9 +1188,58 @@ static void *import_thread(void *arg) {
              rep.recall_nprobe, out.elapsed_seconds);
   }
   qv__registry_put(reg, e);
+  *errp = err;
+  return st;
+}
+
+static void *import_thread(void *arg) {
+  import_call *u = arg;
+  qv__server *s = u->s;
+  omp_set_num_threads(omp_get_num_procs());
+  qv_error err = {0};
+  grpc_byte_buffer *resp = NULL;
+  const qv_status st = import_apply(u, &resp, &err);
   import_end(u, st, err.msg, resp);
   long_work_end(s);
   return NULL;
+}
+
+/* One import message: the first names the collection and the options (and makes the staging
+ * directory), every one may carry a chunk of a file. */
+static qv_status import_message(import_call *u, const Quiver__V1__ImportIndexRequest *r,
+                                qv_error *errp) {
+  qv_error err = {0};
+  qv_status st = QV_OK;
+  if (!u->have_header) {
+    const char *name = r->collection ? r->collection : "";
+    const char *sp = r->server_path ? r->server_path : "";
+    if (name[0] == '\0')
+      st = qv_error_set(&err, QV_EINVAL, "the first import message must name the collection");
+    else if ((st = qv__name_check(name, &err)) == QV_OK && strlen(sp) >= sizeof u->server_path)
+      st = qv_error_set(&err, QV_EINVAL, "server_path is too long");
+    if (st == QV_OK) {
+      snprintf(u->name, sizeof u->name, "%s", name);
+      snprintf(u->server_path, sizeof u->server_path, "%s", sp);
+      u->create = r->create;
+      st = build_opts_from(u->s, &u->opts, r->recall_floor, r->target_recall, r->eval_queries,
+                           r->eval_k, &err);
+    }
+    if (st == QV_OK && u->server_path[0] == '\0') {
+      snprintf(u->stage, sizeof u->stage, "%s/.import-%s-XXXXXX", u->s->reg->root, u->name);
+      if (mkdtemp(u->stage) == NULL) {
+        st = qv_error_set(&err, QV_EIO, "import: cannot make a staging directory in %s: %s",
+                          u->s->reg->root, strerror(errno));
+        u->stage[0] = '\0';
+      }
+    }
+    u->have_header = st == QV_OK;
+  } else if (r->collection && r->collection[0] && strcmp(r->collection, u->name) != 0) {
+    st = qv_error_set(&err, QV_EINVAL, "one import stream goes to one collection ('%s')", u->name);
+  }
+  if (st == QV_OK)
+    st = import_chunk(u, r, &err);
+  *errp = err;
+  return st;
 }
 
 static void on_import_recv(void *self, int ok) {
@@ -1214,35 +1271,8 @@ static void on_import_recv(void *self, int ok) {
   grpc_byte_buffer_destroy(u->recv);
   u->recv = NULL;
   qv_status st = r ? QV_OK : QV_EINVAL;
-  if (st == QV_OK && !u->have_header) {
-    const char *name = r->collection ? r->collection : "";
-    const char *sp = r->server_path ? r->server_path : "";
-    if (name[0] == '\0')
-      st = qv_error_set(&err, QV_EINVAL, "the first import message must name the collection");
-    else if ((st = qv__name_check(name, &err)) == QV_OK && strlen(sp) >= sizeof u->server_path)
-      st = qv_error_set(&err, QV_EINVAL, "server_path is too long");
-    if (st == QV_OK) {
-      snprintf(u->name, sizeof u->name, "%s", name);
-      snprintf(u->server_path, sizeof u->server_path, "%s", sp);
-      u->create = r->create;
-      st = build_opts_from(u->s, &u->opts, r->recall_floor, r->target_recall, r->eval_queries,
-                           r->eval_k, &err);
-    }
-    if (st == QV_OK && u->server_path[0] == '\0') {
-      snprintf(u->stage, sizeof u->stage, "%s/.import-%s-XXXXXX", u->s->reg->root, u->name);
-      if (mkdtemp(u->stage) == NULL) {
-        st = qv_error_set(&err, QV_EIO, "import: cannot make a staging directory in %s: %s",
-                          u->s->reg->root, strerror(errno));
-        u->stage[0] = '\0';
-      }
-    }
-    u->have_header = st == QV_OK;
-  } else if (st == QV_OK && r->collection && r->collection[0] &&
-             strcmp(r->collection, u->name) != 0) {
-    st = qv_error_set(&err, QV_EINVAL, "one import stream goes to one collection ('%s')", u->name);
-  }
   if (st == QV_OK)
-    st = import_chunk(u, r, &err);
+    st = import_message(u, r, &err);
   if (r)
     protobuf_c_message_free_unpacked(&r->base, NULL);
   if (st != QV_OK)
@@ -1395,29 +1425,38 @@ static int build_progress(void *user, const char *phase, uint64_t done, uint64_t
   return atomic_load(&b->cancel) || atomic_load(&b->s->stopping);
 }
 
+/* Runs a claimed build of e and saves it; clears the claim. progress may be NULL. */
+static qv_status build_run(qv__server *s, qv__entry *e, qv_build_opts *opts,
+                           qv_progress_fn progress, void *user, qv_build_report *rep,
+                           qv_error *err) {
+  blas_build(+1);
+  QV_LOG_I("BuildIndex collection=%s started", e->name);
+  if (s->reg->cfg.memory_budget > 0) { /* what the other collections leave */
+    uint64_t others = qv__registry_memory(s->reg, e);
+    opts->memory_budget =
+        others < s->reg->cfg.memory_budget ? s->reg->cfg.memory_budget - others : 1;
+  }
+  qv_status st = qv_collection_build_ex(e->col, opts, progress, user, rep, err);
+  blas_build(-1);
+  if (st == QV_OK) {
+    if (progress)
+      progress(user, "save", 0, 1);
+    st = qv__entry_save(e, err);
+  }
+  atomic_store(&e->building, 0);
+  if (st == QV_ECANCELLED && atomic_load(&s->stopping))
+    st = qv_error_set(err, QV_EUNAVAILABLE,
+                      "the server is shutting down: the build was stopped, run it again after "
+                      "the restart");
+  return st;
+}
+
 static void *build_thread(void *arg) {
   build_call *b = arg;
   qv__server *s = b->s;
   omp_set_num_threads(omp_get_num_procs()); /* a build may use every core */
-  blas_build(+1);
   qv_error err = {0};
-  QV_LOG_I("BuildIndex collection=%s started", b->e->name);
-  if (s->reg->cfg.memory_budget > 0) { /* what the other collections leave */
-    uint64_t others = qv__registry_memory(s->reg, b->e);
-    b->opts.memory_budget =
-        others < s->reg->cfg.memory_budget ? s->reg->cfg.memory_budget - others : 1;
-  }
-  qv_status st = qv_collection_build_ex(b->e->col, &b->opts, build_progress, b, &b->rep, &err);
-  blas_build(-1);
-  if (st == QV_OK) {
-    build_progress(b, "save", 0, 1);
-    st = qv__entry_save(b->e, &err);
-  }
-  atomic_store(&b->e->building, 0);
-  if (st == QV_ECANCELLED && atomic_load(&s->stopping))
-    st = qv_error_set(&err, QV_EUNAVAILABLE,
-                      "the server is shutting down: the build was stopped, run it again after "
-                      "the restart");
+  qv_status st = build_run(s, b->e, &b->opts, build_progress, b, &b->rep, &err);
   if (st == QV_OK) {
     qv_collection_stats cs;
     qv_collection_stats_get(b->e->col, &cs, NULL);
@@ -1444,6 +1483,20 @@ static void *build_thread(void *arg) {
   return NULL;
 }
 
+/* A BuildIndex request's collection (a reference in *e) and options, and the collection claimed
+ * for the build (*claimed = 1). */
+static qv_status build_prepare(qv__server *s, const Quiver__V1__BuildIndexRequest *r, qv__entry **e,
+                               qv_build_opts *bo, int *claimed, qv_error *err) {
+  qv_build_opts_init(bo);
+  *claimed = 0;
+  qv_status st = qv__registry_get(s->reg, r->collection, e, err);
+  if (st == QV_OK)
+    st = build_opts_from(s, bo, r->recall_floor, r->target_recall, r->eval_queries, r->eval_k, err);
+  if (st == QV_OK && (st = qv__registry_claim_build(s->reg, *e, err)) == QV_OK)
+    *claimed = 1;
+  return st;
+}
+
 static void start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
                         grpc_byte_buffer *payload) {
   qv_error err = {0};
@@ -1451,17 +1504,10 @@ static void start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
       payload, &quiver__v1__build_index_request__descriptor, &err);
   qv__entry *e = NULL;
   qv_build_opts bo;
-  qv_build_opts_init(&bo);
-  qv_status st = r ? qv__registry_get(s->reg, r->collection, &e, &err) : QV_EINVAL;
-  if (r) {
-    if (st == QV_OK)
-      st = build_opts_from(s, &bo, r->recall_floor, r->target_recall, r->eval_queries, r->eval_k,
-                           &err);
-    protobuf_c_message_free_unpacked(&r->base, NULL);
-  }
   int claimed = 0;
-  if (st == QV_OK && (st = qv__registry_claim_build(s->reg, e, &err)) == QV_OK)
-    claimed = 1;
+  qv_status st = r ? build_prepare(s, r, &e, &bo, &claimed, &err) : QV_EINVAL;
+  if (r)
+    protobuf_c_message_free_unpacked(&r->base, NULL);
   build_call *b = st == QV_OK ? calloc(1, sizeof *b) : NULL;
   if (st == QV_OK && b == NULL)
     st = qv_error_set(&err, QV_ENOMEM, "out of memory");
@@ -2041,4 +2087,166 @@ void qv__server_stop(qv__server *s) {
   free(s->handles);
   qv__auth_free(s->auth);
   free(s);
+}
+
+/* ---- offline calls ---------------------------------------------------------------------- */
+
+qv__server *qv__server_offline_new(qv__config *cfg, qv__registry *reg) {
+  qv__server *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    return NULL;
+  s->cfg = cfg;
+  s->reg = reg;
+  pthread_mutex_init(&s->build_mu, NULL);
+  pthread_cond_init(&s->build_cv, NULL);
+  if (qv_device_parse(cfg->device, &s->default_device, NULL) != QV_OK)
+    s->default_device = QV_DEVICE_AUTO;
+  return s;
+}
+
+void qv__server_offline_free(qv__server *s) {
+  if (s == NULL)
+    return;
+  pthread_mutex_destroy(&s->build_mu);
+  pthread_cond_destroy(&s->build_cv);
+  free(s);
+}
+
+int qv__server_methods(void) {
+  return NMETHODS;
+}
+
+const char *qv__server_method_path(int method) {
+  return method >= 0 && method < NMETHODS ? kMethods[method].path : NULL;
+}
+
+/* The answer's bytes (malloc'd; NULL with length 0 when there is none). */
+static void offline_answer(grpc_byte_buffer *bb, ProtobufCBinaryData *out) {
+  out->data = NULL;
+  out->len = 0;
+  if (bb == NULL)
+    return;
+  grpc_byte_buffer_reader r;
+  if (grpc_byte_buffer_reader_init(&r, bb)) {
+    grpc_slice sl = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+    if ((out->data = malloc(GRPC_SLICE_LENGTH(sl) + 1)) != NULL) {
+      memcpy(out->data, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl));
+      out->len = GRPC_SLICE_LENGTH(sl);
+    }
+    grpc_slice_unref(sl);
+  }
+  grpc_byte_buffer_destroy(bb);
+}
+
+static qv_status offline_upsert(qv__server *s, const ProtobufCBinaryData *msgs, size_t n,
+                                grpc_byte_buffer **resp, qv_error *err) {
+  qv__entry *e = NULL;
+  uint64_t upserted = 0;
+  qv_status st = QV_OK;
+  for (size_t i = 0; st == QV_OK && i < n; i++) {
+    ProtobufCMessage *m =
+        decode_bytes(&quiver__v1__upsert_request__descriptor, msgs[i].data, msgs[i].len, err);
+    st = m ? upsert_chunk(s, &e, &upserted, (Quiver__V1__UpsertRequest *)m, err) : QV_EINVAL;
+    if (m)
+      protobuf_c_message_free_unpacked(m, NULL);
+  }
+  if (st == QV_OK)
+    st = upsert_done(s, e, upserted, resp, err);
+  else if (e != NULL && upserted > 0)
+    atomic_store(&e->dirty, 1);
+  if (e)
+    qv__registry_put(s->reg, e);
+  return st;
+}
+
+static qv_status offline_import(qv__server *s, const ProtobufCBinaryData *msgs, size_t n,
+                                grpc_byte_buffer **resp, qv_error *err) {
+  import_call *u = calloc(1, sizeof *u);
+  if (u == NULL)
+    return qv_error_set(err, QV_ENOMEM, "out of memory");
+  u->s = s;
+  u->t0 = now_s();
+  qv_status st = QV_OK;
+  for (size_t i = 0; st == QV_OK && i < n; i++) {
+    ProtobufCMessage *m =
+        decode_bytes(&quiver__v1__import_index_request__descriptor, msgs[i].data, msgs[i].len, err);
+    st = m ? import_message(u, (Quiver__V1__ImportIndexRequest *)m, err) : QV_EINVAL;
+    if (m)
+      protobuf_c_message_free_unpacked(m, NULL);
+  }
+  if (st == QV_OK && !u->have_header)
+    st =
+        qv_error_set(err, QV_EINVAL, "empty import stream: the first message names the collection");
+  if (st == QV_OK)
+    st = import_apply(u, resp, err);
+  if (u->stage[0] != '\0')
+    qv_remove_tree(u->stage, NULL);
+  free(u);
+  return st;
+}
+
+static qv_status offline_build(qv__server *s, const ProtobufCBinaryData *msg,
+                               grpc_byte_buffer **resp, qv_error *err) {
+  ProtobufCMessage *m =
+      decode_bytes(&quiver__v1__build_index_request__descriptor, msg->data, msg->len, err);
+  if (m == NULL)
+    return QV_EINVAL;
+  qv__entry *e = NULL;
+  qv_build_opts bo;
+  int claimed = 0;
+  qv_status st = build_prepare(s, (Quiver__V1__BuildIndexRequest *)m, &e, &bo, &claimed, err);
+  protobuf_c_message_free_unpacked(m, NULL);
+  qv_build_report rep;
+  memset(&rep, 0, sizeof rep);
+  if (st == QV_OK) {
+    st = build_run(s, e, &bo, NULL, NULL, &rep, err);
+  } else if (claimed) {
+    atomic_store(&e->building, 0);
+  }
+  if (st == QV_OK) {
+    Quiver__V1__BuildIndexProgress p = QUIVER__V1__BUILD_INDEX_PROGRESS__INIT;
+    Quiver__V1__CollectionInfo info;
+    char spec[INFO_BUF];
+    p.phase = "done";
+    p.finished = 1;
+    fill_info(e, &info, spec);
+    p.info = &info;
+    p.recall = rep.recall;
+    *resp = pack_msg(&p.base);
+  }
+  if (e)
+    qv__registry_put(s->reg, e);
+  return st;
+}
+
+qv_status qv__server_call_offline(qv__server *s, int mi, const ProtobufCBinaryData *msgs,
+                                  size_t nmsgs, ProtobufCBinaryData *resp, qv_error *err) {
+  resp->data = NULL;
+  resp->len = 0;
+  if (mi < 0 || mi >= NMETHODS)
+    return qv_error_set(err, QV_EUNSUPPORTED, "unknown method %d", mi);
+  const method *m = &kMethods[mi];
+  if (m->kind != K_CLIENT_STREAM && nmsgs != 1)
+    return qv_error_set(err, QV_EINVAL, "%s takes one message, not %zu", m->path, nmsgs);
+  grpc_byte_buffer *bb = NULL;
+  qv_status st;
+  if (mi == M_UPSERT) {
+    st = offline_upsert(s, msgs, nmsgs, &bb, err);
+  } else if (mi == M_IMPORT) {
+    st = offline_import(s, msgs, nmsgs, &bb, err);
+  } else if (mi == M_BUILD) {
+    st = offline_build(s, &msgs[0], &bb, err);
+  } else {
+    ProtobufCMessage *req = decode_bytes(m->req_desc, msgs[0].data, msgs[0].len, err);
+    st = req ? m->fn(s, req, NULL, &bb, err) : QV_EINVAL;
+    if (req)
+      protobuf_c_message_free_unpacked(req, NULL);
+  }
+  if (st != QV_OK && bb != NULL) {
+    grpc_byte_buffer_destroy(bb);
+    bb = NULL;
+  }
+  offline_answer(bb, resp);
+  return st;
 }

@@ -6,6 +6,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include <protobuf-c/protobuf-c.h>
+
 #include "config.h"
 #include "registry.h"
 
@@ -23,5 +25,19 @@ void qv__server_stop(qv__server *s);
  * parallel: searches keep it at `searching` threads; while a build or import runs it may use every
  * core. No-op when the BLAS is not OpenBLAS. */
 void qv__blas_threads_init(int searching);
+
+/* ---- offline calls: the request handling of quiverd without gRPC (fuzz targets, tests) ----
+ * A server that only runs calls given to it as bytes: no listener, no threads. */
+qv__server *qv__server_offline_new(qv__config *cfg, qv__registry *reg);
+void qv__server_offline_free(qv__server *s);
+/* The methods, 0 .. qv__server_methods()-1, by gRPC path ("/quiver.v1.Retrieval/Search"). */
+int qv__server_methods(void);
+const char *qv__server_method_path(int method);
+/* Runs one call as a polling thread would: each message decoded and checked as on the wire,
+ * then the method's handler (Search without the batcher; BuildIndex and an import's end run on
+ * the calling thread). Unary methods and BuildIndex take one message, Upsert and ImportIndex a
+ * stream of nmsgs. *resp gets the packed answer (free() its data; none on an error). */
+qv_status qv__server_call_offline(qv__server *s, int method, const ProtobufCBinaryData *msgs,
+                                  size_t nmsgs, ProtobufCBinaryData *resp, qv_error *err);
 
 #endif

@@ -228,3 +228,63 @@ TEST_F(Crafted, AnIvfIndexWhoseListIdsAreNotTheStoresIsRefused) {
   });
   expect_corrupt(dir, "twice");
 }
+
+// Byte-level crafting, below what FAISS's own writer can produce: FAISS's reader allocates every
+// count it reads (a list size, a vector length, nlist) before it finds the file too short, so
+// these are refused by the walk over the file that runs before FAISS reads it.
+namespace {
+
+// Offsets in an IVF4,Flat index.faiss of dim 8 (faiss/impl/index_write.cpp): fourcc 4, header
+// d 4 + ntotal 8 + 2 dummies 16 + is_trained 1 + metric 4 = 37, so nlist is at byte 37.
+constexpr size_t kIvfNlist = 4 + 4 + 8 + 8 + 8 + 1 + 4;
+
+void patch(const std::string &dir, const std::string &path,
+           const std::function<void(std::string &)> &edit) {
+  std::string b = slurp(path);
+  edit(b);
+  spit(path, b);
+  fix_manifests(dir, path);
+}
+
+} // namespace
+
+TEST_F(Crafted, AnIvfFileWhoseCountsRunPastItsEndIsRefusedBeforeFaissReadsIt) {
+  struct Case {
+    const char *name;
+    std::function<void(std::string &)> edit;
+    const char *needle;
+  };
+  const uint64_t huge = uint64_t(1) << 36; // FAISS would reserve 512 GiB of list headers
+  std::vector<Case> cases = {
+      {"nlist", [&](std::string &b) { std::memcpy(&b[kIvfNlist], &huge, 8); }, "nlist"},
+      // The legacy "IvFl" layout reads one id vector per list, sized by nlist, before anything.
+      {"legacy", [](std::string &b) { b[1] = 'v'; }, "not an IVF layout"},
+      {"truncated", [](std::string &b) { b.resize(b.size() - 9); }, "past the end"},
+      {"trailing", [](std::string &b) { b += "junk"; }, "left over"},
+      {"list-size",
+       [&](std::string &b) {
+         // The first list size sits after the lists' header: find it from the end instead:
+         // codes and ids of 64 entries (8 floats + 1 id each) end the file.
+         const size_t sizes_end = b.size() - 64 * (8 * 4 + 8);
+         std::memcpy(&b[sizes_end - 4 * 8], &huge, 8);
+       },
+       "more entries"},
+  };
+  for (auto &c : cases) {
+    SCOPED_TRACE(c.name);
+    std::string dir = tmp.sub(std::string("bytes-") + c.name);
+    std::string p = save(dir, "IVF4,Flat");
+    patch(dir, p, c.edit);
+    expect_corrupt(dir, c.needle);
+  }
+}
+
+TEST_F(Crafted, AFlatFileWhoseIdMapLengthRunsPastItsEndIsRefused) {
+  std::string dir = tmp.sub("flat-bytes");
+  std::string p = save(dir, "Flat");
+  patch(dir, p, [](std::string &b) {
+    const uint64_t huge = uint64_t(1) << 39; // READVECTOR's own bound is 2^40 elements
+    std::memcpy(&b[b.size() - 64 * 8 - 8], &huge, 8);
+  });
+  expect_corrupt(dir, "past the end");
+}

@@ -1,0 +1,230 @@
+/* A walk over an index.faiss file before FAISS reads it.
+ *
+ * FAISS's reader trusts every count in the file: a list size, a vector length or an nlist is
+ * allocated as read (a crafted nlist of 2^36 asked for 512 GiB before anything failed), and a
+ * fourcc of a legacy format takes other paths again. This walks the few layouts our specs write
+ * (faiss/impl/index_write.cpp of FAISS 1.7.3: IxMp over IxF2/IxFI for Flat; IwFl, IwSq, IwPQ
+ * over an IxF2/IxFI quantizer with "ilar" lists for IVF) and checks that every count fits in the
+ * bytes that follow, that the parts agree with each other and with the manifest's dimension, and
+ * that nothing is left over. Anything else is refused, so that what FAISS then allocates is
+ * bounded by the file's size. The structure FAISS builds is checked again after the read
+ * (validate.c). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+typedef struct rd {
+  const unsigned char *p;
+  size_t n, off;
+  char why[160];
+} rd;
+
+static int bad(rd *r, const char *why) {
+  if (r->why[0] == '\0')
+    snprintf(r->why, sizeof r->why, "%s at byte %zu", why, r->off);
+  return 0;
+}
+
+static int take(rd *r, void *out, size_t len) {
+  if (len > r->n - r->off)
+    return bad(r, "the file ends early");
+  memcpy(out, r->p + r->off, len);
+  r->off += len;
+  return 1;
+}
+
+/* Skips count elements of elem bytes, when they are all there. */
+static int skip(rd *r, uint64_t count, size_t elem) {
+  if (elem != 0 && count > (r->n - r->off) / elem)
+    return bad(r, "a length runs past the end of the file");
+  r->off += (size_t)(count * elem);
+  return 1;
+}
+
+static int u64(rd *r, uint64_t *v) {
+  return take(r, v, sizeof *v);
+}
+
+/* A std::vector: its length (a size_t), then its elements. */
+static int vec(rd *r, size_t elem, uint64_t *len) {
+  return u64(r, len) && skip(r, *len, elem);
+}
+
+static uint32_t fourcc(const char *s) {
+  return (uint32_t)(unsigned char)s[0] | (uint32_t)(unsigned char)s[1] << 8 |
+         (uint32_t)(unsigned char)s[2] << 16 | (uint32_t)(unsigned char)s[3] << 24;
+}
+
+typedef struct head {
+  int32_t d;
+  int64_t ntotal;
+  int32_t metric;
+} head;
+
+/* write_index_header: d, ntotal, two dummies, is_trained, metric_type [, metric_arg]. */
+static int header(rd *r, head *h, size_t dim) {
+  int64_t dummy;
+  unsigned char trained;
+  if (!take(r, &h->d, 4) || !take(r, &h->ntotal, 8) || !take(r, &dummy, 8) || !take(r, &dummy, 8) ||
+      !take(r, &trained, 1) || !take(r, &h->metric, 4))
+    return 0;
+  if (h->d <= 0 || (size_t)h->d != dim)
+    return bad(r, "an index dimension does not match the manifest");
+  if (h->ntotal < 0)
+    return bad(r, "a negative vector count");
+  if (trained > 1)
+    return bad(r, "is_trained is not a boolean");
+  if (h->metric != 0 && h->metric != 1) /* METRIC_INNER_PRODUCT, METRIC_L2: all we write */
+    return bad(r, "an unsupported metric");
+  return 1;
+}
+
+/* IxF2 / IxFI: the header, then ntotal * d floats (stored as a count of 4-byte words). */
+static int flat(rd *r, size_t dim, head *h) {
+  uint32_t cc;
+  if (!take(r, &cc, 4))
+    return 0;
+  if (cc != fourcc("IxF2") && cc != fourcc("IxFI"))
+    return bad(r, "a flat index of an unsupported type");
+  uint64_t words;
+  if (!header(r, h, dim) || !u64(r, &words))
+    return 0;
+  if (words != (uint64_t)h->ntotal * dim)
+    return bad(r, "flat codes do not hold ntotal x d floats");
+  return skip(r, words, 4);
+}
+
+/* "ilar" inverted lists: nlist and code size as the IVF has them; list sizes (all, or sparse
+ * pairs), then each list's codes and ids. */
+static int invlists(rd *r, uint64_t nlist, uint64_t code_size, int64_t ntotal) {
+  uint32_t cc, type;
+  uint64_t n, cs, len;
+  if (!take(r, &cc, 4))
+    return 0;
+  if (cc != fourcc("ilar"))
+    return bad(r, "inverted lists of an unsupported type");
+  if (!u64(r, &n) || !u64(r, &cs) || !take(r, &type, 4))
+    return 0;
+  if (n != nlist || cs != code_size)
+    return bad(r, "inverted lists disagree with the index (nlist or code size)");
+  const size_t at = r->off + 8;
+  if (!vec(r, 8, &len))
+    return 0;
+  const unsigned char *sz = r->p + at;
+  uint64_t total = 0, prev = 0;
+  if (type == fourcc("full")) {
+    if (len != nlist)
+      return bad(r, "inverted lists: the list sizes are not one per list");
+  } else if (type == fourcc("sprs")) {
+    if (len % 2 != 0 || len / 2 > nlist)
+      return bad(r, "inverted lists: malformed sparse list sizes");
+  } else {
+    return bad(r, "inverted lists: unknown storage");
+  }
+  for (uint64_t i = 0; i < len; i++) {
+    uint64_t v;
+    memcpy(&v, sz + i * 8, 8);
+    const int is_size = type == fourcc("full") || i % 2 == 1;
+    if (!is_size) { /* a sparse entry's list number: increasing, below nlist */
+      if (v >= nlist || (i > 0 && v <= prev))
+        return bad(r, "inverted lists: a sparse list number is out of order or range");
+      prev = v;
+      continue;
+    }
+    if (v > (uint64_t)ntotal || total + v > (uint64_t)ntotal)
+      return bad(r, "inverted lists hold more entries than the index counts");
+    total += v;
+  }
+  if (total != (uint64_t)ntotal)
+    return bad(r, "inverted lists do not hold ntotal entries");
+  /* codes then ids of every list: total * (code_size + 8) bytes in all */
+  if (code_size > (r->n - r->off) / 8 + 8)
+    return bad(r, "the code size is larger than the file");
+  return skip(r, total, (size_t)code_size + 8);
+}
+
+static int ivf(rd *r, uint32_t cc, size_t dim, uint32_t want_nlist) {
+  head h, q;
+  uint64_t nlist, nprobe, len;
+  unsigned char dm;
+  if (!header(r, &h, dim) || !u64(r, &nlist) || !u64(r, &nprobe))
+    return 0;
+  if (nlist == 0 || nlist > QV_MAX_NLIST || (want_nlist && nlist != want_nlist))
+    return bad(r, "nlist does not match the spec");
+  if (!flat(r, dim, &q))
+    return 0;
+  if (q.ntotal != 0 && (uint64_t)q.ntotal != nlist)
+    return bad(r, "the coarse quantizer does not hold nlist centroids");
+  if (!take(r, &dm, 1))
+    return 0;
+  if (dm > 2)
+    return bad(r, "an unknown direct map type");
+  if (!vec(r, 8, &len) || (dm == 2 && !vec(r, 16, &len)))
+    return 0;
+  uint64_t code_size = 4 * (uint64_t)dim;
+  if (cc == fourcc("IwSq")) {
+    int32_t qtype, rangestat;
+    float arg;
+    uint64_t sd, scs, cs2;
+    unsigned char by_residual;
+    if (!take(r, &qtype, 4) || !take(r, &rangestat, 4) || !take(r, &arg, 4) || !u64(r, &sd) ||
+        !u64(r, &scs) || !vec(r, 4, &len) || !u64(r, &cs2) || !take(r, &by_residual, 1))
+      return 0;
+    if (qtype < 0 || qtype > 6 || sd != dim || scs != cs2 || scs == 0 || scs > 4 * (uint64_t)dim ||
+        len > 2 * (uint64_t)dim || by_residual > 1)
+      return bad(r, "the scalar quantizer does not fit the index");
+    code_size = scs;
+  } else if (cc == fourcc("IwPQ")) {
+    unsigned char by_residual;
+    uint64_t cs, pd, m, nbits;
+    if (!take(r, &by_residual, 1) || !u64(r, &cs) || !u64(r, &pd) || !u64(r, &m) ||
+        !u64(r, &nbits) || !vec(r, 4, &len))
+      return 0;
+    if (by_residual > 1 || pd != dim || m == 0 || dim % m != 0 || nbits == 0 || nbits > 16 ||
+        len != pd << nbits || cs != (m * nbits + 7) / 8)
+      return bad(r, "the product quantizer does not fit the index");
+    code_size = cs;
+  }
+  return invlists(r, nlist, code_size, h.ntotal);
+}
+
+qv_status qv__faiss_file_check(const char *path, size_t dim, uint32_t nlist, qv_error *err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return qv_error_set(err, QV_ECORRUPT, "index.faiss: open: %s", strerror(errno));
+  struct stat sb;
+  if (fstat(fd, &sb) != 0 || sb.st_size < 4) {
+    close(fd);
+    return qv_error_set(err, QV_ECORRUPT, "index.faiss is empty or unreadable");
+  }
+  void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (m == MAP_FAILED)
+    return qv_error_set(err, QV_EIO, "index.faiss: mmap: %s", strerror(errno));
+  rd r = {.p = m, .n = (size_t)sb.st_size};
+  uint32_t cc = 0;
+  int ok = take(&r, &cc, 4);
+  if (ok && nlist == 0) { /* Flat: IDMap over a flat index, then the id map */
+    head h, sub;
+    uint64_t len;
+    ok = cc == fourcc("IxMp") ? header(&r, &h, dim) && flat(&r, dim, &sub) && vec(&r, 8, &len)
+                              : bad(&r, "not the IDMap,Flat layout a Flat collection writes");
+    if (ok && (sub.ntotal != h.ntotal || len != (uint64_t)h.ntotal))
+      ok = bad(&r, "the id map and the flat index disagree on the vector count");
+  } else if (ok) {
+    ok = cc == fourcc("IwFl") || cc == fourcc("IwSq") || cc == fourcc("IwPQ")
+             ? ivf(&r, cc, dim, nlist)
+             : bad(&r, "not an IVF layout an IVF collection writes");
+  }
+  if (ok && r.off != r.n)
+    ok = bad(&r, "bytes are left over after the index");
+  munmap(m, (size_t)sb.st_size);
+  return ok ? QV_OK : qv_error_set(err, QV_ECORRUPT, "index.faiss is malformed: %s", r.why);
+}
