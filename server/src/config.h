@@ -11,8 +11,10 @@ typedef struct qv__config {
   char data_dir[1024];
   int64_t threads;        /* polling threads; 0 = cores */
   int64_t max_message_mb; /* max receive message size, MiB */
+  int64_t grpc_memory_mb; /* gRPC's resource quota, MiB; 0 = none */
   int64_t max_k;
   int64_t max_candidates;    /* rerank k' */
+  int64_t max_search_gwork;  /* admission: G multiply-adds per search; 0 = unbounded */
   int64_t max_queries;       /* queries per request */
   int64_t omp_threads;       /* FAISS OpenMP threads per search */
   char batch[8];             /* on | off */

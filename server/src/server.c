@@ -68,8 +68,9 @@ enum {
 };
 
 typedef struct method method;
-typedef qv_status (*unary_fn)(qv__server *s, const ProtobufCMessage *req, const char *peer_desc,
-                              grpc_byte_buffer **resp, qv_error *err);
+/* deadline: the call's (NULL = none); long handlers check it, and a stop, between steps. */
+typedef qv_status (*unary_fn)(qv__server *s, const ProtobufCMessage *req,
+                              const gpr_timespec *deadline, grpc_byte_buffer **resp, qv_error *err);
 
 struct method {
   const char *path;
@@ -355,7 +356,8 @@ static int64_t *sorted_copy(const int64_t *ids, size_t n) {
 }
 
 static qv_status search_reranked(qv__server *s, qv__entry *e, const Quiver__V1__SearchRequest *r,
-                                 size_t n, float *scores, int64_t *ids, qv_error *err) {
+                                 const float *queries, size_t n, float *scores, int64_t *ids,
+                                 qv_error *err) {
   const Quiver__V1__RerankOptions *o = r->rerank;
   if (r->exact)
     return qv_error_set(err, QV_EINVAL,
@@ -393,8 +395,7 @@ static qv_status search_reranked(qv__server *s, qv__entry *e, const Quiver__V1__
     rp.deny = deny;
     rp.n_deny = o->n_deny_ids;
     qv_search_params p = {.k = r->k, .nprobe = r->nprobe};
-    st = qv_collection_search_refined(e->col, r->queries, n, &p, o->candidates, &rp, scores, ids,
-                                      err);
+    st = qv_collection_search_refined(e->col, queries, n, &p, o->candidates, &rp, scores, ids, err);
   }
   free(allow);
   free(deny);
@@ -402,6 +403,26 @@ static qv_status search_reranked(qv__server *s, qv__entry *e, const Quiver__V1__
 }
 
 /* Checks a search request against collection e: *n gets the number of queries. */
+/* The work a search asks for, in multiply-adds (a query component against a stored one): the
+ * coarse quantizer and the probed lists (or every vector: Flat, exact), then the rerank stage
+ * (refine: k' rows per query; MMR: k x k' pairs per query). */
+static double search_work(const Quiver__V1__SearchRequest *r, const qv_collection_stats *cs,
+                          size_t n) {
+  const double d = (double)cs->dim, count = (double)cs->count;
+  double per = count * d; /* exact, or Flat */
+  if (!r->exact && cs->nlist > 0) {
+    const double probe = r->nprobe ? r->nprobe : cs->default_nprobe ? cs->default_nprobe : 1;
+    per = ((double)cs->nlist + probe * count / cs->nlist) * d;
+  }
+  if (r->rerank != NULL) {
+    const double k = r->k, kp = r->rerank->candidates ? r->rerank->candidates : 4.0 * r->k;
+    per += kp * d;
+    if (r->rerank->mmr_lambda != 0)
+      per += k * kp * d;
+  }
+  return per * (double)n;
+}
+
 static qv_status check_search(qv__server *s, qv__entry *e, const Quiver__V1__SearchRequest *r,
                               const qv_collection_stats *cs, size_t *n, qv_error *err) {
   const size_t dim = cs->dim;
@@ -423,12 +444,34 @@ static qv_status check_search(qv__server *s, qv__entry *e, const Quiver__V1__Sea
     return qv_error_set(err, QV_ENOMEM,
                         "%zu queries in one request exceed the server limit %lld: split the batch",
                         *n, (long long)s->cfg->max_queries);
+  const double work = search_work(r, cs, *n), cap = (double)s->cfg->max_search_gwork * 1e9;
+  if (cap > 0 && work > cap)
+    return qv_error_set(err, QV_ENOMEM,
+                        "this search is about %.0f G multiply-adds of work, over the server's "
+                        "--max-search-gwork %lld: split the batch, or lower k, candidates or "
+                        "nprobe",
+                        work / 1e9, (long long)s->cfg->max_search_gwork);
   return QV_OK;
 }
 
-static qv_status h_search(qv__server *s, const ProtobufCMessage *m, const char *unused,
+/* Whether a call's work should go on: QV_EDEADLINE once its deadline passed, QV_EUNAVAILABLE
+ * once the server stops. */
+static qv_status still_wanted(qv__server *s, const gpr_timespec *deadline, size_t done,
+                              size_t total, qv_error *err) {
+  if (deadline != NULL && deadline_passed(*deadline))
+    return qv_error_set(err, QV_EDEADLINE,
+                        "the deadline passed after %zu of %zu queries: the rest were not searched",
+                        done, total);
+  if (atomic_load(&s->stopping))
+    return qv_error_set(err, QV_EUNAVAILABLE,
+                        "the server is shutting down: %zu of %zu queries were searched; retry "
+                        "elsewhere or after the restart",
+                        done, total);
+  return QV_OK;
+}
+
+static qv_status h_search(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
                           grpc_byte_buffer **resp, qv_error *err) {
-  (void)unused;
   const Quiver__V1__SearchRequest *r = (const Quiver__V1__SearchRequest *)m;
   if (r->collection == NULL || r->collection[0] == '\0')
     return qv_error_set(err, QV_EINVAL, "collection is required");
@@ -446,12 +489,25 @@ static qv_status h_search(qv__server *s, const ProtobufCMessage *m, const char *
   } else if ((scores = malloc(n * r->k * sizeof *scores)) == NULL ||
              (ids = malloc(n * r->k * sizeof *ids)) == NULL) {
     st = qv_error_set(err, QV_ENOMEM, "out of memory for %zu x %u results", n, r->k);
-  } else if (r->rerank != NULL) {
-    st = search_reranked(s, e, r, n, scores, ids, err);
   } else {
+    /* In steps of about half a G multiply-adds: between them the call's deadline and a stop
+     * are checked, so that neither waits for the whole of a long search. */
+    const double per_query = search_work(r, &cs, 1);
+    size_t step = per_query > 0 ? (size_t)(5e8 / per_query) : n;
+    step = step < 1 ? 1 : step > n ? n : step;
     qv_search_params p = {.k = r->k, .nprobe = r->nprobe};
-    st = r->exact ? qv_collection_search_exact(e->col, r->queries, n, &p, scores, ids, err)
-                  : qv_collection_search(e->col, r->queries, n, &p, scores, ids, err);
+    for (size_t q0 = 0; st == QV_OK && q0 < n; q0 += step) {
+      const size_t m = n - q0 < step ? n - q0 : step;
+      const float *q = r->queries + q0 * cs.dim;
+      if (q0 > 0 && (st = still_wanted(s, deadline, q0, n, err)) != QV_OK)
+        break;
+      st = r->rerank != NULL
+               ? search_reranked(s, e, r, q, m, scores + q0 * r->k, ids + q0 * r->k, err)
+           : r->exact
+               ? qv_collection_search_exact(e->col, q, m, &p, scores + q0 * r->k, ids + q0 * r->k,
+                                            err)
+               : qv_collection_search(e->col, q, m, &p, scores + q0 * r->k, ids + q0 * r->k, err);
+    }
   }
   if (st == QV_OK) {
     qv__metrics_queries(n);
@@ -576,7 +632,7 @@ static int search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *m
   return 1;
 }
 
-static qv_status h_create(qv__server *s, const ProtobufCMessage *m, const char *unused,
+static qv_status h_create(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
                           grpc_byte_buffer **resp, qv_error *err) {
   (void)unused;
   const Quiver__V1__CreateCollectionRequest *r = (const Quiver__V1__CreateCollectionRequest *)m;
@@ -615,7 +671,7 @@ static qv_status h_create(qv__server *s, const ProtobufCMessage *m, const char *
   return QV_OK;
 }
 
-static qv_status h_drop(qv__server *s, const ProtobufCMessage *m, const char *unused,
+static qv_status h_drop(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
                         grpc_byte_buffer **resp, qv_error *err) {
   (void)unused;
   const Quiver__V1__DropCollectionRequest *r = (const Quiver__V1__DropCollectionRequest *)m;
@@ -628,7 +684,7 @@ static qv_status h_drop(qv__server *s, const ProtobufCMessage *m, const char *un
   return QV_OK;
 }
 
-static qv_status h_describe(qv__server *s, const ProtobufCMessage *m, const char *unused,
+static qv_status h_describe(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
                             grpc_byte_buffer **resp, qv_error *err) {
   (void)unused;
   const Quiver__V1__DescribeCollectionRequest *r = (const Quiver__V1__DescribeCollectionRequest *)m;
@@ -644,7 +700,7 @@ static qv_status h_describe(qv__server *s, const ProtobufCMessage *m, const char
   return QV_OK;
 }
 
-static qv_status h_list(qv__server *s, const ProtobufCMessage *m, const char *unused,
+static qv_status h_list(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
                         grpc_byte_buffer **resp, qv_error *err) {
   (void)unused, (void)m;
   qv__entry **es;
@@ -676,7 +732,7 @@ static qv_status h_list(qv__server *s, const ProtobufCMessage *m, const char *un
   return st;
 }
 
-static qv_status h_delete(qv__server *s, const ProtobufCMessage *m, const char *unused,
+static qv_status h_delete(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
                           grpc_byte_buffer **resp, qv_error *err) {
   (void)unused;
   const Quiver__V1__DeleteRequest *r = (const Quiver__V1__DeleteRequest *)m;
@@ -701,7 +757,7 @@ static qv_status h_delete(qv__server *s, const ProtobufCMessage *m, const char *
   return st;
 }
 
-static qv_status h_health(qv__server *s, const ProtobufCMessage *m, const char *unused,
+static qv_status h_health(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
                           grpc_byte_buffer **resp, qv_error *err) {
   (void)unused;
   const Grpc__Health__V1__HealthCheckRequest *r = (const Grpc__Health__V1__HealthCheckRequest *)m;
@@ -1611,7 +1667,7 @@ static void handle_unary(qv__server *s, const method *m, grpc_call *call, grpc_m
   } else if (m == &kMethods[M_SEARCH] && search_batched(s, call, md, deadline, req, t0)) {
     return; /* answered by the batcher (or refused there) */
   } else {
-    st = m->fn(s, req, NULL, &resp, &err);
+    st = m->fn(s, req, &deadline, &resp, &err);
   }
   if (st != QV_OK) {
     if (req != NULL && req->descriptor == &quiver__v1__search_request__descriptor)
@@ -1909,10 +1965,11 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
   s->reg = reg;
   pthread_mutex_init(&s->build_mu, NULL);
   pthread_cond_init(&s->build_cv, NULL);
-  s->ncq = cfg->threads > 0 ? (int)cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-  if (s->ncq < 1)
-    s->ncq = 1;
-  grpc_arg args[3];
+  /* The polling threads, plus one that takes only health checks: a probe is answered while
+   * every other thread runs a long search. */
+  const int pollers = cfg->threads > 0 ? (int)cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+  s->ncq = 1 + (pollers > 0 ? pollers : 1);
+  grpc_arg args[4];
   args[0].type = GRPC_ARG_INTEGER;
   args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
   args[0].value.integer = (int)(cfg->max_message_mb * 1024 * 1024);
@@ -1922,8 +1979,23 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
   args[2].type = GRPC_ARG_INTEGER;
   args[2].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
   args[2].value.integer = -1;
-  grpc_channel_args ca = {3, args};
+  size_t nargs = 3;
+  /* What gRPC may buffer for all connections together: it holds a request whole before its size
+   * check, so without a quota a few clients sending huge messages could exhaust the host. Past
+   * the quota its reclaimer cancels the stream (RESOURCE_EXHAUSTED). */
+  grpc_resource_quota *quota = NULL;
+  if (cfg->grpc_memory_mb > 0) {
+    quota = grpc_resource_quota_create("quiverd");
+    grpc_resource_quota_resize(quota, (size_t)cfg->grpc_memory_mb << 20);
+    args[nargs].type = GRPC_ARG_POINTER;
+    args[nargs].key = GRPC_ARG_RESOURCE_QUOTA;
+    args[nargs].value.pointer.p = quota;
+    args[nargs++].value.pointer.vtable = grpc_resource_quota_arg_vtable();
+  }
+  grpc_channel_args ca = {nargs, args};
   s->server = grpc_server_create(&ca, NULL);
+  if (quota != NULL)
+    grpc_resource_quota_unref(quota); /* the server holds its own reference */
   s->handles = calloc(NMETHODS, sizeof *s->handles);
   s->cqs = calloc((size_t)s->ncq, sizeof *s->cqs);
   s->threads = calloc((size_t)s->ncq, sizeof *s->threads);
@@ -2015,6 +2087,8 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
     s->nthreads = q + 1;
     for (int m = -1; m < NMETHODS; m++)
       for (int k = 0; k < (m < 0 ? 2 : NPENDING); k++) {
+        if ((q == s->ncq - 1) != (m == M_HEALTH)) /* the last queue: health checks only */
+          continue;
         pending *p = calloc(1, sizeof *p);
         if (p == NULL)
           continue;

@@ -10,6 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -18,6 +20,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "server/quiverd_fixture.h"
@@ -393,4 +396,152 @@ TEST_F(Ops, TheOpenFileLimitIsRaisedToTheHardLimit) {
   EXPECT_EQ(soft, mine.rlim_max == RLIM_INFINITY ? "unlimited" : std::to_string(mine.rlim_max));
   EXPECT_NE(srv.log().find("open-file limit raised from 256"), std::string::npos) << srv.log();
   EXPECT_EQ(srv.stop(), 0);
+}
+
+namespace {
+long status_kb(pid_t pid, const char *field) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(field, 0) == 0)
+      return std::atol(line.c_str() + std::strlen(field));
+  return -1;
+}
+} // namespace
+
+// A request over --max-message-mb is refused (RESOURCE_EXHAUSTED) without quiverd holding the
+// whole of it first: gRPC 1.51 buffers a message whole before its size filter looks, and the
+// outside probe watched a 1 GiB Search take quiverd to 1,040 MiB before the refusal, with no token
+// needed. quiverd bounds what gRPC may buffer (a resource quota, --grpc-memory-mb).
+TEST_F(Ops, AMessageOverTheLimitIsRefusedWithoutBeingHeldWhole) {
+  ASSERT_TRUE(srv.start(tmp.sub("data"), {"--max-message-mb", "4", "--grpc-memory-mb", "64"}));
+  const long before = status_kb(srv.pid, "VmHWM:");
+  ASSERT_GT(before, 0);
+  std::string details;
+  const std::string body(size_t(512) << 20, '\x01');
+  grpc_init();
+  const grpc_status_code code =
+      qvtest::raw_call(srv.target(), "/quiver.v1.Retrieval/Search", body, &details);
+  grpc_shutdown();
+  EXPECT_EQ(code, GRPC_STATUS_RESOURCE_EXHAUSTED) << details;
+  const long grew_mb = (status_kb(srv.pid, "VmHWM:") - before) / 1024;
+  EXPECT_LT(grew_mb, 200) << "quiverd's peak RSS grew by " << grew_mb
+                          << " MiB for a 512 MiB message";
+  // And it still answers.
+  Client cl(srv.target());
+  int serving = 0;
+  qv_error e{};
+  EXPECT_EQ(qv_client_health(cl.c, "", &serving, &e), QV_OK) << e.msg;
+  EXPECT_EQ(srv.stop(), 0);
+}
+
+namespace {
+// The 100 sift5k queries repeated to n rows.
+std::vector<float> repeat_rows(const Matrix &q, size_t n) {
+  std::vector<float> out(n * q.cols);
+  for (size_t r = 0; r < n; r++)
+    std::copy(q.f.begin() + (r % q.rows) * q.cols, q.f.begin() + (r % q.rows + 1) * q.cols,
+              out.begin() + r * q.cols);
+  return out;
+}
+} // namespace
+
+// Admission by estimated work (--max-search-gwork): the probe's 16,384-query searches with a
+// rerank over 4,096 candidates were ~30 minutes of work in one request. What is over the bound
+// is refused before any of it runs; what is under runs.
+TEST_F(Ops, ASearchIsAdmittedByItsEstimatedWork) {
+  auto flags = demo();
+  flags.insert(flags.end(), {"--max-search-gwork", "1"});
+  ASSERT_TRUE(srv.start(tmp.sub("data"), flags));
+  Client cl(srv.target());
+  const size_t d = q.cols;
+  std::vector<float> sc(2000 * 100);
+  std::vector<int64_t> ids(2000 * 100);
+  qv_error e{};
+  // Exact, 100 queries x 5,000 vectors x 128: 0.06 G.
+  EXPECT_EQ(qv_client_search(cl.c, "demo", q.f.data(), 100, d, 10, 0, 1, sc.data(), ids.data(), &e),
+            QV_OK)
+      << e.msg;
+  // Exact, 2,000 queries: 1.3 G.
+  std::vector<float> many = repeat_rows(q, 2000);
+  EXPECT_EQ(
+      qv_client_search(cl.c, "demo", many.data(), 2000, d, 10, 0, 1, sc.data(), ids.data(), &e),
+      QV_ENOMEM);
+  EXPECT_NE(std::strstr(e.msg, "--max-search-gwork"), nullptr) << e.msg;
+  // MMR, 100 queries, k 100 over 4,096 candidates: 100 x 100 x 4096 x 128 = 5.2 G.
+  qv_client_rerank rr{};
+  rr.candidates = 4096;
+  rr.mmr_lambda = 0.5f;
+  EXPECT_EQ(qv_client_search_rerank(cl.c, "demo", q.f.data(), 100, d, 100, 0, &rr, sc.data(),
+                                    ids.data(), &e),
+            QV_ENOMEM);
+  // The same with k 10 over 64 candidates: admitted, and answered.
+  rr.candidates = 64;
+  EXPECT_EQ(qv_client_search_rerank(cl.c, "demo", q.f.data(), 100, d, 10, 0, &rr, sc.data(),
+                                    ids.data(), &e),
+            QV_OK)
+      << e.msg;
+  EXPECT_EQ(srv.stop(), 0);
+}
+
+// A long search stops at its deadline instead of running on for the client that left, health
+// checks are answered while it runs (with one polling thread, which it holds), and SIGTERM stops
+// quiverd within its grace period while one runs.
+TEST_F(Ops, ALongSearchStopsAtItsDeadlineWhileHealthIsAnswered) {
+  auto flags = demo();
+  flags.insert(flags.end(),
+               {"--threads", "1", "--max-search-gwork", "0", "--shutdown-grace-ms", "2000"});
+  ASSERT_TRUE(srv.start(tmp.sub("data"), flags));
+  const size_t n = 4000, k = 100;
+  std::vector<float> many = repeat_rows(q, n);
+  // MMR over 4,096 candidates: ~5e7 multiply-adds a query, minutes for all of them here.
+  auto long_search = [&](int64_t timeout_ms, qv_status *st, std::string *msg, double *secs) {
+    Client cl(srv.target(), timeout_ms);
+    std::vector<float> sc(n * k);
+    std::vector<int64_t> ids(n * k);
+    qv_client_rerank rr{};
+    rr.candidates = 4096;
+    rr.mmr_lambda = 0.5f;
+    qv_error e{};
+    auto t0 = std::chrono::steady_clock::now();
+    *st = qv_client_search_rerank(cl.c, "demo", many.data(), n, q.cols, k, 0, &rr, sc.data(),
+                                  ids.data(), &e);
+    *secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    *msg = e.msg;
+  };
+  qv_status st = QV_OK;
+  std::string msg;
+  double secs = 0;
+  std::atomic<bool> done{false};
+  std::thread t([&] {
+    long_search(3000, &st, &msg, &secs);
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  {
+    Client h(srv.target(), 2000);
+    int serving = 0;
+    qv_error e{};
+    EXPECT_EQ(qv_client_health(h.c, "", &serving, &e), QV_OK) << e.msg;
+    EXPECT_EQ(serving, 1);
+    EXPECT_FALSE(done) << "the long search ended before the health check: nothing was shown";
+  }
+  t.join();
+  EXPECT_EQ(st, QV_EDEADLINE) << msg;
+  // The server stopped the work too: it says so once the deadline passes (within a step).
+  bool said = false;
+  for (int i = 0; i < 100 && !said; i++) {
+    said = srv.log().find("the deadline passed after") != std::string::npos;
+    if (!said)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(said) << srv.log();
+  // A stop while another long search runs (its deadline a minute away).
+  std::thread t2([&] { long_search(60000, &st, &msg, &secs); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  double stop_s = 0;
+  EXPECT_EQ(srv.stop(SIGTERM, &stop_s), 0) << srv.log();
+  EXPECT_LT(stop_s, 2.0 + 3.0) << "grace 2 s";
+  t2.join();
+  EXPECT_NE(st, QV_OK);
 }
