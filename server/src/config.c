@@ -30,6 +30,9 @@ static const opt kOpts[] = {
      "gRPC polling threads (0 = number of cores)"},
     {"max-message-mb", "QUIVER_MAX_MESSAGE_MB", OPT_INT, 1, 2047, "64", S(max_message_mb),
      "largest request message accepted, MiB"},
+    {"accept-check-s", "QUIVER_ACCEPT_CHECK_S", OPT_INT, 0, 3600, "10", S(accept_check_s),
+     "probe the listener every S seconds; 3 unanswered probes stop quiverd with exit 1 (gRPC "
+     "stops accepting after running out of descriptors); 0 = off"},
     {"grpc-memory-mb", "QUIVER_GRPC_MEMORY_MB", OPT_INT, 0, 1048576, "1024", S(grpc_memory_mb),
      "memory gRPC may use for buffers of all connections (a resource quota), MiB; 0 = unbounded"},
     {"max-k", "QUIVER_MAX_K", OPT_INT, 1, 65536, "1024", S(max_k), "largest k a search may ask"},

@@ -12,6 +12,7 @@ typedef struct qv__config {
   int64_t threads;        /* polling threads; 0 = cores */
   int64_t max_message_mb; /* max receive message size, MiB */
   int64_t grpc_memory_mb; /* gRPC's resource quota, MiB; 0 = none */
+  int64_t accept_check_s; /* the accept watchdog's period; 0 = off */
   int64_t max_k;
   int64_t max_candidates;    /* rerank k' */
   int64_t max_search_gwork;  /* admission: G multiply-adds per search; 0 = unbounded */

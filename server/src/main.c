@@ -264,10 +264,16 @@ int main(int argc, char **argv) {
   QV_LOG_I("received %s: shutting down (grace %lld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
            (long long)cfg.shutdown_grace_ms);
   double t0 = now_s();
+  const int deaf = qv__server_accept_dead(srv);
   qv__server_stop(srv);
   const size_t unsaved = qv__registry_close(&reg);
   qv_gpu_shutdown();
   grpc_shutdown();
+  if (deaf) {
+    QV_LOG_E("stopped in %.2f s because the listener stopped accepting (see above): exit 1",
+             now_s() - t0);
+    return 1;
+  }
   if (unsaved > 0) {
     /* Nothing acknowledged is lost (it is in the logs), but a supervisor should know. */
     QV_LOG_E("stopped in %.2f s, but %zu collection(s) could not be saved (see above): exit 1",

@@ -19,6 +19,9 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
 /* Graceful stop: refuse new calls, cancel builds, let in-flight calls finish within the grace
  * period, then cancel the rest; joins every thread and frees the server. */
 void qv__server_stop(qv__server *s);
+/* 1 when the accept watchdog found that the listener stopped accepting (quiverd then stops and
+ * exits 1); read it before qv__server_stop. */
+int qv__server_accept_dead(const qv__server *s);
 
 /* OpenBLAS (pthreads build; under FAISS's coarse quantizer for batches of 20+ queries and k-means)
  * starts its own threads on every core per call, while the polling threads already search in

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -544,4 +545,57 @@ TEST_F(Ops, ALongSearchStopsAtItsDeadlineWhileHealthIsAnswered) {
   EXPECT_LT(stop_s, 2.0 + 3.0) << "grace 2 s";
   t2.join();
   EXPECT_NE(st, QV_OK);
+}
+
+// After accept() ran out of descriptors, gRPC 1.51 never accepted again (grpc/grpc#20418): the
+// probe saw quiverd alive at 0 % CPU, deaf to every new client 120 s later. Its watchdog notices:
+// health says NOT_SERVING and it stops with exit status 1, for its supervisor to restart it.
+// The property: once the flood is gone it answers again, or it exits 1 saying why; never alive
+// and deaf.
+TEST_F(Ops, AServerThatStoppedAcceptingSaysSoAndExits) {
+  ASSERT_TRUE(srv.start(tmp.sub("data"), {"--accept-check-s", "1"}));
+  struct rlimit low = {128, 128};
+  ASSERT_EQ(prlimit(srv.pid, RLIMIT_NOFILE, &low, nullptr), 0) << std::strerror(errno);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(uint16_t(srv.port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::vector<int> fds;
+  static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  for (int i = 0; i < 300; i++) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
+      close(fd);
+      break; /* the backlog is full */
+    }
+    (void)!send(fd, preface, sizeof preface - 1, MSG_NOSIGNAL);
+    fds.push_back(fd);
+  }
+  EXPECT_GT(fds.size(), 128u);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  for (int fd : fds)
+    close(fd);
+  bool answered = false, exited = false;
+  int status = 0;
+  for (int i = 0; i < 60 && !answered && !exited; i++) {
+    if (waitpid(srv.pid, &status, WNOHANG) == srv.pid) {
+      exited = true;
+      srv.pid = -1;
+      break;
+    }
+    Client h(srv.target(), 1000);
+    int serving = 0;
+    qv_error e{};
+    answered = qv_client_health(h.c, "", &serving, &e) == QV_OK && serving;
+    if (!answered)
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  ASSERT_TRUE(answered || exited) << "quiverd is alive but answers nobody; log:\n" << srv.log();
+  if (exited) {
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+    EXPECT_NE(srv.log().find("stopped accepting connections"), std::string::npos) << srv.log();
+  } else {
+    EXPECT_EQ(srv.stop(), 0);
+  }
 }
