@@ -45,7 +45,8 @@ PKGS=(build-essential cmake pkg-config git ca-certificates dpkg-dev
       libopenblas-dev libgomp1
       libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
       googletest libgtest-dev libjansson-dev zlib1g-dev grpc-proto libmicrohttpd-dev openssl
-      python3-venv)
+      python3-venv
+      clang libclang-rt-14-dev libomp-14-dev)  # the libFuzzer targets (scripts/fuzz.sh)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,11 +4,14 @@
 # bench/compare.sh build; the CUDA kernels compiled when nvcc is present), build-gpu/ (the
 # GPU-FAISS build, RelWithDebInfo, where nvcc is) and build-asan/ (Debug under AddressSanitizer +
 # UndefinedBehaviorSanitizer); the Python client's pytest suite runs against the real quiverd
-# after the first. GPU tests skip themselves without a device. A failing step says which.
+# after the first; last, the libFuzzer targets (scripts/fuzz.sh: clang, ASan + UBSan) replay
+# their committed inputs and fuzz for QUIVER_FUZZ_SECONDS (default 30) each. GPU tests skip
+# themselves without a device. A failing step says which.
 #
 #   scripts/test.sh            everything
 #   QUIVER_SKIP_SANITIZE=1 scripts/test.sh   skip the sanitizer pass (a quicker local loop)
 #   QUIVER_SKIP_GPU_BUILD=1 scripts/test.sh  skip the GPU-FAISS variant (build-gpu/)
+#   QUIVER_SKIP_FUZZ=1 scripts/test.sh       skip the fuzz targets
 cd "$(dirname "$0")/.."
 . scripts/errtrap.sh
 qv_step "setting up (scripts/bootstrap.sh)"
@@ -56,4 +59,11 @@ if [ "${QUIVER_SKIP_SANITIZE:-0}" != 1 ]; then
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
   export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
   OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} ctest --test-dir build-asan -j"$jobs" --output-on-failure
+fi
+
+if [ "${QUIVER_SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== fuzz targets (scripts/fuzz.sh, ${QUIVER_FUZZ_SECONDS:-30} s each) =="
+  qv_step "running the fuzz targets (scripts/fuzz.sh)" \
+    "the reproducer and the command to replay it are printed above"
+  scripts/fuzz.sh --seconds "${QUIVER_FUZZ_SECONDS:-30}"
 fi
