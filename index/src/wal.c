@@ -69,15 +69,24 @@ static qv_status wal_sync(qv__wal *w, qv_error *err) {
 }
 
 /* After a failed append: cut the file back to before the record (so that a replay cannot apply
- * a write that was refused), and when even that is not sure, refuse every later append. */
+ * a write that was refused), and when even that is not sure, refuse every later append. When the
+ * cut fails, the record's header is overwritten with zeros instead: replay stops there and,
+ * since the log takes no more records, cuts what follows as a torn tail at the next start. */
 static qv_status wal_fail(qv__wal *w, uint64_t keep, int sticky, qv_error *err) {
-  if (ftruncate(w->fd, (off_t)keep) != 0 || lseek(w->fd, 0, SEEK_END) < 0)
+  int voided = 1;
+  if (ftruncate(w->fd, (off_t)keep) != 0 || lseek(w->fd, 0, SEEK_END) < 0) {
+    static const rec_head zero;
     sticky = 1;
+    voided = pwrite(w->fd, &zero, sizeof zero, (off_t)keep) == (ssize_t)sizeof zero;
+  }
   if (sticky && w->failed[0] == '\0')
     snprintf(w->failed, sizeof w->failed, "%.250s", err ? err->msg : "write-ahead log failed");
-  return qv_error_prefix(err, sticky ? "writes are refused until the server restarts (check the "
-                                       "disk)"
-                                     : "the write was not applied");
+  return qv_error_prefix(err, !voided  ? "the refused write could not be removed from the log and "
+                                         "may be applied at the next start; writes are refused "
+                                         "until the server restarts (check the disk)"
+                              : sticky ? "writes are refused until the server restarts (check "
+                                         "the disk)"
+                                       : "the write was not applied");
 }
 
 qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size_t dim,
@@ -153,6 +162,15 @@ static void segment_path(char *out, size_t cap, const char *dir, uint64_t versio
 qv_status qv__wal_rotate(qv__wal *w, uint64_t version, qv_error *err) {
   char seg[3200];
   segment_path(seg, sizeof seg, w->dir, version);
+  /* A segment is a closed log, read to its end: bytes past the last whole record there are
+   * damage that refuses the collection at start. After a failed append that could not be cut
+   * (w->failed), the file holds such bytes: cut them now, or keep the log live (its tail is cut
+   * as a torn one at the next start). */
+  struct stat sb;
+  if (fstat(w->fd, &sb) != 0 ||
+      ((uint64_t)sb.st_size > w->bytes && ftruncate(w->fd, (off_t)w->bytes) != 0))
+    return qv_error_set(err, QV_EIO, "write-ahead log %s: cutting it to %llu bytes to rotate: %s",
+                        w->path, (unsigned long long)w->bytes, strerror(errno));
   if (fdatasync(w->fd) != 0 || rename(w->path, seg) != 0)
     return qv_error_set(err, QV_EIO, "write-ahead log %s: rotating to %s: %s", w->path, seg,
                         strerror(errno));
