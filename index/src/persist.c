@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <faiss/c_api/IndexIVF_c.h>
 #include <faiss/c_api/index_io_c.h>
@@ -140,6 +141,28 @@ static uint64_t manifest_version(const char *dir) {
   return v;
 }
 
+/* Writes index.faiss durably. faiss_write_index_fname only prints a failed fclose, so the tail
+ * a full disk refused went unnoticed and the manifest recorded the short file: the stream is
+ * ours, and every step after FAISS's writes is checked. */
+static qv_status write_index_file(FaissIndex *index, const char *path, qv_error *err) {
+  FILE *f = fopen(path, "wbe");
+  if (f == NULL)
+    return qv_error_set(err, QV_EIO, "save: open %s: %s", path, strerror(errno));
+  qv_status st = QV_OK;
+  if (faiss_write_index(index, f) != 0)
+    st = qv__faiss_fail(err, QV_EIO, "save: writing index.faiss");
+  else if (fflush(f) != 0 || ferror(f))
+    st = qv_error_set(err, QV_EIO, "save: write %s: %s; the disk may be full", path,
+                      strerror(errno));
+  else if (fsync(fileno(f)) != 0)
+    st = qv_error_set(err, QV_EIO, "save: fsync %s: %s; the disk may be full or failing", path,
+                      strerror(errno));
+  if (fclose(f) != 0 && st == QV_OK)
+    st = qv_error_set(err, QV_EIO, "save: close %s: %s; the disk may be full", path,
+                      strerror(errno));
+  return st;
+}
+
 qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
   if (c == NULL || dir == NULL)
     return qv_error_set(err, QV_EINVAL, "save: collection or directory is NULL");
@@ -168,11 +191,7 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
     goto out;
 
   snprintf(path, sizeof path, "%s/index.faiss", tmp);
-  if (faiss_write_index_fname(c->index, path) != 0) {
-    st = qv__faiss_fail(err, QV_EIO, "save: writing index.faiss");
-    goto out;
-  }
-  if ((st = qv_file_fsync(path, err)) != QV_OK)
+  if ((st = write_index_file(c->index, path, err)) != QV_OK)
     goto out;
   snprintf(path, sizeof path, "%s/vectors.npy", tmp);
   if ((st = qv_npy_write(path, QV_DTYPE_F32, c->count, c->dim, c->vecs, err)) != QV_OK)

@@ -421,7 +421,14 @@ qv_status qv__entry_wrote(qv__registry *r, qv__entry *e, qv_error *err) {
     return QV_OK;
   QV_LOG_I("collection '%s': write-ahead log at %llu MiB: saving a snapshot", e->name,
            (unsigned long long)(s.wal_bytes >> 20));
-  return qv__entry_save(e, err);
+  /* The writes are in the log already (acknowledging them is right): a snapshot that fails is
+   * logged, and the collection stays dirty for the next one. */
+  qv_error se = {0};
+  if (qv__entry_save(e, &se) != QV_OK)
+    QV_LOG_E("collection '%s': the snapshot the log's size asked for failed (the writes are "
+             "kept in the log; the next write or the stop tries again): %s",
+             e->name, se.msg);
+  return QV_OK;
 }
 
 uint64_t qv__registry_memory(qv__registry *r, const qv__entry *except) {
