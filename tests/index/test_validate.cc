@@ -311,8 +311,9 @@ TEST_F(Crafted, EveryStateASaveWritesOpensAgain) {
         for (int t = 0; t < 8; t++)
           x[i * 8 + t] = float((i * 31 + t * 7) % 97);
       }
-      if (n > 0)
+      if (n > 0) {
         ASSERT_EQ(qv_collection_add(c, size_t(n), ids.data(), x.data(), &e), QV_OK) << e.msg;
+      }
       ASSERT_EQ(qv_collection_save(c, dir.c_str(), &e), QV_OK) << e.msg;
       qv_collection_close(c);
       expect_opens(dir);
