@@ -2276,6 +2276,15 @@ void qv__server_stop(qv__server *s) {
       break;
     }
   }
+  /* A handler still running (a search between two of its steps) answers its cancelled call
+   * when it sees the stop: its queue must still take that answer (a batch started on a queue
+   * that is shut down aborts the process), so the queues go only once every call is done. */
+  for (int waited_ms = 0; atomic_load(&g_calls) > 0; waited_ms += 10) {
+    if (waited_ms > 0 && waited_ms % 5000 == 0)
+      QV_LOG_W("waiting for %d call(s) to end their current step", atomic_load(&g_calls));
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
   for (int i = 0; i < s->ncq; i++)
     grpc_completion_queue_shutdown(s->cqs[i]);
   for (int i = 0; i < s->ncq; i++)

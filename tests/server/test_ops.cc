@@ -542,7 +542,9 @@ TEST_F(Ops, ALongSearchStopsAtItsDeadlineWhileHealthIsAnswered) {
   std::this_thread::sleep_for(std::chrono::milliseconds(700));
   double stop_s = 0;
   EXPECT_EQ(srv.stop(SIGTERM, &stop_s), 0) << srv.log();
-  EXPECT_LT(stop_s, 2.0 + 3.0) << "grace 2 s";
+  // The whole search is minutes of work; a stop waits at most for the grace and one step (a
+  // step is ~0.5 G multiply-adds: seconds under ASan on a loaded machine).
+  EXPECT_LT(stop_s, 2.0 + 15.0) << "grace 2 s";
   t2.join();
   EXPECT_NE(st, QV_OK);
 }
