@@ -61,8 +61,9 @@ void fix_manifests(const std::string &dir, const std::string &index_path) {
   ASSERT_GT(fixed, 0);
 }
 
-// A saved collection: 64 vectors of dim 8, ids 0..63, under the spec; returns its index path.
-std::string save(const std::string &dir, const char *spec) {
+// A saved collection: n vectors of dim 8, ids 0..n-1, under the spec, built unless told not to;
+// returns its index path.
+std::string save(const std::string &dir, const char *spec, size_t n = 64, bool build = true) {
   qv_collection_opts o;
   qv_collection_opts_init(&o);
   o.dim = 8;
@@ -77,8 +78,12 @@ std::string save(const std::string &dir, const char *spec) {
     for (int t = 0; t < 8; t++)
       x[i * 8 + t] = float((i * 31 + t * 7) % 97);
   }
-  EXPECT_EQ(qv_collection_add(c, 64, ids.data(), x.data(), &e), QV_OK) << e.msg;
-  EXPECT_EQ(qv_collection_build(c, nullptr, nullptr, &e), QV_OK) << e.msg;
+  if (n > 0) {
+    EXPECT_EQ(qv_collection_add(c, n, ids.data(), x.data(), &e), QV_OK) << e.msg;
+  }
+  if (build) {
+    EXPECT_EQ(qv_collection_build(c, nullptr, nullptr, &e), QV_OK) << e.msg;
+  }
   EXPECT_EQ(qv_collection_save(c, dir.c_str(), &e), QV_OK) << e.msg;
   qv_collection_close(c);
   return dir + "/v000001/index.faiss";
@@ -297,25 +302,7 @@ TEST_F(Crafted, EveryStateASaveWritesOpensAgain) {
     for (int n : {0, 64}) {
       SCOPED_TRACE(std::string(spec) + " with " + std::to_string(n) + " vectors, not built");
       std::string dir = tmp.sub(std::string("unbuilt-") + spec + std::to_string(n));
-      qv_collection_opts o;
-      qv_collection_opts_init(&o);
-      o.dim = 8;
-      o.spec = spec;
-      qv_collection *c = nullptr;
-      qv_error e{};
-      ASSERT_EQ(qv_collection_create(&c, &o, &e), QV_OK) << e.msg;
-      std::vector<float> x(64 * 8);
-      std::vector<int64_t> ids(64);
-      for (size_t i = 0; i < 64; i++) {
-        ids[i] = int64_t(i);
-        for (int t = 0; t < 8; t++)
-          x[i * 8 + t] = float((i * 31 + t * 7) % 97);
-      }
-      if (n > 0) {
-        ASSERT_EQ(qv_collection_add(c, size_t(n), ids.data(), x.data(), &e), QV_OK) << e.msg;
-      }
-      ASSERT_EQ(qv_collection_save(c, dir.c_str(), &e), QV_OK) << e.msg;
-      qv_collection_close(c);
+      save(dir, spec, size_t(n), false);
       expect_opens(dir);
     }
   }
