@@ -102,8 +102,9 @@ def run(a, writers):
         stalled = [ms for t, ms in lat if ms > 100]
         print(f"writers {writers}, --threads {a.threads}: build {t_e - t_b:.2f} s, its save "
               f"phase {t_e - save0:.2f} s; searches before: {len(before)}, max "
-              f"{max(before, default=0):.0f} ms; started during the save: {len(during)}; "
-              f"longest search {max(ms for _, ms in lat):.0f} ms; searches over 100 ms: "
+              f"{max(before, default=0):.0f} ms; started during the save: {len(during)}, max "
+              f"{max(during, default=0):.0f} ms; longest search of the run "
+              f"{max(ms for _, ms in lat):.0f} ms; searches over 100 ms: "
               f"{len(stalled)}; upserts done {wrote[0]}", flush=True)
     finally:
         proc.terminate()

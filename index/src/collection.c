@@ -32,6 +32,7 @@ qv_status qv__collection_alloc(qv_collection **out, qv_error *err) {
   pthread_rwlock_init(&c->rw, &a);
   pthread_rwlockattr_destroy(&a);
   pthread_mutex_init(&c->wmu, NULL);
+  pthread_mutex_init(&c->smu, NULL);
   qv__idmap_init(&c->map);
   qv__idmap_init(&c->tomb);
   qv__idmap_init(&c->touched);
@@ -106,6 +107,7 @@ void qv_collection_close(qv_collection *c) {
   qv__idmap_fini(&c->touched);
   pthread_rwlock_destroy(&c->rw);
   pthread_mutex_destroy(&c->wmu);
+  pthread_mutex_destroy(&c->smu);
   free(c);
 }
 

@@ -80,7 +80,8 @@ struct qv_collection {
   int touched_lost;
 
   pthread_rwlock_t rw; /* readers: searches; writer: the short mutations */
-  pthread_mutex_t wmu; /* serialises writers (add, delete, build, save) */
+  pthread_mutex_t wmu; /* serialises writers (add, delete, build, a save's snapshot) */
+  pthread_mutex_t smu; /* serialises saves (taken before wmu) */
 };
 
 typedef struct qv__wal qv__wal;

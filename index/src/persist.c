@@ -51,7 +51,8 @@ static uint64_t version_age(uint64_t v, uint64_t x) {
 /* Removes stale *.tmp versions and every DIR/vNNNNNN except v, `from` (the version the collection
  * was opened from or last saved, 0 = none) and the versions just older than `from`, keep in all;
  * then the write-ahead log segments no kept version needs: a fallback to kept version y replays
- * every segment newer than y, so only segments as old as the oldest kept version or older go. */
+ * y's own segment (the writes made while y was being written are there, after y's wal_seq) and
+ * every newer one, so only segments older than the oldest kept version go. */
 static void prune_versions(const char *dir, uint64_t v, uint64_t from, uint32_t keep) {
   DIR *d = opendir(dir);
   if (d == NULL)
@@ -115,7 +116,7 @@ static void prune_versions(const char *dir, uint64_t v, uint64_t from, uint32_t 
     have[best] = 0;
   }
   for (size_t i = 0; i < nsegs; i++)
-    if (version_age(v, segs[i]) >= oldest_age)
+    if (version_age(v, segs[i]) > oldest_age)
       qv__wal_drop_segment(dir, segs[i]);
   free(have);
   free(segs);
@@ -141,16 +142,106 @@ static uint64_t manifest_version(const char *dir) {
   return v;
 }
 
-/* Writes index.faiss durably. faiss_write_index_fname only prints a failed fclose, so the tail
- * a full disk refused went unnoticed and the manifest recorded the short file: the stream is
- * ours, and every step after FAISS's writes is checked. */
-static qv_status write_index_file(FaissIndex *index, const char *path, qv_error *err) {
+/* What a save writes, taken under c->wmu: the index as FAISS serialises it and copies of the
+ * store, so that the files are written and synced while writers go on. When the copies do not
+ * fit in memory, `held` is set: the fields point at the live collection and the writers' mutex
+ * stays held until the files are written (the old way: writers wait, nothing is duplicated). */
+typedef struct {
+  int held;
+  char *index; /* FAISS's bytes of c->index (NULL when held) */
+  size_t index_len;
+  const float *vecs, *feats;
+  const int64_t *ids;
+  size_t count;
+  float *own_vecs, *own_feats;
+  int64_t *own_ids;
+  json_t *root; /* the manifest, less "version", "dir" and "files" */
+} snapshot;
+
+static void snapshot_free(snapshot *sn) {
+  free(sn->index);
+  free(sn->own_vecs);
+  free(sn->own_feats);
+  free(sn->own_ids);
+  json_decref(sn->root);
+}
+
+static void *dup_or_null(const void *p, size_t bytes) {
+  void *q = malloc(bytes ? bytes : 1);
+  if (q != NULL && bytes > 0)
+    memcpy(q, p, bytes);
+  return q;
+}
+
+/* Takes the snapshot; the caller holds c->wmu. */
+static qv_status snapshot_take(qv_collection *c, snapshot *sn, qv_error *err) {
+  memset(sn, 0, sizeof *sn);
+  const size_t n = c->count, d = c->dim, F = c->n_features;
+  sn->count = n;
+  FILE *mem = open_memstream(&sn->index, &sn->index_len);
+  int copied = mem != NULL;
+  if (copied && faiss_write_index(c->index, mem) != 0) {
+    fclose(mem);
+    return qv__faiss_fail(err, QV_EINTERNAL, "save: serialising the index");
+  }
+  if (copied && fclose(mem) != 0)
+    copied = 0; /* out of memory growing the stream */
+  if (copied) {
+    sn->own_vecs = dup_or_null(c->vecs, n * d * sizeof(float));
+    sn->own_ids = dup_or_null(c->ids, n * sizeof(int64_t));
+    sn->own_feats = F > 0 ? dup_or_null(c->feats, n * F * sizeof(float)) : NULL;
+    copied = sn->own_vecs != NULL && sn->own_ids != NULL && (F == 0 || sn->own_feats != NULL);
+  }
+  if (copied) {
+    sn->vecs = sn->own_vecs;
+    sn->ids = sn->own_ids;
+    sn->feats = sn->own_feats;
+  } else {
+    free(sn->index);
+    free(sn->own_vecs);
+    free(sn->own_ids);
+    free(sn->own_feats);
+    sn->index = NULL;
+    sn->own_vecs = sn->own_feats = NULL;
+    sn->own_ids = NULL;
+    sn->held = 1;
+    sn->vecs = c->vecs;
+    sn->ids = c->ids;
+    sn->feats = c->feats;
+  }
+  sn->root = json_pack(
+      "{s:s, s:i, s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:s, s:b, s:I}", "format",
+      FORMAT_NAME, "format_version", F > 0 ? 2 : 1, "metric", qv_metric_name(c->metric), "dim",
+      (json_int_t)d, "spec", c->spec.text, "default_nprobe", (json_int_t)c->default_nprobe,
+      "train_sample", (json_int_t)c->train_sample, "seed", (json_int_t)(c->seed & INT64_MAX),
+      "count", (json_int_t)n, "trained", c->trained, "build_version", (json_int_t)c->version,
+      "n_features", (json_int_t)F, "device", qv_device_name(c->device), "deferred_deletes",
+      c->deferred, "wal_seq", (json_int_t)(c->wal_seq & INT64_MAX));
+  if (sn->root != NULL && c->build_recall >= 0) {
+    json_object_set_new(sn->root, "build_recall", json_real(c->build_recall));
+    json_object_set_new(sn->root, "build_recall_k", json_integer(c->build_recall_k));
+    json_object_set_new(sn->root, "build_nprobe", json_integer(c->build_nprobe));
+  }
+  if (sn->root == NULL)
+    return qv_error_set(err, QV_ENOMEM, "save: out of memory encoding the manifest");
+  return QV_OK;
+}
+
+/* Writes index.faiss durably, through a stream of ours so that every step is checked
+ * (faiss_write_index_fname only prints a failed fclose: the tail a full disk refused went
+ * unnoticed and the manifest recorded the short file). From the snapshot's bytes, or from the
+ * live index when the snapshot is held. */
+static qv_status write_index_file(const qv_collection *c, const snapshot *sn, const char *path,
+                                  qv_error *err) {
   FILE *f = fopen(path, "wbe");
   if (f == NULL)
     return qv_error_set(err, QV_EIO, "save: open %s: %s", path, strerror(errno));
   qv_status st = QV_OK;
-  if (faiss_write_index(index, f) != 0)
-    st = qv__faiss_fail(err, QV_EIO, "save: writing index.faiss");
+  if (sn->held ? faiss_write_index(c->index, f) != 0
+               : fwrite(sn->index, 1, sn->index_len, f) != sn->index_len)
+    st = sn->held ? qv__faiss_fail(err, QV_EIO, "save: writing index.faiss")
+                  : qv_error_set(err, QV_EIO, "save: writing index.faiss: %s; the disk may be full",
+                                 strerror(errno));
   else if (fflush(f) != 0 || ferror(f))
     st = qv_error_set(err, QV_EIO, "save: write %s: %s; the disk may be full", path,
                       strerror(errno));
@@ -163,6 +254,71 @@ static qv_status write_index_file(FaissIndex *index, const char *path, qv_error 
   return st;
 }
 
+/* Writes the snapshot as version directory `final` (through `tmp`) and makes MANIFEST.json name
+ * it. Nothing here reads the live collection unless the snapshot is held. */
+static qv_status write_version(const qv_collection *c, const snapshot *sn, const char *dir,
+                               uint64_t v, const char *tmp, const char *final, qv_error *err) {
+  char path[4096];
+  qv_status st;
+  if ((st = qv_remove_tree(tmp, err)) != QV_OK || (st = qv_remove_tree(final, err)) != QV_OK ||
+      (st = qv_mkdirs(tmp, err)) != QV_OK)
+    return st;
+  const size_t F = c->n_features;
+  snprintf(path, sizeof path, "%s/index.faiss", tmp);
+  if ((st = write_index_file(c, sn, path, err)) != QV_OK)
+    return st;
+  snprintf(path, sizeof path, "%s/vectors.npy", tmp);
+  if ((st = qv_npy_write(path, QV_DTYPE_F32, sn->count, c->dim, sn->vecs, err)) != QV_OK)
+    return st;
+  snprintf(path, sizeof path, "%s/ids.npy", tmp);
+  if ((st = qv_npy_write(path, QV_DTYPE_I64, sn->count, 0, sn->ids, err)) != QV_OK)
+    return st;
+  if (F > 0) {
+    snprintf(path, sizeof path, "%s/features.npy", tmp);
+    if ((st = qv_npy_write(path, QV_DTYPE_F32, sn->count, F, sn->feats, err)) != QV_OK)
+      return st;
+  }
+  json_t *files = json_object();
+  if (files == NULL)
+    return qv_error_set(err, QV_ENOMEM, "save: out of memory encoding the manifest");
+  for (int i = 0; i < nfiles_for(F); i++) {
+    uint32_t crc;
+    uint64_t size;
+    snprintf(path, sizeof path, "%s/%s", tmp, kFiles[i]);
+    if ((st = qv_file_crc32(path, &crc, &size, err)) != QV_OK) {
+      json_decref(files);
+      return st;
+    }
+    json_object_set_new(
+        files, kFiles[i],
+        json_pack("{s:I, s:I}", "size", (json_int_t)size, "crc32", (json_int_t)crc));
+  }
+  char vdir[16];
+  snprintf(vdir, sizeof vdir, "v%06" PRIu64, v);
+  json_object_set_new(sn->root, "version", json_integer((json_int_t)v));
+  json_object_set_new(sn->root, "dir", json_string(vdir));
+  json_object_set_new(sn->root, "files", files);
+  char *text = json_dumps(sn->root, JSON_INDENT(2) | JSON_SORT_KEYS);
+  if (text == NULL)
+    return qv_error_set(err, QV_ENOMEM, "save: out of memory encoding the manifest");
+  /* The version's own copy: what open falls back to when a newer version is damaged. */
+  snprintf(path, sizeof path, "%s/" MANIFEST, tmp);
+  if ((st = qv_file_write_atomic(path, text, strlen(text), err)) != QV_OK ||
+      (st = qv_dir_fsync(tmp, err)) != QV_OK)
+    goto out;
+  if (rename(tmp, final) != 0) {
+    st = qv_error_set(err, QV_EIO, "save: rename %s -> %s: %s", tmp, final, strerror(errno));
+    goto out;
+  }
+  if ((st = qv_dir_fsync(dir, err)) != QV_OK)
+    goto out;
+  snprintf(path, sizeof path, "%s/" MANIFEST, dir);
+  st = qv_file_write_atomic(path, text, strlen(text), err);
+out:
+  free(text);
+  return st;
+}
+
 qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
   if (c == NULL || dir == NULL)
     return qv_error_set(err, QV_EINVAL, "save: collection or directory is NULL");
@@ -171,12 +327,20 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
   qv_status st = qv_mkdirs(dir, err);
   if (st != QV_OK)
     return st;
-  char tmp[3100], final[3100], path[4096];
-  json_t *root = NULL, *files = NULL;
-  char *text = NULL;
-  pthread_mutex_lock(&c->wmu); /* writers wait; searches go on: we only read */
+  char tmp[3100] = "", final[3100];
+  snapshot sn;
+  memset(&sn, 0, sizeof sn);
+  pthread_mutex_lock(&c->smu); /* one save at a time */
+  pthread_mutex_lock(&c->wmu); /* writers wait while the snapshot is taken; searches go on */
   /* Tombstoned entries never reach the disk: the saved index holds exactly the stored vectors. */
-  if ((st = qv__fold_tombstones(c, err)) != QV_OK)
+  if ((st = qv__fold_tombstones(c, err)) == QV_OK)
+    st = snapshot_take(c, &sn, err);
+  int locked = 1;
+  if (st == QV_OK && !sn.held) {
+    pthread_mutex_unlock(&c->wmu);
+    locked = 0;
+  }
+  if (st != QV_OK)
     goto out;
   uint64_t prev = manifest_version(dir);
   if (prev == 0 && strcmp(dir, c->disk_dir) == 0)
@@ -186,88 +350,29 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
   const uint64_t v = prev % 999999 + 1;
   snprintf(tmp, sizeof tmp, "%s/v%06" PRIu64 ".tmp", dir, v);
   snprintf(final, sizeof final, "%s/v%06" PRIu64, dir, v);
-  if ((st = qv_remove_tree(tmp, err)) != QV_OK || (st = qv_remove_tree(final, err)) != QV_OK ||
-      (st = qv_mkdirs(tmp, err)) != QV_OK)
+  if ((st = write_version(c, &sn, dir, v, tmp, final, err)) != QV_OK)
     goto out;
-
-  snprintf(path, sizeof path, "%s/index.faiss", tmp);
-  if ((st = write_index_file(c->index, path, err)) != QV_OK)
-    goto out;
-  snprintf(path, sizeof path, "%s/vectors.npy", tmp);
-  if ((st = qv_npy_write(path, QV_DTYPE_F32, c->count, c->dim, c->vecs, err)) != QV_OK)
-    goto out;
-  snprintf(path, sizeof path, "%s/ids.npy", tmp);
-  if ((st = qv_npy_write(path, QV_DTYPE_I64, c->count, 0, c->ids, err)) != QV_OK)
-    goto out;
-  if (c->n_features > 0) {
-    snprintf(path, sizeof path, "%s/features.npy", tmp);
-    if ((st = qv_npy_write(path, QV_DTYPE_F32, c->count, c->n_features, c->feats, err)) != QV_OK)
-      goto out;
+  if (!locked) {
+    pthread_mutex_lock(&c->wmu);
+    locked = 1;
   }
-
-  files = json_object();
-  for (int i = 0; i < nfiles_for(c->n_features); i++) {
-    uint32_t crc;
-    uint64_t size;
-    snprintf(path, sizeof path, "%s/%s", tmp, kFiles[i]);
-    if ((st = qv_file_crc32(path, &crc, &size, err)) != QV_OK)
-      goto out;
-    json_object_set_new(
-        files, kFiles[i],
-        json_pack("{s:I, s:I}", "size", (json_int_t)size, "crc32", (json_int_t)crc));
-  }
-  char vdir[16];
-  snprintf(vdir, sizeof vdir, "v%06" PRIu64, v);
-  root = json_pack(
-      "{s:s, s:i, s:I, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:O, s:I, "
-      "s:s, s:b, s:I}",
-      "format", FORMAT_NAME, "format_version", c->n_features > 0 ? 2 : 1, "version", (json_int_t)v,
-      "dir", vdir, "dim", (json_int_t)c->dim, "metric", qv_metric_name(c->metric), "spec",
-      c->spec.text, "default_nprobe", (json_int_t)c->default_nprobe, "train_sample",
-      (json_int_t)c->train_sample, "seed", (json_int_t)(c->seed & INT64_MAX), "count",
-      (json_int_t)c->count, "trained", c->trained, "build_version", (json_int_t)c->version, "files",
-      files, "n_features", (json_int_t)c->n_features, "device", qv_device_name(c->device),
-      "deferred_deletes", c->deferred, "wal_seq", (json_int_t)(c->wal_seq & INT64_MAX));
-  if (root != NULL && c->build_recall >= 0) {
-    json_object_set_new(root, "build_recall", json_real(c->build_recall));
-    json_object_set_new(root, "build_recall_k", json_integer(c->build_recall_k));
-    json_object_set_new(root, "build_nprobe", json_integer(c->build_nprobe));
-  }
-  text = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
-  if (text == NULL) {
-    st = qv_error_set(err, QV_ENOMEM, "save: out of memory encoding the manifest");
-    goto out;
-  }
-  /* The version's own copy: what open falls back to when a newer version is damaged. */
-  snprintf(path, sizeof path, "%s/" MANIFEST, tmp);
-  if ((st = qv_file_write_atomic(path, text, strlen(text), err)) != QV_OK)
-    goto out;
-  if ((st = qv_dir_fsync(tmp, err)) != QV_OK)
-    goto out;
-  if (rename(tmp, final) != 0) {
-    st = qv_error_set(err, QV_EIO, "save: rename %s -> %s: %s", tmp, final, strerror(errno));
-    goto out;
-  }
-  if ((st = qv_dir_fsync(dir, err)) != QV_OK)
-    goto out;
-  snprintf(path, sizeof path, "%s/" MANIFEST, dir);
-  if ((st = qv_file_write_atomic(path, text, strlen(text), err)) != QV_OK)
-    goto out;
-  /* The snapshot now holds every logged write: the log moves aside as version v's segment (kept
-   * while a version older than v is, for a fallback open to replay) and a new one starts. A
-   * failure here loses nothing (replay skips records up to the manifest's wal_seq). */
+  /* The snapshot holds every logged write up to its wal_seq: the log moves aside as version v's
+   * segment and a new one starts. Records appended while the files were written are in that
+   * segment too, after the snapshot's seq: replay applies them (it reads every segment, skipping
+   * what the opened snapshot holds), and pruning keeps the segment of every kept version. A
+   * failure here loses nothing: the records stay in the live log. */
   if (c->wal != NULL && strcmp(dir, c->wal_dir) == 0)
     qv__wal_rotate(c->wal, v, NULL);
   prune_versions(dir, v, strcmp(dir, c->disk_dir) == 0 ? c->disk_version : 0, c->keep_versions);
   __atomic_store_n(&c->disk_version, v, __ATOMIC_RELAXED);
   snprintf(c->disk_dir, sizeof c->disk_dir, "%s", dir);
 out:
-  pthread_mutex_unlock(&c->wmu);
-  if (st != QV_OK)
+  if (locked)
+    pthread_mutex_unlock(&c->wmu);
+  pthread_mutex_unlock(&c->smu);
+  if (st != QV_OK && tmp[0] != '\0')
     qv_remove_tree(tmp, NULL);
-  free(text);
-  json_decref(root);
-  json_decref(files);
+  snapshot_free(&sn);
   return st;
 }
 

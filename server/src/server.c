@@ -2,10 +2,11 @@
  *
  * One completion queue per polling thread; every call stays on the queue that accepted it. Each
  * event's tag is a qv__tag whose function runs the next step of that call's state machine:
- *   - unary calls (Search, admin, Delete, Health/Check): decoded, handled inline on the polling
- *     thread, answered with one batch;
+ *   - unary calls (Search, admin, Health/Check): decoded, handled inline on the polling thread,
+ *     answered with one batch; Delete the same, on a writer thread;
  *   - Upsert (client streaming): one RECV_MESSAGE outstanding at a time, each chunk applied as it
- *     arrives, the answer sent after the last chunk is applied and persisted;
+ *     arrives on a writer thread, the answer sent after the last chunk is applied and persisted;
+ *     ImportIndex's chunks are staged on a writer thread too, its apply runs on its own;
  *   - BuildIndex (server streaming): the build runs on its own thread; progress goes out with one
  *     SEND_MESSAGE outstanding at a time (latest wins); the last message and the status go in one
  *     batch; a client cancel cancels the build;
@@ -53,7 +54,16 @@
 
 typedef struct qv__tag {
   void (*fn)(void *self, int ok);
+  int on_writer; /* run fn on a writer thread, not on the polling thread (below) */
+  int ok;        /* while queued for a writer */
+  struct qv__tag *next;
 } qv__tag;
+
+/* Writer threads: calls that write (Upsert and ImportIndex chunks, Delete) wait for a
+ * collection's writers' mutex, its log's fsync and, when the log asks, a snapshot; on a polling
+ * thread that wait would hold every call queued behind it (a search too). Their steps run here
+ * instead, in arrival order per call (a call has one step outstanding at a time). */
+enum { QV__WRITERS = 2 };
 
 typedef enum { K_UNARY, K_CLIENT_STREAM, K_SERVER_STREAM } call_kind;
 
@@ -110,7 +120,55 @@ struct qv__server {
   struct sockaddr_storage wd_addr;
   socklen_t wd_len;
   atomic_int accept_dead; /* 1: the listener stopped accepting; health says NOT_SERVING */
+  /* Writer threads and their queue of steps (qv__tag.next). */
+  pthread_t writers[QV__WRITERS];
+  int nwriters, writers_stop;
+  pthread_mutex_t wq_mu;
+  pthread_cond_t wq_cv;
+  qv__tag *wq_head, *wq_tail;
 };
+
+static void writers_push(qv__server *s, qv__tag *t, int ok) {
+  t->ok = ok;
+  t->next = NULL;
+  pthread_mutex_lock(&s->wq_mu);
+  if (s->wq_tail)
+    s->wq_tail->next = t;
+  else
+    s->wq_head = t;
+  s->wq_tail = t;
+  pthread_cond_signal(&s->wq_cv);
+  pthread_mutex_unlock(&s->wq_mu);
+}
+
+static void *writer_main(void *arg) {
+  qv__server *s = arg;
+  omp_set_num_threads((int)s->cfg->omp_threads);
+  for (;;) {
+    pthread_mutex_lock(&s->wq_mu);
+    while (s->wq_head == NULL && !s->writers_stop)
+      pthread_cond_wait(&s->wq_cv, &s->wq_mu);
+    qv__tag *t = s->wq_head;
+    if (t != NULL && (s->wq_head = t->next) == NULL)
+      s->wq_tail = NULL;
+    pthread_mutex_unlock(&s->wq_mu);
+    if (t == NULL)
+      return NULL; /* stopping, and nothing is left */
+    t->fn(t, t->ok);
+  }
+}
+
+/* Stops the writer threads once their queue is empty (the pollers are joined already, so
+ * nothing more arrives). */
+static void writers_stop(qv__server *s) {
+  pthread_mutex_lock(&s->wq_mu);
+  s->writers_stop = 1;
+  pthread_cond_broadcast(&s->wq_cv);
+  pthread_mutex_unlock(&s->wq_mu);
+  for (int i = 0; i < s->nwriters; i++)
+    pthread_join(s->writers[i], NULL);
+  s->nwriters = 0;
+}
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -940,6 +998,7 @@ static void start_upsert(qv__server *s, grpc_call *call, grpc_metadata_array *md
     return;
   }
   u->tag.fn = on_upsert_recv;
+  u->tag.on_writer = 1;
   u->s = s;
   u->call = call;
   u->md = *md;
@@ -1357,6 +1416,7 @@ static void start_import(qv__server *s, grpc_call *call, grpc_metadata_array *md
     return;
   }
   u->tag.fn = on_import_recv;
+  u->tag.on_writer = 1; /* its chunks are file writes */
   u->s = s;
   u->call = call;
   u->md = *md;
@@ -1696,6 +1756,43 @@ static void handle_unary(qv__server *s, const method *m, grpc_call *call, grpc_m
     protobuf_c_message_free_unpacked(req, NULL);
 }
 
+/* A unary call that writes (Delete), handed to a writer thread. */
+typedef struct unary_job {
+  qv__tag tag;
+  qv__server *s;
+  const method *m;
+  grpc_call *call;
+  grpc_metadata_array md;
+  gpr_timespec deadline;
+  grpc_byte_buffer *payload;
+} unary_job;
+
+static void on_unary_job(void *self, int ok) {
+  (void)ok;
+  unary_job *j = self;
+  handle_unary(j->s, j->m, j->call, &j->md, j->deadline, j->payload);
+  if (j->payload)
+    grpc_byte_buffer_destroy(j->payload);
+  free(j);
+}
+
+/* Whether the call went to a writer thread (which then owns call, md and payload). */
+static int unary_to_writer(qv__server *s, const method *m, grpc_call *call, grpc_metadata_array *md,
+                           gpr_timespec deadline, grpc_byte_buffer *payload) {
+  unary_job *j = m == &kMethods[M_DELETE] ? calloc(1, sizeof *j) : NULL;
+  if (j == NULL)
+    return 0; /* not a write, or no memory to hand it over: answered here */
+  j->tag.fn = on_unary_job;
+  j->s = s;
+  j->m = m;
+  j->call = call;
+  j->md = *md;
+  j->deadline = deadline;
+  j->payload = payload;
+  writers_push(s, &j->tag, 1);
+  return 1;
+}
+
 static void on_request(void *self, int ok) {
   pending *p = self;
   qv__server *s = p->s;
@@ -1755,6 +1852,8 @@ static void on_request(void *self, int ok) {
   }
   switch (m->kind) {
   case K_UNARY:
+    if (unary_to_writer(s, m, call, &md, deadline, payload))
+      return;
     handle_unary(s, m, call, &md, deadline, payload);
     break;
   case K_CLIENT_STREAM:
@@ -1784,8 +1883,13 @@ static void *poller(void *arg) {
     grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN)
       break;
-    if (ev.type == GRPC_OP_COMPLETE)
-      ((qv__tag *)ev.tag)->fn(ev.tag, ev.success);
+    if (ev.type != GRPC_OP_COMPLETE)
+      continue;
+    qv__tag *t = ev.tag;
+    if (t->on_writer)
+      writers_push(pa->s, t, ev.success);
+    else
+      t->fn(t, ev.success);
   }
   return NULL;
 }
@@ -2097,6 +2201,8 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
   s->reg = reg;
   pthread_mutex_init(&s->build_mu, NULL);
   pthread_cond_init(&s->build_cv, NULL);
+  pthread_mutex_init(&s->wq_mu, NULL);
+  pthread_cond_init(&s->wq_cv, NULL);
   /* The polling threads, plus one that takes only health checks: a probe is answered while
    * every other thread runs a long search. */
   const int pollers = cfg->threads > 0 ? (int)cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -2207,6 +2313,14 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
     QV_LOG_I("TLS on %s%s", cfg->listen,
              cfg->tls_client_ca[0] ? ", client certificates required (mutual TLS)" : "");
   grpc_server_start(s->server);
+  for (int w = 0; w < QV__WRITERS; w++) {
+    if (pthread_create(&s->writers[w], NULL, writer_main, s) != 0) {
+      qv__server_stop(s);
+      return qv_error_set(err, QV_ENOMEM, "cannot start writer thread %d of %d", w + 1,
+                          QV__WRITERS);
+    }
+    s->nwriters = w + 1;
+  }
   /* A queue gets requests only once its poller runs, so a failed thread start leaves no queue
    * holding calls that nobody serves. */
   for (int q = 0; q < s->ncq; q++) {
@@ -2292,6 +2406,7 @@ void qv__server_stop(qv__server *s) {
       pthread_join(s->threads[i], NULL);
     else
       poller(&s->pargs[i]); /* drain a queue whose poller never started */
+  writers_stop(s);
   grpc_server_destroy(s->server);
   for (int i = 0; i < s->ncq; i++)
     grpc_completion_queue_destroy(s->cqs[i]);
@@ -2299,6 +2414,8 @@ void qv__server_stop(qv__server *s) {
   grpc_completion_queue_destroy(scq);
   pthread_mutex_destroy(&s->build_mu);
   pthread_cond_destroy(&s->build_cv);
+  pthread_mutex_destroy(&s->wq_mu);
+  pthread_cond_destroy(&s->wq_cv);
   free(s->cqs);
   free(s->threads);
   free(s->pargs);

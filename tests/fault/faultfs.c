@@ -25,6 +25,9 @@
  * fail from nth on. err: EIO (default), ENOSPC, EDQUOT, EROFS, EACCES, EPERM, EFBIG, EINTR or a
  * number.
  * short=1 (write, pwrite, writev, fwrite): write half of what was asked and return that count.
+ * delay_ms=N: no failure; the call sleeps N ms (at most 60000) and then goes through, logging
+ * "faultfs: delaying OP(path) by N ms" before and "faultfs: delayed OP(path) goes on" after (a
+ * slow disk, for tests of what must not wait for one).
  * path: a substring of the file's path (fd -> path through /proc/self/fd); for rename either
  * name matches. The first rule that fires wins; a call no rule fires on goes through unchanged.
  *
@@ -77,6 +80,7 @@ typedef struct rule {
   unsigned ops; /* bit per OP_ */
   unsigned long long nth, count, seen;
   int err, is_short;
+  unsigned long delay_ms; /* > 0: the call sleeps this long, then goes through */
   char path[MAX_SUBSTR];
 } rule;
 
@@ -238,6 +242,11 @@ static int parse_line(char *line, rule *r, char *new_root, size_t root_cap) {
     } else if (strcmp(k, "err") == 0) {
       if (parse_err(v, &r->err) != 0)
         return -1;
+    } else if (strcmp(k, "delay_ms") == 0) {
+      unsigned long n = strtoul(v, &end, 10);
+      if (*v == '\0' || *end != '\0' || n == 0 || n > 60000)
+        return -1;
+      r->delay_ms = n;
     } else if (strcmp(k, "short") == 0) {
       r->is_short = strcmp(v, "0") != 0;
     } else if (strcmp(k, "path") == 0) {
@@ -395,7 +404,11 @@ static int check(int op, const char *p1, const char *p2, int *err, size_t asked)
   pthread_mutex_lock(&mu);
   reload_locked();
   rule *r = (all_ops & (1u << op)) ? decide_locked(op, p1, p2) : NULL;
-  if (r != NULL) {
+  unsigned long delay = 0;
+  if (r != NULL && r->delay_ms > 0) {
+    delay = r->delay_ms;
+    say("faultfs: delaying %s(%s) by %lu ms", kOpNames[op], p1, delay);
+  } else if (r != NULL) {
     char eb[32];
     const int shortable = op == OP_WRITE || op == OP_PWRITE || op == OP_WRITEV || op == OP_FWRITE;
     *err = r->err;
@@ -413,6 +426,12 @@ static int check(int op, const char *p1, const char *p2, int *err, size_t asked)
     }
   }
   pthread_mutex_unlock(&mu);
+  if (delay > 0) { /* outside the lock: other calls go on meanwhile */
+    struct timespec ts = {(time_t)(delay / 1000), (long)(delay % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+      ;
+    say("faultfs: delayed %s(%s) goes on", kOpNames[op], p1);
+  }
   errno = saved;
   return act;
 }

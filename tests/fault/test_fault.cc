@@ -9,7 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +19,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "quiver/collection.h"
@@ -530,6 +533,52 @@ TEST_F(Fault, ABuildWhoseSnapshotSaveFailsLeavesNoHalfSnapshotAndLosesNothing) {
   EXPECT_EQ(srv.stop(), 0) << srv.log();
 }
 
+// A save writes and syncs its files while writes go on: it holds the writers' mutex only while
+// it copies the collection. Before, an Upsert waited for the whole save (its fsyncs on a slow
+// disk: seconds) on a gRPC polling thread, and every search queued behind that thread waited too
+// (bench/soak_stall.py). Here the save's fsync of vectors.npy sleeps 4 s: an upsert and a search
+// made meanwhile are answered while it still sleeps, and with --keep-versions 1 the upsert (in
+// the log after the snapshot, so in the segment the save rotates out) survives two restarts.
+TEST_F(Fault, WritesAndSearchesGoOnWhileASnapshotIsWrittenToASlowDisk) {
+  ASSERT_TRUE(start_faulty(srv, data, ctl, {"--keep-versions", "1"}));
+  Client cl(srv.target());
+  create(cl.c, "w", "IVF4,Flat");
+  qv_error e{};
+  ASSERT_EQ(upsert(cl.c, "w", 0, 400, &e), QV_OK) << e.msg;
+  ctl.set("op=fsync path=vectors.npy delay_ms=4000 count=1");
+  std::atomic<int> built{-1};
+  std::thread builder([&] {
+    Client b(srv.target());
+    qv_error be{};
+    built = qv_client_build(b.c, "w", 0, nullptr, nullptr, nullptr, &be);
+  });
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!contains(srv.log(), "faultfs: delaying fsync(") &&
+         std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(contains(srv.log(), "faultfs: delaying fsync(")) << srv.log();
+  EXPECT_EQ(upsert(cl.c, "w", 1000, 50, &e), QV_OK) << e.msg;
+  EXPECT_EQ(found(cl.c, "w", 1000, 50), 50u);
+  EXPECT_EQ(found(cl.c, "w", 0, 400), 400u);
+  EXPECT_FALSE(contains(srv.log(), "faultfs: delayed fsync(")) << "the upsert or the searches "
+                                                                  "waited for the save's fsync";
+  EXPECT_EQ(built.load(), -1) << "the build returned before the delayed fsync ended";
+  builder.join();
+  EXPECT_EQ(built.load(), int(QV_OK));
+  EXPECT_TRUE(contains(srv.log(), "faultfs: delayed fsync(")) << srv.log();
+  for (int round = 0; round < 2; round++) {
+    SCOPED_TRACE(round);
+    restart(0, {"--keep-versions", "1"});
+    Client again(srv.target());
+    const qv_collection_info info = describe(again.c, "w");
+    EXPECT_EQ(info.count, 450u);
+    EXPECT_STREQ(info.storage_note, "");
+    EXPECT_EQ(found(again.c, "w", 0, 400), 400u);
+    EXPECT_EQ(found(again.c, "w", 1000, 50), 50u);
+  }
+  EXPECT_EQ(srv.stop(), 0) << srv.log();
+}
+
 // FAISS writes index.faiss through stdio and ignores what fclose says: a full disk that takes
 // the buffered tail at close leaves a short file. The save must not succeed over it (the
 // manifest would record the short file's size and CRC-32, and the next start could not read the
@@ -688,6 +737,45 @@ TEST_F(Fault, AnUpsertWhoseThresholdSnapshotFailsIsNotRefusedForIt) {
     ADD_FAILURE() << "the upsert was refused (" << e.msg << ") but is served now (" << there
                   << " of 8000) and after a restart (" << after << " of 8000)";
   }
+  EXPECT_EQ(srv.stop(), 0) << srv.log();
+}
+
+// An upsert whose write passes --wal-snapshot-mb saves that snapshot before it is answered. It
+// runs on a writer thread, not on a polling thread: with one polling thread (--threads 1) and the
+// snapshot's fsync of vectors.npy sleeping 4 s, a search, a describe and a delete of another
+// collection are answered while it sleeps (before, the upsert held the only polling thread and
+// every call waited for the save).
+TEST_F(Fault, CallsAreAnsweredWhileAnUpsertWaitsForItsSnapshotOnASlowDisk) {
+  ASSERT_TRUE(start_faulty(srv, data, ctl, {"--wal-snapshot-mb", "1", "--threads", "1"}));
+  Client cl(srv.target());
+  create(cl.c, "r", "Flat");
+  create(cl.c, "o", "Flat");
+  qv_error e{};
+  for (int64_t i = 0; i < 3; i++)
+    ASSERT_EQ(upsert(cl.c, "r", i * 8000, 8000, &e), QV_OK) << e.msg;
+  ASSERT_EQ(upsert(cl.c, "o", 0, 100, &e), QV_OK) << e.msg;
+  ctl.set("op=fsync path=collections/r/ delay_ms=4000 count=1");
+  std::atomic<int> wrote{-1};
+  std::thread writer([&] {
+    Client w(srv.target());
+    qv_error we{};
+    wrote = upsert(w.c, "r", 24000, 8000, &we); // passes 1 MiB: a snapshot
+  });
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!contains(srv.log(), "faultfs: delaying fsync(") &&
+         std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(contains(srv.log(), "faultfs: delaying fsync(")) << srv.log();
+  EXPECT_EQ(found(cl.c, "r", 0, 24000, 97), sampled(24000, 97));
+  EXPECT_EQ(describe(cl.c, "o").count, 100u);
+  int64_t del[1] = {5};
+  EXPECT_EQ(qv_client_delete(cl.c, "o", 1, del, nullptr, nullptr, &e), QV_OK) << e.msg;
+  EXPECT_FALSE(contains(srv.log(), "faultfs: delayed fsync("))
+      << "a call waited for the upsert's snapshot";
+  EXPECT_EQ(wrote.load(), -1) << "the upsert returned before its snapshot's fsync ended";
+  writer.join();
+  EXPECT_EQ(wrote.load(), int(QV_OK));
+  EXPECT_EQ(found(cl.c, "r", 24000, 8000), 8000u);
   EXPECT_EQ(srv.stop(), 0) << srv.log();
 }
 

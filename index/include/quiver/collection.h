@@ -31,7 +31,7 @@
  *   (add, delete, build, save) are serialised among themselves. Add and delete exclude searches
  *   only while they modify memory (one call's batch); build trains and fills the new index while
  *   searches go on against the old one, and excludes them only for the pointer swap; save excludes
- *   only writers. Close must not race with any other call.
+ *   writers only while it copies the collection. Close must not race with any other call.
  */
 #ifndef QUIVER_COLLECTION_H
 #define QUIVER_COLLECTION_H
@@ -224,7 +224,12 @@ QV_API qv_status qv_collection_search_refined(qv_collection *c, const float *que
  * subdirectory (with its own copy of the manifest), fsynced, and becomes current only when
  * MANIFEST.json is atomically replaced. The last keep_versions versions are kept as fallbacks
  * (qv_collection_open serves the newest one that passes its checks); older ones are removed.
- * Adds and deletes wait for it.
+ * Adds and deletes wait only while it takes its snapshot: the index serialised into memory and
+ * copies of the stored vectors, ids and features (so a save needs about the collection's size
+ * again in memory while it runs); the files are written and synced while writes go on, and the
+ * writes made meanwhile are in the write-ahead log after the snapshot. When the copies do not
+ * fit, the save writes from the live collection and adds and deletes wait until it is done.
+ * Saves of one collection are serialised.
  * Returns QV_OK; QV_EIO (message names the path); QV_ENOMEM; QV_EINTERNAL. */
 QV_API qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err);
 
