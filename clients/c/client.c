@@ -379,8 +379,9 @@ qv_status qv_client_create(qv_client *c, const qv_create_opts *o, qv_collection_
   req.deferred_deletes = o->deferred_deletes != 0;
   if (o->device != NULL) {
     qv_device d;
-    if (qv_device_parse(o->device, &d, err) != QV_OK)
-      return qv_error_prefix(err, "create");
+    qv_status st = qv_device_parse(o->device, &d, err);
+    if (st != QV_OK)
+      return qv_error_prefix(err, st, "create");
     req.device = qv__device_to_pb(d);
   }
   ProtobufCMessage *resp;

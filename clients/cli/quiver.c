@@ -168,8 +168,9 @@ static int cmd_build(int argc, char **argv) {
       for (size_t i = 0; i < m; i++)
         idbuf[i] = (int64_t)(off + i);
     }
-    if (qv_collection_add(col, m, idbuf, buf, &e) != QV_OK) {
-      qv_error_prefix(&e, "%s (rows %zu..%zu)", input, off, off + m - 1);
+    qv_status ast = qv_collection_add(col, m, idbuf, buf, &e);
+    if (ast != QV_OK) {
+      qv_error_prefix(&e, ast, "%s (rows %zu..%zu)", input, off, off + m - 1);
       goto done;
     }
   }

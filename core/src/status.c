@@ -49,9 +49,9 @@ qv_status qv_error_set(qv_error *err, qv_status code, const char *fmt, ...) {
   return code;
 }
 
-qv_status qv_error_prefix(qv_error *err, const char *fmt, ...) {
+qv_status qv_error_prefix(qv_error *err, qv_status code, const char *fmt, ...) {
   if (err == NULL)
-    return QV_OK;
+    return code;
   char prefix[QV_ERROR_MSG_MAX];
   char old[QV_ERROR_MSG_MAX];
   va_list ap;
@@ -72,5 +72,5 @@ qv_status qv_error_prefix(qv_error *err, const char *fmt, ...) {
     ol = rest;
   memcpy(err->msg + n + 2, old, ol);
   err->msg[n + 2 + ol] = '\0';
-  return err->code;
+  return code;
 }

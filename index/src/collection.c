@@ -224,7 +224,7 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
     packed_ids[j] = ids[i];
   }
   if (c->metric == QV_METRIC_COSINE && (st = qv_normalize_cpu(packed, m, d, err)) != QV_OK) {
-    qv_error_prefix(err, "add");
+    qv_error_prefix(err, st, "add");
     goto out;
   }
 

@@ -588,13 +588,13 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
 
   snprintf(path, sizeof path, "%s/%s/index.faiss", dir, vdir);
   if ((st = qv__faiss_file_check(path, dim, spec.nlist, err)) != QV_OK) {
-    qv_error_prefix(err, "collection %s", dir);
+    qv_error_prefix(err, st, "collection %s", dir);
     goto fail;
   }
   if (faiss_read_index_fname(path, 0, &c->index) != 0) {
     c->index = NULL;
     st = qv__faiss_fail(err, QV_ECORRUPT, "index.faiss is unreadable");
-    qv_error_prefix(err, "collection %s", dir);
+    qv_error_prefix(err, st, "collection %s", dir);
     goto fail;
   }
   FaissMetricType fm = metric == QV_METRIC_L2 ? METRIC_L2 : METRIC_INNER_PRODUCT;
@@ -609,7 +609,7 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
     goto fail;
   }
   if ((st = qv__index_validate(c->index, &spec, dim, count, &c->map, err)) != QV_OK) {
-    qv_error_prefix(err, "collection %s", dir);
+    qv_error_prefix(err, st, "collection %s", dir);
     goto fail;
   }
   qv__index_prepare(c->index, &c->spec);

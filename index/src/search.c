@@ -49,7 +49,7 @@ static qv_status prepare(qv_collection *c, const float *queries, size_t n,
     qv_status st = qv_normalize_cpu(x, n, d, err);
     if (st != QV_OK) {
       free(x);
-      return qv_error_prefix(err, "search: query");
+      return qv_error_prefix(err, st, "search: query");
     }
     *owned = x;
     *q = x;

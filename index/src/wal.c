@@ -81,12 +81,13 @@ static qv_status wal_fail(qv__wal *w, uint64_t keep, int sticky, qv_error *err) 
   }
   if (sticky && w->failed[0] == '\0')
     snprintf(w->failed, sizeof w->failed, "%.250s", err ? err->msg : "write-ahead log failed");
-  return qv_error_prefix(err, !voided  ? "the refused write could not be removed from the log and "
-                                         "may be applied at the next start; writes are refused "
-                                         "until the server restarts (check the disk)"
-                              : sticky ? "writes are refused until the server restarts (check "
-                                         "the disk)"
-                                       : "the write was not applied");
+  return qv_error_prefix(err, QV_EIO,
+                         !voided  ? "the refused write could not be removed from the log and "
+                                    "may be applied at the next start; writes are refused "
+                                    "until the server restarts (check the disk)"
+                         : sticky ? "writes are refused until the server restarts (check "
+                                    "the disk)"
+                                  : "the write was not applied");
 }
 
 qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size_t dim,
@@ -286,7 +287,7 @@ static qv_status replay(qv_collection *c, const char *path, const char *data, si
                  ? qv_collection_add_features(c, b.n, ids, vec, b.nfeat ? ft : NULL, err)
                  : qv_collection_delete(c, b.n, ids, NULL, err);
         if (st != QV_OK)
-          qv_error_prefix(err, "write-ahead log %s: replaying record %llu", path,
+          qv_error_prefix(err, st, "write-ahead log %s: replaying record %llu", path,
                           (unsigned long long)b.seq);
       }
       free(ids);

@@ -1234,7 +1234,7 @@ static qv_status import_apply(import_call *u, grpc_byte_buffer **resp, qv_error 
     snprintf(dir, sizeof dir, "%s", u->stage);
   }
   if (st == QV_OK && (st = qv_collection_open(&src, dir, &err)) != QV_OK)
-    qv_error_prefix(&err, "the imported index");
+    qv_error_prefix(&err, st, "the imported index");
   if (st == QV_OK) {
     qv_collection_stats ns;
     qv_collection_stats_get(src, &ns, NULL);
@@ -1284,9 +1284,9 @@ static qv_status import_apply(import_call *u, grpc_byte_buffer **resp, qv_error 
     qv_build_opts_init(&quick);
     quick.eval_queries = 1;
     if (created || qv_collection_replace(e->col, src, &quick, NULL, &re) == QV_OK)
-      qv_error_prefix(&err, "import not applied (the snapshot could not be saved)");
+      qv_error_prefix(&err, st, "import not applied (the snapshot could not be saved)");
     else
-      qv_error_prefix(&err,
+      qv_error_prefix(&err, st,
                       "imported and serving, but NOT saved: a restart serves the previous "
                       "state (%.60s)",
                       re.msg);
@@ -2196,7 +2196,7 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
     grpc_server_credentials_release(creds);
     qv__auth_free(s->auth);
     free(s);
-    return qv_error_prefix(err, "--device");
+    return qv_error_prefix(err, QV_EINVAL, "--device");
   }
   s->reg = reg;
   pthread_mutex_init(&s->build_mu, NULL);

@@ -49,7 +49,9 @@ TEST(Error, SetFormatsAndReturnsCode) {
 
 TEST(Error, NullErrIsAllowed) {
   EXPECT_EQ(qv_error_set(nullptr, QV_EIO, "x %d", 1), QV_EIO);
-  EXPECT_EQ(qv_error_prefix(nullptr, "ctx"), QV_OK);
+  // The failure is passed on without an error object: `return qv_error_prefix(err, st, ...)`
+  // returned QV_OK for err == NULL before, turning a failure into success.
+  EXPECT_EQ(qv_error_prefix(nullptr, QV_EIO, "ctx"), QV_EIO);
   qv_error_clear(nullptr);
 }
 
@@ -67,7 +69,7 @@ TEST(Error, PrefixPrepends) {
   qv_error err;
   qv_error_clear(&err);
   qv_error_set(&err, QV_ENOTFOUND, "no such index");
-  EXPECT_EQ(qv_error_prefix(&err, "collection %s", "docs"), QV_ENOTFOUND);
+  EXPECT_EQ(qv_error_prefix(&err, QV_ENOTFOUND, "collection %s", "docs"), QV_ENOTFOUND);
   EXPECT_STREQ(err.msg, "collection docs: no such index");
   EXPECT_EQ(err.code, QV_ENOTFOUND);
 }
@@ -77,7 +79,7 @@ TEST(Error, PrefixTruncates) {
   qv_error_clear(&err);
   std::string longmsg(QV_ERROR_MSG_MAX - 1, 'm');
   qv_error_set(&err, QV_EIO, "%s", longmsg.c_str());
-  EXPECT_EQ(qv_error_prefix(&err, "%s", "ctx"), QV_EIO);
+  EXPECT_EQ(qv_error_prefix(&err, QV_EIO, "%s", "ctx"), QV_EIO);
   EXPECT_EQ(std::strlen(err.msg), static_cast<size_t>(QV_ERROR_MSG_MAX - 1));
   EXPECT_EQ(std::string(err.msg, 5), "ctx: ");
 }

@@ -708,3 +708,24 @@ TEST_F(Server, AnUnreadableCollectionIsKeptAndItsNameRefused) {
   Client cl2(srv.target());
   EXPECT_EQ(qv_client_describe(cl2.c, "cycle", &info, &e), QV_OK) << e.msg;
 }
+
+// A failure the client finds itself (a device name it cannot parse) is returned when the caller
+// passed no error object: qv_error_prefix(NULL, ...) returned QV_OK, so qv_client_create said
+// OK having sent nothing.
+TEST(ClientErrors, AFailureIsReturnedWithoutAnErrorObject) {
+  qv_client_opts o;
+  qv_client_opts_init(&o);
+  o.target = "127.0.0.1:1"; // never reached: the request is refused before any call
+  qv_client *c = nullptr;
+  ASSERT_EQ(qv_client_connect(&c, &o, nullptr), QV_OK);
+  qv_create_opts co{};
+  co.name = "x";
+  co.dim = 4;
+  co.metric = QV_METRIC_L2;
+  co.device = "warp-drive";
+  EXPECT_EQ(qv_client_create(c, &co, nullptr, nullptr), QV_EINVAL);
+  qv_error e{};
+  EXPECT_EQ(qv_client_create(c, &co, nullptr, &e), QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "create: "), nullptr) << e.msg;
+  qv_client_close(c);
+}

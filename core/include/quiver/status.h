@@ -27,7 +27,9 @@ extern "C" {
   X(QV_EEXIST, 3, "already exists")             /* ALREADY_EXISTS */                               \
   X(QV_EPRECONDITION, 4, "failed precondition") /* FAILED_PRECONDITION: e.g. index not trained */  \
   X(QV_ENOMEM, 5, "resource exhausted")         /* RESOURCE_EXHAUSTED: memory, limits, queues */   \
-  X(QV_EIO, 6, "i/o error")                     /* UNAVAILABLE (or INTERNAL): the OS said no */    \
+  X(QV_EIO, 6, "i/o error")                     /* INTERNAL: a file operation failed (full */      \
+                                                /* disk, EIO); retrying does not help until the */ \
+                                                /* operator acts: the message names the file */    \
   X(QV_ECORRUPT, 7, "corrupt data")             /* DATA_LOSS: a file failed its checks */          \
   X(QV_EUNSUPPORTED, 8, "unsupported")          /* UNIMPLEMENTED */                                \
   X(QV_EDEADLINE, 9, "deadline exceeded")       /* DEADLINE_EXCEEDED */                            \
@@ -71,11 +73,12 @@ QV_API qv_status qv_error_set(qv_error *err, qv_status code, const char *fmt, ..
 /* As qv_error_set, with a va_list. */
 QV_API qv_status qv_error_setv(qv_error *err, qv_status code, const char *fmt, va_list ap);
 
-/* Prepends "prefix: " to an error already set (for adding context such as a file name). Returns
- * err->code, or QV_OK when err is NULL. */
-QV_API qv_status qv_error_prefix(qv_error *err, const char *fmt, ...)
+/* Prepends "prefix: " to the message of an error already set (for adding context such as a file
+ * name; NULL allowed) and returns `code`, the failure being passed on, so that callers write
+ * `return qv_error_prefix(err, st, "...")` and keep the failure when err is NULL. */
+QV_API qv_status qv_error_prefix(qv_error *err, qv_status code, const char *fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
+    __attribute__((format(printf, 3, 4)))
 #endif
     ;
 
