@@ -11,6 +11,7 @@
 #include "gpu.h"
 #include "idmap.h"
 #include "quiver/collection.h"
+#include "wal.h"
 
 #define QV__NOTE 192 /* == sizeof qv_collection_stats.placement */
 
@@ -83,20 +84,6 @@ struct qv_collection {
   pthread_mutex_t wmu; /* serialises writers (add, delete, build, a save's snapshot) */
   pthread_mutex_t smu; /* serialises saves (taken before wmu) */
 };
-
-typedef struct qv__wal qv__wal;
-/* Appends one record (a delete when is_delete; features may be NULL) and syncs it per policy. */
-qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size_t dim,
-                         size_t nfeat, const int64_t *ids, const float *vectors,
-                         const float *features, qv_error *err);
-/* After a save made the log's records part of snapshot `version`: renames the log to that
- * version's segment (wal-vNNNNNN.log, kept for a fallback open of an older version) and starts
- * an empty one. */
-qv_status qv__wal_rotate(qv__wal *w, uint64_t version, qv_error *err);
-/* Removes DIR's log segment of `version` (its snapshot was pruned). */
-void qv__wal_drop_segment(const char *dir, uint64_t version);
-void qv__wal_close(qv__wal *w);
-void qv__wal_figures(const qv__wal *w, uint64_t *bytes, uint64_t *records);
 
 #define QV__TOMB_DELETED 1
 #define QV__TOMB_REPLACED 2

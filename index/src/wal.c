@@ -5,8 +5,9 @@
  * for upserts n * dim float32 vectors and n * n_features float32 features (n_features 0 = none) },
  * little-endian as the machine writes it (the log never leaves the machine that wrote it).
  * A record is appended with one write() and, by policy, fdatasync()ed before the write it
- * carries is acknowledged. On attach the records newer than the snapshot (seq > the manifest's
- * wal_seq) are replayed in order; the first record that is short or fails its CRC ends the log.
+ * carries is acknowledged. At open the records newer than a given seq (a snapshot's wal_seq) are
+ * handed in order to the caller's function (recover.c applies them to the collection: this file
+ * knows no collection); the first record that is short or fails its CRC ends the log.
  * When no whole record follows it, it is a torn tail (the crash came mid-append; never
  * acknowledged) and the file is cut there; when whole records follow, it is damage in the middle
  * and opening fails with QV_ECORRUPT, leaving the file as it is. */
@@ -21,8 +22,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "internal.h"
 #include "quiver/fsutil.h"
+#include "wal.h"
 
 #define WAL_MAGIC 0x4C415751u /* "QWAL" */
 #define WAL_NAME "wal.log"
@@ -242,11 +243,22 @@ static qv_status slurp(int fd, const char *path, char **out, size_t *len, qv_err
   return QV_OK;
 }
 
-/* Replays the records of one log file's contents that are newer than c->wal_seq, in order,
- * through the normal write paths. *end gets the offset where the valid records end (a short or
- * damaged record ends the log); *nrec how many valid records there are. */
-static qv_status replay(qv_collection *c, const char *path, const char *data, size_t len,
-                        qv_wal_replay *r, size_t *end, uint64_t *nrec, qv_error *err) {
+/* What a scan needs: the records' expected shape, the caller's function and the last seq it has
+ * (records up to it are skipped; each record applied moves it on). */
+typedef struct scan {
+  const qv__wal_shape *shape;
+  qv__wal_apply_fn apply;
+  void *user;
+  uint64_t last;
+  qv_wal_replay *r;
+} scan;
+
+/* Hands the records of one log file's contents that are newer than sc->last, in order, to
+ * sc->apply. *end gets the offset where the valid records end (a short or damaged record ends
+ * the log); *nrec how many valid records there are. */
+static qv_status replay(scan *sc, const char *path, const char *data, size_t len, size_t *end,
+                        uint64_t *nrec, qv_error *err) {
+  qv_wal_replay *r = sc->r;
   size_t off = 0;
   qv_status st = QV_OK;
   *nrec = 0;
@@ -262,13 +274,13 @@ static qv_status replay(qv_collection *c, const char *path, const char *data, si
     const size_t want = sizeof b + (size_t)b.n * sizeof(int64_t) +
                         (size_t)b.n * ((size_t)b.dim + b.nfeat) * sizeof(float);
     if (want != h.len || (b.type != REC_UPSERT && b.type != REC_DELETE) ||
-        (b.type == REC_UPSERT && b.dim != c->dim) || (b.nfeat != 0 && b.nfeat != c->n_features))
+        (b.type == REC_UPSERT && b.dim != sc->shape->dim) ||
+        (b.nfeat != 0 && b.nfeat != sc->shape->nfeat))
       break;
-    if (b.seq > c->wal_seq) {
-      if (b.seq != c->wal_seq + 1 &&
-          r) { /* records between the snapshot and this one are missing */
+    if (b.seq > sc->last) {
+      if (b.seq != sc->last + 1) { /* records between the snapshot and this one are missing */
         if (r->gaps++ == 0) {
-          r->missing_first = c->wal_seq + 1;
+          r->missing_first = sc->last + 1;
           r->missing_last = b.seq - 1;
         }
       }
@@ -283,9 +295,15 @@ static qv_status replay(qv_collection *c, const char *path, const char *data, si
         memcpy(ids, p + sizeof b, nid);
         memcpy(vec, p + sizeof b + nid, nv);
         memcpy(ft, p + sizeof b + nid + nv, nf);
-        st = b.type == REC_UPSERT
-                 ? qv_collection_add_features(c, b.n, ids, vec, b.nfeat ? ft : NULL, err)
-                 : qv_collection_delete(c, b.n, ids, NULL, err);
+        const qv__wal_record rec = {b.seq,
+                                    b.type == REC_DELETE,
+                                    b.n,
+                                    b.dim,
+                                    b.nfeat,
+                                    ids,
+                                    b.type == REC_DELETE ? NULL : vec,
+                                    b.nfeat ? ft : NULL};
+        st = sc->apply(sc->user, &rec, err);
         if (st != QV_OK)
           qv_error_prefix(err, st, "write-ahead log %s: replaying record %llu", path,
                           (unsigned long long)b.seq);
@@ -293,15 +311,14 @@ static qv_status replay(qv_collection *c, const char *path, const char *data, si
       free(ids);
       free(vec);
       free(ft);
-      if (st == QV_OK && r) {
+      if (st == QV_OK) {
         r->records++;
         if (b.type == REC_UPSERT)
           r->upserted += b.n;
         else
           r->deleted += b.n;
+        sc->last = b.seq;
       }
-      if (st == QV_OK)
-        c->wal_seq = b.seq;
     }
     (*nrec)++;
     off += sizeof h + h.len;
@@ -348,8 +365,8 @@ static int by_first(const void *a, const void *b) {
 
 /* Replays DIR/wal-v*.log (segments of earlier snapshots, kept for a fallback open) in seq order:
  * only records newer than the opened snapshot change anything. */
-static qv_status replay_segments(qv_collection *c, const char *dir, qv_wal_replay *r,
-                                 qv_error *err) {
+static qv_status replay_segments(scan *sc, const char *dir, qv_error *err) {
+  qv_wal_replay *r = sc->r;
   DIR *d = opendir(dir);
   if (d == NULL)
     return QV_OK;
@@ -398,10 +415,10 @@ static qv_status replay_segments(qv_collection *c, const char *dir, qv_wal_repla
       continue;
     }
     if (st == QV_OK)
-      st = replay(c, segs[i].path, data, len, r, &end, &nrec, err);
+      st = replay(sc, segs[i].path, data, len, &end, &nrec, err);
     /* A segment is a closed log: records stopping short of its end are damage, never a torn
      * write (a torn tail is cut at the start before the log takes more, and rotated later). */
-    if (st == QV_OK && end < len && r)
+    if (st == QV_OK && end < len)
       r->damaged_segments++;
     free(data);
   }
@@ -409,16 +426,15 @@ static qv_status replay_segments(qv_collection *c, const char *dir, qv_wal_repla
   return st;
 }
 
-qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_wal_opts *o,
-                                   qv_wal_replay *r_out, qv_error *err) {
+qv_status qv__wal_open(qv__wal **out, const char *dir, const qv_wal_opts *o,
+                       const qv__wal_shape *shape, uint64_t after_seq, qv__wal_apply_fn apply,
+                       void *user, qv_wal_replay *r_out, qv_error *err) {
+  *out = NULL;
   qv_wal_replay mine, *r = r_out ? r_out : &mine; /* gaps are found even when nobody asks */
   memset(r, 0, sizeof *r);
-  if (c == NULL || dir == NULL)
-    return qv_error_set(err, QV_EINVAL, "wal_attach: NULL argument");
-  if (c->wal != NULL)
-    return qv_error_set(err, QV_EPRECONDITION, "wal_attach: a log is attached already");
   if (strlen(dir) > 3000)
-    return qv_error_set(err, QV_EINVAL, "wal_attach: directory path is too long");
+    return qv_error_set(err, QV_EINVAL, "write-ahead log: directory path is too long");
+  scan sc = {shape, apply, user, after_seq, r};
   qv__wal *w = calloc(1, sizeof *w);
   if (w == NULL)
     return qv_error_set(err, QV_ENOMEM, "out of memory");
@@ -443,9 +459,9 @@ qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_w
   /* Replay (the log is not attached yet, so nothing is logged twice): the segments of earlier
    * snapshots first (they matter only when an older version was opened), then the log. */
   if (st == QV_OK)
-    st = replay_segments(c, dir, r, err);
+    st = replay_segments(&sc, dir, err);
   if (st == QV_OK)
-    st = replay(c, w->path, data, len, r, &off, &w->records, err);
+    st = replay(&sc, w->path, data, len, &off, &w->records, err);
   if (st == QV_OK && off < len && whole_record_from(data, len, off))
     st = qv_error_set(err, QV_ECORRUPT,
                       "write-ahead log %s is damaged at byte %zu of %zu and whole records follow "
@@ -466,13 +482,12 @@ qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_w
                       "write-ahead log %s (a lost or damaged segment); not served, left as it is: "
                       "restore it, or accept the loss with a file " QV_ACCEPT_WAL_LOSS " in %s",
                       what, dir);
-    /* Nothing replayed may stay applied: the caller closes the collection. */
+    /* Nothing replayed may stay applied: the caller throws away what it applied. */
   }
   free(data);
   if (st == QV_OK && off < len) {
     /* A torn tail (a crash mid-append): what it held was never acknowledged. */
-    if (r)
-      r->dropped_bytes = len - off;
+    r->dropped_bytes = len - off;
     if (ftruncate(w->fd, (off_t)off) != 0)
       st = qv_error_set(err, QV_EIO, "write-ahead log %s: cutting a torn tail: %s", w->path,
                         strerror(errno));
@@ -487,9 +502,6 @@ qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_w
     return st;
   }
   w->bytes = off;
-  pthread_mutex_lock(&c->wmu);
-  __atomic_store_n(&c->wal, w, __ATOMIC_RELEASE); /* stats read it without wmu */
-  snprintf(c->wal_dir, sizeof c->wal_dir, "%s", dir);
-  pthread_mutex_unlock(&c->wmu);
+  *out = w;
   return QV_OK;
 }
