@@ -1,0 +1,36 @@
+/* The pieces every call of quiverd's gRPC server uses: the completion-queue tag, the codecs, the
+ * one batch that finishes a call, and its log line and metrics. */
+#ifndef QUIVER_SERVER_CALL_H
+#define QUIVER_SERVER_CALL_H
+
+#include <grpc/grpc.h>
+#include <grpc/support/time.h>
+#include <stdatomic.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "quiver/status.h"
+
+typedef struct qv__tag {
+  void (*fn)(void *self, int ok);
+  int on_writer; /* run fn on a writer thread, not on the polling thread (server.c) */
+  int ok;        /* while queued for a writer */
+  struct qv__tag *next;
+} qv__tag;
+
+/* Calls accepted and not yet finished (call.c). */
+extern atomic_int qv__calls_in_flight;
+
+double qv__now_s(void);
+void qv__metrics_call_end(int mi, qv_status st, double t0);
+grpc_byte_buffer *qv__pack_msg(const ProtobufCMessage *m);
+ProtobufCMessage *qv__decode_bytes(const ProtobufCMessageDescriptor *d, const uint8_t *data,
+                                   size_t len, qv_error *err);
+ProtobufCMessage *qv__decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d,
+                             qv_error *err);
+int qv__deadline_passed(gpr_timespec deadline);
+void qv__finish_call(grpc_call *call, grpc_metadata_array *md, int initial_sent,
+                     grpc_byte_buffer *resp, qv_status st, const char *msg);
+void qv__log_failure(const char *method, const char *collection, qv_status st, const char *msg);
+
+#endif

@@ -1,0 +1,53 @@
+/* A collection's stats as a CollectionInfo message. */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "quiver_wire.h"
+#include "server_internal.h"
+
+/* Fills info from an entry; strings point into spec_buf (INFO_BUF bytes of caller storage). */
+void qv__fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_buf) {
+  quiver__v1__collection_info__init(info);
+  qv_collection_stats s;
+  qv_collection_stats_get(e->col, &s, NULL);
+  memcpy(spec_buf, s.spec, QV_MAX_SPEC);
+  memcpy(spec_buf + QV_MAX_SPEC, s.placement, sizeof s.placement);
+  info->placement = spec_buf + QV_MAX_SPEC;
+  char *note = spec_buf + QV_MAX_SPEC + sizeof s.placement;
+  memcpy(note, s.open_note, sizeof s.open_note);
+  info->storage_note = note;
+  info->build_recall = s.build_recall;
+  info->build_recall_k = s.build_recall_k;
+  info->build_recall_nprobe = s.build_nprobe;
+  info->snapshot_version = s.disk_version;
+  info->wal_bytes = s.wal_bytes;
+  info->wal_records = s.wal_records;
+  qv__batcher_stats bs;
+  qv__batcher_stats_get(e->batcher, &bs);
+  info->batched_requests = bs.requests;
+  info->batches = bs.batches;
+  info->batched_queries = bs.queries;
+  info->batch_expired = bs.expired;
+  info->device = qv__device_to_pb(s.device);
+  info->gpu = s.gpu;
+  info->device_bytes = s.device_bytes;
+  info->tombstones = s.tombstones;
+  info->gpu_fallbacks = s.gpu_fallbacks;
+  info->deferred_deletes = s.deferred_deletes != 0;
+  info->name = e->name;
+  info->dim = (uint32_t)s.dim;
+  info->metric = qv__metric_to_pb(s.metric);
+  info->index_spec = spec_buf;
+  info->state = atomic_load(&e->building) ? QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_BUILDING
+                : s.trained               ? QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_READY
+                            : QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_NOT_BUILT;
+  info->default_nprobe = s.default_nprobe;
+  info->count = s.count;
+  info->indexed = s.indexed;
+  info->nlist = s.nlist;
+  info->vector_bytes = s.vector_bytes;
+  info->index_bytes = s.index_bytes;
+  info->memory_bytes = s.vector_bytes + s.index_bytes;
+  info->index_version = s.version;
+  info->n_features = (uint32_t)s.n_features;
+}

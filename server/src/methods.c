@@ -1,0 +1,46 @@
+/* The method table. */
+#include "methods.h"
+
+#include <string.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "quiver/v1/retrieval.pb-c.h"
+#include "server_internal.h"
+
+/* ---- the method table ------------------------------------------------------------------- */
+
+const method qv__method_table[NMETHODS] = {
+    [M_SEARCH] = {"/quiver.v1.Retrieval/Search", K_UNARY, &quiver__v1__search_request__descriptor,
+                  qv__h_search},
+    [M_CREATE] = {"/quiver.v1.Retrieval/CreateCollection", K_UNARY,
+                  &quiver__v1__create_collection_request__descriptor, qv__h_create},
+    [M_DROP] = {"/quiver.v1.Retrieval/DropCollection", K_UNARY,
+                &quiver__v1__drop_collection_request__descriptor, qv__h_drop},
+    [M_LIST] = {"/quiver.v1.Retrieval/ListCollections", K_UNARY,
+                &quiver__v1__list_collections_request__descriptor, qv__h_list},
+    [M_DESCRIBE] = {"/quiver.v1.Retrieval/DescribeCollection", K_UNARY,
+                    &quiver__v1__describe_collection_request__descriptor, qv__h_describe},
+    [M_UPSERT] = {"/quiver.v1.Retrieval/Upsert", K_CLIENT_STREAM,
+                  &quiver__v1__upsert_request__descriptor, NULL},
+    [M_DELETE] = {"/quiver.v1.Retrieval/Delete", K_UNARY, &quiver__v1__delete_request__descriptor,
+                  qv__h_delete},
+    [M_BUILD] = {"/quiver.v1.Retrieval/BuildIndex", K_SERVER_STREAM,
+                 &quiver__v1__build_index_request__descriptor, NULL},
+    [M_HEALTH] = {"/grpc.health.v1.Health/Check", K_UNARY,
+                  &grpc__health__v1__health_check_request__descriptor, qv__h_health},
+    [M_IMPORT] = {"/quiver.v1.Retrieval/ImportIndex", K_CLIENT_STREAM,
+                  &quiver__v1__import_index_request__descriptor, NULL},
+};
+
+const char *qv__method_short(const method *m) {
+  const char *p = strrchr(m->path, '/');
+  return p ? p + 1 : m->path;
+}
+
+int qv__server_methods(void) {
+  return NMETHODS;
+}
+
+const char *qv__server_method_path(int method) {
+  return method >= 0 && method < NMETHODS ? qv__method_table[method].path : NULL;
+}

@@ -1,0 +1,45 @@
+/* The methods quiverd serves: their gRPC paths, kinds, request types and unary handlers. */
+#ifndef QUIVER_SERVER_METHODS_H
+#define QUIVER_SERVER_METHODS_H
+
+#include <grpc/grpc.h>
+#include <grpc/support/time.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "server.h"
+
+typedef enum { K_UNARY, K_CLIENT_STREAM, K_SERVER_STREAM } call_kind;
+
+/* The methods, in qv__method_table order (the table is in methods.c, the handlers in rpc_*.c). */
+enum {
+  M_SEARCH,
+  M_CREATE,
+  M_DROP,
+  M_LIST,
+  M_DESCRIBE,
+  M_UPSERT,
+  M_DELETE,
+  M_BUILD,
+  M_HEALTH,
+  M_IMPORT,
+  NMETHODS
+};
+
+typedef struct method method;
+/* deadline: the call's (NULL = none); long handlers check it, and a stop, between steps. */
+typedef qv_status (*unary_fn)(qv__server *s, const ProtobufCMessage *req,
+                              const gpr_timespec *deadline, grpc_byte_buffer **resp, qv_error *err);
+
+struct method {
+  const char *path;
+  call_kind kind;
+  const ProtobufCMessageDescriptor *req_desc;
+  unary_fn fn;
+};
+
+extern const method qv__method_table[NMETHODS];
+
+const char *qv__method_short(const method *m);
+
+#endif

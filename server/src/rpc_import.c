@@ -1,0 +1,364 @@
+/* ImportIndex (client streaming): the stream's chunks, and the apply at its end. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "quiver/fsutil.h"
+#include "server_internal.h"
+
+/* ---- import stream ---------------------------------------------------------------------- */
+
+static void import_end(import_call *u, qv_status st, const char *msg, grpc_byte_buffer *resp) {
+  if (st != QV_OK)
+    qv__log_failure("ImportIndex", u->name[0] ? u->name : NULL, st, msg);
+  if (u->stage[0] != '\0') /* before the answer: a client that sees it sees no staging left */
+    qv_remove_tree(u->stage, NULL);
+  qv__metrics_call_end(M_IMPORT, st, u->t0);
+  if (u->have_header)
+    qv__metrics_build("import", qv__build_outcome(st), qv__now_s() - u->t0);
+  qv__finish_call(u->call, &u->md, 0, resp, st, msg);
+  free(u);
+}
+
+static void import_post_recv(import_call *u) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &u->recv;
+  u->recv = NULL;
+  if (grpc_call_start_batch(u->call, &op, 1, &u->tag, NULL) != GRPC_CALL_OK)
+    import_end(u, QV_EINTERNAL, "cannot read the next import message", NULL);
+}
+
+/* Only the files a collection directory holds: MANIFEST.json and vNNNNNN/{index.faiss,
+ * vectors.npy, ids.npy, features.npy, MANIFEST.json}. */
+static int import_file_ok(const char *f) {
+  static const char *const names[] = {"index.faiss", "vectors.npy", "ids.npy", "features.npy",
+                                      "MANIFEST.json"};
+  if (strcmp(f, "MANIFEST.json") == 0)
+    return 1;
+  if (strlen(f) < 9 || f[0] != 'v' || f[7] != '/')
+    return 0;
+  for (int i = 1; i < 7; i++)
+    if (f[i] < '0' || f[i] > '9')
+      return 0;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(f + 8, names[i]) == 0)
+      return 1;
+  return 0;
+}
+
+static qv_status import_chunk(import_call *u, const Quiver__V1__ImportIndexRequest *r,
+                              qv_error *err) {
+  const char *f = r->file ? r->file : "";
+  if (f[0] == '\0') {
+    if (r->data.len > 0)
+      return qv_error_set(err, QV_EINVAL, "an import chunk carries data but names no file");
+    return QV_OK;
+  }
+  if (u->server_path[0] != '\0')
+    return qv_error_set(err, QV_EINVAL,
+                        "an import from a server_path carries no files (send one or the other)");
+  if (!import_file_ok(f))
+    return qv_error_set(err, QV_EINVAL,
+                        "import file '%.80s' is not part of a collection directory "
+                        "(MANIFEST.json or vNNNNNN/{index.faiss,vectors.npy,ids.npy,"
+                        "features.npy,MANIFEST.json})",
+                        f);
+  uint32_t crc = (uint32_t)crc32(0L, r->data.data, (uInt)r->data.len);
+  if (crc != r->crc32)
+    return qv_error_set(err, QV_ECORRUPT,
+                        "import file '%s' at offset %llu: chunk CRC-32 %08x, expected %08x "
+                        "(damaged in transit: push again)",
+                        f, (unsigned long long)r->offset, crc, r->crc32);
+  const uint64_t budget = u->s->reg->cfg.memory_budget;
+  if (budget > 0 && u->bytes + r->data.len > budget) /* it could never be loaded: stop early */
+    return qv_error_set(err, QV_ENOMEM,
+                        "the import passes --memory-budget-mb %llu after %llu MiB received: "
+                        "raise the budget or import a smaller index",
+                        (unsigned long long)(budget >> 20), (unsigned long long)(u->bytes >> 20));
+  struct statvfs fs;
+  const uint64_t reserve = (uint64_t)u->s->cfg->import_min_free_mb << 20;
+  if (reserve > 0 && statvfs(u->stage, &fs) == 0 &&
+      (uint64_t)fs.f_bavail * fs.f_frsize < reserve + r->data.len)
+    return qv_error_set(err, QV_ENOMEM,
+                        "the import would leave less than --import-min-free-mb %llu MiB free on "
+                        "the data directory's disk (%llu MiB free, %llu MiB received): free space "
+                        "or import a smaller index",
+                        (unsigned long long)(reserve >> 20),
+                        (unsigned long long)(((uint64_t)fs.f_bavail * fs.f_frsize) >> 20),
+                        (unsigned long long)(u->bytes >> 20));
+  char path[1400];
+  if (f[7] == '/') {
+    snprintf(path, sizeof path, "%s/%.7s", u->stage, f);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+      return qv_error_set(err, QV_EIO, "import: mkdir %s: %s", path, strerror(errno));
+  }
+  snprintf(path, sizeof path, "%s/%s", u->stage, f);
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return qv_error_set(err, QV_EIO, "import: open %s: %s", path, strerror(errno));
+  struct stat sb;
+  qv_status st = QV_OK;
+  if (fstat(fd, &sb) != 0) {
+    st = qv_error_set(err, QV_EIO, "import: stat %s: %s", path, strerror(errno));
+  } else if ((uint64_t)sb.st_size != r->offset) {
+    st = qv_error_set(err, QV_EINVAL,
+                      "import file '%s': chunk at offset %llu, but %llu bytes were sent before "
+                      "(send each file's chunks in order)",
+                      f, (unsigned long long)r->offset, (unsigned long long)sb.st_size);
+  } else {
+    if (sb.st_size == 0)
+      u->files++;
+    size_t done = 0;
+    while (st == QV_OK && done < r->data.len) {
+      ssize_t k = write(fd, r->data.data + done, r->data.len - done);
+      if (k < 0 && errno == EINTR)
+        continue;
+      if (k <= 0)
+        st = qv_error_set(err, QV_EIO, "import: write %s: %s", path,
+                          k < 0 ? strerror(errno) : "short write");
+      else
+        done += (size_t)k;
+    }
+    u->bytes += done;
+  }
+  close(fd);
+  return st;
+}
+
+/* The end of an import stream: opens the directory (the staging one, or server_path), checks
+ * it, swaps it in and saves; *resp gets the answer. */
+qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *errp) {
+  qv__server *s = u->s;
+  qv__registry *reg = s->reg;
+  qv_error err = {0};
+  qv_status st = QV_OK;
+  qv_collection *src = NULL;
+  qv__entry *e = NULL;
+  int created = 0, claimed = 0;
+  char dir[PATH_MAX];
+  qv_build_report rep;
+  memset(&rep, 0, sizeof rep);
+  rep.recall = -1;
+  if (u->server_path[0] != '\0') {
+    char root[PATH_MAX];
+    size_t rl;
+    if (s->cfg->import_root[0] == '\0') {
+      st = qv_error_set(&err, QV_EPRECONDITION,
+                        "server-side import is off: start quiverd with --import-root DIR, or "
+                        "stream the directory (quiver push)");
+    } else if (realpath(s->cfg->import_root, root) == NULL) {
+      st = qv_error_set(&err, QV_EPRECONDITION, "--import-root %s: %s", s->cfg->import_root,
+                        strerror(errno));
+    } else if (realpath(u->server_path, dir) == NULL) {
+      st = qv_error_set(&err, QV_ENOTFOUND, "server_path %s: %s", u->server_path, strerror(errno));
+    } else if (rl = strlen(root),
+               strncmp(dir, root, rl) != 0 || (dir[rl] != '/' && dir[rl] != '\0')) {
+      st = qv_error_set(&err, QV_EPRECONDITION, "server_path %s is outside --import-root %s",
+                        u->server_path, s->cfg->import_root);
+    }
+  } else {
+    snprintf(dir, sizeof dir, "%s", u->stage);
+  }
+  if (st == QV_OK && (st = qv_collection_open(&src, dir, &err)) != QV_OK)
+    qv_error_prefix(&err, st, "the imported index");
+  if (st == QV_OK) {
+    qv_collection_stats ns;
+    qv_collection_stats_get(src, &ns, NULL);
+    if (ns.open_note[0] != '\0')
+      st = qv_error_set(&err, QV_ECORRUPT, "the imported index: %.400s", ns.open_note);
+  }
+  if (st == QV_OK && (st = qv__registry_get(reg, u->name, &e, &err)) == QV_ENOTFOUND && u->create) {
+    qv_collection_stats ns;
+    qv_collection_stats_get(src, &ns, NULL);
+    qv_collection_opts o;
+    qv_collection_opts_init(&o);
+    o.dim = ns.dim;
+    o.metric = ns.metric;
+    o.spec = ns.spec;
+    o.default_nprobe = ns.default_nprobe;
+    o.n_features = ns.n_features;
+    o.device = s->default_device;
+    if ((st = qv__registry_create(reg, u->name, &o, &e, &err)) == QV_OK)
+      created = 1;
+  }
+  if (st == QV_OK && (st = qv__registry_claim_build(reg, e, &err)) == QV_OK)
+    claimed = 1;
+  if (st == QV_OK && reg->cfg.memory_budget > 0) {
+    qv_collection_stats ns, cs;
+    qv_collection_stats_get(src, &ns, NULL);
+    qv_collection_stats_get(e->col, &cs, NULL);
+    uint64_t need = qv__registry_memory(reg, e) + ns.vector_bytes + ns.index_bytes +
+                    cs.vector_bytes + cs.index_bytes;
+    if (need > reg->cfg.memory_budget)
+      st = qv_error_set(&err, QV_ENOMEM,
+                        "import needs about %llu MiB with the index it replaces and the other "
+                        "collections, over --memory-budget-mb %llu",
+                        (unsigned long long)(need >> 20),
+                        (unsigned long long)(reg->cfg.memory_budget >> 20));
+  }
+  if (st == QV_OK && atomic_load(&s->stopping)) /* a stop waits for imports: do not start one */
+    st = qv_error_set(&err, QV_EUNAVAILABLE, "the server is shutting down: import after restart");
+  if (st == QV_OK) {
+    qv__blas_build(+1); /* the recall check's exact search may use every core, like a build */
+    st = qv_collection_replace(e->col, src, &u->opts, &rep, &err);
+    qv__blas_build(-1);
+  }
+  if (st == QV_OK && (st = qv__entry_save(e, &err)) != QV_OK) {
+    /* Not durable: put the previous state back rather than serve what a restart would lose. */
+    qv_error re = {0};
+    qv_build_opts quick;
+    qv_build_opts_init(&quick);
+    quick.eval_queries = 1;
+    if (created || qv_collection_replace(e->col, src, &quick, NULL, &re) == QV_OK)
+      qv_error_prefix(&err, st, "import not applied (the snapshot could not be saved)");
+    else
+      qv_error_prefix(&err, st,
+                      "imported and serving, but NOT saved: a restart serves the previous "
+                      "state (%.60s)",
+                      re.msg);
+  }
+  if (st != QV_OK && created && claimed) /* while claimed: nobody re-created the name meanwhile */
+    qv__registry_drop_claimed(reg, e);
+  if (claimed)
+    atomic_store(&e->building, 0);
+  qv_collection_close(src); /* the old state after a swap */
+  if (st == QV_OK) {
+    Quiver__V1__ImportIndexResponse out = QUIVER__V1__IMPORT_INDEX_RESPONSE__INIT;
+    Quiver__V1__CollectionInfo info;
+    char spec[INFO_BUF];
+    qv__fill_info(e, &info, spec);
+    out.info = &info;
+    out.bytes_received = u->bytes;
+    out.files = u->files;
+    out.recall = rep.recall;
+    out.recall_k = rep.recall_k;
+    out.recall_nprobe = rep.recall_nprobe;
+    out.elapsed_seconds = qv__now_s() - u->t0;
+    *resp = qv__pack_msg(&out.base);
+    QV_LOG_I("ImportIndex collection=%s %s: %llu vectors, %s, recall@%u=%.4f at nprobe %u, "
+             "%.2f s",
+             u->name, u->server_path[0] ? u->server_path : "streamed",
+             (unsigned long long)info.count, info.index_spec, rep.recall_k, rep.recall,
+             rep.recall_nprobe, out.elapsed_seconds);
+  }
+  qv__registry_put(reg, e);
+  *errp = err;
+  return st;
+}
+
+static void *import_thread(void *arg) {
+  import_call *u = arg;
+  qv__server *s = u->s;
+  omp_set_num_threads(omp_get_num_procs());
+  qv_error err = {0};
+  grpc_byte_buffer *resp = NULL;
+  const qv_status st = qv__import_apply(u, &resp, &err);
+  import_end(u, st, err.msg, resp);
+  qv__long_work_end(s);
+  return NULL;
+}
+
+/* One import message: the first names the collection and the options (and makes the staging
+ * directory), every one may carry a chunk of a file. */
+qv_status qv__import_message(import_call *u, const Quiver__V1__ImportIndexRequest *r,
+                             qv_error *errp) {
+  qv_error err = {0};
+  qv_status st = QV_OK;
+  if (!u->have_header) {
+    const char *name = r->collection ? r->collection : "";
+    const char *sp = r->server_path ? r->server_path : "";
+    if (name[0] == '\0')
+      st = qv_error_set(&err, QV_EINVAL, "the first import message must name the collection");
+    else if ((st = qv__name_check(name, &err)) == QV_OK && strlen(sp) >= sizeof u->server_path)
+      st = qv_error_set(&err, QV_EINVAL, "server_path is too long");
+    if (st == QV_OK) {
+      snprintf(u->name, sizeof u->name, "%s", name);
+      snprintf(u->server_path, sizeof u->server_path, "%s", sp);
+      u->create = r->create;
+      st = qv__build_opts_from(u->s, &u->opts, r->recall_floor, r->target_recall, r->eval_queries,
+                               r->eval_k, &err);
+    }
+    if (st == QV_OK && u->server_path[0] == '\0') {
+      snprintf(u->stage, sizeof u->stage, "%s/.import-%s-XXXXXX", u->s->reg->root, u->name);
+      if (mkdtemp(u->stage) == NULL) {
+        st = qv_error_set(&err, QV_EIO, "import: cannot make a staging directory in %s: %s",
+                          u->s->reg->root, strerror(errno));
+        u->stage[0] = '\0';
+      }
+    }
+    u->have_header = st == QV_OK;
+  } else if (r->collection && r->collection[0] && strcmp(r->collection, u->name) != 0) {
+    st = qv_error_set(&err, QV_EINVAL, "one import stream goes to one collection ('%s')", u->name);
+  }
+  if (st == QV_OK)
+    st = import_chunk(u, r, &err);
+  *errp = err;
+  return st;
+}
+
+static void on_import_recv(void *self, int ok) {
+  import_call *u = self;
+  qv_error err = {0};
+  if (!ok) {
+    import_end(u, QV_ECANCELLED, "import stream broken before its end", NULL);
+    return;
+  }
+  if (u->recv == NULL) { /* end of stream: verify and swap on a thread of its own */
+    if (!u->have_header) {
+      import_end(u, QV_EINVAL, "empty import stream: the first message names the collection", NULL);
+      return;
+    }
+    qv_status st = qv__long_work_begin(u->s, "import", &err);
+    if (st != QV_OK) {
+      import_end(u, st, err.msg, NULL);
+      return;
+    }
+    if (!qv__spawn_detached(import_thread, u)) {
+      qv__server *s = u->s; /* import_end frees u */
+      import_end(u, QV_ENOMEM, "cannot start an import thread", NULL);
+      qv__long_work_end(s);
+    }
+    return;
+  }
+  Quiver__V1__ImportIndexRequest *r = (Quiver__V1__ImportIndexRequest *)qv__decode(
+      u->recv, &quiver__v1__import_index_request__descriptor, &err);
+  grpc_byte_buffer_destroy(u->recv);
+  u->recv = NULL;
+  qv_status st = r ? QV_OK : QV_EINVAL;
+  if (st == QV_OK)
+    st = qv__import_message(u, r, &err);
+  if (r)
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+  if (st != QV_OK)
+    import_end(u, st, err.msg, NULL);
+  else
+    import_post_recv(u);
+}
+
+void qv__start_import(qv__server *s, grpc_call *call, grpc_metadata_array *md) {
+  import_call *u = calloc(1, sizeof *u);
+  if (u == NULL) {
+    qv__finish_call(call, md, 0, NULL, QV_ENOMEM, "out of memory");
+    return;
+  }
+  u->tag.fn = on_import_recv;
+  u->tag.on_writer = 1; /* its chunks are file writes */
+  u->s = s;
+  u->call = call;
+  u->md = *md;
+  u->t0 = qv__now_s();
+  import_post_recv(u);
+}

@@ -1,0 +1,315 @@
+/* Search: inline (rerank, exact, batching off) or through the collection's batcher. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "quiver/kernels.h"
+#include "quiver/rerank.h"
+#include "server_internal.h"
+
+/* The slow query log: a Search slower than --slow-query-ms, with what shaped it (never the
+ * query vectors). n: its queries; batch: the queries of the index search that answered it (0:
+ * run alone). */
+void qv__slow_query(qv__server *s, const Quiver__V1__SearchRequest *r, double t0, uint32_t batch) {
+  const double ms = (qv__now_s() - t0) * 1e3;
+  if (s->cfg->slow_query_ms <= 0 || ms < (double)s->cfg->slow_query_ms)
+    return;
+  QV_LOG_W("slow query: method=Search collection=%s floats=%zu k=%u nprobe=%u rerank=%s "
+           "candidates=%u exact=%s batch_queries=%u ms=%.2f threshold_ms=%lld",
+           r->collection ? r->collection : "-", r->n_queries, r->k, r->nprobe,
+           r->rerank ? "yes" : "no", r->rerank ? r->rerank->candidates : 0, r->exact ? "yes" : "no",
+           batch, ms, (long long)s->cfg->slow_query_ms);
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* A sorted copy of an id list (the rerank stage looks ids up by binary search). */
+static int64_t *sorted_copy(const int64_t *ids, size_t n) {
+  int64_t *out = malloc((n ? n : 1) * sizeof *out);
+  if (out != NULL && n > 0) {
+    memcpy(out, ids, n * sizeof *out);
+    qsort(out, n, sizeof *out, cmp_i64);
+  }
+  return out;
+}
+
+static qv_status search_reranked(qv__server *s, qv__entry *e, const Quiver__V1__SearchRequest *r,
+                                 const float *queries, size_t n, float *scores, int64_t *ids,
+                                 qv_error *err) {
+  const Quiver__V1__RerankOptions *o = r->rerank;
+  if (r->exact)
+    return qv_error_set(err, QV_EINVAL,
+                        "exact and rerank exclude each other: exact search is "
+                        "already exact; send one of them");
+  qv_collection_stats cs;
+  qv_collection_stats_get(e->col, &cs, NULL);
+  if (o->n_weights > 1 && o->n_weights != 1 + cs.n_features)
+    return qv_error_set(err, QV_EINVAL,
+                        "rerank.weights has %zu entries; items of collection '%s' carry %zu "
+                        "features: send 1 weight (similarity) or %zu (similarity + features)",
+                        o->n_weights, e->name, cs.n_features, 1 + cs.n_features);
+  if (o->candidates != 0 && o->candidates < r->k)
+    return qv_error_set(err, QV_EINVAL, "rerank.candidates = %u is below k = %u", o->candidates,
+                        r->k);
+  if (o->candidates > (uint64_t)s->cfg->max_candidates)
+    return qv_error_set(err, QV_EINVAL,
+                        "rerank.candidates = %u is above the server's limit %lld "
+                        "(--max-candidates)",
+                        o->candidates, (long long)s->cfg->max_candidates);
+  qv_rerank_params rp;
+  qv_rerank_params_init(&rp);
+  rp.refine = o->refine;
+  rp.weights = o->n_weights ? o->weights : NULL;
+  rp.n_features = o->n_weights > 1 ? o->n_weights - 1 : 0;
+  rp.mmr_lambda = o->mmr_lambda;
+  int64_t *allow = o->n_allow_ids ? sorted_copy(o->allow_ids, o->n_allow_ids) : NULL;
+  int64_t *deny = o->n_deny_ids ? sorted_copy(o->deny_ids, o->n_deny_ids) : NULL;
+  qv_status st;
+  if ((o->n_allow_ids && allow == NULL) || (o->n_deny_ids && deny == NULL)) {
+    st = qv_error_set(err, QV_ENOMEM, "out of memory for the filter lists");
+  } else {
+    rp.allow = allow;
+    rp.n_allow = o->n_allow_ids;
+    rp.deny = deny;
+    rp.n_deny = o->n_deny_ids;
+    qv_search_params p = {.k = r->k, .nprobe = r->nprobe};
+    st = qv_collection_search_refined(e->col, queries, n, &p, o->candidates, &rp, scores, ids, err);
+  }
+  free(allow);
+  free(deny);
+  return st;
+}
+
+/* The work a search asks for, in multiply-adds (a query component against a stored one): the
+ * coarse quantizer and the probed lists (or every vector: Flat, exact), then the rerank stage
+ * (refine: k' rows per query; MMR: k x k' pairs per query). */
+static double search_work(const Quiver__V1__SearchRequest *r, const qv_collection_stats *cs,
+                          size_t n) {
+  const double d = (double)cs->dim, count = (double)cs->count;
+  double per = count * d; /* exact, or Flat */
+  if (!r->exact && cs->nlist > 0) {
+    const double probe = r->nprobe ? r->nprobe : cs->default_nprobe ? cs->default_nprobe : 1;
+    per = ((double)cs->nlist + probe * count / cs->nlist) * d;
+  }
+  if (r->rerank != NULL) {
+    const double k = r->k, kp = r->rerank->candidates ? r->rerank->candidates : 4.0 * r->k;
+    per += kp * d;
+    if (r->rerank->mmr_lambda != 0)
+      per += k * kp * d;
+  }
+  return per * (double)n;
+}
+
+/* Checks a search request against collection e: *n gets the number of queries. */
+static qv_status check_search(qv__server *s, qv__entry *e, const Quiver__V1__SearchRequest *r,
+                              const qv_collection_stats *cs, size_t *n, qv_error *err) {
+  const size_t dim = cs->dim;
+  *n = 0;
+  if (r->n_queries == 0)
+    return qv_error_set(err, QV_EINVAL, "no queries: send n x %zu floats", dim);
+  if (r->dim != 0 && r->dim != dim)
+    return qv_error_set(err, QV_EINVAL,
+                        "query dimension %u does not match collection '%s' (dimension %zu)", r->dim,
+                        e->name, dim);
+  if (r->n_queries % dim != 0)
+    return qv_error_set(err, QV_EINVAL,
+                        "queries hold %zu floats, not a multiple of collection '%s' dimension %zu",
+                        r->n_queries, e->name, dim);
+  if (r->k < 1 || r->k > (uint64_t)s->cfg->max_k)
+    return qv_error_set(err, QV_EINVAL, "k = %u is out of range 1..%lld (server --max-k)", r->k,
+                        (long long)s->cfg->max_k);
+  if ((*n = r->n_queries / dim) > (size_t)s->cfg->max_queries)
+    return qv_error_set(err, QV_ENOMEM,
+                        "%zu queries in one request exceed the server limit %lld: split the batch",
+                        *n, (long long)s->cfg->max_queries);
+  const double work = search_work(r, cs, *n), cap = (double)s->cfg->max_search_gwork * 1e9;
+  if (cap > 0 && work > cap)
+    return qv_error_set(err, QV_ENOMEM,
+                        "this search is about %.0f G multiply-adds of work, over the server's "
+                        "--max-search-gwork %lld: split the batch, or lower k, candidates or "
+                        "nprobe",
+                        work / 1e9, (long long)s->cfg->max_search_gwork);
+  return QV_OK;
+}
+
+/* Whether a call's work should go on: QV_EDEADLINE once its deadline passed, QV_EUNAVAILABLE
+ * once the server stops. */
+static qv_status still_wanted(qv__server *s, const gpr_timespec *deadline, size_t done,
+                              size_t total, qv_error *err) {
+  if (deadline != NULL && qv__deadline_passed(*deadline))
+    return qv_error_set(err, QV_EDEADLINE,
+                        "the deadline passed after %zu of %zu queries: the rest were not searched",
+                        done, total);
+  if (atomic_load(&s->stopping))
+    return qv_error_set(err, QV_EUNAVAILABLE,
+                        "the server is shutting down: %zu of %zu queries were searched; retry "
+                        "elsewhere or after the restart",
+                        done, total);
+  return QV_OK;
+}
+
+qv_status qv__h_search(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
+                       grpc_byte_buffer **resp, qv_error *err) {
+  const Quiver__V1__SearchRequest *r = (const Quiver__V1__SearchRequest *)m;
+  if (r->collection == NULL || r->collection[0] == '\0')
+    return qv_error_set(err, QV_EINVAL, "collection is required");
+  qv__entry *e;
+  qv_status st = qv__registry_get(s->reg, r->collection, &e, err);
+  if (st != QV_OK)
+    return st;
+  qv_collection_stats cs;
+  qv_collection_stats_get(e->col, &cs, NULL);
+  size_t n = 0;
+  float *scores = NULL;
+  int64_t *ids = NULL;
+  if ((st = check_search(s, e, r, &cs, &n, err)) != QV_OK) {
+    /* said */
+  } else if ((scores = malloc(n * r->k * sizeof *scores)) == NULL ||
+             (ids = malloc(n * r->k * sizeof *ids)) == NULL) {
+    st = qv_error_set(err, QV_ENOMEM, "out of memory for %zu x %u results", n, r->k);
+  } else {
+    /* In steps of about half a G multiply-adds: between them the call's deadline and a stop
+     * are checked, so that neither waits for the whole of a long search. */
+    const double per_query = search_work(r, &cs, 1);
+    size_t step = per_query > 0 ? (size_t)(5e8 / per_query) : n;
+    step = step < 1 ? 1 : step > n ? n : step;
+    qv_search_params p = {.k = r->k, .nprobe = r->nprobe};
+    for (size_t q0 = 0; st == QV_OK && q0 < n; q0 += step) {
+      const size_t m = n - q0 < step ? n - q0 : step;
+      const float *q = r->queries + q0 * cs.dim;
+      if (q0 > 0 && (st = still_wanted(s, deadline, q0, n, err)) != QV_OK)
+        break;
+      st = r->rerank != NULL
+               ? search_reranked(s, e, r, q, m, scores + q0 * r->k, ids + q0 * r->k, err)
+           : r->exact
+               ? qv_collection_search_exact(e->col, q, m, &p, scores + q0 * r->k, ids + q0 * r->k,
+                                            err)
+               : qv_collection_search(e->col, q, m, &p, scores + q0 * r->k, ids + q0 * r->k, err);
+    }
+  }
+  if (st == QV_OK) {
+    qv__metrics_queries(n);
+    Quiver__V1__SearchResponse out = QUIVER__V1__SEARCH_RESPONSE__INIT;
+    out.k = r->k;
+    out.num_queries = (uint32_t)n;
+    out.n_ids = out.n_scores = n * r->k;
+    out.ids = ids;
+    out.scores = scores;
+    *resp = qv__pack_msg(&out.base);
+  }
+  free(scores);
+  free(ids);
+  qv__registry_put(s->reg, e);
+  return st;
+}
+
+/* ---- batched search --------------------------------------------------------------------- */
+
+/* One search on its way through the collection's batcher: the request, the call, and room for
+ * the answer, in one allocation. */
+typedef struct search_call {
+  qv__bq bq;
+  double t0; /* arrival */
+  qv__server *s;
+  qv__entry *e;
+  grpc_call *call;
+  grpc_metadata_array md;
+  ProtobufCMessage *req;
+} search_call;
+
+static void on_batched(qv__bq *r) {
+  search_call *sc = (search_call *)r;
+  grpc_byte_buffer *resp = NULL;
+  if (r->st == QV_OK) {
+    qv__metrics_queries(r->n);
+    Quiver__V1__SearchResponse out = QUIVER__V1__SEARCH_RESPONSE__INIT;
+    out.k = r->k;
+    out.num_queries = (uint32_t)r->n;
+    out.n_ids = out.n_scores = r->n * r->k;
+    out.ids = r->ids;
+    out.scores = r->scores;
+    resp = qv__pack_msg(&out.base);
+  } else {
+    qv__log_failure("Search", sc->e->name, r->st, r->err.msg);
+  }
+  qv__metrics_call_end(M_SEARCH, r->st, sc->t0);
+  qv__finish_call(sc->call, &sc->md, 0, resp, r->st, r->err.msg);
+  if (r->st == QV_OK)
+    qv__slow_query(sc->s, (const Quiver__V1__SearchRequest *)sc->req, sc->t0, r->batch_queries);
+  protobuf_c_message_free_unpacked(sc->req, NULL);
+  qv__registry_put(sc->s->reg, sc->e);
+  free(sc);
+}
+
+/* Hands a plain search to its collection's batcher. Returns 0 when the request is not one the
+ * batcher takes (rerank, exact, batching off): the caller runs it inline. Otherwise the call is
+ * answered (now, when it is refused, or later by the batcher) and req is consumed. */
+int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
+                       gpr_timespec deadline, ProtobufCMessage *req, double t0) {
+  Quiver__V1__SearchRequest *r = (Quiver__V1__SearchRequest *)req;
+  if (r->rerank != NULL || r->exact || r->collection == NULL || r->collection[0] == '\0')
+    return 0;
+  qv_error err = {0};
+  qv__entry *e;
+  if (qv__registry_get(s->reg, r->collection, &e, &err) != QV_OK)
+    return 0; /* the inline path says NOT_FOUND */
+  if (e->batcher == NULL) {
+    qv__registry_put(s->reg, e);
+    return 0;
+  }
+  qv_collection_stats cs;
+  qv_collection_stats_get(e->col, &cs, NULL);
+  size_t n = 0;
+  qv_status st = check_search(s, e, r, &cs, &n, &err);
+  /* What would fail the whole coalesced search is refused here, for this request only, in the
+   * order the index layer checks. */
+  if (st == QV_OK && cs.nlist > 0 && r->nprobe > cs.nlist)
+    st = qv_error_set(&err, QV_EINVAL, "nprobe = %u exceeds nlist = %u of index '%s'", r->nprobe,
+                      cs.nlist, cs.spec);
+  if (st == QV_OK)
+    st = qv_check_vectors(r->queries, n, cs.dim, cs.metric == QV_METRIC_COSINE, "query", &err);
+  if (st == QV_OK && !cs.trained)
+    st = qv_error_set(&err, QV_EPRECONDITION,
+                      "index '%s' is not built yet: build it first (%llu vectors stored)", cs.spec,
+                      (unsigned long long)cs.count);
+  search_call *sc = NULL;
+  const size_t nk = n * r->k;
+  if (st == QV_OK && (sc = malloc(sizeof *sc + nk * (sizeof(float) + sizeof(int64_t)))) == NULL)
+    st = qv_error_set(&err, QV_ENOMEM, "out of memory for %zu x %u results", n, r->k);
+  if (st != QV_OK) {
+    qv__log_failure("Search", e->name, st, err.msg);
+    qv__metrics_call_end(M_SEARCH, st, t0);
+    qv__finish_call(call, md, 0, NULL, st, err.msg);
+    protobuf_c_message_free_unpacked(req, NULL);
+    qv__registry_put(s->reg, e);
+    return 1;
+  }
+  memset(&sc->bq, 0, sizeof sc->bq);
+  sc->t0 = t0;
+  sc->s = s;
+  sc->e = e;
+  sc->call = call;
+  sc->md = *md;
+  sc->req = req;
+  sc->bq.q = r->queries;
+  sc->bq.n = n;
+  sc->bq.k = r->k;
+  sc->bq.nprobe = r->nprobe;
+  sc->bq.ids = (int64_t *)(sc + 1);
+  sc->bq.scores = (float *)(sc->bq.ids + nk);
+  sc->bq.done = on_batched;
+  if (gpr_time_cmp(deadline, gpr_inf_future(deadline.clock_type)) != 0) {
+    gpr_timespec left = gpr_time_sub(deadline, gpr_now(deadline.clock_type));
+    sc->bq.deadline = qv__now_s() + (double)left.tv_sec + left.tv_nsec * 1e-9;
+  }
+  /* This thread may lead the batch and answer sc (dropping its reference) before submit
+   * returns: hold the entry (and so its batcher) until then. */
+  atomic_fetch_add(&e->refs, 1);
+  qv__batcher_submit(e->batcher, &sc->bq);
+  qv__registry_put(s->reg, e);
+  return 1;
+}

@@ -1,0 +1,140 @@
+/* Upsert (client streaming): one RECV_MESSAGE outstanding at a time, each chunk applied on a
+ * writer thread. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "server_internal.h"
+
+/* ---- upsert stream ---------------------------------------------------------------------- */
+
+typedef struct upsert_call {
+  qv__tag tag;
+  qv__server *s;
+  grpc_call *call;
+  grpc_metadata_array md;
+  grpc_byte_buffer *recv;
+  qv__entry *e;
+  uint64_t upserted;
+  double t0;
+} upsert_call;
+
+static void upsert_end(upsert_call *u, qv_status st, const char *msg, grpc_byte_buffer *resp) {
+  if (st != QV_OK)
+    qv__log_failure("Upsert", u->e ? u->e->name : NULL, st, msg);
+  qv__metrics_call_end(M_UPSERT, st, u->t0);
+  qv__finish_call(u->call, &u->md, 0, resp, st, msg);
+  if (u->e)
+    qv__registry_put(u->s->reg, u->e);
+  free(u);
+}
+
+static void upsert_post_recv(upsert_call *u) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &u->recv;
+  u->recv = NULL;
+  if (grpc_call_start_batch(u->call, &op, 1, &u->tag, NULL) != GRPC_CALL_OK)
+    upsert_end(u, QV_EINTERNAL, "cannot read the next upsert message", NULL);
+}
+
+/* The end of an upsert stream: every chunk is in the write-ahead log already (synced per
+ * --wal-sync); saves when the log asks for it, then the answer. */
+qv_status qv__upsert_done(qv__server *s, qv__entry *e, uint64_t upserted, grpc_byte_buffer **resp,
+                          qv_error *err) {
+  if (e == NULL)
+    return qv_error_set(err, QV_EINVAL,
+                        "empty upsert stream: send at least one message naming the collection");
+  qv_status st;
+  if (upserted > 0 && (st = qv__entry_wrote(s->reg, e, err)) != QV_OK)
+    return st;
+  qv_collection_stats cs;
+  qv_collection_stats_get(e->col, &cs, NULL);
+  Quiver__V1__UpsertResponse out = QUIVER__V1__UPSERT_RESPONSE__INIT;
+  out.upserted = upserted;
+  out.count = cs.count;
+  QV_LOG_D("Upsert collection=%s upserted=%llu count=%llu", e->name, (unsigned long long)upserted,
+           (unsigned long long)cs.count);
+  *resp = qv__pack_msg(&out.base);
+  return QV_OK;
+}
+
+/* Applies one upsert message; the first names the collection (*e gets a reference to it). */
+qv_status qv__upsert_chunk(qv__server *s, qv__entry **e, uint64_t *upserted,
+                           const Quiver__V1__UpsertRequest *r, qv_error *err) {
+  const char *name = r->collection ? r->collection : "";
+  qv_status st;
+  if (*e == NULL) {
+    if (name[0] == '\0')
+      return qv_error_set(err, QV_EINVAL, "the first upsert message must name the collection");
+    if ((st = qv__registry_get(s->reg, name, e, err)) != QV_OK)
+      return st;
+  } else if (name[0] != '\0' && strcmp(name, (*e)->name) != 0) {
+    return qv_error_set(err, QV_EINVAL,
+                        "one upsert stream goes to one collection ('%s', not '%.80s')", (*e)->name,
+                        name);
+  }
+  qv_collection_stats cs;
+  qv_collection_stats_get((*e)->col, &cs, NULL);
+  if (r->n_vectors != r->n_ids * cs.dim)
+    return qv_error_set(err, QV_EINVAL,
+                        "upsert message has %zu floats for %zu ids; collection '%s' needs %zu "
+                        "(dimension %zu)",
+                        r->n_vectors, r->n_ids, (*e)->name, r->n_ids * cs.dim, cs.dim);
+  if (r->n_features != 0 && r->n_features != r->n_ids * cs.n_features)
+    return qv_error_set(err, QV_EINVAL,
+                        "upsert message has %zu features for %zu ids; items of collection '%s' "
+                        "carry %zu each (send none for zeros)",
+                        r->n_features, r->n_ids, (*e)->name, cs.n_features);
+  if ((st = qv_collection_add_features((*e)->col, r->n_ids, r->ids, r->vectors,
+                                       r->n_features ? r->features : NULL, err)) != QV_OK)
+    return st;
+  *upserted += r->n_ids;
+  if (r->n_ids > 0)
+    atomic_store(&(*e)->dirty, 1);
+  return QV_OK;
+}
+
+static void on_upsert_recv(void *self, int ok) {
+  upsert_call *u = self;
+  qv_error err = {0};
+  if (!ok) { /* the call is gone (cancelled, deadline) */
+    if (u->e && u->upserted > 0)
+      atomic_store(&u->e->dirty, 1);
+    upsert_end(u, QV_ECANCELLED, "upsert stream broken before its end", NULL);
+    return;
+  }
+  if (u->recv == NULL) { /* end of stream: persist, then acknowledge */
+    grpc_byte_buffer *resp = NULL;
+    qv_status st = qv__upsert_done(u->s, u->e, u->upserted, &resp, &err);
+    upsert_end(u, st, err.msg, resp);
+    return;
+  }
+  Quiver__V1__UpsertRequest *r = (Quiver__V1__UpsertRequest *)qv__decode(
+      u->recv, &quiver__v1__upsert_request__descriptor, &err);
+  grpc_byte_buffer_destroy(u->recv);
+  u->recv = NULL;
+  qv_status st = r ? qv__upsert_chunk(u->s, &u->e, &u->upserted, r, &err) : QV_EINVAL;
+  if (r)
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+  if (st != QV_OK)
+    upsert_end(u, st, err.msg, NULL);
+  else
+    upsert_post_recv(u);
+}
+
+void qv__start_upsert(qv__server *s, grpc_call *call, grpc_metadata_array *md) {
+  upsert_call *u = calloc(1, sizeof *u);
+  if (u == NULL) {
+    qv__finish_call(call, md, 0, NULL, QV_ENOMEM, "out of memory");
+    return;
+  }
+  u->tag.fn = on_upsert_recv;
+  u->tag.on_writer = 1;
+  u->s = s;
+  u->call = call;
+  u->md = *md;
+  u->t0 = qv__now_s();
+  upsert_post_recv(u);
+}

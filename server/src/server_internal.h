@@ -1,0 +1,156 @@
+/* What the files of quiverd's gRPC server share (server.h is the API): the server object and the
+ * functions one file defines for another. */
+#ifndef QUIVER_SERVER_SERVER_INTERNAL_H
+#define QUIVER_SERVER_SERVER_INTERNAL_H
+
+#include <grpc/grpc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+#include "auth.h"
+#include "call.h"
+#include "methods.h"
+#include "metrics.h"
+#include "quiver/v1/retrieval.pb-c.h"
+#include "registry.h"
+#include "server.h"
+
+/* Writer threads: calls that write (Upsert and ImportIndex chunks, Delete) wait for a
+ * collection's writers' mutex, its log's fsync and, when the log asks, a snapshot; on a polling
+ * thread that wait would hold every call queued behind it (a search too). Their steps run on
+ * these threads (server.c) instead, in arrival order per call (a call has one step outstanding at a
+ * time). */
+enum { QV__WRITERS = 2 };
+
+struct qv__server {
+  qv__config *cfg;
+  qv__registry *reg;
+  grpc_server *server;
+  int ncq;
+  grpc_completion_queue **cqs;
+  pthread_t *threads;
+  struct poller_arg *pargs; /* per queue */
+  int nthreads;             /* pollers started (queues 0..nthreads-1) */
+  void **handles;           /* per method */
+  atomic_int stopping;
+  pthread_mutex_t build_mu;
+  pthread_cond_t build_cv;
+  int builds;               /* running build threads */
+  qv_device default_device; /* --device */
+  qv__auth *auth;           /* --auth-tokens; NULL = every call allowed */
+  /* The accept watchdog (--accept-check-s): probes the listener from inside. */
+  pthread_t watchdog;
+  int watchdog_started, wd_init;
+  pthread_mutex_t wd_mu;
+  pthread_cond_t wd_cv;
+  struct sockaddr_storage wd_addr;
+  socklen_t wd_len;
+  atomic_int accept_dead; /* 1: the listener stopped accepting; health says NOT_SERVING */
+  /* Writer threads and their queue of steps (qv__tag.next). */
+  pthread_t writers[QV__WRITERS];
+  int nwriters, writers_stop;
+  pthread_mutex_t wq_mu;
+  pthread_cond_t wq_cv;
+  qv__tag *wq_head, *wq_tail;
+};
+
+/* ---- info.c ---- */
+
+/* Caller storage for the strings of one CollectionInfo. */
+#define INFO_BUF                                                                                   \
+  (QV_MAX_SPEC + sizeof(((qv_collection_stats *)0)->placement) +                                   \
+   sizeof(((qv_collection_stats *)0)->open_note))
+
+void qv__fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_buf);
+
+/* ---- blas.c ---- */
+
+void qv__blas_build(int delta);
+
+/* ---- the handlers (rpc_search.c, rpc_admin.c) ---- */
+
+qv_status qv__h_search(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
+                       grpc_byte_buffer **resp, qv_error *err);
+qv_status qv__h_create(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
+                       grpc_byte_buffer **resp, qv_error *err);
+qv_status qv__h_drop(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
+                     grpc_byte_buffer **resp, qv_error *err);
+qv_status qv__h_describe(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
+                         grpc_byte_buffer **resp, qv_error *err);
+qv_status qv__h_list(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
+                     grpc_byte_buffer **resp, qv_error *err);
+qv_status qv__h_delete(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
+                       grpc_byte_buffer **resp, qv_error *err);
+qv_status qv__h_health(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
+                       grpc_byte_buffer **resp, qv_error *err);
+
+/* ---- rpc_search.c ---- */
+
+void qv__slow_query(qv__server *s, const Quiver__V1__SearchRequest *r, double t0, uint32_t batch);
+int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
+                       gpr_timespec deadline, ProtobufCMessage *req, double t0);
+
+/* ---- rpc_upsert.c ---- */
+
+void qv__start_upsert(qv__server *s, grpc_call *call, grpc_metadata_array *md);
+qv_status qv__upsert_done(qv__server *s, qv__entry *e, uint64_t upserted, grpc_byte_buffer **resp,
+                          qv_error *err);
+qv_status qv__upsert_chunk(qv__server *s, qv__entry **e, uint64_t *upserted,
+                           const Quiver__V1__UpsertRequest *r, qv_error *err);
+
+/* ---- rpc_import.c ---- */
+
+/* ImportIndex: chunks are written into a staging directory under the collections root
+ * (".import-NAME-XXXXXX", skipped and cleaned at start), one RECV_MESSAGE at a time; at the end
+ * of the stream a thread opens it (the manifest's sizes and CRC-32s are verified there),
+ * measures recall, swaps it in and saves, so a polling thread never waits for that. */
+typedef struct import_call {
+  qv__tag tag;
+  qv__server *s;
+  grpc_call *call;
+  grpc_metadata_array md;
+  grpc_byte_buffer *recv;
+  int have_header;
+  char name[QV__NAME_MAX + 1];
+  char server_path[1024];
+  int create;
+  qv_build_opts opts;
+  char stage[1300];
+  uint64_t bytes;
+  uint32_t files;
+  char last_file[64];
+  double t0;
+} import_call;
+
+void qv__start_import(qv__server *s, grpc_call *call, grpc_metadata_array *md);
+qv_status qv__import_message(import_call *u, const Quiver__V1__ImportIndexRequest *r,
+                             qv_error *errp);
+qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *errp);
+
+/* ---- rpc_build.c: BuildIndex, and what builds and imports share ---- */
+
+const char *qv__build_outcome(qv_status st);
+qv_status qv__long_work_begin(qv__server *s, const char *what, qv_error *err);
+void qv__long_work_end(qv__server *s);
+int qv__spawn_detached(void *(*fn)(void *), void *arg);
+qv_status qv__build_opts_from(const qv__server *s, qv_build_opts *o, double recall_floor,
+                              double target_recall, uint32_t eval_queries, uint32_t eval_k,
+                              qv_error *err);
+void qv__start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
+                     grpc_byte_buffer *payload);
+qv_status qv__build_prepare(qv__server *s, const Quiver__V1__BuildIndexRequest *r, qv__entry **e,
+                            qv_build_opts *bo, int *claimed, qv_error *err);
+qv_status qv__build_run(qv__server *s, qv__entry *e, qv_build_opts *opts, qv_progress_fn progress,
+                        void *user, qv_build_report *rep, qv_error *err);
+
+/* ---- metrics_collect.c ---- */
+
+void qv__metrics_collect(void *user, qv__mbuf *o);
+
+/* ---- watchdog.c ---- */
+
+void qv__watchdog_start(qv__server *s, int port);
+void qv__watchdog_stop(qv__server *s);
+
+#endif
