@@ -9,27 +9,36 @@
 
 /* ---- the method table ------------------------------------------------------------------- */
 
+/* Read tokens may search, describe, list and check health; everything else needs admin. */
 const method qv__method_table[NMETHODS] = {
     [M_SEARCH] = {"/quiver.v1.Retrieval/Search", K_UNARY, &quiver__v1__search_request__descriptor,
-                  qv__h_search},
+                  qv__h_search, NULL, QV__ROLE_READ, 0},
     [M_CREATE] = {"/quiver.v1.Retrieval/CreateCollection", K_UNARY,
-                  &quiver__v1__create_collection_request__descriptor, qv__h_create},
+                  &quiver__v1__create_collection_request__descriptor, qv__h_create, NULL,
+                  QV__ROLE_ADMIN, 0},
     [M_DROP] = {"/quiver.v1.Retrieval/DropCollection", K_UNARY,
-                &quiver__v1__drop_collection_request__descriptor, qv__h_drop},
+                &quiver__v1__drop_collection_request__descriptor, qv__h_drop, NULL, QV__ROLE_ADMIN,
+                0},
     [M_LIST] = {"/quiver.v1.Retrieval/ListCollections", K_UNARY,
-                &quiver__v1__list_collections_request__descriptor, qv__h_list},
+                &quiver__v1__list_collections_request__descriptor, qv__h_list, NULL, QV__ROLE_READ,
+                0},
     [M_DESCRIBE] = {"/quiver.v1.Retrieval/DescribeCollection", K_UNARY,
-                    &quiver__v1__describe_collection_request__descriptor, qv__h_describe},
+                    &quiver__v1__describe_collection_request__descriptor, qv__h_describe, NULL,
+                    QV__ROLE_READ, 0},
     [M_UPSERT] = {"/quiver.v1.Retrieval/Upsert", K_CLIENT_STREAM,
-                  &quiver__v1__upsert_request__descriptor, NULL},
+                  &quiver__v1__upsert_request__descriptor, NULL, qv__start_upsert, QV__ROLE_ADMIN,
+                  1},
     [M_DELETE] = {"/quiver.v1.Retrieval/Delete", K_UNARY, &quiver__v1__delete_request__descriptor,
-                  qv__h_delete},
+                  qv__h_delete, NULL, QV__ROLE_ADMIN, 1},
     [M_BUILD] = {"/quiver.v1.Retrieval/BuildIndex", K_SERVER_STREAM,
-                 &quiver__v1__build_index_request__descriptor, NULL},
+                 &quiver__v1__build_index_request__descriptor, NULL, qv__start_build,
+                 QV__ROLE_ADMIN, 0},
     [M_HEALTH] = {"/grpc.health.v1.Health/Check", K_UNARY,
-                  &grpc__health__v1__health_check_request__descriptor, qv__h_health},
+                  &grpc__health__v1__health_check_request__descriptor, qv__h_health, NULL,
+                  QV__ROLE_NONE, 0},
     [M_IMPORT] = {"/quiver.v1.Retrieval/ImportIndex", K_CLIENT_STREAM,
-                  &quiver__v1__import_index_request__descriptor, NULL},
+                  &quiver__v1__import_index_request__descriptor, NULL, qv__start_import,
+                  QV__ROLE_ADMIN, 1},
 };
 
 const char *qv__method_short(const method *m) {

@@ -348,7 +348,9 @@ static void on_import_recv(void *self, int ok) {
     import_post_recv(u);
 }
 
-void qv__start_import(qv__server *s, grpc_call *call, grpc_metadata_array *md) {
+void qv__start_import(qv__server *s, grpc_call *call, grpc_metadata_array *md,
+                      grpc_byte_buffer *unused) {
+  (void)unused;
   import_call *u = calloc(1, sizeof *u);
   if (u == NULL) {
     qv__finish_call(call, md, 0, NULL, QV_ENOMEM, "out of memory");

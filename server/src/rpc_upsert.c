@@ -124,7 +124,9 @@ static void on_upsert_recv(void *self, int ok) {
     upsert_post_recv(u);
 }
 
-void qv__start_upsert(qv__server *s, grpc_call *call, grpc_metadata_array *md) {
+void qv__start_upsert(qv__server *s, grpc_call *call, grpc_metadata_array *md,
+                      grpc_byte_buffer *unused) {
+  (void)unused;
   upsert_call *u = calloc(1, sizeof *u);
   if (u == NULL) {
     qv__finish_call(call, md, 0, NULL, QV_ENOMEM, "out of memory");

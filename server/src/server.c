@@ -11,7 +11,7 @@
  *     SEND_MESSAGE outstanding at a time (latest wins); the last message and the status go in one
  *     batch; a client cancel cancels the build;
  *   - anything else gets UNIMPLEMENTED (a generic request is kept posted for that).
- * See ../shared/docs/GRPC_CORE.md for the measured behaviour this follows.
+ * docs/grpc-core.md has the facts about gRPC's C core this relies on.
  *
  * This file: start and stop, the completion queues and their pollers, the writer threads,
  * posting requests and dispatching calls, TLS credentials. The rest:
@@ -183,7 +183,7 @@ static void on_unary_job(void *self, int ok) {
 /* Whether the call went to a writer thread (which then owns call, md and payload). */
 static int unary_to_writer(qv__server *s, const method *m, grpc_call *call, grpc_metadata_array *md,
                            gpr_timespec deadline, grpc_byte_buffer *payload) {
-  unary_job *j = m == &qv__method_table[M_DELETE] ? calloc(1, sizeof *j) : NULL;
+  unary_job *j = m->writes ? calloc(1, sizeof *j) : NULL;
   if (j == NULL)
     return 0; /* not a write, or no memory to hand it over: answered here */
   j->tag.fn = on_unary_job;
@@ -229,9 +229,8 @@ static void on_request(void *self, int ok) {
   if (mi < 0)
     return;
   const method *m = &qv__method_table[mi];
-  if (s->auth != NULL && mi != M_HEALTH) { /* health stays open for probes */
-    const qv__role need =
-        mi == M_SEARCH || mi == M_DESCRIBE || mi == M_LIST ? QV__ROLE_READ : QV__ROLE_ADMIN;
+  if (s->auth != NULL && m->role != QV__ROLE_NONE) {
+    const qv__role need = m->role;
     const qv__role have = qv__auth_role(s->auth, &md);
     const char *why = NULL;
     qv_status st = QV_OK;
@@ -255,22 +254,12 @@ static void on_request(void *self, int ok) {
       return;
     }
   }
-  switch (m->kind) {
-  case K_UNARY:
-    if (unary_to_writer(s, m, call, &md, deadline, payload))
-      return;
+  if (m->kind != K_UNARY)
+    m->start(s, call, &md, payload);
+  else if (unary_to_writer(s, m, call, &md, deadline, payload))
+    return;
+  else
     handle_unary(s, m, call, &md, deadline, payload);
-    break;
-  case K_CLIENT_STREAM:
-    if (mi == M_IMPORT)
-      qv__start_import(s, call, &md);
-    else
-      qv__start_upsert(s, call, &md);
-    break;
-  case K_SERVER_STREAM:
-    qv__start_build(s, call, &md, payload);
-    break;
-  }
   if (payload)
     grpc_byte_buffer_destroy(payload);
 }

@@ -93,7 +93,8 @@ int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
 
 /* ---- rpc_upsert.c ---- */
 
-void qv__start_upsert(qv__server *s, grpc_call *call, grpc_metadata_array *md);
+void qv__start_upsert(qv__server *s, grpc_call *call, grpc_metadata_array *md,
+                      grpc_byte_buffer *unused);
 qv_status qv__upsert_done(qv__server *s, qv__entry *e, uint64_t upserted, grpc_byte_buffer **resp,
                           qv_error *err);
 qv_status qv__upsert_chunk(qv__server *s, qv__entry **e, uint64_t *upserted,
@@ -123,7 +124,8 @@ typedef struct import_call {
   double t0;
 } import_call;
 
-void qv__start_import(qv__server *s, grpc_call *call, grpc_metadata_array *md);
+void qv__start_import(qv__server *s, grpc_call *call, grpc_metadata_array *md,
+                      grpc_byte_buffer *unused);
 qv_status qv__import_message(import_call *u, const Quiver__V1__ImportIndexRequest *r,
                              qv_error *errp);
 qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *errp);
