@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Reproducer for the stall bench/soak.sh showed: while a collection saves a snapshot (after a
-build or import, or when its write-ahead log passes --wal-snapshot-mb) it holds its writers' mutex
-(index/src/persist.c qv_collection_save), and Upsert/Delete wait for that mutex ON A gRPC POLLING
-THREAD (server/src/server.c handles them inline). Once writers occupy the polling threads, every
-other call of the server — searches of any collection, Describe, health — waits until the save
-ends, though the comment says "searches go on".
+"""Reproducer for the stall bench/soak.sh showed (fixed; docs/performance.md has before and
+after): a snapshot save (after a build or import, or when the write-ahead log passes
+--wal-snapshot-mb) held the collection's writers' mutex through its file writes and fsyncs, and
+Upsert/Delete waited for that mutex ON A gRPC POLLING THREAD, so every call queued behind those
+threads (searches of any collection, Describe) waited until the save ended. Now the save holds the
+mutex only while it copies the collection, and writes run on writer threads. It prints the
+longest search that started during the save: with writers it equalled the save's length.
 
     PYTHONPATH=clients/python build-soak/venv/bin/python bench/soak_stall.py \\
         [--n 400000] [--dim 128] [--writers 0,1,2] [--threads 2]

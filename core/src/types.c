@@ -1,6 +1,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "quiver/rerank_params.h"
 #include "quiver/types.h"
 
 const char *qv_metric_name(qv_metric m) {
@@ -50,4 +51,10 @@ qv_status qv_device_parse(const char *s, qv_device *out, qv_error *err) {
     }
   return qv_error_set(err, QV_EINVAL, "device '%.40s' is not one of auto, cpu, gpu",
                       s ? s : "(null)");
+}
+
+void qv_rerank_params_init(qv_rerank_params *p) {
+  memset(p, 0, sizeof *p);
+  p->k = 10;
+  p->refine = 1;
 }

@@ -16,18 +16,14 @@
 #include "quiver/kernels.h"
 #include "quiver/rerank.h"
 
-/* Validates the common arguments and returns the queries to use (normalised copy for cosine in
- * *owned, else the caller's). */
-static qv_status prepare(qv_collection *c, const float *queries, size_t n,
-                         const qv_search_params *p, const float *scores, const int64_t *ids,
-                         const float **q, float **owned, qv_error *err) {
-  *q = NULL; /* both outputs are set on every path, failures too */
-  *owned = NULL;
+/* The argument checks every search makes, in order. */
+static qv_status check_args(const qv_collection *c, const float *queries, size_t n,
+                            const qv_search_params *p, qv_error *err) {
   if (c == NULL || p == NULL)
     return qv_error_set(err, QV_EINVAL, "search: collection or params are NULL");
   if (n == 0)
     return qv_error_set(err, QV_EINVAL, "search: empty batch (send at least one query)");
-  if (queries == NULL || scores == NULL || ids == NULL)
+  if (queries == NULL)
     return qv_error_set(err, QV_EINVAL, "search: NULL query or result buffer");
   if (p->k < 1 || p->k > QV_MAX_K)
     return qv_error_set(err, QV_EINVAL, "k = %zu is out of range 1..%d", p->k, QV_MAX_K);
@@ -37,9 +33,22 @@ static qv_status prepare(qv_collection *c, const float *queries, size_t n,
   const size_t d = c->dim;
   if (n > SIZE_MAX / d / sizeof(float))
     return qv_error_set(err, QV_EINVAL, "search: batch of %zu queries is too large", n);
-  qv_status vst = qv_check_vectors(queries, n, d, c->metric == QV_METRIC_COSINE, "query", err);
+  return qv_check_vectors(queries, n, d, c->metric == QV_METRIC_COSINE, "query", err);
+}
+
+/* Validates the common arguments and returns the queries to use (normalised copy for cosine in
+ * *owned, else the caller's). */
+static qv_status prepare(qv_collection *c, const float *queries, size_t n,
+                         const qv_search_params *p, const float *scores, const int64_t *ids,
+                         const float **q, float **owned, qv_error *err) {
+  *q = NULL; /* both outputs are set on every path, failures too */
+  *owned = NULL;
+  qv_status vst = check_args(c, queries, n, p, err);
   if (vst != QV_OK)
     return vst;
+  if (scores == NULL || ids == NULL)
+    return qv_error_set(err, QV_EINVAL, "search: NULL query or result buffer");
+  const size_t d = c->dim;
   *q = queries;
   if (c->metric == QV_METRIC_COSINE) {
     float *x = malloc(n * d * sizeof(float));
@@ -254,6 +263,20 @@ static qv_status search_locked(qv_collection *c, const float *q, size_t n, size_
   free(ci);
   free(hits);
   free(keep);
+  return st;
+}
+
+qv_status qv_collection_search_check(qv_collection *c, const float *queries, size_t n,
+                                     const qv_search_params *p, qv_error *err) {
+  qv_status st = check_args(c, queries, n, p, err);
+  if (st != QV_OK)
+    return st;
+  pthread_rwlock_rdlock(&c->rw);
+  if (!c->trained)
+    st = qv_error_set(err, QV_EPRECONDITION,
+                      "index '%s' is not built yet: build it first (%zu vectors stored)",
+                      c->spec.text, c->count);
+  pthread_rwlock_unlock(&c->rw);
   return st;
 }
 

@@ -6,12 +6,6 @@
 #include "quiver/kernels.h"
 #include "quiver/rerank.h"
 
-void qv_rerank_params_init(qv_rerank_params *p) {
-  memset(p, 0, sizeof *p);
-  p->k = 10;
-  p->refine = 1;
-}
-
 int qv_sorted_contains(const int64_t *list, size_t n, int64_t id) {
   size_t lo = 0, hi = n;
   while (lo < hi) {

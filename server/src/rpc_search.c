@@ -4,8 +4,7 @@
 
 #include "log.h"
 #include "metrics.h"
-#include "quiver/kernels.h"
-#include "quiver/rerank.h"
+#include "quiver/rerank_params.h"
 #include "server_internal.h"
 
 /* The slow query log: a Search slower than --slow-query-ms, with what shaped it (never the
@@ -265,17 +264,12 @@ int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   qv_collection_stats_get(e->col, &cs, NULL);
   size_t n = 0;
   qv_status st = check_search(s, e, r, &cs, &n, &err);
-  /* What would fail the whole coalesced search is refused here, for this request only, in the
-   * order the index layer checks. */
-  if (st == QV_OK && cs.nlist > 0 && r->nprobe > cs.nlist)
-    st = qv_error_set(&err, QV_EINVAL, "nprobe = %u exceeds nlist = %u of index '%s'", r->nprobe,
-                      cs.nlist, cs.spec);
-  if (st == QV_OK)
-    st = qv_check_vectors(r->queries, n, cs.dim, cs.metric == QV_METRIC_COSINE, "query", &err);
-  if (st == QV_OK && !cs.trained)
-    st = qv_error_set(&err, QV_EPRECONDITION,
-                      "index '%s' is not built yet: build it first (%llu vectors stored)", cs.spec,
-                      (unsigned long long)cs.count);
+  /* What would fail the whole coalesced search is refused here, for this request only, by the
+   * index layer's own checks. */
+  if (st == QV_OK) {
+    const qv_search_params sp = {r->k, r->nprobe};
+    st = qv_collection_search_check(e->col, r->queries, n, &sp, &err);
+  }
   search_call *sc = NULL;
   const size_t nk = n * r->k;
   if (st == QV_OK && (sc = malloc(sizeof *sc + nk * (sizeof(float) + sizeof(int64_t)))) == NULL)

@@ -52,10 +52,10 @@ extern "C" {
 #define QV_MAX_K 65536
 #define QV_MAX_NLIST 65536
 #define QV_MAX_SPEC 128
-#define QV_MAX_ITEM_FEATURES 64 /* == QV_MAX_FEATURES of quiver/rerank.h */
+#define QV_MAX_ITEM_FEATURES 64 /* == QV_MAX_FEATURES of quiver/rerank_params.h */
 
 typedef struct qv_collection qv_collection;
-struct qv_rerank_params; /* quiver/rerank.h */
+struct qv_rerank_params; /* quiver/rerank_params.h */
 
 /* Creation options. Initialise with qv_collection_opts_init, then set what differs. */
 typedef struct qv_collection_opts {
@@ -219,6 +219,13 @@ QV_API qv_status qv_collection_search_refined(qv_collection *c, const float *que
                                               const qv_search_params *p, size_t candidates,
                                               const struct qv_rerank_params *rp, float *scores,
                                               int64_t *ids, qv_error *err);
+
+/* The checks qv_collection_search makes before it searches (arguments, queries, a built index),
+ * in its order and with its messages, without searching: for a caller that gathers requests
+ * into one search (quiverd's batcher) and must refuse each bad one alone.
+ * Returns QV_OK when qv_collection_search would get past them; else what it would return. */
+QV_API qv_status qv_collection_search_check(qv_collection *c, const float *queries, size_t n,
+                                            const qv_search_params *p, qv_error *err);
 
 /* Saves to directory `dir` (created if needed) crash-safely: the data goes to a new version
  * subdirectory (with its own copy of the manifest), fsynced, and becomes current only when

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quiver/rerank_params.h"
 #include "quiver/status.h"
 #include "quiver/types.h"
 
@@ -33,22 +34,7 @@
 extern "C" {
 #endif
 
-#define QV_MAX_FEATURES 64
-
-typedef struct qv_rerank_params {
-  size_t k;             /* results per query, >= 1 */
-  int refine;           /* 1 (default): exact re-score from cand_vecs; 0: keep cand_scores */
-  const float *weights; /* NULL, or 1 + n_features weights */
-  size_t n_features;    /* F, 0 .. QV_MAX_FEATURES */
-  float mmr_lambda;     /* 0 = off, else (0, 1] */
-  const int64_t *allow; /* sorted ascending, or NULL = everything allowed */
-  size_t n_allow;
-  const int64_t *deny; /* sorted ascending, or NULL */
-  size_t n_deny;
-} qv_rerank_params;
-
-/* Fills defaults: k 10, refine on, no weights, no MMR, no filters. */
-QV_API void qv_rerank_params_init(qv_rerank_params *p);
+/* qv_rerank_params, QV_MAX_FEATURES and qv_rerank_params_init: quiver/rerank_params.h (core/). */
 
 /* Runs the stage on the CPU. out_scores and out_ids hold n * p->k.
  * Returns QV_OK; QV_EINVAL (NULL buffers, k 0, too many features, weights missing for features,
