@@ -132,8 +132,9 @@ int main(int argc, char **argv) {
    * buffers a server allocates and frees over and over (4 MiB upsert chunks, a save's copy of a
    * collection, import staging) move from mmap into the heaps of many threads' arenas, which
    * fragment and never shrink: in the 10-minute soak RSS grew from 87 to 175 MiB. A fixed
-   * threshold keeps them mmap'd and handed back on free (soak: 42 -> 49 MiB, docs/performance.md).
-   * glibc's own tunable (MALLOC_MMAP_THRESHOLD_ in the environment) still wins. */
+   * threshold keeps them mmap'd and handed back on free (soak: 41 -> 49 MiB, flat;
+   * docs/performance.md). glibc's own tunable (MALLOC_MMAP_THRESHOLD_ in the environment) still
+   * wins. */
   if (getenv("MALLOC_MMAP_THRESHOLD_") == NULL && getenv("GLIBC_TUNABLES") == NULL)
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
