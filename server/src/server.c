@@ -332,6 +332,28 @@ static grpc_server_credentials *server_creds(const qv__config *cfg, qv_error *er
   return cr;
 }
 
+/* Frees a server whose threads never started; any part may be missing (NULL-tolerant). */
+static void free_unstarted(qv__server *s) {
+  for (int i = 0; s->cqs != NULL && i < s->ncq; i++)
+    if (s->cqs[i] != NULL)
+      grpc_completion_queue_shutdown(s->cqs[i]);
+  if (s->server != NULL)
+    grpc_server_destroy(s->server);
+  for (int i = 0; s->cqs != NULL && i < s->ncq; i++)
+    if (s->cqs[i] != NULL)
+      grpc_completion_queue_destroy(s->cqs[i]);
+  free(s->cqs);
+  free(s->threads);
+  free(s->pargs);
+  free(s->handles);
+  pthread_mutex_destroy(&s->build_mu);
+  pthread_cond_destroy(&s->build_cv);
+  pthread_mutex_destroy(&s->wq_mu);
+  pthread_cond_destroy(&s->wq_cv);
+  qv__auth_free(s->auth);
+  free(s);
+}
+
 qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg, int *port,
                            qv_error *err) {
   *out = NULL;
@@ -351,17 +373,17 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
   }
   s->auth = auth;
   s->cfg = cfg;
-  if (qv_device_parse(cfg->device, &s->default_device, err) != QV_OK) {
-    grpc_server_credentials_release(creds);
-    qv__auth_free(s->auth);
-    free(s);
-    return qv_error_prefix(err, QV_EINVAL, "--device");
-  }
   s->reg = reg;
   pthread_mutex_init(&s->build_mu, NULL);
   pthread_cond_init(&s->build_cv, NULL);
   pthread_mutex_init(&s->wq_mu, NULL);
   pthread_cond_init(&s->wq_cv, NULL);
+  qv_status st;
+  int metrics = 0;
+  if (qv_device_parse(cfg->device, &s->default_device, err) != QV_OK) {
+    st = qv_error_prefix(err, QV_EINVAL, "--device");
+    goto fail;
+  }
   /* The polling threads, plus one that takes only health checks: a probe is answered while
    * every other thread runs a long search. */
   const int pollers = cfg->threads > 0 ? (int)cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -398,18 +420,8 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
   s->threads = calloc((size_t)s->ncq, sizeof *s->threads);
   s->pargs = calloc((size_t)s->ncq, sizeof *s->pargs);
   if (s->server == NULL || !s->handles || !s->cqs || !s->threads || !s->pargs) {
-    if (s->server)
-      grpc_server_destroy(s->server);
-    free(s->cqs);
-    free(s->threads);
-    free(s->pargs);
-    free(s->handles);
-    pthread_mutex_destroy(&s->build_mu);
-    pthread_cond_destroy(&s->build_cv);
-    grpc_server_credentials_release(creds);
-    qv__auth_free(s->auth);
-    free(s);
-    return qv_error_set(err, QV_ENOMEM, "out of memory starting the gRPC server");
+    st = qv_error_set(err, QV_ENOMEM, "out of memory starting the gRPC server");
+    goto fail;
   }
   for (int i = 0; i < NMETHODS; i++)
     s->handles[i] = grpc_server_register_method(s->server, qv__method_table[i].path, NULL,
@@ -421,25 +433,8 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
     s->cqs[i] = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cqs[i], NULL);
   }
-  *port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
-  grpc_server_credentials_release(creds);
-  if (*port == 0) {
-    for (int i = 0; i < s->ncq; i++)
-      grpc_completion_queue_shutdown(s->cqs[i]);
-    grpc_server_destroy(s->server);
-    for (int i = 0; i < s->ncq; i++)
-      grpc_completion_queue_destroy(s->cqs[i]);
-    free(s->cqs);
-    free(s->threads);
-    free(s->pargs);
-    free(s->handles);
-    pthread_mutex_destroy(&s->build_mu);
-    pthread_cond_destroy(&s->build_cv);
-    qv__auth_free(s->auth);
-    free(s);
-    return qv_error_set(err, QV_EUNAVAILABLE, "cannot listen on %s (address in use or invalid?)",
-                        cfg->listen);
-  }
+  /* The metrics endpoint before the port: a server with a bound port must be started and shut
+   * down before it may be destroyed (gRPC asserts it), so nothing after the bind may fail. */
   static const char *names[NMETHODS + 1];
   for (int i = 0; i < NMETHODS; i++)
     names[i] = qv__method_short(&qv__method_table[i]);
@@ -447,23 +442,18 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
   qv__metrics_init(names, NMETHODS + 1);
   if (cfg->metrics_listen[0] != '\0') {
     int mport = 0;
-    if (qv__metrics_start(cfg->metrics_listen, qv__metrics_collect, s, &mport, err) != QV_OK) {
-      grpc_server_destroy(s->server);
-      for (int i = 0; i < s->ncq; i++) {
-        grpc_completion_queue_shutdown(s->cqs[i]);
-        grpc_completion_queue_destroy(s->cqs[i]);
-      }
-      free(s->cqs);
-      free(s->threads);
-      free(s->pargs);
-      free(s->handles);
-      pthread_mutex_destroy(&s->build_mu);
-      pthread_cond_destroy(&s->build_cv);
-      qv__auth_free(s->auth);
-      free(s);
-      return err ? err->code : QV_EIO;
-    }
+    if ((st = qv__metrics_start(cfg->metrics_listen, qv__metrics_collect, s, &mport, err)) != QV_OK)
+      goto fail;
+    metrics = 1;
     QV_LOG_I("metrics on http://%.200s/metrics (port %d)", cfg->metrics_listen, mport);
+  }
+  *port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
+  grpc_server_credentials_release(creds);
+  creds = NULL;
+  if (*port == 0) {
+    st = qv_error_set(err, QV_EUNAVAILABLE, "cannot listen on %s (address in use or invalid?)",
+                      cfg->listen);
+    goto fail;
   }
   if (s->auth != NULL)
     QV_LOG_I("auth: %zu bearer token(s) from %s; health stays open", qv__auth_count(s->auth),
@@ -507,6 +497,13 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
   qv__watchdog_start(s, *port);
   *out = s;
   return QV_OK;
+fail:
+  if (metrics)
+    qv__metrics_stop();
+  if (creds != NULL)
+    grpc_server_credentials_release(creds);
+  free_unstarted(s);
+  return st;
 }
 
 void qv__server_stop(qv__server *s) {

@@ -601,3 +601,30 @@ TEST_F(Ops, AServerThatStoppedAcceptingSaysSoAndExits) {
     EXPECT_EQ(srv.stop(), 0);
   }
 }
+
+// A metrics address that cannot be bound fails the start with a clear error and exit 1. It
+// aborted (SIGABRT, gRPC's "ShutdownCalled() || listeners_.empty()") when the endpoint was
+// started after the gRPC port was bound: a server with a bound port may not be destroyed unstarted.
+TEST(OpsStart, AnUnbindableMetricsAddressFailsTheStartCleanly) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len), 0);
+  qvtest::TempDir tmp;
+  const std::string log = tmp.sub("log");
+  const std::string cmd = std::string(QUIVER_BIN_DIR) + "/quiverd --listen 127.0.0.1:0 " +
+                          "--metrics-listen 127.0.0.1:" + std::to_string(ntohs(a.sin_port)) +
+                          " --data-dir " + tmp.sub("data") + " 2>" + log;
+  const int st = std::system(cmd.c_str());
+  close(fd);
+  std::ifstream f(log);
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  ASSERT_TRUE(WIFEXITED(st)) << "quiverd died by a signal; its log:\n" << text;
+  EXPECT_EQ(WEXITSTATUS(st), 1) << text;
+  EXPECT_NE(text.find("ERROR"), std::string::npos) << text;
+}
