@@ -119,6 +119,14 @@ void create(qv_client *c, const char *name, const char *spec) {
   ASSERT_EQ(qv_client_create(c, &o, nullptr, &e), QV_OK) << e.msg;
 }
 
+// Waits (up to 120 s) until quiverd's log contains `what`; whether it did.
+bool log_shows(const Quiverd &srv, const std::string &what) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (srv.log().find(what) == std::string::npos && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return srv.log().find(what) != std::string::npos;
+}
+
 size_t count_of(const std::string &text, const std::string &what) {
   size_t n = 0;
   for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1))
@@ -552,11 +560,7 @@ TEST_F(Fault, WritesAndSearchesGoOnWhileASnapshotIsWrittenToASlowDisk) {
     qv_error be{};
     built = qv_client_build(b.c, "w", 0, nullptr, nullptr, nullptr, &be);
   });
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!contains(srv.log(), "faultfs: delaying fsync(") &&
-         std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_TRUE(contains(srv.log(), "faultfs: delaying fsync(")) << srv.log();
+  ASSERT_TRUE(log_shows(srv, "faultfs: delaying fsync(")) << srv.log();
   EXPECT_EQ(upsert(cl.c, "w", 1000, 50, &e), QV_OK) << e.msg;
   EXPECT_EQ(found(cl.c, "w", 1000, 50), 50u);
   EXPECT_EQ(found(cl.c, "w", 0, 400), 400u);
@@ -761,11 +765,7 @@ TEST_F(Fault, CallsAreAnsweredWhileAnUpsertWaitsForItsSnapshotOnASlowDisk) {
     qv_error we{};
     wrote = upsert(w.c, "r", 24000, 8000, &we); // passes 1 MiB: a snapshot
   });
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!contains(srv.log(), "faultfs: delaying fsync(") &&
-         std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_TRUE(contains(srv.log(), "faultfs: delaying fsync(")) << srv.log();
+  ASSERT_TRUE(log_shows(srv, "faultfs: delaying fsync(")) << srv.log();
   EXPECT_EQ(found(cl.c, "r", 0, 24000, 97), sampled(24000, 97));
   EXPECT_EQ(describe(cl.c, "o").count, 100u);
   int64_t del[1] = {5};
