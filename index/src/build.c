@@ -287,8 +287,8 @@ qv_status qv_collection_build(qv_collection *c, qv_progress_fn progress, void *u
   return qv_collection_build_ex(c, NULL, progress, user, NULL, err);
 }
 
-qv_status qv_collection_build_ex(qv_collection *c, const qv_build_opts *o, qv_progress_fn progress,
-                                 void *user, qv_build_report *rep, qv_error *err) {
+static qv_status build_ex(qv_collection *c, const qv_build_opts *o, qv_progress_fn progress,
+                          void *user, qv_build_report *rep, qv_error *err) {
   qv_build_opts defaults;
   qv_build_report scratch;
   if (o == NULL) {
@@ -470,8 +470,16 @@ done:
     (b) = t_;                                                                                      \
   } while (0)
 
-qv_status qv_collection_replace(qv_collection *c, qv_collection *src, const qv_build_opts *o,
-                                qv_build_report *rep, qv_error *err) {
+qv_status qv_collection_build_ex(qv_collection *c, const qv_build_opts *o, qv_progress_fn progress,
+                                 void *user, qv_build_report *rep, qv_error *err) {
+  qv__blas_build(+1); /* training and the recall check's exact search may use every core */
+  const qv_status st = build_ex(c, o, progress, user, rep, err);
+  qv__blas_build(-1);
+  return st;
+}
+
+static qv_status replace(qv_collection *c, qv_collection *src, const qv_build_opts *o,
+                         qv_build_report *rep, qv_error *err) {
   qv_build_opts defaults;
   qv_build_report scratch;
   if (o == NULL) {
@@ -554,4 +562,12 @@ qv_status qv_collection_replace(qv_collection *c, qv_collection *src, const qv_b
   pthread_mutex_unlock(&c->wmu);
   rep->seconds = mono_s() - t0;
   return QV_OK;
+}
+
+qv_status qv_collection_replace(qv_collection *c, qv_collection *src, const qv_build_opts *o,
+                                qv_build_report *rep, qv_error *err) {
+  qv__blas_build(+1); /* the recall check's exact search may use every core, like a build */
+  const qv_status st = replace(c, src, o, rep, err);
+  qv__blas_build(-1);
+  return st;
 }

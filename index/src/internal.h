@@ -142,5 +142,7 @@ qv_status qv__faiss_fail(qv_error *err, qv_status code, const char *what);
 qv_status qv__collection_alloc(qv_collection **out, qv_error *err);
 /* Grows the store to hold `n` rows. */
 qv_status qv__store_reserve(qv_collection *c, size_t n, qv_error *err);
+/* blas.c: a build or replace starts (+1) or ends (-1); BLAS uses every core while one runs. */
+void qv__blas_build(int delta);
 
 #endif

@@ -27,6 +27,7 @@
 
 #include "internal.h"
 #include "quiver/fsutil.h"
+#include "quiver/stage.h"
 #include "quiver/vecfile.h"
 
 #define FORMAT_NAME "quiver-collection"
@@ -41,6 +42,22 @@ enum { NFILES = 4 };
 /* features.npy exists only when items carry features. */
 static int nfiles_for(size_t n_features) {
   return n_features > 0 ? NFILES : NFILES - 1;
+}
+
+int qv_collection_file_ok(const char *rel) {
+  if (strcmp(rel, MANIFEST) == 0)
+    return 1;
+  if (strlen(rel) < 9 || rel[0] != 'v' || rel[7] != '/')
+    return 0;
+  for (int i = 1; i < 7; i++)
+    if (rel[i] < '0' || rel[i] > '9')
+      return 0;
+  if (strcmp(rel + 8, MANIFEST) == 0)
+    return 1;
+  for (int i = 0; i < NFILES; i++)
+    if (strcmp(rel + 8, kFiles[i]) == 0)
+      return 1;
+  return 0;
 }
 
 /* How many saves ago version x was made, counting from v (the counter wraps after 999999). */

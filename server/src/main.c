@@ -201,7 +201,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "quiverd: --batch must be on or off, not '%s'\n", cfg.batch);
     return 2;
   }
-  qv__blas_threads_init((int)cfg.omp_threads);
+  qv_blas_threads_init((int)cfg.omp_threads);
   /* GPU contexts first: reopened collections are placed as they open. */
   qv_gpu_opts go;
   qv_gpu_opts_init(&go);

@@ -90,8 +90,7 @@ static qv_status offline_import(qv__server *s, const ProtobufCBinaryData *msgs, 
         qv_error_set(err, QV_EINVAL, "empty import stream: the first message names the collection");
   if (st == QV_OK)
     st = qv__import_apply(u, resp, err);
-  if (u->stage[0] != '\0')
-    qv_remove_tree(u->stage, NULL);
+  qv_stage_free(u->stage);
   free(u);
   return st;
 }

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "quiver/fsutil.h"
+#include "quiver/stage.h"
 
 qv_status qv__name_check(const char *name, qv_error *err) {
   size_t n = name ? strlen(name) : 0;
@@ -85,19 +86,14 @@ qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv__reg
   qv_status st = qv_mkdirs(r->root, err);
   if (st != QV_OK)
     return st;
+  qv_stage_clean(r->root); /* the staging of imports a stop cut short */
   DIR *d = opendir(r->root);
   if (d == NULL)
     return qv_error_set(err, QV_EIO, "cannot read %s", r->root);
   struct dirent *de;
   while ((de = readdir(d)) != NULL) {
-    if (de->d_name[0] == '.') {
-      if (strncmp(de->d_name, ".import-", 8) == 0) { /* staging of an import cut short */
-        char stale[1400];
-        snprintf(stale, sizeof stale, "%s/%s", r->root, de->d_name);
-        qv_remove_tree(stale, NULL);
-      }
+    if (de->d_name[0] == '.')
       continue;
-    }
     if (qv__name_check(de->d_name, NULL) != QV_OK) {
       QV_LOG_W("data dir: ignoring %s/%s (not a valid collection name)", r->root, de->d_name);
       continue;

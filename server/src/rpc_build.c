@@ -202,7 +202,6 @@ static int build_progress(void *user, const char *phase, uint64_t done, uint64_t
 /* Runs a claimed build of e and saves it; clears the claim. progress may be NULL. */
 qv_status qv__build_run(qv__server *s, qv__entry *e, qv_build_opts *opts, qv_progress_fn progress,
                         void *user, qv_build_report *rep, qv_error *err) {
-  qv__blas_build(+1);
   QV_LOG_I("BuildIndex collection=%s started", e->name);
   if (s->reg->cfg.memory_budget > 0) { /* what the other collections leave */
     uint64_t others = qv__registry_memory(s->reg, e);
@@ -210,7 +209,6 @@ qv_status qv__build_run(qv__server *s, qv__entry *e, qv_build_opts *opts, qv_pro
         others < s->reg->cfg.memory_budget ? s->reg->cfg.memory_budget - others : 1;
   }
   qv_status st = qv_collection_build_ex(e->col, opts, progress, user, rep, err);
-  qv__blas_build(-1);
   if (st == QV_OK) {
     if (progress)
       progress(user, "save", 0, 1);

@@ -1,20 +1,14 @@
 /* ImportIndex (client streaming): the stream's chunks, and the apply at its end. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
-#include <zlib.h>
 
 #include "log.h"
 #include "metrics.h"
-#include "quiver/fsutil.h"
 #include "server_internal.h"
 
 /* ---- import stream ---------------------------------------------------------------------- */
@@ -22,8 +16,7 @@
 static void import_end(import_call *u, qv_status st, const char *msg, grpc_byte_buffer *resp) {
   if (st != QV_OK)
     qv__log_failure("ImportIndex", u->name[0] ? u->name : NULL, st, msg);
-  if (u->stage[0] != '\0') /* before the answer: a client that sees it sees no staging left */
-    qv_remove_tree(u->stage, NULL);
+  qv_stage_free(u->stage); /* before the answer: a client that sees it sees no staging left */
   qv__metrics_call_end(M_IMPORT, st, u->t0);
   if (u->have_header)
     qv__metrics_build("import", qv__build_outcome(st), qv__now_s() - u->t0);
@@ -41,24 +34,6 @@ static void import_post_recv(import_call *u) {
     import_end(u, QV_EINTERNAL, "cannot read the next import message", NULL);
 }
 
-/* Only the files a collection directory holds: MANIFEST.json and vNNNNNN/{index.faiss,
- * vectors.npy, ids.npy, features.npy, MANIFEST.json}. */
-static int import_file_ok(const char *f) {
-  static const char *const names[] = {"index.faiss", "vectors.npy", "ids.npy", "features.npy",
-                                      "MANIFEST.json"};
-  if (strcmp(f, "MANIFEST.json") == 0)
-    return 1;
-  if (strlen(f) < 9 || f[0] != 'v' || f[7] != '/')
-    return 0;
-  for (int i = 1; i < 7; i++)
-    if (f[i] < '0' || f[i] > '9')
-      return 0;
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (strcmp(f + 8, names[i]) == 0)
-      return 1;
-  return 0;
-}
-
 static qv_status import_chunk(import_call *u, const Quiver__V1__ImportIndexRequest *r,
                               qv_error *err) {
   const char *f = r->file ? r->file : "";
@@ -70,72 +45,7 @@ static qv_status import_chunk(import_call *u, const Quiver__V1__ImportIndexReque
   if (u->server_path[0] != '\0')
     return qv_error_set(err, QV_EINVAL,
                         "an import from a server_path carries no files (send one or the other)");
-  if (!import_file_ok(f))
-    return qv_error_set(err, QV_EINVAL,
-                        "import file '%.80s' is not part of a collection directory "
-                        "(MANIFEST.json or vNNNNNN/{index.faiss,vectors.npy,ids.npy,"
-                        "features.npy,MANIFEST.json})",
-                        f);
-  uint32_t crc = (uint32_t)crc32(0L, r->data.data, (uInt)r->data.len);
-  if (crc != r->crc32)
-    return qv_error_set(err, QV_ECORRUPT,
-                        "import file '%s' at offset %llu: chunk CRC-32 %08x, expected %08x "
-                        "(damaged in transit: push again)",
-                        f, (unsigned long long)r->offset, crc, r->crc32);
-  const uint64_t budget = u->s->reg->cfg.memory_budget;
-  if (budget > 0 && u->bytes + r->data.len > budget) /* it could never be loaded: stop early */
-    return qv_error_set(err, QV_ENOMEM,
-                        "the import passes --memory-budget-mb %llu after %llu MiB received: "
-                        "raise the budget or import a smaller index",
-                        (unsigned long long)(budget >> 20), (unsigned long long)(u->bytes >> 20));
-  struct statvfs fs;
-  const uint64_t reserve = (uint64_t)u->s->cfg->import_min_free_mb << 20;
-  if (reserve > 0 && statvfs(u->stage, &fs) == 0 &&
-      (uint64_t)fs.f_bavail * fs.f_frsize < reserve + r->data.len)
-    return qv_error_set(err, QV_ENOMEM,
-                        "the import would leave less than --import-min-free-mb %llu MiB free on "
-                        "the data directory's disk (%llu MiB free, %llu MiB received): free space "
-                        "or import a smaller index",
-                        (unsigned long long)(reserve >> 20),
-                        (unsigned long long)(((uint64_t)fs.f_bavail * fs.f_frsize) >> 20),
-                        (unsigned long long)(u->bytes >> 20));
-  char path[1400];
-  if (f[7] == '/') {
-    snprintf(path, sizeof path, "%s/%.7s", u->stage, f);
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-      return qv_error_set(err, QV_EIO, "import: mkdir %s: %s", path, strerror(errno));
-  }
-  snprintf(path, sizeof path, "%s/%s", u->stage, f);
-  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return qv_error_set(err, QV_EIO, "import: open %s: %s", path, strerror(errno));
-  struct stat sb;
-  qv_status st = QV_OK;
-  if (fstat(fd, &sb) != 0) {
-    st = qv_error_set(err, QV_EIO, "import: stat %s: %s", path, strerror(errno));
-  } else if ((uint64_t)sb.st_size != r->offset) {
-    st = qv_error_set(err, QV_EINVAL,
-                      "import file '%s': chunk at offset %llu, but %llu bytes were sent before "
-                      "(send each file's chunks in order)",
-                      f, (unsigned long long)r->offset, (unsigned long long)sb.st_size);
-  } else {
-    if (sb.st_size == 0)
-      u->files++;
-    size_t done = 0;
-    while (st == QV_OK && done < r->data.len) {
-      ssize_t k = write(fd, r->data.data + done, r->data.len - done);
-      if (k < 0 && errno == EINTR)
-        continue;
-      if (k <= 0)
-        st = qv_error_set(err, QV_EIO, "import: write %s: %s", path,
-                          k < 0 ? strerror(errno) : "short write");
-      else
-        done += (size_t)k;
-    }
-    u->bytes += done;
-  }
-  close(fd);
-  return st;
+  return qv_stage_write(u->stage, f, r->offset, r->data.data, r->data.len, r->crc32, err);
 }
 
 /* The end of an import stream: opens the directory (the staging one, or server_path), checks
@@ -170,7 +80,7 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
                         u->server_path, s->cfg->import_root);
     }
   } else {
-    snprintf(dir, sizeof dir, "%s", u->stage);
+    snprintf(dir, sizeof dir, "%s", qv_stage_dir(u->stage));
   }
   if (st == QV_OK && (st = qv_collection_open(&src, dir, &err)) != QV_OK)
     qv_error_prefix(&err, st, "the imported index");
@@ -211,11 +121,8 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
   }
   if (st == QV_OK && atomic_load(&s->stopping)) /* a stop waits for imports: do not start one */
     st = qv_error_set(&err, QV_EUNAVAILABLE, "the server is shutting down: import after restart");
-  if (st == QV_OK) {
-    qv__blas_build(+1); /* the recall check's exact search may use every core, like a build */
+  if (st == QV_OK)
     st = qv_collection_replace(e->col, src, &u->opts, &rep, &err);
-    qv__blas_build(-1);
-  }
   if (st == QV_OK && (st = qv__entry_save(e, &err)) != QV_OK) {
     /* Not durable: put the previous state back rather than serve what a restart would lose. */
     qv_error re = {0};
@@ -241,8 +148,8 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
     char spec[INFO_BUF];
     qv__fill_info(e, &info, spec);
     out.info = &info;
-    out.bytes_received = u->bytes;
-    out.files = u->files;
+    out.bytes_received = u->stage ? qv_stage_bytes(u->stage) : 0;
+    out.files = u->stage ? qv_stage_files(u->stage) : 0;
     out.recall = rep.recall;
     out.recall_k = rep.recall_k;
     out.recall_nprobe = rep.recall_nprobe;
@@ -292,12 +199,12 @@ qv_status qv__import_message(import_call *u, const Quiver__V1__ImportIndexReques
                                r->eval_k, &err);
     }
     if (st == QV_OK && u->server_path[0] == '\0') {
-      snprintf(u->stage, sizeof u->stage, "%s/.import-%s-XXXXXX", u->s->reg->root, u->name);
-      if (mkdtemp(u->stage) == NULL) {
-        st = qv_error_set(&err, QV_EIO, "import: cannot make a staging directory in %s: %s",
-                          u->s->reg->root, strerror(errno));
-        u->stage[0] = '\0';
-      }
+      const qv_stage_limits lim = {
+          .max_bytes = u->s->reg->cfg.memory_budget, /* more could never be loaded */
+          .min_free_bytes = (uint64_t)u->s->cfg->import_min_free_mb << 20,
+          .max_bytes_name = "--memory-budget-mb",
+          .min_free_name = "--import-min-free-mb"};
+      st = qv_stage_create(&u->stage, u->s->reg->root, u->name, &lim, &err);
     }
     u->have_header = st == QV_OK;
   } else if (r->collection && r->collection[0] && strcmp(r->collection, u->name) != 0) {

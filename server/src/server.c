@@ -22,7 +22,7 @@
  *   rpc_admin.c        Create/Drop/Describe/ListCollections, Delete, Health/Check
  *   rpc_upsert.c       the Upsert stream       rpc_import.c  the ImportIndex stream and its apply
  *   rpc_build.c        the BuildIndex stream; what builds and imports share (long work, threads)
- *   blas.c             BLAS threads           info.c        CollectionInfo from a collection
+ *   info.c             CollectionInfo from a collection
  *   metrics_collect.c  the Prometheus collector          watchdog.c    the accept watchdog
  *   offline.c          calls without gRPC (fuzz targets, tests) */
 #define _GNU_SOURCE

@@ -23,12 +23,6 @@ void qv__server_stop(qv__server *s);
  * exits 1); read it before qv__server_stop. */
 int qv__server_accept_dead(const qv__server *s);
 
-/* OpenBLAS (pthreads build; under FAISS's coarse quantizer for batches of 20+ queries and k-means)
- * starts its own threads on every core per call, while the polling threads already search in
- * parallel: searches keep it at `searching` threads; while a build or import runs it may use every
- * core. No-op when the BLAS is not OpenBLAS. */
-void qv__blas_threads_init(int searching);
-
 /* ---- offline calls: the request handling of quiverd without gRPC (fuzz targets, tests) ----
  * A server that only runs calls given to it as bytes: no listener, no threads. */
 qv__server *qv__server_offline_new(qv__config *cfg, qv__registry *reg);

@@ -12,6 +12,7 @@
 #include "call.h"
 #include "methods.h"
 #include "metrics.h"
+#include "quiver/stage.h"
 #include "quiver/v1/retrieval.pb-c.h"
 #include "registry.h"
 #include "server.h"
@@ -64,10 +65,6 @@ struct qv__server {
 
 void qv__fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_buf);
 
-/* ---- blas.c ---- */
-
-void qv__blas_build(int delta);
-
 /* ---- the handlers (rpc_search.c, rpc_admin.c) ---- */
 
 qv_status qv__h_search(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
@@ -102,8 +99,8 @@ qv_status qv__upsert_chunk(qv__server *s, qv__entry **e, uint64_t *upserted,
 
 /* ---- rpc_import.c ---- */
 
-/* ImportIndex: chunks are written into a staging directory under the collections root
- * (".import-NAME-XXXXXX", skipped and cleaned at start), one RECV_MESSAGE at a time; at the end
+/* ImportIndex: chunks are written into a stage (quiver/stage.h: a directory under the collections
+ * root, cleaned at start), one RECV_MESSAGE at a time; at the end
  * of the stream a thread opens it (the manifest's sizes and CRC-32s are verified there),
  * measures recall, swaps it in and saves, so a polling thread never waits for that. */
 typedef struct import_call {
@@ -117,10 +114,7 @@ typedef struct import_call {
   char server_path[1024];
   int create;
   qv_build_opts opts;
-  char stage[1300];
-  uint64_t bytes;
-  uint32_t files;
-  char last_file[64];
+  qv_stage *stage; /* a streamed import's files (NULL for server_path) */
   double t0;
 } import_call;
 

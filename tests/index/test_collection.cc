@@ -13,65 +13,22 @@
 #include <thread>
 #include <vector>
 
+#include "common/collection.h"
 #include "common/testdata.h"
 #include "quiver/collection.h"
 #include "quiver/kernels.h"
 #include "quiver/rerank.h"
 
+using qvtest::add_all;
+using qvtest::build;
+using qvtest::Col;
+using qvtest::make;
 using qvtest::Matrix;
+using qvtest::Result;
+using qvtest::search;
 using qvtest::TempDir;
 
 namespace {
-
-struct Col {
-  qv_collection *c = nullptr;
-  ~Col() {
-    qv_collection_close(c);
-  }
-};
-
-void make(Col &col, size_t dim, qv_metric m, const char *spec, uint32_t nprobe = 16) {
-  qv_collection_opts o;
-  qv_collection_opts_init(&o);
-  o.dim = dim;
-  o.metric = m;
-  o.spec = spec;
-  o.default_nprobe = nprobe;
-  qv_error e{};
-  ASSERT_EQ(qv_collection_create(&col.c, &o, &e), QV_OK) << e.msg;
-}
-
-void add_all(Col &col, const Matrix &base) {
-  std::vector<int64_t> ids(base.rows);
-  for (size_t i = 0; i < base.rows; i++)
-    ids[i] = int64_t(i);
-  qv_error e{};
-  ASSERT_EQ(qv_collection_add(col.c, base.rows, ids.data(), base.f.data(), &e), QV_OK) << e.msg;
-}
-
-void build(Col &col) {
-  qv_error e{};
-  ASSERT_EQ(qv_collection_build(col.c, nullptr, nullptr, &e), QV_OK) << e.msg;
-}
-
-struct Result {
-  std::vector<float> scores;
-  std::vector<int64_t> ids;
-};
-
-Result search(qv_collection *c, const Matrix &q, size_t k, uint32_t nprobe, bool exact = false) {
-  Result r;
-  r.scores.resize(q.rows * k);
-  r.ids.resize(q.rows * k);
-  qv_search_params p{k, nprobe};
-  qv_error e{};
-  qv_status st =
-      exact
-          ? qv_collection_search_exact(c, q.f.data(), q.rows, &p, r.scores.data(), r.ids.data(), &e)
-          : qv_collection_search(c, q.f.data(), q.rows, &p, r.scores.data(), r.ids.data(), &e);
-  EXPECT_EQ(st, QV_OK) << e.msg;
-  return r;
-}
 
 // Builds the collection from a data set, returning recall@10 at the given nprobe.
 double ivf_recall(const char *set, qv_metric m, const char *spec, uint32_t nprobe,

@@ -186,6 +186,13 @@ QV_API qv_status qv_collection_build_ex(qv_collection *c, const qv_build_opts *o
 QV_API qv_status qv_collection_replace(qv_collection *c, qv_collection *src, const qv_build_opts *o,
                                        qv_build_report *rep, qv_error *err);
 
+/* The threads FAISS's BLAS uses while only searches run. OpenBLAS (pthreads build; under FAISS's
+ * coarse quantizer for batches of 20+ queries, and k-means) starts its own threads on every core
+ * per call, while a server's threads already search in parallel: searches keep it at `searching`
+ * threads (< 1 means 1); while a build or a replace runs it uses every core, and goes back to
+ * `searching` when the last one ends. Call once at start; a no-op when FAISS links another BLAS. */
+QV_API void qv_blas_threads_init(int searching);
+
 typedef struct qv_search_params {
   size_t k;        /* results per query, 1 .. QV_MAX_K */
   uint32_t nprobe; /* IVF lists to probe, 1 .. nlist; 0 = the collection's default. Ignored by

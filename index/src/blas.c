@@ -1,16 +1,18 @@
-/* The BLAS threads: few while searching, every core while a build or import runs. */
+/* FAISS's BLAS threads: few while only searches run, every core while a build or a replace (an
+ * import's recall check) runs. OpenBLAS is found at run time (dlsym), so a FAISS linked against
+ * another BLAS simply keeps that BLAS's own policy. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <omp.h>
 #include <stdatomic.h>
 
-#include "server_internal.h"
+#include "internal.h"
 
 static void (*g_blas_set)(int);
 static int g_blas_search = 1;
 static atomic_int g_blas_builds;
 
-void qv__blas_threads_init(int searching) {
+void qv_blas_threads_init(int searching) {
   g_blas_set = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
   g_blas_search = searching > 0 ? searching : 1;
   if (g_blas_set != NULL)
