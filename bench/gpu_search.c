@@ -38,16 +38,11 @@
 #include <faiss/c_api/index_factory_c.h>
 #include <faiss/c_api/index_io_c.h>
 
+#include "quiver/clock.h"
 #include "quiver/collection.h"
 #include "quiver/gpu.h"
 #include "quiver/synth.h"
 #include "quiver/vecfile.h"
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -288,11 +283,11 @@ int main(int argc, char **argv) {
     char dir[] = "/tmp/quiver-gpubench-XXXXXX";
     if (mkdtemp(dir) == NULL)
       die("mkdtemp", NULL);
-    double t0 = now_s();
+    double t0 = qv_monotonic_s();
     if (qv_collection_create(&col, &o, &e) || qv_collection_add(col, nb, rowids, base, &e) ||
         qv_collection_build(col, NULL, NULL, &e) || qv_collection_save(col, dir, &e))
       die(spec, e.msg);
-    double build_s = now_s() - t0;
+    double build_s = qv_monotonic_s() - t0;
     qv_collection_stats st;
     qv_collection_stats_get(col, &st, NULL);
     if (st.gpu < 0)
@@ -315,20 +310,20 @@ int main(int argc, char **argv) {
         size_t b = strtoul(bs, NULL, 10);
         size_t n = b == 1 && nq > 2000 ? 2000 : nq; /* batch 1: a bounded number of calls */
         for (size_t r = 0; r < reps + 1; r++) {     /* rep 0 warms both up */
-          double a0 = now_s();
+          double a0 = qv_monotonic_s();
           for (size_t off = 0; off < n; off += b) {
             size_t m = n - off < b ? n - off : b;
             if (qv_collection_search(col, q + off * d, m, &sp, sc + off * k, ia + off * k, &e))
               die("quiver search", e.msg);
           }
-          double a1 = now_s();
+          double a1 = qv_monotonic_s();
           for (size_t off = 0; off < n; off += b) {
             size_t m = n - off < b ? n - off : b;
             if (faiss_Index_search(fg, (idx_t)m, q + off * d, (idx_t)k, sc + off * k,
                                    ib + off * k) != 0)
               die("faiss search", faiss_get_last_error());
           }
-          double a2 = now_s();
+          double a2 = qv_monotonic_s();
           if (r > 0) {
             ta[r - 1] = a1 - a0;
             tb[r - 1] = a2 - a1;

@@ -23,14 +23,9 @@
 #include <faiss/c_api/Index_c.h>
 #include <faiss/c_api/index_io_c.h>
 
+#include "quiver/clock.h"
 #include "quiver/collection.h"
 #include "quiver/vecfile.h"
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -189,20 +184,20 @@ int main(int argc, char **argv) {
         faiss_IndexIVF_set_nprobe(ivf, np);
       qv_search_params sp = {.k = k, .nprobe = np};
       for (size_t r = 0; r < reps + 1; r++) { /* rep 0 warms up both */
-        double t0 = now_s();
+        double t0 = qv_monotonic_s();
         for (size_t off = 0; off < nq; off += b) {
           size_t m = nq - off < b ? nq - off : b;
           if (qv_collection_search(col, q + off * d, m, &sp, sc + off * k, ia + off * k, &e))
             die("quiver search", &e);
         }
-        double t1 = now_s();
+        double t1 = qv_monotonic_s();
         for (size_t off = 0; off < nq; off += b) {
           size_t m = nq - off < b ? nq - off : b;
           if (faiss_Index_search(fi, (idx_t)m, q + off * d, (idx_t)k, sc + off * k, ib + off * k) !=
               0)
             die("faiss search", NULL);
         }
-        double t2 = now_s();
+        double t2 = qv_monotonic_s();
         if (r > 0) {
           ta[r - 1] = t1 - t0;
           tb[r - 1] = t2 - t1;

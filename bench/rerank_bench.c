@@ -13,15 +13,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "quiver/clock.h"
 #include "quiver/kernels.h"
 #include "quiver/rerank.h"
 #include "quiver/synth.h"
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -103,19 +98,19 @@ int main(int argc, char **argv) {
   qv_error e = {0};
   int gpu = qv_cuda_device_count() > 0;
   for (size_t r = 0; r < reps; r++) {
-    double a = now_s();
+    double a = qv_monotonic_s();
     if (qv_rerank_cpu(QV_METRIC_L2, q, n, d, ids, NULL, v, f, kc, &p, s1, i1, &e) != QV_OK) {
       fprintf(stderr, "cpu: %s\n", e.msg);
       return 1;
     }
-    t1[r] = now_s() - a;
+    t1[r] = qv_monotonic_s() - a;
     if (gpu) {
-      a = now_s();
+      a = qv_monotonic_s();
       if (qv_rerank_cuda(QV_METRIC_L2, q, n, d, ids, NULL, v, f, kc, &p, s2, i2, &e) != QV_OK) {
         fprintf(stderr, "cuda: %s\n", e.msg);
         return 1;
       }
-      t2[r] = now_s() - a;
+      t2[r] = qv_monotonic_s() - a;
     }
   }
   qsort(t1, reps, sizeof(double), cmp_d);

@@ -15,14 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "quiver/clock.h"
 #include "quiver/collection.h"
 #include "quiver/fsutil.h"
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static uint64_t rng_state = 88172645463325252ULL;
 static float frand(void) {
@@ -76,7 +71,7 @@ static int run(const char *root, int mode, size_t dim, size_t batch, size_t max_
   }
   int64_t next = (int64_t)n0;
   size_t done = 0, batches = 0;
-  double t0 = now_s(), t = t0;
+  double t0 = qv_monotonic_s(), t = t0;
   while (done < max_n && (t - t0) < seconds) {
     for (size_t i = 0; i < batch; i++)
       ids[i] = next++;
@@ -84,7 +79,7 @@ static int run(const char *root, int mode, size_t dim, size_t batch, size_t max_
       return fail(&e);
     done += batch;
     batches++;
-    t = now_s();
+    t = qv_monotonic_s();
   }
   out->vps = (double)done / (t - t0);
   out->bps = (double)batches / (t - t0);

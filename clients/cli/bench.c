@@ -30,6 +30,7 @@
 #include "../c/channel.h"
 #include "common.h"
 #include "quiver/client.h"
+#include "quiver/clock.h"
 #include "quiver/v1/retrieval.pb-c.h"
 #include "quiver_wire.h"
 
@@ -76,14 +77,8 @@ typedef struct worker {
   double t_measure, t_end;
 } worker;
 
-static double mono_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static gpr_timespec at_mono(double t) {
-  double left = t - mono_s();
+  double left = t - qv_monotonic_s();
   if (left < 0)
     left = 0;
   return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
@@ -186,7 +181,7 @@ static void record(worker *w, call_slot *s, double now) {
 static void *run_worker(void *arg) {
   worker *w = arg;
   const bench_cfg *c = w->cfg;
-  const double t0 = mono_s();
+  const double t0 = qv_monotonic_s();
   w->t_measure = t0 + c->warmup;
   w->t_end = w->t_measure + c->duration;
   size_t next_payload = (size_t)w->id * 7919;
@@ -196,11 +191,11 @@ static void *run_worker(void *arg) {
   double next_start = t0 + (c->rate > 0 ? period * w->id / (double)c->threads : 0);
   if (c->rate <= 0) {
     for (size_t i = 0; i < w->nslots; i++)
-      if (start_call(w, &w->slots[i], next_payload++ % c->npayloads, mono_s()) == 0)
+      if (start_call(w, &w->slots[i], next_payload++ % c->npayloads, qv_monotonic_s()) == 0)
         inflight++;
   }
   for (;;) {
-    double now = mono_s();
+    double now = qv_monotonic_s();
     if (c->rate > 0) {
       while (now >= next_start && next_start < w->t_end) {
         call_slot *free_slot = NULL;
@@ -228,7 +223,7 @@ static void *run_worker(void *arg) {
     if (ev.type != GRPC_OP_COMPLETE)
       break;
     call_slot *s = ev.tag;
-    now = mono_s();
+    now = qv_monotonic_s();
     record(w, s, now);
     inflight--;
     if (c->rate <= 0 && now < w->t_end && start_call(w, s, next_payload++ % c->npayloads, now) == 0)
@@ -480,12 +475,12 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
     w->nslots = c.conc / c.threads + (t < c.conc % c.threads);
     w->slots = calloc(w->nslots, sizeof *w->slots);
   }
-  const double t0 = mono_s();
+  const double t0 = qv_monotonic_s();
   for (size_t t = 0; t < c.threads; t++)
     pthread_create(&th[t], NULL, run_worker, &ws[t]);
   for (size_t t = 0; t < c.threads; t++)
     pthread_join(th[t], NULL);
-  const double wall = mono_s() - t0;
+  const double wall = qv_monotonic_s() - t0;
   /* Merge. */
   size_t nlat = 0;
   uint64_t calls = 0, queries = 0, errors[17] = {0}, nerr = 0, late = 0, rh = 0, rt = 0;

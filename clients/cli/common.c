@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "common.h"
 
+#include "quiver/clock.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -8,12 +9,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-double cli_now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 int cli_fail(const qv_error *e) {
   fprintf(stderr, "quiver: %s: %s\n", qv_status_str(e->code), e->msg);
@@ -123,7 +118,7 @@ qv_status cli_write_ids(const char *path, const int64_t *ids, size_t n, size_t k
 
 void cli_progress_init(cli_progress *p) {
   p->tty = isatty(2);
-  p->t0 = cli_now_s();
+  p->t0 = qv_monotonic_s();
 }
 
 int cli_progress_cb(void *user, const char *phase, uint64_t done, uint64_t total) {
@@ -138,7 +133,7 @@ int cli_progress_cb(void *user, const char *phase, uint64_t done, uint64_t total
     bar[i] = i < filled ? '#' : '.';
   bar[width] = '\0';
   fprintf(stderr, "\r%-6s [%s] %" PRIu64 "/%" PRIu64 "  %.1fs ", phase, bar, done, total,
-          cli_now_s() - p->t0);
+          qv_monotonic_s() - p->t0);
   if (done >= total)
     fputc('\n', stderr);
   fflush(stderr);

@@ -5,12 +5,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quiver/clock.h"
 #include "quiver/status.h"
 #include "quiver/vecfile.h"
 
 #define EXIT_USAGE 2
 
-double cli_now_s(void);
 /* Prints "quiver: <status>: <message>" and returns 1 (offline commands). */
 int cli_fail(const qv_error *e);
 /* Prints "quiver: <message>" and returns 1: the client library's messages already start with the

@@ -129,7 +129,7 @@ static int cmd_build(int argc, char **argv) {
   int rc = 1;
   cli_progress pr;
   cli_progress_init(&pr);
-  double t0 = cli_now_s();
+  double t0 = qv_monotonic_s();
   if (qv_vecfile_open(&in, input, &e) != QV_OK)
     goto done;
   size_t n = qv_vecfile_rows(in), d = qv_vecfile_cols(in);
@@ -175,17 +175,17 @@ static int cmd_build(int argc, char **argv) {
     }
   }
   cli_progress_cb(&pr, "load", n, n);
-  double t_build = cli_now_s();
+  double t_build = qv_monotonic_s();
   if (qv_collection_build_ex(col, &bo, cli_progress_cb, &pr, &rep, &e) != QV_OK)
     goto done;
-  t_build = cli_now_s() - t_build;
+  t_build = qv_monotonic_s() - t_build;
   if (qv_collection_save(col, out, &e) != QV_OK)
     goto done;
   qv_collection_stats st;
   qv_collection_stats_get(col, &st, NULL);
   printf("built %s (%s) over %" PRIu64 " vectors of dim %zu in %.2f s (train+add+evaluate "
          "%.2f s) -> %s\n",
-         st.spec, qv_metric_name(st.metric), st.count, st.dim, cli_now_s() - t0, t_build, out);
+         st.spec, qv_metric_name(st.metric), st.count, st.dim, qv_monotonic_s() - t0, t_build, out);
   if (rep.recall >= 0)
     printf("recall@%u on %u stored vectors as queries: %.4f at nprobe %u%s\n", rep.recall_k,
            rep.eval_queries, rep.recall, rep.recall_nprobe,
@@ -355,7 +355,7 @@ static int cmd_search(int argc, char **argv) {
   size_t b = batch ? (batch < n ? batch : n) : n;
   qv_search_params sp = {.k = k, .nprobe = (uint32_t)nprobe};
   for (uint64_t r = 0; r < repeat; r++) {
-    double t0 = cli_now_s();
+    double t0 = qv_monotonic_s();
     for (size_t off = 0; off < n; off += b) {
       size_t m = n - off < b ? n - off : b;
       qv_status s = exact ? qv_collection_search_exact(col, q + off * d, m, &sp, scores + off * k,
@@ -365,7 +365,7 @@ static int cmd_search(int argc, char **argv) {
       if (s != QV_OK)
         goto done;
     }
-    times[r] = cli_now_s() - t0;
+    times[r] = qv_monotonic_s() - t0;
   }
   qsort(times, repeat, sizeof *times, cmp_double);
   double med = times[repeat / 2];

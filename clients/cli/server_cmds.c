@@ -642,11 +642,11 @@ cli_progress_init(&pr);
 qv_collection_info info;
 qv_client_build_result res;
 qv_error e = {0};
-double t0 = cli_now_s();
+double t0 = qv_monotonic_s();
 if (qv_client_build_ex(cl, name, &bo, timeout_ms, cli_progress_cb, &pr, &info, &res, &e) != QV_OK) {
   rc = cli_fail_remote(&e);
 } else {
-  print_result("built", cli_now_s() - t0, &res);
+  print_result("built", qv_monotonic_s() - t0, &res);
   print_info(&info, 0);
 }
 qv_client_close(cl);
@@ -712,14 +712,14 @@ cli_progress_init(&pr);
 qv_collection_info info;
 qv_client_build_result res;
 qv_error e = {0};
-double t0 = cli_now_s();
+double t0 = qv_monotonic_s();
 if (qv_client_import(cl, name, &io, cli_progress_cb, &pr, &info, &res, &e) != QV_OK) {
   rc = cli_fail_remote(&e);
 } else {
   char what[96];
   snprintf(what, sizeof what, "pushed %.1f MiB in %u file(s), swapped in",
            res.bytes_sent / 1048576.0, res.files);
-  print_result(what, cli_now_s() - t0, &res);
+  print_result(what, qv_monotonic_s() - t0, &res);
   print_info(&info, 0);
 }
 qv_client_close(cl);
@@ -868,7 +868,7 @@ case 'D':
     goto out;
   rc = 1;
   size_t b = batch < n ? batch : n;
-  double t0 = cli_now_s();
+  double t0 = qv_monotonic_s();
   for (size_t off = 0; off < n; off += b) {
     size_t m = n - off < b ? n - off : b;
     qv_status st = use_rerank
@@ -881,7 +881,7 @@ case 'D':
       goto done;
     }
   }
-  double secs = cli_now_s() - t0, qps = secs > 0 ? n / secs : 0;
+  double secs = qv_monotonic_s() - t0, qps = secs > 0 ? n / secs : 0;
   double recall = gt ? cli_recall(ids, gt, qv_vecfile_cols(gf), n, k) : -1;
   if (output != NULL && cli_write_ids(output, ids, n, k, &e) != QV_OK)
     goto done;

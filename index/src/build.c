@@ -16,6 +16,7 @@
 #include <faiss/c_api/Index_c.h>
 
 #include "internal.h"
+#include "quiver/clock.h"
 
 void qv_build_opts_init(qv_build_opts *o) {
   memset(o, 0, sizeof *o);
@@ -34,12 +35,6 @@ static uint64_t rng_next(uint64_t *s) { /* xorshift64* */
 
 static int report(qv_progress_fn fn, void *user, const char *phase, uint64_t done, uint64_t total) {
   return fn != NULL && fn(user, phase, done, total) != 0;
-}
-
-static double mono_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* Picks ns of n rows with a seeded partial Fisher-Yates shuffle; rows must hold n entries. */
@@ -304,7 +299,7 @@ static qv_status build_ex(qv_collection *c, const qv_build_opts *o, qv_progress_
   qv_status st = qv_build_opts_check(o, err);
   if (st != QV_OK)
     return st;
-  const double t0 = mono_s();
+  const double t0 = qv_monotonic_s();
   FaissIndex *idx = NULL;
   float *copy = NULL, *sample = NULL;
   int64_t *copy_ids = NULL;
@@ -457,7 +452,7 @@ done:
   free(copy_ids);
   free(sample);
   free(rows);
-  rep->seconds = mono_s() - t0;
+  rep->seconds = qv_monotonic_s() - t0;
   return st;
 }
 
@@ -495,7 +490,7 @@ static qv_status replace(qv_collection *c, qv_collection *src, const qv_build_op
   qv_status st = qv_build_opts_check(o, err);
   if (st != QV_OK)
     return st;
-  const double t0 = mono_s();
+  const double t0 = qv_monotonic_s();
   if (src->dim != c->dim || src->metric != c->metric)
     return qv_error_set(err, QV_EINVAL,
                         "the index has dim %zu, metric %s; the collection has dim %zu, metric %s "
@@ -560,7 +555,7 @@ static qv_status replace(qv_collection *c, qv_collection *src, const qv_build_op
   c->build_nprobe = rep->recall_nprobe;
   pthread_rwlock_unlock(&c->rw);
   pthread_mutex_unlock(&c->wmu);
-  rep->seconds = mono_s() - t0;
+  rep->seconds = qv_monotonic_s() - t0;
   return QV_OK;
 }
 

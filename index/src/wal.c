@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "quiver/clock.h"
 #include "quiver/fsutil.h"
 #include "wal.h"
 
@@ -56,16 +57,10 @@ void qv_wal_opts_init(qv_wal_opts *o) {
   o->interval_ms = 100;
 }
 
-static double mono_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static qv_status wal_sync(qv__wal *w, qv_error *err) {
   if (fdatasync(w->fd) != 0)
     return qv_error_set(err, QV_EIO, "write-ahead log %s: fdatasync: %s", w->path, strerror(errno));
-  w->last_sync = mono_s();
+  w->last_sync = qv_monotonic_s();
   return QV_OK;
 }
 
@@ -145,7 +140,7 @@ qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size
   free(buf);
   if (st != QV_OK) /* cut the partial record so that later appends do not follow garbage */
     return wal_fail(w, w->bytes, 0, err);
-  if (w->opts.sync_always || (mono_s() - w->last_sync) * 1000.0 >= w->opts.interval_ms) {
+  if (w->opts.sync_always || (qv_monotonic_s() - w->last_sync) * 1000.0 >= w->opts.interval_ms) {
     /* A failed fdatasync leaves the file's state on disk unknown (the kernel may have dropped the
      * dirty pages): the record is cut and the log refuses further writes, so that no later write
      * is acknowledged under this record's sequence number or beside a hole. */

@@ -1,6 +1,7 @@
 /* Cross-request dynamic batching (batcher.h). */
 #include "batcher.h"
 
+#include "quiver/clock.h"
 #include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -29,12 +30,6 @@ struct qv__batcher {
     int used;
   } * bufs;
 };
-
-static double mono_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void finish(qv__bq *r, qv_status st) {
   r->st = st;
@@ -144,7 +139,7 @@ static void lead(qv__batcher *b) {
     }
     pthread_mutex_unlock(&b->mu);
     /* Deadlines: what can no longer be answered in time is not run. */
-    const double now = mono_s();
+    const double now = qv_monotonic_s();
     qv__bq *run = NULL, **rt = &run;
     size_t nrun = 0, expired = 0;
     for (qv__bq *r = list, *next; r != NULL; r = next) {
@@ -196,7 +191,7 @@ static void *timer_main(void *arg) {
       continue;
     }
     const double until = b->head->enqueued + b->o.max_wait_us * 1e-6;
-    if (mono_s() < until && b->queued < b->o.max_queries) {
+    if (qv_monotonic_s() < until && b->queued < b->o.max_queries) {
       const struct timespec ts = {(time_t)until, (long)((until - (double)(time_t)until) * 1e9)};
       pthread_cond_timedwait(&b->cv, &b->mu, &ts);
       continue;
@@ -259,7 +254,7 @@ void qv__batcher_submit(qv__batcher *b, qv__bq *r) {
   r->next = NULL;
   r->batch_queries = 0;
   pthread_mutex_lock(&b->mu);
-  r->enqueued = mono_s();
+  r->enqueued = qv_monotonic_s();
   if (b->tail)
     b->tail->next = r;
   else

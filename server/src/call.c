@@ -9,20 +9,15 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "quiver/clock.h"
 #include "quiver_wire.h"
 #include "registry.h"
 #include "status_map.h"
 #include "strcheck.h"
 
-double qv__now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* A call to method `mi` (NMETHODS = unknown) ended with st, having started at t0. */
 void qv__metrics_call_end(int mi, qv_status st, double t0) {
-  qv__metrics_call(mi, qv__to_grpc(st), qv__now_s() - t0);
+  qv__metrics_call(mi, qv__to_grpc(st), qv_monotonic_s() - t0);
 }
 
 grpc_byte_buffer *qv__pack_msg(const ProtobufCMessage *m) {

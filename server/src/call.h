@@ -9,6 +9,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "quiver/clock.h"
 #include "quiver/status.h"
 
 typedef struct qv__tag {
@@ -21,7 +22,6 @@ typedef struct qv__tag {
 /* Calls accepted and not yet finished (call.c). */
 extern atomic_int qv__calls_in_flight;
 
-double qv__now_s(void);
 void qv__metrics_call_end(int mi, qv_status st, double t0);
 grpc_byte_buffer *qv__pack_msg(const ProtobufCMessage *m);
 ProtobufCMessage *qv__decode_bytes(const ProtobufCMessageDescriptor *d, const uint8_t *data,

@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "quiver/clock.h"
 #include "quiver/fsutil.h"
 #include "quiver/gpu.h"
 #include "quiver/synth.h"
@@ -43,12 +44,6 @@ static void on_stop_signal(int sig) {
   errno = saved;
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Creates and builds the collection "demo" on first start: sift5k when it is there (IVF64,Flat,
  * l2, nprobe 32), else 5000 generated 128-d vectors. */
 static qv_status make_demo(qv__registry *reg, const char *prefix, qv_error *err) {
@@ -57,7 +52,7 @@ static qv_status make_demo(qv__registry *reg, const char *prefix, qv_error *err)
     qv__registry_put(reg, e);
     return QV_OK;
   }
-  double t0 = now_s();
+  double t0 = qv_monotonic_s();
   char path[1100];
   snprintf(path, sizeof path, "%s_base.fvecs", prefix);
   qv_vecfile *vf = NULL;
@@ -100,7 +95,7 @@ static qv_status make_demo(qv__registry *reg, const char *prefix, qv_error *err)
   qv__registry_put(reg, e);
   if (st == QV_OK)
     QV_LOG_I("demo collection 'demo' built from %s: %zu x %zu, IVF64,Flat, l2, nprobe 32, %.2f s",
-             source, n, d, now_s() - t0);
+             source, n, d, qv_monotonic_s() - t0);
 out:
   qv_vecfile_close(vf);
   free(x);
@@ -274,7 +269,7 @@ int main(int argc, char **argv) {
   const int sig = got;
   QV_LOG_I("received %s: shutting down (grace %lld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
            (long long)cfg.shutdown_grace_ms);
-  double t0 = now_s();
+  double t0 = qv_monotonic_s();
   const int deaf = qv__server_accept_dead(srv);
   qv__server_stop(srv);
   const size_t unsaved = qv__registry_close(&reg);
@@ -282,15 +277,15 @@ int main(int argc, char **argv) {
   grpc_shutdown();
   if (deaf) {
     QV_LOG_E("stopped in %.2f s because the listener stopped accepting (see above): exit 1",
-             now_s() - t0);
+             qv_monotonic_s() - t0);
     return 1;
   }
   if (unsaved > 0) {
     /* Nothing acknowledged is lost (it is in the logs), but a supervisor should know. */
     QV_LOG_E("stopped in %.2f s, but %zu collection(s) could not be saved (see above): exit 1",
-             now_s() - t0, unsaved);
+             qv_monotonic_s() - t0, unsaved);
     return 1;
   }
-  QV_LOG_I("stopped in %.2f s", now_s() - t0);
+  QV_LOG_I("stopped in %.2f s", qv_monotonic_s() - t0);
   return 0;
 }

@@ -122,7 +122,7 @@ static void build_maybe_send(build_call *b) {
       p.phase = "done";
       p.done = p.total = 1;
       p.finished = 1;
-      p.elapsed_seconds = qv__now_s() - b->t0;
+      p.elapsed_seconds = qv_monotonic_s() - b->t0;
       qv__fill_info(b->e, &info, spec);
       p.info = &info;
       p.recall = b->rep.recall;
@@ -144,7 +144,7 @@ static void build_maybe_send(build_call *b) {
     p.phase = b->phase;
     p.done = b->done;
     p.total = b->total;
-    p.elapsed_seconds = qv__now_s() - b->t0;
+    p.elapsed_seconds = qv_monotonic_s() - b->t0;
     b->send_buf = qv__pack_msg(&p.base);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = b->send_buf;
@@ -233,16 +233,16 @@ static void *build_thread(void *arg) {
     qv_collection_stats_get(b->e->col, &cs, NULL);
     QV_LOG_I("BuildIndex collection=%s done in %.2f s, recall@%u=%.4f at nprobe %u%s, %llu "
              "write(s) caught up, serving from %s",
-             b->e->name, qv__now_s() - b->t0, b->rep.recall_k, b->rep.recall, b->rep.recall_nprobe,
-             b->rep.tuned_nprobe ? " (tuned)" : "", (unsigned long long)b->rep.caught_up,
-             cs.placement);
+             b->e->name, qv_monotonic_s() - b->t0, b->rep.recall_k, b->rep.recall,
+             b->rep.recall_nprobe, b->rep.tuned_nprobe ? " (tuned)" : "",
+             (unsigned long long)b->rep.caught_up, cs.placement);
     if (cs.device == QV_DEVICE_GPU && cs.gpu < 0)
       QV_LOG_W("collection '%s' asked for a GPU but serves from the CPU: %s", b->e->name,
                cs.placement);
   } else
     qv__log_failure("BuildIndex", b->e->name, st, err.msg);
   qv__metrics_call_end(M_BUILD, st, b->t0);
-  qv__metrics_build("build", qv__build_outcome(st), qv__now_s() - b->t0);
+  qv__metrics_build("build", qv__build_outcome(st), qv_monotonic_s() - b->t0);
   pthread_mutex_lock(&b->mu);
   b->finished = 1;
   b->result = st;
@@ -293,7 +293,7 @@ void qv__start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
     qv__log_failure("BuildIndex", e ? e->name : NULL, st, err.msg);
     if (e)
       qv__registry_put(s->reg, e);
-    qv__metrics_call_end(M_BUILD, st, qv__now_s());
+    qv__metrics_call_end(M_BUILD, st, qv_monotonic_s());
     qv__metrics_build("build", qv__build_outcome(st), 0);
     qv__finish_call(call, md, 0, NULL, st, err.msg);
     return;
@@ -304,7 +304,7 @@ void qv__start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   b->call = call;
   b->md = *md;
   b->e = e;
-  b->t0 = qv__now_s();
+  b->t0 = qv_monotonic_s();
   b->opts = bo;
   b->details = grpc_empty_slice();
   pthread_mutex_init(&b->mu, NULL);

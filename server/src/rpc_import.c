@@ -19,7 +19,7 @@ static void import_end(import_call *u, qv_status st, const char *msg, grpc_byte_
   qv_stage_free(u->stage); /* before the answer: a client that sees it sees no staging left */
   qv__metrics_call_end(M_IMPORT, st, u->t0);
   if (u->have_header)
-    qv__metrics_build("import", qv__build_outcome(st), qv__now_s() - u->t0);
+    qv__metrics_build("import", qv__build_outcome(st), qv_monotonic_s() - u->t0);
   qv__finish_call(u->call, &u->md, 0, resp, st, msg);
   free(u);
 }
@@ -153,7 +153,7 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
     out.recall = rep.recall;
     out.recall_k = rep.recall_k;
     out.recall_nprobe = rep.recall_nprobe;
-    out.elapsed_seconds = qv__now_s() - u->t0;
+    out.elapsed_seconds = qv_monotonic_s() - u->t0;
     *resp = qv__pack_msg(&out.base);
     QV_LOG_I("ImportIndex collection=%s %s: %llu vectors, %s, recall@%u=%.4f at nprobe %u, "
              "%.2f s",
@@ -268,6 +268,6 @@ void qv__start_import(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   u->s = s;
   u->call = call;
   u->md = *md;
-  u->t0 = qv__now_s();
+  u->t0 = qv_monotonic_s();
   import_post_recv(u);
 }

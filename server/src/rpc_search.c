@@ -11,7 +11,7 @@
  * query vectors). n: its queries; batch: the queries of the index search that answered it (0:
  * run alone). */
 void qv__slow_query(qv__server *s, const Quiver__V1__SearchRequest *r, double t0, uint32_t batch) {
-  const double ms = (qv__now_s() - t0) * 1e3;
+  const double ms = (qv_monotonic_s() - t0) * 1e3;
   if (s->cfg->slow_query_ms <= 0 || ms < (double)s->cfg->slow_query_ms)
     return;
   QV_LOG_W("slow query: method=Search collection=%s floats=%zu k=%u nprobe=%u rerank=%s "
@@ -298,7 +298,7 @@ int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   sc->bq.done = on_batched;
   if (gpr_time_cmp(deadline, gpr_inf_future(deadline.clock_type)) != 0) {
     gpr_timespec left = gpr_time_sub(deadline, gpr_now(deadline.clock_type));
-    sc->bq.deadline = qv__now_s() + (double)left.tv_sec + left.tv_nsec * 1e-9;
+    sc->bq.deadline = qv_monotonic_s() + (double)left.tv_sec + left.tv_nsec * 1e-9;
   }
   /* This thread may lead the batch and answer sc (dropping its reference) before submit
    * returns: hold the entry (and so its batcher) until then. */

@@ -137,6 +137,6 @@ void qv__start_upsert(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   u->s = s;
   u->call = call;
   u->md = *md;
-  u->t0 = qv__now_s();
+  u->t0 = qv_monotonic_s();
   upsert_post_recv(u);
 }

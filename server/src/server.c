@@ -130,7 +130,7 @@ static void post(pending *p) {
 
 static void handle_unary(qv__server *s, const method *m, grpc_call *call, grpc_metadata_array *md,
                          gpr_timespec deadline, grpc_byte_buffer *payload) {
-  const double t0 = qv__now_s();
+  const double t0 = qv_monotonic_s();
   qv_error err = {0};
   grpc_byte_buffer *resp = NULL;
   qv_status st;
@@ -221,7 +221,7 @@ static void on_request(void *self, int ok) {
     QV_LOG_I("%s", msg);
     gpr_free(path);
     grpc_call_details_destroy(&p->details);
-    qv__metrics_call_end(NMETHODS, QV_EUNSUPPORTED, qv__now_s());
+    qv__metrics_call_end(NMETHODS, QV_EUNSUPPORTED, qv_monotonic_s());
     qv__finish_call(call, &md, 0, NULL, QV_EUNSUPPORTED, msg);
   }
   /* Re-post first, so the server keeps accepting while we work. */
@@ -247,7 +247,7 @@ static void on_request(void *self, int ok) {
       char msg[300];
       snprintf(msg, sizeof msg, "%s refused: %s", qv__method_short(m), why);
       qv__log_failure(qv__method_short(m), NULL, st, msg);
-      qv__metrics_call_end(mi, st, qv__now_s());
+      qv__metrics_call_end(mi, st, qv_monotonic_s());
       qv__finish_call(call, &md, 0, NULL, st, msg);
       if (payload)
         grpc_byte_buffer_destroy(payload);
