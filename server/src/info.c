@@ -9,7 +9,7 @@
 void qv__fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_buf) {
   quiver__v1__collection_info__init(info);
   qv_collection_stats s;
-  qv_collection_stats_get(e->col, &s, NULL);
+  qv_collection_stats_get(qv__entry_col(e), &s, NULL);
   memcpy(spec_buf, s.spec, QV_MAX_SPEC);
   memcpy(spec_buf + QV_MAX_SPEC, s.placement, sizeof s.placement);
   info->placement = spec_buf + QV_MAX_SPEC;
@@ -23,7 +23,7 @@ void qv__fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_bu
   info->wal_bytes = s.wal_bytes;
   info->wal_records = s.wal_records;
   qv__batcher_stats bs;
-  qv__batcher_stats_get(e->batcher, &bs);
+  qv__batcher_stats_get(qv__entry_batcher(e), &bs);
   info->batched_requests = bs.requests;
   info->batches = bs.batches;
   info->batched_queries = bs.queries;
@@ -34,13 +34,13 @@ void qv__fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_bu
   info->tombstones = s.tombstones;
   info->gpu_fallbacks = s.gpu_fallbacks;
   info->deferred_deletes = s.deferred_deletes != 0;
-  info->name = e->name;
+  info->name = (char *)qv__entry_name(e); /* only read: packed into the answer */
   info->dim = (uint32_t)s.dim;
   info->metric = qv__metric_to_pb(s.metric);
   info->index_spec = spec_buf;
-  info->state = atomic_load(&e->building) ? QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_BUILDING
-                : s.trained               ? QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_READY
-                            : QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_NOT_BUILT;
+  info->state = qv__entry_building(e) ? QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_BUILDING
+                : s.trained           ? QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_READY
+                                      : QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_NOT_BUILT;
   info->default_nprobe = s.default_nprobe;
   info->count = s.count;
   info->indexed = s.indexed;

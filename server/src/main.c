@@ -89,8 +89,8 @@ static qv_status make_demo(qv__registry *reg, const char *prefix, qv_error *err)
   o.default_nprobe = 32;
   if ((st = qv__registry_create(reg, "demo", &o, &e, err)) != QV_OK)
     goto out;
-  if ((st = qv_collection_add(e->col, n, ids, x, err)) == QV_OK &&
-      (st = qv_collection_build(e->col, NULL, NULL, err)) == QV_OK)
+  if ((st = qv_collection_add(qv__entry_col(e), n, ids, x, err)) == QV_OK &&
+      (st = qv_collection_build(qv__entry_col(e), NULL, NULL, err)) == QV_OK)
     st = qv__entry_save(e, err);
   qv__registry_put(reg, e);
   if (st == QV_OK)

@@ -30,15 +30,15 @@ void qv__metrics_collect(void *user, qv__mbuf *o) {
   if (st == NULL || bs == NULL)
     o->failed = 1;
   for (size_t i = 0; st && bs && i < n; i++) {
-    qv_collection_stats_get(es[i]->col, &st[i], NULL);
-    qv__batcher_stats_get(es[i]->batcher, &bs[i]);
+    qv_collection_stats_get(qv__entry_col(es[i]), &st[i], NULL);
+    qv__batcher_stats_get(qv__entry_batcher(es[i]), &bs[i]);
   }
   for (size_t g = 0; st && bs && g < sizeof kG / sizeof kG[0]; g++) {
     qv__mbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", kG[g].name, kG[g].help, kG[g].name,
                     kG[g].type);
     for (size_t i = 0; i < n; i++) {
       const qv_collection_stats *c = &st[i];
-      const char *name = es[i]->name;
+      const char *name = qv__entry_name(es[i]);
       switch (g) {
       case 0:
         qv__mbuf_printf(o, "%s{collection=\"%s\"} %llu\n", kG[g].name, name,
@@ -88,14 +88,14 @@ void qv__metrics_collect(void *user, qv__mbuf *o) {
       cum += bs[i].size_hist[b];
       if (b < 11)
         qv__mbuf_printf(o, "quiver_batch_queries_bucket{collection=\"%s\",le=\"%d\"} %llu\n",
-                        es[i]->name, 1 << b, (unsigned long long)cum);
+                        qv__entry_name(es[i]), 1 << b, (unsigned long long)cum);
     }
     qv__mbuf_printf(o,
                     "quiver_batch_queries_bucket{collection=\"%s\",le=\"+Inf\"} %llu\n"
                     "quiver_batch_queries_sum{collection=\"%s\"} %llu\n"
                     "quiver_batch_queries_count{collection=\"%s\"} %llu\n",
-                    es[i]->name, (unsigned long long)cum, es[i]->name,
-                    (unsigned long long)bs[i].queries, es[i]->name,
+                    qv__entry_name(es[i]), (unsigned long long)cum, qv__entry_name(es[i]),
+                    (unsigned long long)bs[i].queries, qv__entry_name(es[i]),
                     (unsigned long long)bs[i].batches);
   }
   for (size_t i = 0; i < n; i++)

@@ -64,7 +64,7 @@ static qv_status offline_upsert(qv__server *s, const ProtobufCBinaryData *msgs, 
   if (st == QV_OK)
     st = qv__upsert_done(s, e, upserted, resp, err);
   else if (e != NULL && upserted > 0)
-    atomic_store(&e->dirty, 1);
+    qv__entry_mark_dirty(e);
   if (e)
     qv__registry_put(s->reg, e);
   return st;
@@ -111,7 +111,7 @@ static qv_status offline_build(qv__server *s, const ProtobufCBinaryData *msg,
   if (st == QV_OK) {
     st = qv__build_run(s, e, &bo, NULL, NULL, &rep, err);
   } else if (claimed) {
-    atomic_store(&e->building, 0);
+    qv__entry_end_build(e);
   }
   if (st == QV_OK) {
     Quiver__V1__BuildIndexProgress p = QUIVER__V1__BUILD_INDEX_PROGRESS__INIT;

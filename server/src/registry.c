@@ -12,6 +12,47 @@
 #include "quiver/fsutil.h"
 #include "quiver/stage.h"
 
+struct qv__entry {
+  char name[QV__NAME_MAX + 1];
+  char dir[1200];
+  qv_collection *col;
+  atomic_int refs;
+  atomic_int building; /* 1 while a build runs */
+  atomic_int dirty;    /* changed in memory since the last save */
+  int dropping;        /* a drop is under way: hidden from get, name still taken (registry mu) */
+  pthread_mutex_t save_mu; /* serialises saves with each other and with a drop */
+  qv__batcher *batcher;    /* coalesces its searches; NULL when batching is off */
+  int dropped;             /* the directory is gone on purpose (save_mu) */
+};
+
+const char *qv__entry_name(const qv__entry *e) {
+  return e->name;
+}
+
+qv_collection *qv__entry_col(const qv__entry *e) {
+  return e->col;
+}
+
+qv__batcher *qv__entry_batcher(const qv__entry *e) {
+  return e->batcher;
+}
+
+void qv__entry_ref(qv__entry *e) {
+  atomic_fetch_add(&e->refs, 1);
+}
+
+int qv__entry_building(const qv__entry *e) {
+  return atomic_load(&e->building);
+}
+
+void qv__entry_end_build(qv__entry *e) {
+  atomic_store(&e->building, 0);
+}
+
+void qv__entry_mark_dirty(qv__entry *e) {
+  atomic_store(&e->dirty, 1);
+}
+
 qv_status qv__name_check(const char *name, qv_error *err) {
   size_t n = name ? strlen(name) : 0;
   int ok = n >= 1 && n <= QV__NAME_MAX;

@@ -12,18 +12,9 @@
 
 #define QV__NAME_MAX 64
 
-typedef struct qv__entry {
-  char name[QV__NAME_MAX + 1];
-  char dir[1200];
-  qv_collection *col;
-  atomic_int refs;
-  atomic_int building; /* 1 while a build runs */
-  atomic_int dirty;    /* changed in memory since the last save */
-  int dropping;        /* a drop is under way: hidden from get, name still taken (registry mu) */
-  pthread_mutex_t save_mu; /* serialises saves with each other and with a drop */
-  qv__batcher *batcher;    /* coalesces its searches; NULL when batching is off */
-  int dropped;             /* the directory is gone on purpose (save_mu) */
-} qv__entry;
+/* A registered collection. Opaque outside registry.c: callers hold a reference (get/put) and
+ * read it through the accessors below. */
+typedef struct qv__entry qv__entry;
 
 /* What every collection of the registry gets. */
 typedef struct qv__registry_cfg {
@@ -73,8 +64,8 @@ qv_status qv__registry_drop(qv__registry *r, const char *name, qv_error *err);
 void qv__registry_drop_claimed(qv__registry *r, qv__entry *e);
 
 /* Marks e as building (QV_EPRECONDITION when a build already runs, QV_ENOTFOUND when a drop is
- * under way); checked under the registry lock so that a drop and a build never overlap. Clear
- * with atomic_store(&e->building, 0). */
+ * under way); checked under the registry lock so that a drop and a build never overlap. End it
+ * with qv__entry_end_build. */
 qv_status qv__registry_claim_build(qv__registry *r, qv__entry *e, qv_error *err);
 
 /* Referenced snapshot of all entries sorted by name (free the array; put each entry). */
@@ -87,5 +78,18 @@ qv_status qv__entry_wrote(qv__registry *r, qv__entry *e, qv_error *err);
 
 /* Saves e's collection to its directory and clears dirty; a no-op once e is dropped. */
 qv_status qv__entry_save(qv__entry *e, qv_error *err);
+
+/* ---- a referenced entry's parts ---- */
+const char *qv__entry_name(const qv__entry *e);
+qv_collection *qv__entry_col(const qv__entry *e);
+qv__batcher *qv__entry_batcher(const qv__entry *e); /* NULL when batching is off */
+/* One more reference to an entry the caller holds (each released with qv__registry_put). */
+void qv__entry_ref(qv__entry *e);
+/* 1 while a build or import holds e's claim (qv__registry_claim_build). */
+int qv__entry_building(const qv__entry *e);
+/* Ends the claim qv__registry_claim_build gave. */
+void qv__entry_end_build(qv__entry *e);
+/* Changed in memory since the last save (the next save or close writes it). */
+void qv__entry_mark_dirty(qv__entry *e);
 
 #endif

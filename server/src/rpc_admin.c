@@ -43,8 +43,9 @@ qv_status qv__h_create(qv__server *s, const ProtobufCMessage *m, const gpr_times
   char spec[INFO_BUF];
   qv__fill_info(e, &info, spec);
   *resp = qv__pack_msg(&info.base);
-  QV_LOG_I("CreateCollection collection=%s dim=%zu metric=%s spec=%s device=%s (%s)", e->name,
-           o.dim, qv_metric_name(o.metric), spec, qv_device_name(o.device), info.placement);
+  QV_LOG_I("CreateCollection collection=%s dim=%zu metric=%s spec=%s device=%s (%s)",
+           qv__entry_name(e), o.dim, qv_metric_name(o.metric), spec, qv_device_name(o.device),
+           info.placement);
   qv__registry_put(s->reg, e);
   return QV_OK;
 }
@@ -119,13 +120,13 @@ qv_status qv__h_delete(qv__server *s, const ProtobufCMessage *m, const gpr_times
   if (st != QV_OK)
     return st;
   size_t deleted = 0;
-  st = qv_collection_delete(e->col, r->n_ids, r->ids, &deleted, err);
+  st = qv_collection_delete(qv__entry_col(e), r->n_ids, r->ids, &deleted, err);
   /* The delete is in the write-ahead log (synced per --wal-sync) before it returned. */
   if (st == QV_OK && deleted > 0)
     st = qv__entry_wrote(s->reg, e, err);
   if (st == QV_OK) {
     qv_collection_stats cs;
-    qv_collection_stats_get(e->col, &cs, NULL);
+    qv_collection_stats_get(qv__entry_col(e), &cs, NULL);
     Quiver__V1__DeleteResponse out = QUIVER__V1__DELETE_RESPONSE__INIT;
     out.deleted = deleted;
     out.count = cs.count;

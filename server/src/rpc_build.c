@@ -202,19 +202,19 @@ static int build_progress(void *user, const char *phase, uint64_t done, uint64_t
 /* Runs a claimed build of e and saves it; clears the claim. progress may be NULL. */
 qv_status qv__build_run(qv__server *s, qv__entry *e, qv_build_opts *opts, qv_progress_fn progress,
                         void *user, qv_build_report *rep, qv_error *err) {
-  QV_LOG_I("BuildIndex collection=%s started", e->name);
+  QV_LOG_I("BuildIndex collection=%s started", qv__entry_name(e));
   if (s->reg->cfg.memory_budget > 0) { /* what the other collections leave */
     uint64_t others = qv__registry_memory(s->reg, e);
     opts->memory_budget =
         others < s->reg->cfg.memory_budget ? s->reg->cfg.memory_budget - others : 1;
   }
-  qv_status st = qv_collection_build_ex(e->col, opts, progress, user, rep, err);
+  qv_status st = qv_collection_build_ex(qv__entry_col(e), opts, progress, user, rep, err);
   if (st == QV_OK) {
     if (progress)
       progress(user, "save", 0, 1);
     st = qv__entry_save(e, err);
   }
-  atomic_store(&e->building, 0);
+  qv__entry_end_build(e);
   if (st == QV_ECANCELLED && atomic_load(&s->stopping))
     st = qv_error_set(err, QV_EUNAVAILABLE,
                       "the server is shutting down: the build was stopped, run it again after "
@@ -230,17 +230,17 @@ static void *build_thread(void *arg) {
   qv_status st = qv__build_run(s, b->e, &b->opts, build_progress, b, &b->rep, &err);
   if (st == QV_OK) {
     qv_collection_stats cs;
-    qv_collection_stats_get(b->e->col, &cs, NULL);
+    qv_collection_stats_get(qv__entry_col(b->e), &cs, NULL);
     QV_LOG_I("BuildIndex collection=%s done in %.2f s, recall@%u=%.4f at nprobe %u%s, %llu "
              "write(s) caught up, serving from %s",
-             b->e->name, qv_monotonic_s() - b->t0, b->rep.recall_k, b->rep.recall,
+             qv__entry_name(b->e), qv_monotonic_s() - b->t0, b->rep.recall_k, b->rep.recall,
              b->rep.recall_nprobe, b->rep.tuned_nprobe ? " (tuned)" : "",
              (unsigned long long)b->rep.caught_up, cs.placement);
     if (cs.device == QV_DEVICE_GPU && cs.gpu < 0)
-      QV_LOG_W("collection '%s' asked for a GPU but serves from the CPU: %s", b->e->name,
+      QV_LOG_W("collection '%s' asked for a GPU but serves from the CPU: %s", qv__entry_name(b->e),
                cs.placement);
   } else
-    qv__log_failure("BuildIndex", b->e->name, st, err.msg);
+    qv__log_failure("BuildIndex", qv__entry_name(b->e), st, err.msg);
   qv__metrics_call_end(M_BUILD, st, b->t0);
   qv__metrics_build("build", qv__build_outcome(st), qv_monotonic_s() - b->t0);
   pthread_mutex_lock(&b->mu);
@@ -289,8 +289,8 @@ void qv__start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   }
   if (st != QV_OK) {
     if (claimed)
-      atomic_store(&e->building, 0);
-    qv__log_failure("BuildIndex", e ? e->name : NULL, st, err.msg);
+      qv__entry_end_build(e);
+    qv__log_failure("BuildIndex", e ? qv__entry_name(e) : NULL, st, err.msg);
     if (e)
       qv__registry_put(s->reg, e);
     qv__metrics_call_end(M_BUILD, st, qv_monotonic_s());
@@ -318,7 +318,7 @@ void qv__start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   if (grpc_call_start_batch(call, ops, 2, &b->close_tag, NULL) != GRPC_CALL_OK)
     atomic_fetch_sub(&b->refs, 1);
   if (!qv__spawn_detached(build_thread, b)) {
-    atomic_store(&e->building, 0);
+    qv__entry_end_build(e);
     pthread_mutex_lock(&b->mu);
     b->finished = 1;
     b->result = qv_error_set(&b->err, QV_ENOMEM, "cannot start a build thread");

@@ -109,7 +109,7 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
   if (st == QV_OK && reg->cfg.memory_budget > 0) {
     qv_collection_stats ns, cs;
     qv_collection_stats_get(src, &ns, NULL);
-    qv_collection_stats_get(e->col, &cs, NULL);
+    qv_collection_stats_get(qv__entry_col(e), &cs, NULL);
     uint64_t need = qv__registry_memory(reg, e) + ns.vector_bytes + ns.index_bytes +
                     cs.vector_bytes + cs.index_bytes;
     if (need > reg->cfg.memory_budget)
@@ -122,14 +122,14 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
   if (st == QV_OK && atomic_load(&s->stopping)) /* a stop waits for imports: do not start one */
     st = qv_error_set(&err, QV_EUNAVAILABLE, "the server is shutting down: import after restart");
   if (st == QV_OK)
-    st = qv_collection_replace(e->col, src, &u->opts, &rep, &err);
+    st = qv_collection_replace(qv__entry_col(e), src, &u->opts, &rep, &err);
   if (st == QV_OK && (st = qv__entry_save(e, &err)) != QV_OK) {
     /* Not durable: put the previous state back rather than serve what a restart would lose. */
     qv_error re = {0};
     qv_build_opts quick;
     qv_build_opts_init(&quick);
     quick.eval_queries = 1;
-    if (created || qv_collection_replace(e->col, src, &quick, NULL, &re) == QV_OK)
+    if (created || qv_collection_replace(qv__entry_col(e), src, &quick, NULL, &re) == QV_OK)
       qv_error_prefix(&err, st, "import not applied (the snapshot could not be saved)");
     else
       qv_error_prefix(&err, st,
@@ -140,7 +140,7 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
   if (st != QV_OK && created && claimed) /* while claimed: nobody re-created the name meanwhile */
     qv__registry_drop_claimed(reg, e);
   if (claimed)
-    atomic_store(&e->building, 0);
+    qv__entry_end_build(e);
   qv_collection_close(src); /* the old state after a swap */
   if (st == QV_OK) {
     Quiver__V1__ImportIndexResponse out = QUIVER__V1__IMPORT_INDEX_RESPONSE__INIT;

@@ -45,12 +45,12 @@ static qv_status search_reranked(qv__server *s, qv__entry *e, const Quiver__V1__
                         "exact and rerank exclude each other: exact search is "
                         "already exact; send one of them");
   qv_collection_stats cs;
-  qv_collection_stats_get(e->col, &cs, NULL);
+  qv_collection_stats_get(qv__entry_col(e), &cs, NULL);
   if (o->n_weights > 1 && o->n_weights != 1 + cs.n_features)
     return qv_error_set(err, QV_EINVAL,
                         "rerank.weights has %zu entries; items of collection '%s' carry %zu "
                         "features: send 1 weight (similarity) or %zu (similarity + features)",
-                        o->n_weights, e->name, cs.n_features, 1 + cs.n_features);
+                        o->n_weights, qv__entry_name(e), cs.n_features, 1 + cs.n_features);
   if (o->candidates != 0 && o->candidates < r->k)
     return qv_error_set(err, QV_EINVAL, "rerank.candidates = %u is below k = %u", o->candidates,
                         r->k);
@@ -76,7 +76,8 @@ static qv_status search_reranked(qv__server *s, qv__entry *e, const Quiver__V1__
     rp.deny = deny;
     rp.n_deny = o->n_deny_ids;
     qv_search_params p = {.k = r->k, .nprobe = r->nprobe};
-    st = qv_collection_search_refined(e->col, queries, n, &p, o->candidates, &rp, scores, ids, err);
+    st = qv_collection_search_refined(qv__entry_col(e), queries, n, &p, o->candidates, &rp, scores,
+                                      ids, err);
   }
   free(allow);
   free(deny);
@@ -113,11 +114,11 @@ static qv_status check_search(qv__server *s, qv__entry *e, const Quiver__V1__Sea
   if (r->dim != 0 && r->dim != dim)
     return qv_error_set(err, QV_EINVAL,
                         "query dimension %u does not match collection '%s' (dimension %zu)", r->dim,
-                        e->name, dim);
+                        qv__entry_name(e), dim);
   if (r->n_queries % dim != 0)
     return qv_error_set(err, QV_EINVAL,
                         "queries hold %zu floats, not a multiple of collection '%s' dimension %zu",
-                        r->n_queries, e->name, dim);
+                        r->n_queries, qv__entry_name(e), dim);
   if (r->k < 1 || r->k > (uint64_t)s->cfg->max_k)
     return qv_error_set(err, QV_EINVAL, "k = %u is out of range 1..%lld (server --max-k)", r->k,
                         (long long)s->cfg->max_k);
@@ -161,7 +162,7 @@ qv_status qv__h_search(qv__server *s, const ProtobufCMessage *m, const gpr_times
   if (st != QV_OK)
     return st;
   qv_collection_stats cs;
-  qv_collection_stats_get(e->col, &cs, NULL);
+  qv_collection_stats_get(qv__entry_col(e), &cs, NULL);
   size_t n = 0;
   float *scores = NULL;
   int64_t *ids = NULL;
@@ -184,10 +185,10 @@ qv_status qv__h_search(qv__server *s, const ProtobufCMessage *m, const gpr_times
         break;
       st = r->rerank != NULL
                ? search_reranked(s, e, r, q, m, scores + q0 * r->k, ids + q0 * r->k, err)
-           : r->exact
-               ? qv_collection_search_exact(e->col, q, m, &p, scores + q0 * r->k, ids + q0 * r->k,
-                                            err)
-               : qv_collection_search(e->col, q, m, &p, scores + q0 * r->k, ids + q0 * r->k, err);
+           : r->exact ? qv_collection_search_exact(qv__entry_col(e), q, m, &p, scores + q0 * r->k,
+                                                   ids + q0 * r->k, err)
+                      : qv_collection_search(qv__entry_col(e), q, m, &p, scores + q0 * r->k,
+                                             ids + q0 * r->k, err);
     }
   }
   if (st == QV_OK) {
@@ -233,7 +234,7 @@ static void on_batched(qv__bq *r) {
     out.scores = r->scores;
     resp = qv__pack_msg(&out.base);
   } else {
-    qv__log_failure("Search", sc->e->name, r->st, r->err.msg);
+    qv__log_failure("Search", qv__entry_name(sc->e), r->st, r->err.msg);
   }
   qv__metrics_call_end(M_SEARCH, r->st, sc->t0);
   qv__finish_call(sc->call, &sc->md, 0, resp, r->st, r->err.msg);
@@ -256,26 +257,26 @@ int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   qv__entry *e;
   if (qv__registry_get(s->reg, r->collection, &e, &err) != QV_OK)
     return 0; /* the inline path says NOT_FOUND */
-  if (e->batcher == NULL) {
+  if (qv__entry_batcher(e) == NULL) {
     qv__registry_put(s->reg, e);
     return 0;
   }
   qv_collection_stats cs;
-  qv_collection_stats_get(e->col, &cs, NULL);
+  qv_collection_stats_get(qv__entry_col(e), &cs, NULL);
   size_t n = 0;
   qv_status st = check_search(s, e, r, &cs, &n, &err);
   /* What would fail the whole coalesced search is refused here, for this request only, by the
    * index layer's own checks. */
   if (st == QV_OK) {
     const qv_search_params sp = {r->k, r->nprobe};
-    st = qv_collection_search_check(e->col, r->queries, n, &sp, &err);
+    st = qv_collection_search_check(qv__entry_col(e), r->queries, n, &sp, &err);
   }
   search_call *sc = NULL;
   const size_t nk = n * r->k;
   if (st == QV_OK && (sc = malloc(sizeof *sc + nk * (sizeof(float) + sizeof(int64_t)))) == NULL)
     st = qv_error_set(&err, QV_ENOMEM, "out of memory for %zu x %u results", n, r->k);
   if (st != QV_OK) {
-    qv__log_failure("Search", e->name, st, err.msg);
+    qv__log_failure("Search", qv__entry_name(e), st, err.msg);
     qv__metrics_call_end(M_SEARCH, st, t0);
     qv__finish_call(call, md, 0, NULL, st, err.msg);
     protobuf_c_message_free_unpacked(req, NULL);
@@ -302,8 +303,8 @@ int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   }
   /* This thread may lead the batch and answer sc (dropping its reference) before submit
    * returns: hold the entry (and so its batcher) until then. */
-  atomic_fetch_add(&e->refs, 1);
-  qv__batcher_submit(e->batcher, &sc->bq);
+  qv__entry_ref(e);
+  qv__batcher_submit(qv__entry_batcher(e), &sc->bq);
   qv__registry_put(s->reg, e);
   return 1;
 }

@@ -21,7 +21,7 @@ typedef struct upsert_call {
 
 static void upsert_end(upsert_call *u, qv_status st, const char *msg, grpc_byte_buffer *resp) {
   if (st != QV_OK)
-    qv__log_failure("Upsert", u->e ? u->e->name : NULL, st, msg);
+    qv__log_failure("Upsert", u->e ? qv__entry_name(u->e) : NULL, st, msg);
   qv__metrics_call_end(M_UPSERT, st, u->t0);
   qv__finish_call(u->call, &u->md, 0, resp, st, msg);
   if (u->e)
@@ -50,12 +50,12 @@ qv_status qv__upsert_done(qv__server *s, qv__entry *e, uint64_t upserted, grpc_b
   if (upserted > 0 && (st = qv__entry_wrote(s->reg, e, err)) != QV_OK)
     return st;
   qv_collection_stats cs;
-  qv_collection_stats_get(e->col, &cs, NULL);
+  qv_collection_stats_get(qv__entry_col(e), &cs, NULL);
   Quiver__V1__UpsertResponse out = QUIVER__V1__UPSERT_RESPONSE__INIT;
   out.upserted = upserted;
   out.count = cs.count;
-  QV_LOG_D("Upsert collection=%s upserted=%llu count=%llu", e->name, (unsigned long long)upserted,
-           (unsigned long long)cs.count);
+  QV_LOG_D("Upsert collection=%s upserted=%llu count=%llu", qv__entry_name(e),
+           (unsigned long long)upserted, (unsigned long long)cs.count);
   *resp = qv__pack_msg(&out.base);
   return QV_OK;
 }
@@ -70,29 +70,29 @@ qv_status qv__upsert_chunk(qv__server *s, qv__entry **e, uint64_t *upserted,
       return qv_error_set(err, QV_EINVAL, "the first upsert message must name the collection");
     if ((st = qv__registry_get(s->reg, name, e, err)) != QV_OK)
       return st;
-  } else if (name[0] != '\0' && strcmp(name, (*e)->name) != 0) {
+  } else if (name[0] != '\0' && strcmp(name, qv__entry_name((*e))) != 0) {
     return qv_error_set(err, QV_EINVAL,
-                        "one upsert stream goes to one collection ('%s', not '%.80s')", (*e)->name,
-                        name);
+                        "one upsert stream goes to one collection ('%s', not '%.80s')",
+                        qv__entry_name((*e)), name);
   }
   qv_collection_stats cs;
-  qv_collection_stats_get((*e)->col, &cs, NULL);
+  qv_collection_stats_get(qv__entry_col((*e)), &cs, NULL);
   if (r->n_vectors != r->n_ids * cs.dim)
     return qv_error_set(err, QV_EINVAL,
                         "upsert message has %zu floats for %zu ids; collection '%s' needs %zu "
                         "(dimension %zu)",
-                        r->n_vectors, r->n_ids, (*e)->name, r->n_ids * cs.dim, cs.dim);
+                        r->n_vectors, r->n_ids, qv__entry_name((*e)), r->n_ids * cs.dim, cs.dim);
   if (r->n_features != 0 && r->n_features != r->n_ids * cs.n_features)
     return qv_error_set(err, QV_EINVAL,
                         "upsert message has %zu features for %zu ids; items of collection '%s' "
                         "carry %zu each (send none for zeros)",
-                        r->n_features, r->n_ids, (*e)->name, cs.n_features);
-  if ((st = qv_collection_add_features((*e)->col, r->n_ids, r->ids, r->vectors,
+                        r->n_features, r->n_ids, qv__entry_name((*e)), cs.n_features);
+  if ((st = qv_collection_add_features(qv__entry_col((*e)), r->n_ids, r->ids, r->vectors,
                                        r->n_features ? r->features : NULL, err)) != QV_OK)
     return st;
   *upserted += r->n_ids;
   if (r->n_ids > 0)
-    atomic_store(&(*e)->dirty, 1);
+    qv__entry_mark_dirty((*e));
   return QV_OK;
 }
 
@@ -101,7 +101,7 @@ static void on_upsert_recv(void *self, int ok) {
   qv_error err = {0};
   if (!ok) { /* the call is gone (cancelled, deadline) */
     if (u->e && u->upserted > 0)
-      atomic_store(&u->e->dirty, 1);
+      qv__entry_mark_dirty(u->e);
     upsert_end(u, QV_ECANCELLED, "upsert stream broken before its end", NULL);
     return;
   }

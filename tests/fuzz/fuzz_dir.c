@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "fuzz_common.h"
-#include "quiver/fsutil.h"
 #include "quiver/collection.h"
+#include "quiver/fsutil.h"
 #include "registry.h"
 
 #define MODE_DIR 1
@@ -43,22 +43,23 @@ static void use(qv__registry *reg) {
   for (size_t i = 0; i < reg->n; i++) {
     qv__entry *e = reg->items[i];
     qv_collection_stats cs;
-    qv_collection_stats_get(e->col, &cs, NULL);
+    qv_collection_stats_get(qv__entry_col(e), &cs, NULL);
     if (cs.dim != FZ_DIM)
       continue; /* a manifest may claim any dimension; our probes are FZ_DIM wide */
     float q[FZ_DIM] = {0.5f, -0.25f, 1, 2, 0, 0, 1, 3}, scores[4];
     int64_t ids[4], one = 7;
     qv_search_params p = {.k = 4, .nprobe = 2};
     qv_error err = {0};
-    qv_collection_search(e->col, q, 1, &p, scores, ids, &err);
-    qv_collection_search_exact(e->col, q, 1, &p, scores, ids, &err);
+    qv_collection_search(qv__entry_col(e), q, 1, &p, scores, ids, &err);
+    qv_collection_search_exact(qv__entry_col(e), q, 1, &p, scores, ids, &err);
     float feats[QV_MAX_ITEM_FEATURES] = {0};
-    if (qv_collection_add_features(e->col, 1, &one, q, cs.n_features ? feats : NULL, &err) == QV_OK)
-      atomic_store(&e->dirty, 1);
+    if (qv_collection_add_features(qv__entry_col(e), 1, &one, q, cs.n_features ? feats : NULL,
+                                   &err) == QV_OK)
+      qv__entry_mark_dirty(e);
     size_t deleted = 0;
     int64_t del = 4;
-    if (qv_collection_delete(e->col, 1, &del, &deleted, &err) == QV_OK && deleted)
-      atomic_store(&e->dirty, 1);
+    if (qv_collection_delete(qv__entry_col(e), 1, &del, &deleted, &err) == QV_OK && deleted)
+      qv__entry_mark_dirty(e);
   }
 }
 
