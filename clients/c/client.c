@@ -8,7 +8,6 @@
 #include <zlib.h>
 
 #include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
@@ -34,40 +33,6 @@ void qv_client_opts_init(qv_client_opts *o) {
   o->target = "127.0.0.1:7070";
   o->timeout_ms = 30000;
   o->wait_for_ready = 0;
-}
-
-static qv_status from_grpc(grpc_status_code s) {
-  switch (s) {
-  case GRPC_STATUS_OK:
-    return QV_OK;
-  case GRPC_STATUS_INVALID_ARGUMENT:
-  case GRPC_STATUS_OUT_OF_RANGE:
-    return QV_EINVAL;
-  case GRPC_STATUS_NOT_FOUND:
-    return QV_ENOTFOUND;
-  case GRPC_STATUS_ALREADY_EXISTS:
-    return QV_EEXIST;
-  case GRPC_STATUS_FAILED_PRECONDITION:
-    return QV_EPRECONDITION;
-  case GRPC_STATUS_RESOURCE_EXHAUSTED:
-    return QV_ENOMEM;
-  case GRPC_STATUS_DEADLINE_EXCEEDED:
-    return QV_EDEADLINE;
-  case GRPC_STATUS_UNAVAILABLE:
-    return QV_EUNAVAILABLE;
-  case GRPC_STATUS_UNIMPLEMENTED:
-    return QV_EUNSUPPORTED;
-  case GRPC_STATUS_CANCELLED:
-    return QV_ECANCELLED;
-  case GRPC_STATUS_DATA_LOSS:
-    return QV_ECORRUPT;
-  case GRPC_STATUS_UNAUTHENTICATED:
-    return QV_EUNAUTHENTICATED;
-  case GRPC_STATUS_PERMISSION_DENIED:
-    return QV_EPERMISSION;
-  default:
-    return QV_EINTERNAL;
-  }
 }
 
 /* A whole PEM file (NUL-terminated), or NULL with err set. */
@@ -236,27 +201,16 @@ static qv_status call_status(call *k, qv_error *err) {
   if (k->status == GRPC_STATUS_OK)
     return QV_OK;
   char *d = grpc_slice_to_c_string(k->details);
-  qv_status st = qv_error_set(err, from_grpc(k->status), "%s: %s", qv__grpc_name(k->status),
+  qv_status st = qv_error_set(err, qv__from_grpc(k->status), "%s: %s", qv__grpc_name(k->status),
                               d && *d ? d : "(no details)");
   gpr_free(d);
   return st;
 }
 
-static grpc_byte_buffer *pack(const ProtobufCMessage *m) {
-  size_t len = protobuf_c_message_get_packed_size(m);
-  grpc_slice s = grpc_slice_malloc(len);
-  protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-  grpc_slice_unref(s);
-  return bb;
-}
-
 static ProtobufCMessage *unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d) {
-  grpc_byte_buffer_reader r;
-  if (!grpc_byte_buffer_reader_init(&r, bb))
+  grpc_slice s;
+  if (!qv__wire_slice(bb, &s))
     return NULL;
-  grpc_slice s = grpc_byte_buffer_reader_readall(&r);
-  grpc_byte_buffer_reader_destroy(&r);
   ProtobufCMessage *m =
       protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
   grpc_slice_unref(s);
@@ -272,7 +226,7 @@ static qv_status unary(qv_client *c, const char *method, const ProtobufCMessage 
     call_end(&k);
     return qv_error_set(err, QV_EINTERNAL, "cannot start call %s", method);
   }
-  grpc_byte_buffer *send = pack(req), *recv = NULL;
+  grpc_byte_buffer *send = qv__wire_pack(req), *recv = NULL;
   grpc_op ops[6];
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -608,7 +562,7 @@ qv_status qv_client_upsert_features(qv_client *c, const char *collection, size_t
     req.n_vectors = m * dim;
     req.features = features ? (float *)(features + off * n_features) : NULL;
     req.n_features = m * n_features;
-    grpc_byte_buffer *bb = pack(&req.base);
+    grpc_byte_buffer *bb = qv__wire_pack(&req.base);
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_SEND_MESSAGE;
     op.data.send_message.send_message = bb;
@@ -661,7 +615,7 @@ qv_status qv_client_build_ex(qv_client *c, const char *collection, const qv_clie
     req.eval_queries = o->eval_queries;
     req.eval_k = o->eval_k;
   }
-  grpc_byte_buffer *send = pack(&req.base);
+  grpc_byte_buffer *send = qv__wire_pack(&req.base);
   grpc_op ops[4];
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -855,7 +809,7 @@ qv_status qv_client_import(qv_client *c, const char *collection, const qv_client
       req.data.data = buf;
       req.data.len = got;
       req.crc32 = (uint32_t)crc32(0L, buf, (uInt)got);
-      grpc_byte_buffer *bb = pack(&req.base);
+      grpc_byte_buffer *bb = qv__wire_pack(&req.base);
       memset(&op, 0, sizeof op);
       op.op = GRPC_OP_SEND_MESSAGE;
       op.data.send_message.send_message = bb;

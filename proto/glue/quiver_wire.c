@@ -1,5 +1,7 @@
 #include "quiver_wire.h"
 
+#include <grpc/byte_buffer_reader.h>
+
 Quiver__V1__Metric qv__metric_to_pb(qv_metric m) {
   switch (m) {
   case QV_METRIC_L2:
@@ -78,4 +80,93 @@ const char *qv__grpc_name(grpc_status_code c) {
                                       "DATA_LOSS",
                                       "UNAUTHENTICATED"};
   return (unsigned)c < sizeof names / sizeof names[0] ? names[c] : "UNKNOWN";
+}
+
+grpc_status_code qv__to_grpc(qv_status s) {
+  /* No default: the compiler flags a status added without a mapping. */
+  switch (s) {
+  case QV_OK:
+    return GRPC_STATUS_OK;
+  case QV_EINVAL:
+    return GRPC_STATUS_INVALID_ARGUMENT;
+  case QV_ENOTFOUND:
+    return GRPC_STATUS_NOT_FOUND;
+  case QV_EEXIST:
+    return GRPC_STATUS_ALREADY_EXISTS;
+  case QV_EPRECONDITION:
+    return GRPC_STATUS_FAILED_PRECONDITION;
+  case QV_ENOMEM:
+    return GRPC_STATUS_RESOURCE_EXHAUSTED;
+  case QV_EIO:
+    return GRPC_STATUS_INTERNAL;
+  case QV_ECORRUPT:
+    return GRPC_STATUS_DATA_LOSS;
+  case QV_EUNSUPPORTED:
+    return GRPC_STATUS_UNIMPLEMENTED;
+  case QV_EDEADLINE:
+    return GRPC_STATUS_DEADLINE_EXCEEDED;
+  case QV_ECANCELLED:
+    return GRPC_STATUS_CANCELLED;
+  case QV_EUNAVAILABLE:
+    return GRPC_STATUS_UNAVAILABLE;
+  case QV_EINTERNAL:
+    return GRPC_STATUS_INTERNAL;
+  case QV_EUNAUTHENTICATED:
+    return GRPC_STATUS_UNAUTHENTICATED;
+  case QV_EPERMISSION:
+    return GRPC_STATUS_PERMISSION_DENIED;
+  }
+  return GRPC_STATUS_INTERNAL;
+}
+
+qv_status qv__from_grpc(grpc_status_code s) {
+  switch (s) {
+  case GRPC_STATUS_OK:
+    return QV_OK;
+  case GRPC_STATUS_INVALID_ARGUMENT:
+  case GRPC_STATUS_OUT_OF_RANGE:
+    return QV_EINVAL;
+  case GRPC_STATUS_NOT_FOUND:
+    return QV_ENOTFOUND;
+  case GRPC_STATUS_ALREADY_EXISTS:
+    return QV_EEXIST;
+  case GRPC_STATUS_FAILED_PRECONDITION:
+    return QV_EPRECONDITION;
+  case GRPC_STATUS_RESOURCE_EXHAUSTED:
+    return QV_ENOMEM;
+  case GRPC_STATUS_DEADLINE_EXCEEDED:
+    return QV_EDEADLINE;
+  case GRPC_STATUS_UNAVAILABLE:
+    return QV_EUNAVAILABLE;
+  case GRPC_STATUS_UNIMPLEMENTED:
+    return QV_EUNSUPPORTED;
+  case GRPC_STATUS_CANCELLED:
+    return QV_ECANCELLED;
+  case GRPC_STATUS_DATA_LOSS:
+    return QV_ECORRUPT;
+  case GRPC_STATUS_UNAUTHENTICATED:
+    return QV_EUNAUTHENTICATED;
+  case GRPC_STATUS_PERMISSION_DENIED:
+    return QV_EPERMISSION;
+  default:
+    return QV_EINTERNAL;
+  }
+}
+
+grpc_byte_buffer *qv__wire_pack(const ProtobufCMessage *m) {
+  size_t len = protobuf_c_message_get_packed_size(m);
+  grpc_slice s = grpc_slice_malloc(len);
+  protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  return bb;
+}
+
+int qv__wire_slice(grpc_byte_buffer *bb, grpc_slice *out) {
+  grpc_byte_buffer_reader r;
+  if (!grpc_byte_buffer_reader_init(&r, bb))
+    return 0;
+  *out = grpc_byte_buffer_reader_readall(&r);
+  grpc_byte_buffer_reader_destroy(&r);
+  return 1;
 }

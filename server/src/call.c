@@ -2,7 +2,6 @@
 #include "call.h"
 
 #include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -12,21 +11,11 @@
 #include "quiver/clock.h"
 #include "quiver_wire.h"
 #include "registry.h"
-#include "status_map.h"
 #include "strcheck.h"
 
 /* A call to method `mi` (NMETHODS = unknown) ended with st, having started at t0. */
 void qv__metrics_call_end(int mi, qv_status st, double t0) {
   qv__metrics_call(mi, qv__to_grpc(st), qv_monotonic_s() - t0);
-}
-
-grpc_byte_buffer *qv__pack_msg(const ProtobufCMessage *m) {
-  size_t len = protobuf_c_message_get_packed_size(m);
-  grpc_slice s = grpc_slice_malloc(len);
-  protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-  grpc_slice_unref(s);
-  return bb;
 }
 
 /* Decodes request bytes with the server's checks; NULL with err set when malformed. */
@@ -49,13 +38,11 @@ ProtobufCMessage *qv__decode(grpc_byte_buffer *bb, const ProtobufCMessageDescrip
     qv_error_set(err, QV_EINVAL, "the request carries no %s message", d->name);
     return NULL;
   }
-  grpc_byte_buffer_reader r;
-  if (!grpc_byte_buffer_reader_init(&r, bb)) {
+  grpc_slice s;
+  if (!qv__wire_slice(bb, &s)) {
     qv_error_set(err, QV_EINVAL, "the request message cannot be read (compression?)");
     return NULL;
   }
-  grpc_slice s = grpc_byte_buffer_reader_readall(&r);
-  grpc_byte_buffer_reader_destroy(&r);
   ProtobufCMessage *m = qv__decode_bytes(d, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), err);
   grpc_slice_unref(s);
   return m;

@@ -11,6 +11,7 @@
 
 #include "quiver/clock.h"
 #include "quiver/status.h"
+#include "quiver_wire.h" /* qv__wire_pack, qv__to_grpc */
 
 typedef struct qv__tag {
   void (*fn)(void *self, int ok);
@@ -23,7 +24,6 @@ typedef struct qv__tag {
 extern atomic_int qv__calls_in_flight;
 
 void qv__metrics_call_end(int mi, qv_status st, double t0);
-grpc_byte_buffer *qv__pack_msg(const ProtobufCMessage *m);
 ProtobufCMessage *qv__decode_bytes(const ProtobufCMessageDescriptor *d, const uint8_t *data,
                                    size_t len, qv_error *err);
 ProtobufCMessage *qv__decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d,

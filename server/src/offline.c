@@ -1,6 +1,5 @@
 /* Offline calls: the request handling of quiverd without gRPC (fuzz targets, tests). */
 #include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,10 +35,8 @@ static void offline_answer(grpc_byte_buffer *bb, ProtobufCBinaryData *out) {
   out->len = 0;
   if (bb == NULL)
     return;
-  grpc_byte_buffer_reader r;
-  if (grpc_byte_buffer_reader_init(&r, bb)) {
-    grpc_slice sl = grpc_byte_buffer_reader_readall(&r);
-    grpc_byte_buffer_reader_destroy(&r);
+  grpc_slice sl;
+  if (qv__wire_slice(bb, &sl)) {
     if ((out->data = malloc(GRPC_SLICE_LENGTH(sl) + 1)) != NULL) {
       memcpy(out->data, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl));
       out->len = GRPC_SLICE_LENGTH(sl);
@@ -122,7 +119,7 @@ static qv_status offline_build(qv__server *s, const ProtobufCBinaryData *msg,
     qv__fill_info(e, &info, spec);
     p.info = &info;
     p.recall = rep.recall;
-    *resp = qv__pack_msg(&p.base);
+    *resp = qv__wire_pack(&p.base);
   }
   if (e)
     qv__registry_put(s->reg, e);

@@ -42,7 +42,7 @@ qv_status qv__h_create(qv__server *s, const ProtobufCMessage *m, const gpr_times
   Quiver__V1__CollectionInfo info;
   char spec[INFO_BUF];
   qv__fill_info(e, &info, spec);
-  *resp = qv__pack_msg(&info.base);
+  *resp = qv__wire_pack(&info.base);
   QV_LOG_I("CreateCollection collection=%s dim=%zu metric=%s spec=%s device=%s (%s)",
            qv__entry_name(e), o.dim, qv_metric_name(o.metric), spec, qv_device_name(o.device),
            info.placement);
@@ -59,7 +59,7 @@ qv_status qv__h_drop(qv__server *s, const ProtobufCMessage *m, const gpr_timespe
     return st;
   QV_LOG_I("DropCollection collection=%s", r->name);
   Quiver__V1__DropCollectionResponse out = QUIVER__V1__DROP_COLLECTION_RESPONSE__INIT;
-  *resp = qv__pack_msg(&out.base);
+  *resp = qv__wire_pack(&out.base);
   return QV_OK;
 }
 
@@ -74,7 +74,7 @@ qv_status qv__h_describe(qv__server *s, const ProtobufCMessage *m, const gpr_tim
   Quiver__V1__CollectionInfo info;
   char spec[INFO_BUF];
   qv__fill_info(e, &info, spec);
-  *resp = qv__pack_msg(&info.base);
+  *resp = qv__wire_pack(&info.base);
   qv__registry_put(s->reg, e);
   return QV_OK;
 }
@@ -100,7 +100,7 @@ qv_status qv__h_list(qv__server *s, const ProtobufCMessage *m, const gpr_timespe
     Quiver__V1__ListCollectionsResponse out = QUIVER__V1__LIST_COLLECTIONS_RESPONSE__INIT;
     out.n_collections = n;
     out.collections = ptrs;
-    *resp = qv__pack_msg(&out.base);
+    *resp = qv__wire_pack(&out.base);
   }
   for (size_t i = 0; i < n; i++)
     qv__registry_put(s->reg, es[i]);
@@ -130,7 +130,7 @@ qv_status qv__h_delete(qv__server *s, const ProtobufCMessage *m, const gpr_times
     Quiver__V1__DeleteResponse out = QUIVER__V1__DELETE_RESPONSE__INIT;
     out.deleted = deleted;
     out.count = cs.count;
-    *resp = qv__pack_msg(&out.base);
+    *resp = qv__wire_pack(&out.base);
   }
   qv__registry_put(s->reg, e);
   return st;
@@ -147,6 +147,6 @@ qv_status qv__h_health(qv__server *s, const ProtobufCMessage *m, const gpr_times
   out.status = atomic_load(&s->stopping) || atomic_load(&s->accept_dead)
                    ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
                    : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
-  *resp = qv__pack_msg(&out.base);
+  *resp = qv__wire_pack(&out.base);
   return QV_OK;
 }

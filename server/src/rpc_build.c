@@ -9,7 +9,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "server_internal.h"
-#include "status_map.h"
 
 /* How a build or import ended, for quiver_builds_total. */
 const char *qv__build_outcome(qv_status st) {
@@ -130,7 +129,7 @@ static void build_maybe_send(build_call *b) {
       p.recall_nprobe = b->rep.recall_nprobe;
       p.tuned_nprobe = b->rep.tuned_nprobe;
       p.caught_up = b->rep.caught_up;
-      b->send_buf = qv__pack_msg(&p.base);
+      b->send_buf = qv__wire_pack(&p.base);
       ops[n].op = GRPC_OP_SEND_MESSAGE;
       ops[n++].data.send_message.send_message = b->send_buf;
     }
@@ -145,7 +144,7 @@ static void build_maybe_send(build_call *b) {
     p.done = b->done;
     p.total = b->total;
     p.elapsed_seconds = qv_monotonic_s() - b->t0;
-    b->send_buf = qv__pack_msg(&p.base);
+    b->send_buf = qv__wire_pack(&p.base);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = b->send_buf;
     b->have_pending = 0;

@@ -154,7 +154,7 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
     out.recall_k = rep.recall_k;
     out.recall_nprobe = rep.recall_nprobe;
     out.elapsed_seconds = qv_monotonic_s() - u->t0;
-    *resp = qv__pack_msg(&out.base);
+    *resp = qv__wire_pack(&out.base);
     QV_LOG_I("ImportIndex collection=%s %s: %llu vectors, %s, recall@%u=%.4f at nprobe %u, "
              "%.2f s",
              u->name, u->server_path[0] ? u->server_path : "streamed",

@@ -199,7 +199,7 @@ qv_status qv__h_search(qv__server *s, const ProtobufCMessage *m, const gpr_times
     out.n_ids = out.n_scores = n * r->k;
     out.ids = ids;
     out.scores = scores;
-    *resp = qv__pack_msg(&out.base);
+    *resp = qv__wire_pack(&out.base);
   }
   free(scores);
   free(ids);
@@ -232,7 +232,7 @@ static void on_batched(qv__bq *r) {
     out.n_ids = out.n_scores = r->n * r->k;
     out.ids = r->ids;
     out.scores = r->scores;
-    resp = qv__pack_msg(&out.base);
+    resp = qv__wire_pack(&out.base);
   } else {
     qv__log_failure("Search", qv__entry_name(sc->e), r->st, r->err.msg);
   }

@@ -56,7 +56,7 @@ qv_status qv__upsert_done(qv__server *s, qv__entry *e, uint64_t upserted, grpc_b
   out.count = cs.count;
   QV_LOG_D("Upsert collection=%s upserted=%llu count=%llu", qv__entry_name(e),
            (unsigned long long)upserted, (unsigned long long)cs.count);
-  *resp = qv__pack_msg(&out.base);
+  *resp = qv__wire_pack(&out.base);
   return QV_OK;
 }
 
