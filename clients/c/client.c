@@ -16,6 +16,7 @@
 #include "channel.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "quiver/client.h"
+#include "quiver/dirformat.h"
 #include "quiver/fsutil.h"
 #include "quiver/v1/retrieval.pb-c.h"
 #include "quiver_wire.h"
@@ -197,6 +198,58 @@ static void call_end(call *k) {
   grpc_completion_queue_destroy(k->cq);
 }
 
+/* The ops of a call's batches. */
+static grpc_op op_send_initial(qv_client *c) {
+  return (grpc_op){.op = GRPC_OP_SEND_INITIAL_METADATA,
+                   .flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0,
+                   .data.send_initial_metadata = {.count = c->n_md, .metadata = c->md}};
+}
+
+static grpc_op op_send(grpc_byte_buffer *bb) {
+  return (grpc_op){.op = GRPC_OP_SEND_MESSAGE, .data.send_message.send_message = bb};
+}
+
+static grpc_op op_close(void) {
+  return (grpc_op){.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT};
+}
+
+static grpc_op op_recv_initial(call *k) {
+  return (grpc_op){.op = GRPC_OP_RECV_INITIAL_METADATA,
+                   .data.recv_initial_metadata.recv_initial_metadata = &k->md_initial};
+}
+
+static grpc_op op_recv(grpc_byte_buffer **bb) {
+  return (grpc_op){.op = GRPC_OP_RECV_MESSAGE, .data.recv_message.recv_message = bb};
+}
+
+static grpc_op op_recv_status(call *k) {
+  return (grpc_op){.op = GRPC_OP_RECV_STATUS_ON_CLIENT,
+                   .data.recv_status_on_client = {.trailing_metadata = &k->md_trailing,
+                                                  .status = &k->status,
+                                                  .status_details = &k->details}};
+}
+
+/* Packs m and sends it on k; 0 when the send failed (the status then says why). */
+static int send_msg(call *k, const ProtobufCMessage *m) {
+  grpc_byte_buffer *bb = qv__wire_pack(m);
+  grpc_op op = op_send(bb);
+  int ok = batch(k, &op, 1);
+  grpc_byte_buffer_destroy(bb);
+  return ok;
+}
+
+/* Starts a streaming call and sends its initial metadata; *ok is that send's outcome. */
+static qv_status stream_open(qv_client *c, call *k, const char *method, int64_t timeout_ms, int *ok,
+                             qv_error *err) {
+  if (!call_start(c, k, method, timeout_ms)) {
+    call_end(k);
+    return qv_error_set(err, QV_EINTERNAL, "cannot start call %s", method);
+  }
+  grpc_op op = op_send_initial(c);
+  *ok = batch(k, &op, 1);
+  return QV_OK;
+}
+
 static qv_status call_status(call *k, qv_error *err) {
   if (k->status == GRPC_STATUS_OK)
     return QV_OK;
@@ -227,23 +280,8 @@ static qv_status unary(qv_client *c, const char *method, const ProtobufCMessage 
     return qv_error_set(err, QV_EINTERNAL, "cannot start call %s", method);
   }
   grpc_byte_buffer *send = qv__wire_pack(req), *recv = NULL;
-  grpc_op ops[6];
-  memset(ops, 0, sizeof ops);
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[0].data.send_initial_metadata.count = c->n_md;
-  ops[0].data.send_initial_metadata.metadata = c->md;
-  ops[0].flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
-  ops[1].op = GRPC_OP_SEND_MESSAGE;
-  ops[1].data.send_message.send_message = send;
-  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[3].data.recv_initial_metadata.recv_initial_metadata = &k.md_initial;
-  ops[4].op = GRPC_OP_RECV_MESSAGE;
-  ops[4].data.recv_message.recv_message = &recv;
-  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  ops[5].data.recv_status_on_client.trailing_metadata = &k.md_trailing;
-  ops[5].data.recv_status_on_client.status = &k.status;
-  ops[5].data.recv_status_on_client.status_details = &k.details;
+  grpc_op ops[6] = {op_send_initial(c),  op_send(send),  op_close(),
+                    op_recv_initial(&k), op_recv(&recv), op_recv_status(&k)};
   qv_status st;
   if (!batch(&k, ops, 6)) {
     st = qv_error_set(err, QV_EINTERNAL, "call %s failed to complete", method);
@@ -503,17 +541,7 @@ static qv_status stream_finish(call *k, const ProtobufCMessageDescriptor *desc, 
                                ProtobufCMessage **out, qv_error *err) {
   *out = NULL;
   grpc_byte_buffer *recv = NULL;
-  grpc_op fin[4];
-  memset(fin, 0, sizeof fin);
-  fin[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  fin[1].op = GRPC_OP_RECV_INITIAL_METADATA;
-  fin[1].data.recv_initial_metadata.recv_initial_metadata = &k->md_initial;
-  fin[2].op = GRPC_OP_RECV_MESSAGE;
-  fin[2].data.recv_message.recv_message = &recv;
-  fin[3].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  fin[3].data.recv_status_on_client.trailing_metadata = &k->md_trailing;
-  fin[3].data.recv_status_on_client.status = &k->status;
-  fin[3].data.recv_status_on_client.status_details = &k->details;
+  grpc_op fin[4] = {op_close(), op_recv_initial(k), op_recv(&recv), op_recv_status(k)};
   qv_status st;
   if (!batch(k, fin, 4) && !batch(k, fin + 1, 3)) /* the close fails once the call has ended */
     st = qv_error_set(err, QV_EINTERNAL, "%s call failed to complete", what);
@@ -540,17 +568,9 @@ qv_status qv_client_upsert_features(qv_client *c, const char *collection, size_t
   if (rows == 0)
     rows = 1;
   call k;
-  if (!call_start(c, &k, "/quiver.v1.Retrieval/Upsert", 0)) {
-    call_end(&k);
-    return qv_error_set(err, QV_EINTERNAL, "cannot start the upsert call");
-  }
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_SEND_INITIAL_METADATA;
-  op.data.send_initial_metadata.count = c->n_md;
-  op.data.send_initial_metadata.metadata = c->md;
-  op.flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
-  int ok = batch(&k, &op, 1), cancelled = 0;
+  int ok = 0, cancelled = 0;
+  if (stream_open(c, &k, "/quiver.v1.Retrieval/Upsert", 0, &ok, err) != QV_OK)
+    return QV_EINTERNAL;
   size_t off = 0;
   do { /* at least one message, so that an empty upsert still names its collection */
     size_t m = n - off < rows ? n - off : rows;
@@ -562,12 +582,7 @@ qv_status qv_client_upsert_features(qv_client *c, const char *collection, size_t
     req.n_vectors = m * dim;
     req.features = features ? (float *)(features + off * n_features) : NULL;
     req.n_features = m * n_features;
-    grpc_byte_buffer *bb = qv__wire_pack(&req.base);
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_SEND_MESSAGE;
-    op.data.send_message.send_message = bb;
-    ok = ok && batch(&k, &op, 1);
-    grpc_byte_buffer_destroy(bb);
+    ok = ok && send_msg(&k, &req.base);
     off += m;
     if (ok && progress && progress(user, "upload", off, n) != 0) {
       grpc_call_cancel(k.call, NULL);
@@ -616,26 +631,13 @@ qv_status qv_client_build_ex(qv_client *c, const char *collection, const qv_clie
     req.eval_k = o->eval_k;
   }
   grpc_byte_buffer *send = qv__wire_pack(&req.base);
-  grpc_op ops[4];
-  memset(ops, 0, sizeof ops);
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[0].data.send_initial_metadata.count = c->n_md;
-  ops[0].data.send_initial_metadata.metadata = c->md;
-  ops[0].flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
-  ops[1].op = GRPC_OP_SEND_MESSAGE;
-  ops[1].data.send_message.send_message = send;
-  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[3].data.recv_initial_metadata.recv_initial_metadata = &k.md_initial;
+  grpc_op ops[4] = {op_send_initial(c), op_send(send), op_close(), op_recv_initial(&k)};
   int ok = batch(&k, ops, 4);
   grpc_byte_buffer_destroy(send);
   int got_final = 0;
   while (ok) {
     grpc_byte_buffer *recv = NULL;
-    grpc_op op;
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &recv;
+    grpc_op op = op_recv(&recv);
     if (!batch(&k, &op, 1) || recv == NULL)
       break;
     Quiver__V1__BuildIndexProgress *p = (Quiver__V1__BuildIndexProgress *)unpack(
@@ -663,12 +665,7 @@ qv_status qv_client_build_ex(qv_client *c, const char *collection, const qv_clie
       break;
     }
   }
-  grpc_op st_op;
-  memset(&st_op, 0, sizeof st_op);
-  st_op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  st_op.data.recv_status_on_client.trailing_metadata = &k.md_trailing;
-  st_op.data.recv_status_on_client.status = &k.status;
-  st_op.data.recv_status_on_client.status_details = &k.details;
+  grpc_op st_op = op_recv_status(&k);
   qv_status st;
   if (!batch(&k, &st_op, 1))
     st = qv_error_set(err, QV_EINTERNAL, "build call failed to complete");
@@ -697,43 +694,6 @@ qv_status qv_client_health(qv_client *c, const char *service, int *serving, qv_e
 
 /* ---- import ----------------------------------------------------------------------------- */
 
-/* The files of an index directory to stream: MANIFEST.json last (so that a server never sees a
- * manifest before the files it names), the version's files before it. */
-static qv_status import_files(const char *dir, char files[][64], int *nfiles, qv_error *err) {
-  char path[4200];
-  snprintf(path, sizeof path, "%s/MANIFEST.json", dir);
-  char *text = NULL;
-  size_t len = 0;
-  qv_status st = qv_file_read_all(path, 1 << 20, &text, &len, err);
-  if (st == QV_ENOTFOUND)
-    return qv_error_set(err, QV_ENOTFOUND,
-                        "%s has no MANIFEST.json (build one with 'quiver index build --out DIR')",
-                        dir);
-  if (st != QV_OK)
-    return st;
-  /* The version directory the manifest names: "dir": "vNNNNNN". */
-  const char *p = strstr(text, "\"dir\"");
-  char vdir[8] = "";
-  if (p != NULL)
-    p = strchr(p + 5, '"');
-  if (p != NULL && strlen(p) > 8 && p[8] == '"')
-    memcpy(vdir, p + 1, 7);
-  free(text);
-  if (vdir[0] != 'v')
-    return qv_error_set(err, QV_ECORRUPT, "%s: MANIFEST.json names no version directory", dir);
-  static const char *const names[] = {"index.faiss", "vectors.npy", "ids.npy", "features.npy",
-                                      "MANIFEST.json"};
-  int n = 0;
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-    snprintf(path, sizeof path, "%s/%s/%s", dir, vdir, names[i]);
-    if (access(path, R_OK) == 0)
-      snprintf(files[n++], 64, "%s/%s", vdir, names[i]);
-  }
-  snprintf(files[n++], 64, "MANIFEST.json");
-  *nfiles = n;
-  return QV_OK;
-}
-
 qv_status qv_client_import(qv_client *c, const char *collection, const qv_client_import_opts *o,
                            qv_client_progress_fn progress, void *user, qv_collection_info *info,
                            qv_client_build_result *res, qv_error *err) {
@@ -744,18 +704,17 @@ qv_status qv_client_import(qv_client *c, const char *collection, const qv_client
   }
   if (o == NULL || ((o->index_dir == NULL) == (o->server_path == NULL)))
     return qv_error_set(err, QV_EINVAL, "import: give exactly one of index_dir and server_path");
-  char files[8][64];
+  char files[QV_VERSION_NFILES + 2][QV_REL_MAX];
   int nfiles = 0;
   uint64_t total = 0;
   qv_status st = QV_OK;
   if (o->index_dir != NULL) {
-    if ((st = import_files(o->index_dir, files, &nfiles, err)) != QV_OK)
+    if ((st = qv_collection_push_files(o->index_dir, files, &nfiles, err)) != QV_OK)
       return st;
     for (int i = 0; i < nfiles; i++) {
-      char path[4200];
+      char path[QV_PATH_MAX];
       struct stat sb;
-      snprintf(path, sizeof path, "%s/%s", o->index_dir, files[i]);
-      if (stat(path, &sb) == 0)
+      if (qv_path_fmt(path, NULL, "%s/%s", o->index_dir, files[i]) == QV_OK && stat(path, &sb) == 0)
         total += (uint64_t)sb.st_size;
     }
   }
@@ -764,18 +723,11 @@ qv_status qv_client_import(qv_client *c, const char *collection, const qv_client
   if (buf == NULL)
     return qv_error_set(err, QV_ENOMEM, "import: out of memory for a %zu-byte chunk", chunk);
   call k;
-  if (!call_start(c, &k, "/quiver.v1.Retrieval/ImportIndex", o->timeout_ms)) {
-    call_end(&k);
+  int ok = 0, cancelled = 0, first = 1;
+  if (stream_open(c, &k, "/quiver.v1.Retrieval/ImportIndex", o->timeout_ms, &ok, err) != QV_OK) {
     free(buf);
-    return qv_error_set(err, QV_EINTERNAL, "cannot start the import call");
+    return QV_EINTERNAL;
   }
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_SEND_INITIAL_METADATA;
-  op.data.send_initial_metadata.count = c->n_md;
-  op.data.send_initial_metadata.metadata = c->md;
-  op.flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
-  int ok = batch(&k, &op, 1), cancelled = 0, first = 1;
   uint64_t sent = 0;
   Quiver__V1__ImportIndexRequest req = QUIVER__V1__IMPORT_INDEX_REQUEST__INIT;
   req.collection = (char *)collection;
@@ -788,8 +740,9 @@ qv_status qv_client_import(qv_client *c, const char *collection, const qv_client
   for (int i = 0; ok && !cancelled && st == QV_OK && (i < nfiles || first); i++) {
     FILE *f = NULL;
     if (i < nfiles) {
-      char path[4200];
-      snprintf(path, sizeof path, "%s/%s", o->index_dir, files[i]);
+      char path[QV_PATH_MAX];
+      if ((st = qv_path_fmt(path, err, "%s/%s", o->index_dir, files[i])) != QV_OK)
+        break;
       if ((f = fopen(path, "rb")) == NULL) {
         st = qv_error_set(err, QV_EIO, "import: cannot read %s: %s", path, strerror(errno));
         break;
@@ -809,12 +762,7 @@ qv_status qv_client_import(qv_client *c, const char *collection, const qv_client
       req.data.data = buf;
       req.data.len = got;
       req.crc32 = (uint32_t)crc32(0L, buf, (uInt)got);
-      grpc_byte_buffer *bb = qv__wire_pack(&req.base);
-      memset(&op, 0, sizeof op);
-      op.op = GRPC_OP_SEND_MESSAGE;
-      op.data.send_message.send_message = bb;
-      ok = ok && batch(&k, &op, 1);
-      grpc_byte_buffer_destroy(bb);
+      ok = ok && send_msg(&k, &req.base);
       if (first) { /* the header travels once */
         first = 0;
         req.collection = (char *)"";

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -430,4 +431,19 @@ qv_status qv_remove_tree(const char *path, qv_error *err) {
     return QV_OK;
   }
   return remove_dir_at(AT_FDCWD, path, path, err);
+}
+
+_Static_assert(QV_PATH_MAX >= PATH_MAX,
+               "realpath() writes up to PATH_MAX bytes into QV_PATH_MAX buffers");
+
+qv_status qv_path_fmt(char out[QV_PATH_MAX], qv_error *err, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  const int n = vsnprintf(out, QV_PATH_MAX, fmt, ap);
+  va_end(ap);
+  if (n >= 0 && n < QV_PATH_MAX)
+    return QV_OK;
+  out[0] = '\0';
+  return qv_error_set(err, QV_EINVAL, "a path is longer than %d bytes (a shorter directory?)",
+                      QV_PATH_MAX - 1);
 }

@@ -11,6 +11,7 @@
 #include "gpu.h"
 #include "idmap.h"
 #include "quiver/collection.h"
+#include "quiver/fsutil.h"
 #include "wal.h"
 
 #define QV__NOTE 192 /* == sizeof qv_collection_stats.placement */
@@ -63,12 +64,12 @@ struct qv_collection {
    * applied; a save records it in the manifest, so replay skips what the snapshot holds. */
   struct qv__wal *wal;
   uint64_t wal_seq;
-  char wal_dir[3100];
+  char wal_dir[QV_PATH_MAX];
 
   /* On disk (persist.c): the version this object was opened from or last saved to disk_dir, how
    * many versions a save keeps, and why an older version was opened (empty normally). */
   uint64_t disk_version;
-  char disk_dir[3100];
+  char disk_dir[QV_PATH_MAX];
   uint32_t keep_versions;
   char open_note[QV__NOTE + QV_ERROR_MSG_MAX];
   /* The last build's measured recall@k against exact search (-1: not measured) and its k. */

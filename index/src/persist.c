@@ -26,38 +26,19 @@
 #include <jansson.h>
 
 #include "internal.h"
+#include "quiver/dirformat.h"
 #include "quiver/fsutil.h"
-#include "quiver/stage.h"
 #include "quiver/vecfile.h"
 
 #define FORMAT_NAME "quiver-collection"
 /* 1: vectors + ids + index; 2: also features.npy (written only when items carry features, so a
  * collection without features stays readable by version-1 builds). */
 #define FORMAT_VERSION 2
-#define MANIFEST "MANIFEST.json"
 #define MANIFEST_MAX (1 << 20)
 
-static const char *const kFiles[] = {"index.faiss", "vectors.npy", "ids.npy", "features.npy"};
-enum { NFILES = 4 };
 /* features.npy exists only when items carry features. */
 static int nfiles_for(size_t n_features) {
-  return n_features > 0 ? NFILES : NFILES - 1;
-}
-
-int qv_collection_file_ok(const char *rel) {
-  if (strcmp(rel, MANIFEST) == 0)
-    return 1;
-  if (strlen(rel) < 9 || rel[0] != 'v' || rel[7] != '/')
-    return 0;
-  for (int i = 1; i < 7; i++)
-    if (rel[i] < '0' || rel[i] > '9')
-      return 0;
-  if (strcmp(rel + 8, MANIFEST) == 0)
-    return 1;
-  for (int i = 0; i < NFILES; i++)
-    if (strcmp(rel + 8, kFiles[i]) == 0)
-      return 1;
-  return 0;
+  return n_features > 0 ? QV_VERSION_NFILES : QV_VERSION_NFILES - 1;
 }
 
 /* How many saves ago version x was made, counting from v (the counter wraps after 999999). */
@@ -75,7 +56,7 @@ static void prune_versions(const char *dir, uint64_t v, uint64_t from, uint32_t 
   if (d == NULL)
     return;
   struct dirent *e;
-  char path[4096];
+  char path[QV_PATH_MAX];
   uint64_t *have = NULL, *segs = NULL;
   size_t nhave = 0, cap = 0, nsegs = 0, scap = 0;
   while ((e = readdir(d)) != NULL) {
@@ -97,7 +78,7 @@ static void prune_versions(const char *dir, uint64_t v, uint64_t from, uint32_t 
         strlen(e->d_name) < 7)
       continue;
     if (strcmp(tail, ".tmp") == 0) {
-      snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+      qv_path_fmt(path, NULL, "%s/%s", dir, e->d_name);
       qv_remove_tree(path, NULL);
     } else if (tail[0] == '\0' && x != v) {
       if (nhave == cap) {
@@ -127,7 +108,7 @@ static void prune_versions(const char *dir, uint64_t v, uint64_t from, uint32_t 
       if (version_age(v, have[best]) > oldest_age)
         oldest_age = version_age(v, have[best]);
     } else {
-      snprintf(path, sizeof path, "%s/v%06" PRIu64, dir, have[best]);
+      qv_path_fmt(path, NULL, "%s/v%06" PRIu64, dir, have[best]);
       qv_remove_tree(path, NULL);
     }
     have[best] = 0;
@@ -141,8 +122,8 @@ static void prune_versions(const char *dir, uint64_t v, uint64_t from, uint32_t 
 
 /* Version referenced by DIR/MANIFEST.json, or 0. */
 static uint64_t manifest_version(const char *dir) {
-  char path[4096];
-  snprintf(path, sizeof path, "%s/" MANIFEST, dir);
+  char path[QV_PATH_MAX];
+  qv_path_fmt(path, NULL, "%s/" QV_MANIFEST, dir);
   char *text = NULL;
   size_t len = 0;
   json_t *root = NULL; /* read with the same size cap as an open: a huge file is damage */
@@ -275,23 +256,23 @@ static qv_status write_index_file(const qv_collection *c, const snapshot *sn, co
  * it. Nothing here reads the live collection unless the snapshot is held. */
 static qv_status write_version(const qv_collection *c, const snapshot *sn, const char *dir,
                                uint64_t v, const char *tmp, const char *final, qv_error *err) {
-  char path[4096];
+  char path[QV_PATH_MAX];
   qv_status st;
   if ((st = qv_remove_tree(tmp, err)) != QV_OK || (st = qv_remove_tree(final, err)) != QV_OK ||
       (st = qv_mkdirs(tmp, err)) != QV_OK)
     return st;
   const size_t F = c->n_features;
-  snprintf(path, sizeof path, "%s/index.faiss", tmp);
+  qv_path_fmt(path, NULL, "%s/index.faiss", tmp);
   if ((st = write_index_file(c, sn, path, err)) != QV_OK)
     return st;
-  snprintf(path, sizeof path, "%s/vectors.npy", tmp);
+  qv_path_fmt(path, NULL, "%s/vectors.npy", tmp);
   if ((st = qv_npy_write(path, QV_DTYPE_F32, sn->count, c->dim, sn->vecs, err)) != QV_OK)
     return st;
-  snprintf(path, sizeof path, "%s/ids.npy", tmp);
+  qv_path_fmt(path, NULL, "%s/ids.npy", tmp);
   if ((st = qv_npy_write(path, QV_DTYPE_I64, sn->count, 0, sn->ids, err)) != QV_OK)
     return st;
   if (F > 0) {
-    snprintf(path, sizeof path, "%s/features.npy", tmp);
+    qv_path_fmt(path, NULL, "%s/features.npy", tmp);
     if ((st = qv_npy_write(path, QV_DTYPE_F32, sn->count, F, sn->feats, err)) != QV_OK)
       return st;
   }
@@ -301,13 +282,13 @@ static qv_status write_version(const qv_collection *c, const snapshot *sn, const
   for (int i = 0; i < nfiles_for(F); i++) {
     uint32_t crc;
     uint64_t size;
-    snprintf(path, sizeof path, "%s/%s", tmp, kFiles[i]);
+    qv_path_fmt(path, NULL, "%s/%s", tmp, qv_version_files[i]);
     if ((st = qv_file_crc32(path, &crc, &size, err)) != QV_OK) {
       json_decref(files);
       return st;
     }
     json_object_set_new(
-        files, kFiles[i],
+        files, qv_version_files[i],
         json_pack("{s:I, s:I}", "size", (json_int_t)size, "crc32", (json_int_t)crc));
   }
   char vdir[16];
@@ -319,7 +300,7 @@ static qv_status write_version(const qv_collection *c, const snapshot *sn, const
   if (text == NULL)
     return qv_error_set(err, QV_ENOMEM, "save: out of memory encoding the manifest");
   /* The version's own copy: what open falls back to when a newer version is damaged. */
-  snprintf(path, sizeof path, "%s/" MANIFEST, tmp);
+  qv_path_fmt(path, NULL, "%s/" QV_MANIFEST, tmp);
   if ((st = qv_file_write_atomic(path, text, strlen(text), err)) != QV_OK ||
       (st = qv_dir_fsync(tmp, err)) != QV_OK)
     goto out;
@@ -329,7 +310,7 @@ static qv_status write_version(const qv_collection *c, const snapshot *sn, const
   }
   if ((st = qv_dir_fsync(dir, err)) != QV_OK)
     goto out;
-  snprintf(path, sizeof path, "%s/" MANIFEST, dir);
+  qv_path_fmt(path, NULL, "%s/" QV_MANIFEST, dir);
   st = qv_file_write_atomic(path, text, strlen(text), err);
 out:
   free(text);
@@ -339,12 +320,12 @@ out:
 qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
   if (c == NULL || dir == NULL)
     return qv_error_set(err, QV_EINVAL, "save: collection or directory is NULL");
-  if (strlen(dir) > 3000)
+  if (strlen(dir) > QV_COLLECTION_DIR_MAX)
     return qv_error_set(err, QV_EINVAL, "save: directory path is too long");
   qv_status st = qv_mkdirs(dir, err);
   if (st != QV_OK)
     return st;
-  char tmp[3100] = "", final[3100];
+  char tmp[QV_PATH_MAX] = "", final[QV_PATH_MAX];
   snapshot sn;
   memset(&sn, 0, sizeof sn);
   pthread_mutex_lock(&c->smu); /* one save at a time */
@@ -365,8 +346,8 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
   /* The counter follows the manifest and wraps after 999999; a directory already holding the
    * next number is an orphan of an interrupted save (the manifest never named it). */
   const uint64_t v = prev % 999999 + 1;
-  snprintf(tmp, sizeof tmp, "%s/v%06" PRIu64 ".tmp", dir, v);
-  snprintf(final, sizeof final, "%s/v%06" PRIu64, dir, v);
+  qv_path_fmt(tmp, NULL, "%s/v%06" PRIu64 ".tmp", dir, v);
+  qv_path_fmt(final, NULL, "%s/v%06" PRIu64, dir, v);
   if ((st = write_version(c, &sn, dir, v, tmp, final, err)) != QV_OK)
     goto out;
   if (!locked) {
@@ -382,7 +363,7 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
     qv__wal_rotate(c->wal, v, NULL);
   prune_versions(dir, v, strcmp(dir, c->disk_dir) == 0 ? c->disk_version : 0, c->keep_versions);
   __atomic_store_n(&c->disk_version, v, __ATOMIC_RELAXED);
-  snprintf(c->disk_dir, sizeof c->disk_dir, "%s", dir);
+  qv_path_fmt(c->disk_dir, NULL, "%s", dir);
 out:
   if (locked)
     pthread_mutex_unlock(&c->wmu);
@@ -412,13 +393,13 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
                               qv_error *err) {
   *out = NULL;
   struct stat sb;
-  char path[4096], msg[512];
+  char path[QV_PATH_MAX], msg[512];
   char *text = NULL;
   size_t len = 0;
   qv_status st = qv_file_read_all(mpath, MANIFEST_MAX, &text, &len, err);
   if (st == QV_ENOTFOUND)
     return qv_error_set(err, QV_ENOTFOUND,
-                        "collection %s: no " MANIFEST " (not a Quiver collection directory, or "
+                        "collection %s: no " QV_MANIFEST " (not a Quiver collection directory, or "
                         "it was never saved)",
                         dir);
   if (st != QV_OK)
@@ -429,7 +410,7 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
   qv_collection *c = NULL;
   qv_vecfile *vf = NULL, *idf = NULL;
   if (root == NULL) {
-    snprintf(msg, sizeof msg, MANIFEST " is not valid JSON (line %d: %s)", jerr.line, jerr.text);
+    snprintf(msg, sizeof msg, QV_MANIFEST " is not valid JSON (line %d: %s)", jerr.line, jerr.text);
     return corrupt(err, dir, msg);
   }
   const char *format = json_string_value(json_object_get(root, "format"));
@@ -441,7 +422,7 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
   json_t *files = json_object_get(root, "files");
   if (format == NULL || strcmp(format, FORMAT_NAME) != 0 ||
       get_uint(root, "format_version", 1000000, &fv) != 0) {
-    st = corrupt(err, dir, MANIFEST " is not a Quiver collection manifest");
+    st = corrupt(err, dir, QV_MANIFEST " is not a Quiver collection manifest");
     goto fail;
   }
   if (fv > FORMAT_VERSION) {
@@ -457,19 +438,19 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
       get_uint(root, "seed", INT64_MAX, &seed) || get_uint(root, "count", INT64_MAX, &count) ||
       get_uint(root, "build_version", INT64_MAX, &bversion) || dim == 0 || vdir == NULL ||
       metric_s == NULL || spec_s == NULL || !json_is_boolean(jtrained) || !json_is_object(files)) {
-    st = corrupt(err, dir, MANIFEST " has a missing or out-of-range field");
+    st = corrupt(err, dir, QV_MANIFEST " has a missing or out-of-range field");
     goto fail;
   }
   if (json_object_get(root, "n_features") != NULL &&
       (get_uint(root, "n_features", QV_MAX_ITEM_FEATURES, &nfeat) != 0 || (nfeat > 0 && fv < 2))) {
-    st = corrupt(err, dir, MANIFEST " has an invalid n_features");
+    st = corrupt(err, dir, QV_MANIFEST " has an invalid n_features");
     goto fail;
   }
   /* Optional keys (absent in older manifests): the device asked, deferred deletes, and the last
    * write-ahead-log record the snapshot holds. */
   uint64_t wal_seq = 0;
   if (json_object_get(root, "wal_seq") != NULL && get_uint(root, "wal_seq", INT64_MAX, &wal_seq)) {
-    st = corrupt(err, dir, MANIFEST " has an invalid wal_seq");
+    st = corrupt(err, dir, QV_MANIFEST " has an invalid wal_seq");
     goto fail;
   }
   qv_device device = QV_DEVICE_AUTO;
@@ -477,50 +458,51 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
   if ((jdev != NULL && (!json_is_string(jdev) ||
                         qv_device_parse(json_string_value(jdev), &device, NULL) != QV_OK)) ||
       (jdef != NULL && !json_is_boolean(jdef))) {
-    st = corrupt(err, dir, MANIFEST " has an invalid device or deferred_deletes");
+    st = corrupt(err, dir, QV_MANIFEST " has an invalid device or deferred_deletes");
     goto fail;
   }
   char want_vdir[16];
   snprintf(want_vdir, sizeof want_vdir, "v%06" PRIu64, version);
   if (strcmp(vdir, want_vdir) != 0) {
-    st = corrupt(err, dir, MANIFEST ": 'dir' does not match 'version'");
+    st = corrupt(err, dir, QV_MANIFEST ": 'dir' does not match 'version'");
     goto fail;
   }
   qv_metric metric;
   qv__spec spec;
   if (qv_metric_parse(metric_s, &metric, NULL) != QV_OK ||
       qv__spec_parse(spec_s, dim, &spec, NULL) != QV_OK) {
-    st = corrupt(err, dir, MANIFEST " has an invalid metric or index spec");
+    st = corrupt(err, dir, QV_MANIFEST " has an invalid metric or index spec");
     goto fail;
   }
   /* Every file: present, of the recorded size, with the recorded CRC-32. */
   for (int i = 0; i < nfiles_for(nfeat); i++) {
-    json_t *f = json_object_get(files, kFiles[i]);
+    json_t *f = json_object_get(files, qv_version_files[i]);
     uint64_t size, crc_want, size_got;
     uint32_t crc_got;
     if (!json_is_object(f) || get_uint(f, "size", INT64_MAX, &size) ||
         get_uint(f, "crc32", UINT32_MAX, &crc_want)) {
-      snprintf(msg, sizeof msg, MANIFEST " lacks size/crc32 of %s", kFiles[i]);
+      snprintf(msg, sizeof msg, QV_MANIFEST " lacks size/crc32 of %s", qv_version_files[i]);
       st = corrupt(err, dir, msg);
       goto fail;
     }
-    snprintf(path, sizeof path, "%s/%s/%s", dir, vdir, kFiles[i]);
+    qv_path_fmt(path, NULL, "%s/%s/%s", dir, vdir, qv_version_files[i]);
     if (stat(path, &sb) != 0) {
-      snprintf(msg, sizeof msg, "%s/%s is missing", vdir, kFiles[i]);
+      snprintf(msg, sizeof msg, "%s/%s is missing", vdir, qv_version_files[i]);
       st = corrupt(err, dir, msg);
       goto fail;
     }
     if ((uint64_t)sb.st_size != size) {
       snprintf(msg, sizeof msg,
                "%s/%s is %lld bytes but the manifest says %" PRIu64 " (truncated or replaced)",
-               vdir, kFiles[i], (long long)sb.st_size, size);
+               vdir, qv_version_files[i], (long long)sb.st_size, size);
       st = corrupt(err, dir, msg);
       goto fail;
     }
     if ((st = qv_file_crc32(path, &crc_got, &size_got, err)) != QV_OK)
       goto fail;
     if (crc_got != crc_want) {
-      snprintf(msg, sizeof msg, "%s/%s fails its CRC-32 check (corrupt)", vdir, kFiles[i]);
+      snprintf(msg, sizeof msg, "%s/%s fails its CRC-32 check (corrupt)", vdir,
+               qv_version_files[i]);
       st = corrupt(err, dir, msg);
       goto fail;
     }
@@ -547,14 +529,14 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
   c->build_recall_k = (uint32_t)rk;
   c->build_nprobe = (uint32_t)rp;
 
-  snprintf(path, sizeof path, "%s/%s/vectors.npy", dir, vdir);
+  qv_path_fmt(path, NULL, "%s/%s/vectors.npy", dir, vdir);
   if ((st = qv_vecfile_open(&vf, path, err)) != QV_OK) {
     if (st == QV_EIO)
       goto fail;
     st = corrupt(err, dir, "vectors.npy is unreadable");
     goto fail;
   }
-  snprintf(path, sizeof path, "%s/%s/ids.npy", dir, vdir);
+  qv_path_fmt(path, NULL, "%s/%s/ids.npy", dir, vdir);
   if ((st = qv_vecfile_open(&idf, path, err)) != QV_OK) {
     if (st == QV_EIO)
       goto fail;
@@ -578,7 +560,7 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
     goto fail;
   if (nfeat > 0 && count > 0) {
     qv_vecfile *ff = NULL;
-    snprintf(path, sizeof path, "%s/%s/features.npy", dir, vdir);
+    qv_path_fmt(path, NULL, "%s/%s/features.npy", dir, vdir);
     if ((st = qv_vecfile_open(&ff, path, err)) != QV_OK) {
       st = corrupt(err, dir, "features.npy is unreadable");
       goto fail;
@@ -603,7 +585,7 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
     qv__idmap_put(&c->map, c->ids[r], r);
   }
 
-  snprintf(path, sizeof path, "%s/%s/index.faiss", dir, vdir);
+  qv_path_fmt(path, NULL, "%s/%s/index.faiss", dir, vdir);
   if ((st = qv__faiss_file_check(path, dim, spec.nlist, err)) != QV_OK) {
     qv_error_prefix(err, st, "collection %s", dir);
     goto fail;
@@ -639,7 +621,7 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
       snprintf(c->placement, sizeof c->placement, "cpu: %.180s", pe.msg);
   }
   c->disk_version = version;
-  snprintf(c->disk_dir, sizeof c->disk_dir, "%s", dir);
+  qv_path_fmt(c->disk_dir, NULL, "%s", dir);
   qv_vecfile_close(vf);
   qv_vecfile_close(idf);
   json_decref(root);
@@ -661,14 +643,14 @@ static size_t list_versions(const char *dir, uint64_t top, uint64_t *out, size_t
     return 0;
   struct dirent *e;
   size_t n = 0;
-  char path[4096];
+  char path[QV_PATH_MAX];
   struct stat sb;
   while ((e = readdir(d)) != NULL && n < max) {
     unsigned long long x;
     if (e->d_name[0] != 'v' || strlen(e->d_name) != 7 || sscanf(e->d_name, "v%6llu", &x) != 1 ||
         x == 0 || x == top)
       continue;
-    snprintf(path, sizeof path, "%s/%s/" MANIFEST, dir, e->d_name);
+    qv_path_fmt(path, NULL, "%s/%s/" QV_MANIFEST, dir, e->d_name);
     if (stat(path, &sb) == 0)
       out[n++] = x;
   }
@@ -692,13 +674,13 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
   if (out == NULL || dir == NULL)
     return qv_error_set(err, QV_EINVAL, "open: NULL argument");
   *out = NULL;
-  if (strlen(dir) > 3000)
+  if (strlen(dir) > QV_COLLECTION_DIR_MAX)
     return qv_error_set(err, QV_EINVAL, "open: directory path is too long");
   struct stat sb;
   if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
     return qv_error_set(err, QV_ENOTFOUND, "collection %s: no such directory", dir);
-  char mpath[4096];
-  snprintf(mpath, sizeof mpath, "%s/" MANIFEST, dir);
+  char mpath[QV_PATH_MAX];
+  qv_path_fmt(mpath, NULL, "%s/" QV_MANIFEST, dir);
   qv_error e1 = {0};
   qv_status st = open_version(out, dir, mpath, &e1);
   /* Damaged, missing or unreadable: fall back when an older version is there. */
@@ -711,7 +693,7 @@ qv_status qv_collection_open(qv_collection **out, const char *dir, qv_error *err
   uint64_t vs[256]; /* more than --keep-versions allows (100) */
   size_t n = list_versions(dir, manifest_version(dir), vs, 256);
   for (size_t i = 0; i < n; i++) {
-    snprintf(mpath, sizeof mpath, "%s/v%06" PRIu64 "/" MANIFEST, dir, vs[i]);
+    qv_path_fmt(mpath, NULL, "%s/v%06" PRIu64 "/" QV_MANIFEST, dir, vs[i]);
     qv_error e2 = {0};
     if (open_version(out, dir, mpath, &e2) == QV_OK) {
       snprintf((*out)->open_note, sizeof(*out)->open_note,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "quiver/dirformat.h"
 
 static qv_status apply_record(void *user, const qv__wal_record *rec, qv_error *err) {
   qv_collection *c = user;
@@ -26,7 +27,7 @@ qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_w
     return qv_error_set(err, QV_EINVAL, "wal_attach: NULL argument");
   if (c->wal != NULL)
     return qv_error_set(err, QV_EPRECONDITION, "wal_attach: a log is attached already");
-  if (strlen(dir) > 3000)
+  if (strlen(dir) > QV_COLLECTION_DIR_MAX)
     return qv_error_set(err, QV_EINVAL, "wal_attach: directory path is too long");
   const qv__wal_shape shape = {c->dim, c->n_features};
   qv__wal *w = NULL;
@@ -35,7 +36,7 @@ qv_status qv_collection_wal_attach(qv_collection *c, const char *dir, const qv_w
     return st; /* what was applied stays: the caller closes the collection */
   pthread_mutex_lock(&c->wmu);
   __atomic_store_n(&c->wal, w, __ATOMIC_RELEASE); /* stats read it without wmu */
-  snprintf(c->wal_dir, sizeof c->wal_dir, "%s", dir);
+  qv_path_fmt(c->wal_dir, NULL, "%s", dir);
   pthread_mutex_unlock(&c->wmu);
   return QV_OK;
 }

@@ -21,7 +21,7 @@
 
 struct qv_stage {
   qv_stage_limits lim;
-  char dir[PATH_MAX];
+  char dir[QV_PATH_MAX];
   uint64_t bytes;
   uint32_t files;
 };
@@ -38,8 +38,7 @@ qv_status qv_stage_create(qv_stage **out, const char *parent, const char *name,
     st->lim.max_bytes_name = "its limit (MiB)";
   if (st->lim.min_free_name == NULL)
     st->lim.min_free_name = "its reserve of";
-  int n = snprintf(st->dir, sizeof st->dir, "%s/" STAGE_PREFIX "%.64s-XXXXXX", parent, name);
-  if (n < 0 || (size_t)n >= sizeof st->dir) {
+  if (qv_path_fmt(st->dir, NULL, "%s/" STAGE_PREFIX "%.64s-XXXXXX", parent, name) != QV_OK) {
     free(st);
     return qv_error_set(err, QV_EINVAL, "import: the staging path under %.80s is too long", parent);
   }
@@ -81,8 +80,8 @@ size_t qv_stage_clean(const char *parent) {
   while ((de = readdir(d)) != NULL) {
     if (strncmp(de->d_name, STAGE_PREFIX, strlen(STAGE_PREFIX)) != 0)
       continue;
-    char stale[PATH_MAX];
-    if (snprintf(stale, sizeof stale, "%s/%s", parent, de->d_name) >= (int)sizeof stale)
+    char stale[QV_PATH_MAX];
+    if (qv_path_fmt(stale, NULL, "%s/%s", parent, de->d_name) != QV_OK)
       continue;
     if (qv_remove_tree(stale, NULL) == QV_OK)
       removed++;
@@ -145,15 +144,15 @@ qv_status qv_stage_write(qv_stage *st, const char *rel, uint64_t offset, const v
   qv_status s = check_room(st, len, err);
   if (s != QV_OK)
     return s;
-  char path[PATH_MAX];
+  char path[QV_PATH_MAX];
   if (rel[7] == '/') { /* vNNNNNN/FILE (qv_collection_file_ok) */
-    if (snprintf(path, sizeof path, "%s/%.7s", st->dir, rel) >= (int)sizeof path)
-      return qv_error_set(err, QV_EINVAL, "import: the staging path is too long");
+    if ((s = qv_path_fmt(path, err, "%s/%.7s", st->dir, rel)) != QV_OK)
+      return s;
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
       return qv_error_set(err, QV_EIO, "import: mkdir %s: %s", path, strerror(errno));
   }
-  if (snprintf(path, sizeof path, "%s/%s", st->dir, rel) >= (int)sizeof path)
-    return qv_error_set(err, QV_EINVAL, "import: the staging path is too long");
+  if ((s = qv_path_fmt(path, err, "%s/%s", st->dir, rel)) != QV_OK)
+    return s;
   int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0)
     return qv_error_set(err, QV_EIO, "import: open %s: %s", path, strerror(errno));

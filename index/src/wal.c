@@ -23,6 +23,7 @@
 #include <zlib.h>
 
 #include "quiver/clock.h"
+#include "quiver/dirformat.h"
 #include "quiver/fsutil.h"
 #include "wal.h"
 
@@ -42,7 +43,7 @@ typedef struct rec_body {
 
 struct qv__wal {
   int fd;
-  char dir[3100], path[3200];
+  char dir[QV_PATH_MAX], path[QV_PATH_MAX];
   qv_wal_opts opts;
   uint64_t bytes, records; /* since the last reset */
   double last_sync;
@@ -152,13 +153,13 @@ qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size
   return QV_OK;
 }
 
-static void segment_path(char *out, size_t cap, const char *dir, uint64_t version) {
-  snprintf(out, cap, "%s/wal-v%06llu.log", dir, (unsigned long long)version);
+static void segment_path(char out[QV_PATH_MAX], const char *dir, uint64_t version) {
+  qv_path_fmt(out, NULL, "%s/wal-v%06llu.log", dir, (unsigned long long)version);
 }
 
 qv_status qv__wal_rotate(qv__wal *w, uint64_t version, qv_error *err) {
-  char seg[3200];
-  segment_path(seg, sizeof seg, w->dir, version);
+  char seg[QV_PATH_MAX];
+  segment_path(seg, w->dir, version);
   /* A segment is a closed log, read to its end: bytes past the last whole record there are
    * damage that refuses the collection at start. After a failed append that could not be cut
    * (w->failed), the file holds such bytes: cut them now, or keep the log live (its tail is cut
@@ -194,8 +195,8 @@ qv_status qv__wal_rotate(qv__wal *w, uint64_t version, qv_error *err) {
 }
 
 void qv__wal_drop_segment(const char *dir, uint64_t version) {
-  char seg[3200];
-  segment_path(seg, sizeof seg, dir, version);
+  char seg[QV_PATH_MAX];
+  segment_path(seg, dir, version);
   unlink(seg);
 }
 
@@ -349,7 +350,7 @@ static qv_status read_file(const char *path, char **data, size_t *len, qv_error 
 }
 
 typedef struct segment {
-  char path[3200];
+  char path[QV_PATH_MAX];
   uint64_t first; /* seq of its first record (UINT64_MAX: none) */
 } segment;
 
@@ -384,7 +385,7 @@ static qv_status replay_segments(scan *sc, const char *dir, qv_error *err) {
       }
       segs = t;
     }
-    snprintf(segs[n].path, sizeof segs[n].path, "%s/%s", dir, e->d_name);
+    qv_path_fmt(segs[n].path, NULL, "%s/%s", dir, e->d_name);
     segs[n].first = UINT64_MAX;
     n++;
   }
@@ -427,7 +428,7 @@ qv_status qv__wal_open(qv__wal **out, const char *dir, const qv_wal_opts *o,
   *out = NULL;
   qv_wal_replay mine, *r = r_out ? r_out : &mine; /* gaps are found even when nobody asks */
   memset(r, 0, sizeof *r);
-  if (strlen(dir) > 3000)
+  if (strlen(dir) > QV_COLLECTION_DIR_MAX)
     return qv_error_set(err, QV_EINVAL, "write-ahead log: directory path is too long");
   scan sc = {shape, apply, user, after_seq, r};
   qv__wal *w = calloc(1, sizeof *w);
@@ -437,8 +438,8 @@ qv_status qv__wal_open(qv__wal **out, const char *dir, const qv_wal_opts *o,
     w->opts = *o;
   else
     qv_wal_opts_init(&w->opts);
-  snprintf(w->dir, sizeof w->dir, "%s", dir);
-  snprintf(w->path, sizeof w->path, "%s/" WAL_NAME, dir);
+  qv_path_fmt(w->dir, NULL, "%s", dir);
+  qv_path_fmt(w->path, NULL, "%s/" WAL_NAME, dir);
   w->fd = open(w->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (w->fd < 0) {
     qv_status st =

@@ -48,6 +48,33 @@ ProtobufCMessage *qv__decode(grpc_byte_buffer *bb, const ProtobufCMessageDescrip
   return m;
 }
 
+void qv__stream_init(qv__stream *st, grpc_call *call, grpc_metadata_array *md,
+                     void (*fn)(void *owner, int ok), int on_writer) {
+  st->tag.fn = fn;
+  st->tag.on_writer = on_writer;
+  st->call = call;
+  st->md = *md;
+  st->recv = NULL;
+  st->t0 = qv_monotonic_s();
+}
+
+int qv__stream_recv_next(qv__stream *st) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &st->recv;
+  st->recv = NULL;
+  return grpc_call_start_batch(st->call, &op, 1, &st->tag, NULL) == GRPC_CALL_OK;
+}
+
+ProtobufCMessage *qv__stream_take(qv__stream *st, const ProtobufCMessageDescriptor *d,
+                                  qv_error *err) {
+  ProtobufCMessage *m = qv__decode(st->recv, d, err);
+  grpc_byte_buffer_destroy(st->recv);
+  st->recv = NULL;
+  return m;
+}
+
 int qv__deadline_passed(gpr_timespec deadline) {
   return gpr_time_cmp(deadline, gpr_now(deadline.clock_type)) < 0;
 }

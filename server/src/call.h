@@ -20,6 +20,26 @@ typedef struct qv__tag {
   struct qv__tag *next;
 } qv__tag;
 
+/* The receiving side of a client-streaming call, the first member of its call object: one
+ * RECV_MESSAGE outstanding at a time, each completion on `tag` (on a writer thread when
+ * tag.on_writer), so the stream's owner gets `fn(owner, ok)`. */
+typedef struct qv__stream {
+  qv__tag tag;
+  grpc_call *call;
+  grpc_metadata_array md;
+  grpc_byte_buffer *recv; /* the message the last receive brought; NULL at the end of stream */
+  double t0;              /* when the call was accepted */
+} qv__stream;
+
+void qv__stream_init(qv__stream *st, grpc_call *call, grpc_metadata_array *md,
+                     void (*fn)(void *owner, int ok), int on_writer);
+/* Posts the next RECV_MESSAGE; 0 when it could not be posted (then end the call). */
+int qv__stream_recv_next(qv__stream *st);
+/* The message the last receive brought, decoded and checked (NULL with err set when malformed);
+ * its buffer is released either way. Only while st->recv != NULL. */
+ProtobufCMessage *qv__stream_take(qv__stream *st, const ProtobufCMessageDescriptor *d,
+                                  qv_error *err);
+
 /* Calls accepted and not yet finished (call.c). */
 extern atomic_int qv__calls_in_flight;
 

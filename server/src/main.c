@@ -53,8 +53,8 @@ static qv_status make_demo(qv__registry *reg, const char *prefix, qv_error *err)
     return QV_OK;
   }
   double t0 = qv_monotonic_s();
-  char path[1100];
-  snprintf(path, sizeof path, "%s_base.fvecs", prefix);
+  char path[QV_PATH_MAX];
+  qv_path_fmt(path, NULL, "%s_base.fvecs", prefix);
   qv_vecfile *vf = NULL;
   float *x = NULL;
   int64_t *ids = NULL;

@@ -73,7 +73,7 @@ static qv_status offline_import(qv__server *s, const ProtobufCBinaryData *msgs, 
   if (u == NULL)
     return qv_error_set(err, QV_ENOMEM, "out of memory");
   u->s = s;
-  u->t0 = qv_monotonic_s();
+  u->st.t0 = qv_monotonic_s();
   qv_status st = QV_OK;
   for (size_t i = 0; st == QV_OK && i < n; i++) {
     ProtobufCMessage *m = qv__decode_bytes(&quiver__v1__import_index_request__descriptor,

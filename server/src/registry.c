@@ -9,12 +9,13 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "quiver/dirformat.h"
 #include "quiver/fsutil.h"
 #include "quiver/stage.h"
 
 struct qv__entry {
   char name[QV__NAME_MAX + 1];
-  char dir[1200];
+  char dir[QV_PATH_MAX];
   qv_collection *col;
   atomic_int refs;
   atomic_int building; /* 1 while a build runs */
@@ -101,9 +102,9 @@ static qv_status new_entry(qv__registry *r, const char *name, qv__entry **out, q
   if (e == NULL)
     return qv_error_set(err, QV_ENOMEM, "out of memory");
   int wn = snprintf(e->name, sizeof e->name, "%s", name);
-  int wd = snprintf(e->dir, sizeof e->dir, "%s/%s", r->root, name);
-  if (wn < 0 || (size_t)wn >= sizeof e->name || wd < 0 || (size_t)wd >= sizeof e->dir) {
-    free(e); /* unreachable for checked names under a root of at most 1000 bytes */
+  if (wn < 0 || (size_t)wn >= sizeof e->name ||
+      qv_path_fmt(e->dir, NULL, "%s/%s", r->root, name) != QV_OK) {
+    free(e); /* unreachable: qv__registry_open bounds the root */
     return qv_error_set(err, QV_EINVAL, "collection name or data directory path is too long");
   }
   atomic_init(&e->refs, 1); /* the registry's own reference */
@@ -121,9 +122,9 @@ qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv__reg
   r->cfg = *cfg;
   if (r->cfg.keep_versions < 1)
     r->cfg.keep_versions = 2;
-  if (strlen(data_dir) > 1000)
+  if (strlen(data_dir) > QV_COLLECTION_DIR_MAX - QV__NAME_MAX - sizeof "/collections/")
     return qv_error_set(err, QV_EINVAL, "--data-dir is too long");
-  snprintf(r->root, sizeof r->root, "%s/collections", data_dir);
+  qv_path_fmt(r->root, NULL, "%s/collections", data_dir);
   qv_status st = qv_mkdirs(r->root, err);
   if (st != QV_OK)
     return st;
@@ -159,8 +160,8 @@ qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv__reg
       QV_LOG_W("collection '%s': %s", e->name, os.open_note);
     qv_collection_set_keep_versions(e->col, r->cfg.keep_versions, NULL);
     qv_wal_replay rp;
-    char marker[1300];
-    snprintf(marker, sizeof marker, "%s/" QV_ACCEPT_WAL_LOSS, e->dir);
+    char marker[QV_PATH_MAX];
+    qv_path_fmt(marker, NULL, "%s/" QV_ACCEPT_WAL_LOSS, e->dir);
     qv_wal_opts wo = r->cfg.wal;
     wo.accept_loss = access(marker, F_OK) == 0; /* the operator accepted a loss (docs) */
     if (qv_collection_wal_attach(e->col, e->dir, &wo, &rp, &oe) != QV_OK) {
@@ -271,17 +272,17 @@ static int dir_holds_collection(const char *dir) {
     return 0;
   int found = 0;
   struct dirent *de;
-  char path[2400];
+  char path[QV_PATH_MAX];
   struct stat sb;
   while (!found && (de = readdir(d)) != NULL) {
     const char *n = de->d_name;
     if (strcmp(n, "MANIFEST.json") == 0 || strncmp(n, "wal-v", 5) == 0) {
       found = 1;
     } else if (strcmp(n, "wal.log") == 0) {
-      snprintf(path, sizeof path, "%s/%s", dir, n);
+      qv_path_fmt(path, NULL, "%s/%s", dir, n);
       found = stat(path, &sb) == 0 && sb.st_size > 0;
     } else if (n[0] == 'v' && strlen(n) == 7 && strspn(n + 1, "0123456789") == 6) {
-      snprintf(path, sizeof path, "%s/%s/MANIFEST.json", dir, n);
+      qv_path_fmt(path, NULL, "%s/%s/MANIFEST.json", dir, n);
       found = access(path, F_OK) == 0;
     }
   }
@@ -355,14 +356,14 @@ qv_status qv__registry_claim_build(qv__registry *r, qv__entry *e, qv_error *err)
 static void drop_marked(qv__registry *r, qv__entry *e) {
   /* Wait for a save in progress, then move the directory out of the way first, so a crash
    * mid-delete leaves no half collection and no later save can bring it back. */
-  char trash[1300];
-  snprintf(trash, sizeof trash, "%s/.dropped-%s-%ld-%d", r->root, e->name, (long)time(NULL),
-           (int)getpid());
+  char trash[QV_PATH_MAX];
+  qv_path_fmt(trash, NULL, "%s/.dropped-%s-%ld-%d", r->root, e->name, (long)time(NULL),
+              (int)getpid());
   pthread_mutex_lock(&e->save_mu);
   e->dropped = 1;
   atomic_store(&e->dirty, 0);
   if (rename(e->dir, trash) != 0)
-    snprintf(trash, sizeof trash, "%s", e->dir);
+    qv_path_fmt(trash, NULL, "%s", e->dir);
   pthread_mutex_unlock(&e->save_mu);
   qv_dir_fsync(r->root, NULL);
   qv_remove_tree(trash, NULL);

@@ -9,6 +9,7 @@
 
 #include "batcher.h"
 #include "quiver/collection.h"
+#include "quiver/fsutil.h"
 
 #define QV__NAME_MAX 64
 
@@ -30,7 +31,7 @@ typedef struct qv__registry_cfg {
 typedef struct qv__registry {
   pthread_mutex_t mu;
   qv__registry_cfg cfg;
-  char root[1100]; /* DATA_DIR/collections */
+  char root[QV_PATH_MAX]; /* DATA_DIR/collections */
   qv__entry **items;
   size_t n, cap;
 } qv__registry;

@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "quiver/fsutil.h"
 #include "server_internal.h"
 
 /* ---- import stream ---------------------------------------------------------------------- */
@@ -17,20 +18,15 @@ static void import_end(import_call *u, qv_status st, const char *msg, grpc_byte_
   if (st != QV_OK)
     qv__log_failure("ImportIndex", u->name[0] ? u->name : NULL, st, msg);
   qv_stage_free(u->stage); /* before the answer: a client that sees it sees no staging left */
-  qv__metrics_call_end(M_IMPORT, st, u->t0);
+  qv__metrics_call_end(M_IMPORT, st, u->st.t0);
   if (u->have_header)
-    qv__metrics_build("import", qv__build_outcome(st), qv_monotonic_s() - u->t0);
-  qv__finish_call(u->call, &u->md, 0, resp, st, msg);
+    qv__metrics_build("import", qv__build_outcome(st), qv_monotonic_s() - u->st.t0);
+  qv__finish_call(u->st.call, &u->st.md, 0, resp, st, msg);
   free(u);
 }
 
 static void import_post_recv(import_call *u) {
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_RECV_MESSAGE;
-  op.data.recv_message.recv_message = &u->recv;
-  u->recv = NULL;
-  if (grpc_call_start_batch(u->call, &op, 1, &u->tag, NULL) != GRPC_CALL_OK)
+  if (!qv__stream_recv_next(&u->st))
     import_end(u, QV_EINTERNAL, "cannot read the next import message", NULL);
 }
 
@@ -58,12 +54,12 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
   qv_collection *src = NULL;
   qv__entry *e = NULL;
   int created = 0, claimed = 0;
-  char dir[PATH_MAX];
+  char dir[QV_PATH_MAX];
   qv_build_report rep;
   memset(&rep, 0, sizeof rep);
   rep.recall = -1;
   if (u->server_path[0] != '\0') {
-    char root[PATH_MAX];
+    char root[QV_PATH_MAX];
     size_t rl;
     if (s->cfg->import_root[0] == '\0') {
       st = qv_error_set(&err, QV_EPRECONDITION,
@@ -80,7 +76,7 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
                         u->server_path, s->cfg->import_root);
     }
   } else {
-    snprintf(dir, sizeof dir, "%s", qv_stage_dir(u->stage));
+    qv_path_fmt(dir, NULL, "%s", qv_stage_dir(u->stage));
   }
   if (st == QV_OK && (st = qv_collection_open(&src, dir, &err)) != QV_OK)
     qv_error_prefix(&err, st, "the imported index");
@@ -153,7 +149,7 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
     out.recall = rep.recall;
     out.recall_k = rep.recall_k;
     out.recall_nprobe = rep.recall_nprobe;
-    out.elapsed_seconds = qv_monotonic_s() - u->t0;
+    out.elapsed_seconds = qv_monotonic_s() - u->st.t0;
     *resp = qv__wire_pack(&out.base);
     QV_LOG_I("ImportIndex collection=%s %s: %llu vectors, %s, recall@%u=%.4f at nprobe %u, "
              "%.2f s",
@@ -223,7 +219,7 @@ static void on_import_recv(void *self, int ok) {
     import_end(u, QV_ECANCELLED, "import stream broken before its end", NULL);
     return;
   }
-  if (u->recv == NULL) { /* end of stream: verify and swap on a thread of its own */
+  if (u->st.recv == NULL) { /* end of stream: verify and swap on a thread of its own */
     if (!u->have_header) {
       import_end(u, QV_EINVAL, "empty import stream: the first message names the collection", NULL);
       return;
@@ -240,10 +236,8 @@ static void on_import_recv(void *self, int ok) {
     }
     return;
   }
-  Quiver__V1__ImportIndexRequest *r = (Quiver__V1__ImportIndexRequest *)qv__decode(
-      u->recv, &quiver__v1__import_index_request__descriptor, &err);
-  grpc_byte_buffer_destroy(u->recv);
-  u->recv = NULL;
+  Quiver__V1__ImportIndexRequest *r = (Quiver__V1__ImportIndexRequest *)qv__stream_take(
+      &u->st, &quiver__v1__import_index_request__descriptor, &err);
   qv_status st = r ? QV_OK : QV_EINVAL;
   if (st == QV_OK)
     st = qv__import_message(u, r, &err);
@@ -263,11 +257,7 @@ void qv__start_import(qv__server *s, grpc_call *call, grpc_metadata_array *md,
     qv__finish_call(call, md, 0, NULL, QV_ENOMEM, "out of memory");
     return;
   }
-  u->tag.fn = on_import_recv;
-  u->tag.on_writer = 1; /* its chunks are file writes */
+  qv__stream_init(&u->st, call, md, on_import_recv, 1); /* its chunks are file writes */
   u->s = s;
-  u->call = call;
-  u->md = *md;
-  u->t0 = qv_monotonic_s();
   import_post_recv(u);
 }

@@ -9,33 +9,24 @@
 /* ---- upsert stream ---------------------------------------------------------------------- */
 
 typedef struct upsert_call {
-  qv__tag tag;
+  qv__stream st; /* first: its tag is the call's */
   qv__server *s;
-  grpc_call *call;
-  grpc_metadata_array md;
-  grpc_byte_buffer *recv;
   qv__entry *e;
   uint64_t upserted;
-  double t0;
 } upsert_call;
 
 static void upsert_end(upsert_call *u, qv_status st, const char *msg, grpc_byte_buffer *resp) {
   if (st != QV_OK)
     qv__log_failure("Upsert", u->e ? qv__entry_name(u->e) : NULL, st, msg);
-  qv__metrics_call_end(M_UPSERT, st, u->t0);
-  qv__finish_call(u->call, &u->md, 0, resp, st, msg);
+  qv__metrics_call_end(M_UPSERT, st, u->st.t0);
+  qv__finish_call(u->st.call, &u->st.md, 0, resp, st, msg);
   if (u->e)
     qv__registry_put(u->s->reg, u->e);
   free(u);
 }
 
 static void upsert_post_recv(upsert_call *u) {
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_RECV_MESSAGE;
-  op.data.recv_message.recv_message = &u->recv;
-  u->recv = NULL;
-  if (grpc_call_start_batch(u->call, &op, 1, &u->tag, NULL) != GRPC_CALL_OK)
+  if (!qv__stream_recv_next(&u->st))
     upsert_end(u, QV_EINTERNAL, "cannot read the next upsert message", NULL);
 }
 
@@ -105,16 +96,14 @@ static void on_upsert_recv(void *self, int ok) {
     upsert_end(u, QV_ECANCELLED, "upsert stream broken before its end", NULL);
     return;
   }
-  if (u->recv == NULL) { /* end of stream: persist, then acknowledge */
+  if (u->st.recv == NULL) { /* end of stream: persist, then acknowledge */
     grpc_byte_buffer *resp = NULL;
     qv_status st = qv__upsert_done(u->s, u->e, u->upserted, &resp, &err);
     upsert_end(u, st, err.msg, resp);
     return;
   }
-  Quiver__V1__UpsertRequest *r = (Quiver__V1__UpsertRequest *)qv__decode(
-      u->recv, &quiver__v1__upsert_request__descriptor, &err);
-  grpc_byte_buffer_destroy(u->recv);
-  u->recv = NULL;
+  Quiver__V1__UpsertRequest *r = (Quiver__V1__UpsertRequest *)qv__stream_take(
+      &u->st, &quiver__v1__upsert_request__descriptor, &err);
   qv_status st = r ? qv__upsert_chunk(u->s, &u->e, &u->upserted, r, &err) : QV_EINVAL;
   if (r)
     protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -132,11 +121,7 @@ void qv__start_upsert(qv__server *s, grpc_call *call, grpc_metadata_array *md,
     qv__finish_call(call, md, 0, NULL, QV_ENOMEM, "out of memory");
     return;
   }
-  u->tag.fn = on_upsert_recv;
-  u->tag.on_writer = 1;
+  qv__stream_init(&u->st, call, md, on_upsert_recv, 1); /* chunks are applied on writers */
   u->s = s;
-  u->call = call;
-  u->md = *md;
-  u->t0 = qv_monotonic_s();
   upsert_post_recv(u);
 }

@@ -104,18 +104,14 @@ qv_status qv__upsert_chunk(qv__server *s, qv__entry **e, uint64_t *upserted,
  * of the stream a thread opens it (the manifest's sizes and CRC-32s are verified there),
  * measures recall, swaps it in and saves, so a polling thread never waits for that. */
 typedef struct import_call {
-  qv__tag tag;
+  qv__stream st; /* first: its tag is the call's */
   qv__server *s;
-  grpc_call *call;
-  grpc_metadata_array md;
-  grpc_byte_buffer *recv;
   int have_header;
   char name[QV__NAME_MAX + 1];
   char server_path[1024];
   int create;
   qv_build_opts opts;
   qv_stage *stage; /* a streamed import's files (NULL for server_path) */
-  double t0;
 } import_call;
 
 void qv__start_import(qv__server *s, grpc_call *call, grpc_metadata_array *md,

@@ -35,6 +35,14 @@ QV_API qv_status qv_file_read_all(const char *path, size_t max_len, char **out, 
 /* CRC-32 (zlib's polynomial) of a whole file, streamed. QV_OK; QV_ENOTFOUND; QV_EIO. */
 QV_API qv_status qv_file_crc32(const char *path, uint32_t *crc, uint64_t *size, qv_error *err);
 
+/* Room for any path Quiver builds (Linux's PATH_MAX, with its NUL). */
+#define QV_PATH_MAX 4096
+
+/* Formats a path into out (QV_PATH_MAX bytes). QV_OK, or QV_EINVAL when it would not fit: then
+ * out is "" (so that a truncated path never names another file). */
+QV_API qv_status qv_path_fmt(char out[QV_PATH_MAX], qv_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* mkdir -p. QV_OK (also when it already exists as a directory) or QV_EIO. */
 QV_API qv_status qv_mkdirs(const char *path, qv_error *err);
 

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quiver/dirformat.h" /* qv_collection_file_ok */
 #include "quiver/status.h"
 
 #ifdef __cplusplus
@@ -30,9 +31,6 @@ typedef struct qv_stage_limits {
   const char *max_bytes_name;
   const char *min_free_name;
 } qv_stage_limits;
-
-/* 1 when `rel` (a path inside a collection directory) names a file the directory format has. */
-QV_API int qv_collection_file_ok(const char *rel);
 
 /* Makes the stage directory under `parent` (which must exist) for collection `name` (used in the
  * directory's name only). lim may be NULL (no limits). QV_OK, or QV_EIO / QV_ENOMEM. */
