@@ -1,5 +1,7 @@
 /* The Prometheus collector: per-collection gauges, read at scrape time. */
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "metrics.h"
 #include "quiver/gpu.h"
@@ -7,102 +9,102 @@
 
 /* ---- metrics collected at scrape time ---------------------------------------------------- */
 
+/* One collection's numbers at a scrape. */
+typedef struct sample {
+  const char *name;
+  qv_collection_stats c;
+  qv__batcher_stats b;
+} sample;
+
+/* Series with more labels than the collection's. */
+static void print_index_bytes(qv__mbuf *o, const char *metric, const sample *x) {
+  qv__mbuf_printf(o, "%s{collection=\"%s\",device=\"cpu\"} %llu\n", metric, x->name,
+                  (unsigned long long)x->c.index_bytes);
+  if (x->c.gpu >= 0)
+    qv__mbuf_printf(o, "%s{collection=\"%s\",device=\"gpu%d\"} %llu\n", metric, x->name, x->c.gpu,
+                    (unsigned long long)x->c.device_bytes);
+}
+
+static void print_build_recall(qv__mbuf *o, const char *metric, const sample *x) {
+  if (x->c.build_recall >= 0)
+    qv__mbuf_printf(o, "%s{collection=\"%s\",k=\"%u\"} %.4f\n", metric, x->name,
+                    x->c.build_recall_k, x->c.build_recall);
+}
+
+/* The per-collection series: a uint64_t field of the sample (at `off`), or a printer. */
+static const struct gauge {
+  const char *name, *type, *help;
+  size_t off;
+  void (*print)(qv__mbuf *o, const char *metric, const sample *x);
+} kGauges[] = {
+    {"quiver_collection_vectors", "gauge", "Stored vectors.", offsetof(sample, c.count), NULL},
+    {"quiver_collection_vector_bytes", "gauge", "Bytes of the full-precision store and ids.",
+     offsetof(sample, c.vector_bytes), NULL},
+    {"quiver_collection_index_bytes", "gauge", "Bytes of the index (estimate), by device.", 0,
+     print_index_bytes},
+    {"quiver_collection_tombstones", "gauge", "Stale index entries hidden until a save/build.",
+     offsetof(sample, c.tombstones), NULL},
+    {"quiver_collection_build_recall", "gauge", "The last build's recall@k on its sample.", 0,
+     print_build_recall},
+    {"quiver_wal_bytes", "gauge", "Write-ahead log since the last snapshot.",
+     offsetof(sample, c.wal_bytes), NULL},
+    {"quiver_wal_records", "gauge", "Records in the write-ahead log.",
+     offsetof(sample, c.wal_records), NULL},
+    {"quiver_batch_expired_total", "counter", "Searches whose deadline passed in the queue.",
+     offsetof(sample, b.expired), NULL},
+};
+
 void qv__metrics_collect(void *user, qv__mbuf *o) {
   qv__server *s = user;
   qv__entry **es = NULL;
   size_t n = 0;
   if (qv__registry_list(s->reg, &es, &n, NULL) != QV_OK)
     return;
-  static const struct {
-    const char *name, *type, *help;
-  } kG[] = {
-      {"quiver_collection_vectors", "gauge", "Stored vectors."},
-      {"quiver_collection_vector_bytes", "gauge", "Bytes of the full-precision store and ids."},
-      {"quiver_collection_index_bytes", "gauge", "Bytes of the index (estimate), by device."},
-      {"quiver_collection_tombstones", "gauge", "Stale index entries hidden until a save/build."},
-      {"quiver_collection_build_recall", "gauge", "The last build's recall@k on its sample."},
-      {"quiver_wal_bytes", "gauge", "Write-ahead log since the last snapshot."},
-      {"quiver_wal_records", "gauge", "Records in the write-ahead log."},
-      {"quiver_batch_expired_total", "counter", "Searches whose deadline passed in the queue."},
-  };
-  qv_collection_stats *st = calloc(n ? n : 1, sizeof *st);
-  qv__batcher_stats *bs = calloc(n ? n : 1, sizeof *bs);
-  if (st == NULL || bs == NULL)
+  sample *xs = calloc(n ? n : 1, sizeof *xs);
+  if (xs == NULL)
     o->failed = 1;
-  for (size_t i = 0; st && bs && i < n; i++) {
-    qv_collection_stats_get(qv__entry_col(es[i]), &st[i], NULL);
-    qv__batcher_stats_get(qv__entry_batcher(es[i]), &bs[i]);
+  for (size_t i = 0; xs && i < n; i++) {
+    xs[i].name = qv__entry_name(es[i]);
+    qv_collection_stats_get(qv__entry_col(es[i]), &xs[i].c, NULL);
+    qv__batcher_stats_get(qv__entry_batcher(es[i]), &xs[i].b);
   }
-  for (size_t g = 0; st && bs && g < sizeof kG / sizeof kG[0]; g++) {
-    qv__mbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", kG[g].name, kG[g].help, kG[g].name,
-                    kG[g].type);
+  for (size_t g = 0; xs && g < sizeof kGauges / sizeof kGauges[0]; g++) {
+    const struct gauge *G = &kGauges[g];
+    qv__mbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", G->name, G->help, G->name, G->type);
     for (size_t i = 0; i < n; i++) {
-      const qv_collection_stats *c = &st[i];
-      const char *name = qv__entry_name(es[i]);
-      switch (g) {
-      case 0:
-        qv__mbuf_printf(o, "%s{collection=\"%s\"} %llu\n", kG[g].name, name,
-                        (unsigned long long)c->count);
-        break;
-      case 1:
-        qv__mbuf_printf(o, "%s{collection=\"%s\"} %llu\n", kG[g].name, name,
-                        (unsigned long long)c->vector_bytes);
-        break;
-      case 2:
-        qv__mbuf_printf(o, "%s{collection=\"%s\",device=\"cpu\"} %llu\n", kG[g].name, name,
-                        (unsigned long long)c->index_bytes);
-        if (c->gpu >= 0)
-          qv__mbuf_printf(o, "%s{collection=\"%s\",device=\"gpu%d\"} %llu\n", kG[g].name, name,
-                          c->gpu, (unsigned long long)c->device_bytes);
-        break;
-      case 3:
-        qv__mbuf_printf(o, "%s{collection=\"%s\"} %llu\n", kG[g].name, name,
-                        (unsigned long long)c->tombstones);
-        break;
-      case 4:
-        if (c->build_recall >= 0)
-          qv__mbuf_printf(o, "%s{collection=\"%s\",k=\"%u\"} %.4f\n", kG[g].name, name,
-                          c->build_recall_k, c->build_recall);
-        break;
-      case 5:
-        qv__mbuf_printf(o, "%s{collection=\"%s\"} %llu\n", kG[g].name, name,
-                        (unsigned long long)c->wal_bytes);
-        break;
-      case 6:
-        qv__mbuf_printf(o, "%s{collection=\"%s\"} %llu\n", kG[g].name, name,
-                        (unsigned long long)c->wal_records);
-        break;
-      case 7:
-        qv__mbuf_printf(o, "%s{collection=\"%s\"} %llu\n", kG[g].name, name,
-                        (unsigned long long)bs[i].expired);
-        break;
+      if (G->print != NULL) {
+        G->print(o, G->name, &xs[i]);
+      } else {
+        uint64_t v;
+        memcpy(&v, (const char *)&xs[i] + G->off, sizeof v);
+        qv__mbuf_printf(o, "%s{collection=\"%s\"} %llu\n", G->name, xs[i].name,
+                        (unsigned long long)v);
       }
     }
   }
   /* Batch sizes: queries per coalesced index search. */
   qv__mbuf_printf(o, "# HELP quiver_batch_queries Queries per index search of the batcher.\n"
                      "# TYPE quiver_batch_queries histogram\n");
-  for (size_t i = 0; st && bs && i < n; i++) {
+  for (size_t i = 0; xs && i < n; i++) {
+    const qv__batcher_stats *bs = &xs[i].b;
     uint64_t cum = 0;
     for (int b = 0; b < 12; b++) {
-      cum += bs[i].size_hist[b];
+      cum += bs->size_hist[b];
       if (b < 11)
         qv__mbuf_printf(o, "quiver_batch_queries_bucket{collection=\"%s\",le=\"%d\"} %llu\n",
-                        qv__entry_name(es[i]), 1 << b, (unsigned long long)cum);
+                        xs[i].name, 1 << b, (unsigned long long)cum);
     }
     qv__mbuf_printf(o,
                     "quiver_batch_queries_bucket{collection=\"%s\",le=\"+Inf\"} %llu\n"
                     "quiver_batch_queries_sum{collection=\"%s\"} %llu\n"
                     "quiver_batch_queries_count{collection=\"%s\"} %llu\n",
-                    qv__entry_name(es[i]), (unsigned long long)cum, qv__entry_name(es[i]),
-                    (unsigned long long)bs[i].queries, qv__entry_name(es[i]),
-                    (unsigned long long)bs[i].batches);
+                    xs[i].name, (unsigned long long)cum, xs[i].name,
+                    (unsigned long long)bs->queries, xs[i].name, (unsigned long long)bs->batches);
   }
   for (size_t i = 0; i < n; i++)
     qv__registry_put(s->reg, es[i]);
   free(es);
-  free(st);
-  free(bs);
+  free(xs);
   qv__mbuf_printf(o, "# HELP quiver_gpu_memory_bytes GPU memory: the device's, the budget for "
                      "collections, and what their copies reserve.\n"
                      "# TYPE quiver_gpu_memory_bytes gauge\n");

@@ -138,6 +138,12 @@ TEST_F(Ops, MetricsAreValidPrometheusTextAndCountersMoveAfterASearch) {
   const std::string ok = "quiver_requests_total{method=\"Search\",code=\"OK\"}";
   EXPECT_EQ(before[ok], 0);
   EXPECT_EQ(before["quiver_collection_vectors{collection=\"demo\"}"], 5000);
+  // Every row of the collector's table has its series for the collection.
+  EXPECT_GE(before["quiver_collection_vector_bytes{collection=\"demo\"}"], 5000.0 * 128 * 4);
+  EXPECT_GT(before["quiver_collection_index_bytes{collection=\"demo\",device=\"cpu\"}"], 0);
+  for (const char *series : {"quiver_collection_tombstones", "quiver_wal_bytes",
+                             "quiver_wal_records", "quiver_batch_expired_total"})
+    EXPECT_EQ(before.count(std::string(series) + "{collection=\"demo\"}"), 1u) << series;
   EXPECT_GT(before["process_resident_memory_bytes"], 1e6);
   EXPECT_GT(before["process_open_fds"], 3);
   Client cl(srv.target());
