@@ -282,18 +282,22 @@ qv_status qv_collection_build(qv_collection *c, qv_progress_fn progress, void *u
   return qv_collection_build_ex(c, NULL, progress, user, NULL, err);
 }
 
+/* build_ex and replace get their options and report from the wrappers below: never NULL (the
+ * defaults, a scratch report), the report cleared (recall -1: not measured). */
+static void with_defaults(const qv_build_opts **o, qv_build_opts *defaults, qv_build_report **rep,
+                          qv_build_report *scratch) {
+  if (*o == NULL) {
+    qv_build_opts_init(defaults);
+    *o = defaults;
+  }
+  if (*rep == NULL)
+    *rep = scratch;
+  memset(*rep, 0, sizeof **rep);
+  (*rep)->recall = -1;
+}
+
 static qv_status build_ex(qv_collection *c, const qv_build_opts *o, qv_progress_fn progress,
                           void *user, qv_build_report *rep, qv_error *err) {
-  qv_build_opts defaults;
-  qv_build_report scratch;
-  if (o == NULL) {
-    qv_build_opts_init(&defaults);
-    o = &defaults;
-  }
-  if (rep == NULL)
-    rep = &scratch;
-  memset(rep, 0, sizeof *rep);
-  rep->recall = -1;
   if (c == NULL)
     return qv_error_set(err, QV_EINVAL, "build: collection is NULL");
   qv_status st = qv_build_opts_check(o, err);
@@ -467,6 +471,9 @@ done:
 
 qv_status qv_collection_build_ex(qv_collection *c, const qv_build_opts *o, qv_progress_fn progress,
                                  void *user, qv_build_report *rep, qv_error *err) {
+  qv_build_opts defaults;
+  qv_build_report scratch;
+  with_defaults(&o, &defaults, &rep, &scratch);
   qv__blas_build(+1); /* training and the recall check's exact search may use every core */
   const qv_status st = build_ex(c, o, progress, user, rep, err);
   qv__blas_build(-1);
@@ -475,16 +482,6 @@ qv_status qv_collection_build_ex(qv_collection *c, const qv_build_opts *o, qv_pr
 
 static qv_status replace(qv_collection *c, qv_collection *src, const qv_build_opts *o,
                          qv_build_report *rep, qv_error *err) {
-  qv_build_opts defaults;
-  qv_build_report scratch;
-  if (o == NULL) {
-    qv_build_opts_init(&defaults);
-    o = &defaults;
-  }
-  if (rep == NULL)
-    rep = &scratch;
-  memset(rep, 0, sizeof *rep);
-  rep->recall = -1;
   if (c == NULL || src == NULL || c == src)
     return qv_error_set(err, QV_EINVAL, "replace: NULL or identical collections");
   qv_status st = qv_build_opts_check(o, err);
@@ -561,6 +558,9 @@ static qv_status replace(qv_collection *c, qv_collection *src, const qv_build_op
 
 qv_status qv_collection_replace(qv_collection *c, qv_collection *src, const qv_build_opts *o,
                                 qv_build_report *rep, qv_error *err) {
+  qv_build_opts defaults;
+  qv_build_report scratch;
+  with_defaults(&o, &defaults, &rep, &scratch);
   qv__blas_build(+1); /* the recall check's exact search may use every core, like a build */
   const qv_status st = replace(c, src, o, rep, err);
   qv__blas_build(-1);

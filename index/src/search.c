@@ -280,19 +280,31 @@ qv_status qv_collection_search_check(qv_collection *c, const float *queries, siz
   return st;
 }
 
-qv_status qv_collection_search(qv_collection *c, const float *queries, size_t n,
-                               const qv_search_params *p, float *scores, int64_t *ids,
-                               qv_error *err) {
+static qv_status exact_locked(qv_collection *c, const float *q, size_t n, size_t k, float *scores,
+                              int64_t *ids, qv_error *err);
+
+/* A whole search: checks, normalises the queries (cosine) and runs it under the read lock,
+ * through the index or exactly over the store. */
+static qv_status run_search(qv_collection *c, const float *queries, size_t n,
+                            const qv_search_params *p, float *scores, int64_t *ids, int exact,
+                            qv_error *err) {
   const float *q = NULL;
   float *owned = NULL;
   qv_status st = prepare(c, queries, n, p, scores, ids, &q, &owned, err);
   if (st != QV_OK)
     return st;
   pthread_rwlock_rdlock(&c->rw);
-  st = search_locked(c, q, n, p->k, p->nprobe, scores, ids, err);
+  st = exact ? exact_locked(c, q, n, p->k, scores, ids, err)
+             : search_locked(c, q, n, p->k, p->nprobe, scores, ids, err);
   pthread_rwlock_unlock(&c->rw);
   free(owned);
   return st;
+}
+
+qv_status qv_collection_search(qv_collection *c, const float *queries, size_t n,
+                               const qv_search_params *p, float *scores, int64_t *ids,
+                               qv_error *err) {
+  return run_search(c, queries, n, p, scores, ids, 0, err);
 }
 
 qv_status qv_collection_search_refined(qv_collection *c, const float *queries, size_t n,
@@ -414,14 +426,5 @@ static qv_status exact_locked(qv_collection *c, const float *q, size_t n, size_t
 qv_status qv_collection_search_exact(qv_collection *c, const float *queries, size_t n,
                                      const qv_search_params *p, float *scores, int64_t *ids,
                                      qv_error *err) {
-  const float *q = NULL;
-  float *owned = NULL;
-  qv_status st = prepare(c, queries, n, p, scores, ids, &q, &owned, err);
-  if (st != QV_OK)
-    return st;
-  pthread_rwlock_rdlock(&c->rw);
-  st = exact_locked(c, q, n, p->k, scores, ids, err);
-  pthread_rwlock_unlock(&c->rw);
-  free(owned);
-  return st;
+  return run_search(c, queries, n, p, scores, ids, 1, err);
 }

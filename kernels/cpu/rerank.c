@@ -5,17 +5,10 @@
 
 #include "quiver/kernels.h"
 #include "quiver/rerank.h"
+#include "twins.h"
 
 int qv_sorted_contains(const int64_t *list, size_t n, int64_t id) {
-  size_t lo = 0, hi = n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (list[mid] < id)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo < n && list[lo] == id;
+  return qv__sorted_contains(list, n, id);
 }
 
 static int sorted(const int64_t *l, size_t n) {

@@ -3,35 +3,7 @@
 #include <stdlib.h>
 
 #include "quiver/kernels.h"
-
-/* 1 when (sa, ia) ranks worse than (sb, ib). Empty slots (id -1) rank worst of all. */
-static inline int worse(int larger, float sa, int64_t ia, float sb, int64_t ib) {
-  if (ia < 0 || ib < 0)
-    return ia < 0 && ib >= 0;
-  if (sa != sb)
-    return larger ? sa < sb : sa > sb;
-  return ia > ib;
-}
-
-/* Sift the root down in a heap whose root is the worst element. */
-static void sift_down(size_t k, int larger, float *s, int64_t *id, size_t i) {
-  for (;;) {
-    size_t l = 2 * i + 1, r = l + 1, w = i;
-    if (l < k && worse(larger, s[l], id[l], s[w], id[w]))
-      w = l;
-    if (r < k && worse(larger, s[r], id[r], s[w], id[w]))
-      w = r;
-    if (w == i)
-      return;
-    float ts = s[i];
-    s[i] = s[w];
-    s[w] = ts;
-    int64_t ti = id[i];
-    id[i] = id[w];
-    id[w] = ti;
-    i = w;
-  }
-}
+#include "twins.h"
 
 void qv_topk_init(size_t nq, size_t k, int larger_is_better, float *scores, int64_t *ids) {
   float empty = larger_is_better ? -INFINITY : INFINITY;
@@ -52,11 +24,11 @@ void qv_topk_push_cpu(size_t nq, size_t k, int larger, const float *block, size_
       int64_t id = ids_in ? ids_in[j] : id0 + (int64_t)j;
       if (id < 0 || isnan(v))
         continue;
-      if (!worse(larger, hs[0], hi[0], v, id))
+      if (!qv__ranks_worse(larger, hs[0], hi[0], v, id))
         continue; /* not better than the worst kept */
       hs[0] = v;
       hi[0] = id;
-      sift_down(k, larger, hs, hi, 0);
+      qv__heap_sift_down(k, larger, hs, hi, 0);
     }
   }
 }
@@ -73,7 +45,7 @@ void qv_topk_finish(size_t nq, size_t k, int larger, float *scores, int64_t *ids
       int64_t ti = hi[0];
       hi[0] = hi[n - 1];
       hi[n - 1] = ti;
-      sift_down(n - 1, larger, hs, hi, 0);
+      qv__heap_sift_down(n - 1, larger, hs, hi, 0);
     }
     float empty = larger ? -INFINITY : INFINITY;
     for (size_t j = 0; j < k; j++)

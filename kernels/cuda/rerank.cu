@@ -10,6 +10,7 @@
 #include <math.h>
 
 #include "quiver/kernels.h"
+#include "twins.h"
 #include "quiver/rerank.h"
 
 namespace {
@@ -22,17 +23,6 @@ struct DevParams {
   float lambda;
 };
 
-__device__ int contains(const int64_t *l, size_t n, int64_t id) {
-  size_t lo = 0, hi = n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (l[mid] < id)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo < n && l[lo] == id;
-}
 
 __device__ float dot_rn(const float *a, const float *b, size_t d) {
   float s = 0.0f;
@@ -59,8 +49,8 @@ __global__ void score_kernel(DevParams P, const float *q, const int64_t *ids, co
     return;
   const size_t at = i * P.kc + j;
   const int64_t id = ids[at];
-  int ok = id >= 0 && !(deny && contains(deny, P.n_deny, id)) &&
-           !(allow && !contains(allow, P.n_allow, id));
+  int ok = id >= 0 && !(deny && qv__sorted_contains(deny, P.n_deny, id)) &&
+           !(allow && !qv__sorted_contains(allow, P.n_allow, id));
   for (size_t t = 0; ok && t < j; t++)
     if (ids[i * P.kc + t] == id)
       ok = 0; /* an earlier copy of the same id (it has the same filter result) */
@@ -82,33 +72,6 @@ __global__ void score_kernel(DevParams P, const float *q, const int64_t *ids, co
   score[at] = sim;
 }
 
-/* The CPU twin's heap, verbatim in logic. */
-__device__ int worse(int larger, float sa, int64_t ia, float sb, int64_t ib) {
-  if (ia < 0 || ib < 0)
-    return ia < 0 && ib >= 0;
-  if (sa != sb)
-    return larger ? sa < sb : sa > sb;
-  return ia > ib;
-}
-
-__device__ void sift_down(size_t k, int larger, float *s, int64_t *id, size_t i) {
-  for (;;) {
-    size_t l = 2 * i + 1, r = l + 1, w = i;
-    if (l < k && worse(larger, s[l], id[l], s[w], id[w]))
-      w = l;
-    if (r < k && worse(larger, s[r], id[r], s[w], id[w]))
-      w = r;
-    if (w == i)
-      return;
-    float ts = s[i];
-    s[i] = s[w];
-    s[w] = ts;
-    int64_t ti = id[i];
-    id[i] = id[w];
-    id[w] = ti;
-    i = w;
-  }
-}
 
 __global__ void select_kernel(DevParams P, const int64_t *ids, const float *vecs, float *score,
                               unsigned char *live, float *maxsim, float *os_all, int64_t *oi_all) {
@@ -131,10 +94,10 @@ __global__ void select_kernel(DevParams P, const int64_t *ids, const float *vecs
       if (!lv[j])
         continue;
       float v = (!larger && P.metric == QV_METRIC_L2) ? -sc[j] : sc[j];
-      if (!isnan(v) && worse(larger, os[0], oi[0], v, cid[j])) {
+      if (!isnan(v) && qv__ranks_worse(larger, os[0], oi[0], v, cid[j])) {
         os[0] = v;
         oi[0] = cid[j];
-        sift_down(k, larger, os, oi, 0);
+        qv__heap_sift_down(k, larger, os, oi, 0);
       }
     }
     for (size_t m = k; m > 1; m--) {
@@ -144,7 +107,7 @@ __global__ void select_kernel(DevParams P, const int64_t *ids, const float *vecs
       int64_t ti = oi[0];
       oi[0] = oi[m - 1];
       oi[m - 1] = ti;
-      sift_down(m - 1, larger, os, oi, 0);
+      qv__heap_sift_down(m - 1, larger, os, oi, 0);
     }
     for (size_t t = 0; t < k; t++)
       if (oi[t] < 0)
