@@ -42,43 +42,33 @@
 #include "quiver/collection.h"
 #include "quiver/gpu.h"
 #include "quiver/synth.h"
-#include "quiver/vecfile.h"
 
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
+#include "bench_common.h"
 
-static void die(const char *what, const char *msg) {
-  fprintf(stderr, "gpu_search: %s: %s\n", what, msg ? msg : "");
-  exit(1);
-}
+/* The two sides of a row: the same queries, each side's ids into its own array. */
+typedef struct pair {
+  qv_collection *col;
+  FaissIndex *fg;
+  const float *q;
+  size_t d, k;
+  qv_search_params sp;
+  float *sc;
+  int64_t *ia, *ib;
+} pair;
 
-static void *load(const char *path, int ints, size_t *n, size_t *d) {
-  qv_vecfile *vf;
+static void search_quiver(void *arg, size_t off, size_t m) {
+  pair *p = arg;
   qv_error e = {0};
-  if (qv_vecfile_open(&vf, path, &e) != QV_OK)
-    die(path, e.msg);
-  *n = qv_vecfile_rows(vf);
-  *d = qv_vecfile_cols(vf);
-  void *x = malloc(*n * *d * 8);
-  if (x == NULL || (ints ? qv_vecfile_read_i64(vf, 0, *n, x, &e)
-                         : qv_vecfile_read_f32(vf, 0, *n, x, &e)) != QV_OK)
-    die(path, e.msg);
-  qv_vecfile_close(vf);
-  return x;
+  if (qv_collection_search(p->col, p->q + off * p->d, m, &p->sp, p->sc + off * p->k,
+                           p->ia + off * p->k, &e))
+    bench_die("quiver search", e.msg);
 }
 
-static double recall(const int64_t *ids, const int64_t *gt, size_t gk, size_t n, size_t k) {
-  size_t hits = 0;
-  for (size_t i = 0; i < n; i++)
-    for (size_t a = 0; a < k; a++)
-      for (size_t g = 0; g < k; g++)
-        if (ids[i * k + a] >= 0 && ids[i * k + a] == gt[i * gk + g]) {
-          hits++;
-          break;
-        }
-  return (double)hits / (double)(n * k);
+static void search_faiss(void *arg, size_t off, size_t m) {
+  pair *p = arg;
+  if (faiss_Index_search(p->fg, (idx_t)m, p->q + off * p->d, (idx_t)p->k, p->sc + off * p->k,
+                         p->ib + off * p->k) != 0)
+    bench_die("faiss search", faiss_get_last_error());
 }
 
 /* Bytes of one entry's code in an index of this spec: "Flat" / "IVF<n>,Flat" 4d, SQ8 d, SQ4 d/2,
@@ -110,9 +100,9 @@ static double list_bytes_per_query(FaissIndex *cpu, const float *q, size_t n, ui
   float *dist = malloc(n * np * sizeof *dist);
   idx_t *lists = malloc(n * np * sizeof *lists);
   if (dist == NULL || lists == NULL)
-    die("bandwidth bound", "out of memory");
+    bench_die("bandwidth bound", "out of memory");
   if (faiss_Index_search(coarse, (idx_t)n, q, (idx_t)np, dist, lists) != 0)
-    die("coarse search", faiss_get_last_error());
+    bench_die("coarse search", faiss_get_last_error());
   double entries = 0;
   for (size_t i = 0; i < n * np; i++)
     if (lists[i] >= 0)
@@ -153,11 +143,11 @@ static int64_t *exact_gt(FaissStandardGpuResources *res, const float *base, size
   FaissIndex *flat, *g;
   if (faiss_index_factory(&flat, (int)d, "Flat", METRIC_L2) != 0 ||
       faiss_Index_add(flat, (idx_t)nb, base) != 0 || faiss_index_cpu_to_gpu(res, 0, flat, &g) != 0)
-    die("ground truth", faiss_get_last_error());
+    bench_die("ground truth", faiss_get_last_error());
   int64_t *gt = malloc(nq * k * sizeof *gt);
   float *sc = malloc(nq * k * sizeof *sc);
   if (faiss_Index_search(g, (idx_t)nq, q, (idx_t)k, sc, gt) != 0)
-    die("ground truth search", faiss_get_last_error());
+    bench_die("ground truth search", faiss_get_last_error());
   faiss_Index_free(g);
   faiss_Index_free(flat);
   free(sc);
@@ -165,6 +155,7 @@ static int64_t *exact_gt(FaissStandardGpuResources *res, const float *base, size
 }
 
 int main(int argc, char **argv) {
+  bench_prog = "gpu_search";
   const char *data = NULL, *synth = NULL, *specs = "IVF100,Flat", *nprobes = "1,8,32";
   const char *batches = "1,64,1024,10000";
   size_t k = 10, reps = 3, max_q = 0;
@@ -218,58 +209,49 @@ int main(int argc, char **argv) {
     }
   }
   if ((data == NULL) == (synth == NULL) || k == 0 || reps == 0 || !(peak_gbs > 0))
-    die("usage", "give one of --data PREFIX or --synth NxD");
+    bench_die("usage", "give one of --data PREFIX or --synth NxD");
   qv_gpu_opts go;
   qv_gpu_opts_init(&go);
   go.fallback_cpu = 0; /* a benchmark that silently ran on the CPU would be worse than none */
   qv_error e = {0};
   if (qv_gpu_init(&go, &e) != QV_OK)
-    die("gpu init", e.msg);
+    bench_die("gpu init", e.msg);
   if (qv_gpu_devices() == 0)
-    die("gpu init", "no CUDA device is present");
+    bench_die("gpu init", "no CUDA device is present");
   FaissStandardGpuResources *res;
   FaissParameterSpace *ps;
   if (faiss_StandardGpuResources_new(&res) != 0 || faiss_GpuParameterSpace_new(&ps) != 0)
-    die("FAISS GPU resources", faiss_get_last_error());
+    bench_die("FAISS GPU resources", faiss_get_last_error());
 
-  size_t nb, d, nq, qd, gk = k;
-  float *base, *q;
-  int64_t *gt;
+  bench_data ds;
   char path[4096], label[256];
   if (data) {
-    size_t gn;
-    snprintf(path, sizeof path, "%s_base.fvecs", data);
-    base = load(path, 0, &nb, &d);
-    snprintf(path, sizeof path, "%s_query.fvecs", data);
-    q = load(path, 0, &nq, &qd);
-    snprintf(path, sizeof path, "%s_groundtruth.ivecs", data);
-    gt = load(path, 1, &gn, &gk);
-    if (qd != d || gn < nq || gk < k)
-      die("data", "shapes do not match");
+    if (bench_data_load(&ds, data, "_groundtruth.ivecs", k) != 0)
+      bench_die("data", "shapes do not match");
     snprintf(label, sizeof label, "%s", strrchr(data, '/') ? strrchr(data, '/') + 1 : data);
   } else {
-    if (sscanf(synth, "%zux%zu", &nb, &d) != 2 || nb == 0 || d == 0)
-      die("--synth", "want NxD, e.g. 1000000x128");
-    nq = 10000;
-    base = malloc(nb * d * sizeof(float));
-    q = malloc(nq * d * sizeof(float));
-    float *both = malloc((nb + nq) * d * sizeof(float));
-    if (!base || !q || !both || qv_synth_mixture(both, nb + nq, d, 256, 42) != 0)
-      die("--synth", "out of memory");
-    memcpy(base, both, nb * d * sizeof(float)); /* queries: held-out points of the mixture */
-    memcpy(q, both + nb * d, nq * d * sizeof(float));
+    if (sscanf(synth, "%zux%zu", &ds.nb, &ds.d) != 2 || ds.nb == 0 || ds.d == 0)
+      bench_die("--synth", "want NxD, e.g. 1000000x128");
+    ds.nq = 10000;
+    ds.base = malloc(ds.nb * ds.d * sizeof(float));
+    ds.q = malloc(ds.nq * ds.d * sizeof(float));
+    float *both = malloc((ds.nb + ds.nq) * ds.d * sizeof(float));
+    if (!ds.base || !ds.q || !both || qv_synth_mixture(both, ds.nb + ds.nq, ds.d, 256, 42) != 0)
+      bench_die("--synth", "out of memory");
+    /* queries: held-out points of the mixture */
+    memcpy(ds.base, both, ds.nb * ds.d * sizeof(float));
+    memcpy(ds.q, both + ds.nb * ds.d, ds.nq * ds.d * sizeof(float));
     free(both);
-    gt = exact_gt(res, base, nb, q, nq, d, k);
-    snprintf(label, sizeof label, "synth-%zux%zu", nb, d);
+    ds.gt = exact_gt(res, ds.base, ds.nb, ds.q, ds.nq, ds.d, k);
+    ds.gk = k;
+    snprintf(label, sizeof label, "synth-%zux%zu", ds.nb, ds.d);
   }
-  if (max_q && max_q < nq)
-    nq = max_q;
-  int64_t *rowids = malloc(nb * sizeof *rowids);
-  for (size_t i = 0; i < nb; i++)
-    rowids[i] = (int64_t)i;
-  float *sc = malloc(nq * k * sizeof *sc);
-  int64_t *ia = malloc(nq * k * sizeof *ia), *ib = malloc(nq * k * sizeof *ib);
-  double *ta = malloc(reps * sizeof *ta), *tb = malloc(reps * sizeof *tb);
+  const size_t nb = ds.nb, d = ds.d, nq = max_q && max_q < ds.nq ? max_q : ds.nq;
+  int64_t *rowids = bench_row_ids(nb);
+  pair p = {.q = ds.q, .d = d, .k = k};
+  p.sc = malloc(nq * k * sizeof *p.sc);
+  p.ia = malloc(nq * k * sizeof *p.ia);
+  p.ib = malloc(nq * k * sizeof *p.ib);
 
   char *spec_list = strdup(specs);
   for (char *sv = NULL, *spec = strtok_r(spec_list, ";", &sv); spec;
@@ -279,61 +261,41 @@ int main(int argc, char **argv) {
     o.dim = d;
     o.spec = spec;
     o.device = QV_DEVICE_GPU;
-    qv_collection *col;
     char dir[] = "/tmp/quiver-gpubench-XXXXXX";
     if (mkdtemp(dir) == NULL)
-      die("mkdtemp", NULL);
+      bench_die("mkdtemp", NULL);
     double t0 = qv_monotonic_s();
-    if (qv_collection_create(&col, &o, &e) || qv_collection_add(col, nb, rowids, base, &e) ||
-        qv_collection_build(col, NULL, NULL, &e) || qv_collection_save(col, dir, &e))
-      die(spec, e.msg);
+    if (qv_collection_create(&p.col, &o, &e) || qv_collection_add(p.col, nb, rowids, ds.base, &e) ||
+        qv_collection_build(p.col, NULL, NULL, &e) || qv_collection_save(p.col, dir, &e))
+      bench_die(spec, e.msg);
     double build_s = qv_monotonic_s() - t0;
     qv_collection_stats st;
-    qv_collection_stats_get(col, &st, NULL);
+    qv_collection_stats_get(p.col, &st, NULL);
     if (st.gpu < 0)
-      die(spec, st.placement);
+      bench_die(spec, st.placement);
     snprintf(path, sizeof path, "%s/v000001/index.faiss", dir);
-    FaissIndex *cpu, *fg;
-    if (faiss_read_index_fname(path, 0, &cpu) != 0 || faiss_index_cpu_to_gpu(res, 0, cpu, &fg) != 0)
-      die("FAISS GPU copy", faiss_get_last_error());
+    FaissIndex *cpu;
+    if (faiss_read_index_fname(path, 0, &cpu) != 0 ||
+        faiss_index_cpu_to_gpu(res, 0, cpu, &p.fg) != 0)
+      bench_die("FAISS GPU copy", faiss_get_last_error());
     int ivf = faiss_IndexIVF_cast(cpu) != NULL;
     const double code = code_bytes(spec, d);
     char *np_list = strdup(nprobes);
     for (char *nv = NULL, *nps = strtok_r(np_list, ",", &nv); nps; nps = strtok_r(NULL, ",", &nv)) {
       uint32_t np = ivf ? (uint32_t)strtoul(nps, NULL, 10) : 0;
       if (ivf &&
-          (np > st.nlist || faiss_ParameterSpace_set_index_parameter(ps, fg, "nprobe", np) != 0))
+          (np > st.nlist || faiss_ParameterSpace_set_index_parameter(ps, p.fg, "nprobe", np) != 0))
         continue;
-      qv_search_params sp = {.k = k, .nprobe = np};
+      p.sp = (qv_search_params){.k = k, .nprobe = np};
       char *b_list = strdup(batches);
       for (char *bv = NULL, *bs = strtok_r(b_list, ",", &bv); bs; bs = strtok_r(NULL, ",", &bv)) {
         size_t b = strtoul(bs, NULL, 10);
         size_t n = b == 1 && nq > 2000 ? 2000 : nq; /* batch 1: a bounded number of calls */
-        for (size_t r = 0; r < reps + 1; r++) {     /* rep 0 warms both up */
-          double a0 = qv_monotonic_s();
-          for (size_t off = 0; off < n; off += b) {
-            size_t m = n - off < b ? n - off : b;
-            if (qv_collection_search(col, q + off * d, m, &sp, sc + off * k, ia + off * k, &e))
-              die("quiver search", e.msg);
-          }
-          double a1 = qv_monotonic_s();
-          for (size_t off = 0; off < n; off += b) {
-            size_t m = n - off < b ? n - off : b;
-            if (faiss_Index_search(fg, (idx_t)m, q + off * d, (idx_t)k, sc + off * k,
-                                   ib + off * k) != 0)
-              die("faiss search", faiss_get_last_error());
-          }
-          double a2 = qv_monotonic_s();
-          if (r > 0) {
-            ta[r - 1] = a1 - a0;
-            tb[r - 1] = a2 - a1;
-          }
-        }
-        qsort(ta, reps, sizeof *ta, cmp_d);
-        qsort(tb, reps, sizeof *tb, cmp_d);
-        double qa = n / ta[reps / 2], qb = n / tb[reps / 2];
-        double lbq = code > 0 ? list_bytes_per_query(cpu, q, n, np, nb, code) : 0;
-        qv_collection_stats_get(col, &st, NULL);
+        double sa, sb;
+        bench_ab(n, b, reps, search_quiver, search_faiss, &p, &sa, &sb);
+        double qa = n / sa, qb = n / sb;
+        double lbq = code > 0 ? list_bytes_per_query(cpu, ds.q, n, np, nb, code) : 0;
+        qv_collection_stats_get(p.col, &st, NULL);
         printf("{\"data\": \"%s\", \"n\": %zu, \"dim\": %zu, \"spec\": \"%s\", \"nprobe\": %u, "
                "\"k\": %zu, \"batch\": %zu, \"queries\": %zu, \"reps\": %zu, \"threads\": 1, "
                "\"device\": \"gpu %d\", \"quiver_qps\": %.0f, \"faiss_gpu_qps\": %.0f, "
@@ -341,9 +303,9 @@ int main(int argc, char **argv) {
                "\"build_s\": %.2f, \"gpu_fallbacks\": %llu, \"list_bytes_per_query\": %.0f, "
                "\"peak_gbs\": %.0f, \"bw_frac_quiver\": %.4f, \"bw_frac_faiss\": %.4f}\n",
                label, nb, d, spec, np, k, b, n, reps, st.gpu, qa, qb, qa / qb,
-               recall(ia, gt, gk, n, k), recall(ib, gt, gk, n, k), build_s,
-               (unsigned long long)st.gpu_fallbacks, lbq, peak_gbs, lbq * qa / (peak_gbs * 1e9),
-               lbq * qb / (peak_gbs * 1e9));
+               bench_recall(p.ia, ds.gt, ds.gk, n, k), bench_recall(p.ib, ds.gt, ds.gk, n, k),
+               build_s, (unsigned long long)st.gpu_fallbacks, lbq, peak_gbs,
+               lbq * qa / (peak_gbs * 1e9), lbq * qb / (peak_gbs * 1e9));
         fflush(stdout);
       }
       free(b_list);
@@ -351,25 +313,19 @@ int main(int argc, char **argv) {
         break;
     }
     free(np_list);
-    faiss_Index_free(fg);
+    faiss_Index_free(p.fg);
     faiss_Index_free(cpu);
-    qv_collection_close(col);
-    snprintf(path, sizeof path, "rm -rf %s", dir);
-    if (system(path) != 0)
-      fprintf(stderr, "could not remove %s\n", dir);
+    qv_collection_close(p.col);
+    bench_remove_dir(dir);
   }
   free(spec_list);
   faiss_ParameterSpace_free(ps);
   faiss_StandardGpuResources_free(res);
   qv_gpu_shutdown();
-  free(base);
-  free(q);
-  free(gt);
+  bench_data_free(&ds);
   free(rowids);
-  free(sc);
-  free(ia);
-  free(ib);
-  free(ta);
-  free(tb);
+  free(p.sc);
+  free(p.ia);
+  free(p.ib);
   return 0;
 }

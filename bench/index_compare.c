@@ -23,61 +23,38 @@
 #include <faiss/c_api/Index_c.h>
 #include <faiss/c_api/index_io_c.h>
 
-#include "quiver/clock.h"
 #include "quiver/collection.h"
-#include "quiver/vecfile.h"
 
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
+#include "bench_common.h"
 
-static void die(const char *what, const qv_error *e) {
-  fprintf(stderr, "index_compare: %s: %s\n", what, e ? e->msg : "");
-  exit(1);
-}
+/* The two sides of a row: the same queries, each side's ids into its own array. */
+typedef struct pair {
+  qv_collection *col;
+  FaissIndex *fi;
+  const float *q;
+  size_t d, k;
+  qv_search_params sp;
+  float *sc;
+  int64_t *ia, *ib;
+} pair;
 
-static float *load_f32(const char *path, size_t *n, size_t *d) {
-  qv_vecfile *vf;
+static void search_quiver(void *arg, size_t off, size_t m) {
+  pair *p = arg;
   qv_error e = {0};
-  if (qv_vecfile_open(&vf, path, &e) != QV_OK)
-    die(path, &e);
-  *n = qv_vecfile_rows(vf);
-  *d = qv_vecfile_cols(vf);
-  float *x = malloc(*n * *d * sizeof(float));
-  if (!x || qv_vecfile_read_f32(vf, 0, *n, x, &e) != QV_OK)
-    die(path, &e);
-  qv_vecfile_close(vf);
-  return x;
+  if (qv_collection_search(p->col, p->q + off * p->d, m, &p->sp, p->sc + off * p->k,
+                           p->ia + off * p->k, &e))
+    bench_die("quiver search", e.msg);
 }
 
-static int64_t *load_i64(const char *path, size_t *n, size_t *d) {
-  qv_vecfile *vf;
-  qv_error e = {0};
-  if (qv_vecfile_open(&vf, path, &e) != QV_OK)
-    die(path, &e);
-  *n = qv_vecfile_rows(vf);
-  *d = qv_vecfile_cols(vf);
-  int64_t *x = malloc(*n * *d * sizeof(int64_t));
-  if (!x || qv_vecfile_read_i64(vf, 0, *n, x, &e) != QV_OK)
-    die(path, &e);
-  qv_vecfile_close(vf);
-  return x;
-}
-
-static double recall(const int64_t *ids, const int64_t *gt, size_t gk, size_t n, size_t k) {
-  size_t hits = 0;
-  for (size_t i = 0; i < n; i++)
-    for (size_t a = 0; a < k; a++)
-      for (size_t g = 0; g < k; g++)
-        if (ids[i * k + a] >= 0 && ids[i * k + a] == gt[i * gk + g]) {
-          hits++;
-          break;
-        }
-  return (double)hits / (double)(n * k);
+static void search_faiss(void *arg, size_t off, size_t m) {
+  pair *p = arg;
+  if (faiss_Index_search(p->fi, (idx_t)m, p->q + off * p->d, (idx_t)p->k, p->sc + off * p->k,
+                         p->ib + off * p->k) != 0)
+    bench_die("faiss search", NULL);
 }
 
 int main(int argc, char **argv) {
+  bench_prog = "index_compare";
   const char *data = NULL, *specs = "IVF64,Flat", *nprobes = "1,4,16,32", *metric_s = "l2";
   const char *gt_suffix = "_groundtruth.ivecs";
   size_t k = 10, batch = 0, reps = 5;
@@ -129,24 +106,17 @@ int main(int argc, char **argv) {
   qv_error e = {0};
   qv_metric metric;
   if (qv_metric_parse(metric_s, &metric, &e) != QV_OK)
-    die("--metric", &e);
-  char path[4096];
-  size_t nb, d, nq, qd, gn, gk;
-  snprintf(path, sizeof path, "%s_base.fvecs", data);
-  float *base = load_f32(path, &nb, &d);
-  snprintf(path, sizeof path, "%s_query.fvecs", data);
-  float *q = load_f32(path, &nq, &qd);
-  snprintf(path, sizeof path, "%s%s", data, gt_suffix);
-  int64_t *gt = load_i64(path, &gn, &gk);
-  if (qd != d || gn < nq || gk < k)
-    die("data shapes do not match", NULL);
-  int64_t *rowids = malloc(nb * sizeof(int64_t));
-  for (size_t i = 0; i < nb; i++)
-    rowids[i] = (int64_t)i;
+    bench_die("--metric", e.msg);
+  bench_data ds;
+  if (bench_data_load(&ds, data, gt_suffix, k) != 0)
+    bench_die("data shapes do not match", NULL);
+  const size_t nb = ds.nb, d = ds.d, nq = ds.nq;
+  int64_t *rowids = bench_row_ids(nb);
   size_t b = batch ? batch : nq;
-  float *sc = malloc(nq * k * sizeof(float));
-  int64_t *ia = malloc(nq * k * sizeof(int64_t)), *ib = malloc(nq * k * sizeof(int64_t));
-  double *ta = malloc(reps * sizeof(double)), *tb = malloc(reps * sizeof(double));
+  pair p = {.q = ds.q, .d = d, .k = k};
+  p.sc = malloc(nq * k * sizeof(float));
+  p.ia = malloc(nq * k * sizeof(int64_t));
+  p.ib = malloc(nq * k * sizeof(int64_t));
 
   printf("# data=%s n=%zu dim=%zu queries=%zu metric=%s k=%zu batch=%zu reps=%zu "
          "omp_threads=%d\n",
@@ -161,18 +131,17 @@ int main(int argc, char **argv) {
     o.dim = d;
     o.metric = metric;
     o.spec = spec;
-    qv_collection *col;
     char dir[] = "/tmp/quiver-bench-XXXXXX";
     if (mkdtemp(dir) == NULL)
-      die("mkdtemp", NULL);
-    if (qv_collection_create(&col, &o, &e) || qv_collection_add(col, nb, rowids, base, &e) ||
-        qv_collection_build(col, NULL, NULL, &e) || qv_collection_save(col, dir, &e))
-      die(spec, &e);
+      bench_die("mkdtemp", NULL);
+    if (qv_collection_create(&p.col, &o, &e) || qv_collection_add(p.col, nb, rowids, ds.base, &e) ||
+        qv_collection_build(p.col, NULL, NULL, &e) || qv_collection_save(p.col, dir, &e))
+      bench_die(spec, e.msg);
+    char path[4096];
     snprintf(path, sizeof path, "%s/v000001/index.faiss", dir);
-    FaissIndex *fi;
-    if (faiss_read_index_fname(path, 0, &fi) != 0)
-      die("faiss_read_index_fname", NULL);
-    FaissIndexIVF *ivf = faiss_IndexIVF_cast(fi);
+    if (faiss_read_index_fname(path, 0, &p.fi) != 0)
+      bench_die("faiss_read_index_fname", NULL);
+    FaissIndexIVF *ivf = faiss_IndexIVF_cast(p.fi);
     char *np_list = strdup(nprobes);
     for (char *nv = NULL, *nps = strtok_r(np_list, ",", &nv); nps; nps = strtok_r(NULL, ",", &nv)) {
       uint32_t np = (uint32_t)strtoul(nps, NULL, 10);
@@ -182,51 +151,24 @@ int main(int argc, char **argv) {
         continue;
       if (ivf)
         faiss_IndexIVF_set_nprobe(ivf, np);
-      qv_search_params sp = {.k = k, .nprobe = np};
-      for (size_t r = 0; r < reps + 1; r++) { /* rep 0 warms up both */
-        double t0 = qv_monotonic_s();
-        for (size_t off = 0; off < nq; off += b) {
-          size_t m = nq - off < b ? nq - off : b;
-          if (qv_collection_search(col, q + off * d, m, &sp, sc + off * k, ia + off * k, &e))
-            die("quiver search", &e);
-        }
-        double t1 = qv_monotonic_s();
-        for (size_t off = 0; off < nq; off += b) {
-          size_t m = nq - off < b ? nq - off : b;
-          if (faiss_Index_search(fi, (idx_t)m, q + off * d, (idx_t)k, sc + off * k, ib + off * k) !=
-              0)
-            die("faiss search", NULL);
-        }
-        double t2 = qv_monotonic_s();
-        if (r > 0) {
-          ta[r - 1] = t1 - t0;
-          tb[r - 1] = t2 - t1;
-        }
-      }
-      qsort(ta, reps, sizeof(double), cmp_d);
-      qsort(tb, reps, sizeof(double), cmp_d);
-      double qa = nq / ta[reps / 2], qb = nq / tb[reps / 2];
+      p.sp = (qv_search_params){.k = k, .nprobe = np};
+      double sa, sb;
+      bench_ab(nq, b, reps, search_quiver, search_faiss, &p, &sa, &sb);
+      double qa = nq / sa, qb = nq / sb;
       printf("%-14s %6u %10.0f %10.0f %8.3f %9.4f %9.4f\n", spec, np, qa, qb, qa / qb,
-             recall(ia, gt, gk, nq, k), recall(ib, gt, gk, nq, k));
+             bench_recall(p.ia, ds.gt, ds.gk, nq, k), bench_recall(p.ib, ds.gt, ds.gk, nq, k));
       fflush(stdout);
     }
     free(np_list);
-    faiss_Index_free(fi);
-    qv_collection_close(col);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
-      fprintf(stderr, "could not remove %s\n", dir);
+    faiss_Index_free(p.fi);
+    qv_collection_close(p.col);
+    bench_remove_dir(dir);
   }
   free(spec_list);
-  free(base);
-  free(q);
-  free(gt);
+  bench_data_free(&ds);
   free(rowids);
-  free(sc);
-  free(ia);
-  free(ib);
-  free(ta);
-  free(tb);
+  free(p.sc);
+  free(p.ia);
+  free(p.ib);
   return 0;
 }

@@ -18,10 +18,7 @@
 #include "quiver/rerank.h"
 #include "quiver/synth.h"
 
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
+#include "bench_common.h"
 
 int main(int argc, char **argv) {
   size_t n = 256, kc = 1000, d = 128, k = 10, F = 4, reps = 5;
@@ -113,9 +110,7 @@ int main(int argc, char **argv) {
       t2[r] = qv_monotonic_s() - a;
     }
   }
-  qsort(t1, reps, sizeof(double), cmp_d);
-  qsort(t2, reps, sizeof(double), cmp_d);
-  double cpu = t1[reps / 2], cuda = gpu ? t2[reps / 2] : 0;
+  double cpu = bench_median(t1, reps), cuda = gpu ? bench_median(t2, reps) : 0;
   int same =
       gpu && !memcmp(i1, i2, n * k * sizeof(int64_t)) && !memcmp(s1, s2, n * k * sizeof(float));
   char cuda_s[32] = "null";
