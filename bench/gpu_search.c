@@ -44,29 +44,12 @@
 #include "quiver/synth.h"
 
 #include "bench_common.h"
+#include "bench_pair.h"
 
-/* The two sides of a row: the same queries, each side's ids into its own array. */
-typedef struct pair {
-  qv_collection *col;
-  FaissIndex *fg;
-  const float *q;
-  size_t d, k;
-  qv_search_params sp;
-  float *sc;
-  int64_t *ia, *ib;
-} pair;
-
-static void search_quiver(void *arg, size_t off, size_t m) {
-  pair *p = arg;
-  qv_error e = {0};
-  if (qv_collection_search(p->col, p->q + off * p->d, m, &p->sp, p->sc + off * p->k,
-                           p->ia + off * p->k, &e))
-    bench_die("quiver search", e.msg);
-}
-
-static void search_faiss(void *arg, size_t off, size_t m) {
-  pair *p = arg;
-  if (faiss_Index_search(p->fg, (idx_t)m, p->q + off * p->d, (idx_t)p->k, p->sc + off * p->k,
+/* The FAISS side for bench_ab. */
+static void search_faiss(void *ctx, size_t off, size_t m) {
+  bench_pair *p = ctx;
+  if (faiss_Index_search(p->fi, (idx_t)m, p->q + off * p->d, (idx_t)p->k, p->sc + off * p->k,
                          p->ib + off * p->k) != 0)
     bench_die("faiss search", faiss_get_last_error());
 }
@@ -248,7 +231,7 @@ int main(int argc, char **argv) {
   }
   const size_t nb = ds.nb, d = ds.d, nq = max_q && max_q < ds.nq ? max_q : ds.nq;
   int64_t *rowids = bench_row_ids(nb);
-  pair p = {.q = ds.q, .d = d, .k = k};
+  bench_pair p = {.q = ds.q, .d = d, .k = k};
   p.sc = malloc(nq * k * sizeof *p.sc);
   p.ia = malloc(nq * k * sizeof *p.ia);
   p.ib = malloc(nq * k * sizeof *p.ib);
@@ -265,18 +248,15 @@ int main(int argc, char **argv) {
     if (mkdtemp(dir) == NULL)
       bench_die("mkdtemp", NULL);
     double t0 = qv_monotonic_s();
-    if (qv_collection_create(&p.col, &o, &e) || qv_collection_add(p.col, nb, rowids, ds.base, &e) ||
-        qv_collection_build(p.col, NULL, NULL, &e) || qv_collection_save(p.col, dir, &e))
-      bench_die(spec, e.msg);
+    bench_pair_build(&p, &o, ds.base, nb, rowids, dir, path, sizeof path);
     double build_s = qv_monotonic_s() - t0;
     qv_collection_stats st;
     qv_collection_stats_get(p.col, &st, NULL);
     if (st.gpu < 0)
       bench_die(spec, st.placement);
-    snprintf(path, sizeof path, "%s/v000001/index.faiss", dir);
     FaissIndex *cpu;
     if (faiss_read_index_fname(path, 0, &cpu) != 0 ||
-        faiss_index_cpu_to_gpu(res, 0, cpu, &p.fg) != 0)
+        faiss_index_cpu_to_gpu(res, 0, cpu, &p.fi) != 0)
       bench_die("FAISS GPU copy", faiss_get_last_error());
     int ivf = faiss_IndexIVF_cast(cpu) != NULL;
     const double code = code_bytes(spec, d);
@@ -284,7 +264,7 @@ int main(int argc, char **argv) {
     for (char *nv = NULL, *nps = strtok_r(np_list, ",", &nv); nps; nps = strtok_r(NULL, ",", &nv)) {
       uint32_t np = ivf ? (uint32_t)strtoul(nps, NULL, 10) : 0;
       if (ivf &&
-          (np > st.nlist || faiss_ParameterSpace_set_index_parameter(ps, p.fg, "nprobe", np) != 0))
+          (np > st.nlist || faiss_ParameterSpace_set_index_parameter(ps, p.fi, "nprobe", np) != 0))
         continue;
       p.sp = (qv_search_params){.k = k, .nprobe = np};
       char *b_list = strdup(batches);
@@ -292,7 +272,7 @@ int main(int argc, char **argv) {
         size_t b = strtoul(bs, NULL, 10);
         size_t n = b == 1 && nq > 2000 ? 2000 : nq; /* batch 1: a bounded number of calls */
         double sa, sb;
-        bench_ab(n, b, reps, search_quiver, search_faiss, &p, &sa, &sb);
+        bench_ab(n, b, reps, bench_pair_search_quiver, search_faiss, &p, &sa, &sb);
         double qa = n / sa, qb = n / sb;
         double lbq = code > 0 ? list_bytes_per_query(cpu, ds.q, n, np, nb, code) : 0;
         qv_collection_stats_get(p.col, &st, NULL);
@@ -313,7 +293,7 @@ int main(int argc, char **argv) {
         break;
     }
     free(np_list);
-    faiss_Index_free(p.fg);
+    faiss_Index_free(p.fi);
     faiss_Index_free(cpu);
     qv_collection_close(p.col);
     bench_remove_dir(dir);

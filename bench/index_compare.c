@@ -26,28 +26,11 @@
 #include "quiver/collection.h"
 
 #include "bench_common.h"
+#include "bench_pair.h"
 
-/* The two sides of a row: the same queries, each side's ids into its own array. */
-typedef struct pair {
-  qv_collection *col;
-  FaissIndex *fi;
-  const float *q;
-  size_t d, k;
-  qv_search_params sp;
-  float *sc;
-  int64_t *ia, *ib;
-} pair;
-
-static void search_quiver(void *arg, size_t off, size_t m) {
-  pair *p = arg;
-  qv_error e = {0};
-  if (qv_collection_search(p->col, p->q + off * p->d, m, &p->sp, p->sc + off * p->k,
-                           p->ia + off * p->k, &e))
-    bench_die("quiver search", e.msg);
-}
-
-static void search_faiss(void *arg, size_t off, size_t m) {
-  pair *p = arg;
+/* The FAISS side for bench_ab. */
+static void search_faiss(void *ctx, size_t off, size_t m) {
+  bench_pair *p = ctx;
   if (faiss_Index_search(p->fi, (idx_t)m, p->q + off * p->d, (idx_t)p->k, p->sc + off * p->k,
                          p->ib + off * p->k) != 0)
     bench_die("faiss search", NULL);
@@ -113,7 +96,7 @@ int main(int argc, char **argv) {
   const size_t nb = ds.nb, d = ds.d, nq = ds.nq;
   int64_t *rowids = bench_row_ids(nb);
   size_t b = batch ? batch : nq;
-  pair p = {.q = ds.q, .d = d, .k = k};
+  bench_pair p = {.q = ds.q, .d = d, .k = k};
   p.sc = malloc(nq * k * sizeof(float));
   p.ia = malloc(nq * k * sizeof(int64_t));
   p.ib = malloc(nq * k * sizeof(int64_t));
@@ -134,11 +117,8 @@ int main(int argc, char **argv) {
     char dir[] = "/tmp/quiver-bench-XXXXXX";
     if (mkdtemp(dir) == NULL)
       bench_die("mkdtemp", NULL);
-    if (qv_collection_create(&p.col, &o, &e) || qv_collection_add(p.col, nb, rowids, ds.base, &e) ||
-        qv_collection_build(p.col, NULL, NULL, &e) || qv_collection_save(p.col, dir, &e))
-      bench_die(spec, e.msg);
     char path[4096];
-    snprintf(path, sizeof path, "%s/v000001/index.faiss", dir);
+    bench_pair_build(&p, &o, ds.base, nb, rowids, dir, path, sizeof path);
     if (faiss_read_index_fname(path, 0, &p.fi) != 0)
       bench_die("faiss_read_index_fname", NULL);
     FaissIndexIVF *ivf = faiss_IndexIVF_cast(p.fi);
@@ -153,7 +133,7 @@ int main(int argc, char **argv) {
         faiss_IndexIVF_set_nprobe(ivf, np);
       p.sp = (qv_search_params){.k = k, .nprobe = np};
       double sa, sb;
-      bench_ab(nq, b, reps, search_quiver, search_faiss, &p, &sa, &sb);
+      bench_ab(nq, b, reps, bench_pair_search_quiver, search_faiss, &p, &sa, &sb);
       double qa = nq / sa, qb = nq / sb;
       printf("%-14s %6u %10.0f %10.0f %8.3f %9.4f %9.4f\n", spec, np, qa, qb, qa / qb,
              bench_recall(p.ia, ds.gt, ds.gk, nq, k), bench_recall(p.ib, ds.gt, ds.gk, nq, k));
