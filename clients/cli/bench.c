@@ -241,11 +241,6 @@ static void cfg_free(bench_cfg *c) {
   free(c->gt);
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 static double pct(const double *v, size_t n, double p) {
   if (n == 0)
     return 0;
@@ -377,27 +372,11 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
   qv_error e = {0};
   if (cli_read_f32(qpath, &c.queries, &c.nq, &c.dim, &e) != QV_OK)
     return cli_fail(&e);
-  if (gpath != NULL) {
-    qv_vecfile *gf = NULL;
-    if (cli_open_int_file(&gf, gpath, "--groundtruth", &e) != QV_OK) {
-      free(c.queries);
-      return cli_fail(&e);
-    }
-    c.gk = qv_vecfile_cols(gf);
-    if (qv_vecfile_rows(gf) < c.nq || c.gk < c.k) {
-      qv_error_set(&e, QV_EINVAL,
-                   "%s has %zu x %zu neighbours; need %zu rows (the queries) of at least k = %u",
-                   gpath, qv_vecfile_rows(gf), c.gk, c.nq, c.k);
-      qv_vecfile_close(gf);
-      free(c.queries);
-      return cli_fail(&e);
-    }
-    qv_status st = cli_read_i64(gf, c.nq, &c.gt, &e);
-    qv_vecfile_close(gf);
-    if (st != QV_OK) {
-      free(c.queries);
-      return cli_fail(&e);
-    }
+  if (gpath != NULL &&
+      cli_read_groundtruth(gpath, c.nq, c.k, "need %zu rows (the queries) of at least k = %zu",
+                           &c.gt, &c.gk, &e) != QV_OK) {
+    free(c.queries);
+    return cli_fail(&e);
   }
   /* One encoded request per batch start, made once: the load loop only sends. nq / gcd(nq, B)
    * batches cover every query equally often (so recall is over the whole set). */
@@ -511,7 +490,7 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
     grpc_completion_queue_destroy(w->cq);
     grpc_channel_destroy(w->ch);
   }
-  qsort(lat, nlat, sizeof *lat, cmp_double);
+  cli_sort_doubles(lat, nlat);
   const double secs = c.duration;
   const double qps = (double)queries / secs, cps = (double)calls / secs;
   const double p50 = pct(lat, nlat, 50), p90 = pct(lat, nlat, 90), p99 = pct(lat, nlat, 99),
@@ -527,10 +506,7 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
            c.name, c.server, c.rate > 0 ? "open" : "closed", c.conc, c.batch, c.rate, c.threads,
            c.k, c.nprobe, c.duration, c.warmup, qps, cps, calls, queries, p50, p90, p99, p999, mx,
            nerr, late);
-    if (recall >= 0)
-      printf("%.4f", recall);
-    else
-      printf("null");
+    cli_print_json_recall(recall);
     printf(", \"error_codes\": {");
     int first = 1;
     for (int i = 0; i < 17; i++)

@@ -39,6 +39,15 @@ int cli_parse_u64(const char *s, uint64_t max, uint64_t *out) {
   return 0;
 }
 
+int cli_parse_recall(const char *s, double *out) {
+  char *end;
+  double x = strtod(s, &end);
+  if (end == s || *end != '\0' || !(x > 0 && x <= 1))
+    return -1;
+  *out = x;
+  return 0;
+}
+
 qv_status cli_open_int_file(qv_vecfile **out, const char *path, const char *flag, qv_error *e) {
   qv_status st = qv_vecfile_open(out, path, e);
   if (st != QV_OK)
@@ -52,6 +61,34 @@ qv_status cli_open_int_file(qv_vecfile **out, const char *path, const char *flag
                         "int32/int64)",
                         flag, path);
   }
+  return QV_OK;
+}
+
+qv_status cli_open_ids(qv_vecfile **out, const char *path, const char *input, size_t n,
+                       qv_error *e) {
+  qv_status st = cli_open_int_file(out, path, "--ids", e);
+  if (st != QV_OK)
+    return st;
+  size_t rows = qv_vecfile_rows(*out), cols = qv_vecfile_cols(*out);
+  if (rows == n && cols == 1)
+    return QV_OK;
+  qv_vecfile_close(*out);
+  *out = NULL;
+  return qv_error_set(e, QV_EINVAL, "%s has %zu x %zu ids; %s has %zu rows: need %zu x 1", path,
+                      rows, cols, input, n, n);
+}
+
+qv_status cli_read_rows(qv_vecfile *in, qv_vecfile *idf, size_t off, size_t m, float *buf,
+                        int64_t *ids, qv_error *e) {
+  if (m == 0)
+    return QV_OK;
+  qv_status st = qv_vecfile_read_f32(in, off, m, buf, e);
+  if (st != QV_OK)
+    return st;
+  if (idf != NULL)
+    return qv_vecfile_read_i64(idf, off, m, ids, e);
+  for (size_t i = 0; i < m; i++)
+    ids[i] = (int64_t)(off + i);
   return QV_OK;
 }
 
@@ -89,6 +126,26 @@ qv_status cli_read_i64(qv_vecfile *f, size_t n, int64_t **out, qv_error *e) {
   return st;
 }
 
+qv_status cli_read_groundtruth(const char *path, size_t n, size_t k, const char *need, int64_t **gt,
+                               size_t *gk, qv_error *e) {
+  *gt = NULL;
+  qv_vecfile *f;
+  qv_status st = cli_open_int_file(&f, path, "--groundtruth", e);
+  if (st != QV_OK)
+    return st;
+  *gk = qv_vecfile_cols(f);
+  if (qv_vecfile_rows(f) < n || *gk < k) {
+    char what[160];
+    snprintf(what, sizeof what, need, n, k);
+    st = qv_error_set(e, QV_EINVAL, "%s has %zu x %zu neighbours; %s", path, qv_vecfile_rows(f),
+                      *gk, what);
+  } else {
+    st = cli_read_i64(f, n, gt, e);
+  }
+  qv_vecfile_close(f);
+  return st;
+}
+
 double cli_recall(const int64_t *ids, const int64_t *gt, size_t gk, size_t n, size_t k) {
   size_t hits = 0;
   for (size_t i = 0; i < n; i++)
@@ -99,6 +156,34 @@ double cli_recall(const int64_t *ids, const int64_t *gt, size_t gk, size_t n, si
           break;
         }
   return n * k > 0 ? (double)hits / (double)(n * k) : 0.0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+void cli_sort_doubles(double *v, size_t n) {
+  qsort(v, n, sizeof *v, cmp_double);
+}
+
+void cli_print_results(double recall, size_t k, const int64_t *ids, const float *scores,
+                       int first) {
+  if (recall >= 0)
+    printf("  recall@%zu = %.4f\n", k, recall);
+  if (first) {
+    printf("  query 0:");
+    for (size_t a = 0; a < k && a < 10; a++)
+      printf(" %" PRId64 "(%.4g)", ids[a], scores[a]);
+    printf("\n");
+  }
+}
+
+void cli_print_json_recall(double recall) {
+  if (recall >= 0)
+    printf("%.4f", recall);
+  else
+    printf("null");
 }
 
 qv_status cli_write_ids(const char *path, const int64_t *ids, size_t n, size_t k, qv_error *e) {

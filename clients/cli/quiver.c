@@ -60,7 +60,6 @@ static int cmd_build(int argc, char **argv) {
   qv_build_opts bo;
   qv_build_opts_init(&bo);
   qv_build_report rep;
-  char *end;
   qv_error e = {0};
   uint64_t v;
   int c;
@@ -99,18 +98,13 @@ static int cmd_build(int argc, char **argv) {
       co.seed = v;
       break;
     case 'T':
-    case 'F': {
-      double x = strtod(optarg, &end);
-      if (end == optarg || *end != '\0' || !(x > 0 && x <= 1))
-        return cli_usage_error(c == 'T' ? "--target-recall takes a recall in (0, 1], not '%s'"
-                                        : "--recall-floor takes a recall in (0, 1], not '%s'",
-                               optarg);
-      if (c == 'T')
-        bo.target_recall = x;
-      else
-        bo.recall_floor = x;
+      if (cli_parse_recall(optarg, &bo.target_recall))
+        return cli_usage_error("--target-recall takes a recall in (0, 1], not '%s'", optarg);
       break;
-    }
+    case 'F':
+      if (cli_parse_recall(optarg, &bo.recall_floor))
+        return cli_usage_error("--recall-floor takes a recall in (0, 1], not '%s'", optarg);
+      break;
     case 'h':
       fputs(kBuildHelp, stdout);
       return 0;
@@ -137,15 +131,8 @@ static int cmd_build(int argc, char **argv) {
     qv_error_set(&e, QV_EINVAL, "%s holds no vectors", input);
     goto done;
   }
-  if (ids_path != NULL) {
-    if (cli_open_int_file(&idf, ids_path, "--ids", &e) != QV_OK)
-      goto done;
-    if (qv_vecfile_rows(idf) != n || qv_vecfile_cols(idf) != 1) {
-      qv_error_set(&e, QV_EINVAL, "%s has %zu x %zu ids; %s has %zu rows: need %zu x 1", ids_path,
-                   qv_vecfile_rows(idf), qv_vecfile_cols(idf), input, n, n);
-      goto done;
-    }
-  }
+  if (ids_path != NULL && cli_open_ids(&idf, ids_path, input, n, &e) != QV_OK)
+    goto done;
   co.dim = d;
   if (qv_collection_create(&col, &co, &e) != QV_OK)
     goto done;
@@ -159,15 +146,8 @@ static int cmd_build(int argc, char **argv) {
   for (size_t off = 0; off < n; off += chunk) {
     size_t m = n - off < chunk ? n - off : chunk;
     cli_progress_cb(&pr, "load", off, n);
-    if (qv_vecfile_read_f32(in, off, m, buf, &e) != QV_OK)
+    if (cli_read_rows(in, idf, off, m, buf, idbuf, &e) != QV_OK)
       goto done;
-    if (idf != NULL) {
-      if (qv_vecfile_read_i64(idf, off, m, idbuf, &e) != QV_OK)
-        goto done;
-    } else {
-      for (size_t i = 0; i < m; i++)
-        idbuf[i] = (int64_t)(off + i);
-    }
     qv_status ast = qv_collection_add(col, m, idbuf, buf, &e);
     if (ast != QV_OK) {
       qv_error_prefix(&e, ast, "%s (rows %zu..%zu)", input, off, off + m - 1);
@@ -221,11 +201,6 @@ static const char *kSearchHelp =
     "  --repeat R           run the whole query set R times and report the median QPS (default 1)\n"
     "  --output FILE        write result ids (.npy int64 or .ivecs)\n"
     "  --json               print one JSON object instead of text\n";
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 static int cmd_search(int argc, char **argv) {
   static const struct option opts[] = {{"index", required_argument, 0, 'x'},
@@ -300,9 +275,10 @@ static int cmd_search(int argc, char **argv) {
 
   qv_error e = {0};
   qv_collection *col = NULL;
-  qv_vecfile *qf = NULL, *gf = NULL;
+  qv_vecfile *qf = NULL;
   float *q = NULL, *scores = NULL;
   int64_t *ids = NULL, *gt = NULL;
+  size_t gk = 0;
   double *times = NULL;
   int rc = 1;
   if (qv_collection_open(&col, index, &e) != QV_OK)
@@ -336,22 +312,9 @@ static int cmd_search(int argc, char **argv) {
   }
   if (qv_vecfile_read_f32(qf, 0, n, q, &e) != QV_OK)
     goto done;
-  if (gt_path != NULL) {
-    if (cli_open_int_file(&gf, gt_path, "--groundtruth", &e) != QV_OK)
-      goto done;
-    size_t gk = qv_vecfile_cols(gf);
-    if (qv_vecfile_rows(gf) < n || gk < k) {
-      qv_error_set(&e, QV_EINVAL, "%s has %zu x %zu neighbours; need at least %zu x %" PRIu64,
-                   gt_path, qv_vecfile_rows(gf), gk, n, k);
-      goto done;
-    }
-    gt = malloc(n * gk * sizeof(int64_t));
-    if (gt == NULL || qv_vecfile_read_i64(gf, 0, n, gt, &e) != QV_OK) {
-      if (gt == NULL)
-        qv_error_set(&e, QV_ENOMEM, "out of memory");
-      goto done;
-    }
-  }
+  if (gt_path != NULL &&
+      cli_read_groundtruth(gt_path, n, k, "need at least %zu x %zu", &gt, &gk, &e) != QV_OK)
+    goto done;
   size_t b = batch ? (batch < n ? batch : n) : n;
   qv_search_params sp = {.k = k, .nprobe = (uint32_t)nprobe};
   for (uint64_t r = 0; r < repeat; r++) {
@@ -367,10 +330,10 @@ static int cmd_search(int argc, char **argv) {
     }
     times[r] = qv_monotonic_s() - t0;
   }
-  qsort(times, repeat, sizeof *times, cmp_double);
+  cli_sort_doubles(times, repeat);
   double med = times[repeat / 2];
   double qps = med > 0 ? (double)n / med : INFINITY;
-  double recall = gt != NULL ? cli_recall(ids, gt, qv_vecfile_cols(gf), n, k) : -1.0;
+  double recall = gt != NULL ? cli_recall(ids, gt, gk, n, k) : -1.0;
   if (output != NULL && cli_write_ids(output, ids, n, k, &e) != QV_OK)
     goto done;
   uint32_t eff_nprobe = st.nlist == 0                  ? 0
@@ -384,24 +347,15 @@ static int cmd_search(int argc, char **argv) {
            "\"repeat\": %" PRIu64 ", \"seconds\": %.6f, \"qps\": %.1f",
            index, st.spec, qv_metric_name(st.metric), n, k, eff_nprobe, exact ? "true" : "false", b,
            nthreads, repeat, med, qps);
-    if (recall >= 0)
-      printf(", \"recall_at_k\": %.4f", recall);
-    else
-      printf(", \"recall_at_k\": null");
+    printf(", \"recall_at_k\": ");
+    cli_print_json_recall(recall);
     printf("}\n");
   } else {
     printf("%s %s (%s), %zu queries, k=%" PRIu64 ", nprobe=%u, batch=%zu, threads=%d\n",
            exact ? "exact search over" : "searched", st.spec, qv_metric_name(st.metric), n, k,
            eff_nprobe, b, nthreads);
     printf("  %.1f queries/s (median of %" PRIu64 ", %.3f s per pass)\n", qps, repeat, med);
-    if (recall >= 0)
-      printf("  recall@%" PRIu64 " = %.4f\n", k, recall);
-    if (output == NULL && n > 0) {
-      printf("  query 0:");
-      for (size_t a = 0; a < k && a < 10; a++)
-        printf(" %" PRId64 "(%.4g)", ids[a], scores[a]);
-      printf("\n");
-    }
+    cli_print_results(recall, k, ids, scores, output == NULL && n > 0);
   }
   rc = 0;
 done:
@@ -409,7 +363,6 @@ done:
     cli_fail(&e);
   qv_collection_close(col);
   qv_vecfile_close(qf);
-  qv_vecfile_close(gf);
   free(q);
   free(scores);
   free(ids);

@@ -176,22 +176,18 @@ enum { OPT_FLOOR = 2000, OPT_TARGET, OPT_EVALQ, OPT_EVALK };
 
 static int take_recall(int c, qv_client_build_opts *o, int *rc) {
   uint64_t v;
-  char *end;
-  double x;
   switch (c) {
   case OPT_FLOOR:
-  case OPT_TARGET:
-    x = strtod(optarg, &end);
-    if (end == optarg || *end != '\0' || !(x > 0 && x <= 1)) {
-      *rc = cli_usage_error(c == OPT_FLOOR ? "--recall-floor takes a recall in (0, 1], not '%s'"
-                                           : "--target-recall takes a recall in (0, 1], not '%s'",
-                            optarg);
+    if (cli_parse_recall(optarg, &o->recall_floor)) {
+      *rc = cli_usage_error("--recall-floor takes a recall in (0, 1], not '%s'", optarg);
       return -1;
     }
-    if (c == OPT_FLOOR)
-      o->recall_floor = x;
-    else
-      o->target_recall = x;
+    return 1;
+  case OPT_TARGET:
+    if (cli_parse_recall(optarg, &o->target_recall)) {
+      *rc = cli_usage_error("--target-recall takes a recall in (0, 1], not '%s'", optarg);
+      return -1;
+    }
     return 1;
   case OPT_EVALQ:
   case OPT_EVALK:
@@ -450,15 +446,8 @@ case 'c':
   if (qv_vecfile_open(&in, input, &e) != QV_OK)
     goto done;
   size_t n = qv_vecfile_rows(in), d = qv_vecfile_cols(in);
-  if (ids_path != NULL) {
-    if (cli_open_int_file(&idf, ids_path, "--ids", &e) != QV_OK)
-      goto done;
-    if (qv_vecfile_rows(idf) != n || qv_vecfile_cols(idf) != 1) {
-      qv_error_set(&e, QV_EINVAL, "%s has %zu x %zu ids; %s has %zu rows: need %zu x 1", ids_path,
-                   qv_vecfile_rows(idf), qv_vecfile_cols(idf), input, n, n);
-      goto done;
-    }
-  }
+  if (ids_path != NULL && cli_open_ids(&idf, ids_path, input, n, &e) != QV_OK)
+    goto done;
   const size_t piece = 65536; /* rows read and sent per call: large files never sit in memory */
   if (feat_path != NULL) {
     if (qv_vecfile_open(&ff, feat_path, &e) != QV_OK)
@@ -489,15 +478,8 @@ case 'c':
   for (size_t off = 0; off < n || (n == 0 && off == 0); off += piece) {
     size_t m = n - off < piece ? n - off : piece;
     cli_progress_cb(&pr, "upsert", off, n);
-    if (m > 0 && qv_vecfile_read_f32(in, off, m, buf, &e) != QV_OK)
+    if (cli_read_rows(in, idf, off, m, buf, idbuf, &e) != QV_OK)
       goto done;
-    if (idf != NULL) {
-      if (m > 0 && qv_vecfile_read_i64(idf, off, m, idbuf, &e) != QV_OK)
-        goto done;
-    } else {
-      for (size_t i = 0; i < m; i++)
-        idbuf[i] = (int64_t)(off + i);
-    }
     if (ff != NULL && m > 0 && qv_vecfile_read_f32(ff, off, m, fbuf, &e) != QV_OK)
       goto done;
     if (qv_client_upsert_features(cl, name, m, d, idbuf, buf, fbuf, nf, (size_t)chunk_mb << 20,
@@ -837,9 +819,8 @@ case 'D':
   qv_error e = {0};
   float *q = NULL, *scores = NULL;
   int64_t *ids = NULL, *gt = NULL;
-  qv_vecfile *gf = NULL;
   qv_client *cl = NULL;
-  size_t n = 0, d = 0;
+  size_t n = 0, d = 0, gk = 0;
   int rc = 1, remote_err = 0;
   if (cli_read_f32(queries, &q, &n, &d, &e) != QV_OK)
     goto done;
@@ -847,17 +828,9 @@ case 'D':
     qv_error_set(&e, QV_EINVAL, "%s holds no queries", queries);
     goto done;
   }
-  if (gt_path != NULL) {
-    if (cli_open_int_file(&gf, gt_path, "--groundtruth", &e) != QV_OK)
-      goto done;
-    if (qv_vecfile_rows(gf) < n || qv_vecfile_cols(gf) < k) {
-      qv_error_set(&e, QV_EINVAL, "%s has %zu x %zu neighbours; need at least %zu x %" PRIu64,
-                   gt_path, qv_vecfile_rows(gf), qv_vecfile_cols(gf), n, k);
-      goto done;
-    }
-    if (cli_read_i64(gf, n, &gt, &e) != QV_OK)
-      goto done;
-  }
+  if (gt_path != NULL &&
+      cli_read_groundtruth(gt_path, n, k, "need at least %zu x %zu", &gt, &gk, &e) != QV_OK)
+    goto done;
   scores = malloc(n * k * sizeof *scores);
   ids = malloc(n * k * sizeof *ids);
   if (scores == NULL || ids == NULL) {
@@ -882,7 +855,7 @@ case 'D':
     }
   }
   double secs = qv_monotonic_s() - t0, qps = secs > 0 ? n / secs : 0;
-  double recall = gt ? cli_recall(ids, gt, qv_vecfile_cols(gf), n, k) : -1;
+  double recall = gt ? cli_recall(ids, gt, gk, n, k) : -1;
   if (output != NULL && cli_write_ids(output, ids, n, k, &e) != QV_OK)
     goto done;
   const char *server = g->server ? g->server : "127.0.0.1:7070";
@@ -892,22 +865,13 @@ case 'D':
            "\"qps\": %.1f, \"rpcs_per_s\": %.1f, \"recall_at_k\": ",
            server, name, n, k, nprobe, exact ? "true" : "false", b, secs, qps,
            secs > 0 ? ((n + b - 1) / b) / secs : 0.0);
-    if (recall >= 0)
-      printf("%.4f}\n", recall);
-    else
-      printf("null}\n");
+    cli_print_json_recall(recall);
+    printf("}\n");
   } else {
     printf("searched %s on %s, %zu queries, k=%" PRIu64 ", nprobe=%s%" PRIu64 ", batch=%zu\n", name,
            server, n, k, nprobe ? "" : "default/", nprobe, b);
     printf("  %.1f queries/s over gRPC (%.3f s)\n", qps, secs);
-    if (recall >= 0)
-      printf("  recall@%" PRIu64 " = %.4f\n", k, recall);
-    if (output == NULL) {
-      printf("  query 0:");
-      for (size_t a = 0; a < k && a < 10; a++)
-        printf(" %" PRId64 "(%.4g)", ids[a], scores[a]);
-      printf("\n");
-    }
+    cli_print_results(recall, k, ids, scores, output == NULL);
   }
   rc = 0;
 done:
@@ -915,7 +879,6 @@ done:
     remote_err ? cli_fail_remote(&e) : cli_fail(&e);
 out:
   qv_client_close(cl);
-  qv_vecfile_close(gf);
   free(q);
   free(scores);
   free(ids);
