@@ -57,7 +57,19 @@ void cli_print_server_help(FILE *f) {
 /* Options every server command accepts, besides its own. */
 enum { OPT_SERVER = 1000, OPT_TIMEOUT, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TOKEN };
 
-static int take_global(int c, global *g) {
+/* --timeout SECONDS: 0, or EXIT_USAGE after the message. */
+static int set_timeout(global *g, const char *s) {
+  if (cli_parse_u64(s, 86400, &g->timeout_s) || g->timeout_s == 0)
+    return cli_usage_error("--timeout must be 1..86400 seconds, not '%s'", s);
+  g->timeout_given = 1;
+  return 0;
+}
+
+static int take_recall(int c, qv_client_build_opts *o);
+
+/* Takes c when it is a global option, or with recall set one of build's and push's recall
+ * options. Returns 1 when it took c, 0 when not, -1 after a usage message. */
+static int take_global(int c, global *g, qv_client_build_opts *recall) {
   switch (c) {
   case OPT_SERVER:
     g->server = optarg;
@@ -74,25 +86,27 @@ static int take_global(int c, global *g) {
   case OPT_TOKEN:
     g->token = optarg;
     return 1;
+  case OPT_TIMEOUT:
+    return set_timeout(g, optarg) ? -1 : 1;
   }
-  if (c == OPT_TIMEOUT) {
-    if (cli_parse_u64(optarg, 86400, &g->timeout_s) || g->timeout_s == 0)
-      return -1;
-    g->timeout_given = 1;
-    return 1;
-  }
-  return 0;
+  return recall != NULL ? take_recall(c, recall) : 0;
+}
+
+/* The connection the global options name (no --server: the client's default target). */
+static void client_opts(const global *g, qv_client_opts *o) {
+  qv_client_opts_init(o);
+  if (g->server)
+    o->target = g->server;
+  o->timeout_ms = (int64_t)g->timeout_s * 1000;
+  o->tls_ca = g->tls_ca;
+  o->tls_cert = g->tls_cert;
+  o->tls_key = g->tls_key;
+  o->token = g->token;
 }
 
 static int connect_to(const global *g, qv_client **c) {
   qv_client_opts o;
-  qv_client_opts_init(&o);
-  o.target = g->server;
-  o.timeout_ms = (int64_t)g->timeout_s * 1000;
-  o.tls_ca = g->tls_ca;
-  o.tls_cert = g->tls_cert;
-  o.tls_key = g->tls_key;
-  o.token = g->token;
+  client_opts(g, &o);
   qv_error e = {0};
   if (qv_client_connect(c, &o, &e) != QV_OK)
     return cli_fail_remote(&e);
@@ -165,7 +179,7 @@ static void print_info(const qv_collection_info *i, int json) {
 }
 
 /* The recall options of build and push. Returns 1 when c was one of them, 0 when not, -1 after a
- * usage error (its exit code in *rc). */
+ * usage message. */
 enum { OPT_FLOOR = 2000, OPT_TARGET, OPT_EVALQ, OPT_EVALK };
 #define RECALL_OPTS                                                                                \
   {"recall-floor", required_argument, 0, OPT_FLOOR},                                               \
@@ -174,27 +188,27 @@ enum { OPT_FLOOR = 2000, OPT_TARGET, OPT_EVALQ, OPT_EVALK };
     "eval-k", required_argument, 0, OPT_EVALK                                                      \
   }
 
-static int take_recall(int c, qv_client_build_opts *o, int *rc) {
+static int take_recall(int c, qv_client_build_opts *o) {
   uint64_t v;
   switch (c) {
   case OPT_FLOOR:
     if (cli_parse_recall(optarg, &o->recall_floor)) {
-      *rc = cli_usage_error("--recall-floor takes a recall in (0, 1], not '%s'", optarg);
+      cli_usage_error("--recall-floor takes a recall in (0, 1], not '%s'", optarg);
       return -1;
     }
     return 1;
   case OPT_TARGET:
     if (cli_parse_recall(optarg, &o->target_recall)) {
-      *rc = cli_usage_error("--target-recall takes a recall in (0, 1], not '%s'", optarg);
+      cli_usage_error("--target-recall takes a recall in (0, 1], not '%s'", optarg);
       return -1;
     }
     return 1;
   case OPT_EVALQ:
   case OPT_EVALK:
     if (cli_parse_u64(optarg, c == OPT_EVALQ ? 100000 : 1024, &v) || v == 0) {
-      *rc = cli_usage_error(c == OPT_EVALQ ? "--eval-queries must be 1..100000, not '%s'"
-                                           : "--eval-k must be 1..1024, not '%s'",
-                            optarg);
+      cli_usage_error(c == OPT_EVALQ ? "--eval-queries must be 1..100000, not '%s'"
+                                     : "--eval-k must be 1..1024, not '%s'",
+                      optarg);
       return -1;
     }
     if (c == OPT_EVALQ)
@@ -216,14 +230,15 @@ static void print_result(const char *what, double seconds, const qv_client_build
   printf("\n");
 }
 
-/* Parses the command's options. Returns -1 to continue, else an exit code. */
-#define PARSE_BEGIN(optstruct)                                                                     \
+/* Parses the command's options (with recall, a qv_client_build_opts * or NULL, also the recall
+ * options); the command's own cases go between PARSE_BEGIN and PARSE_END. */
+#define PARSE_BEGIN(optstruct, recall)                                                             \
   int c;                                                                                           \
   optind = 1;                                                                                      \
   while ((c = getopt_long(argc, argv, "h", optstruct, NULL)) != -1) {                              \
-    int t = take_global(c, g);                                                                     \
+    int t = take_global(c, g, recall);                                                             \
     if (t < 0)                                                                                     \
-      return cli_usage_error("--timeout must be 1..86400 seconds, not '%s'", optarg);              \
+      return EXIT_USAGE;                                                                           \
     if (t > 0)                                                                                     \
       continue;                                                                                    \
     switch (c) {
@@ -279,7 +294,7 @@ static int cmd_create(int argc, char **argv, global *g) {
   o.metric = QV_METRIC_L2;
   uint64_t v;
   qv_error e = {0};
-  PARSE_BEGIN(opts)
+  PARSE_BEGIN(opts, NULL)
 case 'd':
   if (cli_parse_u64(optarg, 65536, &v) || v == 0)
     return cli_usage_error("--dim must be 1..65536, not '%s'", optarg);
@@ -342,7 +357,7 @@ static int cmd_simple(int argc, char **argv, global *g, const char *cmd) {
       {"json", no_argument, 0, 'j'}, {"service", required_argument, 0, 's'}, GLOBAL_OPTS};
   int json = 0;
   const char *service = "";
-  PARSE_BEGIN(opts)
+  PARSE_BEGIN(opts, NULL)
 case 'j':
   json = 1;
   break;
@@ -415,7 +430,7 @@ static int cmd_upsert(int argc, char **argv, global *g) {
                                        GLOBAL_OPTS};
   const char *input = NULL, *ids_path = NULL, *feat_path = NULL;
   uint64_t chunk_mb = 4;
-  PARSE_BEGIN(opts)
+  PARSE_BEGIN(opts, NULL)
 case 'i':
   input = optarg;
   break;
@@ -544,7 +559,7 @@ static int cmd_delete(int argc, char **argv, global *g) {
   static const struct option opts[] = {
       {"ids", required_argument, 0, 'I'}, {"ids-file", required_argument, 0, 'f'}, GLOBAL_OPTS};
   const char *list = NULL, *file = NULL;
-  PARSE_BEGIN(opts)
+  PARSE_BEGIN(opts, NULL)
 case 'I':
   list = optarg;
   break;
@@ -589,50 +604,54 @@ case 'f':
   return rc;
 }
 
+/* A build or a push (io NULL: a build with bo; else the import io): a call that may run for
+ * minutes, with a progress bar, under --timeout when it was given, else a day (connecting keeps
+ * 30 s); then what it did and the collection. */
+static int run_build(global *g, const char *name, const qv_client_build_opts *bo,
+                     qv_client_import_opts *io) {
+  int64_t timeout_ms = g->timeout_given ? (int64_t)g->timeout_s * 1000 : 86400000;
+  g->timeout_s = 30;
+  qv_client *cl;
+  int rc = connect_to(g, &cl);
+  if (rc)
+    return rc;
+  cli_progress pr;
+  cli_progress_init(&pr);
+  qv_collection_info info;
+  qv_client_build_result res;
+  qv_error e = {0};
+  double t0 = qv_monotonic_s();
+  qv_status st;
+  if (io != NULL) {
+    io->timeout_ms = timeout_ms;
+    st = qv_client_import(cl, name, io, cli_progress_cb, &pr, &info, &res, &e);
+  } else {
+    st = qv_client_build_ex(cl, name, bo, timeout_ms, cli_progress_cb, &pr, &info, &res, &e);
+  }
+  if (st != QV_OK) {
+    rc = cli_fail_remote(&e);
+  } else {
+    char what[96] = "built";
+    if (io != NULL)
+      snprintf(what, sizeof what, "pushed %.1f MiB in %u file(s), swapped in",
+               res.bytes_sent / 1048576.0, res.files);
+    print_result(what, qv_monotonic_s() - t0, &res);
+    print_info(&info, 0);
+  }
+  qv_client_close(cl);
+  return rc;
+}
+
 static int cmd_build(int argc, char **argv, global *g) {
   static const struct option opts[] = {RECALL_OPTS, GLOBAL_OPTS};
   qv_client_build_opts bo;
   memset(&bo, 0, sizeof bo);
-  int urc = 0;
-  if (!g->timeout_given)
-    g->timeout_s = 0; /* builds default to no client deadline beyond a day */
-  PARSE_BEGIN(opts)
-default:
-  if (take_recall(c, &bo, &urc) < 0)
-    return urc;
-  if (c < OPT_FLOOR) {
-    fputs(kServerHelp, stderr);
+  PARSE_BEGIN(opts, &bo)
+  PARSE_END
+  const char *name = positional(argc, argv, "build");
+  if (name == NULL)
     return EXIT_USAGE;
-  }
-  break;
-case 'h':
-  fputs(kServerHelp, stdout);
-  return 0;
-}
-}
-const char *name = positional(argc, argv, "build");
-if (name == NULL)
-  return EXIT_USAGE;
-int64_t timeout_ms = g->timeout_s ? (int64_t)g->timeout_s * 1000 : 86400000;
-g->timeout_s = 30;
-qv_client *cl;
-int rc = connect_to(g, &cl);
-if (rc)
-  return rc;
-cli_progress pr;
-cli_progress_init(&pr);
-qv_collection_info info;
-qv_client_build_result res;
-qv_error e = {0};
-double t0 = qv_monotonic_s();
-if (qv_client_build_ex(cl, name, &bo, timeout_ms, cli_progress_cb, &pr, &info, &res, &e) != QV_OK) {
-  rc = cli_fail_remote(&e);
-} else {
-  print_result("built", qv_monotonic_s() - t0, &res);
-  print_info(&info, 0);
-}
-qv_client_close(cl);
-return rc;
+  return run_build(g, name, &bo, NULL);
 }
 
 static int cmd_push(int argc, char **argv, global *g) {
@@ -645,10 +664,7 @@ static int cmd_push(int argc, char **argv, global *g) {
   qv_client_import_opts io;
   memset(&io, 0, sizeof io);
   uint64_t mb = 4;
-  int urc = 0;
-  if (!g->timeout_given)
-    g->timeout_s = 0;
-  PARSE_BEGIN(opts)
+  PARSE_BEGIN(opts, &io.check)
 case 'i':
   io.index_dir = optarg;
   break;
@@ -662,50 +678,16 @@ case 'm':
   if (cli_parse_u64(optarg, 1024, &mb) || mb == 0)
     return cli_usage_error("--chunk-mb must be 1..1024, not '%s'", optarg);
   break;
-default:
-  if (take_recall(c, &io.check, &urc) < 0)
-    return urc;
-  if (c < OPT_FLOOR) {
-    fputs(kServerHelp, stderr);
+  PARSE_END
+  const char *name = positional(argc, argv, "push");
+  if (name == NULL)
     return EXIT_USAGE;
-  }
-  break;
-case 'h':
-  fputs(kServerHelp, stdout);
-  return 0;
-}
-}
-const char *name = positional(argc, argv, "push");
-if (name == NULL)
-  return EXIT_USAGE;
-if ((io.index_dir == NULL) == (io.server_path == NULL))
-  return cli_usage_error("'quiver push' needs exactly one of --index DIR (streamed) and "
-                         "--server-path DIR (on the server)%s",
-                         "");
-io.chunk_bytes = (size_t)mb << 20;
-io.timeout_ms = g->timeout_s ? (int64_t)g->timeout_s * 1000 : 86400000;
-g->timeout_s = 30;
-qv_client *cl;
-int rc = connect_to(g, &cl);
-if (rc)
-  return rc;
-cli_progress pr;
-cli_progress_init(&pr);
-qv_collection_info info;
-qv_client_build_result res;
-qv_error e = {0};
-double t0 = qv_monotonic_s();
-if (qv_client_import(cl, name, &io, cli_progress_cb, &pr, &info, &res, &e) != QV_OK) {
-  rc = cli_fail_remote(&e);
-} else {
-  char what[96];
-  snprintf(what, sizeof what, "pushed %.1f MiB in %u file(s), swapped in",
-           res.bytes_sent / 1048576.0, res.files);
-  print_result(what, qv_monotonic_s() - t0, &res);
-  print_info(&info, 0);
-}
-qv_client_close(cl);
-return rc;
+  if ((io.index_dir == NULL) == (io.server_path == NULL))
+    return cli_usage_error("'quiver push' needs exactly one of --index DIR (streamed) and "
+                           "--server-path DIR (on the server)%s",
+                           "");
+  io.chunk_bytes = (size_t)mb << 20;
+  return run_build(g, name, NULL, &io);
 }
 
 static int cmd_search(int argc, char **argv, global *g) {
@@ -732,7 +714,7 @@ static int cmd_search(int argc, char **argv, global *g) {
   char *end = NULL;
   uint64_t k = 10, nprobe = 0, batch = 100;
   int exact = 0, json = 0;
-  PARSE_BEGIN(opts)
+  PARSE_BEGIN(opts, NULL)
 case 'q':
   queries = optarg;
   break;
@@ -894,6 +876,18 @@ static const char *env_or_null(const char *name) {
   return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
+/* "--flag VALUE" or "--flag=VALUE" at argv[*i]: the value, with *i moved past it; else NULL. */
+static const char *flag_value(int argc, char **argv, int *i, const char *flag) {
+  size_t fl = strlen(flag);
+  if (!strcmp(argv[*i], flag) && *i + 1 < argc) {
+    *i += 2;
+    return argv[*i - 1];
+  }
+  if (!strncmp(argv[*i], flag, fl) && argv[*i][fl] == '=')
+    return argv[(*i)++] + fl + 1;
+  return NULL;
+}
+
 int cli_server_main(int argc, char **argv) {
   global g = {env_or_null("QUIVER_SERVER"),
               30,
@@ -902,46 +896,23 @@ int cli_server_main(int argc, char **argv) {
               env_or_null("QUIVER_TLS_CERT"),
               env_or_null("QUIVER_TLS_KEY"),
               env_or_null("QUIVER_TOKEN")};
-  static const struct {
-    const char *flag;
-    size_t off;
-  } kStr[] = {{"--server", offsetof(global, server)},
-              {"--tls-ca", offsetof(global, tls_ca)},
-              {"--tls-cert", offsetof(global, tls_cert)},
-              {"--tls-key", offsetof(global, tls_key)},
-              {"--token", offsetof(global, token)}};
   /* Global options before the command. */
+  const char *timeout = NULL;
+  static const char *const kFlags[] = {"--server",  "--tls-ca", "--tls-cert",
+                                       "--tls-key", "--token",  "--timeout"};
+  const char **slots[] = {&g.server, &g.tls_ca, &g.tls_cert, &g.tls_key, &g.token, &timeout};
+  const size_t nflags = sizeof kFlags / sizeof kFlags[0];
   int i = 1;
   while (i < argc && argv[i][0] == '-') {
-    int taken = 0;
-    for (size_t f = 0; f < sizeof kStr / sizeof kStr[0] && !taken; f++) {
-      size_t fl = strlen(kStr[f].flag);
-      const char **slot = (const char **)(void *)((char *)&g + kStr[f].off);
-      if (!strcmp(argv[i], kStr[f].flag) && i + 1 < argc) {
-        *slot = argv[i + 1];
-        i += 2;
-        taken = 1;
-      } else if (!strncmp(argv[i], kStr[f].flag, fl) && argv[i][fl] == '=') {
-        *slot = argv[i] + fl + 1;
-        i++;
-        taken = 1;
-      }
-    }
-    if (taken)
-      continue;
-    if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
-      if (cli_parse_u64(argv[i + 1], 86400, &g.timeout_s) || g.timeout_s == 0)
-        return cli_usage_error("--timeout must be 1..86400 seconds, not '%s'", argv[i + 1]);
-      g.timeout_given = 1;
-      i += 2;
-    } else if (!strncmp(argv[i], "--timeout=", 10)) {
-      if (cli_parse_u64(argv[i] + 10, 86400, &g.timeout_s) || g.timeout_s == 0)
-        return cli_usage_error("--timeout must be 1..86400 seconds, not '%s'", argv[i] + 10);
-      g.timeout_given = 1;
-      i++;
-    } else {
+    size_t f = 0;
+    const char *v = NULL;
+    while (f < nflags && (v = flag_value(argc, argv, &i, kFlags[f])) == NULL)
+      f++;
+    if (v == NULL)
       return cli_usage_error("unknown option '%s'", argv[i]);
-    }
+    *slots[f] = v;
+    if (slots[f] == &timeout && set_timeout(&g, v) != 0)
+      return EXIT_USAGE;
   }
   if (i >= argc)
     return cli_usage_error("missing command%s", "");
@@ -963,13 +934,7 @@ int cli_server_main(int argc, char **argv) {
     return cmd_push(sub_argc, sub_argv, &g);
   if (!strcmp(cmd, "bench")) {
     qv_client_opts bo;
-    qv_client_opts_init(&bo);
-    if (g.server)
-      bo.target = g.server;
-    bo.tls_ca = g.tls_ca;
-    bo.tls_cert = g.tls_cert;
-    bo.tls_key = g.tls_key;
-    bo.token = g.token;
+    client_opts(&g, &bo); /* bench sets its own deadline (--timeout after 'bench') */
     return cli_bench_main(sub_argc, sub_argv, &bo);
   }
   if (!strcmp(cmd, "search"))
