@@ -1,5 +1,7 @@
 #include "bench_common.h"
 
+#include "quiver/fsutil.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -52,13 +54,13 @@ static void *load(const char *path, int ints, size_t *n, size_t *d) {
 }
 
 int bench_data_load(bench_data *s, const char *prefix, const char *gt_suffix, size_t k) {
-  char path[4096];
+  char path[QV_PATH_MAX];
   size_t qd, gn;
-  snprintf(path, sizeof path, "%s_base.fvecs", prefix);
+  qv_path_fmt(path, NULL, "%s_base.fvecs", prefix);
   s->base = load(path, 0, &s->nb, &s->d);
-  snprintf(path, sizeof path, "%s_query.fvecs", prefix);
+  qv_path_fmt(path, NULL, "%s_query.fvecs", prefix);
   s->q = load(path, 0, &s->nq, &qd);
-  snprintf(path, sizeof path, "%s%s", prefix, gt_suffix);
+  qv_path_fmt(path, NULL, "%s%s", prefix, gt_suffix);
   s->gt = load(path, 1, &gn, &s->gk);
   return qd != s->d || gn < s->nq || s->gk < k ? -1 : 0;
 }
@@ -101,8 +103,7 @@ void bench_ab(size_t n, size_t batch, size_t reps, bench_search_fn a, bench_sear
 }
 
 void bench_remove_dir(const char *dir) {
-  char cmd[4200];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", dir);
+  qv_error e = {0};
+  if (qv_remove_tree(dir, &e) != QV_OK)
+    fprintf(stderr, "could not remove %s: %s\n", dir, e.msg);
 }

@@ -40,6 +40,7 @@
 
 #include "quiver/clock.h"
 #include "quiver/collection.h"
+#include "quiver/fsutil.h"
 #include "quiver/gpu.h"
 #include "quiver/synth.h"
 
@@ -207,7 +208,7 @@ int main(int argc, char **argv) {
     bench_die("FAISS GPU resources", faiss_get_last_error());
 
   bench_data ds;
-  char path[4096], label[256];
+  char path[QV_PATH_MAX], label[256];
   if (data) {
     if (bench_data_load(&ds, data, "_groundtruth.ivecs", k) != 0)
       bench_die("data", "shapes do not match");

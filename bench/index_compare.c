@@ -24,6 +24,7 @@
 #include <faiss/c_api/index_io_c.h>
 
 #include "quiver/collection.h"
+#include "quiver/fsutil.h"
 
 #include "bench_common.h"
 #include "bench_pair.h"
@@ -117,7 +118,7 @@ int main(int argc, char **argv) {
     char dir[] = "/tmp/quiver-bench-XXXXXX";
     if (mkdtemp(dir) == NULL)
       bench_die("mkdtemp", NULL);
-    char path[4096];
+    char path[QV_PATH_MAX];
     bench_pair_build(&p, &o, ds.base, nb, rowids, dir, path, sizeof path);
     if (faiss_read_index_fname(path, 0, &p.fi) != 0)
       bench_die("faiss_read_index_fname", NULL);

@@ -39,8 +39,8 @@ typedef struct result {
 /* mode 0: no log; 1: interval 100 ms; 2: always. */
 static int run(const char *root, int mode, size_t dim, size_t batch, size_t max_n, double seconds,
                result *out) {
-  char dir[4200];
-  snprintf(dir, sizeof dir, "%.4000s/c%d-%zu", root, mode, batch);
+  char dir[QV_PATH_MAX];
+  qv_path_fmt(dir, NULL, "%s/c%d-%zu", root, mode, batch);
   qv_error e = {0};
   qv_collection_opts o;
   qv_collection_opts_init(&o);
@@ -113,12 +113,12 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  char root[4096];
+  char root[QV_PATH_MAX];
   if (dir_arg != NULL) {
-    snprintf(root, sizeof root, "%s", dir_arg);
+    qv_path_fmt(root, NULL, "%s", dir_arg);
   } else {
     const char *tmp = getenv("TMPDIR");
-    snprintf(root, sizeof root, "%s/wal-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    qv_path_fmt(root, NULL, "%s/wal-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (mkdtemp(root) == NULL) {
       fprintf(stderr, "wal_bench: mkdtemp: %s\n", strerror(errno));
       return 1;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "quiver/collection.h"
+#include "quiver/fsutil.h"
 #include "quiver/synth.h"
 #include "quiver/vecfile.h"
 
@@ -482,7 +483,7 @@ static int cmd_synth(int argc, char **argv) {
   int64_t *ids = malloc(nq * k * sizeof(int64_t));
   int32_t *gt = malloc(nq * k * sizeof(int32_t));
   qv_collection *col = NULL;
-  char path[4200];
+  char path[QV_PATH_MAX];
   if (!base || !q || !sc || !ids || !gt) {
     qv_error_set(&e, QV_ENOMEM, "out of memory for %" PRIu64 " x %" PRIu64, n, d);
     goto done;
@@ -497,10 +498,10 @@ static int cmd_synth(int argc, char **argv) {
   memcpy(base, all, n * d * sizeof(float));
   memcpy(q, all + n * d, nq * d * sizeof(float));
   free(all);
-  snprintf(path, sizeof path, "%s_base.fvecs", prefix);
+  qv_path_fmt(path, NULL, "%s_base.fvecs", prefix);
   if (qv_fvecs_write(path, n, d, base, &e) != QV_OK)
     goto done;
-  snprintf(path, sizeof path, "%s_query.fvecs", prefix);
+  qv_path_fmt(path, NULL, "%s_query.fvecs", prefix);
   if (qv_fvecs_write(path, nq, d, q, &e) != QV_OK)
     goto done;
   /* Exact ground truth through the project's own exact search (ties: smaller id). */
@@ -527,7 +528,7 @@ static int cmd_synth(int argc, char **argv) {
     goto done;
   for (size_t i = 0; i < nq * kk; i++)
     gt[i] = (int32_t)ids[i];
-  snprintf(path, sizeof path, "%s_groundtruth.ivecs", prefix);
+  qv_path_fmt(path, NULL, "%s_groundtruth.ivecs", prefix);
   if (qv_ivecs_write(path, nq, kk, gt, &e) != QV_OK)
     goto done;
   printf("wrote %s_{base,query}.fvecs (%" PRIu64 " + %" PRIu64 " x %" PRIu64 ", %" PRIu64
