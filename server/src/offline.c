@@ -101,6 +101,7 @@ static qv_status offline_build(qv__server *s, const ProtobufCBinaryData *msg,
   qv__entry *e = NULL;
   qv_build_opts bo;
   int claimed = 0;
+  const double t0 = qv_monotonic_s();
   qv_status st = qv__build_prepare(s, (Quiver__V1__BuildIndexRequest *)m, &e, &bo, &claimed, err);
   protobuf_c_message_free_unpacked(m, NULL);
   qv_build_report rep;
@@ -114,11 +115,7 @@ static qv_status offline_build(qv__server *s, const ProtobufCBinaryData *msg,
     Quiver__V1__BuildIndexProgress p = QUIVER__V1__BUILD_INDEX_PROGRESS__INIT;
     Quiver__V1__CollectionInfo info;
     char spec[INFO_BUF];
-    p.phase = "done";
-    p.finished = 1;
-    qv__fill_info(e, &info, spec);
-    p.info = &info;
-    p.recall = rep.recall;
+    qv__build_final(e, &rep, t0, &p, &info, spec);
     *resp = qv__wire_pack(&p.base);
   }
   if (e)

@@ -107,6 +107,23 @@ static void build_release(build_call *b) {
 }
 
 /* With b->mu held: start the next send if none is in flight. */
+/* The last message of a successful build: phase "done", the collection, the build's report. */
+void qv__build_final(qv__entry *e, const qv_build_report *rep, double t0,
+                     Quiver__V1__BuildIndexProgress *p, Quiver__V1__CollectionInfo *info,
+                     char *spec_buf) {
+  p->phase = "done";
+  p->done = p->total = 1;
+  p->finished = 1;
+  p->elapsed_seconds = qv_monotonic_s() - t0;
+  qv__fill_info(e, info, spec_buf);
+  p->info = info;
+  p->recall = rep->recall;
+  p->recall_k = rep->recall_k;
+  p->recall_nprobe = rep->recall_nprobe;
+  p->tuned_nprobe = rep->tuned_nprobe;
+  p->caught_up = rep->caught_up;
+}
+
 static void build_maybe_send(build_call *b) {
   if (b->send_inflight || b->broken || b->final_sent)
     return;
@@ -118,17 +135,7 @@ static void build_maybe_send(build_call *b) {
   size_t n = 0;
   if (b->finished) {
     if (b->result == QV_OK) {
-      p.phase = "done";
-      p.done = p.total = 1;
-      p.finished = 1;
-      p.elapsed_seconds = qv_monotonic_s() - b->t0;
-      qv__fill_info(b->e, &info, spec);
-      p.info = &info;
-      p.recall = b->rep.recall;
-      p.recall_k = b->rep.recall_k;
-      p.recall_nprobe = b->rep.recall_nprobe;
-      p.tuned_nprobe = b->rep.tuned_nprobe;
-      p.caught_up = b->rep.caught_up;
+      qv__build_final(b->e, &b->rep, b->t0, &p, &info, spec);
       b->send_buf = qv__wire_pack(&p.base);
       ops[n].op = GRPC_OP_SEND_MESSAGE;
       ops[n++].data.send_message.send_message = b->send_buf;

@@ -7,9 +7,9 @@
 #include "quiver/rerank_params.h"
 #include "server_internal.h"
 
-/* The slow query log: a Search slower than --slow-query-ms, with what shaped it (never the
- * query vectors). n: its queries; batch: the queries of the index search that answered it (0:
- * run alone). */
+/* The slow query log: a Search r, accepted at t0, slower than --slow-query-ms, with what shaped
+ * it (never the query vectors). batch: the queries of the index search that answered it (0: run
+ * alone). */
 void qv__slow_query(qv__server *s, const Quiver__V1__SearchRequest *r, double t0, uint32_t batch) {
   const double ms = (qv_monotonic_s() - t0) * 1e3;
   if (s->cfg->slow_query_ms <= 0 || ms < (double)s->cfg->slow_query_ms)

@@ -123,6 +123,11 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
 /* ---- rpc_build.c: BuildIndex, and what builds and imports share ---- */
 
 const char *qv__build_outcome(qv_status st);
+/* The last message of a successful build (gRPC and offline alike); strings in spec_buf
+ * (INFO_BUF bytes). */
+void qv__build_final(qv__entry *e, const qv_build_report *rep, double t0,
+                     Quiver__V1__BuildIndexProgress *p, Quiver__V1__CollectionInfo *info,
+                     char *spec_buf);
 qv_status qv__long_work_begin(qv__server *s, const char *what, qv_error *err);
 void qv__long_work_end(qv__server *s);
 int qv__spawn_detached(void *(*fn)(void *), void *arg);
