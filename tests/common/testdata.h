@@ -34,7 +34,9 @@ struct Matrix {
   std::vector<int64_t> i;
 };
 
-inline Matrix load_f32(const std::string &rel) {
+// Opens rel and reads every row through read (qv_vecfile_read_f32 or _i64) into out.
+template <typename T, typename Read>
+inline Matrix load(const std::string &rel, std::vector<T> Matrix::*out, Read read) {
   Matrix m;
   qv_vecfile *vf = nullptr;
   qv_error e{};
@@ -43,25 +45,37 @@ inline Matrix load_f32(const std::string &rel) {
     return m;
   m.rows = qv_vecfile_rows(vf);
   m.cols = qv_vecfile_cols(vf);
-  m.f.resize(m.rows * m.cols);
-  EXPECT_EQ(qv_vecfile_read_f32(vf, 0, m.rows, m.f.data(), &e), QV_OK) << e.msg;
+  (m.*out).resize(m.rows * m.cols);
+  EXPECT_EQ(read(vf, 0, m.rows, (m.*out).data(), &e), QV_OK) << e.msg;
   qv_vecfile_close(vf);
   return m;
 }
 
+inline Matrix load_f32(const std::string &rel) {
+  return load(rel, &Matrix::f, qv_vecfile_read_f32);
+}
+
 inline Matrix load_i64(const std::string &rel) {
-  Matrix m;
-  qv_vecfile *vf = nullptr;
-  qv_error e{};
-  EXPECT_EQ(qv_vecfile_open(&vf, data_path(rel).c_str(), &e), QV_OK) << e.msg;
-  if (vf == nullptr)
-    return m;
-  m.rows = qv_vecfile_rows(vf);
-  m.cols = qv_vecfile_cols(vf);
-  m.i.resize(m.rows * m.cols);
-  EXPECT_EQ(qv_vecfile_read_i64(vf, 0, m.rows, m.i.data(), &e), QV_OK) << e.msg;
-  qv_vecfile_close(vf);
-  return m;
+  return load(rel, &Matrix::i, qv_vecfile_read_i64);
+}
+
+// A shared data set: <set>/<set>_base.fvecs, <set>_query.fvecs and the ground truth
+// <set>_<gt>.ivecs.
+struct DataSet {
+  Matrix base, q, gt;
+};
+
+inline DataSet load_set(const std::string &set, const std::string &gt = "groundtruth") {
+  const std::string p = set + "/" + set + "_";
+  return {load_f32(p + "base.fvecs"), load_f32(p + "query.fvecs"), load_i64(p + gt + ".ivecs")};
+}
+
+// The ids id0, id0+1, ..., id0+n-1.
+inline std::vector<int64_t> seq_ids(size_t n, int64_t id0 = 0) {
+  std::vector<int64_t> ids(n);
+  for (size_t i = 0; i < n; i++)
+    ids[i] = id0 + int64_t(i);
+  return ids;
 }
 
 // recall@k = |returned top-k ∩ true top-k| / k, averaged over queries.

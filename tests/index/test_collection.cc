@@ -23,6 +23,7 @@ using qvtest::add_all;
 using qvtest::build;
 using qvtest::Col;
 using qvtest::make;
+using qvtest::make_built;
 using qvtest::Matrix;
 using qvtest::Result;
 using qvtest::search;
@@ -33,14 +34,9 @@ namespace {
 // Builds the collection from a data set, returning recall@10 at the given nprobe.
 double ivf_recall(const char *set, qv_metric m, const char *spec, uint32_t nprobe,
                   const char *gt_name) {
-  std::string s(set);
-  Matrix base = qvtest::load_f32(s + "/" + s + "_base.fvecs");
-  Matrix q = qvtest::load_f32(s + "/" + s + "_query.fvecs");
-  Matrix gt = qvtest::load_i64(s + "/" + gt_name);
+  auto [base, q, gt] = qvtest::load_set(set, gt_name);
   Col col;
-  make(col, base.cols, m, spec);
-  add_all(col, base);
-  build(col);
+  make_built(col, base, m, spec);
   Result r = search(col.c, q, 10, nprobe);
   double rec = qvtest::recall_at_k(r.ids, gt, q.rows, 10);
   std::printf("[ recall ] %s %s %s nprobe=%u recall@10=%.4f\n", set, qv_metric_name(m), spec,
@@ -54,9 +50,7 @@ double ivf_recall(const char *set, qv_metric m, const char *spec, uint32_t nprob
 
 TEST(ExactSearch, Sift5kMatchesGroundTruthExactly) {
   QV_REQUIRE_DATA("sift5k/sift5k_base.fvecs");
-  Matrix base = qvtest::load_f32("sift5k/sift5k_base.fvecs");
-  Matrix q = qvtest::load_f32("sift5k/sift5k_query.fvecs");
-  Matrix gt = qvtest::load_i64("sift5k/sift5k_groundtruth.ivecs");
+  auto [base, q, gt] = qvtest::load_set("sift5k");
   Col col;
   make(col, 128, QV_METRIC_L2, "IVF64,Flat");
   add_all(col, base); // exact search works before any build
@@ -100,9 +94,7 @@ TEST(ExactSearch, Deep10kL2AndInnerProduct) {
 
 TEST(ExactSearch, CosineRanksAsInnerProductOnUnitVectors) {
   QV_REQUIRE_DATA("deep10k/deep10k_base.fvecs");
-  Matrix base = qvtest::load_f32("deep10k/deep10k_base.fvecs");
-  Matrix q = qvtest::load_f32("deep10k/deep10k_query.fvecs");
-  Matrix gt = qvtest::load_i64("deep10k/deep10k_groundtruth_ip.ivecs");
+  auto [base, q, gt] = qvtest::load_set("deep10k", "groundtruth_ip");
   // Scale every query: cosine must not care, inner product would only rescale scores.
   for (auto &v : q.f)
     v *= 3.5f;
@@ -122,38 +114,28 @@ TEST(ExactSearch, CosineRanksAsInnerProductOnUnitVectors) {
 
 TEST(IvfRecall, Sift5kIvf64FlatAtNprobe32) {
   QV_REQUIRE_DATA("sift5k/sift5k_base.fvecs");
-  EXPECT_GE(ivf_recall("sift5k", QV_METRIC_L2, "IVF64,Flat", 32, "sift5k_groundtruth.ivecs"), 0.95);
+  EXPECT_GE(ivf_recall("sift5k", QV_METRIC_L2, "IVF64,Flat", 32, "groundtruth"), 0.95);
 }
 
 TEST(IvfRecall, Deep10kIvf100FlatAtNprobe16) {
   QV_REQUIRE_DATA("deep10k/deep10k_base.fvecs");
-  EXPECT_GE(ivf_recall("deep10k", QV_METRIC_L2, "IVF100,Flat", 16, "deep10k_groundtruth.ivecs"),
-            0.95);
-  EXPECT_GE(ivf_recall("deep10k", QV_METRIC_IP, "IVF100,Flat", 16, "deep10k_groundtruth_ip.ivecs"),
-            0.95);
-  EXPECT_GE(
-      ivf_recall("deep10k", QV_METRIC_COSINE, "IVF100,Flat", 16, "deep10k_groundtruth_ip.ivecs"),
-      0.95);
+  EXPECT_GE(ivf_recall("deep10k", QV_METRIC_L2, "IVF100,Flat", 16, "groundtruth"), 0.95);
+  EXPECT_GE(ivf_recall("deep10k", QV_METRIC_IP, "IVF100,Flat", 16, "groundtruth_ip"), 0.95);
+  EXPECT_GE(ivf_recall("deep10k", QV_METRIC_COSINE, "IVF100,Flat", 16, "groundtruth_ip"), 0.95);
 }
 
 TEST(IvfRecall, Deep10kSq8AndPqFloors) {
   QV_REQUIRE_DATA("deep10k/deep10k_base.fvecs");
   // Floors a little under what was measured (SQ8 0.963, PQ16 0.69 at nprobe 16).
-  EXPECT_GE(ivf_recall("deep10k", QV_METRIC_L2, "IVF100,SQ8", 16, "deep10k_groundtruth.ivecs"),
-            0.93);
-  EXPECT_GE(ivf_recall("deep10k", QV_METRIC_L2, "IVF100,PQ16", 16, "deep10k_groundtruth.ivecs"),
-            0.60);
+  EXPECT_GE(ivf_recall("deep10k", QV_METRIC_L2, "IVF100,SQ8", 16, "groundtruth"), 0.93);
+  EXPECT_GE(ivf_recall("deep10k", QV_METRIC_L2, "IVF100,PQ16", 16, "groundtruth"), 0.60);
 }
 
 TEST(IvfRecall, MoreProbesNeverHurtAndAllProbesIsExact) {
   QV_REQUIRE_DATA("sift5k/sift5k_base.fvecs");
-  Matrix base = qvtest::load_f32("sift5k/sift5k_base.fvecs");
-  Matrix q = qvtest::load_f32("sift5k/sift5k_query.fvecs");
-  Matrix gt = qvtest::load_i64("sift5k/sift5k_groundtruth.ivecs");
+  auto [base, q, gt] = qvtest::load_set("sift5k");
   Col col;
-  make(col, 128, QV_METRIC_L2, "IVF64,Flat");
-  add_all(col, base);
-  build(col);
+  make_built(col, base, QV_METRIC_L2, "IVF64,Flat");
   double prev = 0;
   for (uint32_t np : {1u, 4u, 16u, 64u}) {
     Result r = search(col.c, q, 10, np);
@@ -170,9 +152,7 @@ TEST(IvfRecall, PerRequestNprobeFromManyThreads) {
   Matrix base = qvtest::load_f32("sift5k/sift5k_base.fvecs");
   Matrix q = qvtest::load_f32("sift5k/sift5k_query.fvecs");
   Col col;
-  make(col, 128, QV_METRIC_L2, "IVF64,Flat");
-  add_all(col, base);
-  build(col);
+  make_built(col, base, QV_METRIC_L2, "IVF64,Flat");
   const uint32_t probes[] = {1, 2, 8, 64};
   std::vector<Result> want;
   for (uint32_t np : probes)
@@ -263,8 +243,7 @@ TEST(Mutation, RepeatedIdInOneBatchKeepsTheLast) {
   float got[2];
   ASSERT_EQ(qv_collection_get(col.c, 7, got, &e), QV_OK);
   EXPECT_EQ(got[0], 3.0f);
-  qv_collection_stats s;
-  qv_collection_stats_get(col.c, &s, nullptr);
+  qv_collection_stats s = qvtest::stats(col.c);
   EXPECT_EQ(s.count, 2u);
   EXPECT_EQ(s.indexed, 2u);
 }
@@ -408,9 +387,7 @@ TEST(BadInput, AVectorWhoseSquaredNormOverflowsIsRefused) {
   std::vector<float> x(300 * 8);
   for (size_t i = 0; i < x.size(); i++)
     x[i] = float((i * 7919) % 1000) / 100.0f;
-  std::vector<int64_t> ids(301);
-  for (size_t i = 0; i < ids.size(); i++)
-    ids[i] = int64_t(i);
+  std::vector<int64_t> ids = qvtest::seq_ids(301);
   qv_error e{};
   ASSERT_EQ(qv_collection_add(col.c, 300, ids.data(), x.data(), &e), QV_OK) << e.msg;
   float huge[16];
@@ -428,8 +405,7 @@ TEST(BadInput, AVectorWhoseSquaredNormOverflowsIsRefused) {
   EXPECT_EQ(qv_collection_add(col.c, 1, &two[0], edge, &e), QV_OK) << e.msg;
   edge[1] = std::sqrt(float(QV_MAX_SQNORM)) * 0.1f;
   EXPECT_EQ(qv_collection_add(col.c, 1, &two[1], edge, &e), QV_EINVAL);
-  qv_collection_stats st;
-  qv_collection_stats_get(col.c, &st, nullptr);
+  qv_collection_stats st = qvtest::stats(col.c);
   EXPECT_EQ(st.count, 301u);
   build(col);
   // Queries are held to the same bound.
@@ -546,8 +522,7 @@ TEST_F(Persist, SavingAgainKeepsOnePreviousVersion) {
   EXPECT_EQ(versions, 2u);
   Col b;
   ASSERT_EQ(qv_collection_open(&b.c, dir.c_str(), &e), QV_OK) << e.msg;
-  qv_collection_stats s;
-  qv_collection_stats_get(b.c, &s, nullptr);
+  qv_collection_stats s = qvtest::stats(b.c);
   EXPECT_EQ(s.count, 4u);
 }
 
@@ -586,8 +561,7 @@ TEST_F(Persist, VersionCounterWraps) {
   EXPECT_TRUE(std::filesystem::is_directory(dir + "/v999999")); // kept as the previous version
   Col c;
   ASSERT_EQ(qv_collection_open(&c.c, dir.c_str(), &e), QV_OK) << e.msg;
-  qv_collection_stats s;
-  qv_collection_stats_get(c.c, &s, nullptr);
+  qv_collection_stats s = qvtest::stats(c.c);
   EXPECT_EQ(s.count, 2u);
 }
 
@@ -670,9 +644,7 @@ TEST(Concurrency, SearchesDuringAddsAndDeletes) {
   Col col;
   make(col, 128, QV_METRIC_L2, "IVF32,Flat");
   // Build on the first half; the writer adds the second half and deletes while readers search.
-  std::vector<int64_t> ids(base.rows);
-  for (size_t i = 0; i < base.rows; i++)
-    ids[i] = int64_t(i);
+  std::vector<int64_t> ids = qvtest::seq_ids(base.rows);
   qv_error e{};
   ASSERT_EQ(qv_collection_add(col.c, 2500, ids.data(), base.f.data(), &e), QV_OK);
   build(col);
@@ -707,8 +679,7 @@ TEST(Concurrency, SearchesDuringAddsAndDeletes) {
     t.join();
   EXPECT_EQ(errors.load(), 0);
   EXPECT_GT(searches.load(), 0);
-  qv_collection_stats s;
-  qv_collection_stats_get(col.c, &s, nullptr);
+  qv_collection_stats s = qvtest::stats(col.c);
   EXPECT_EQ(s.count, base.rows - 25);
   EXPECT_EQ(s.indexed, s.count);
 }
@@ -718,9 +689,7 @@ TEST(Concurrency, SearchesContinueWhileBuilding) {
   Matrix base = qvtest::load_f32("deep10k/deep10k_base.fvecs");
   Matrix q = qvtest::load_f32("deep10k/deep10k_query.fvecs");
   Col col;
-  make(col, 96, QV_METRIC_L2, "IVF100,Flat");
-  add_all(col, base);
-  build(col);
+  make_built(col, base, QV_METRIC_L2, "IVF100,Flat");
   std::atomic<bool> done{false};
   std::atomic<int> errors{0}, searches{0};
   std::thread reader([&] {
@@ -739,8 +708,7 @@ TEST(Concurrency, SearchesContinueWhileBuilding) {
   reader.join();
   EXPECT_EQ(errors.load(), 0);
   EXPECT_GT(searches.load(), 2); // searches ran during the builds, not only around them
-  qv_collection_stats s;
-  qv_collection_stats_get(col.c, &s, nullptr);
+  qv_collection_stats s = qvtest::stats(col.c);
   EXPECT_EQ(s.version, 3u);
 }
 
@@ -764,8 +732,7 @@ TEST(Mutation, RandomUpsertsAndDeletesMatchAModel) {
       model[id] = float(step);
     }
   }
-  qv_collection_stats s;
-  qv_collection_stats_get(col.c, &s, nullptr);
+  qv_collection_stats s = qvtest::stats(col.c);
   ASSERT_EQ(s.count, model.size());
   ASSERT_EQ(s.indexed, model.size());
   for (int64_t id = 0; id < 3000; id++) {
@@ -786,13 +753,9 @@ TEST(Mutation, RandomUpsertsAndDeletesMatchAModel) {
 
 TEST(Refine, LiftsPqRecallOnDeep10k) {
   QV_REQUIRE_DATA("deep10k/deep10k_base.fvecs");
-  Matrix base = qvtest::load_f32("deep10k/deep10k_base.fvecs");
-  Matrix q = qvtest::load_f32("deep10k/deep10k_query.fvecs");
-  Matrix gt = qvtest::load_i64("deep10k/deep10k_groundtruth.ivecs");
+  auto [base, q, gt] = qvtest::load_set("deep10k");
   Col col;
-  make(col, 96, QV_METRIC_L2, "IVF100,PQ16");
-  add_all(col, base);
-  build(col);
+  make_built(col, base, QV_METRIC_L2, "IVF100,PQ16");
   Result raw = search(col.c, q, 10, 16);
   double r_raw = qvtest::recall_at_k(raw.ids, gt, q.rows, 10);
   std::vector<float> sc(q.rows * 10);
@@ -825,13 +788,9 @@ TEST(Refine, LiftsPqRecallOnDeep10k) {
 
 TEST(Refine, DenyListAndMmrThroughTheCollection) {
   QV_REQUIRE_DATA("sift5k/sift5k_base.fvecs");
-  Matrix base = qvtest::load_f32("sift5k/sift5k_base.fvecs");
-  Matrix q = qvtest::load_f32("sift5k/sift5k_query.fvecs");
-  Matrix gt = qvtest::load_i64("sift5k/sift5k_groundtruth.ivecs");
+  auto [base, q, gt] = qvtest::load_set("sift5k");
   Col col;
-  make(col, 128, QV_METRIC_L2, "IVF64,Flat");
-  add_all(col, base);
-  build(col);
+  make_built(col, base, QV_METRIC_L2, "IVF64,Flat");
   // Deny the true nearest neighbour of query 0: it must not come back; the second one leads.
   std::vector<int64_t> deny = {gt.i[0]};
   qv_rerank_params rp;
@@ -926,8 +885,7 @@ TEST(Features, BlendUsesStoredFeaturesAcrossDeleteAndReopen) {
   ASSERT_EQ(qv_collection_search_refined(b.c, q, 1, &p, n, &rp, sc2, out2, &e), QV_OK) << e.msg;
   EXPECT_EQ(out2[0], 101);
   EXPECT_FLOAT_EQ(sc2[0], 49.0f);
-  qv_collection_stats s;
-  qv_collection_stats_get(b.c, &s, nullptr);
+  qv_collection_stats s = qvtest::stats(b.c);
   EXPECT_EQ(s.n_features, 2u);
   // Upsert without features zeroes them; a feature-count mismatch is refused.
   int64_t id101 = 101;
@@ -949,9 +907,7 @@ TEST(Refine, LargeCandidateSetsGoInBlocksAndStayExact) {
   Matrix base = qvtest::load_f32("sift5k/sift5k_base.fvecs");
   Matrix q = qvtest::load_f32("sift5k/sift5k_query.fvecs");
   Col col;
-  make(col, 128, QV_METRIC_L2, "IVF64,SQ8");
-  add_all(col, base);
-  build(col);
+  make_built(col, base, QV_METRIC_L2, "IVF64,SQ8");
   std::vector<float> sc(q.rows * 10);
   std::vector<int64_t> ids(q.rows * 10);
   qv_rerank_params rp;

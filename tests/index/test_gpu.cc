@@ -7,11 +7,15 @@
 #include <string>
 #include <vector>
 
+#include "common/collection.h"
 #include "common/testdata.h"
 #include "quiver/collection.h"
 #include "quiver/gpu.h"
 
+using qvtest::Col;
 using qvtest::Matrix;
+using qvtest::search;
+using qvtest::stats;
 
 namespace {
 
@@ -33,21 +37,11 @@ protected:
   }
 };
 
-struct Col {
-  qv_collection *c = nullptr;
-  ~Col() {
-    qv_collection_close(c);
-  }
-};
-
-std::vector<int64_t> top(qv_collection *c, const Matrix &q, size_t k, uint32_t nprobe) {
-  std::vector<float> sc(q.rows * k);
-  std::vector<int64_t> ids(q.rows * k);
-  qv_search_params p{k, nprobe};
-  qv_error e{};
-  EXPECT_EQ(qv_collection_search(c, q.f.data(), q.rows, &p, sc.data(), ids.data(), &e), QV_OK)
-      << e.msg;
-  return ids;
+// GPU-resident creation options.
+qv_collection_opts gpu_opts(size_t dim, const char *spec) {
+  qv_collection_opts o = qvtest::opts(dim, spec);
+  o.device = QV_DEVICE_GPU;
+  return o;
 }
 
 double overlap(const std::vector<int64_t> &a, const std::vector<int64_t> &b, size_t nq, size_t k) {
@@ -68,34 +62,25 @@ TEST_F(Gpu, SearchAgreesWithTheCpuIndexForEverySpec) {
   for (const char *spec : {"Flat", "IVF100,Flat", "IVF100,SQ8", "IVF100,PQ16"}) {
     SCOPED_TRACE(spec);
     Col col;
-    qv_collection_opts o;
-    qv_collection_opts_init(&o);
-    o.dim = 96;
-    o.spec = spec;
-    o.device = QV_DEVICE_GPU;
+    qv_collection_opts o = gpu_opts(96, spec);
     qv_error e{};
     ASSERT_EQ(qv_collection_create(&col.c, &o, &e), QV_OK) << e.msg;
-    std::vector<int64_t> ids(base.rows);
-    for (size_t i = 0; i < base.rows; i++)
-      ids[i] = int64_t(i);
-    ASSERT_EQ(qv_collection_add(col.c, base.rows, ids.data(), base.f.data(), &e), QV_OK);
-    ASSERT_EQ(qv_collection_build(col.c, nullptr, nullptr, &e), QV_OK) << e.msg;
-    qv_collection_stats s;
-    qv_collection_stats_get(col.c, &s, nullptr);
+    ASSERT_NO_FATAL_FAILURE(qvtest::add_all(col, base));
+    ASSERT_NO_FATAL_FAILURE(qvtest::build(col));
+    qv_collection_stats s = stats(col.c);
     ASSERT_GE(s.gpu, 0) << "not on the GPU: " << s.placement;
     EXPECT_GT(s.device_bytes, 0u);
     for (uint32_t nprobe : {1u, 16u, 100u}) {
-      std::vector<int64_t> g = top(col.c, q, 10, nprobe);
+      std::vector<int64_t> g = search(col.c, q, 10, nprobe).ids;
       ASSERT_EQ(qv_collection_set_device(col.c, QV_DEVICE_CPU, &e), QV_OK) << e.msg;
-      std::vector<int64_t> c = top(col.c, q, 10, nprobe);
+      std::vector<int64_t> c = search(col.c, q, 10, nprobe).ids;
       ASSERT_EQ(qv_collection_set_device(col.c, QV_DEVICE_GPU, &e), QV_OK) << e.msg;
       double ov = overlap(g, c, q.rows, 10);
       std::printf("[ gpu ] deep10k %s nprobe=%u top-10 overlap GPU vs CPU %.4f\n", spec, nprobe,
                   ov);
       EXPECT_GE(ov, 0.99);
     }
-    qv_collection_stats_get(col.c, &s, nullptr);
-    EXPECT_EQ(s.gpu_fallbacks, 0u);
+    EXPECT_EQ(stats(col.c).gpu_fallbacks, 0u);
   }
 }
 
@@ -104,16 +89,10 @@ TEST_F(Gpu, UpsertsAndDeletesReachTheGpuCopy) {
   Matrix base = qvtest::load_f32("sift5k/sift5k_base.fvecs");
   Matrix q = qvtest::load_f32("sift5k/sift5k_query.fvecs");
   Col col;
-  qv_collection_opts o;
-  qv_collection_opts_init(&o);
-  o.dim = 128;
-  o.spec = "IVF32,Flat";
-  o.device = QV_DEVICE_GPU;
+  qv_collection_opts o = gpu_opts(128, "IVF32,Flat");
   qv_error e{};
   ASSERT_EQ(qv_collection_create(&col.c, &o, &e), QV_OK);
-  std::vector<int64_t> ids(base.rows);
-  for (size_t i = 0; i < base.rows; i++)
-    ids[i] = int64_t(i);
+  std::vector<int64_t> ids = qvtest::seq_ids(base.rows);
   ASSERT_EQ(qv_collection_add(col.c, base.rows - 100, ids.data(), base.f.data(), &e), QV_OK);
   ASSERT_EQ(qv_collection_build(col.c, nullptr, nullptr, &e), QV_OK) << e.msg;
   // After the build: 100 more (added to the GPU copy), delete each query's best (tombstones),
@@ -121,7 +100,7 @@ TEST_F(Gpu, UpsertsAndDeletesReachTheGpuCopy) {
   ASSERT_EQ(qv_collection_add(col.c, 100, ids.data() + base.rows - 100,
                               base.f.data() + (base.rows - 100) * 128, &e),
             QV_OK);
-  std::vector<int64_t> best = top(col.c, q, 1, 32);
+  std::vector<int64_t> best = search(col.c, q, 1, 32).ids;
   std::sort(best.begin(), best.end());
   best.erase(std::unique(best.begin(), best.end()), best.end());
   ASSERT_EQ(qv_collection_delete(col.c, best.size(), best.data(), nullptr, &e), QV_OK);
@@ -135,7 +114,7 @@ TEST_F(Gpu, UpsertsAndDeletesReachTheGpuCopy) {
   ASSERT_EQ(qv_collection_add(col.c, moved.size(), moved.data(), moved_vecs.data(), &e), QV_OK);
   auto check = [&](const char *when) {
     SCOPED_TRACE(when);
-    std::vector<int64_t> g = top(col.c, q, 10, 32);
+    std::vector<int64_t> g = search(col.c, q, 10, 32).ids;
     for (int64_t id : g) {
       if (std::find(moved.begin(), moved.end(), id) == moved.end()) {
         EXPECT_EQ(std::find(best.begin(), best.end(), id), best.end()) << id << " was deleted";
@@ -150,8 +129,7 @@ TEST_F(Gpu, UpsertsAndDeletesReachTheGpuCopy) {
               QV_OK);
     EXPECT_GE(overlap(g, ex, q.rows, 10), 0.99); // nprobe = nlist: exact up to ties
   };
-  qv_collection_stats s;
-  qv_collection_stats_get(col.c, &s, nullptr);
+  qv_collection_stats s = stats(col.c);
   size_t moved_live = 0; // a moved id that was deleted just before adds no stale entry
   for (int64_t id : moved)
     moved_live += !std::binary_search(best.begin(), best.end(), id);
@@ -160,12 +138,11 @@ TEST_F(Gpu, UpsertsAndDeletesReachTheGpuCopy) {
   // A save folds them and replaces the GPU copy by a clean one.
   qvtest::TempDir tmp;
   ASSERT_EQ(qv_collection_save(col.c, tmp.sub("c").c_str(), &e), QV_OK) << e.msg;
-  qv_collection_stats_get(col.c, &s, nullptr);
+  s = stats(col.c);
   EXPECT_EQ(s.tombstones, 0u);
   EXPECT_GE(s.gpu, 0) << s.placement;
   check("after the fold");
-  qv_collection_stats_get(col.c, &s, nullptr);
-  EXPECT_EQ(s.gpu_fallbacks, 0u) << "the GPU copy did not answer every search";
+  EXPECT_EQ(stats(col.c).gpu_fallbacks, 0u) << "the GPU copy did not answer every search";
 }
 
 TEST_F(Gpu, OverBudgetFallsBackOrIsRefused) {
@@ -182,18 +159,13 @@ TEST_F(Gpu, OverBudgetFallsBackOrIsRefused) {
     for (int t = 0; t < 32; t++)
       x[i * 32 + t] = float((i * 7 + t * 3) % 101);
   }
-  qv_collection_opts co;
-  qv_collection_opts_init(&co);
-  co.dim = 32;
-  co.spec = "IVF16,Flat";
-  co.device = QV_DEVICE_GPU;
+  qv_collection_opts co = gpu_opts(32, "IVF16,Flat");
   {
     Col col;
     ASSERT_EQ(qv_collection_create(&col.c, &co, &e), QV_OK);
     ASSERT_EQ(qv_collection_add(col.c, ids.size(), ids.data(), x.data(), &e), QV_OK);
     ASSERT_EQ(qv_collection_build(col.c, nullptr, nullptr, &e), QV_OK) << e.msg;
-    qv_collection_stats s;
-    qv_collection_stats_get(col.c, &s, nullptr);
+    qv_collection_stats s = stats(col.c);
     EXPECT_EQ(s.gpu, -1);
     EXPECT_NE(std::string(s.placement).find("budget"), std::string::npos) << s.placement;
   }

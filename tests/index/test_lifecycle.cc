@@ -14,21 +14,15 @@
 #include <thread>
 #include <vector>
 
+#include "common/collection.h"
 #include "common/testdata.h"
 #include "quiver/collection.h"
 
+using qvtest::Col;
+using qvtest::stats;
 using qvtest::TempDir;
 
 namespace {
-
-struct Col {
-  qv_collection *c = nullptr;
-  Col() = default;
-  Col(const Col &) = delete;
-  ~Col() {
-    qv_collection_close(c);
-  }
-};
 
 // n random vectors (seeded) of dim d with ids first..first+n-1.
 void lc_random_data(size_t n, size_t d, int64_t first, uint32_t seed, std::vector<float> &v,
@@ -44,22 +38,13 @@ void lc_random_data(size_t n, size_t d, int64_t first, uint32_t seed, std::vecto
 }
 
 void make(Col &col, size_t d, const char *spec, size_t n, uint32_t seed = 1) {
-  qv_collection_opts o;
-  qv_collection_opts_init(&o);
-  o.dim = d;
-  o.spec = spec;
+  qv_collection_opts o = qvtest::opts(d, spec);
   qv_error e{};
   ASSERT_EQ(qv_collection_create(&col.c, &o, &e), QV_OK) << e.msg;
   std::vector<float> v;
   std::vector<int64_t> ids;
   lc_random_data(n, d, 0, seed, v, ids);
   ASSERT_EQ(qv_collection_add(col.c, n, ids.data(), v.data(), &e), QV_OK) << e.msg;
-}
-
-qv_collection_stats stats(qv_collection *c) {
-  qv_collection_stats s;
-  qv_collection_stats_get(c, &s, nullptr);
-  return s;
 }
 
 // recall@k of the index at nprobe against exact search, with the given queries.
@@ -88,16 +73,10 @@ TEST(Build, TargetRecallTunesTheDefaultNprobeToTheSmallestThatReachesIt) {
   qvtest::Matrix base = qvtest::load_f32("deep10k/deep10k_base.fvecs");
   qvtest::Matrix q = qvtest::load_f32("deep10k/deep10k_query.fvecs");
   Col col;
-  qv_collection_opts o;
-  qv_collection_opts_init(&o);
-  o.dim = base.cols;
-  o.spec = "IVF100,Flat";
+  qv_collection_opts o = qvtest::opts(base.cols, "IVF100,Flat");
   qv_error e{};
   ASSERT_EQ(qv_collection_create(&col.c, &o, &e), QV_OK) << e.msg;
-  std::vector<int64_t> ids(base.rows);
-  for (size_t i = 0; i < ids.size(); i++)
-    ids[i] = int64_t(i);
-  ASSERT_EQ(qv_collection_add(col.c, base.rows, ids.data(), base.f.data(), &e), QV_OK);
+  ASSERT_NO_FATAL_FAILURE(qvtest::add_all(col, base));
   qv_build_opts bo;
   qv_build_opts_init(&bo);
   bo.target_recall = 0.95;

@@ -10,50 +10,26 @@
 #include <string>
 #include <vector>
 
+#include "common/collection.h"
 #include "common/testdata.h"
 #include "quiver/collection.h"
 #include "quiver/gpu.h"
 
+using qvtest::Col;
 using qvtest::Matrix;
+using qvtest::Result;
+using qvtest::search;
+using qvtest::stats;
 using qvtest::TempDir;
 
 namespace {
 
-struct Col {
-  qv_collection *c = nullptr;
-  ~Col() {
-    qv_collection_close(c);
-  }
-};
-
+// The options of most tests here: deferred deletes and the asked device.
 qv_collection_opts opts(size_t dim, const char *spec, int deferred, qv_device dev) {
-  qv_collection_opts o;
-  qv_collection_opts_init(&o);
-  o.dim = dim;
-  o.spec = spec;
+  qv_collection_opts o = qvtest::opts(dim, spec);
   o.deferred_deletes = deferred;
   o.device = dev;
   return o;
-}
-
-std::vector<int64_t> top(qv_collection *c, const float *q, size_t nq, size_t k, uint32_t nprobe,
-                         std::vector<float> *scores = nullptr, bool exact = false) {
-  std::vector<float> sc(nq * k);
-  std::vector<int64_t> ids(nq * k);
-  qv_search_params p{k, nprobe};
-  qv_error e{};
-  qv_status st = exact ? qv_collection_search_exact(c, q, nq, &p, sc.data(), ids.data(), &e)
-                       : qv_collection_search(c, q, nq, &p, sc.data(), ids.data(), &e);
-  EXPECT_EQ(st, QV_OK) << e.msg;
-  if (scores)
-    *scores = sc;
-  return ids;
-}
-
-qv_collection_stats stats(qv_collection *c) {
-  qv_collection_stats s;
-  qv_collection_stats_get(c, &s, nullptr);
-  return s;
 }
 
 // Restores the process-wide GPU options whatever a test does to them.
@@ -64,9 +40,9 @@ struct GpuOptsGuard {
 };
 
 // Per query, the same ids (as sets) and the same scores within rounding.
-void expect_same_answers(const std::vector<int64_t> &a, const std::vector<float> &sa,
-                         const std::vector<int64_t> &b, const std::vector<float> &sb, size_t nq,
-                         size_t k) {
+void expect_same_answers(const Result &ra, const Result &rb, size_t nq, size_t k) {
+  const std::vector<int64_t> &a = ra.ids, &b = rb.ids;
+  const std::vector<float> &sa = ra.scores, &sb = rb.scores;
   for (size_t i = 0; i < nq; i++) {
     std::vector<int64_t> x(a.begin() + i * k, a.begin() + (i + 1) * k);
     std::vector<int64_t> y(b.begin() + i * k, b.begin() + (i + 1) * k);
@@ -169,15 +145,12 @@ TEST(Tombstones, DeferredDeletesAnswerLikeImmediateOnes) {
   for (Col *c : {&now, &later}) {
     qv_collection_opts o = opts(128, "IVF32,Flat", c == &later, QV_DEVICE_CPU);
     ASSERT_EQ(qv_collection_create(&c->c, &o, &e), QV_OK) << e.msg;
-    std::vector<int64_t> ids(base.rows);
-    for (size_t i = 0; i < base.rows; i++)
-      ids[i] = int64_t(i);
-    ASSERT_EQ(qv_collection_add(c->c, base.rows, ids.data(), base.f.data(), &e), QV_OK);
-    ASSERT_EQ(qv_collection_build(c->c, nullptr, nullptr, &e), QV_OK) << e.msg;
+    ASSERT_NO_FATAL_FAILURE(qvtest::add_all(*c, base));
+    ASSERT_NO_FATAL_FAILURE(qvtest::build(*c));
   }
   // Delete every query's current best, then move 50 ids onto other queries' neighbourhoods
   // (replacements: the stale entry stays in the deferred index).
-  std::vector<int64_t> best = top(now.c, q.f.data(), nq, 1, all);
+  std::vector<int64_t> best = search(now.c, q, 1, all).ids;
   std::sort(best.begin(), best.end());
   best.erase(std::unique(best.begin(), best.end()), best.end());
   std::mt19937 rng(7);
@@ -205,17 +178,16 @@ TEST(Tombstones, DeferredDeletesAnswerLikeImmediateOnes) {
   EXPECT_EQ(sl.tombstones, best.size() + moved_live); // one per deleted id, per replaced live id
   EXPECT_EQ(sl.count, sn.count);
 
-  std::vector<float> s_now, s_later, s_exact;
-  std::vector<int64_t> r_now = top(now.c, q.f.data(), nq, k, all, &s_now);
-  std::vector<int64_t> r_later = top(later.c, q.f.data(), nq, k, all, &s_later);
-  std::vector<int64_t> r_exact = top(later.c, q.f.data(), nq, k, all, &s_exact, true);
-  expect_same_answers(r_now, s_now, r_later, s_later, nq, k);
-  expect_same_answers(r_exact, s_exact, r_later, s_later, nq, k);
+  Result r_now = search(now.c, q, k, all);
+  Result r_later = search(later.c, q, k, all);
+  Result r_exact = search(later.c, q, k, all, true);
+  expect_same_answers(r_now, r_later, nq, k);
+  expect_same_answers(r_exact, r_later, nq, k);
   std::vector<int64_t> still_deleted; // deleted and not re-added
   for (int64_t id : best)
     if (std::find(moved.begin(), moved.end(), id) == moved.end())
       still_deleted.push_back(id);
-  for (int64_t id : r_later)
+  for (int64_t id : r_later.ids)
     EXPECT_FALSE(std::binary_search(still_deleted.begin(), still_deleted.end(), id))
         << id << " was deleted";
 
@@ -225,17 +197,16 @@ TEST(Tombstones, DeferredDeletesAnswerLikeImmediateOnes) {
   ASSERT_EQ(qv_collection_save(later.c, dir.c_str(), &e), QV_OK) << e.msg;
   EXPECT_EQ(stats(later.c).tombstones, 0u);
   EXPECT_EQ(stats(later.c).indexed, sl.count);
-  std::vector<float> s_folded, s_back;
-  std::vector<int64_t> r_folded = top(later.c, q.f.data(), nq, k, all, &s_folded);
-  expect_same_answers(r_now, s_now, r_folded, s_folded, nq, k);
+  Result r_folded = search(later.c, q, k, all);
+  expect_same_answers(r_now, r_folded, nq, k);
   Col back;
   ASSERT_EQ(qv_collection_open(&back.c, dir.c_str(), &e), QV_OK) << e.msg;
-  std::vector<int64_t> r_back = top(back.c, q.f.data(), nq, k, all, &s_back);
-  expect_same_answers(r_now, s_now, r_back, s_back, nq, k);
+  Result r_back = search(back.c, q, k, all);
+  expect_same_answers(r_now, r_back, nq, k);
   // A re-added deleted id comes back with its new vector.
   int64_t again = best[0];
   ASSERT_EQ(qv_collection_add(back.c, 1, &again, q.f.data(), &e), QV_OK);
-  std::vector<int64_t> r1 = top(back.c, q.f.data(), 1, 1, all);
+  std::vector<int64_t> r1 = search(back.c, q.f.data(), 1, 1, all).ids;
   EXPECT_EQ(r1[0], again);
 }
 
@@ -257,7 +228,7 @@ TEST(Tombstones, BuildFoldsThemAway) {
   ASSERT_EQ(qv_collection_delete(col.c, 10, ids.data(), nullptr, &e), QV_OK);
   EXPECT_EQ(stats(col.c).tombstones, 10u);
   EXPECT_EQ(stats(col.c).indexed, 400u); // still in the lists, hidden
-  std::vector<int64_t> r = top(col.c, x.data(), 10, 5, 4);
+  std::vector<int64_t> r = search(col.c, x.data(), 10, 5, 4).ids;
   for (int64_t id : r)
     EXPECT_GE(id, 10) << "a deleted id came back";
   ASSERT_EQ(qv_collection_build(col.c, nullptr, nullptr, &e), QV_OK);
@@ -283,8 +254,7 @@ TEST(Tombstones, PastTheOverFetchLimitSearchIsExact) {
   // Delete all but the last 1000: every one of them stays in the index as a stale entry.
   ASSERT_EQ(qv_collection_delete(col.c, QV_MAX_K, ids.data(), nullptr, &e), QV_OK);
   EXPECT_EQ(stats(col.c).tombstones, size_t(QV_MAX_K));
-  std::vector<float> sc;
-  std::vector<int64_t> r = top(col.c, x.data(), 1, 10, 0, &sc); // query = vector of id 0
+  std::vector<int64_t> r = search(col.c, x.data(), 1, 10, 0).ids; // query = vector of id 0
   for (size_t j = 0; j < 10; j++)
     EXPECT_EQ(r[j], int64_t(QV_MAX_K + j)) << j; // the nearest survivors, in order
 }

@@ -9,19 +9,15 @@
 #include <string>
 #include <vector>
 
+#include "common/collection.h"
 #include "common/testdata.h"
 #include "quiver/collection.h"
 
+using qvtest::Col;
+using qvtest::stats;
 using qvtest::TempDir;
 
 namespace {
-
-struct Col {
-  qv_collection *c = nullptr;
-  ~Col() {
-    qv_collection_close(c);
-  }
-};
 
 const size_t kDim = 8;
 
@@ -33,10 +29,7 @@ std::vector<float> vec_for(int64_t id, float salt) {
 }
 
 void create_saved(Col &col, const std::string &dir, const qv_wal_opts *wo) {
-  qv_collection_opts o;
-  qv_collection_opts_init(&o);
-  o.dim = kDim;
-  o.spec = "Flat";
+  qv_collection_opts o = qvtest::opts(kDim, "Flat");
   qv_error e{};
   ASSERT_EQ(qv_collection_create(&col.c, &o, &e), QV_OK) << e.msg;
   ASSERT_EQ(qv_collection_save(col.c, dir.c_str(), &e), QV_OK) << e.msg;
@@ -62,12 +55,6 @@ void expect_vector(qv_collection *c, int64_t id, float salt) {
   EXPECT_EQ(got, want) << "id " << id;
 }
 
-uint64_t count(qv_collection *c) {
-  qv_collection_stats s;
-  qv_collection_stats_get(c, &s, nullptr);
-  return s.count;
-}
-
 } // namespace
 
 TEST(Wal, WritesSurviveWithoutASave) {
@@ -89,8 +76,7 @@ TEST(Wal, WritesSurviveWithoutASave) {
       qv_error e{};
       ASSERT_EQ(qv_collection_delete(col.c, 2, gone, &deleted, &e), QV_OK);
       EXPECT_EQ(deleted, 1u);
-      qv_collection_stats s;
-      qv_collection_stats_get(col.c, &s, nullptr);
+      qv_collection_stats s = stats(col.c);
       EXPECT_EQ(s.wal_records, 22u);
       EXPECT_GT(s.wal_bytes, 20 * kDim * sizeof(float));
     } // closed without a save: only the log has these writes
@@ -101,7 +87,7 @@ TEST(Wal, WritesSurviveWithoutASave) {
     EXPECT_EQ(r.upserted, 21u);
     EXPECT_EQ(r.deleted, 2u);
     EXPECT_EQ(r.dropped_bytes, 0u);
-    EXPECT_EQ(count(back.c), 19u);
+    EXPECT_EQ(stats(back.c).count, 19u);
     expect_vector(back.c, 5, 100);
     expect_vector(back.c, 19, 0);
     std::vector<float> v(kDim);
@@ -131,7 +117,7 @@ TEST(Wal, SaveEmptiesTheLogAndReplaySkipsWhatTheSnapshotHolds) {
     qv_wal_replay r{};
     reopen(back, dir, &r);
     EXPECT_EQ(r.records, 1u);
-    EXPECT_EQ(count(back.c), 10u);
+    EXPECT_EQ(stats(back.c).count, 10u);
     expect_vector(back.c, 3, 50);
   }
   // The stale pre-save log: every record is in the snapshot already, none is applied again.
@@ -141,7 +127,7 @@ TEST(Wal, SaveEmptiesTheLogAndReplaySkipsWhatTheSnapshotHolds) {
   qv_wal_replay r{};
   reopen(again, dir, &r);
   EXPECT_EQ(r.records, 0u);
-  EXPECT_EQ(count(again.c), 10u);
+  EXPECT_EQ(stats(again.c).count, 10u);
   expect_vector(again.c, 3, 0); // the snapshot's (the later upsert's log was replaced)
 }
 
@@ -168,7 +154,7 @@ TEST(Wal, ATornTailIsCutAndEarlierRecordsKept) {
     reopen(back, dir, &r);
     EXPECT_EQ(r.records, 5u);
     EXPECT_EQ(r.dropped_bytes, (full - after_five) / 2);
-    EXPECT_EQ(count(back.c), 5u);
+    EXPECT_EQ(stats(back.c).count, 5u);
     expect_vector(back.c, 4, 0);
     EXPECT_EQ(std::filesystem::file_size(wal), after_five); // cut at the last good record
     upsert(back.c, 6, 0);                                   // appends continue after the cut
