@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "common/testdata.h"
@@ -60,6 +61,20 @@ inline void make_built(Col &col, const Matrix &base, qv_metric m, const char *sp
     add_all(col, base);
   if (!::testing::Test::HasFatalFailure())
     build(col);
+}
+
+// An index built offline through the index layer (what `quiver index build --out` writes): every
+// row of base with ids id0, id0+1, ..., built and saved to dir.
+inline void offline_index(const std::string &dir, const Matrix &base, const char *spec,
+                          int64_t id0 = 0) {
+  qv_collection_opts o = opts(base.cols, spec);
+  Col col;
+  qv_error e{};
+  ASSERT_EQ(qv_collection_create(&col.c, &o, &e), QV_OK) << e.msg;
+  std::vector<int64_t> ids = seq_ids(base.rows, id0);
+  ASSERT_EQ(qv_collection_add(col.c, base.rows, ids.data(), base.f.data(), &e), QV_OK) << e.msg;
+  ASSERT_EQ(qv_collection_build(col.c, nullptr, nullptr, &e), QV_OK) << e.msg;
+  ASSERT_EQ(qv_collection_save(col.c, dir.c_str(), &e), QV_OK) << e.msg;
 }
 
 struct Result {

@@ -22,8 +22,9 @@
 #include <thread>
 #include <vector>
 
+#include "common/collection.h"
+#include "common/server.h"
 #include "quiver/collection.h"
-#include "server/quiverd_fixture.h"
 
 using qvtest::Client;
 using qvtest::Quiverd;
@@ -51,16 +52,9 @@ std::vector<float> vectors_of(int64_t id0, size_t n) {
   return v;
 }
 
-std::vector<int64_t> ids_of(int64_t id0, size_t n) {
-  std::vector<int64_t> ids(n);
-  for (size_t i = 0; i < n; i++)
-    ids[i] = id0 + int64_t(i);
-  return ids;
-}
-
 // Upserts ids id0 .. id0+n-1 in one message (far below the client's 4 MiB chunks).
 qv_status upsert(qv_client *c, const char *name, int64_t id0, size_t n, qv_error *e) {
-  std::vector<int64_t> ids = ids_of(id0, n);
+  std::vector<int64_t> ids = qvtest::seq_ids(n, id0);
   std::vector<float> v = vectors_of(id0, n);
   return qv_client_upsert(c, name, n, kDim, ids.data(), v.data(), 0, nullptr, nullptr, nullptr, e);
 }
@@ -109,14 +103,16 @@ qv_collection_info describe(qv_client *c, const char *name) {
 }
 
 void create(qv_client *c, const char *name, const char *spec) {
-  qv_create_opts o{};
-  o.name = name;
-  o.dim = kDim;
-  o.metric = QV_METRIC_L2;
-  o.index_spec = spec;
-  o.default_nprobe = 4;
+  qvtest::create(c, name, kDim, QV_METRIC_L2, spec, 4);
+}
+
+// create, then upsert ids 0 .. n-1.
+void create_with(qv_client *c, const char *name, const char *spec, size_t n) {
+  create(c, name, spec);
+  if (::testing::Test::HasFatalFailure())
+    return;
   qv_error e{};
-  ASSERT_EQ(qv_client_create(c, &o, nullptr, &e), QV_OK) << e.msg;
+  ASSERT_EQ(upsert(c, name, 0, n, &e), QV_OK) << e.msg;
 }
 
 // Waits (up to 120 s) until quiverd's log contains `what`; whether it did.
@@ -252,9 +248,8 @@ protected:
 TEST_F(Fault, AnUpsertWhoseLogSyncFailsIsRefusedAndNeverReplayed) {
   ASSERT_TRUE(start_faulty(srv, data, ctl));
   Client cl(srv.target());
-  create(cl.c, "c", "Flat");
+  ASSERT_NO_FATAL_FAILURE(create_with(cl.c, "c", "Flat", 200));
   qv_error e{};
-  ASSERT_EQ(upsert(cl.c, "c", 0, 200, &e), QV_OK) << e.msg;
   const std::string wal = coldir("c") + "/wal.log";
   const off_t before = file_size(wal);
   ASSERT_GT(before, 0);
@@ -298,9 +293,8 @@ TEST_F(Fault, AnUpsertWhoseLogSyncFailsIsRefusedAndNeverReplayed) {
 TEST_F(Fault, AnUpsertIntoAFullLogIsRefusedAndAcceptedOnceThereIsRoom) {
   ASSERT_TRUE(start_faulty(srv, data, ctl));
   Client cl(srv.target());
-  create(cl.c, "c", "Flat");
+  ASSERT_NO_FATAL_FAILURE(create_with(cl.c, "c", "Flat", 300));
   qv_error e{};
-  ASSERT_EQ(upsert(cl.c, "c", 0, 300, &e), QV_OK) << e.msg;
   const std::string wal = coldir("c") + "/wal.log";
   const off_t before = file_size(wal);
 
@@ -342,9 +336,8 @@ TEST_F(Fault, AnUpsertIntoAFullLogIsRefusedAndAcceptedOnceThereIsRoom) {
 TEST_F(Fault, ATornLogAppendIsCutAndNeverReplayed) {
   ASSERT_TRUE(start_faulty(srv, data, ctl));
   Client cl(srv.target());
-  create(cl.c, "c", "Flat");
+  ASSERT_NO_FATAL_FAILURE(create_with(cl.c, "c", "Flat", 200));
   qv_error e{};
-  ASSERT_EQ(upsert(cl.c, "c", 0, 200, &e), QV_OK) << e.msg;
   const std::string wal = coldir("c") + "/wal.log";
   const off_t before = file_size(wal);
 
@@ -404,9 +397,8 @@ TEST_F(Fault, AWholeRefusedRecordThatCannotBeCutIsNeverReplayed) {
   ASSERT_TRUE(start_faulty(srv, data, ctl));
   {
     Client cl(srv.target());
-    create(cl.c, "c", "Flat");
+    ASSERT_NO_FATAL_FAILURE(create_with(cl.c, "c", "Flat", 200));
     qv_error e{};
-    ASSERT_EQ(upsert(cl.c, "c", 0, 200, &e), QV_OK) << e.msg;
     ctl.set("op=fdatasync path=wal.log count=1 err=EIO\n"
             "op=ftruncate path=wal.log count=1 err=EIO");
     EXPECT_EQ(upsert(cl.c, "c", 1000, 100, &e), QV_EINTERNAL);
@@ -440,11 +432,10 @@ TEST_F(Fault, AWholeRefusedRecordThatCannotBeCutIsNeverReplayed) {
 TEST_F(Fault, ADeleteWhoseLogSyncFailsIsRefusedAndTheIdsStay) {
   ASSERT_TRUE(start_faulty(srv, data, ctl));
   Client cl(srv.target());
-  create(cl.c, "c", "IVF4,Flat");
+  ASSERT_NO_FATAL_FAILURE(create_with(cl.c, "c", "IVF4,Flat", 400));
   qv_error e{};
-  ASSERT_EQ(upsert(cl.c, "c", 0, 400, &e), QV_OK) << e.msg;
   ASSERT_EQ(qv_client_build(cl.c, "c", 0, nullptr, nullptr, nullptr, &e), QV_OK) << e.msg;
-  const std::vector<int64_t> del = ids_of(0, 20);
+  const std::vector<int64_t> del = qvtest::seq_ids(20);
   ctl.set("op=fsync,fdatasync path=wal.log err=EIO count=1");
   uint64_t deleted = 99, count = 0;
   EXPECT_EQ(qv_client_delete(cl.c, "c", del.size(), del.data(), &deleted, &count, &e),
@@ -483,9 +474,8 @@ TEST_F(Fault, ADeleteWhoseLogSyncFailsIsRefusedAndTheIdsStay) {
 TEST_F(Fault, ABuildWhoseSnapshotSaveFailsLeavesNoHalfSnapshotAndLosesNothing) {
   ASSERT_TRUE(start_faulty(srv, data, ctl));
   Client cl(srv.target());
-  create(cl.c, "b", "IVF4,Flat");
+  ASSERT_NO_FATAL_FAILURE(create_with(cl.c, "b", "IVF4,Flat", 400));
   qv_error e{};
-  ASSERT_EQ(upsert(cl.c, "b", 0, 400, &e), QV_OK) << e.msg;
   qv_collection_info info{};
   ASSERT_EQ(qv_client_build(cl.c, "b", 0, nullptr, nullptr, &info, &e), QV_OK) << e.msg;
   const uint64_t built = info.index_version;
@@ -550,9 +540,8 @@ TEST_F(Fault, ABuildWhoseSnapshotSaveFailsLeavesNoHalfSnapshotAndLosesNothing) {
 TEST_F(Fault, WritesAndSearchesGoOnWhileASnapshotIsWrittenToASlowDisk) {
   ASSERT_TRUE(start_faulty(srv, data, ctl, {"--keep-versions", "1"}));
   Client cl(srv.target());
-  create(cl.c, "w", "IVF4,Flat");
+  ASSERT_NO_FATAL_FAILURE(create_with(cl.c, "w", "IVF4,Flat", 400));
   qv_error e{};
-  ASSERT_EQ(upsert(cl.c, "w", 0, 400, &e), QV_OK) << e.msg;
   ctl.set("op=fsync path=vectors.npy delay_ms=4000 count=1");
   std::atomic<int> built{-1};
   std::thread builder([&] {
@@ -595,9 +584,8 @@ TEST_F(Fault, AnIndexFileWhoseTailIsLostAtCloseFailsTheSave) {
   ASSERT_TRUE(start_faulty(srv, data, ctl, {"--keep-versions", "1"}));
   {
     Client cl(srv.target());
-    create(cl.c, "b", "IVF4,Flat");
+    ASSERT_NO_FATAL_FAILURE(create_with(cl.c, "b", "IVF4,Flat", 400));
     qv_error e{};
-    ASSERT_EQ(upsert(cl.c, "b", 0, 400, &e), QV_OK) << e.msg;
     ctl.set("op=fclose path=index.faiss err=ENOSPC count=1");
     const qv_status st = qv_client_build(cl.c, "b", 0, nullptr, nullptr, nullptr, &e);
     EXPECT_EQ(count_of(srv.log(), "faultfs: injected ENOSPC into fclose("), 1u);
@@ -779,38 +767,17 @@ TEST_F(Fault, CallsAreAnsweredWhileAnUpsertWaitsForItsSnapshotOnASlowDisk) {
   EXPECT_EQ(srv.stop(), 0) << srv.log();
 }
 
-namespace {
-
-// An index built offline through the index layer (what `quiver index build --out` writes).
-void offline_index(const std::string &dir, int64_t id0, size_t n, const char *spec) {
-  qv_collection_opts o;
-  qv_collection_opts_init(&o);
-  o.dim = kDim;
-  o.spec = spec;
-  qv_collection *c = nullptr;
-  qv_error e{};
-  ASSERT_EQ(qv_collection_create(&c, &o, &e), QV_OK) << e.msg;
-  std::vector<int64_t> ids = ids_of(id0, n);
-  std::vector<float> v = vectors_of(id0, n);
-  ASSERT_EQ(qv_collection_add(c, n, ids.data(), v.data(), &e), QV_OK) << e.msg;
-  ASSERT_EQ(qv_collection_build(c, nullptr, nullptr, &e), QV_OK) << e.msg;
-  ASSERT_EQ(qv_collection_save(c, dir.c_str(), &e), QV_OK) << e.msg;
-  qv_collection_close(c);
-}
-
-} // namespace
-
 // ImportIndex stages the streamed files on the data directory's disk, then swaps and saves. A
 // write that fails in the staging directory, or a save that fails after the swap, refuses the
 // import, removes the staging directory and leaves the collection as it was.
 TEST_F(Fault, AnImportThatCannotBeStagedOrSavedLeavesTheCollectionAsItWas) {
   ASSERT_TRUE(start_faulty(srv, data, ctl, {"--import-min-free-mb", "0"}));
   Client cl(srv.target());
-  create(cl.c, "c", "Flat");
+  ASSERT_NO_FATAL_FAILURE(create_with(cl.c, "c", "Flat", 300));
   qv_error e{};
-  ASSERT_EQ(upsert(cl.c, "c", 0, 300, &e), QV_OK) << e.msg;
   const std::string idx = tmp.sub("idx");
-  offline_index(idx, 10000, 500, "IVF4,Flat");
+  qvtest::offline_index(idx, qvtest::Matrix{500, kDim, vectors_of(10000, 500), {}}, "IVF4,Flat",
+                        10000);
   const std::string root = data + "/collections";
   auto unchanged = [&](qv_client *c) {
     const qv_collection_info info = describe(c, "c");

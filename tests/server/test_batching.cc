@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "server/quiverd_fixture.h"
+#include "common/server.h"
 
 using qvtest::Client;
 using qvtest::Matrix;
@@ -18,23 +18,6 @@ using qvtest::Quiverd;
 using qvtest::TempDir;
 
 namespace {
-
-void load(qv_client *c, const Matrix &base) {
-  qv_create_opts o{};
-  o.name = "b";
-  o.dim = 128;
-  o.metric = QV_METRIC_L2;
-  o.index_spec = "IVF64,Flat";
-  qv_error e{};
-  ASSERT_EQ(qv_client_create(c, &o, nullptr, &e), QV_OK) << e.msg;
-  std::vector<int64_t> ids(base.rows);
-  for (size_t i = 0; i < base.rows; i++)
-    ids[i] = int64_t(i);
-  ASSERT_EQ(qv_client_upsert(c, "b", base.rows, 128, ids.data(), base.f.data(), 0, nullptr, nullptr,
-                             nullptr, &e),
-            QV_OK);
-  ASSERT_EQ(qv_client_build(c, "b", 0, nullptr, nullptr, nullptr, &e), QV_OK) << e.msg;
-}
 
 qv_collection_info describe(const std::string &target) {
   Client cl(target);
@@ -44,16 +27,8 @@ qv_collection_info describe(const std::string &target) {
   return info;
 }
 
-class Batching : public ::testing::Test {
+class Batching : public qvtest::Sift5kServerTest {
 protected:
-  TempDir tmp;
-  Quiverd srv;
-  Matrix base, q;
-  void SetUp() override {
-    QV_REQUIRE_DATA("sift5k/sift5k_base.fvecs");
-    base = qvtest::load_f32("sift5k/sift5k_base.fvecs");
-    q = qvtest::load_f32("sift5k/sift5k_query.fvecs");
-  }
   void coalesce_and_check(const std::vector<std::string> &args, double min_per_search);
 };
 
@@ -66,7 +41,7 @@ void Batching::coalesce_and_check(const std::vector<std::string> &args, double m
   ASSERT_TRUE(srv.start(tmp.sub("data"), args));
   {
     Client cl(srv.target());
-    load(cl.c, base);
+    qvtest::load_built(cl.c, "b", base, "IVF64,Flat");
   }
   // Each query's answer alone, one at a time (a batch of one: no coalescing).
   const size_t nq = 64, k = 10;
@@ -146,7 +121,7 @@ TEST_F(Batching, ADeadlineThatPassesWhileQueuedIsNotRun) {
   ASSERT_TRUE(srv.start(tmp.sub("data"), {"--batch-wait-us", "400000"}));
   {
     Client cl(srv.target());
-    load(cl.c, base);
+    qvtest::load_built(cl.c, "b", base, "IVF64,Flat");
   }
   Client hurried(srv.target(), 100);
   std::vector<float> sc(10);
@@ -170,7 +145,7 @@ TEST_F(Batching, ABadQueryFailsOnlyItsOwnRequest) {
   ASSERT_TRUE(srv.start(tmp.sub("data"), {"--batch-wait-us", "20000"}));
   {
     Client cl(srv.target());
-    load(cl.c, base);
+    qvtest::load_built(cl.c, "b", base, "IVF64,Flat");
   }
   std::vector<float> bad(q.f.begin(), q.f.begin() + 128);
   bad[7] = std::nanf("");
@@ -209,7 +184,7 @@ TEST_F(Batching, OffMeansEverySearchRunsAlone) {
   ASSERT_TRUE(srv.start(tmp.sub("data"), {"--batch", "off"}));
   {
     Client cl(srv.target());
-    load(cl.c, base);
+    qvtest::load_built(cl.c, "b", base, "IVF64,Flat");
     std::vector<float> sc(10);
     std::vector<int64_t> ids(10);
     qv_error e{};
@@ -227,7 +202,7 @@ TEST_F(Batching, ADropWhileASearchIsQueuedIsSafe) {
   ASSERT_TRUE(srv.start(tmp.sub("data"), {"--batch-wait-us", "300000"}));
   {
     Client cl(srv.target());
-    load(cl.c, base);
+    qvtest::load_built(cl.c, "b", base, "IVF64,Flat");
   }
   qv_status search_st = QV_EINTERNAL;
   std::thread t([&] {

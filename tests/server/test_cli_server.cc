@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <string>
 
-#include "server/quiverd_fixture.h"
+#include "common/server.h"
 
 namespace {
 

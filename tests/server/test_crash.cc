@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "server/quiverd_fixture.h"
+#include "common/server.h"
 
 namespace {
 
@@ -26,6 +26,16 @@ std::vector<float> vec_for(int64_t id) {
   return v;
 }
 
+// The vectors of ids, one row each.
+std::vector<float> vecs_for(const std::vector<int64_t> &ids) {
+  std::vector<float> x(ids.size() * kDim);
+  for (size_t i = 0; i < ids.size(); i++) {
+    std::vector<float> v = vec_for(ids[i]);
+    std::copy(v.begin(), v.end(), x.begin() + i * kDim);
+  }
+  return x;
+}
+
 } // namespace
 
 TEST(CrashSafety, KillNineKeepsEveryAcknowledgedWrite) {
@@ -36,13 +46,7 @@ TEST(CrashSafety, KillNineKeepsEveryAcknowledgedWrite) {
   ASSERT_TRUE(srv.start(dir, flags));
   {
     qvtest::Client cl(srv.target());
-    qv_create_opts o{};
-    o.name = "crash";
-    o.dim = kDim;
-    o.metric = QV_METRIC_L2;
-    o.index_spec = "IVF8,Flat";
-    qv_error e{};
-    ASSERT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_OK) << e.msg;
+    ASSERT_NO_FATAL_FAILURE(qvtest::create(cl.c, "crash", kDim, QV_METRIC_L2, "IVF8,Flat"));
   }
   std::map<int64_t, bool> acked; // id -> present (true) or deleted (false), acknowledged only
   std::set<int64_t> uncertain;   // a delete was sent but never acknowledged
@@ -62,19 +66,14 @@ TEST(CrashSafety, KillNineKeepsEveryAcknowledgedWrite) {
       qvtest::Client cl(srv.target(), 5000);
       while (!stop.load()) {
         size_t n = 1 + r() % 100;
-        std::vector<int64_t> ids(n);
-        std::vector<float> x(n * kDim);
         int64_t first;
         {
           std::lock_guard<std::mutex> g(mu);
           first = next_id;
           next_id += int64_t(n);
         }
-        for (size_t i = 0; i < n; i++) {
-          ids[i] = first + int64_t(i);
-          std::vector<float> v = vec_for(ids[i]);
-          std::copy(v.begin(), v.end(), x.begin() + i * kDim);
-        }
+        const std::vector<int64_t> ids = qvtest::seq_ids(n, first);
+        const std::vector<float> x = vecs_for(ids);
         qv_error e{};
         if (qv_client_upsert(cl.c, "crash", n, kDim, ids.data(), x.data(), 4096, nullptr, nullptr,
                              nullptr, &e) != QV_OK)
@@ -140,12 +139,8 @@ TEST(CrashSafety, KillNineKeepsEveryAcknowledgedWrite) {
                    older.begin() + std::min<size_t>(500, older.size()));
     checked += present.size() + gone.size();
     if (!present.empty()) {
-      std::vector<float> q(present.size() * kDim), sc(present.size());
+      std::vector<float> q = vecs_for(present), sc(present.size());
       std::vector<int64_t> got(present.size());
-      for (size_t i = 0; i < present.size(); i++) {
-        std::vector<float> v = vec_for(present[i]);
-        std::copy(v.begin(), v.end(), q.begin() + i * kDim);
-      }
       qv_error e{};
       for (size_t off = 0; off < present.size(); off += 4000) {
         size_t m = std::min<size_t>(4000, present.size() - off);
@@ -166,12 +161,8 @@ TEST(CrashSafety, KillNineKeepsEveryAcknowledgedWrite) {
     EXPECT_GE(info.count, present.size());
     if (!gone.empty()) {
       // A deleted id never answers a query for its own vector with distance 0.
-      std::vector<float> q(gone.size() * kDim), sc(gone.size());
+      std::vector<float> q = vecs_for(gone), sc(gone.size());
       std::vector<int64_t> got(gone.size());
-      for (size_t i = 0; i < gone.size(); i++) {
-        std::vector<float> v = vec_for(gone[i]);
-        std::copy(v.begin(), v.end(), q.begin() + i * kDim);
-      }
       ASSERT_EQ(qv_client_search(cl.c, "crash", q.data(), gone.size(), kDim, 1, 0, 1, sc.data(),
                                  got.data(), &e),
                 QV_OK);

@@ -24,11 +24,13 @@
 
 #include <zlib.h>
 
+#include "common/collection.h"
+#include "common/server.h"
 #include "quiver/collection.h"
-#include "server/quiverd_fixture.h"
 
 using qvtest::Client;
 using qvtest::Matrix;
+using qvtest::offline_index;
 using qvtest::Quiverd;
 using qvtest::raw_call;
 using qvtest::TempDir;
@@ -39,39 +41,9 @@ using Clock = std::chrono::steady_clock;
 
 void create_and_fill(qv_client *c, const char *name, const char *spec, const Matrix &base,
                      int64_t id0) {
-  qv_create_opts o{};
-  o.name = name;
-  o.dim = uint32_t(base.cols);
-  o.metric = QV_METRIC_L2;
-  o.index_spec = spec;
-  qv_error e{};
-  ASSERT_EQ(qv_client_create(c, &o, nullptr, &e), QV_OK) << e.msg;
-  std::vector<int64_t> ids(base.rows);
-  for (size_t i = 0; i < base.rows; i++)
-    ids[i] = id0 + int64_t(i);
-  ASSERT_EQ(qv_client_upsert(c, name, base.rows, base.cols, ids.data(), base.f.data(), 0, nullptr,
-                             nullptr, nullptr, &e),
-            QV_OK)
-      << e.msg;
-}
-
-// An index built offline through the index layer (what `quiver index build --out` writes), ids
-// id0.., saved to dir.
-void offline_index(const std::string &dir, const Matrix &base, const char *spec, int64_t id0) {
-  qv_collection_opts o;
-  qv_collection_opts_init(&o);
-  o.dim = base.cols;
-  o.spec = spec;
-  qv_collection *c = nullptr;
-  qv_error e{};
-  ASSERT_EQ(qv_collection_create(&c, &o, &e), QV_OK) << e.msg;
-  std::vector<int64_t> ids(base.rows);
-  for (size_t i = 0; i < base.rows; i++)
-    ids[i] = id0 + int64_t(i);
-  ASSERT_EQ(qv_collection_add(c, base.rows, ids.data(), base.f.data(), &e), QV_OK);
-  ASSERT_EQ(qv_collection_build(c, nullptr, nullptr, &e), QV_OK) << e.msg;
-  ASSERT_EQ(qv_collection_save(c, dir.c_str(), &e), QV_OK) << e.msg;
-  qv_collection_close(c);
+  qvtest::create(c, name, uint32_t(base.cols), QV_METRIC_L2, spec);
+  if (!::testing::Test::HasFatalFailure())
+    qvtest::upsert_all(c, name, base, id0);
 }
 
 // One ImportIndexRequest encoded by hand (protobuf wire format): collection (1), file (8),
@@ -121,20 +93,9 @@ size_t staging_dirs(const std::string &data_dir) {
   return n;
 }
 
-class Lifecycle : public ::testing::Test {
+class Lifecycle : public qvtest::Sift5kServerTest {
 protected:
-  TempDir tmp;
-  Quiverd srv;
-  Matrix base, q;
-  void SetUp() override {
-    QV_REQUIRE_DATA("sift5k/sift5k_base.fvecs");
-    base = qvtest::load_f32("sift5k/sift5k_base.fvecs");
-    q = qvtest::load_f32("sift5k/sift5k_query.fvecs");
-    grpc_init();
-  }
-  void TearDown() override {
-    grpc_shutdown();
-  }
+  qvtest::GrpcScope grpc;
 };
 
 } // namespace
@@ -501,8 +462,8 @@ TEST(WalLoss, TheOperatorAcceptsALossWithAFileAndOnlyOnce) {
     f.put('\x7f');
   }
   ASSERT_TRUE(std::filesystem::remove(dir + "/wal-v000002.log"));
-  grpc_init();
   {
+    qvtest::GrpcScope grpc;
     Quiverd srv;
     ASSERT_TRUE(srv.start(data));
     Client cl(srv.target());
@@ -525,5 +486,4 @@ TEST(WalLoss, TheOperatorAcceptsALossWithAFileAndOnlyOnce) {
     EXPECT_EQ(info.count, 200u);
     EXPECT_EQ(srv.stop(), 0);
   }
-  grpc_shutdown();
 }

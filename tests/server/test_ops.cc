@@ -24,7 +24,7 @@
 #include <thread>
 #include <vector>
 
-#include "server/quiverd_fixture.h"
+#include "common/server.h"
 
 using qvtest::Client;
 using qvtest::Matrix;

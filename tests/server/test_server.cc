@@ -22,8 +22,8 @@
 #include <string>
 #include <thread>
 
+#include "common/server.h"
 #include "quiver/collection.h"
-#include "server/quiverd_fixture.h"
 
 using qvtest::Client;
 using qvtest::Matrix;
@@ -35,26 +35,14 @@ namespace {
 
 // Creates `name` from sift5k (IVF64,Flat, l2) through the API and builds it.
 void load_sift(qv_client *c, const char *name, const Matrix &base) {
-  qv_create_opts o{};
-  o.name = name;
-  o.dim = 128;
-  o.metric = QV_METRIC_L2;
-  o.index_spec = "IVF64,Flat";
-  o.default_nprobe = 16;
-  qv_error e{};
   qv_collection_info info;
-  ASSERT_EQ(qv_client_create(c, &o, &info, &e), QV_OK) << e.msg;
+  ASSERT_NO_FATAL_FAILURE(qvtest::create(c, name, 128, QV_METRIC_L2, "IVF64,Flat", 16, &info));
   EXPECT_EQ(info.state, 1); // not built
-  std::vector<int64_t> ids(base.rows);
-  for (size_t i = 0; i < base.rows; i++)
-    ids[i] = int64_t(i);
   uint64_t count = 0;
   // Small chunks: the stream really is several messages.
-  ASSERT_EQ(qv_client_upsert(c, name, base.rows, 128, ids.data(), base.f.data(), 256 * 1024,
-                             nullptr, nullptr, &count, &e),
-            QV_OK)
-      << e.msg;
+  ASSERT_NO_FATAL_FAILURE(qvtest::upsert_all(c, name, base, 0, 256 * 1024, &count));
   EXPECT_EQ(count, base.rows);
+  qv_error e{};
   std::vector<std::string> phases;
   auto cb = [](void *u, const char *phase, uint64_t, uint64_t) {
     static_cast<std::vector<std::string> *>(u)->push_back(phase);
@@ -68,21 +56,16 @@ void load_sift(qv_client *c, const char *name, const Matrix &base) {
   EXPECT_EQ(phases.back(), "done");
 }
 
-class Server : public ::testing::Test {
+class Server : public qvtest::Sift5kServerTest {
 protected:
-  TempDir tmp;
-  Quiverd srv;
-  Matrix base, q, gt;
+  qvtest::GrpcScope grpc;
+  Matrix gt;
   void SetUp() override {
-    QV_REQUIRE_DATA("sift5k/sift5k_base.fvecs");
-    base = qvtest::load_f32("sift5k/sift5k_base.fvecs");
-    q = qvtest::load_f32("sift5k/sift5k_query.fvecs");
+    Sift5kServerTest::SetUp();
+    if (IsSkipped() || HasFatalFailure())
+      return;
     gt = qvtest::load_i64("sift5k/sift5k_groundtruth.ivecs");
-    grpc_init();
     ASSERT_TRUE(srv.start(tmp.sub("data")));
-  }
-  void TearDown() override {
-    grpc_shutdown();
   }
 };
 
@@ -306,14 +289,9 @@ TEST_F(Server, StringsWithANulByteOrBadUtf8AreRefused) {
 // but the exit status and the log say so; the next start replays the writes.
 TEST_F(Server, AStopWhoseFinalSaveFailsSaysSoAndLosesNothing) {
   Client cl(srv.target());
-  qv_create_opts o{};
-  o.name = "f";
-  o.dim = 4;
-  o.metric = QV_METRIC_L2;
-  o.index_spec = "Flat";
-  qv_error e{};
   qv_collection_info info;
-  ASSERT_EQ(qv_client_create(cl.c, &o, &info, &e), QV_OK) << e.msg;
+  ASSERT_NO_FATAL_FAILURE(qvtest::create(cl.c, "f", 4, QV_METRIC_L2, "Flat", 0, &info));
+  qv_error e{};
   int64_t ids[3] = {7, 8, 9};
   float v[12] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0};
   ASSERT_EQ(qv_client_upsert(cl.c, "f", 3, 4, ids, v, 0, nullptr, nullptr, nullptr, &e), QV_OK)
@@ -404,15 +382,9 @@ TEST_F(Server, OversizedMessageIsRefused) {
 // the collection, and the client is told so.
 TEST_F(Server, AnUpsertIntoACollectionDroppedMidStreamIsNotAcknowledged) {
   Client cl(srv.target()), other(srv.target());
-  qv_create_opts o{};
-  o.name = "gone";
-  o.dim = 128;
-  o.metric = QV_METRIC_L2;
+  ASSERT_NO_FATAL_FAILURE(qvtest::create(cl.c, "gone", 128, QV_METRIC_L2, nullptr));
   qv_error e{};
-  ASSERT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_OK) << e.msg;
-  std::vector<int64_t> ids(base.rows);
-  for (size_t i = 0; i < base.rows; i++)
-    ids[i] = int64_t(i);
+  std::vector<int64_t> ids = qvtest::seq_ids(base.rows);
   struct Ctx {
     qv_client *other;
     bool dropped = false;
@@ -470,11 +442,7 @@ TEST_F(Server, SigtermThenRestartKeepsEveryCollection) {
   {
     Client cl(srv.target());
     load_sift(cl.c, "sift", base);
-    qv_create_opts o{};
-    o.name = "empty";
-    o.dim = 8;
-    o.metric = QV_METRIC_COSINE;
-    ASSERT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_OK);
+    ASSERT_NO_FATAL_FAILURE(qvtest::create(cl.c, "empty", 8, QV_METRIC_COSINE, nullptr));
     ASSERT_EQ(qv_client_search(cl.c, "sift", q.f.data(), q.rows, 128, 10, 0, 0, sc.data(),
                                ids.data(), &e),
               QV_OK);
@@ -503,20 +471,8 @@ TEST_F(Server, SigtermThenRestartKeepsEveryCollection) {
 
 TEST_F(Server, RerankRefinesFiltersAndRefusesWhatItCannotDo) {
   Client cl(srv.target());
-  qv_create_opts o{};
-  o.name = "pq";
-  o.dim = 128;
-  o.metric = QV_METRIC_L2;
-  o.index_spec = "IVF32,PQ8";
+  ASSERT_NO_FATAL_FAILURE(qvtest::load_built(cl.c, "pq", base, "IVF32,PQ8"));
   qv_error e{};
-  ASSERT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_OK) << e.msg;
-  std::vector<int64_t> rows(base.rows);
-  for (size_t i = 0; i < base.rows; i++)
-    rows[i] = int64_t(i);
-  ASSERT_EQ(qv_client_upsert(cl.c, "pq", base.rows, 128, rows.data(), base.f.data(), 0, nullptr,
-                             nullptr, nullptr, &e),
-            QV_OK);
-  ASSERT_EQ(qv_client_build(cl.c, "pq", 0, nullptr, nullptr, nullptr, &e), QV_OK) << e.msg;
   const size_t k = 10;
   std::vector<float> sc(q.rows * k);
   std::vector<int64_t> raw(q.rows * k), ref(q.rows * k);

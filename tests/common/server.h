@@ -1,4 +1,6 @@
-// Starts the real quiverd binary on an ephemeral loopback port with a temporary data dir.
+// Test helpers for the tests that run the real quiverd (tests/server, tests/fault): the process
+// on an ephemeral loopback port with a temporary data dir, a client, collections made through
+// the client, raw gRPC calls, and a fixture with sift5k loaded. C++ (tests only).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -139,6 +141,56 @@ struct Client {
   }
 };
 
+// Creates `name` through the API: dim, metric, spec (nullptr: Flat) and default nprobe (0: the
+// server's); *info (may be nullptr) gets the answer.
+inline void create(qv_client *c, const char *name, uint32_t dim, qv_metric m, const char *spec,
+                   uint32_t nprobe = 0, qv_collection_info *info = nullptr) {
+  qv_create_opts o{};
+  o.name = name;
+  o.dim = dim;
+  o.metric = m;
+  o.index_spec = spec;
+  o.default_nprobe = nprobe;
+  qv_error e{};
+  ASSERT_EQ(qv_client_create(c, &o, info, &e), QV_OK) << e.msg;
+}
+
+// Upserts every row of base with ids id0, id0+1, ... in chunks of about chunk_bytes (0: the
+// client's default); *count (may be nullptr) gets the collection's size afterwards.
+inline void upsert_all(qv_client *c, const char *name, const Matrix &base, int64_t id0 = 0,
+                       size_t chunk_bytes = 0, uint64_t *count = nullptr) {
+  std::vector<int64_t> ids = seq_ids(base.rows, id0);
+  qv_error e{};
+  ASSERT_EQ(qv_client_upsert(c, name, base.rows, base.cols, ids.data(), base.f.data(), chunk_bytes,
+                             nullptr, nullptr, count, &e),
+            QV_OK)
+      << e.msg;
+}
+
+// create, upsert_all and a build: `name` holds every row of base (ids 0..), built.
+inline void load_built(qv_client *c, const char *name, const Matrix &base, const char *spec) {
+  create(c, name, uint32_t(base.cols), QV_METRIC_L2, spec);
+  if (!::testing::Test::HasFatalFailure())
+    upsert_all(c, name, base);
+  if (::testing::Test::HasFatalFailure())
+    return;
+  qv_error e{};
+  ASSERT_EQ(qv_client_build(c, name, 0, nullptr, nullptr, nullptr, &e), QV_OK) << e.msg;
+}
+
+// gRPC's C core initialised for the object's life (raw_call needs it; the client library
+// initialises it itself).
+struct GrpcScope {
+  GrpcScope() {
+    grpc_init();
+  }
+  ~GrpcScope() {
+    grpc_shutdown();
+  }
+  GrpcScope(const GrpcScope &) = delete;
+  GrpcScope &operator=(const GrpcScope &) = delete;
+};
+
 // One raw call carrying one message of arbitrary bytes (what a well-behaved client never
 // sends); returns the status and fills details.
 inline grpc_status_code raw_call(const std::string &target, const char *method,
@@ -192,5 +244,19 @@ inline grpc_status_code raw_call(const std::string &target, const char *method,
   grpc_channel_destroy(ch);
   return status;
 }
+
+// A test against quiverd (srv, not started) in a temporary directory, with sift5k's base vectors
+// and queries loaded; skipped without the data set.
+class Sift5kServerTest : public ::testing::Test {
+protected:
+  TempDir tmp;
+  Quiverd srv;
+  Matrix base, q;
+  void SetUp() override {
+    QV_REQUIRE_DATA("sift5k/sift5k_base.fvecs");
+    base = load_f32("sift5k/sift5k_base.fvecs");
+    q = load_f32("sift5k/sift5k_query.fvecs");
+  }
+};
 
 } // namespace qvtest
