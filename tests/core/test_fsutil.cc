@@ -14,28 +14,15 @@
 #include <string>
 #include <vector>
 
+#include "common/scratch.h"
 #include "quiver/fsutil.h"
 #include "quiver/status.h"
 
 namespace {
 
-class FsutilTest : public ::testing::Test {
+class FsutilTest : public qvtest::ScratchDirTest {
 protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/quiver_test_fsutil_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr) << "mkdtemp: " << std::strerror(errno);
-    dir_ = tmpl;
-    qv_error_clear(&err_);
-  }
-  void TearDown() override {
-    if (!dir_.empty()) {
-      qv_error e;
-      EXPECT_EQ(qv_remove_tree(dir_.c_str(), &e), QV_OK) << e.msg;
-    }
-  }
-  std::string P(const std::string &name) const {
-    return dir_ + "/" + name;
-  }
+  FsutilTest() : ScratchDirTest("quiver_test_fsutil_") {}
 
   // Names in `d` (without . and ..), sorted.
   static std::vector<std::string> List(const std::string &d) {
@@ -60,15 +47,6 @@ protected:
     struct stat sb;
     return stat(p.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode);
   }
-  static void WriteRaw(const std::string &p, const std::string &bytes) {
-    FILE *f = std::fopen(p.c_str(), "wb");
-    ASSERT_NE(f, nullptr) << p;
-    ASSERT_EQ(std::fwrite(bytes.data(), 1, bytes.size(), f), bytes.size());
-    ASSERT_EQ(std::fclose(f), 0);
-  }
-
-  std::string dir_;
-  qv_error err_;
 };
 
 // Plain bitwise CRC-32 (reflected 0xEDB88320), independent of zlib.

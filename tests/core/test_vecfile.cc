@@ -17,36 +17,17 @@
 #include <string>
 #include <vector>
 
+#include "common/scratch.h"
 #include "quiver/fsutil.h"
 #include "quiver/status.h"
 #include "quiver/vecfile.h"
 
 namespace {
 
-class VecfileTest : public ::testing::Test {
+class VecfileTest : public qvtest::ScratchDirTest {
 protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/quiver_test_vecfile_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr) << "mkdtemp: " << std::strerror(errno);
-    dir_ = tmpl;
-    qv_error_clear(&err_);
-  }
-  void TearDown() override {
-    if (!dir_.empty()) {
-      qv_error e;
-      EXPECT_EQ(qv_remove_tree(dir_.c_str(), &e), QV_OK) << e.msg;
-    }
-  }
-  std::string P(const std::string &name) const {
-    return dir_ + "/" + name;
-  }
+  VecfileTest() : ScratchDirTest("quiver_test_vecfile_") {}
 
-  static void WriteRaw(const std::string &p, const std::string &bytes) {
-    FILE *f = std::fopen(p.c_str(), "wb");
-    ASSERT_NE(f, nullptr) << p;
-    ASSERT_EQ(std::fwrite(bytes.data(), 1, bytes.size(), f), bytes.size());
-    ASSERT_EQ(std::fclose(f), 0);
-  }
   static std::string ReadRaw(const std::string &p) {
     std::string s;
     FILE *f = std::fopen(p.c_str(), "rb");
@@ -91,9 +72,6 @@ protected:
     EXPECT_NE(f, nullptr);
     return f;
   }
-
-  std::string dir_;
-  qv_error err_;
 };
 
 template <typename T>
