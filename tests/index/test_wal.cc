@@ -55,6 +55,31 @@ void expect_vector(qv_collection *c, int64_t id, float salt) {
   EXPECT_EQ(got, want) << "id " << id;
 }
 
+// A saved Flat collection in dir whose log holds ids 0 .. n-1 (salt 0); returns the log's size
+// after the first `mark` of them.
+uintmax_t logged(const std::string &dir, int64_t mark, int64_t n) {
+  uintmax_t at = 0;
+  Col col;
+  create_saved(col, dir, nullptr);
+  for (int64_t id = 0; id < n; id++) {
+    if (id == mark)
+      at = std::filesystem::file_size(dir + "/wal.log");
+    upsert(col.c, id, 0);
+  }
+  return at;
+}
+
+// Flips (xor 0x5a) the byte of path at offset off from whence (SEEK_SET, SEEK_END).
+void flip_byte(const std::string &path, long off, int whence) {
+  FILE *f = std::fopen(path.c_str(), "r+b");
+  ASSERT_NE(f, nullptr);
+  std::fseek(f, off, whence);
+  int ch = std::fgetc(f);
+  std::fseek(f, off, whence);
+  std::fputc(ch ^ 0x5a, f);
+  std::fclose(f);
+}
+
 } // namespace
 
 TEST(Wal, WritesSurviveWithoutASave) {
@@ -135,15 +160,7 @@ TEST(Wal, ATornTailIsCutAndEarlierRecordsKept) {
   TempDir tmp;
   std::string dir = tmp.sub("c");
   std::string wal = dir + "/wal.log";
-  uintmax_t after_five = 0;
-  {
-    Col col;
-    create_saved(col, dir, nullptr);
-    for (int64_t id = 0; id < 5; id++)
-      upsert(col.c, id, 0);
-    after_five = std::filesystem::file_size(wal);
-    upsert(col.c, 5, 0);
-  }
+  const uintmax_t after_five = logged(dir, 5, 6);
   uintmax_t full = std::filesystem::file_size(wal);
   ASSERT_GT(full, after_five);
   // The sixth record half written: a crash mid-append.
@@ -160,15 +177,7 @@ TEST(Wal, ATornTailIsCutAndEarlierRecordsKept) {
     upsert(back.c, 6, 0);                                   // appends continue after the cut
   }
   // A flipped byte inside the last record: its CRC fails, the same way.
-  {
-    FILE *f = std::fopen(wal.c_str(), "r+b");
-    ASSERT_NE(f, nullptr);
-    std::fseek(f, -3, SEEK_END);
-    int ch = std::fgetc(f);
-    std::fseek(f, -3, SEEK_END);
-    std::fputc(ch ^ 0x5a, f);
-    std::fclose(f);
-  }
+  ASSERT_NO_FATAL_FAILURE(flip_byte(wal, -3, SEEK_END));
   Col last;
   qv_wal_replay r{};
   reopen(last, dir, &r);
@@ -186,26 +195,10 @@ TEST(Wal, DamageInTheMiddleIsRefusedNotCut) {
   TempDir tmp;
   std::string dir = tmp.sub("c");
   std::string wal = dir + "/wal.log";
-  uintmax_t after_two = 0;
-  {
-    Col col;
-    create_saved(col, dir, nullptr);
-    for (int64_t id = 0; id < 2; id++)
-      upsert(col.c, id, 0);
-    after_two = std::filesystem::file_size(wal);
-    for (int64_t id = 2; id < 5; id++)
-      upsert(col.c, id, 0);
-  }
+  const uintmax_t after_two = logged(dir, 2, 5);
   const uintmax_t full = std::filesystem::file_size(wal);
-  {
-    FILE *f = std::fopen(wal.c_str(), "r+b");
-    ASSERT_NE(f, nullptr);
-    std::fseek(f, long(after_two) + 20, SEEK_SET); // inside the third record's body
-    int ch = std::fgetc(f);
-    std::fseek(f, long(after_two) + 20, SEEK_SET);
-    std::fputc(ch ^ 0x5a, f);
-    std::fclose(f);
-  }
+  // Inside the third record's body.
+  ASSERT_NO_FATAL_FAILURE(flip_byte(wal, long(after_two) + 20, SEEK_SET));
   Col back;
   qv_error e{};
   ASSERT_EQ(qv_collection_open(&back.c, dir.c_str(), &e), QV_OK) << e.msg;
