@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,16 @@ inline std::vector<int64_t> seq_ids(size_t n, int64_t id0 = 0) {
   for (size_t i = 0; i < n; i++)
     ids[i] = id0 + int64_t(i);
   return ids;
+}
+
+// n standard normal floats, seeded.
+inline std::vector<float> randn(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  std::vector<float> v(n);
+  for (auto &x : v)
+    x = nd(rng);
+  return v;
 }
 
 // recall@k = |returned top-k ∩ true top-k| / k, averaged over queries.

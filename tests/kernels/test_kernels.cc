@@ -9,18 +9,12 @@
 #include <random>
 #include <vector>
 
+#include "common/testdata.h"
 #include "quiver/kernels.h"
 
-namespace {
+using qvtest::randn;
 
-std::vector<float> randn(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  std::vector<float> v(n);
-  for (auto &x : v)
-    x = nd(rng);
-  return v;
-}
+namespace {
 
 double naive(qv_metric m, const float *a, const float *b, size_t d) {
   double s = 0;

@@ -7,21 +7,11 @@
 #include <random>
 #include <vector>
 
+#include "common/testdata.h"
 #include "quiver/kernels.h"
 #include "quiver/rerank.h"
 
-namespace {
-
-std::vector<float> randn(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  std::vector<float> v(n);
-  for (auto &x : v)
-    x = nd(rng);
-  return v;
-}
-
-} // namespace
+using qvtest::randn;
 
 // ---- CUDA twins ----------------------------------------------------------------------------
 
