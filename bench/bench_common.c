@@ -25,18 +25,6 @@ double bench_median(double *v, size_t n) {
   return v[n / 2];
 }
 
-double bench_recall(const int64_t *ids, const int64_t *gt, size_t gk, size_t n, size_t k) {
-  size_t hits = 0;
-  for (size_t i = 0; i < n; i++)
-    for (size_t a = 0; a < k; a++)
-      for (size_t g = 0; g < k; g++)
-        if (ids[i * k + a] >= 0 && ids[i * k + a] == gt[i * gk + g]) {
-          hits++;
-          break;
-        }
-  return (double)hits / (double)(n * k);
-}
-
 /* A whole file as float32 (ints 0) or int64 (ints 1). */
 static void *load(const char *path, int ints, size_t *n, size_t *d) {
   qv_vecfile *vf;

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quiver/eval.h"
+
 /* The program's name, first in bench_die's line: a main that calls bench_die sets it. */
 extern const char *bench_prog;
 
@@ -14,10 +16,6 @@ _Noreturn void bench_die(const char *what, const char *msg);
 
 /* Sorts v[0..n) (n > 0) in place and returns v[n / 2]. */
 double bench_median(double *v, size_t n);
-
-/* recall@k of ids (n x k) against gt (n x gk): the fraction of ids found in the first k of their
- * ground-truth row. */
-double bench_recall(const int64_t *ids, const int64_t *gt, size_t gk, size_t n, size_t k);
 
 /* A data set of ../shared/data: PREFIX_base.fvecs, PREFIX_query.fvecs and PREFIX<gt suffix>. */
 typedef struct bench_data {

@@ -284,7 +284,7 @@ int main(int argc, char **argv) {
                "\"build_s\": %.2f, \"gpu_fallbacks\": %llu, \"list_bytes_per_query\": %.0f, "
                "\"peak_gbs\": %.0f, \"bw_frac_quiver\": %.4f, \"bw_frac_faiss\": %.4f}\n",
                label, nb, d, spec, np, k, b, n, reps, st.gpu, qa, qb, qa / qb,
-               bench_recall(p.ia, ds.gt, ds.gk, n, k), bench_recall(p.ib, ds.gt, ds.gk, n, k),
+               qv_recall_at_k(p.ia, ds.gt, ds.gk, n, k), qv_recall_at_k(p.ib, ds.gt, ds.gk, n, k),
                build_s, (unsigned long long)st.gpu_fallbacks, lbq, peak_gbs,
                lbq * qa / (peak_gbs * 1e9), lbq * qb / (peak_gbs * 1e9));
         fflush(stdout);

@@ -137,7 +137,7 @@ int main(int argc, char **argv) {
       bench_ab(nq, b, reps, bench_pair_search_quiver, search_faiss, &p, &sa, &sb);
       double qa = nq / sa, qb = nq / sb;
       printf("%-14s %6u %10.0f %10.0f %8.3f %9.4f %9.4f\n", spec, np, qa, qb, qa / qb,
-             bench_recall(p.ia, ds.gt, ds.gk, nq, k), bench_recall(p.ib, ds.gt, ds.gk, nq, k));
+             qv_recall_at_k(p.ia, ds.gt, ds.gk, nq, k), qv_recall_at_k(p.ib, ds.gt, ds.gk, nq, k));
       fflush(stdout);
     }
     free(np_list);

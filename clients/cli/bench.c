@@ -156,7 +156,7 @@ static void record(worker *w, call_slot *s, double now) {
             for (size_t i = 0; i < c->batch; i++) {
               size_t qi = (first + i) % c->nq;
               w->recall_hits +=
-                  (uint64_t)(cli_recall(m->ids + i * c->k, c->gt + qi * c->gk, c->gk, 1, c->k) *
+                  (uint64_t)(qv_recall_at_k(m->ids + i * c->k, c->gt + qi * c->gk, c->gk, 1, c->k) *
                                  c->k +
                              0.5);
               w->recall_total += c->k;

@@ -146,18 +146,6 @@ qv_status cli_read_groundtruth(const char *path, size_t n, size_t k, const char 
   return st;
 }
 
-double cli_recall(const int64_t *ids, const int64_t *gt, size_t gk, size_t n, size_t k) {
-  size_t hits = 0;
-  for (size_t i = 0; i < n; i++)
-    for (size_t a = 0; a < k; a++)
-      for (size_t g = 0; g < k; g++)
-        if (ids[i * k + a] >= 0 && ids[i * k + a] == gt[i * gk + g]) {
-          hits++;
-          break;
-        }
-  return n * k > 0 ? (double)hits / (double)(n * k) : 0.0;
-}
-
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);

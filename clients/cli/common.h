@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "quiver/clock.h"
+#include "quiver/eval.h"
 #include "quiver/status.h"
 #include "quiver/vecfile.h"
 
@@ -40,8 +41,6 @@ qv_status cli_read_groundtruth(const char *path, size_t n, size_t k, const char 
 qv_status cli_read_f32(const char *path, float **out, size_t *rows, size_t *cols, qv_error *e);
 /* Reads n rows of an integer file opened with cli_open_int_file into a malloc'd buffer. */
 qv_status cli_read_i64(qv_vecfile *f, size_t n, int64_t **out, qv_error *e);
-/* recall@k of ids (n x k) against gt (n x gk). */
-double cli_recall(const int64_t *ids, const int64_t *gt, size_t gk, size_t n, size_t k);
 /* Sorts v[0..n) ascending. */
 void cli_sort_doubles(double *v, size_t n);
 /* The end of a search's text report: "  recall@K = R" when recall >= 0, then with first set the

@@ -334,7 +334,7 @@ static int cmd_search(int argc, char **argv) {
   cli_sort_doubles(times, repeat);
   double med = times[repeat / 2];
   double qps = med > 0 ? (double)n / med : INFINITY;
-  double recall = gt != NULL ? cli_recall(ids, gt, gk, n, k) : -1.0;
+  double recall = gt != NULL ? qv_recall_at_k(ids, gt, gk, n, k) : -1.0;
   if (output != NULL && cli_write_ids(output, ids, n, k, &e) != QV_OK)
     goto done;
   uint32_t eff_nprobe = st.nlist == 0                  ? 0

@@ -837,7 +837,7 @@ case 'D':
     }
   }
   double secs = qv_monotonic_s() - t0, qps = secs > 0 ? n / secs : 0;
-  double recall = gt ? cli_recall(ids, gt, gk, n, k) : -1;
+  double recall = gt ? qv_recall_at_k(ids, gt, gk, n, k) : -1;
   if (output != NULL && cli_write_ids(output, ids, n, k, &e) != QV_OK)
     goto done;
   const char *server = g->server ? g->server : "127.0.0.1:7070";
