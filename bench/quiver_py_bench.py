@@ -14,12 +14,7 @@ import time
 import numpy as np
 
 import quiver_client
-
-
-def read_vecs(path: str, dtype) -> np.ndarray:
-    raw = np.fromfile(path, dtype=np.int32)
-    d = int(raw[0])
-    return raw.reshape(-1, d + 1)[:, 1:].view(dtype).copy()
+from vecs import read_vecs
 
 
 def main() -> None:
