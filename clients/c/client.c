@@ -7,11 +7,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
-#include <grpc/support/alloc.h>
-#include <grpc/support/time.h>
 
 #include "channel.h"
 #include "grpc/health/v1/health.pb-c.h"
@@ -20,13 +17,11 @@
 #include "quiver/fsutil.h"
 #include "quiver/v1/retrieval.pb-c.h"
 #include "quiver_wire.h"
+#include "rpc_call.h"
 
 struct qv_client {
-  grpc_channel *ch;
-  int64_t timeout_ms;
-  int wait_for_ready;
+  qv__rpc_peer peer;   /* the channel, its deadline, wait-for-ready, metadata (md) */
   grpc_metadata md[1]; /* authorization, when a token is set */
-  size_t n_md;
 };
 
 void qv_client_opts_init(qv_client_opts *o) {
@@ -129,16 +124,17 @@ qv_status qv_client_connect(qv_client **out, const qv_client_opts *o, qv_error *
     grpc_shutdown();
     return err ? err->code : QV_EINVAL;
   }
-  c->ch = grpc_channel_create(target, creds, &ca);
+  c->peer.ch = grpc_channel_create(target, creds, &ca);
   grpc_channel_credentials_release(creds);
-  qv__client_md(o->token, c->md, &c->n_md);
-  if (c->ch == NULL) {
+  qv__client_md(o->token, c->md, &c->peer.n_md);
+  c->peer.md = c->md;
+  if (c->peer.ch == NULL) {
     free(c);
     grpc_shutdown();
     return qv_error_set(err, QV_EINVAL, "connect: cannot create a channel to '%s'", target);
   }
-  c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : def.timeout_ms;
-  c->wait_for_ready = o->wait_for_ready;
+  c->peer.timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : def.timeout_ms;
+  c->peer.wait_for_ready = o->wait_for_ready;
   *out = c;
   return QV_OK;
 }
@@ -146,155 +142,20 @@ qv_status qv_client_connect(qv_client **out, const qv_client_opts *o, qv_error *
 void qv_client_close(qv_client *c) {
   if (c == NULL)
     return;
-  qv__client_md_free(c->md, c->n_md);
-  grpc_channel_destroy(c->ch);
+  qv__client_md_free(c->md, c->peer.n_md);
+  grpc_channel_destroy(c->peer.ch);
   free(c);
   grpc_shutdown();
 }
 
-/* ---- one call --------------------------------------------------------------------------- */
+/* ---- one call: proto/glue/rpc_call.h ---------------------------------------------------- */
 
-typedef struct call {
-  grpc_completion_queue *cq;
-  grpc_call *call;
-  grpc_metadata_array md_initial, md_trailing;
-  grpc_status_code status;
-  grpc_slice details;
-  const char *method;
-} call;
-
-static int call_start(qv_client *c, call *k, const char *method, int64_t timeout_ms) {
-  memset(k, 0, sizeof *k);
-  k->method = method;
-  k->cq = grpc_completion_queue_create_for_pluck(NULL);
-  gpr_timespec deadline =
-      gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                   gpr_time_from_millis(timeout_ms > 0 ? timeout_ms : c->timeout_ms, GPR_TIMESPAN));
-  grpc_slice m = grpc_slice_from_static_string(method);
-  k->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, k->cq, m, NULL, deadline,
-                                     NULL);
-  grpc_metadata_array_init(&k->md_initial);
-  grpc_metadata_array_init(&k->md_trailing);
-  k->details = grpc_empty_slice();
-  return k->call != NULL;
-}
-
-/* Runs one batch and waits for it. Returns the completion's success flag. */
-static int batch(call *k, grpc_op *ops, size_t n) {
-  void *tag = ops; /* unique while we wait */
-  if (grpc_call_start_batch(k->call, ops, n, tag, NULL) != GRPC_CALL_OK)
-    return 0;
-  grpc_event ev = grpc_completion_queue_pluck(k->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-  return ev.type == GRPC_OP_COMPLETE && ev.success;
-}
-
-static void call_end(call *k) {
-  grpc_metadata_array_destroy(&k->md_initial);
-  grpc_metadata_array_destroy(&k->md_trailing);
-  grpc_slice_unref(k->details);
-  if (k->call)
-    grpc_call_unref(k->call);
-  grpc_completion_queue_shutdown(k->cq);
-  grpc_completion_queue_destroy(k->cq);
-}
-
-/* The ops of a call's batches. */
-static grpc_op op_send_initial(qv_client *c) {
-  return (grpc_op){.op = GRPC_OP_SEND_INITIAL_METADATA,
-                   .flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0,
-                   .data.send_initial_metadata = {.count = c->n_md, .metadata = c->md}};
-}
-
-static grpc_op op_send(grpc_byte_buffer *bb) {
-  return (grpc_op){.op = GRPC_OP_SEND_MESSAGE, .data.send_message.send_message = bb};
-}
-
-static grpc_op op_close(void) {
-  return (grpc_op){.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT};
-}
-
-static grpc_op op_recv_initial(call *k) {
-  return (grpc_op){.op = GRPC_OP_RECV_INITIAL_METADATA,
-                   .data.recv_initial_metadata.recv_initial_metadata = &k->md_initial};
-}
-
-static grpc_op op_recv(grpc_byte_buffer **bb) {
-  return (grpc_op){.op = GRPC_OP_RECV_MESSAGE, .data.recv_message.recv_message = bb};
-}
-
-static grpc_op op_recv_status(call *k) {
-  return (grpc_op){.op = GRPC_OP_RECV_STATUS_ON_CLIENT,
-                   .data.recv_status_on_client = {.trailing_metadata = &k->md_trailing,
-                                                  .status = &k->status,
-                                                  .status_details = &k->details}};
-}
-
-/* Packs m and sends it on k; 0 when the send failed (the status then says why). */
-static int send_msg(call *k, const ProtobufCMessage *m) {
-  grpc_byte_buffer *bb = qv__wire_pack(m);
-  grpc_op op = op_send(bb);
-  int ok = batch(k, &op, 1);
-  grpc_byte_buffer_destroy(bb);
-  return ok;
-}
-
-/* Starts a streaming call and sends its initial metadata; *ok is that send's outcome. */
-static qv_status stream_open(qv_client *c, call *k, const char *method, int64_t timeout_ms, int *ok,
-                             qv_error *err) {
-  if (!call_start(c, k, method, timeout_ms)) {
-    call_end(k);
-    return qv_error_set(err, QV_EINTERNAL, "cannot start call %s", method);
-  }
-  grpc_op op = op_send_initial(c);
-  *ok = batch(k, &op, 1);
-  return QV_OK;
-}
-
-static qv_status call_status(call *k, qv_error *err) {
-  if (k->status == GRPC_STATUS_OK)
-    return QV_OK;
-  char *d = grpc_slice_to_c_string(k->details);
-  qv_status st = qv_error_set(err, qv__from_grpc(k->status), "%s: %s", qv__grpc_name(k->status),
-                              d && *d ? d : "(no details)");
-  gpr_free(d);
-  return st;
-}
-
-static ProtobufCMessage *unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d) {
-  grpc_slice s;
-  if (!qv__wire_slice(bb, &s))
-    return NULL;
-  ProtobufCMessage *m =
-      protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-  grpc_slice_unref(s);
-  return m;
-}
+typedef qv__rpc call;
 
 static qv_status unary(qv_client *c, const char *method, const ProtobufCMessage *req,
                        const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp,
                        qv_error *err) {
-  *resp = NULL;
-  call k;
-  if (!call_start(c, &k, method, 0)) {
-    call_end(&k);
-    return qv_error_set(err, QV_EINTERNAL, "cannot start call %s", method);
-  }
-  grpc_byte_buffer *send = qv__wire_pack(req), *recv = NULL;
-  grpc_op ops[6] = {op_send_initial(c),  op_send(send),  op_close(),
-                    op_recv_initial(&k), op_recv(&recv), op_recv_status(&k)};
-  qv_status st;
-  if (!batch(&k, ops, 6)) {
-    st = qv_error_set(err, QV_EINTERNAL, "call %s failed to complete", method);
-  } else if ((st = call_status(&k, err)) == QV_OK) {
-    *resp = recv ? unpack(recv, rd) : NULL;
-    if (*resp == NULL)
-      st = qv_error_set(err, QV_EINTERNAL, "INTERNAL: %s answered an undecodable message", method);
-  }
-  grpc_byte_buffer_destroy(send);
-  if (recv)
-    grpc_byte_buffer_destroy(recv);
-  call_end(&k);
-  return st;
+  return qv__rpc_unary(&c->peer, method, 0, req, rd, resp, err);
 }
 
 /* ---- collections ------------------------------------------------------------------------ */
@@ -541,11 +402,14 @@ static qv_status stream_finish(call *k, const ProtobufCMessageDescriptor *desc, 
                                ProtobufCMessage **out, qv_error *err) {
   *out = NULL;
   grpc_byte_buffer *recv = NULL;
-  grpc_op fin[4] = {op_close(), op_recv_initial(k), op_recv(&recv), op_recv_status(k)};
+  grpc_op fin[4] = {qv__op_close(), qv__op_recv_initial(k), qv__op_recv(&recv),
+                    qv__op_recv_status(k)};
   qv_status st;
-  if (!batch(k, fin, 4) && !batch(k, fin + 1, 3)) /* the close fails once the call has ended */
+  if (!qv__rpc_batch(k, fin, 4) &&
+      !qv__rpc_batch(k, fin + 1, 3)) /* the close fails once the call has ended */
     st = qv_error_set(err, QV_EINTERNAL, "%s call failed to complete", what);
-  else if ((st = call_status(k, err)) == QV_OK && (*out = recv ? unpack(recv, desc) : NULL) == NULL)
+  else if ((st = qv__rpc_status(k, err)) == QV_OK &&
+           (*out = recv ? qv__rpc_unpack(recv, desc) : NULL) == NULL)
     st = qv_error_set(err, QV_EINTERNAL, "INTERNAL: undecodable %s answer", what);
   if (recv)
     grpc_byte_buffer_destroy(recv);
@@ -569,7 +433,7 @@ qv_status qv_client_upsert_features(qv_client *c, const char *collection, size_t
     rows = 1;
   call k;
   int ok = 0, cancelled = 0;
-  if (stream_open(c, &k, "/quiver.v1.Retrieval/Upsert", 0, &ok, err) != QV_OK)
+  if (qv__rpc_stream_open(&k, &c->peer, "/quiver.v1.Retrieval/Upsert", 0, &ok, err) != QV_OK)
     return QV_EINTERNAL;
   size_t off = 0;
   do { /* at least one message, so that an empty upsert still names its collection */
@@ -582,7 +446,7 @@ qv_status qv_client_upsert_features(qv_client *c, const char *collection, size_t
     req.n_vectors = m * dim;
     req.features = features ? (float *)(features + off * n_features) : NULL;
     req.n_features = m * n_features;
-    ok = ok && send_msg(&k, &req.base);
+    ok = ok && qv__rpc_send(&k, &req.base);
     off += m;
     if (ok && progress && progress(user, "upload", off, n) != 0) {
       grpc_call_cancel(k.call, NULL);
@@ -599,7 +463,7 @@ qv_status qv_client_upsert_features(qv_client *c, const char *collection, size_t
   }
   if (cancelled && st == QV_ECANCELLED)
     qv_error_set(err, QV_ECANCELLED, "CANCELLED: upsert cancelled by the caller");
-  call_end(&k);
+  qv__rpc_end(&k);
   return st;
 }
 
@@ -618,8 +482,8 @@ qv_status qv_client_build_ex(qv_client *c, const char *collection, const qv_clie
     res->recall = -1;
   }
   call k;
-  if (!call_start(c, &k, "/quiver.v1.Retrieval/BuildIndex", timeout_ms)) {
-    call_end(&k);
+  if (!qv__rpc_start(&k, &c->peer, "/quiver.v1.Retrieval/BuildIndex", timeout_ms)) {
+    qv__rpc_end(&k);
     return qv_error_set(err, QV_EINTERNAL, "cannot start the build call");
   }
   Quiver__V1__BuildIndexRequest req = QUIVER__V1__BUILD_INDEX_REQUEST__INIT;
@@ -631,16 +495,17 @@ qv_status qv_client_build_ex(qv_client *c, const char *collection, const qv_clie
     req.eval_k = o->eval_k;
   }
   grpc_byte_buffer *send = qv__wire_pack(&req.base);
-  grpc_op ops[4] = {op_send_initial(c), op_send(send), op_close(), op_recv_initial(&k)};
-  int ok = batch(&k, ops, 4);
+  grpc_op ops[4] = {qv__op_send_initial(&k), qv__op_send(send), qv__op_close(),
+                    qv__op_recv_initial(&k)};
+  int ok = qv__rpc_batch(&k, ops, 4);
   grpc_byte_buffer_destroy(send);
   int got_final = 0;
   while (ok) {
     grpc_byte_buffer *recv = NULL;
-    grpc_op op = op_recv(&recv);
-    if (!batch(&k, &op, 1) || recv == NULL)
+    grpc_op op = qv__op_recv(&recv);
+    if (!qv__rpc_batch(&k, &op, 1) || recv == NULL)
       break;
-    Quiver__V1__BuildIndexProgress *p = (Quiver__V1__BuildIndexProgress *)unpack(
+    Quiver__V1__BuildIndexProgress *p = (Quiver__V1__BuildIndexProgress *)qv__rpc_unpack(
         recv, &quiver__v1__build_index_progress__descriptor);
     grpc_byte_buffer_destroy(recv);
     if (p == NULL)
@@ -665,13 +530,13 @@ qv_status qv_client_build_ex(qv_client *c, const char *collection, const qv_clie
       break;
     }
   }
-  grpc_op st_op = op_recv_status(&k);
+  grpc_op st_op = qv__op_recv_status(&k);
   qv_status st;
-  if (!batch(&k, &st_op, 1))
+  if (!qv__rpc_batch(&k, &st_op, 1))
     st = qv_error_set(err, QV_EINTERNAL, "build call failed to complete");
-  else if ((st = call_status(&k, err)) == QV_OK && !got_final)
+  else if ((st = qv__rpc_status(&k, err)) == QV_OK && !got_final)
     st = qv_error_set(err, QV_EINTERNAL, "INTERNAL: the build ended without its final report");
-  call_end(&k);
+  qv__rpc_end(&k);
   return st;
 }
 
@@ -724,7 +589,8 @@ qv_status qv_client_import(qv_client *c, const char *collection, const qv_client
     return qv_error_set(err, QV_ENOMEM, "import: out of memory for a %zu-byte chunk", chunk);
   call k;
   int ok = 0, cancelled = 0, first = 1;
-  if (stream_open(c, &k, "/quiver.v1.Retrieval/ImportIndex", o->timeout_ms, &ok, err) != QV_OK) {
+  if (qv__rpc_stream_open(&k, &c->peer, "/quiver.v1.Retrieval/ImportIndex", o->timeout_ms, &ok,
+                          err) != QV_OK) {
     free(buf);
     return QV_EINTERNAL;
   }
@@ -762,7 +628,7 @@ qv_status qv_client_import(qv_client *c, const char *collection, const qv_client
       req.data.data = buf;
       req.data.len = got;
       req.crc32 = (uint32_t)crc32(0L, buf, (uInt)got);
-      ok = ok && send_msg(&k, &req.base);
+      ok = ok && qv__rpc_send(&k, &req.base);
       if (first) { /* the header travels once */
         first = 0;
         req.collection = (char *)"";
@@ -805,6 +671,6 @@ qv_status qv_client_import(qv_client *c, const char *collection, const qv_client
   }
   if (st == QV_OK && cancelled && cst == QV_ECANCELLED)
     qv_error_set(err, QV_ECANCELLED, "CANCELLED: import cancelled by the caller");
-  call_end(&k);
+  qv__rpc_end(&k);
   return st != QV_OK ? st : cst;
 }
