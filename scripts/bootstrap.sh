@@ -46,7 +46,11 @@ PKGS=(build-essential cmake pkg-config git ca-certificates dpkg-dev
       libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
       googletest libgtest-dev libjansson-dev zlib1g-dev grpc-proto libmicrohttpd-dev openssl
       python3-venv
-      clang libclang-rt-14-dev libomp-14-dev)  # the libFuzzer targets (scripts/fuzz.sh)
+      clang libclang-rt-14-dev libomp-14-dev  # the libFuzzer targets (scripts/fuzz.sh)
+      # cluster mode: etcd (coordination; its v3 protos from the Go sources' package, with the
+      # gogoproto and google.api files they import) and NATS JetStream (the replicated write log)
+      etcd-server etcd-client golang-etcd-server-dev golang-github-gogo-protobuf-dev
+      golang-github-grpc-ecosystem-grpc-gateway-dev libprotobuf-dev nats-server libnats-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
