@@ -4,10 +4,11 @@ and no layer including a header of a layer above it or of one it may not reach.
 
     scripts/check_includes.py [REPO]
 
-Layers, bottom up: core/ -> kernels/ -> index/ -> server/; proto/glue/ and clients/ beside
-server/. Allowed targets per layer (the layer itself always): kernels: core; index: core (kernels/
-is linked privately, and index/ may include its headers); server: core, index, proto; clients:
-core, index, proto. A quoted include is resolved against the including file's directory, then
+Layers, bottom up: core/ -> kernels/ -> index/ -> server/; proto/glue/, cluster/ and clients/
+beside server/. Allowed targets per layer (the layer itself always): kernels: core; index: core
+(kernels/ is linked privately, and index/ may include its headers); cluster: core, proto (the
+engines, never the collections); server: core, index, proto, cluster; clients: core, index,
+proto. A quoted include is resolved against the including file's directory, then
 each include directory of the layers (generated protobuf headers are outside the tree and
 ignored). Prints every cycle and every forbidden include; exits 1 when there is one.
 Run by CTest (Layers.IncludeGraph)."""
@@ -21,6 +22,7 @@ LAYERS = {
     "kernels": ["kernels/include", "kernels/common", "kernels/cpu", "kernels/cuda"],
     "index": ["index/include", "index/src"],
     "proto": ["proto/glue"],
+    "cluster": ["cluster/include", "cluster/src"],
     "server": ["server/src"],
     "clients": ["clients/c", "clients/cli", "clients/include"],
 }
@@ -29,7 +31,8 @@ MAY_INCLUDE = {
     "kernels": {"core", "kernels"},
     "index": {"core", "kernels", "index"},
     "proto": {"core", "proto"},
-    "server": {"core", "index", "proto", "server"},
+    "cluster": {"core", "proto", "cluster"},
+    "server": {"core", "index", "proto", "cluster", "server"},
     "clients": {"core", "index", "proto", "clients"},
 }
 INC = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
