@@ -1,6 +1,6 @@
 // The engines a cluster test needs, started and stopped by the test itself on loopback ports it
-// picks, each bounded in time: an etcd cluster of N members (Debian etcd-server). C++ (tests
-// only).
+// picks, each bounded in time: an etcd cluster of N members (Debian etcd-server) and a NATS
+// JetStream cluster of N servers (Debian nats-server). C++ (tests only).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -186,6 +186,95 @@ public:
   void stop() {
     for (size_t i = 0; i < m.size(); i++)
       kill_member(i, SIGTERM);
+  }
+};
+
+// A NATS cluster of n servers with JetStream (Debian nats-server), routes between all of them.
+class NatsCluster {
+public:
+  struct Server {
+    std::string name, dir, log;
+    int port = 0, route_port = 0;
+    pid_t pid = -1;
+  };
+  std::vector<Server> s;
+
+  ~NatsCluster() {
+    stop();
+  }
+
+  // Starts n servers under dir and waits (up to 20 s) until each accepts connections; JetStream's
+  // own leader election follows (qv_jslog_open waits for it).
+  bool start(const std::string &dir, int n = 3) {
+    for (int i = 0; i < n; i++) {
+      Server x;
+      x.name = "n" + std::to_string(i);
+      x.dir = dir + "/" + x.name;
+      x.log = dir + "/" + x.name + ".log";
+      x.port = free_port();
+      x.route_port = free_port();
+      s.push_back(x);
+    }
+    for (size_t i = 0; i < s.size(); i++)
+      launch(i);
+    for (int t = 0; t < 200; t++) { // up to 20 s
+      bool all = true;
+      for (auto &x : s)
+        all = all && port_open(x.port);
+      if (all)
+        return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ADD_FAILURE() << "nats-server did not come up; log of n0:\n" << slurp_file(s[0].log);
+    return false;
+  }
+
+  // Starts server i again (after kill_server), with its store as it was.
+  void launch(size_t i) {
+    Server &x = s[i];
+    std::string routes;
+    for (size_t j = 0; j < s.size(); j++)
+      if (j != i)
+        routes += (routes.empty() ? "" : ",") + std::string("nats://127.0.0.1:") +
+                  std::to_string(s[j].route_port);
+    x.pid = spawn({"nats-server", "-a", "127.0.0.1", "-p", std::to_string(x.port), "-n", x.name,
+                   "-js", "-sd", x.dir, "--cluster_name", "quiver-test", "--cluster",
+                   "nats://127.0.0.1:" + std::to_string(x.route_port), "--routes", routes},
+                  x.log);
+  }
+
+  // "nats://127.0.0.1:a,..." of every server.
+  std::string urls() const {
+    std::string u;
+    for (auto &x : s)
+      u += (u.empty() ? "" : ",") + std::string("nats://127.0.0.1:") + std::to_string(x.port);
+    return u;
+  }
+
+  void kill_server(size_t i, int sig = SIGKILL) {
+    if (i < s.size() && s[i].pid > 0) {
+      kill(s[i].pid, sig);
+      int st;
+      waitpid(s[i].pid, &st, 0);
+      s[i].pid = -1;
+    }
+  }
+
+  void stop() {
+    for (size_t i = 0; i < s.size(); i++)
+      kill_server(i, SIGTERM);
+  }
+
+  static bool port_open(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(uint16_t(port));
+    bool ok = fd >= 0 && connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0;
+    if (fd >= 0)
+      close(fd);
+    return ok;
   }
 };
 
