@@ -109,6 +109,15 @@ static const opt kOpts[] = {
      "data set prefix for --demo (PREFIX_base.fvecs; generated vectors when absent)"},
     {"port-file", "QUIVER_PORT_FILE", OPT_STR, 0, 0, "", S(port_file),
      "write the bound port to this file once serving"},
+    {"cluster", "QUIVER_CLUSTER", OPT_STR, 0, 0, "", S(cluster),
+     "cluster mode: etcd=HOST:PORT[,HOST:PORT...][,nats=nats://HOST:PORT...]: register this node "
+     "in etcd with a lease (empty = a single node)"},
+    {"node-id", "QUIVER_NODE_ID", OPT_STR, 0, 0, "", S(node_id),
+     "this node's id in the cluster, [A-Za-z0-9_.-]{1,63} (empty = the host name)"},
+    {"advertise", "QUIVER_ADVERTISE", OPT_STR, 0, 0, "", S(advertise),
+     "host:port routers reach this node at (empty = --listen with the bound port)"},
+    {"lease-s", "QUIVER_LEASE_S", OPT_INT, 1, 3600, "5", S(lease_s),
+     "the membership lease in etcd, s: a node that dies leaves the cluster this long after"},
 };
 enum { NOPTS = sizeof kOpts / sizeof kOpts[0] };
 

@@ -42,6 +42,10 @@ typedef struct qv__config {
   int64_t demo;               /* 1: create the demo collection on first start */
   char demo_data[1024];       /* prefix of the demo data set (PREFIX_base.fvecs) */
   char port_file[1024];       /* where to write the bound port (tests) */
+  char cluster[1024];         /* "etcd=HOST:PORT,...[,nats=nats://HOST:PORT,...]"; "" = one node */
+  char node_id[64];           /* this node's name in the cluster; "" = the host name */
+  char advertise[256];        /* the address routers reach this node at; "" = --listen's */
+  int64_t lease_s;            /* the membership lease: gone this long after a crash */
 } qv__config;
 
 /* Fills defaults, then environment, then argv. Returns 0 on success, 1 when --help was printed

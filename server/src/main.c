@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "member.h"
 #include "quiver/clock.h"
 #include "quiver/fsutil.h"
 #include "quiver/gpu.h"
@@ -42,6 +43,35 @@ static void on_stop_signal(int sig) {
   ssize_t w = write(g_stop_pipe[1], &b, 1); /* async-signal-safe; a full pipe has a byte already */
   (void)w;
   errno = saved;
+}
+
+/* Cluster mode: registers this node in etcd (member.h) as --node-id (default: the host name) at
+ * --advertise (default: --listen's host with the bound port; the host name for a wildcard). */
+static qv_status join_cluster(const qv__config *cfg, int port, qv__member **out, qv_error *err) {
+  char etcd[1024], id[64], addr[320];
+  qv_status st = qv__cluster_etcd(cfg->cluster, etcd, sizeof etcd, err);
+  if (st != QV_OK)
+    return st;
+  if (cfg->node_id[0] != '\0') {
+    snprintf(id, sizeof id, "%s", cfg->node_id);
+  } else if (gethostname(id, sizeof id) != 0) {
+    return qv_error_set(err, QV_EINVAL, "cluster: no host name: give --node-id");
+  }
+  id[sizeof id - 1] = '\0';
+  if (cfg->advertise[0] != '\0') {
+    snprintf(addr, sizeof addr, "%s", cfg->advertise);
+  } else {
+    char host[256];
+    snprintf(host, sizeof host, "%s", cfg->listen);
+    char *colon = strrchr(host, ':');
+    if (colon != NULL)
+      *colon = '\0';
+    if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "[::]") == 0)
+      gethostname(host, sizeof host);
+    host[sizeof host - 1] = '\0';
+    snprintf(addr, sizeof addr, "%s:%d", host, port);
+  }
+  return qv__member_join(out, etcd, id, addr, cfg->lease_s, err);
 }
 
 /* Creates and builds the collection "demo" on first start: sift5k when it is there (IVF64,Flat,
@@ -261,6 +291,14 @@ int main(int argc, char **argv) {
     if (qv_file_write_atomic(cfg.port_file, buf, (size_t)len, &err) != QV_OK)
       QV_LOG_W("--port-file: %s", err.msg);
   }
+  qv__member *member = NULL;
+  if (cfg.cluster[0] != '\0' && join_cluster(&cfg, port, &member, &err) != QV_OK) {
+    QV_LOG_E("%s", err.msg);
+    qv__server_stop(srv);
+    qv__registry_close(&reg);
+    grpc_shutdown();
+    return 1;
+  }
   pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
   struct pollfd pfd = {.fd = g_stop_pipe[0], .events = POLLIN};
   unsigned char got = 0;
@@ -270,6 +308,7 @@ int main(int argc, char **argv) {
   QV_LOG_I("received %s: shutting down (grace %lld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
            (long long)cfg.shutdown_grace_ms);
   double t0 = qv_monotonic_s();
+  qv__member_leave(member); /* first: routers stop sending here before it stops answering */
   const int deaf = qv__server_accept_dead(srv);
   qv__server_stop(srv);
   const size_t unsaved = qv__registry_close(&reg);
