@@ -39,23 +39,6 @@ inline int free_port() {
   return port;
 }
 
-// Starts argv with stdout and stderr into log; the child's pid (-1 on failure).
-inline pid_t spawn(const std::vector<std::string> &args, const std::string &log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    FILE *f = freopen(log.c_str(), "a", stdout);
-    f = freopen(log.c_str(), "a", stderr);
-    (void)f;
-    std::vector<char *> argv;
-    for (auto &a : args)
-      argv.push_back(const_cast<char *>(a.c_str()));
-    argv.push_back(nullptr);
-    execvp(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
 inline std::string slurp_file(const std::string &path) {
   std::ifstream in(path);
   std::stringstream ss;

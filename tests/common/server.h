@@ -53,17 +53,7 @@ public:
                                      "--log-level",
                                      "debug"};
     args.insert(args.end(), extra.begin(), extra.end());
-    pid = fork();
-    if (pid == 0) {
-      FILE *f = freopen(log_path.c_str(), "a", stderr);
-      (void)f;
-      std::vector<char *> argv;
-      for (auto &a : args)
-        argv.push_back(const_cast<char *>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
+    pid = spawn(args, log_path);
     for (int i = 0; i < 300; i++) { // up to 30 s
       std::ifstream pf(port_file);
       if (pf >> port && port > 0)

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "quiver/vecfile.h"
 
@@ -137,6 +138,23 @@ inline CmdResult run_command(const std::string &cmd) {
   int st = pclose(p);
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return r;
+}
+
+// Starts argv with stdout and stderr into log; the child's pid (-1 on failure).
+inline pid_t spawn(const std::vector<std::string> &args, const std::string &log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    FILE *f = freopen(log.c_str(), "a", stdout);
+    f = freopen(log.c_str(), "a", stderr);
+    (void)f;
+    std::vector<char *> argv;
+    for (auto &a : args)
+      argv.push_back(const_cast<char *>(a.c_str()));
+    argv.push_back(nullptr);
+    execvp(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
 }
 
 #define QV_REQUIRE_DATA(rel)                                                                       \
