@@ -24,7 +24,7 @@ if ! "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>
   "${PYTHON:-python3}" -m venv "$venv"
 fi
 qv_step "installing the Python client and its test dependencies from PyPI into $venv" \
-  "pip must reach PyPI (grpcio, protobuf, numpy, pytest, grpcio-tools); behind a proxy with its own CA, point PIP_CERT at a bundle that holds it"
+  "pip must reach PyPI (grpcio, protobuf, numpy, pytest, grpcio-tools, kubernetes-validate, PyYAML); behind a proxy with its own CA, point PIP_CERT at a bundle that holds it"
 pip=("$venv/bin/python" -m pip --quiet --disable-pip-version-check)
 # Build the package with the venv's own setuptools (no isolated build environment to download
 # every run); requirements already satisfied are not looked up again.
