@@ -175,12 +175,21 @@ qv_status qv_jslog_last_seq(qv_jslog *l, uint64_t *seq, qv_error *err) {
   return QV_OK;
 }
 
-qv_status qv_jslog_read(qv_jslog *l, uint64_t from, int64_t wait_ms, qv_jslog_fn fn, void *user,
-                        uint64_t *next, qv_error *err) {
-  if (next)
-    *next = from;
+struct qv_jslog_reader {
+  qv_jslog *l;
+  natsSubscription *sub;
+};
+
+qv_status qv_jslog_reader_open(qv_jslog *l, uint64_t from, qv_jslog_reader **out, qv_error *err) {
+  *out = NULL;
+  if (l == NULL)
+    return qv_error_set(err, QV_EINVAL, "no log to read");
   if (from < 1)
     from = 1;
+  qv_jslog_reader *r = calloc(1, sizeof *r);
+  if (r == NULL)
+    return qv_error_set(err, QV_ENOMEM, "out of memory");
+  r->l = l;
   /* An ordered consumer from `from`: in order, no gaps, re-created by nats.c after a failover. */
   jsSubOptions so;
   jsSubOptions_Init(&so);
@@ -188,20 +197,28 @@ qv_status qv_jslog_read(qv_jslog *l, uint64_t from, int64_t wait_ms, qv_jslog_fn
   so.Ordered = true;
   so.Config.DeliverPolicy = js_DeliverByStartSequence;
   so.Config.OptStartSeq = from;
-  natsSubscription *sub = NULL;
   jsErrCode je = 0;
   const double until = qv_monotonic_s() + (double)l->timeout_ms / 1e3;
   natsStatus s;
   /* The consumer is made by the stream's leader: retried while a failover leaves none. */
-  while ((s = js_SubscribeSync(&sub, l->js, l->name, NULL, &so, &je)) != NATS_OK) {
-    if (qv_monotonic_s() >= until || (s != NATS_TIMEOUT && s != NATS_NO_RESPONDERS))
+  while ((s = js_SubscribeSync(&r->sub, l->js, l->name, NULL, &so, &je)) != NATS_OK) {
+    if (qv_monotonic_s() >= until || (s != NATS_TIMEOUT && s != NATS_NO_RESPONDERS)) {
+      free(r);
       return nats_fail(err, QV_EUNAVAILABLE, "subscribe", s, je);
+    }
     pause_s(0.1);
   }
+  *out = r;
+  return QV_OK;
+}
+
+qv_status qv_jslog_reader_next(qv_jslog_reader *r, int64_t wait_ms, size_t max, qv_jslog_fn fn,
+                               void *user, size_t *handed, qv_error *err) {
+  size_t n = 0;
   qv_status st = QV_OK;
-  for (;;) {
+  while (max == 0 || n < max) {
     natsMsg *m = NULL;
-    s = natsSubscription_NextMsg(&m, sub, wait_ms);
+    natsStatus s = natsSubscription_NextMsg(&m, r->sub, n == 0 ? wait_ms : 0);
     if (s == NATS_TIMEOUT)
       break;
     if (s != NATS_OK) {
@@ -218,12 +235,65 @@ qv_status qv_jslog_read(qv_jslog *l, uint64_t from, int64_t wait_ms, qv_jslog_fn
     jsMsgMetaData_Destroy(meta);
     const int stop = fn(user, q, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
     natsMsg_Destroy(m);
-    if (next)
-      *next = q + 1;
+    n++;
     if (stop)
       break;
   }
-  natsSubscription_Unsubscribe(sub);
-  natsSubscription_Destroy(sub);
+  if (handed)
+    *handed = n;
   return st;
+}
+
+void qv_jslog_reader_close(qv_jslog_reader *r) {
+  if (r == NULL)
+    return;
+  natsSubscription_Unsubscribe(r->sub);
+  natsSubscription_Destroy(r->sub);
+  free(r);
+}
+
+typedef struct read_all {
+  qv_jslog_fn fn;
+  void *user;
+  uint64_t next;
+  int stopped;
+} read_all;
+
+static int read_all_fn(void *user, uint64_t seq, const void *rec, size_t len) {
+  read_all *a = user;
+  a->next = seq + 1;
+  return a->stopped = a->fn(a->user, seq, rec, len);
+}
+
+qv_status qv_jslog_read(qv_jslog *l, uint64_t from, int64_t wait_ms, qv_jslog_fn fn, void *user,
+                        uint64_t *next, qv_error *err) {
+  if (next)
+    *next = from;
+  qv_jslog_reader *r;
+  qv_status st = qv_jslog_reader_open(l, from, &r, err);
+  if (st != QV_OK)
+    return st;
+  read_all a = {fn, user, from, 0};
+  size_t n = 1;
+  while (st == QV_OK && n > 0 && !a.stopped)
+    st = qv_jslog_reader_next(r, wait_ms, 0, read_all_fn, &a, &n, err);
+  qv_jslog_reader_close(r);
+  if (next)
+    *next = a.next;
+  return st;
+}
+
+qv_status qv_jslog_delete(qv_jslog *l, qv_error *err) {
+  if (l == NULL)
+    return qv_error_set(err, QV_EINVAL, "no log to delete");
+  jsErrCode je = 0;
+  const double until = qv_monotonic_s() + (double)l->timeout_ms / 1e3;
+  for (;;) {
+    natsStatus s = js_DeleteStream(l->js, l->name, NULL, &je);
+    if (s == NATS_OK || s == NATS_NOT_FOUND)
+      return QV_OK;
+    if (qv_monotonic_s() >= until || (s != NATS_TIMEOUT && s != NATS_NO_RESPONDERS))
+      return nats_fail(err, QV_EUNAVAILABLE, "delete stream", s, je);
+    pause_s(0.1);
+  }
 }

@@ -171,6 +171,28 @@ qv_status qv_collection_add(qv_collection *c, size_t n, const int64_t *ids, cons
   return qv_collection_add_features(c, n, ids, vectors, NULL, err);
 }
 
+qv_status qv_rows_check(size_t dim, qv_metric metric, size_t n_features, size_t n,
+                        const int64_t *ids, const float *vectors, const float *features,
+                        qv_error *err) {
+  if (n == 0)
+    return QV_OK;
+  if (ids == NULL || vectors == NULL)
+    return qv_error_set(err, QV_EINVAL, "add: ids or vectors are NULL");
+  for (size_t i = 0; i < n; i++)
+    if (ids[i] < 0)
+      return qv_error_set(err, QV_EINVAL, "row %zu: id %lld is negative (ids must be >= 0)", i,
+                          (long long)ids[i]);
+  qv_status vst = qv_check_vectors(vectors, n, dim, metric == QV_METRIC_COSINE, "row", err);
+  if (vst != QV_OK)
+    return vst;
+  int64_t bad;
+  if (features != NULL && n_features > 0 &&
+      (bad = qv_find_nonfinite(features, n * n_features)) >= 0)
+    return qv_error_set(err, QV_EINVAL, "row %zu: feature %zu is NaN or infinite",
+                        (size_t)bad / n_features, (size_t)bad % n_features);
+  return QV_OK;
+}
+
 qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *ids,
                                      const float *vectors, const float *features, qv_error *err) {
   if (c == NULL)
@@ -180,18 +202,10 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
   if (ids == NULL || vectors == NULL)
     return qv_error_set(err, QV_EINVAL, "add: ids or vectors are NULL");
   const size_t d = c->dim;
-  for (size_t i = 0; i < n; i++)
-    if (ids[i] < 0)
-      return qv_error_set(err, QV_EINVAL, "row %zu: id %lld is negative (ids must be >= 0)", i,
-                          (long long)ids[i]);
-  qv_status vst = qv_check_vectors(vectors, n, d, c->metric == QV_METRIC_COSINE, "row", err);
+  qv_status vst = qv_rows_check(d, c->metric, c->n_features, n, ids, vectors, features, err);
   if (vst != QV_OK)
     return vst;
   const size_t F = c->n_features;
-  int64_t bad;
-  if (features != NULL && F > 0 && (bad = qv_find_nonfinite(features, n * F)) >= 0)
-    return qv_error_set(err, QV_EINVAL, "row %zu: feature %zu is NaN or infinite", (size_t)bad / F,
-                        (size_t)bad % F);
 
   /* Dedupe within the batch (last wins) and, for cosine, normalise a copy. */
   qv_status st = QV_OK;

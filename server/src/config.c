@@ -118,6 +118,18 @@ static const opt kOpts[] = {
      "host:port routers reach this node at (empty = --listen with the bound port)"},
     {"lease-s", "QUIVER_LEASE_S", OPT_INT, 1, 3600, "5", S(lease_s),
      "the membership lease in etcd, s: a node that dies leaves the cluster this long after"},
+    {"role", "QUIVER_ROLE", OPT_STR, 0, 0, "node", S(role),
+     "node | router: with --cluster, a shard server or a router of the fleet (docs/cluster.md)"},
+    {"fanout-extra-k", "QUIVER_FANOUT_EXTRA_K", OPT_INT, 0, 65536, "0", S(fanout_extra_k),
+     "router: each shard answers k + this many before the merge"},
+    {"hedge-ms", "QUIVER_HEDGE_MS", OPT_INT, 0, 600000, "50", S(hedge_ms),
+     "router: a shard not answering this long is asked on another replica too (0 = never)"},
+    {"map-poll-ms", "QUIVER_MAP_POLL_MS", OPT_INT, 20, 60000, "200", S(map_poll_ms),
+     "fleet: how often the shard map and assignments are read from etcd, ms"},
+    {"max-lag", "QUIVER_MAX_LAG", OPT_INT, 0, 1000000000, "1000", S(max_lag),
+     "shard server: a replica is in-sync (searched) while at most this many log records behind"},
+    {"stream-replicas", "QUIVER_STREAM_REPLICAS", OPT_INT, 1, 5, "3", S(stream_replicas),
+     "router: JetStream replicas of each shard's write log (at most the NATS servers)"},
 };
 enum { NOPTS = sizeof kOpts / sizeof kOpts[0] };
 

@@ -46,6 +46,12 @@ typedef struct qv__config {
   char node_id[64];           /* this node's name in the cluster; "" = the host name */
   char advertise[256];        /* the address routers reach this node at; "" = --listen's */
   int64_t lease_s;            /* the membership lease: gone this long after a crash */
+  char role[16];              /* node | router */
+  int64_t fanout_extra_k;     /* router: each shard answers k + this many */
+  int64_t hedge_ms;           /* router: a shard's second try after this long; 0 = off */
+  int64_t map_poll_ms;        /* fleet: how often the map is read from etcd */
+  int64_t max_lag;            /* shard server: in-sync while this few log records behind */
+  int64_t stream_replicas;    /* router: JetStream replicas of a new collection's logs */
 } qv__config;
 
 /* Fills defaults, then environment, then argv. Returns 0 on success, 1 when --help was printed

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fleet.h"
 #include "log.h"
 #include "member.h"
 #include "quiver/clock.h"
@@ -29,6 +30,8 @@
 #include "quiver/synth.h"
 #include "quiver/vecfile.h"
 #include "registry.h"
+#include "replica.h"
+#include "router.h"
 #include "server.h"
 
 /* The stop signals are turned into a byte on this pipe, which main reads. A handler (not just a
@@ -45,21 +48,19 @@ static void on_stop_signal(int sig) {
   errno = saved;
 }
 
-/* Cluster mode: registers this node in etcd (member.h) as --node-id (default: the host name) at
- * --advertise (default: --listen's host with the bound port; the host name for a wildcard). */
-static qv_status join_cluster(const qv__config *cfg, int port, qv__member **out, qv_error *err) {
-  char etcd[1024], id[64], addr[320];
-  qv_status st = qv__cluster_etcd(cfg->cluster, etcd, sizeof etcd, err);
-  if (st != QV_OK)
-    return st;
+/* Cluster mode: this node's id (--node-id, default: the host name) and the address others reach
+ * it at (--advertise, default: --listen's host with the bound port; the host name for a
+ * wildcard). */
+static qv_status cluster_names(const qv__config *cfg, int port, char *id, size_t id_cap, char *addr,
+                               size_t addr_cap, qv_error *err) {
   if (cfg->node_id[0] != '\0') {
-    snprintf(id, sizeof id, "%s", cfg->node_id);
-  } else if (gethostname(id, sizeof id) != 0) {
+    snprintf(id, id_cap, "%s", cfg->node_id);
+  } else if (gethostname(id, id_cap) != 0) {
     return qv_error_set(err, QV_EINVAL, "cluster: no host name: give --node-id");
   }
-  id[sizeof id - 1] = '\0';
+  id[id_cap - 1] = '\0';
   if (cfg->advertise[0] != '\0') {
-    snprintf(addr, sizeof addr, "%s", cfg->advertise);
+    snprintf(addr, addr_cap, "%s", cfg->advertise);
   } else {
     char host[256];
     snprintf(host, sizeof host, "%s", cfg->listen);
@@ -69,9 +70,9 @@ static qv_status join_cluster(const qv__config *cfg, int port, qv__member **out,
     if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "[::]") == 0)
       gethostname(host, sizeof host);
     host[sizeof host - 1] = '\0';
-    snprintf(addr, sizeof addr, "%s:%d", host, port);
+    snprintf(addr, addr_cap, "%s:%d", host, port);
   }
-  return qv__member_join(out, etcd, id, addr, cfg->lease_s, err);
+  return QV_OK;
 }
 
 /* Creates and builds the collection "demo" on first start: sift5k when it is there (IVF64,Flat,
@@ -226,6 +227,15 @@ int main(int argc, char **argv) {
     fprintf(stderr, "quiverd: --batch must be on or off, not '%s'\n", cfg.batch);
     return 2;
   }
+  if (strcmp(cfg.role, "node") != 0 && strcmp(cfg.role, "router") != 0) {
+    fprintf(stderr, "quiverd: --role must be node or router, not '%s'\n", cfg.role);
+    return 2;
+  }
+  if (strcmp(cfg.role, "router") == 0 && cfg.cluster[0] == '\0') {
+    fprintf(stderr, "quiverd: --role router needs --cluster etcd=...,nats=... (the fleet it "
+                    "routes to)\n");
+    return 2;
+  }
   qv_blas_threads_init((int)cfg.omp_threads);
   /* GPU contexts first: reopened collections are placed as they open. */
   qv_gpu_opts go;
@@ -273,18 +283,34 @@ int main(int argc, char **argv) {
     return 1;
   }
   grpc_init();
-  qv__server *srv;
-  int port = 0;
-  if (qv__server_start(&srv, &cfg, &reg, &port, &err) != QV_OK) {
+  /* The fleet: a router answers through the map it reads from etcd (router.h); a node joins and
+   * serves the replicas assigned to it (replica.h). */
+  const int router_role = strcmp(cfg.role, "router") == 0;
+  char etcd[1024] = "", nats[1024] = "", node_id[64] = "", addr[320] = "";
+  qv__router *router = NULL;
+  if (cfg.cluster[0] != '\0' &&
+      (qv__cluster_parse(cfg.cluster, etcd, sizeof etcd, nats, sizeof nats, &err) != QV_OK ||
+       cluster_names(&cfg, 0, node_id, sizeof node_id, addr, sizeof addr, &err) != QV_OK ||
+       (router_role && qv__router_new(&router, &cfg, etcd, nats, node_id, &err) != QV_OK))) {
     QV_LOG_E("%s", err.msg);
     qv__registry_close(&reg);
     grpc_shutdown();
     return 1;
   }
+  qv__server *srv;
+  int port = 0;
+  if (qv__server_start(&srv, &cfg, &reg, router, &port, &err) != QV_OK) {
+    QV_LOG_E("%s", err.msg);
+    qv__router_free(router);
+    qv__registry_close(&reg);
+    grpc_shutdown();
+    return 1;
+  }
   QV_LOG_I("quiverd serving on %s (port %d), data dir %s, %lld polling thread(s), %zu "
-           "collection(s)",
+           "collection(s)%s",
            cfg.listen, port, cfg.data_dir,
-           (long long)(cfg.threads > 0 ? cfg.threads : sysconf(_SC_NPROCESSORS_ONLN)), reg.n);
+           (long long)(cfg.threads > 0 ? cfg.threads : sysconf(_SC_NPROCESSORS_ONLN)), reg.n,
+           router_role ? ", fleet router" : "");
   if (cfg.port_file[0] != '\0') {
     char buf[32];
     int len = snprintf(buf, sizeof buf, "%d\n", port);
@@ -292,12 +318,24 @@ int main(int argc, char **argv) {
       QV_LOG_W("--port-file: %s", err.msg);
   }
   qv__member *member = NULL;
-  if (cfg.cluster[0] != '\0' && join_cluster(&cfg, port, &member, &err) != QV_OK) {
-    QV_LOG_E("%s", err.msg);
-    qv__server_stop(srv);
-    qv__registry_close(&reg);
-    grpc_shutdown();
-    return 1;
+  qv__replicas *replicas = NULL;
+  if (cfg.cluster[0] != '\0') {
+    qv_status st = cluster_names(&cfg, port, node_id, sizeof node_id, addr, sizeof addr, &err);
+    if (st == QV_OK && router_role)
+      st = qv__router_join(router, addr, &err);
+    if (st == QV_OK && !router_role)
+      st = qv__member_join(&member, etcd, QV__FLEET_NODES, node_id, addr, cfg.lease_s, &err);
+    if (st == QV_OK && !router_role && nats[0] != '\0')
+      st = qv__replicas_start(&replicas, srv, &cfg, member, etcd, nats, node_id, addr, &err);
+    if (st != QV_OK) {
+      QV_LOG_E("%s", err.msg);
+      qv__member_leave(member);
+      qv__server_stop(srv);
+      qv__router_free(router);
+      qv__registry_close(&reg);
+      grpc_shutdown();
+      return 1;
+    }
   }
   pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
   struct pollfd pfd = {.fd = g_stop_pipe[0], .events = POLLIN};
@@ -309,8 +347,10 @@ int main(int argc, char **argv) {
            (long long)cfg.shutdown_grace_ms);
   double t0 = qv_monotonic_s();
   qv__member_leave(member); /* first: routers stop sending here before it stops answering */
+  qv__replicas_stop(replicas);
   const int deaf = qv__server_accept_dead(srv);
   qv__server_stop(srv);
+  qv__router_free(router); /* after the calls that use it */
   const size_t unsaved = qv__registry_close(&reg);
   qv_gpu_shutdown();
   grpc_shutdown();

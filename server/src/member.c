@@ -9,10 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fleet.h"
 #include "log.h"
 #include "quiver/etcd.h"
-
-#define NODES_PREFIX "/quiver/nodes/"
 
 struct qv__member {
   qv_etcd *etcd;
@@ -24,44 +23,6 @@ struct qv__member {
   pthread_cond_t cv;
   int stop;
 };
-
-qv_status qv__cluster_etcd(const char *cluster, char *out, size_t cap, qv_error *err) {
-  out[0] = '\0';
-  char *copy = strdup(cluster);
-  if (copy == NULL)
-    return qv_error_set(err, QV_ENOMEM, "out of memory");
-  enum { NONE, ETCD, NATS } key = NONE;
-  size_t used = 0;
-  qv_status st = QV_OK;
-  char *save = NULL;
-  for (char *tok = strtok_r(copy, ",", &save); tok && st == QV_OK;
-       tok = strtok_r(NULL, ",", &save)) {
-    if (strncmp(tok, "etcd=", 5) == 0) {
-      key = ETCD;
-      tok += 5;
-    } else if (strncmp(tok, "nats=", 5) == 0) {
-      key = NATS;
-      continue;
-    } else if (key == NONE) {
-      st = qv_error_set(err, QV_EINVAL,
-                        "--cluster '%.200s': give etcd=HOST:PORT[,HOST:PORT...][,nats=...]",
-                        cluster);
-      break;
-    }
-    if (key != ETCD || tok[0] == '\0')
-      continue;
-    int n = snprintf(out + used, cap - used, "%s%s", used ? "," : "", tok);
-    if (n < 0 || (size_t)n >= cap - used)
-      st = qv_error_set(err, QV_EINVAL, "--cluster: the etcd endpoint list is too long");
-    else
-      used += (size_t)n;
-  }
-  free(copy);
-  if (st == QV_OK && used == 0)
-    st = qv_error_set(err, QV_EINVAL, "--cluster '%.200s' names no etcd endpoint (etcd=HOST:PORT)",
-                      cluster);
-  return st;
-}
 
 static int id_ok(const char *id) {
   size_t n = strlen(id);
@@ -88,10 +49,22 @@ static int addr_ok(const char *a) {
 
 /* A lease, and the key on it. */
 static qv_status register_node(qv__member *m, qv_error *err) {
-  qv_status st = qv_etcd_lease_grant(m->etcd, m->lease_s, &m->lease, NULL, err);
+  int64_t lease = 0;
+  qv_status st = qv_etcd_lease_grant(m->etcd, m->lease_s, &lease, NULL, err);
   if (st == QV_OK)
-    st = qv_etcd_put(m->etcd, m->key, m->value, strlen(m->value), m->lease, NULL, err);
+    st = qv_etcd_put(m->etcd, m->key, m->value, strlen(m->value), lease, NULL, err);
+  pthread_mutex_lock(&m->mu);
+  if (lease != 0)
+    m->lease = lease;
+  pthread_mutex_unlock(&m->mu);
   return st;
+}
+
+int64_t qv__member_lease(qv__member *m) {
+  pthread_mutex_lock(&m->mu);
+  const int64_t lease = m->lease;
+  pthread_mutex_unlock(&m->mu);
+  return lease;
 }
 
 static void *refresh_main(void *arg) {
@@ -113,7 +86,7 @@ static void *refresh_main(void *arg) {
       break;
     pthread_mutex_unlock(&m->mu);
     qv_error e = {0};
-    qv_status st = qv_etcd_lease_keepalive(m->etcd, m->lease, NULL, &e);
+    qv_status st = qv_etcd_lease_keepalive(m->etcd, qv__member_lease(m), NULL, &e);
     if (st == QV_ENOTFOUND) { /* expired while etcd was unreachable: join again */
       QV_LOG_W("cluster: the membership lease expired; registering %s again", m->key);
       st = register_node(m, &e);
@@ -126,8 +99,8 @@ static void *refresh_main(void *arg) {
   return NULL;
 }
 
-qv_status qv__member_join(qv__member **out, const char *etcd, const char *id, const char *addr,
-                          int64_t lease_s, qv_error *err) {
+qv_status qv__member_join(qv__member **out, const char *etcd, const char *prefix, const char *id,
+                          const char *addr, int64_t lease_s, qv_error *err) {
   *out = NULL;
   if (!id_ok(id))
     return qv_error_set(err, QV_EINVAL, "--node-id '%.80s': [A-Za-z0-9_.-]{1,63}", id);
@@ -136,7 +109,7 @@ qv_status qv__member_join(qv__member **out, const char *etcd, const char *id, co
   qv__member *m = calloc(1, sizeof *m);
   if (m == NULL)
     return qv_error_set(err, QV_ENOMEM, "out of memory");
-  snprintf(m->key, sizeof m->key, NODES_PREFIX "%s", id);
+  snprintf(m->key, sizeof m->key, "%s%s", prefix, id);
   snprintf(m->value, sizeof m->value, "{\"id\":\"%s\",\"addr\":\"%s\",\"pid\":%ld}", id, addr,
            (long)getpid());
   m->lease_s = lease_s;

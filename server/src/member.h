@@ -11,14 +11,14 @@
 
 typedef struct qv__member qv__member;
 
-/* The etcd endpoints of a --cluster value ("etcd=A,B[,nats=X,Y]"), copied into out (cap bytes).
- * QV_EINVAL when it names no etcd or an unknown key. */
-qv_status qv__cluster_etcd(const char *cluster, char *out, size_t cap, qv_error *err);
-
-/* Joins: registers node id at addr with a lease of lease_s seconds, then keeps it refreshed.
+/* Joins: registers id at addr under prefix (fleet.h: QV__FLEET_NODES for a shard server,
+ * QV__FLEET_ROUTERS for a router) with a lease of lease_s seconds, then keeps it refreshed.
  * QV_EINVAL for a bad id or address; etcd's error when it cannot be reached (in time). */
-qv_status qv__member_join(qv__member **out, const char *etcd, const char *id, const char *addr,
-                          int64_t lease_s, qv_error *err);
+qv_status qv__member_join(qv__member **out, const char *etcd, const char *prefix, const char *id,
+                          const char *addr, int64_t lease_s, qv_error *err);
+/* The lease the key is on now (a new one after an expiry): what else the node keeps in etcd for
+ * as long as it lives (its replicas' reports, a router's controller key) goes on it too. */
+int64_t qv__member_lease(qv__member *m);
 /* Leaves: revokes the lease (the key goes at once) and stops the refresh thread. NULL is a no-op.
  */
 void qv__member_leave(qv__member *m);

@@ -5,6 +5,7 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "quiver/v1/retrieval.pb-c.h"
+#include "router_internal.h"
 #include "server_internal.h"
 
 /* ---- the method table ------------------------------------------------------------------- */
@@ -12,33 +13,33 @@
 /* Read tokens may search, describe, list and check health; everything else needs admin. */
 const method qv__method_table[NMETHODS] = {
     [M_SEARCH] = {"/quiver.v1.Retrieval/Search", K_UNARY, &quiver__v1__search_request__descriptor,
-                  qv__h_search, NULL, QV__ROLE_READ, 0},
+                  qv__h_search, NULL, QV__ROLE_READ, 0, qv__rt_search, NULL},
     [M_CREATE] = {"/quiver.v1.Retrieval/CreateCollection", K_UNARY,
                   &quiver__v1__create_collection_request__descriptor, qv__h_create, NULL,
-                  QV__ROLE_ADMIN, 0},
+                  QV__ROLE_ADMIN, 0, qv__rt_create, NULL},
     [M_DROP] = {"/quiver.v1.Retrieval/DropCollection", K_UNARY,
                 &quiver__v1__drop_collection_request__descriptor, qv__h_drop, NULL, QV__ROLE_ADMIN,
-                0},
+                0, qv__rt_drop, NULL},
     [M_LIST] = {"/quiver.v1.Retrieval/ListCollections", K_UNARY,
                 &quiver__v1__list_collections_request__descriptor, qv__h_list, NULL, QV__ROLE_READ,
-                0},
+                0, qv__rt_list, NULL},
     [M_DESCRIBE] = {"/quiver.v1.Retrieval/DescribeCollection", K_UNARY,
                     &quiver__v1__describe_collection_request__descriptor, qv__h_describe, NULL,
-                    QV__ROLE_READ, 0},
+                    QV__ROLE_READ, 0, qv__rt_describe, NULL},
     [M_UPSERT] = {"/quiver.v1.Retrieval/Upsert", K_CLIENT_STREAM,
                   &quiver__v1__upsert_request__descriptor, NULL, qv__start_upsert, QV__ROLE_ADMIN,
-                  1},
+                  1, NULL, qv__rt_start_upsert},
     [M_DELETE] = {"/quiver.v1.Retrieval/Delete", K_UNARY, &quiver__v1__delete_request__descriptor,
-                  qv__h_delete, NULL, QV__ROLE_ADMIN, 1},
+                  qv__h_delete, NULL, QV__ROLE_ADMIN, 1, qv__rt_delete, NULL},
     [M_BUILD] = {"/quiver.v1.Retrieval/BuildIndex", K_SERVER_STREAM,
                  &quiver__v1__build_index_request__descriptor, NULL, qv__start_build,
-                 QV__ROLE_ADMIN, 0},
+                 QV__ROLE_ADMIN, 0, NULL, qv__rt_start_build},
     [M_HEALTH] = {"/grpc.health.v1.Health/Check", K_UNARY,
                   &grpc__health__v1__health_check_request__descriptor, qv__h_health, NULL,
-                  QV__ROLE_NONE, 0},
+                  QV__ROLE_NONE, 0, NULL, NULL},
     [M_IMPORT] = {"/quiver.v1.Retrieval/ImportIndex", K_CLIENT_STREAM,
                   &quiver__v1__import_index_request__descriptor, NULL, qv__start_import,
-                  QV__ROLE_ADMIN, 1},
+                  QV__ROLE_ADMIN, 1, NULL, qv__rt_start_import},
 };
 
 const char *qv__method_short(const method *m) {

@@ -49,6 +49,9 @@ struct method {
   /* 1: a write — a unary call runs on a writer thread (a stream's steps are placed by its own
    * tags, rpc_upsert.c, rpc_import.c). */
   int writes;
+  /* The router role's handlers (router_*.c); NULL: the node's serves both (Health). */
+  unary_fn rfn;
+  stream_start_fn rstart;
 };
 
 extern const method qv__method_table[NMETHODS];

@@ -17,6 +17,12 @@ qv_status qv__h_create(qv__server *s, const ProtobufCMessage *m, const gpr_times
   qv_status st = qv__name_check(r->name, err);
   if (st != QV_OK)
     return st;
+  if (r->shards > 1 || r->replicas > 1)
+    return qv_error_set(err, QV_EINVAL,
+                        "shards = %u, replicas = %u: this is a single node; a collection split "
+                        "into shards or replicated needs a fleet (send it to a router: "
+                        "docs/cluster.md)",
+                        r->shards, r->replicas);
   qv_collection_opts o;
   qv_collection_opts_init(&o);
   if (r->dim == 0 || r->dim > QV_MAX_DIM)

@@ -140,11 +140,11 @@ static void handle_unary(qv__server *s, const method *m, grpc_call *call, grpc_m
     st = QV_EINVAL;
   } else if (qv__deadline_passed(deadline)) {
     st = qv_error_set(&err, QV_EDEADLINE, "the deadline passed before the call was started");
-  } else if (m == &qv__method_table[M_SEARCH] &&
+  } else if (s->router == NULL && m == &qv__method_table[M_SEARCH] &&
              qv__search_batched(s, call, md, deadline, req, t0)) {
     return; /* answered by the batcher (or refused there) */
   } else {
-    st = m->fn(s, req, &deadline, &resp, &err);
+    st = (s->router != NULL && m->rfn != NULL ? m->rfn : m->fn)(s, req, &deadline, &resp, &err);
   }
   if (st != QV_OK) {
     if (req != NULL && req->descriptor == &quiver__v1__search_request__descriptor)
@@ -255,7 +255,7 @@ static void on_request(void *self, int ok) {
     }
   }
   if (m->kind != K_UNARY)
-    m->start(s, call, &md, payload);
+    (s->router != NULL && m->rstart != NULL ? m->rstart : m->start)(s, call, &md, payload);
   else if (unary_to_writer(s, m, call, &md, deadline, payload))
     return;
   else
@@ -354,8 +354,8 @@ static void free_unstarted(qv__server *s) {
   free(s);
 }
 
-qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg, int *port,
-                           qv_error *err) {
+qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
+                           struct qv__router *router, int *port, qv_error *err) {
   *out = NULL;
   grpc_server_credentials *creds = server_creds(cfg, err);
   if (creds == NULL)
@@ -374,6 +374,7 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
   s->auth = auth;
   s->cfg = cfg;
   s->reg = reg;
+  s->router = router;
   pthread_mutex_init(&s->build_mu, NULL);
   pthread_cond_init(&s->build_cv, NULL);
   pthread_mutex_init(&s->wq_mu, NULL);

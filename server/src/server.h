@@ -13,9 +13,11 @@
 
 typedef struct qv__server qv__server;
 
-/* Creates the server, binds cfg->listen, starts the polling threads. *port gets the bound port. */
-qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg, int *port,
-                           qv_error *err);
+struct qv__router;
+/* Creates the server, binds cfg->listen, starts the polling threads. *port gets the bound port.
+ * router: the fleet router that answers the calls (--role router), or NULL for a node. */
+qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
+                           struct qv__router *router, int *port, qv_error *err);
 /* Graceful stop: refuse new calls, cancel builds, let in-flight calls finish within the grace
  * period, then cancel the rest; joins every thread and frees the server. */
 void qv__server_stop(qv__server *s);

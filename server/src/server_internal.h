@@ -54,6 +54,8 @@ struct qv__server {
   pthread_mutex_t wq_mu;
   pthread_cond_t wq_cv;
   qv__tag *wq_head, *wq_tail;
+  /* --role router: the fleet's router answers the calls (router.h); NULL on a node. */
+  struct qv__router *router;
 };
 
 /* ---- info.c ---- */

@@ -45,6 +45,20 @@ typedef int (*qv_jslog_fn)(void *user, uint64_t seq, const void *rec, size_t len
 QV_API qv_status qv_jslog_read(qv_jslog *l, uint64_t from, int64_t wait_ms, qv_jslog_fn fn,
                                void *user, uint64_t *next, qv_error *err);
 
+/* A reader kept open between calls (a replica applying its shard's stream as it grows): an
+ * ordered consumer from `from`. One caller's. */
+typedef struct qv_jslog_reader qv_jslog_reader;
+QV_API qv_status qv_jslog_reader_open(qv_jslog *l, uint64_t from, qv_jslog_reader **out,
+                                      qv_error *err);
+/* Hands the next records to fn, in order: waits up to wait_ms for the first, then takes what has
+ * arrived, up to max (0 = no limit), until fn returns non-zero. *handed (may be NULL): how many. */
+QV_API qv_status qv_jslog_reader_next(qv_jslog_reader *r, int64_t wait_ms, size_t max,
+                                      qv_jslog_fn fn, void *user, size_t *handed, qv_error *err);
+QV_API void qv_jslog_reader_close(qv_jslog_reader *r);
+
+/* Deletes the stream and its records (a dropped collection); QV_OK when it is already gone. */
+QV_API qv_status qv_jslog_delete(qv_jslog *l, qv_error *err);
+
 #ifdef __cplusplus
 }
 #endif

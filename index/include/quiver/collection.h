@@ -113,6 +113,14 @@ QV_API qv_status qv_collection_add_features(qv_collection *c, size_t n, const in
                                             const float *vectors, const float *features,
                                             qv_error *err);
 
+/* The checks qv_collection_add_features makes of a batch before it changes anything (negative
+ * ids, NaN/Inf components, zero vectors for cosine, NaN/Inf features), without a collection: a
+ * router checks what it logs for its shards as their collections will. QV_OK or QV_EINVAL with
+ * the same message. */
+QV_API qv_status qv_rows_check(size_t dim, qv_metric metric, size_t n_features, size_t n,
+                               const int64_t *ids, const float *vectors, const float *features,
+                               qv_error *err);
+
 /* Deletes the given ids; ids that are not present are skipped. *n_deleted (may be NULL) gets how
  * many were removed. Returns QV_OK; QV_EINVAL (NULL ids with n > 0); QV_EINTERNAL. */
 QV_API qv_status qv_collection_delete(qv_collection *c, size_t n, const int64_t *ids,

@@ -1,0 +1,671 @@
+/* A shard server's replicas: see replica.h.
+ *
+ * One thread does everything, in a loop: every --map-poll-ms it reads this node's assignments
+ * and the collections' records from etcd (a failed read changes nothing: the replicas keep
+ * serving), opens what is new, drops what is no longer assigned; then it applies what each
+ * replica's log has (up to a batch per replica per turn, so one long backlog does not starve
+ * the others), looks at the log's last sequence, and puts the replica's report when it changed.
+ * Builds run on threads of their own; the replica keeps applying (the build's catch-up takes
+ * what arrives meanwhile, as on a single node).
+ *
+ * How far a replica got is in DATA_DIR/fleet/<local>.state ({"uid","applied","built"}), written
+ * after the records it counts are applied. A crash can leave it behind what the collection holds
+ * (never ahead): the records after it are applied again at the next start, which leaves the same
+ * collection, since an upsert or delete of an id gives the same result however often it is
+ * applied in order. */
+#define _GNU_SOURCE
+#include "replica.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fleet.h"
+#include "log.h"
+#include "quiver/clock.h"
+#include "quiver/etcd.h"
+#include "quiver/fsutil.h"
+#include "quiver/jslog.h"
+#include "server_internal.h"
+
+enum { APPLY_BATCH = 64 };
+
+typedef struct held {
+  char name[QV__FLEET_NAME_MAX + 1];
+  uint32_t shard;
+  char local[QV__NAME_MAX + 1];
+  char state_path[QV_PATH_MAX];
+  qv__fcoll rec;
+  qv_jslog *log;
+  qv_jslog_reader *rd;
+  double retry_at; /* after a failed open or apply: not before this */
+  uint64_t applied, saved_applied, log_seq;
+  int log_known; /* log_seq was read since the open */
+  double log_t, saved_t, report_t;
+  qv__rep_state state;
+  uint64_t built_gen;
+  char build_error[200];
+  /* A build thread: runs while building; done (set by it) once it finished. */
+  pthread_t bt;
+  int building;
+  int build_done;
+  qv_status build_st;
+  uint64_t build_for;
+  char *report; /* the JSON last put */
+  int64_t report_lease;
+  int assigned; /* seen in this turn's assignments */
+} held;
+
+struct qv__replicas {
+  qv__server *s;
+  const qv__config *cfg;
+  qv__member *m;
+  qv_etcd *etcd;
+  char nats[1024], node[64], addr[320];
+  char fleet_dir[QV_PATH_MAX];
+  held **h;
+  size_t n, cap;
+  pthread_t thr;
+  pthread_mutex_t mu; /* stop, and each held's build fields */
+  pthread_cond_t cv;
+  int stop;
+};
+
+/* ---- the state file ---------------------------------------------------------------------- */
+
+static void state_save(held *h) {
+  char buf[256];
+  int len = snprintf(buf, sizeof buf, "{\"uid\":\"%016llx\",\"applied\":%llu,\"built\":%llu}\n",
+                     (unsigned long long)h->rec.uid, (unsigned long long)h->applied,
+                     (unsigned long long)h->built_gen);
+  qv_error e = {0};
+  if (qv_file_write_atomic(h->state_path, buf, (size_t)len, &e) != QV_OK)
+    QV_LOG_W("fleet: %s: saving how far it got: %s", h->local, e.msg);
+  h->saved_applied = h->applied;
+  h->saved_t = qv_monotonic_s();
+}
+
+/* 1 when the file is this collection's (same uid): applied and built filled. */
+static int state_load(held *h) {
+  json_error_t je;
+  json_t *o = json_load_file(h->state_path, 0, &je);
+  if (o == NULL)
+    return 0;
+  const char *uid = NULL;
+  json_int_t applied = 0, built = 0;
+  int ok =
+      json_unpack(o, "{s:s, s:I, s?I}", "uid", &uid, "applied", &applied, "built", &built) == 0 &&
+      strtoull(uid, NULL, 16) == h->rec.uid;
+  if (ok) {
+    h->applied = h->saved_applied = (uint64_t)applied;
+    h->built_gen = (uint64_t)built;
+  }
+  json_decref(o);
+  return ok;
+}
+
+/* ---- local calls ------------------------------------------------------------------------- */
+
+static qv_status call_local(qv__replicas *R, int mi, const ProtobufCMessage *req, qv_error *err) {
+  const size_t len = protobuf_c_message_get_packed_size(req);
+  ProtobufCBinaryData msg = {len, malloc(len ? len : 1)};
+  if (msg.data == NULL)
+    return qv_error_set(err, QV_ENOMEM, "out of memory");
+  protobuf_c_message_pack(req, msg.data);
+  ProtobufCBinaryData resp;
+  qv_status st = qv__server_call_offline(R->s, mi, &msg, 1, &resp, err);
+  free(msg.data);
+  free(resp.data);
+  return st;
+}
+
+static qv_status create_local(qv__replicas *R, held *h, qv_error *err) {
+  Quiver__V1__DropCollectionRequest d = QUIVER__V1__DROP_COLLECTION_REQUEST__INIT;
+  d.name = h->local;
+  qv_error ignored = {0};
+  (void)call_local(R, M_DROP, &d.base, &ignored); /* a leftover of an older collection */
+  Quiver__V1__CreateCollectionRequest c = QUIVER__V1__CREATE_COLLECTION_REQUEST__INIT;
+  c.name = h->local;
+  c.dim = h->rec.dim;
+  c.metric = (Quiver__V1__Metric)h->rec.metric;
+  c.index_spec = h->rec.spec;
+  c.default_nprobe = h->rec.default_nprobe;
+  c.train_sample = h->rec.train_sample;
+  c.n_features = h->rec.n_features;
+  c.device = (Quiver__V1__Device)h->rec.device;
+  c.deferred_deletes = h->rec.deferred_deletes;
+  return call_local(R, M_CREATE, &c.base, err);
+}
+
+static int local_exists(qv__replicas *R, const char *name) {
+  qv__entry *e;
+  qv_error ignored = {0};
+  if (qv__registry_get(R->s->reg, name, &e, &ignored) != QV_OK)
+    return 0;
+  qv__registry_put(R->s->reg, e);
+  return 1;
+}
+
+static void local_stats(qv__replicas *R, held *h, uint64_t *count, uint64_t *version,
+                        int *trained) {
+  *count = *version = 0;
+  *trained = 0;
+  qv__entry *e;
+  qv_error ignored = {0};
+  if (qv__registry_get(R->s->reg, h->local, &e, &ignored) != QV_OK)
+    return;
+  qv_collection_stats cs;
+  if (qv_collection_stats_get(qv__entry_col(e), &cs, NULL) == QV_OK) {
+    *count = cs.count;
+    *version = cs.version;
+    *trained = cs.trained;
+  }
+  qv__registry_put(R->s->reg, e);
+}
+
+/* ---- applying the log -------------------------------------------------------------------- */
+
+typedef struct apply_ctx {
+  qv__replicas *R;
+  held *h;
+  qv_status st; /* a failure that stops the apply (retried later from the same record) */
+  qv_error err;
+} apply_ctx;
+
+static qv_status apply_record(qv__replicas *R, held *h, const uint8_t *rec, size_t len,
+                              qv_error *err) {
+  if (len < 1)
+    return qv_error_set(err, QV_EINVAL, "an empty log record");
+  qv_status st;
+  if (rec[0] == QV__REC_UPSERT) {
+    Quiver__V1__UpsertRequest *r = quiver__v1__upsert_request__unpack(NULL, len - 1, rec + 1);
+    if (r == NULL)
+      return qv_error_set(err, QV_EINVAL, "an upsert record that does not decode");
+    char *saved = r->collection;
+    r->collection = h->local;
+    qv__entry *e = NULL;
+    uint64_t upserted = 0;
+    st = qv__upsert_chunk(R->s, &e, &upserted, r, err);
+    grpc_byte_buffer *resp = NULL;
+    if (st == QV_OK)
+      st = qv__upsert_done(R->s, e, upserted, &resp, err);
+    if (resp)
+      grpc_byte_buffer_destroy(resp);
+    if (e)
+      qv__registry_put(R->s->reg, e);
+    r->collection = saved;
+    quiver__v1__upsert_request__free_unpacked(r, NULL);
+  } else if (rec[0] == QV__REC_DELETE) {
+    Quiver__V1__DeleteRequest *r = quiver__v1__delete_request__unpack(NULL, len - 1, rec + 1);
+    if (r == NULL)
+      return qv_error_set(err, QV_EINVAL, "a delete record that does not decode");
+    char *saved = r->collection;
+    r->collection = h->local;
+    grpc_byte_buffer *resp = NULL;
+    st = qv__h_delete(R->s, &r->base, NULL, &resp, err);
+    if (resp)
+      grpc_byte_buffer_destroy(resp);
+    r->collection = saved;
+    quiver__v1__delete_request__free_unpacked(r, NULL);
+  } else {
+    st = qv_error_set(err, QV_EINVAL, "a log record of unknown kind %d", rec[0]);
+  }
+  return st;
+}
+
+static int on_record(void *user, uint64_t seq, const void *rec, size_t len) {
+  apply_ctx *a = user;
+  held *h = a->h;
+  if (seq <= h->applied)
+    return 0; /* had it already (a reader re-opened from an older point) */
+  qv_error err = {0};
+  qv_status st = apply_record(a->R, h, rec, len, &err);
+  if (st == QV_EINVAL) {
+    /* It can never apply (the router checks what it logs, so this is a bug or a record from
+     * elsewhere): skipping it keeps the replica alive; every replica skips it alike. */
+    QV_LOG_E("fleet: %s: log record %llu skipped: %s", h->local, (unsigned long long)seq, err.msg);
+  } else if (st != QV_OK) {
+    a->st = st;
+    a->err = err;
+    return 1;
+  }
+  h->applied = seq;
+  return 0;
+}
+
+static void close_log(held *h) {
+  qv_jslog_reader_close(h->rd);
+  h->rd = NULL;
+  qv_jslog_close(h->log);
+  h->log = NULL;
+  h->log_known = 0;
+}
+
+/* Opens what a held replica needs: the local collection, its log and a reader from where it got
+ * to. Retried each turn (after a pause) until it works. */
+static void open_held(qv__replicas *R, held *h) {
+  qv_error err = {0};
+  qv_status st = QV_OK;
+  if (h->log == NULL) {
+    if (!state_load(h) || !local_exists(R, h->local)) {
+      h->applied = h->saved_applied = 0;
+      h->built_gen = 0;
+      if ((st = create_local(R, h, &err)) == QV_OK) {
+        state_save(h);
+        QV_LOG_I("fleet: replica %s created (shard %u of %s)", h->local, h->shard, h->name);
+      }
+    } else {
+      QV_LOG_I("fleet: replica %s opened at log record %llu", h->local,
+               (unsigned long long)h->applied);
+    }
+    char stream[64];
+    qv__fleet_stream_name(h->rec.uid, h->shard, stream, sizeof stream);
+    if (st == QV_OK)
+      st = qv_jslog_open(&h->log, R->nats, stream, (int)h->rec.stream_replicas, 5000, &err);
+  }
+  if (st == QV_OK && h->rd == NULL)
+    st = qv_jslog_reader_open(h->log, h->applied + 1, &h->rd, &err);
+  if (st != QV_OK) {
+    QV_LOG_W("fleet: replica %s: %s (trying again)", h->local, err.msg);
+    h->retry_at = qv_monotonic_s() + 1.0;
+  }
+}
+
+/* Applies what has arrived; 1 when it applied anything. */
+static int apply_some(qv__replicas *R, held *h) {
+  if (h->rd == NULL)
+    return 0;
+  apply_ctx a = {R, h, QV_OK, {0}};
+  size_t n = 0;
+  qv_error err = {0};
+  const uint64_t before = h->applied;
+  qv_status st = qv_jslog_reader_next(h->rd, 0, APPLY_BATCH, on_record, &a, &n, &err);
+  if (a.st != QV_OK || st != QV_OK) {
+    QV_LOG_W("fleet: replica %s stopped at log record %llu: %s (trying again)", h->local,
+             (unsigned long long)h->applied, a.st != QV_OK ? a.err.msg : err.msg);
+    qv_jslog_reader_close(h->rd); /* re-opened after the record that applied last */
+    h->rd = NULL;
+    h->retry_at = qv_monotonic_s() + 1.0;
+  }
+  const double now = qv_monotonic_s();
+  if (h->applied != h->saved_applied && (n < APPLY_BATCH || now - h->saved_t > 0.2))
+    state_save(h);
+  return h->applied != before;
+}
+
+/* ---- builds ------------------------------------------------------------------------------ */
+
+typedef struct build_arg {
+  qv__replicas *R;
+  held *h;
+} build_arg;
+
+static void *build_main(void *arg) {
+  build_arg *b = arg;
+  held *h = b->h;
+  Quiver__V1__BuildIndexRequest r = QUIVER__V1__BUILD_INDEX_REQUEST__INIT;
+  r.collection = h->local;
+  r.recall_floor = h->rec.build_floor;
+  r.target_recall = h->rec.build_target;
+  r.eval_queries = h->rec.build_eval_queries;
+  r.eval_k = h->rec.build_eval_k;
+  qv_error err = {0};
+  qv_status st = call_local(b->R, M_BUILD, &r.base, &err);
+  pthread_mutex_lock(&b->R->mu);
+  h->build_st = st;
+  snprintf(h->build_error, sizeof h->build_error, "%.199s", st == QV_OK ? "" : err.msg);
+  h->build_done = 1;
+  pthread_mutex_unlock(&b->R->mu);
+  free(b);
+  return NULL;
+}
+
+static void build_step(qv__replicas *R, held *h, uint64_t lag) {
+  pthread_mutex_lock(&R->mu);
+  const int done = h->build_done;
+  pthread_mutex_unlock(&R->mu);
+  if (h->building && done) {
+    pthread_join(h->bt, NULL);
+    h->building = h->build_done = 0;
+    h->built_gen = h->build_for; /* tried: a failed build is reported, not retried in a loop */
+    state_save(h);
+    if (h->build_st == QV_OK)
+      QV_LOG_I("fleet: replica %s built (build %llu)", h->local, (unsigned long long)h->built_gen);
+    else
+      QV_LOG_W("fleet: replica %s: build %llu failed: %s", h->local,
+               (unsigned long long)h->built_gen, h->build_error);
+  }
+  if (h->building || h->rec.build_gen <= h->built_gen || lag > (uint64_t)R->cfg->max_lag ||
+      !h->log_known)
+    return;
+  build_arg *b = malloc(sizeof *b);
+  if (b == NULL)
+    return;
+  *b = (build_arg){R, h};
+  h->build_for = h->rec.build_gen;
+  h->building = 1;
+  if (pthread_create(&h->bt, NULL, build_main, b) != 0) {
+    h->building = 0;
+    free(b);
+  }
+}
+
+/* ---- reports ----------------------------------------------------------------------------- */
+
+static void report_key(qv__replicas *R, const held *h, char *out, size_t cap) {
+  snprintf(out, cap, QV__FLEET_REPLICAS "%s/%u/%s", h->name, h->shard, R->node);
+}
+
+static void report(qv__replicas *R, held *h) {
+  uint64_t count, version;
+  int trained;
+  local_stats(R, h, &count, &version, &trained);
+  const uint64_t lag = h->log_seq > h->applied ? h->log_seq - h->applied : 0;
+  /* Searchable once it is close enough to the log's end and has an index when the collection
+   * was built (a new replica of a built IVF collection builds first). */
+  const int index_ready = h->rec.build_gen == 0 || trained;
+  if (h->rd == NULL || !h->log_known)
+    h->state = h->state == QV__REP_LOADING ? QV__REP_LOADING : QV__REP_CATCHING_UP;
+  else if (lag <= (uint64_t)R->cfg->max_lag && index_ready)
+    h->state = QV__REP_IN_SYNC;
+  else
+    h->state = QV__REP_CATCHING_UP;
+  qv__frep r = {.uid = h->rec.uid,
+                .state = h->state,
+                .applied = h->applied,
+                .log_seq = h->log_seq > h->applied ? h->log_seq : h->applied,
+                .count = count,
+                .index_version = version,
+                .built_gen = h->built_gen};
+  snprintf(r.addr, sizeof r.addr, "%.255s", R->addr);
+  pthread_mutex_lock(&R->mu);
+  snprintf(r.build_error, sizeof r.build_error, "%s", h->build_error);
+  pthread_mutex_unlock(&R->mu);
+  char *json = qv__frep_json(&r);
+  if (json == NULL)
+    return;
+  const int64_t lease = qv__member_lease(R->m);
+  const double now = qv_monotonic_s();
+  const int changed = h->report == NULL || strcmp(json, h->report) != 0;
+  /* A state change goes at once; sequences and counts at most every half poll period. */
+  const int state_changed =
+      h->report == NULL || strstr(h->report, qv__rep_state_name(h->state)) == NULL;
+  if (!changed && lease == h->report_lease) {
+    free(json);
+    return;
+  }
+  if (!state_changed && lease == h->report_lease &&
+      now - h->report_t < (double)R->cfg->map_poll_ms / 2e3) {
+    free(json);
+    return;
+  }
+  char key[256];
+  report_key(R, h, key, sizeof key);
+  qv_error err = {0};
+  if (qv_etcd_put(R->etcd, key, json, strlen(json), lease, NULL, &err) == QV_OK) {
+    free(h->report);
+    h->report = json;
+    h->report_lease = lease;
+    h->report_t = now;
+  } else {
+    free(json);
+    QV_LOG_W("fleet: reporting %s: %s", h->local, err.msg);
+  }
+}
+
+/* ---- assignments ------------------------------------------------------------------------- */
+
+static void held_free(qv__replicas *R, held *h, int drop) {
+  if (h->building) {
+    pthread_join(h->bt, NULL);
+    h->building = 0;
+  }
+  close_log(h);
+  if (drop) {
+    Quiver__V1__DropCollectionRequest d = QUIVER__V1__DROP_COLLECTION_REQUEST__INIT;
+    d.name = h->local;
+    qv_error err = {0};
+    if (call_local(R, M_DROP, &d.base, &err) != QV_OK && err.code != QV_ENOTFOUND)
+      QV_LOG_W("fleet: dropping replica %s: %s", h->local, err.msg);
+    unlink(h->state_path);
+    char key[256];
+    report_key(R, h, key, sizeof key);
+    (void)qv_etcd_delete(R->etcd, key, 0, NULL, &err);
+    QV_LOG_I("fleet: replica %s dropped (no longer assigned here)", h->local);
+  }
+  free(h->report);
+  free(h);
+}
+
+typedef struct sync_ctx {
+  qv__replicas *R;
+  qv__fcoll *colls;
+  size_t ncolls, cap;
+  struct {
+    char name[QV__FLEET_NAME_MAX + 1];
+    uint32_t shard;
+  } * want;
+  size_t nwant, wcap;
+} sync_ctx;
+
+static int on_coll(void *user, const char *key, const char *val, size_t len) {
+  (void)key;
+  sync_ctx *c = user;
+  if (c->ncolls == c->cap) {
+    size_t cap = c->cap ? 2 * c->cap : 8;
+    qv__fcoll *n = realloc(c->colls, cap * sizeof *n);
+    if (n == NULL)
+      return 1;
+    c->colls = n;
+    c->cap = cap;
+  }
+  qv_error err = {0};
+  if (qv__fcoll_parse(val, len, &c->colls[c->ncolls], &err) == QV_OK)
+    c->ncolls++;
+  return 0;
+}
+
+static int on_assign(void *user, const char *key, const char *val, size_t len) {
+  (void)val;
+  (void)len;
+  sync_ctx *c = user;
+  /* /quiver/assign/<node>/<name>/<shard> */
+  const char *rest = key + strlen(QV__FLEET_ASSIGN) + strlen(c->R->node) + 1;
+  const char *slash = strrchr(rest, '/');
+  if (slash == NULL || (size_t)(slash - rest) > QV__FLEET_NAME_MAX)
+    return 0;
+  if (c->nwant == c->wcap) {
+    size_t cap = c->wcap ? 2 * c->wcap : 8;
+    void *n = realloc(c->want, cap * sizeof *c->want);
+    if (n == NULL)
+      return 1;
+    c->want = n;
+    c->wcap = cap;
+  }
+  memcpy(c->want[c->nwant].name, rest, (size_t)(slash - rest));
+  c->want[c->nwant].name[slash - rest] = '\0';
+  c->want[c->nwant].shard = (uint32_t)strtoul(slash + 1, NULL, 10);
+  c->nwant++;
+  return 0;
+}
+
+static const qv__fcoll *find_coll(const sync_ctx *c, const char *name) {
+  for (size_t i = 0; i < c->ncolls; i++)
+    if (strcmp(c->colls[i].name, name) == 0)
+      return &c->colls[i];
+  return NULL;
+}
+
+static void sync_assignments(qv__replicas *R) {
+  sync_ctx c = {.R = R};
+  char prefix[128];
+  snprintf(prefix, sizeof prefix, QV__FLEET_ASSIGN "%s/", R->node);
+  qv_error err = {0};
+  if (qv_etcd_range_prefix(R->etcd, QV__FLEET_COLLECTIONS, on_coll, &c, NULL, &err) != QV_OK ||
+      qv_etcd_range_prefix(R->etcd, prefix, on_assign, &c, NULL, &err) != QV_OK) {
+    QV_LOG_D("fleet: reading assignments: %s (keeping the replicas as they are)", err.msg);
+    free(c.colls);
+    free(c.want);
+    return;
+  }
+  for (size_t i = 0; i < R->n; i++)
+    R->h[i]->assigned = 0;
+  for (size_t w = 0; w < c.nwant; w++) {
+    const qv__fcoll *rec = find_coll(&c, c.want[w].name);
+    if (rec == NULL || c.want[w].shard >= rec->shards)
+      continue;
+    held *h = NULL;
+    for (size_t i = 0; i < R->n && h == NULL; i++)
+      if (strcmp(R->h[i]->name, rec->name) == 0 && R->h[i]->shard == c.want[w].shard &&
+          R->h[i]->rec.uid == rec->uid)
+        h = R->h[i];
+    if (h == NULL) {
+      if (R->n == R->cap) {
+        size_t cap = R->cap ? 2 * R->cap : 8;
+        held **n = realloc(R->h, cap * sizeof *n);
+        if (n == NULL)
+          continue;
+        R->h = n;
+        R->cap = cap;
+      }
+      if ((h = calloc(1, sizeof *h)) == NULL)
+        continue;
+      snprintf(h->name, sizeof h->name, "%s", rec->name);
+      h->shard = c.want[w].shard;
+      qv__fleet_local_name(rec->name, h->shard, h->local, sizeof h->local);
+      snprintf(h->state_path, sizeof h->state_path, "%.3900s/%.64s.state", R->fleet_dir, h->local);
+      h->state = QV__REP_LOADING;
+      R->h[R->n++] = h;
+    }
+    h->rec = *rec; /* build requests arrive this way */
+    h->assigned = 1;
+  }
+  for (size_t i = 0; i < R->n;) {
+    if (R->h[i]->assigned) {
+      i++;
+      continue;
+    }
+    held_free(R, R->h[i], 1);
+    R->h[i] = R->h[--R->n];
+  }
+  free(c.colls);
+  free(c.want);
+}
+
+/* ---- the thread -------------------------------------------------------------------------- */
+
+static void *replicas_main(void *arg) {
+  qv__replicas *R = arg;
+  double next_sync = 0;
+  for (;;) {
+    pthread_mutex_lock(&R->mu);
+    const int stop = R->stop;
+    pthread_mutex_unlock(&R->mu);
+    if (stop)
+      break;
+    const double now = qv_monotonic_s();
+    if (now >= next_sync) {
+      sync_assignments(R);
+      next_sync = now + (double)R->cfg->map_poll_ms / 1e3;
+    }
+    int busy = 0;
+    for (size_t i = 0; i < R->n; i++) {
+      held *h = R->h[i];
+      if ((h->log == NULL || h->rd == NULL) && qv_monotonic_s() >= h->retry_at)
+        open_held(R, h);
+      const int got = apply_some(R, h);
+      busy |= got;
+      /* The log's end, when this replica has nothing more to apply right now. */
+      if (h->log != NULL && !got && qv_monotonic_s() - h->log_t > 0.1) {
+        uint64_t last;
+        qv_error err = {0};
+        if (qv_jslog_last_seq(h->log, &last, &err) == QV_OK) {
+          h->log_seq = last;
+          h->log_known = 1;
+        }
+        h->log_t = qv_monotonic_s();
+      }
+      const uint64_t lag = h->log_seq > h->applied ? h->log_seq - h->applied : 0;
+      build_step(R, h, lag);
+      report(R, h);
+    }
+    if (!busy) {
+      struct timespec ts;
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      ts.tv_nsec += 20 * 1000000L;
+      if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+      }
+      pthread_mutex_lock(&R->mu);
+      if (!R->stop)
+        pthread_cond_timedwait(&R->cv, &R->mu, &ts);
+      pthread_mutex_unlock(&R->mu);
+    }
+  }
+  return NULL;
+}
+
+qv_status qv__replicas_start(qv__replicas **out, qv__server *s, const qv__config *cfg,
+                             qv__member *m, const char *etcd, const char *nats, const char *node,
+                             const char *addr, qv_error *err) {
+  *out = NULL;
+  if (nats == NULL || nats[0] == '\0')
+    return qv_error_set(err, QV_EINVAL,
+                        "--cluster: a shard server needs the write log's NATS servers too "
+                        "(etcd=...,nats=nats://HOST:PORT[,nats://...])");
+  qv__replicas *R = calloc(1, sizeof *R);
+  if (R == NULL)
+    return qv_error_set(err, QV_ENOMEM, "out of memory");
+  R->s = s;
+  R->cfg = cfg;
+  R->m = m;
+  snprintf(R->nats, sizeof R->nats, "%s", nats);
+  snprintf(R->node, sizeof R->node, "%s", node);
+  snprintf(R->addr, sizeof R->addr, "%s", addr);
+  snprintf(R->fleet_dir, sizeof R->fleet_dir, "%.3000s/fleet", cfg->data_dir);
+  pthread_mutex_init(&R->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&R->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  qv_status st = qv_mkdirs(R->fleet_dir, err);
+  if (st == QV_OK)
+    st = qv_etcd_open(&R->etcd, etcd, 5000, err);
+  if (st == QV_OK && pthread_create(&R->thr, NULL, replicas_main, R) != 0)
+    st = qv_error_set(err, QV_ENOMEM, "cannot start the replicas' thread");
+  if (st != QV_OK) {
+    qv_etcd_close(R->etcd);
+    pthread_cond_destroy(&R->cv);
+    pthread_mutex_destroy(&R->mu);
+    free(R);
+    return st;
+  }
+  *out = R;
+  return QV_OK;
+}
+
+void qv__replicas_stop(qv__replicas *R) {
+  if (R == NULL)
+    return;
+  pthread_mutex_lock(&R->mu);
+  R->stop = 1;
+  pthread_cond_signal(&R->cv);
+  pthread_mutex_unlock(&R->mu);
+  pthread_join(R->thr, NULL);
+  for (size_t i = 0; i < R->n; i++) {
+    if (R->h[i]->applied != R->h[i]->saved_applied)
+      state_save(R->h[i]);
+    held_free(R, R->h[i], 0);
+  }
+  free(R->h);
+  qv_etcd_close(R->etcd);
+  pthread_cond_destroy(&R->cv);
+  pthread_mutex_destroy(&R->mu);
+  free(R);
+}

@@ -1,0 +1,119 @@
+/* What the router's files share (router.c: the map, peers, logs, controller; router_search.c:
+ * the fan-out; router_rpc.c: writes and admin). */
+#ifndef QUIVER_SERVER_ROUTER_INTERNAL_H
+#define QUIVER_SERVER_ROUTER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "fleet.h"
+#include "member.h"
+#include "quiver/etcd.h"
+#include "quiver/jslog.h"
+#include "router.h"
+#include "server_internal.h"
+
+/* A shard server as the router talks to it: one channel, and the calls outstanding on it (the
+ * fan-out picks the replica with the fewest). Lives as long as the router. */
+typedef struct qv__rpeer {
+  char addr[256];
+  grpc_channel *ch;
+  atomic_int outstanding;
+} qv__rpeer;
+
+typedef struct qv__rrep {
+  char node[64];
+  qv__frep r;
+  qv__rpeer *peer;
+} qv__rrep;
+
+typedef struct qv__rshard {
+  qv__rrep *reps;
+  size_t n;
+} qv__rshard;
+
+typedef struct qv__rcoll {
+  qv__fcoll c;
+  qv__rshard *shards; /* c.shards of them */
+} qv__rcoll;
+
+typedef struct qv__rnode {
+  char id[64];
+  char addr[256];
+  uint32_t assigned;
+} qv__rnode;
+
+/* One reading of etcd: immutable once published; readers hold a reference. */
+typedef struct qv__rmap {
+  atomic_int refs;
+  qv__rcoll *colls; /* sorted by name */
+  size_t ncolls;
+  qv__rnode *nodes; /* sorted by id */
+  size_t nnodes;
+  double read_at; /* qv_monotonic_s() of the reading */
+} qv__rmap;
+
+/* A shard's write log as the router appends to it, and the last sequence it acknowledged (a
+ * search prefers replicas that applied it: a client reads its own acknowledged writes). */
+typedef struct qv__rlog {
+  char stream[64];
+  qv_jslog *log;
+  atomic_uint_fast64_t acked;
+  struct qv__rlog *next;
+} qv__rlog;
+
+struct qv__router {
+  const qv__config *cfg;
+  char id[64], etcd_eps[1024], nats[1024];
+  qv_etcd *etcd;
+  qv__member *member;
+  pthread_mutex_t mu; /* map, stop, member */
+  pthread_cond_t cv;
+  qv__rmap *map;
+  int stop;
+  pthread_t thr;
+  pthread_mutex_t pmu; /* peers */
+  qv__rpeer **peers;
+  size_t npeers, pcap;
+  pthread_mutex_t lmu; /* logs */
+  qv__rlog *logs;
+  uint64_t nonce; /* makes this router's write ids unique across its restarts */
+  atomic_uint_fast64_t writes;
+  int controller; /* 1 while this router holds the controller key */
+  /* metrics */
+  atomic_uint_fast64_t fanouts, hedges, retries, partials, shard_failures;
+};
+
+/* The current map, referenced (never NULL once the router started; maybe empty). */
+qv__rmap *qv__router_map(qv__router *r);
+void qv__rmap_put(qv__rmap *m);
+const qv__rcoll *qv__rmap_find(const qv__rmap *m, const char *name);
+/* Reads etcd now and publishes the result (admin calls that must see their own change). */
+qv_status qv__router_refresh(qv__router *r, qv_error *err);
+/* The log of a collection's shard, opened on first use. */
+qv_status qv__router_log(qv__router *r, const qv__fcoll *c, uint32_t shard, qv__rlog **out,
+                         qv_error *err);
+/* Forgets (and deletes) the logs of a dropped collection. */
+qv_status qv__router_drop_logs(qv__router *r, const qv__fcoll *c, qv_error *err);
+
+/* The handlers (router_search.c, router_rpc.c): the node's method signatures. */
+qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
+                        grpc_byte_buffer **resp, qv_error *err);
+qv_status qv__rt_create(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
+                        grpc_byte_buffer **resp, qv_error *err);
+qv_status qv__rt_drop(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
+                      grpc_byte_buffer **resp, qv_error *err);
+qv_status qv__rt_list(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
+                      grpc_byte_buffer **resp, qv_error *err);
+qv_status qv__rt_describe(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
+                          grpc_byte_buffer **resp, qv_error *err);
+qv_status qv__rt_delete(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
+                        grpc_byte_buffer **resp, qv_error *err);
+void qv__rt_start_upsert(qv__server *s, grpc_call *call, grpc_metadata_array *md,
+                         grpc_byte_buffer *payload);
+void qv__rt_start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
+                        grpc_byte_buffer *payload);
+void qv__rt_start_import(qv__server *s, grpc_call *call, grpc_metadata_array *md,
+                         grpc_byte_buffer *payload);
+
+#endif

@@ -1,0 +1,433 @@
+/* Search through a router: one call to one in-sync replica of every shard, all at once on a
+ * completion queue of the request's own, merged into the global top-k.
+ *
+ * Per shard: the replica with the fewest calls outstanding from this router (among those that
+ * applied this router's last acknowledged write to the shard, when any did). A shard not
+ * answering within --hedge-ms is asked on a second replica too; the first answer wins and the
+ * other call is cancelled. A replica failing with a status another one may not give (UNAVAILABLE,
+ * DEADLINE_EXCEEDED, NOT_FOUND: a replica just dropped, RESOURCE_EXHAUSTED, INTERNAL, ...) is
+ * replaced by the next untried one while the deadline lasts; a refusal of the request itself
+ * (INVALID_ARGUMENT, UNIMPLEMENTED, ...) ends the search with that answer, as a single node
+ * would give it. Every call gets the caller's deadline less a margin (a tenth of what remains,
+ * at most 10 ms), so the merge still makes it in time. */
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "quiver/clock.h"
+#include "quiver/merge.h"
+#include "router_internal.h"
+
+typedef struct shard_st shard_st;
+
+typedef struct try_st {
+  shard_st *sh;
+  qv__rpeer *peer;
+  size_t rep; /* index in the shard's replicas */
+  grpc_call *call;
+  grpc_byte_buffer *recv;
+  grpc_metadata_array mi, mt;
+  grpc_status_code status;
+  grpc_slice details;
+  int done;
+} try_st;
+
+struct shard_st {
+  uint32_t k;
+  const qv__rshard *rs;
+  uint64_t acked;          /* this router's last acknowledged write to the shard */
+  grpc_byte_buffer *req;   /* the shard's request */
+  uint64_t tried;          /* replicas asked (bit per index) */
+  int outstanding, hedged; /* calls in flight; 1 once hedged */
+  double hedge_at;
+  Quiver__V1__SearchResponse *resp;
+  grpc_status_code last; /* the last failure */
+  char last_msg[160];
+  char last_node[64];
+};
+
+typedef struct fanout {
+  qv__router *r;
+  grpc_completion_queue *cq;
+  gpr_timespec deadline;
+  try_st *tries;
+  size_t ntries, cap;
+  int pending;
+  unsigned rr; /* breaks ties between equally loaded replicas */
+} fanout;
+
+static int retryable(grpc_status_code c) {
+  switch (c) {
+  case GRPC_STATUS_INVALID_ARGUMENT:
+  case GRPC_STATUS_UNIMPLEMENTED:
+  case GRPC_STATUS_OUT_OF_RANGE:
+  case GRPC_STATUS_PERMISSION_DENIED:
+  case GRPC_STATUS_UNAUTHENTICATED:
+  case GRPC_STATUS_FAILED_PRECONDITION:
+  case GRPC_STATUS_ALREADY_EXISTS:
+    return 0;
+  default:
+    return 1;
+  }
+}
+
+/* The next replica to ask, or -1. */
+static int pick(fanout *f, shard_st *sh) {
+  int best = -1, best_fresh = 0, best_load = 0;
+  for (size_t i = 0; i < sh->rs->n && i < 64; i++) {
+    const qv__rrep *x = &sh->rs->reps[i];
+    if (x->r.state != QV__REP_IN_SYNC || x->peer == NULL || (sh->tried >> i & 1))
+      continue;
+    const int fresh = x->r.applied >= sh->acked;
+    const int load = atomic_load(&x->peer->outstanding);
+    if (best < 0 || fresh > best_fresh || (fresh == best_fresh && load < best_load) ||
+        (fresh == best_fresh && load == best_load && (f->rr++ & 1))) {
+      best = (int)i;
+      best_fresh = fresh;
+      best_load = load;
+    }
+  }
+  return best;
+}
+
+static int start_try(fanout *f, shard_st *sh) {
+  const int i = pick(f, sh);
+  if (i < 0 || f->ntries == f->cap)
+    return 0;
+  sh->tried |= 1ULL << i;
+  try_st *t = &f->tries[f->ntries];
+  memset(t, 0, sizeof *t);
+  t->sh = sh;
+  t->rep = (size_t)i;
+  t->peer = sh->rs->reps[i].peer;
+  grpc_slice method = grpc_slice_from_static_string("/quiver.v1.Retrieval/Search");
+  t->call = grpc_channel_create_call(t->peer->ch, NULL, GRPC_PROPAGATE_DEFAULTS, f->cq, method,
+                                     NULL, f->deadline, NULL);
+  if (t->call == NULL)
+    return 0;
+  grpc_metadata_array_init(&t->mi);
+  grpc_metadata_array_init(&t->mt);
+  t->details = grpc_empty_slice();
+  grpc_byte_buffer *send = grpc_byte_buffer_copy(sh->req);
+  grpc_op ops[6];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = send;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &t->mi;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &t->recv;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.trailing_metadata = &t->mt;
+  ops[5].data.recv_status_on_client.status = &t->status;
+  ops[5].data.recv_status_on_client.status_details = &t->details;
+  const grpc_call_error rc = grpc_call_start_batch(t->call, ops, 6, t, NULL);
+  grpc_byte_buffer_destroy(send);
+  if (rc != GRPC_CALL_OK) {
+    grpc_call_unref(t->call);
+    grpc_metadata_array_destroy(&t->mi);
+    grpc_metadata_array_destroy(&t->mt);
+    return 0;
+  }
+  f->ntries++;
+  f->pending++;
+  sh->outstanding++;
+  atomic_fetch_add(&t->peer->outstanding, 1);
+  return 1;
+}
+
+static void cancel_shard(fanout *f, shard_st *sh) {
+  for (size_t i = 0; i < f->ntries; i++)
+    if (f->tries[i].sh == sh && !f->tries[i].done)
+      grpc_call_cancel(f->tries[i].call, NULL);
+}
+
+static void cancel_all(fanout *f) {
+  for (size_t i = 0; i < f->ntries; i++)
+    if (!f->tries[i].done)
+      grpc_call_cancel(f->tries[i].call, NULL);
+}
+
+/* A try finished: 1 when the whole search must stop (a refusal). */
+static int on_done(fanout *f, try_st *t, int ok, int out_of_time) {
+  shard_st *sh = t->sh;
+  t->done = 1;
+  f->pending--;
+  sh->outstanding--;
+  atomic_fetch_sub(&t->peer->outstanding, 1);
+  if (sh->resp != NULL)
+    return 0; /* the other try of a hedged shard won */
+  if (ok && t->status == GRPC_STATUS_OK && t->recv != NULL) {
+    qv_error err = {0};
+    sh->resp = (Quiver__V1__SearchResponse *)qv__decode(
+        t->recv, &quiver__v1__search_response__descriptor, &err);
+    if (sh->resp != NULL) {
+      cancel_shard(f, sh);
+      return 0;
+    }
+    t->status = GRPC_STATUS_INTERNAL;
+  }
+  sh->last = t->status == GRPC_STATUS_OK ? GRPC_STATUS_INTERNAL : t->status;
+  char *d = grpc_slice_to_c_string(t->details);
+  snprintf(sh->last_msg, sizeof sh->last_msg, "%s", d && *d ? d : "no answer");
+  gpr_free(d);
+  snprintf(sh->last_node, sizeof sh->last_node, "%s", sh->rs->reps[t->rep].node);
+  if (!retryable(sh->last))
+    return 1;
+  atomic_fetch_add(&f->r->shard_failures, 1);
+  if (!out_of_time && sh->outstanding == 0 && start_try(f, sh))
+    atomic_fetch_add(&f->r->retries, 1);
+  return 0;
+}
+
+static double timespec_s(gpr_timespec t) {
+  t = gpr_convert_clock_type(t, GPR_CLOCK_MONOTONIC);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void run(fanout *f, shard_st *sh, uint32_t nshards) {
+  const double hedge_s = (double)f->r->cfg->hedge_ms / 1e3;
+  const double now0 = timespec_s(gpr_now(GPR_CLOCK_MONOTONIC));
+  for (uint32_t k = 0; k < nshards; k++) {
+    sh[k].hedge_at = now0 + hedge_s;
+    if (!start_try(f, &sh[k])) {
+      sh[k].last = GRPC_STATUS_UNAVAILABLE;
+      snprintf(sh[k].last_msg, sizeof sh[k].last_msg, "no replica is in-sync");
+    }
+  }
+  const double end = timespec_s(f->deadline);
+  int out_of_time = 0, stop = 0;
+  while (f->pending > 0) {
+    double wake = end;
+    if (hedge_s > 0 && !out_of_time && !stop)
+      for (uint32_t k = 0; k < nshards; k++)
+        if (sh[k].resp == NULL && !sh[k].hedged && sh[k].outstanding == 1 && sh[k].hedge_at < wake)
+          wake = sh[k].hedge_at;
+    /* Past the deadline (or once refused) the calls end themselves: wait for them. */
+    gpr_timespec until = gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    if (!out_of_time && !stop) {
+      double wait = wake - timespec_s(gpr_now(GPR_CLOCK_MONOTONIC));
+      until =
+          gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                       gpr_time_from_micros(wait > 0 ? (int64_t)(wait * 1e6) : 0, GPR_TIMESPAN));
+    }
+    grpc_event ev = grpc_completion_queue_next(f->cq, until, NULL);
+    const double now = timespec_s(gpr_now(GPR_CLOCK_MONOTONIC));
+    if (now >= end)
+      out_of_time = 1;
+    if (ev.type == GRPC_QUEUE_TIMEOUT) {
+      for (uint32_t k = 0; k < nshards && !out_of_time; k++)
+        if (sh[k].resp == NULL && !sh[k].hedged && sh[k].outstanding == 1 &&
+            now >= sh[k].hedge_at) {
+          sh[k].hedged = 1;
+          if (start_try(f, &sh[k]))
+            atomic_fetch_add(&f->r->hedges, 1);
+        }
+      continue;
+    }
+    if (ev.type != GRPC_OP_COMPLETE)
+      break;
+    if (on_done(f, ev.tag, ev.success, out_of_time) && !stop) {
+      stop = 1;
+      cancel_all(f);
+    }
+  }
+}
+
+static void fanout_end(fanout *f) {
+  for (size_t i = 0; i < f->ntries; i++) {
+    try_st *t = &f->tries[i];
+    if (t->recv)
+      grpc_byte_buffer_destroy(t->recv);
+    grpc_metadata_array_destroy(&t->mi);
+    grpc_metadata_array_destroy(&t->mt);
+    grpc_slice_unref(t->details);
+    grpc_call_unref(t->call);
+  }
+  grpc_completion_queue_shutdown(f->cq);
+  while (grpc_completion_queue_next(f->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+         GRPC_QUEUE_SHUTDOWN) {
+  }
+  grpc_completion_queue_destroy(f->cq);
+}
+
+/* A shard's message with its local collection name said as the fleet's ("x.shard1" -> "x"). */
+static void unlocal(const char *msg, const char *name, char *out, size_t cap) {
+  const size_t nl = strlen(name);
+  size_t o = 0;
+  for (const char *p = msg; *p && o + 1 < cap;) {
+    if (strncmp(p, name, nl) == 0 && strncmp(p + nl, ".shard", 6) == 0) {
+      const char *q = p + nl + 6;
+      while (*q >= '0' && *q <= '9')
+        q++;
+      const size_t n = nl < cap - 1 - o ? nl : cap - 1 - o;
+      memcpy(out + o, name, n);
+      o += n;
+      p = q;
+    } else {
+      out[o++] = *p++;
+    }
+  }
+  out[o] = '\0';
+}
+
+qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
+                        grpc_byte_buffer **resp, qv_error *err) {
+  qv__router *r = s->router;
+  const Quiver__V1__SearchRequest *q = (const Quiver__V1__SearchRequest *)m;
+  qv__rmap *map = qv__router_map(r);
+  const qv__rcoll *c = qv__rmap_find(map, q->collection);
+  qv_status st = QV_OK;
+  if (c == NULL) {
+    st = qv_error_set(err, QV_ENOTFOUND, "collection '%.80s' does not exist",
+                      q->collection ? q->collection : "");
+    qv__rmap_put(map);
+    return st;
+  }
+  const uint32_t S = c->c.shards;
+  if (S > 1 && q->rerank != NULL && q->rerank->mmr_lambda > 0) {
+    qv__rmap_put(map);
+    return qv_error_set(err, QV_EUNSUPPORTED,
+                        "rerank.mmr_lambda through a router over %u shards is not supported yet: "
+                        "diversity needs every shard's candidates in one place; search without "
+                        "MMR, or keep the collection on one shard",
+                        S);
+  }
+  /* k' per shard: k plus the configured extra, within what a node takes. */
+  uint64_t kp = (uint64_t)q->k + (uint64_t)r->cfg->fanout_extra_k;
+  if (kp > (uint64_t)r->cfg->max_k)
+    kp = q->k > (uint64_t)r->cfg->max_k ? q->k : (uint64_t)r->cfg->max_k;
+  shard_st *sh = calloc(S, sizeof *sh);
+  fanout *f = calloc(1, sizeof *f);
+  try_st *tries = calloc((size_t)S * 3 + 2, sizeof *tries);
+  if (sh == NULL || f == NULL || tries == NULL) {
+    free(sh);
+    free(f);
+    free(tries);
+    qv__rmap_put(map);
+    return qv_error_set(err, QV_ENOMEM, "out of memory");
+  }
+  f->r = r;
+  f->tries = tries;
+  f->cap = (size_t)S * 3 + 2; /* a first try, a hedge and a retry per shard */
+  f->cq = grpc_completion_queue_create_for_next(NULL);
+  /* The caller's deadline less a margin; a call without one gets 30 s. */
+  gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+  gpr_timespec dl =
+      deadline != NULL && gpr_time_cmp(*deadline, gpr_inf_future(deadline->clock_type)) != 0
+          ? gpr_convert_clock_type(*deadline, GPR_CLOCK_MONOTONIC)
+          : gpr_time_add(now, gpr_time_from_seconds(30, GPR_TIMESPAN));
+  int64_t left_us = gpr_time_to_millis(gpr_time_sub(dl, now)) * 1000;
+  int64_t margin_us = left_us / 10 < 10000 ? left_us / 10 : 10000;
+  f->deadline = gpr_time_sub(dl, gpr_time_from_micros(margin_us, GPR_TIMESPAN));
+  char local[QV__NAME_MAX + 1];
+  for (uint32_t k = 0; k < S; k++) {
+    sh[k].k = k;
+    sh[k].rs = &c->shards[k];
+    qv__rlog *l = NULL;
+    /* Only a log this router already has: no NATS round trip on the search path. */
+    pthread_mutex_lock(&r->lmu);
+    char stream[64];
+    qv__fleet_stream_name(c->c.uid, k, stream, sizeof stream);
+    for (l = r->logs; l != NULL && strcmp(l->stream, stream) != 0; l = l->next) {
+    }
+    sh[k].acked = l ? atomic_load(&l->acked) : 0;
+    pthread_mutex_unlock(&r->lmu);
+    Quiver__V1__SearchRequest one = *q;
+    qv__fleet_local_name(c->c.name, k, local, sizeof local);
+    one.collection = local;
+    one.k = (uint32_t)kp;
+    one.allow_partial = 0;
+    sh[k].req = qv__wire_pack(&one.base);
+  }
+  atomic_fetch_add(&r->fanouts, 1);
+  run(f, sh, S);
+  /* The answer: a refusal first, then what is missing, then the merge. */
+  uint32_t missing[QV__FLEET_MAX_SHARDS];
+  size_t nmissing = 0;
+  const shard_st *refused = NULL;
+  for (uint32_t k = 0; k < S; k++) {
+    if (sh[k].resp == NULL && !retryable(sh[k].last) && refused == NULL)
+      refused = &sh[k];
+    if (sh[k].resp == NULL)
+      missing[nmissing++] = k;
+  }
+  const int past = gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), f->deadline) >= 0;
+  char msg[QV_ERROR_MSG_MAX];
+  if (refused != NULL) {
+    unlocal(refused->last_msg, c->c.name, msg, sizeof msg);
+    st = qv_error_set(err, qv__from_grpc(refused->last), "%s", msg);
+  } else if (nmissing == S || (nmissing > 0 && !q->allow_partial)) {
+    const shard_st *x = &sh[missing[0]];
+    unlocal(x->last_msg, c->c.name, msg, sizeof msg);
+    st = qv_error_set(err, past ? QV_EDEADLINE : QV_EUNAVAILABLE,
+                      "collection '%s': shard %u of %u %s (%zu shard(s) missing; last from "
+                      "%s: %.120s)%s",
+                      c->c.name, x->k, S,
+                      past ? "did not answer within the deadline" : "has no replica answering",
+                      nmissing, x->last_node[0] ? x->last_node : "-", msg,
+                      q->allow_partial ? "" : "; allow_partial answers from the other shards");
+  } else {
+    /* Every answer has the same shape (the same request went to each). */
+    const Quiver__V1__SearchResponse *first = NULL;
+    for (uint32_t k = 0; k < S && first == NULL; k++)
+      first = sh[k].resp;
+    const size_t nq = first->num_queries, kin = first->k;
+    const float **scores = calloc(S, sizeof *scores);
+    const int64_t **ids = calloc(S, sizeof *ids);
+    Quiver__V1__SearchResponse out = QUIVER__V1__SEARCH_RESPONSE__INIT;
+    out.k = q->k;
+    out.num_queries = (uint32_t)nq;
+    out.n_ids = out.n_scores = nq * q->k;
+    out.ids = malloc((out.n_ids ? out.n_ids : 1) * sizeof *out.ids);
+    out.scores = malloc((out.n_scores ? out.n_scores : 1) * sizeof *out.scores);
+    size_t nl = 0;
+    st = scores && ids && out.ids && out.scores ? QV_OK
+                                                : qv_error_set(err, QV_ENOMEM, "out of memory");
+    for (uint32_t k = 0; k < S && st == QV_OK; k++) {
+      const Quiver__V1__SearchResponse *a = sh[k].resp;
+      if (a == NULL)
+        continue;
+      if (a->num_queries != nq || a->k != kin || a->n_ids != nq * kin || a->n_scores != nq * kin)
+        st = qv_error_set(err, QV_EINTERNAL, "shard %u answered %u x %u results, shard 0 %zu x %zu",
+                          k, a->num_queries, a->k, nq, kin);
+      scores[nl] = a->scores;
+      ids[nl++] = a->ids;
+    }
+    /* Reranked scores (blend, MMR) are "larger is better" whatever the metric. */
+    qv_metric metric = QV_METRIC_L2;
+    qv__metric_from_pb((Quiver__V1__Metric)c->c.metric, &metric);
+    if (q->rerank != NULL && (q->rerank->n_weights > 0 || q->rerank->mmr_lambda > 0))
+      metric = QV_METRIC_IP;
+    if (st == QV_OK && nq > 0 && q->k > 0)
+      st = qv_merge_topk(metric, nq, q->k, nl, kin, scores, ids, out.scores, out.ids, err);
+    if (st == QV_OK) {
+      out.n_missing_shards = nmissing;
+      out.missing_shards = missing;
+      if (nmissing > 0)
+        atomic_fetch_add(&r->partials, 1);
+      *resp = qv__wire_pack(&out.base);
+    }
+    free(scores);
+    free(ids);
+    free(out.ids);
+    free(out.scores);
+  }
+  fanout_end(f);
+  for (uint32_t k = 0; k < S; k++) {
+    grpc_byte_buffer_destroy(sh[k].req);
+    if (sh[k].resp)
+      protobuf_c_message_free_unpacked(&sh[k].resp->base, NULL);
+  }
+  free(sh);
+  free(tries);
+  free(f);
+  qv__rmap_put(map);
+  return st;
+}
