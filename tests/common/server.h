@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
@@ -182,9 +183,11 @@ struct GrpcScope {
 };
 
 // One raw call carrying one message of arbitrary bytes (what a well-behaved client never
-// sends); returns the status and fills details.
+// sends); returns the status and fills details (and *answer, when given, with the first answer's
+// bytes).
 inline grpc_status_code raw_call(const std::string &target, const char *method,
-                                 const std::string &body, std::string *details) {
+                                 const std::string &body, std::string *details,
+                                 std::string *answer = nullptr) {
   grpc_channel_credentials *cr = grpc_insecure_credentials_create();
   grpc_channel *ch = grpc_channel_create(target.c_str(), cr, nullptr);
   grpc_channel_credentials_release(cr);
@@ -223,6 +226,18 @@ inline grpc_status_code raw_call(const std::string &target, const char *method,
   *details = d;
   gpr_free(d);
   grpc_slice_unref(det);
+  if (answer != nullptr)
+    answer->clear();
+  if (recv != nullptr && answer != nullptr) {
+    grpc_byte_buffer_reader rd;
+    if (grpc_byte_buffer_reader_init(&rd, recv)) {
+      grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
+      answer->assign(reinterpret_cast<const char *>(GRPC_SLICE_START_PTR(all)),
+                     GRPC_SLICE_LENGTH(all));
+      grpc_slice_unref(all);
+      grpc_byte_buffer_reader_destroy(&rd);
+    }
+  }
   if (recv)
     grpc_byte_buffer_destroy(recv);
   grpc_byte_buffer_destroy(bb);

@@ -1,0 +1,430 @@
+// The fleet on loopback: 3 etcd members, 3 NATS JetStream servers, 4 shard servers and 2 routers,
+// all started and stopped by the suite. Collections of sift5k in 2 shards x 2 replicas answer
+// through the routers as one collection on a single node answers; a shard server killed -9 under
+// search load costs no search and its replicas come back elsewhere; bad input at a router is
+// refused as a node refuses it.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster/fleet_msgs.h"
+#include "common/engines.h"
+#include "common/server.h"
+#include "common/testdata.h"
+#include "quiver/client.h"
+#include "quiver/etcd.h"
+
+using qvtest::Client;
+using qvtest::EtcdCluster;
+using qvtest::NatsCluster;
+using qvtest::Quiverd;
+using qvtest::TempDir;
+
+namespace {
+
+constexpr int kNodes = 4, kRouters = 2;
+
+// The bytes a fleet_msgs.h packer made.
+std::string bytes(uint8_t *p, size_t n) {
+  std::string s(reinterpret_cast<const char *>(p), n);
+  free(p);
+  return s;
+}
+
+// A replica as its node reports it in etcd.
+struct Rep {
+  std::string node, state;
+  uint64_t applied = 0, log = 0, count = 0;
+};
+
+struct Fleet {
+  TempDir tmp;
+  EtcdCluster etcd;
+  NatsCluster nats;
+  std::vector<std::unique_ptr<Quiverd>> nodes, routers;
+  qv_etcd *kv = nullptr;
+  qvtest::GrpcScope grpc;
+
+  std::string cluster() const {
+    return "etcd=" + etcd.endpoints() + ",nats=" + nats.urls();
+  }
+  std::vector<std::string> node_flags(int i) const {
+    return {"--cluster", cluster(), "--node-id",     "n" + std::to_string(i),
+            "--lease-s", "2",       "--map-poll-ms", "100",
+            "--max-lag", "0",       "--threads",     "2"};
+  }
+  bool start() {
+    if (!etcd.start(tmp.sub("etcd"), 3) || !nats.start(tmp.sub("nats"), 3))
+      return false;
+    qv_error e{};
+    if (qv_etcd_open(&kv, etcd.endpoints().c_str(), 5000, &e) != QV_OK) {
+      ADD_FAILURE() << e.msg;
+      return false;
+    }
+    for (int i = 0; i < kNodes; i++) {
+      nodes.push_back(std::make_unique<Quiverd>());
+      if (!nodes.back()->start(tmp.sub("n" + std::to_string(i)), node_flags(i)))
+        return false;
+    }
+    for (int i = 0; i < kRouters; i++) {
+      routers.push_back(std::make_unique<Quiverd>());
+      if (!routers.back()->start(tmp.sub("r" + std::to_string(i)),
+                                 {"--role", "router", "--cluster", cluster(), "--node-id",
+                                  "r" + std::to_string(i), "--lease-s", "2", "--map-poll-ms", "100",
+                                  "--hedge-ms", "50", "--threads", "4"}))
+        return false;
+    }
+    return true;
+  }
+  ~Fleet() {
+    qv_etcd_close(kv);
+  }
+  std::string router(int i) const {
+    return routers[size_t(i) % routers.size()]->target();
+  }
+
+  // The replicas of collection `name` per shard, as etcd has them now.
+  std::map<uint32_t, std::vector<Rep>> replicas(const std::string &name) {
+    std::map<uint32_t, std::vector<Rep>> out;
+    struct Ctx {
+      std::map<uint32_t, std::vector<Rep>> *out;
+      size_t skip;
+    } ctx{&out, std::string("/quiver/replicas/" + name + "/").size()};
+    qv_error e{};
+    qv_etcd_range_prefix(
+        kv, ("/quiver/replicas/" + name + "/").c_str(),
+        [](void *u, const char *key, const char *val, size_t len) -> int {
+          Ctx *c = static_cast<Ctx *>(u);
+          std::string k = std::string(key).substr(c->skip), v(val, len);
+          Rep r;
+          const uint32_t shard = uint32_t(std::stoul(k.substr(0, k.find('/'))));
+          r.node = k.substr(k.find('/') + 1);
+          auto num = [&](const std::string &f) -> uint64_t {
+            size_t at = v.find("\"" + f + "\":");
+            return at == std::string::npos ? 0 : std::stoull(v.substr(at + f.size() + 3));
+          };
+          size_t st = v.find("\"state\":\"");
+          r.state = st == std::string::npos ? "" : v.substr(st + 9, v.find('"', st + 9) - st - 9);
+          r.applied = num("applied");
+          r.log = num("log");
+          r.count = num("count");
+          (*c->out)[shard].push_back(r);
+          return 0;
+        },
+        &ctx, nullptr, &e);
+    return out;
+  }
+
+  // Waits until every shard has `want` in-sync replicas that applied their whole log, holding
+  // `total` items between the shards (0: any); false (with what it saw) after timeout_s.
+  bool wait_in_sync(const std::string &name, uint32_t shards, size_t want, uint64_t total,
+                    double timeout_s, std::string *seen) {
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(int64_t(timeout_s * 1000));
+    for (;;) {
+      auto reps = replicas(name);
+      bool ok = reps.size() == shards;
+      uint64_t sum = 0;
+      std::string s;
+      for (auto &[k, v] : reps) {
+        size_t n = 0;
+        uint64_t cnt = 0;
+        for (auto &r : v) {
+          s += " s" + std::to_string(k) + "@" + r.node + ":" + r.state + "(" +
+               std::to_string(r.applied) + "/" + std::to_string(r.log) + "," +
+               std::to_string(r.count) + ")";
+          if (r.state == "in-sync" && r.applied == r.log) {
+            n++;
+            cnt = r.count;
+          }
+        }
+        ok &= n >= want;
+        sum += cnt;
+      }
+      ok &= total == 0 || sum == total;
+      *seen = s;
+      if (ok)
+        return true;
+      if (std::chrono::steady_clock::now() > until)
+        return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+};
+
+// CreateCollection with shards and replicas, as raw bytes (the C client's options predate them).
+grpc_status_code create_sharded(const std::string &target, const char *name, uint32_t dim,
+                                const char *spec, uint32_t shards, uint32_t replicas,
+                                std::string *details) {
+  uint8_t *p = nullptr;
+  const size_t n = fm_create(&p, name, dim, 1 /* METRIC_L2 */, spec, shards, replicas);
+  return qvtest::raw_call(target, "/quiver.v1.Retrieval/CreateCollection", bytes(p, n), details);
+}
+
+std::vector<int64_t> search(qv_client *c, const char *name, const qvtest::Matrix &q, size_t nq,
+                            size_t k, uint32_t nprobe, int exact, std::vector<float> *scores,
+                            qv_error *e) {
+  std::vector<int64_t> ids(nq * k);
+  std::vector<float> sc(nq * k);
+  qv_status st =
+      qv_client_search(c, name, q.f.data(), nq, q.cols, k, nprobe, exact, sc.data(), ids.data(), e);
+  if (st != QV_OK)
+    ids.clear();
+  if (scores)
+    *scores = sc;
+  return ids;
+}
+
+class FleetTest : public ::testing::Test {
+protected:
+  static Fleet *fleet;
+  static qvtest::DataSet *sift;
+  static void SetUpTestSuite() {
+    if (!qvtest::have_data("sift5k/sift5k_base.fvecs"))
+      return;
+    sift = new qvtest::DataSet(qvtest::load_set("sift5k"));
+    fleet = new Fleet();
+    if (!fleet->start()) {
+      delete fleet;
+      fleet = nullptr;
+    }
+  }
+  static void TearDownTestSuite() {
+    delete fleet;
+    fleet = nullptr;
+    delete sift;
+    sift = nullptr;
+  }
+  void SetUp() override {
+    if (sift == nullptr)
+      GTEST_SKIP() << "sift5k is not in ../shared/data";
+    ASSERT_NE(fleet, nullptr) << "the fleet did not start";
+  }
+  // `name` through a router: sharded, every row of sift5k, every replica in-sync.
+  void load(const char *name, const char *spec, uint32_t shards, uint32_t replicas) {
+    std::string d;
+    ASSERT_EQ(create_sharded(fleet->router(0), name, 128, spec, shards, replicas, &d),
+              GRPC_STATUS_OK)
+        << d;
+    Client c(fleet->router(1));
+    qvtest::upsert_all(c.c, name, sift->base);
+    std::string seen;
+    ASSERT_TRUE(fleet->wait_in_sync(name, shards, replicas, sift->base.rows, 60, &seen)) << seen;
+  }
+};
+
+Fleet *FleetTest::fleet = nullptr;
+qvtest::DataSet *FleetTest::sift = nullptr;
+
+} // namespace
+
+TEST_F(FleetTest, ExactAnswersThroughARouterEqualASingleNodes) {
+  ASSERT_NO_FATAL_FAILURE(load("exact22", "Flat", 2, 2));
+  TempDir tmp;
+  Quiverd one;
+  ASSERT_TRUE(one.start(tmp.sub("one")));
+  Client single(one.target());
+  qvtest::create(single.c, "exact", 128, QV_METRIC_L2, "Flat");
+  qvtest::upsert_all(single.c, "exact", sift->base);
+  const size_t nq = sift->q.rows, k = 10;
+  qv_error e{};
+  std::vector<float> s1, s2;
+  std::vector<int64_t> want = search(single.c, "exact", sift->q, nq, k, 0, 1, &s1, &e);
+  ASSERT_EQ(want.size(), nq * k) << e.msg;
+  for (int r = 0; r < kRouters; r++) {
+    Client c(fleet->router(r));
+    std::vector<int64_t> got = search(c.c, "exact22", sift->q, nq, k, 0, 1, &s2, &e);
+    ASSERT_EQ(got.size(), nq * k) << e.msg;
+    EXPECT_EQ(got, want) << "router " << r;
+    EXPECT_EQ(s2, s1) << "router " << r;
+  }
+  EXPECT_GE(qvtest::recall_at_k(want, sift->gt, nq, k), 0.99);
+}
+
+TEST_F(FleetTest, IvfThroughARouterKeepsASingleNodesRecall) {
+  ASSERT_NO_FATAL_FAILURE(load("ivf22", "IVF32,Flat", 2, 2));
+  Client c(fleet->router(0));
+  qv_error e{};
+  qv_collection_info info{};
+  ASSERT_EQ(qv_client_build(c.c, "ivf22", 0, nullptr, nullptr, &info, &e), QV_OK) << e.msg;
+  EXPECT_EQ(info.count, sift->base.rows);
+  TempDir tmp;
+  Quiverd one;
+  ASSERT_TRUE(one.start(tmp.sub("one")));
+  Client single(one.target());
+  qvtest::load_built(single.c, "ivf", sift->base, "IVF32,Flat");
+  const size_t nq = sift->q.rows, k = 10;
+  for (uint32_t nprobe : {2u, 8u}) {
+    std::vector<int64_t> a = search(single.c, "ivf", sift->q, nq, k, nprobe, 0, nullptr, &e);
+    ASSERT_EQ(a.size(), nq * k) << e.msg;
+    std::vector<int64_t> b = search(c.c, "ivf22", sift->q, nq, k, nprobe, 0, nullptr, &e);
+    ASSERT_EQ(b.size(), nq * k) << e.msg;
+    const double ra = qvtest::recall_at_k(a, sift->gt, nq, k),
+                 rb = qvtest::recall_at_k(b, sift->gt, nq, k);
+    // Each shard probes nprobe of its own lists over half the items: at least as much as one
+    // collection probes, so the fleet's recall is no lower.
+    EXPECT_GE(rb, ra - 0.01) << "nprobe " << nprobe << ": single " << ra << ", fleet " << rb;
+    printf("[ recall@10 ] IVF32,Flat nprobe %u: single node %.4f, 2 shards x 2 replicas %.4f\n",
+           nprobe, ra, rb);
+    fflush(stdout); /* before a fork copies the buffer */
+  }
+}
+
+TEST_F(FleetTest, AShardServerKilledUnderSearchLoadCostsNoSearch) {
+  ASSERT_NO_FATAL_FAILURE(load("kill22", "Flat", 2, 2));
+  const size_t nq = 20, k = 10;
+  qv_error e{};
+  std::vector<int64_t> want;
+  {
+    Client c(fleet->router(0));
+    want = search(c.c, "kill22", sift->q, nq, k, 0, 1, nullptr, &e);
+    ASSERT_EQ(want.size(), nq * k) << e.msg;
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0}, wrong{0};
+  std::string first_error;
+  std::mutex mu;
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; t++)
+    clients.emplace_back([&, t] {
+      Client c(fleet->router(t), 10000);
+      while (!stop) {
+        qv_error err{};
+        std::vector<int64_t> got = search(c.c, "kill22", sift->q, nq, k, 0, 1, nullptr, &err);
+        if (got.empty()) {
+          failed++;
+          std::lock_guard<std::mutex> g(mu);
+          if (first_error.empty())
+            first_error = err.msg;
+        } else {
+          ok++;
+          wrong += got != want;
+        }
+      }
+    });
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  // The node holding the most replicas of this collection.
+  auto reps = fleet->replicas("kill22");
+  std::map<std::string, int> held;
+  for (auto &[shard, v] : reps)
+    for (auto &r : v)
+      held[r.node]++;
+  std::string victim = held.begin()->first;
+  const int vi = std::stoi(victim.substr(1));
+  fleet->nodes[size_t(vi)]->stop(SIGKILL);
+  const auto killed = std::chrono::steady_clock::now();
+  // Its replicas are re-created on the other nodes and catch up.
+  std::string seen;
+  bool back = false;
+  while (!back && std::chrono::steady_clock::now() - killed < std::chrono::seconds(90)) {
+    back = fleet->wait_in_sync("kill22", 2, 2, sift->base.rows, 0.1, &seen) &&
+           seen.find("@" + victim + ":") == std::string::npos;
+    if (!back)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const double repair_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  stop = true;
+  for (auto &t : clients)
+    t.join();
+  EXPECT_TRUE(back) << "replicas after the kill:" << seen;
+  EXPECT_EQ(failed.load(), 0) << first_error;
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GT(ok.load(), 20);
+  printf("[ failover ] %d searches, %d failed; replicas of %s back in-sync elsewhere %.1f s after "
+         "the kill\n",
+         ok.load() + failed.load(), failed.load(), victim.c_str(), repair_s);
+  fflush(stdout); /* before the restart's fork copies the buffer */
+  // The node comes back empty-handed: its old assignments went to others.
+  ASSERT_TRUE(fleet->nodes[size_t(vi)]->start(fleet->tmp.sub("n" + std::to_string(vi)),
+                                              fleet->node_flags(vi)));
+}
+
+TEST_F(FleetTest, BadInputIsRefusedAsASingleNodeRefusesIt) {
+  ASSERT_NO_FATAL_FAILURE(load("bad21", "Flat", 2, 1));
+  TempDir tmp;
+  Quiverd one;
+  ASSERT_TRUE(one.start(tmp.sub("one")));
+  {
+    Client single(one.target());
+    qvtest::create(single.c, "bad21", 128, QV_METRIC_L2, "Flat");
+    qvtest::upsert_all(single.c, "bad21", sift->base);
+  }
+  std::vector<float> q(128 * 2, 0.5f);
+  struct Case {
+    const char *what, *method;
+    std::string body;
+  };
+  std::vector<Case> cases;
+  uint8_t *p = nullptr;
+  size_t n = 0;
+  const char *kSearch = "/quiver.v1.Retrieval/Search", *kUpsert = "/quiver.v1.Retrieval/Upsert",
+             *kCreate = "/quiver.v1.Retrieval/CreateCollection";
+  n = fm_search(&p, "nope", q.data(), 128, 0, 10, 0, 0, 0);
+  cases.push_back({"unknown collection", kSearch, bytes(p, n)});
+  n = fm_search(&p, "bad21", q.data(), 128, 0, 0, 0, 0, 0);
+  cases.push_back({"k = 0", kSearch, bytes(p, n)});
+  n = fm_search(&p, "bad21", q.data(), 128, 0, 100000, 0, 0, 0);
+  cases.push_back({"k above max k", kSearch, bytes(p, n)});
+  n = fm_search(&p, "bad21", q.data(), 100, 0, 10, 0, 0, 0);
+  cases.push_back({"floats not a multiple of dim", kSearch, bytes(p, n)});
+  n = fm_search(&p, "bad21", q.data(), 128, 64, 10, 0, 0, 0);
+  cases.push_back({"wrong dim", kSearch, bytes(p, n)});
+  n = fm_search(&p, "bad21", q.data(), 0, 0, 10, 0, 0, 0);
+  cases.push_back({"no queries", kSearch, bytes(p, n)});
+  n = fm_search(&p, "bad21", q.data(), 128, 0, 10, 0, 1, 0);
+  cases.push_back(
+      {"nprobe on an exact search of a Flat collection is fine: a control", kSearch, bytes(p, n)});
+  cases.push_back({"a message that does not decode", kSearch, "\xff\xff\xff"});
+  int64_t ids[2] = {1, -5};
+  n = fm_upsert(&p, "bad21", 2, ids, q.data(), 256);
+  cases.push_back({"a negative id", kUpsert, bytes(p, n)});
+  n = fm_upsert(&p, "bad21", 2, ids, q.data(), 200);
+  cases.push_back({"floats not ids x dim", kUpsert, bytes(p, n)});
+  std::vector<float> nan(q);
+  nan[3] = std::nanf("");
+  ids[1] = 7;
+  n = fm_upsert(&p, "bad21", 2, ids, nan.data(), 256);
+  cases.push_back({"a NaN", kUpsert, bytes(p, n)});
+  n = fm_upsert(&p, "nope", 2, ids, q.data(), 256);
+  cases.push_back({"upsert to an unknown collection", kUpsert, bytes(p, n)});
+  n = fm_create(&p, "bad21", 128, 1, "Flat", 0, 0);
+  cases.push_back({"a name taken", kCreate, bytes(p, n)});
+  n = fm_create(&p, "has space", 128, 1, "Flat", 0, 0);
+  cases.push_back({"a bad name", kCreate, bytes(p, n)});
+  n = fm_create(&p, "fresh", 0, 1, "Flat", 0, 0);
+  cases.push_back({"dim 0", kCreate, bytes(p, n)});
+  n = fm_create(&p, "fresh", 8, 1, "IVF0,Flat", 0, 0);
+  cases.push_back({"a bad spec", kCreate, bytes(p, n)});
+  n = fm_create(&p, "fresh", 8, 0, "Flat", 0, 0);
+  cases.push_back({"no metric", kCreate, bytes(p, n)});
+  n = fm_name(&p, 0, "nope");
+  cases.push_back(
+      {"describe an unknown collection", "/quiver.v1.Retrieval/DescribeCollection", bytes(p, n)});
+  n = fm_name(&p, 1, "nope");
+  cases.push_back(
+      {"drop an unknown collection", "/quiver.v1.Retrieval/DropCollection", bytes(p, n)});
+  n = fm_build(&p, "bad21", 2.0);
+  cases.push_back({"a recall floor above 1", "/quiver.v1.Retrieval/BuildIndex", bytes(p, n)});
+  for (const Case &c : cases) {
+    std::string d1, d2;
+    const grpc_status_code a = qvtest::raw_call(one.target(), c.method, c.body, &d1);
+    const grpc_status_code b = qvtest::raw_call(fleet->router(0), c.method, c.body, &d2);
+    if (strstr(c.what, "a control") == nullptr) {
+      EXPECT_NE(a, GRPC_STATUS_OK) << c.what;
+    }
+    EXPECT_EQ(b, a) << c.what << ":\n  node:   " << d1 << "\n  router: " << d2;
+    if (b != GRPC_STATUS_OK) {
+      EXPECT_FALSE(d2.empty()) << c.what;
+    }
+  }
+}
