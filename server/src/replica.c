@@ -223,6 +223,13 @@ static int on_record(void *user, uint64_t seq, const void *rec, size_t len) {
   if (seq <= h->applied)
     return 0; /* had it already (a reader re-opened from an older point) */
   qv_error err = {0};
+  if (seq != h->applied + 1) {
+    /* A gap: the consumer skipped records (a failover of its server). Never apply past one:
+     * the reader is opened again after the last record applied. */
+    a->st = qv_error_set(&a->err, QV_EUNAVAILABLE, "log record %llu arrived after %llu",
+                         (unsigned long long)seq, (unsigned long long)h->applied);
+    return 1;
+  }
   qv_status st = apply_record(a->R, h, rec, len, &err);
   if (st == QV_EINVAL) {
     /* It can never apply (the router checks what it logs, so this is a bug or a record from

@@ -95,6 +95,20 @@ qv__rmap *qv__router_map(qv__router *r) {
   return m;
 }
 
+qv__rmap *qv__router_map_for(qv__router *r, const char *name) {
+  qv__rmap *m = qv__router_map(r);
+  if (qv__rmap_find(m, name) != NULL || name == NULL || name[0] == '\0' ||
+      qv_monotonic_s() - m->read_at < 0.05)
+    return m;
+  /* Not in the map: maybe created through another router since the last reading. One reading
+   * now (at most one per 50 ms: a client asking for a name that does not exist is answered from
+   * the map). */
+  qv__rmap_put(m);
+  qv_error ignored = {0};
+  (void)qv__router_refresh(r, &ignored);
+  return qv__router_map(r);
+}
+
 const qv__rcoll *qv__rmap_find(const qv__rmap *m, const char *name) {
   for (size_t i = 0; name && i < m->ncolls; i++)
     if (strcmp(m->colls[i].c.name, name) == 0)

@@ -87,6 +87,9 @@ struct qv__router {
 /* The current map, referenced (never NULL once the router started; maybe empty). */
 qv__rmap *qv__router_map(qv__router *r);
 void qv__rmap_put(qv__rmap *m);
+/* The current map, read again first when `name` is not in it (a collection created through
+ * another router since the last reading). */
+qv__rmap *qv__router_map_for(qv__router *r, const char *name);
 const qv__rcoll *qv__rmap_find(const qv__rmap *m, const char *name);
 /* Reads etcd now and publishes the result (admin calls that must see their own change). */
 qv_status qv__router_refresh(qv__router *r, qv_error *err);

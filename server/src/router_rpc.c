@@ -129,7 +129,7 @@ qv_status qv__rt_describe(qv__server *s, const ProtobufCMessage *m, const gpr_ti
                           grpc_byte_buffer **resp, qv_error *err) {
   (void)unused;
   const Quiver__V1__DescribeCollectionRequest *r = (const Quiver__V1__DescribeCollectionRequest *)m;
-  qv__rmap *map = qv__router_map(s->router);
+  qv__rmap *map = qv__router_map_for(s->router, r->name);
   const qv__rcoll *c = qv__rmap_find(map, r->name);
   qv_status st;
   if (c == NULL) {
@@ -475,7 +475,7 @@ static uint64_t fleet_count(qv__router *r, const char *name) {
 }
 
 static qv_status find(qv__router *r, const char *name, qv__fcoll *out, qv_error *err) {
-  qv__rmap *map = qv__router_map(r);
+  qv__rmap *map = qv__router_map_for(r, name);
   const qv__rcoll *c = qv__rmap_find(map, name);
   if (c != NULL)
     *out = c->c;

@@ -281,7 +281,7 @@ qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_time
                         grpc_byte_buffer **resp, qv_error *err) {
   qv__router *r = s->router;
   const Quiver__V1__SearchRequest *q = (const Quiver__V1__SearchRequest *)m;
-  qv__rmap *map = qv__router_map(r);
+  qv__rmap *map = qv__router_map_for(r, q->collection);
   const qv__rcoll *c = qv__rmap_find(map, q->collection);
   qv_status st = QV_OK;
   if (c == NULL) {

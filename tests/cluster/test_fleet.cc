@@ -7,10 +7,13 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -59,7 +62,7 @@ struct Fleet {
   std::vector<std::string> node_flags(int i) const {
     return {"--cluster", cluster(), "--node-id",     "n" + std::to_string(i),
             "--lease-s", "2",       "--map-poll-ms", "100",
-            "--max-lag", "0",       "--threads",     "2"};
+            "--threads", "2"};
   }
   bool start() {
     if (!etcd.start(tmp.sub("etcd"), 3) || !nats.start(tmp.sub("nats"), 3))
@@ -86,6 +89,19 @@ struct Fleet {
   }
   ~Fleet() {
     qv_etcd_close(kv);
+  }
+  // What the shard servers logged about their replicas (for a failure's message).
+  std::string fleet_logs() const {
+    std::string out;
+    for (size_t i = 0; i < nodes.size(); i++) {
+      std::istringstream in(nodes[i]->log());
+      std::string line;
+      while (std::getline(in, line))
+        if (line.find("fleet:") != std::string::npos || line.find(" W ") != std::string::npos ||
+            line.find(" E ") != std::string::npos)
+          out += "n" + std::to_string(i) + ": " + line + "\n";
+    }
+    return out;
   }
   std::string router(int i) const {
     return routers[size_t(i) % routers.size()]->target();
@@ -347,6 +363,228 @@ TEST_F(FleetTest, AShardServerKilledUnderSearchLoadCostsNoSearch) {
   // The node comes back empty-handed: its old assignments went to others.
   ASSERT_TRUE(fleet->nodes[size_t(vi)]->start(fleet->tmp.sub("n" + std::to_string(vi)),
                                               fleet->node_flags(vi)));
+}
+
+// Upserts batches of fresh ids (from id0, 50 a batch, vectors of sift5k's base) through the
+// routers until stopped; keeps the ids acknowledged and counts the failures.
+struct Writer {
+  Fleet *fleet;
+  const qvtest::Matrix *base;
+  std::string name;
+  int64_t next;
+  std::atomic<bool> stop{false};
+  std::atomic<int> failed{0};
+  std::vector<int64_t> acked;
+  std::string first_error;
+  std::thread t;
+  Writer(Fleet *f, const qvtest::Matrix *b, const std::string &n, int64_t id0)
+      : fleet(f), base(b), name(n), next(id0) {
+    t = std::thread([this] {
+      Client c0(fleet->router(0), 10000), c1(fleet->router(1), 10000);
+      for (int i = 0; !stop; i++) {
+        std::vector<int64_t> ids;
+        std::vector<float> v;
+        for (int j = 0; j < 50; j++, next++) {
+          ids.push_back(next);
+          const float *row = base->f.data() + size_t(next % int64_t(base->rows)) * base->cols;
+          v.insert(v.end(), row, row + base->cols);
+        }
+        qv_error e{};
+        if (qv_client_upsert((i & 1 ? c1 : c0).c, name.c_str(), ids.size(), base->cols, ids.data(),
+                             v.data(), 0, nullptr, nullptr, nullptr, &e) == QV_OK) {
+          acked.insert(acked.end(), ids.begin(), ids.end());
+        } else {
+          failed++;
+          if (first_error.empty())
+            first_error = e.msg;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    });
+  }
+  void finish() {
+    stop = true;
+    if (t.joinable())
+      t.join();
+  }
+  ~Writer() {
+    finish();
+  }
+};
+
+// The items each shard must hold: the base's and every acknowledged one, by the router's hash
+// (fleet.h: MurmurHash3's finalizer of the id, modulo the shards).
+uint32_t shard_of(int64_t id, uint32_t shards) {
+  uint64_t h = uint64_t(id);
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return uint32_t(h % shards);
+}
+
+// Every replica of every shard holds exactly the expected count.
+::testing::AssertionResult every_replica_holds(Fleet *fleet, const std::string &name,
+                                               const std::vector<uint64_t> &want) {
+  auto reps = fleet->replicas(name);
+  std::string s;
+  bool ok = reps.size() == want.size();
+  for (auto &[k, v] : reps)
+    for (auto &r : v) {
+      s += " s" + std::to_string(k) + "@" + r.node + "=" + std::to_string(r.count) + "/" +
+           std::to_string(want[k]) + "(" + r.state + ")";
+      ok &= r.count == want[k] && r.state == "in-sync";
+    }
+  return ok ? ::testing::AssertionSuccess() : ::testing::AssertionFailure() << s;
+}
+
+TEST_F(FleetTest, WritesSurviveAReplicaKilledTwiceDuringItsRepair) {
+  ASSERT_NO_FATAL_FAILURE(load("w22", "Flat", 2, 2));
+  Writer w(fleet, &sift->base, "w22", 100000);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  // Kill a node; then the node that takes over one of its replicas, as soon as it has one.
+  auto before = fleet->replicas("w22");
+  const std::string first = before[0][0].node;
+  ASSERT_EQ(fleet->nodes[size_t(std::stoi(first.substr(1)))]->stop(SIGKILL), -1);
+  std::string second;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (second.empty() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30)) {
+    for (auto &[k, v] : fleet->replicas("w22"))
+      for (auto &r : v) {
+        bool was = false;
+        for (auto &b : before[k])
+          was |= b.node == r.node;
+        if (!was && r.node != first)
+          second = r.node;
+      }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_FALSE(second.empty()) << "no replica was re-created after the kill of " << first;
+  ASSERT_EQ(fleet->nodes[size_t(std::stoi(second.substr(1)))]->stop(SIGKILL), -1);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  w.finish();
+  // Both come back (empty-handed: their replicas went elsewhere meanwhile, or stay theirs).
+  for (const std::string &n : {first, second}) {
+    const int i = std::stoi(n.substr(1));
+    ASSERT_TRUE(fleet->nodes[size_t(i)]->start(fleet->tmp.sub(n), fleet->node_flags(i)));
+  }
+  std::vector<uint64_t> want(2, 0);
+  for (size_t i = 0; i < sift->base.rows; i++)
+    want[shard_of(int64_t(i), 2)]++;
+  for (int64_t id : w.acked)
+    want[shard_of(id, 2)]++;
+  std::string seen;
+  EXPECT_TRUE(fleet->wait_in_sync("w22", 2, 2, want[0] + want[1], 90, &seen)) << seen;
+  EXPECT_TRUE(every_replica_holds(fleet, "w22", want)) << fleet->fleet_logs();
+  EXPECT_EQ(w.failed.load(), 0) << w.first_error;
+  EXPECT_GT(w.acked.size(), 100u);
+  // And the last acknowledged items are found by their own vectors.
+  Client c(fleet->router(0));
+  const int64_t last = w.acked.back();
+  const float *row = sift->base.f.data() + size_t(last % int64_t(sift->base.rows)) * 128;
+  int64_t ids[4];
+  float sc[4];
+  qv_error e{};
+  ASSERT_EQ(qv_client_search(c.c, "w22", row, 1, 128, 4, 0, 1, sc, ids, &e), QV_OK) << e.msg;
+  EXPECT_EQ(sc[0], 0.f);
+  printf("[ repair ] %zu upserts acknowledged during two kills (%s, then %s), none lost\n",
+         w.acked.size(), first.c_str(), second.c_str());
+  fflush(stdout);
+}
+
+TEST_F(FleetTest, TheEtcdLeaderAndANatsServerKilledUnderLoad) {
+  ASSERT_NO_FATAL_FAILURE(load("e22", "Flat", 2, 2));
+  const size_t nq = 10, k = 10;
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::string first_error;
+  std::mutex mu;
+  std::vector<std::thread> searchers;
+  for (int t = 0; t < 2; t++)
+    searchers.emplace_back([&, t] {
+      Client c(fleet->router(t), 10000);
+      while (!stop) {
+        qv_error err{};
+        if (search(c.c, "e22", sift->q, nq, k, 0, 1, nullptr, &err).empty()) {
+          failed++;
+          std::lock_guard<std::mutex> g(mu);
+          if (first_error.empty())
+            first_error = err.msg;
+        } else {
+          ok++;
+        }
+      }
+    });
+  Writer w(fleet, &sift->base, "e22", 200000);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const int leader = fleet->etcd.leader();
+  ASSERT_GE(leader, 0);
+  fleet->etcd.kill_member(size_t(leader));
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  fleet->nats.kill_server(0);
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  w.finish();
+  stop = true;
+  for (auto &t : searchers)
+    t.join();
+  EXPECT_EQ(failed.load(), 0) << first_error;
+  EXPECT_GT(ok.load(), 10);
+  std::vector<uint64_t> want(2, 0);
+  for (size_t i = 0; i < sift->base.rows; i++)
+    want[shard_of(int64_t(i), 2)]++;
+  for (int64_t id : w.acked)
+    want[shard_of(id, 2)]++;
+  std::string seen;
+  EXPECT_TRUE(fleet->wait_in_sync("e22", 2, 2, want[0] + want[1], 60, &seen)) << seen;
+  EXPECT_TRUE(every_replica_holds(fleet, "e22", want)) << fleet->fleet_logs();
+  printf("[ engines ] etcd leader and a NATS server killed: %d searches, %d failed; %zu upserts "
+         "acknowledged, %d refused (%s)\n",
+         ok.load() + failed.load(), failed.load(), w.acked.size(), w.failed.load(),
+         w.first_error.c_str());
+  fflush(stdout);
+}
+
+TEST_F(FleetTest, HedgingCoversAReplicaStoppedForFiveSeconds) {
+  ASSERT_NO_FATAL_FAILURE(load("h22", "Flat", 2, 2));
+  const size_t nq = 5, k = 10;
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::vector<double> ms;
+  std::atomic<int> failed{0};
+  std::vector<std::thread> searchers;
+  for (int t = 0; t < 4; t++)
+    searchers.emplace_back([&, t] {
+      Client c(fleet->router(t), 20000);
+      while (!stop) {
+        qv_error err{};
+        const auto a = std::chrono::steady_clock::now();
+        const bool good = !search(c.c, "h22", sift->q, nq, k, 0, 1, nullptr, &err).empty();
+        const double d =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count();
+        std::lock_guard<std::mutex> g(mu);
+        ms.push_back(d);
+        failed += !good;
+      }
+    });
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const std::string victim = fleet->replicas("h22")[0][0].node;
+  Quiverd &v = *fleet->nodes[size_t(std::stoi(victim.substr(1)))];
+  kill(v.pid, SIGSTOP);
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  kill(v.pid, SIGCONT);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  stop = true;
+  for (auto &t : searchers)
+    t.join();
+  std::sort(ms.begin(), ms.end());
+  ASSERT_GT(ms.size(), 20u);
+  const double p50 = ms[ms.size() / 2], p99 = ms[ms.size() * 99 / 100], mx = ms.back();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_LT(p99, 2500.0) << "p50 " << p50 << " ms, max " << mx << " ms";
+  printf("[ hedging ] %s stopped for 5 s: %zu searches, p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+         victim.c_str(), ms.size(), p50, p99, mx);
+  fflush(stdout);
 }
 
 TEST_F(FleetTest, BadInputIsRefusedAsASingleNodeRefusesIt) {
