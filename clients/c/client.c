@@ -196,6 +196,8 @@ static void info_from_pb(const Quiver__V1__CollectionInfo *p, qv_collection_info
   o->batches = p->batches;
   o->batched_queries = p->batched_queries;
   o->batch_expired = p->batch_expired;
+  o->shards = p->shards ? p->shards : 1; /* a single node leaves them 0: one shard, one copy */
+  o->replicas = p->replicas ? p->replicas : 1;
 }
 
 const char *qv_collection_state_name(int state) {
@@ -230,6 +232,8 @@ qv_status qv_client_create(qv_client *c, const qv_create_opts *o, qv_collection_
   req.train_sample = o->train_sample;
   req.n_features = o->n_features;
   req.deferred_deletes = o->deferred_deletes != 0;
+  req.shards = o->shards;
+  req.replicas = o->replicas;
   if (o->device != NULL) {
     qv_device d;
     qv_status st = qv_device_parse(o->device, &d, err);
@@ -302,12 +306,99 @@ qv_status qv_client_list(qv_client *c, qv_collection_info **out, size_t *n, qv_e
   return QV_OK;
 }
 
+/* ---- the fleet -------------------------------------------------------------------------- */
+
+void qv_cluster_status_free(qv_cluster_status *s) {
+  if (s == NULL)
+    return;
+  free(s->nodes);
+  free(s->collections);
+  free(s->replicas);
+  free(s);
+}
+
+/* Fills s from a ListCollections answer; QV_ENOMEM when an array cannot be allocated. */
+static qv_status cluster_from_pb(const Quiver__V1__ListCollectionsResponse *r, qv_cluster_status *s,
+                                 qv_error *err) {
+  size_t nrep = 0;
+  for (size_t i = 0; i < r->n_collections; i++)
+    nrep += r->collections[i]->n_replica_info;
+  /* calloc(0) may return NULL: ask for at least one entry, report the real counts. */
+  s->nodes = calloc(r->n_nodes ? r->n_nodes : 1, sizeof *s->nodes);
+  s->collections = calloc(r->n_collections ? r->n_collections : 1, sizeof *s->collections);
+  s->replicas = calloc(nrep ? nrep : 1, sizeof *s->replicas);
+  if (s->nodes == NULL || s->collections == NULL || s->replicas == NULL)
+    return qv_error_set(err, QV_ENOMEM, "cluster status: out of memory");
+  for (size_t i = 0; i < r->n_nodes; i++) {
+    const Quiver__V1__NodeInfo *p = r->nodes[i];
+    qv_node_info *o = &s->nodes[i];
+    snprintf(o->id, sizeof o->id, "%s", p->id ? p->id : "");
+    snprintf(o->addr, sizeof o->addr, "%s", p->addr ? p->addr : "");
+    o->replicas = p->replicas;
+  }
+  s->n_nodes = r->n_nodes;
+  for (size_t i = 0; i < r->n_collections; i++) {
+    const Quiver__V1__CollectionInfo *p = r->collections[i];
+    info_from_pb(p, &s->collections[i]);
+    for (size_t j = 0; j < p->n_replica_info; j++) {
+      const Quiver__V1__ReplicaInfo *q = p->replica_info[j];
+      qv_replica_info *o = &s->replicas[s->n_replicas++];
+      o->collection = i;
+      o->shard = q->shard;
+      snprintf(o->node, sizeof o->node, "%s", q->node ? q->node : "");
+      snprintf(o->addr, sizeof o->addr, "%s", q->addr ? q->addr : "");
+      snprintf(o->state, sizeof o->state, "%s", q->state ? q->state : "");
+      o->applied_seq = q->applied_seq;
+      o->log_seq = q->log_seq;
+      o->count = q->count;
+      o->index_version = q->index_version;
+    }
+  }
+  s->n_collections = r->n_collections;
+  return QV_OK;
+}
+
+qv_status qv_client_cluster_status(qv_client *c, qv_cluster_status **out, qv_error *err) {
+  if (out != NULL)
+    *out = NULL;
+  if (c == NULL || out == NULL)
+    return qv_error_set(err, QV_EINVAL, "cluster status: NULL argument");
+  Quiver__V1__ListCollectionsRequest req = QUIVER__V1__LIST_COLLECTIONS_REQUEST__INIT;
+  ProtobufCMessage *resp;
+  qv_status st = unary(c, "/quiver.v1.Retrieval/ListCollections", &req.base,
+                       &quiver__v1__list_collections_response__descriptor, &resp, err);
+  if (st != QV_OK)
+    return st;
+  qv_cluster_status *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    st = qv_error_set(err, QV_ENOMEM, "cluster status: out of memory");
+  else
+    st = cluster_from_pb((const Quiver__V1__ListCollectionsResponse *)resp, s, err);
+  protobuf_c_message_free_unpacked(resp, NULL);
+  if (st != QV_OK) {
+    qv_cluster_status_free(s);
+    return st;
+  }
+  *out = s;
+  return QV_OK;
+}
+
 /* ---- data ------------------------------------------------------------------------------- */
 
-static qv_status search_call(qv_client *c, const char *collection, const float *queries, size_t n,
-                             size_t dim, size_t k, uint32_t nprobe, int exact,
-                             const qv_client_rerank *rr, float *scores, int64_t *ids,
-                             qv_error *err) {
+void qv_client_search_opts_init(qv_client_search_opts *o) {
+  memset(o, 0, sizeof *o);
+}
+
+qv_status qv_client_search_ex(qv_client *c, const char *collection, const float *queries, size_t n,
+                              size_t dim, size_t k, const qv_client_search_opts *o, float *scores,
+                              int64_t *ids, uint32_t *missing, size_t missing_cap,
+                              size_t *n_missing, qv_error *err) {
+  if (n_missing)
+    *n_missing = 0;
+  qv_client_search_opts def;
+  qv_client_search_opts_init(&def);
+  if (o == NULL)
+    o = &def;
   CHECK_CLIENT(c, collection);
   if ((n > 0 && queries == NULL) || scores == NULL || ids == NULL)
     return qv_error_set(err, QV_EINVAL, "search: NULL buffer");
@@ -319,9 +410,11 @@ static qv_status search_call(qv_client *c, const char *collection, const float *
   req.n_queries = n * dim;
   req.dim = (uint32_t)dim;
   req.k = (uint32_t)k;
-  req.nprobe = nprobe;
-  req.exact = exact != 0;
+  req.nprobe = o->nprobe;
+  req.exact = o->exact != 0;
+  req.allow_partial = o->allow_partial != 0;
   Quiver__V1__RerankOptions ro = QUIVER__V1__RERANK_OPTIONS__INIT;
+  const qv_client_rerank *rr = o->rerank;
   if (rr != NULL) {
     ro.candidates = rr->candidates;
     ro.refine = rr->refine != 0;
@@ -346,6 +439,10 @@ static qv_status search_call(qv_client *c, const char *collection, const float *
   } else {
     memcpy(ids, r->ids, n * k * sizeof(int64_t));
     memcpy(scores, r->scores, n * k * sizeof(float));
+    for (size_t i = 0; missing != NULL && i < r->n_missing_shards && i < missing_cap; i++)
+      missing[i] = r->missing_shards[i];
+    if (n_missing)
+      *n_missing = r->n_missing_shards;
   }
   protobuf_c_message_free_unpacked(resp, NULL);
   return st;
@@ -354,14 +451,24 @@ static qv_status search_call(qv_client *c, const char *collection, const float *
 qv_status qv_client_search(qv_client *c, const char *collection, const float *queries, size_t n,
                            size_t dim, size_t k, uint32_t nprobe, int exact, float *scores,
                            int64_t *ids, qv_error *err) {
-  return search_call(c, collection, queries, n, dim, k, nprobe, exact, NULL, scores, ids, err);
+  qv_client_search_opts o;
+  qv_client_search_opts_init(&o);
+  o.nprobe = nprobe;
+  o.exact = exact;
+  return qv_client_search_ex(c, collection, queries, n, dim, k, &o, scores, ids, NULL, 0, NULL,
+                             err);
 }
 
 qv_status qv_client_search_rerank(qv_client *c, const char *collection, const float *queries,
                                   size_t n, size_t dim, size_t k, uint32_t nprobe,
                                   const qv_client_rerank *rr, float *scores, int64_t *ids,
                                   qv_error *err) {
-  return search_call(c, collection, queries, n, dim, k, nprobe, 0, rr, scores, ids, err);
+  qv_client_search_opts o;
+  qv_client_search_opts_init(&o);
+  o.nprobe = nprobe;
+  o.rerank = rr;
+  return qv_client_search_ex(c, collection, queries, n, dim, k, &o, scores, ids, NULL, 0, NULL,
+                             err);
 }
 
 qv_status qv_client_delete(qv_client *c, const char *collection, size_t n, const int64_t *ids,

@@ -1,7 +1,8 @@
 /* quiver's server commands: talk to a running quiverd through libquiver_client.
  *
  *   quiver [--server HOST:PORT] [--timeout S] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
- *          [--token TOKEN] create|drop|list|describe|upsert|delete|build|push|search|bench|health
+ *          [--token TOKEN] create|drop|list|describe|upsert|delete|build|push|search|bench|health|
+ *          cluster status
  * ... The server comes from --server, else $QUIVER_SERVER, else 127.0.0.1:7070; the token from
  * --token, else $QUIVER_TOKEN; TLS files from the flags, else $QUIVER_TLS_CA/_CERT/_KEY. */
 #define _GNU_SOURCE
@@ -29,7 +30,7 @@ static const char *kServerHelp =
     "                 --token TOKEN or $QUIVER_TOKEN for a server with --auth-tokens):\n"
     "  quiver create NAME --dim D [--metric l2|ip|cosine] [--spec SPEC] [--nprobe N]\n"
     "                [--train-sample N] [--features F] [--device auto|cpu|gpu]\n"
-    "                [--deferred-deletes]\n"
+    "                [--deferred-deletes] [--shards S] [--replicas R]   (S, R > 1: a router)\n"
     "  quiver drop NAME\n"
     "  quiver list [--json]\n"
     "  quiver describe NAME [--json]\n"
@@ -40,10 +41,11 @@ static const char *kServerHelp =
     "  quiver push NAME (--index DIR | --server-path DIR) [--create] [--recall-floor R]\n"
     "                [--target-recall R] [--eval-queries N] [--eval-k K] [--chunk-mb N]\n"
     "  quiver search NAME --queries FILE [--k K] [--nprobe N] [--exact] [--batch B]\n"
-    "                [--groundtruth FILE] [--json] [--output FILE]\n"
+    "                [--groundtruth FILE] [--json] [--output FILE] [--allow-partial]\n"
     "                [--candidates K'] [--refine] [--mmr LAMBDA] [--weights W0,W1,..]\n"
     "                [--allow 1,2,...] [--deny 1,2,...]      (the rerank stage)\n"
     "  quiver health [--service NAME]\n"
+    "  quiver cluster status [--json]      (a router: nodes, and every shard's replicas)\n"
     "  quiver bench NAME --queries FILE [--groundtruth FILE] [--k K] [--nprobe N]\n"
     "                [--concurrency C] [--batch B] [--duration S] [--rate R] [--warmup S]\n"
     "                [--threads T] [--json]               (load generator: quiver bench --help)\n";
@@ -138,14 +140,16 @@ static void print_info(const qv_collection_info *i, int json) {
            "\"build_recall_nprobe\": %u, \"snapshot_version\": %" PRIu64 ", \"wal_bytes\": %" PRIu64
            ", \"wal_records\": %" PRIu64 ", \"batched_requests\": %" PRIu64
            ", \"batches\": %" PRIu64 ", \"batched_queries\": %" PRIu64
-           ", \"batch_expired\": %" PRIu64 ", \"storage_note\": \"",
+           ", \"batch_expired\": %" PRIu64 ", \"shards\": %u, \"replicas\": %u, "
+           "\"storage_note\": \"",
            i->name, i->dim, qv_metric_name(i->metric), i->index_spec,
            qv_collection_state_name(i->state), i->count, i->indexed, i->nlist, i->default_nprobe,
            i->memory_bytes, i->vector_bytes, i->index_bytes, i->index_version, i->n_features,
            qv_device_name(i->device), i->gpu, i->device_bytes, i->placement, i->tombstones,
            i->gpu_fallbacks, i->deferred_deletes ? "true" : "false", i->build_recall,
            i->build_recall_k, i->build_recall_nprobe, i->snapshot_version, i->wal_bytes,
-           i->wal_records, i->batched_requests, i->batches, i->batched_queries, i->batch_expired);
+           i->wal_records, i->batched_requests, i->batches, i->batched_queries, i->batch_expired,
+           i->shards, i->replicas);
     json_str(i->storage_note);
     printf("\"}");
     return;
@@ -157,6 +161,9 @@ static void print_info(const qv_collection_info *i, int json) {
          qv_collection_state_name(i->state), i->count, i->indexed, i->nlist, i->default_nprobe,
          i->memory_bytes / 1048576.0, i->vector_bytes / 1048576.0, i->index_bytes / 1048576.0,
          i->index_version, i->n_features);
+  if (i->shards > 1 || i->replicas > 1)
+    printf("  fleet: %u shard(s) x %u replica(s) (quiver cluster status)\n", i->shards,
+           i->replicas);
   printf("  device %s, serving from %s", qv_device_name(i->device), i->placement);
   if (i->gpu >= 0)
     printf(" (%.1f MiB of GPU memory)", i->device_bytes / 1048576.0);
@@ -289,6 +296,8 @@ static int cmd_create(int argc, char **argv, global *g) {
                                        {"features", required_argument, 0, 'F'},
                                        {"device", required_argument, 0, 'D'},
                                        {"deferred-deletes", no_argument, 0, 'X'},
+                                       {"shards", required_argument, 0, 'S'},
+                                       {"replicas", required_argument, 0, 'r'},
                                        GLOBAL_OPTS};
   qv_create_opts o = {0};
   o.metric = QV_METRIC_L2;
@@ -331,6 +340,16 @@ case 'D': {
 }
 case 'X':
   o.deferred_deletes = 1;
+  break;
+case 'S': /* the router checks the fleet's limits; here only what is never right */
+  if (cli_parse_u64(optarg, 65536, &v) || v == 0)
+    return cli_usage_error("--shards must be 1 or more, not '%s'", optarg);
+  o.shards = (uint32_t)v;
+  break;
+case 'r':
+  if (cli_parse_u64(optarg, 65536, &v) || v == 0)
+    return cli_usage_error("--replicas must be 1 or more, not '%s'", optarg);
+  o.replicas = (uint32_t)v;
   break;
   PARSE_END
   if ((o.name = positional(argc, argv, "create")) == NULL)
@@ -690,6 +709,35 @@ case 'm':
   return run_build(g, name, NULL, &io);
 }
 
+/* The shards a search's calls came back without (--allow-partial through a router): sorted,
+ * each once. A router has at most 256 shards; kMissingMax bounds what one call reports. */
+enum { kMissingMax = 1024 };
+typedef struct missing_set {
+  uint32_t *v;
+  size_t n, cap;
+} missing_set;
+
+static void missing_add(missing_set *s, const uint32_t *got, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    size_t at = 0;
+    while (at < s->n && s->v[at] < got[i])
+      at++;
+    if (at < s->n && s->v[at] == got[i])
+      continue;
+    if (s->n == s->cap) {
+      size_t cap = s->cap ? 2 * s->cap : 16;
+      uint32_t *v = realloc(s->v, cap * sizeof *v);
+      if (v == NULL)
+        return; /* the note then names fewer shards; the answer itself is whole */
+      s->v = v;
+      s->cap = cap;
+    }
+    memmove(s->v + at + 1, s->v + at, (s->n - at) * sizeof *s->v);
+    s->v[at] = got[i];
+    s->n++;
+  }
+}
+
 static int cmd_search(int argc, char **argv, global *g) {
   static const struct option opts[] = {{"queries", required_argument, 0, 'q'},
                                        {"k", required_argument, 0, 'k'},
@@ -705,6 +753,7 @@ static int cmd_search(int argc, char **argv, global *g) {
                                        {"weights", required_argument, 0, 'W'},
                                        {"allow", required_argument, 0, 'A'},
                                        {"deny", required_argument, 0, 'D'},
+                                       {"allow-partial", no_argument, 0, 'P'},
                                        GLOBAL_OPTS};
   const char *queries = NULL, *gt_path = NULL, *output = NULL;
   qv_client_rerank rr = {0};
@@ -713,7 +762,7 @@ static int cmd_search(int argc, char **argv, global *g) {
   int64_t *allow = NULL, *deny = NULL;
   char *end = NULL;
   uint64_t k = 10, nprobe = 0, batch = 100;
-  int exact = 0, json = 0;
+  int exact = 0, json = 0, allow_partial = 0;
   PARSE_BEGIN(opts, NULL)
 case 'q':
   queries = optarg;
@@ -788,6 +837,9 @@ case 'D':
   rr.deny_ids = deny;
   use_rerank = 1;
   break;
+case 'P':
+  allow_partial = 1;
+  break;
   PARSE_END
   const char *name = positional(argc, argv, "search");
   if (name == NULL)
@@ -799,6 +851,7 @@ case 'D':
                            "already exact%s",
                            "");
   qv_error e = {0};
+  missing_set miss = {0};
   float *q = NULL, *scores = NULL;
   int64_t *ids = NULL, *gt = NULL;
   qv_client *cl = NULL;
@@ -823,18 +876,24 @@ case 'D':
     goto out;
   rc = 1;
   size_t b = batch < n ? batch : n;
+  qv_client_search_opts so;
+  qv_client_search_opts_init(&so);
+  so.nprobe = (uint32_t)nprobe;
+  so.exact = exact;
+  so.rerank = use_rerank ? &rr : NULL;
+  so.allow_partial = allow_partial;
+  size_t partial_rpcs = 0;
   double t0 = qv_monotonic_s();
   for (size_t off = 0; off < n; off += b) {
-    size_t m = n - off < b ? n - off : b;
-    qv_status st = use_rerank
-                       ? qv_client_search_rerank(cl, name, q + off * d, m, d, k, (uint32_t)nprobe,
-                                                 &rr, scores + off * k, ids + off * k, &e)
-                       : qv_client_search(cl, name, q + off * d, m, d, k, (uint32_t)nprobe, exact,
-                                          scores + off * k, ids + off * k, &e);
-    if (st != QV_OK) {
+    size_t m = n - off < b ? n - off : b, nm = 0;
+    uint32_t got[kMissingMax];
+    if (qv_client_search_ex(cl, name, q + off * d, m, d, k, &so, scores + off * k, ids + off * k,
+                            got, kMissingMax, &nm, &e) != QV_OK) {
       remote_err = 1;
       goto done;
     }
+    partial_rpcs += nm > 0;
+    missing_add(&miss, got, nm < kMissingMax ? nm : kMissingMax);
   }
   double secs = qv_monotonic_s() - t0, qps = secs > 0 ? n / secs : 0;
   double recall = gt ? qv_recall_at_k(ids, gt, gk, n, k) : -1;
@@ -848,12 +907,24 @@ case 'D':
            server, name, n, k, nprobe, exact ? "true" : "false", b, secs, qps,
            secs > 0 ? ((n + b - 1) / b) / secs : 0.0);
     cli_print_json_recall(recall);
-    printf("}\n");
+    printf(", \"missing_shards\": [");
+    for (size_t i = 0; i < miss.n; i++)
+      printf("%s%u", i ? ", " : "", miss.v[i]);
+    printf("]}\n");
   } else {
     printf("searched %s on %s, %zu queries, k=%" PRIu64 ", nprobe=%s%" PRIu64 ", batch=%zu\n", name,
            server, n, k, nprobe ? "" : "default/", nprobe, b);
     printf("  %.1f queries/s over gRPC (%.3f s)\n", qps, secs);
     cli_print_results(recall, k, ids, scores, output == NULL);
+  }
+  if (miss.n > 0) {
+    fprintf(stderr,
+            "quiver: note: partial answer (--allow-partial): %zu of %zu call(s) lacked "
+            "shard(s)",
+            partial_rpcs, (n + b - 1) / b);
+    for (size_t i = 0; i < miss.n; i++)
+      fprintf(stderr, "%s%u", i ? ", " : " ", miss.v[i]);
+    fprintf(stderr, ": no replica of them answered in time (quiver cluster status)\n");
   }
   rc = 0;
 done:
@@ -867,7 +938,161 @@ out:
   free(gt);
   free(allow);
   free(deny);
+  free(miss.v);
   return rc;
+}
+
+/* ---- quiver cluster status ---------------------------------------------------------------- */
+
+static uint64_t replica_lag(const qv_replica_info *r) {
+  return r->log_seq > r->applied_seq ? r->log_seq - r->applied_seq : 0;
+}
+
+/* In sync of the replicas of shard k of collection ci; *n gets how many replicas it has. */
+static uint32_t shard_in_sync(const qv_cluster_status *s, size_t ci, uint32_t k, uint32_t *n) {
+  uint32_t in_sync = 0;
+  *n = 0;
+  for (size_t i = 0; i < s->n_replicas; i++) {
+    const qv_replica_info *r = &s->replicas[i];
+    if (r->collection == ci && r->shard == k) {
+      (*n)++;
+      in_sync += !strcmp(r->state, "in-sync");
+    }
+  }
+  return in_sync;
+}
+
+static void print_cluster_json(const qv_cluster_status *s, int fleet) {
+  printf("{\"fleet\": %s, \"nodes\": [", fleet ? "true" : "false");
+  for (size_t i = 0; i < s->n_nodes; i++) {
+    printf("%s{\"id\": \"", i ? ", " : "");
+    json_str(s->nodes[i].id);
+    printf("\", \"addr\": \"");
+    json_str(s->nodes[i].addr);
+    printf("\", \"replicas\": %u}", s->nodes[i].replicas);
+  }
+  printf("], \"collections\": [");
+  for (size_t ci = 0; ci < s->n_collections; ci++) {
+    const qv_collection_info *c = &s->collections[ci];
+    printf("%s{\"name\": \"", ci ? ", " : "");
+    json_str(c->name);
+    printf("\", \"state\": \"%s\", \"count\": %" PRIu64 ", \"shards\": %u, \"replicas\": %u, "
+           "\"shard_status\": [",
+           qv_collection_state_name(c->state), c->count, c->shards, c->replicas);
+    for (uint32_t k = 0; fleet && k < c->shards; k++) {
+      uint32_t have, in_sync = shard_in_sync(s, ci, k, &have);
+      printf("%s{\"shard\": %u, \"in_sync\": %u, \"wanted\": %u, \"replicas\": [", k ? ", " : "", k,
+             in_sync, c->replicas);
+      int first = 1;
+      for (size_t i = 0; i < s->n_replicas; i++) {
+        const qv_replica_info *r = &s->replicas[i];
+        if (r->collection != ci || r->shard != k)
+          continue;
+        printf("%s{\"node\": \"", first ? "" : ", ");
+        first = 0;
+        json_str(r->node);
+        printf("\", \"addr\": \"");
+        json_str(r->addr);
+        printf("\", \"state\": \"");
+        json_str(r->state);
+        printf("\", \"applied_seq\": %" PRIu64 ", \"log_seq\": %" PRIu64 ", \"lag\": %" PRIu64
+               ", \"count\": %" PRIu64 ", \"index_version\": %" PRIu64 "}",
+               r->applied_seq, r->log_seq, replica_lag(r), r->count, r->index_version);
+      }
+      printf("]}");
+    }
+    printf("]}");
+  }
+  printf("]}\n");
+}
+
+static void print_cluster_text(const qv_cluster_status *s, int fleet) {
+  int wid = 4, wad = 4; /* "NODE"/"ADDR" */
+  for (size_t i = 0; i < s->n_nodes; i++) {
+    int a = (int)strlen(s->nodes[i].id), b = (int)strlen(s->nodes[i].addr);
+    wid = a > wid ? a : wid;
+    wad = b > wad ? b : wad;
+  }
+  for (size_t i = 0; i < s->n_replicas; i++) {
+    int a = (int)strlen(s->replicas[i].node);
+    wid = a > wid ? a : wid;
+  }
+  if (!fleet) {
+    printf("not a fleet: no shard servers (a single node, or a router that sees none); each "
+           "collection is served whole by the node itself\n");
+  } else {
+    printf("%zu node(s)\n  %-*s  %-*s  REPLICAS\n", s->n_nodes, wid, "NODE", wad, "ADDR");
+    for (size_t i = 0; i < s->n_nodes; i++)
+      printf("  %-*s  %-*s  %u\n", wid, s->nodes[i].id, wad, s->nodes[i].addr,
+             s->nodes[i].replicas);
+  }
+  if (s->n_collections == 0)
+    printf("no collections\n");
+  for (size_t ci = 0; ci < s->n_collections; ci++) {
+    const qv_collection_info *c = &s->collections[ci];
+    printf("%s: %u shard(s) x %u replica(s), %s, %" PRIu64 " vectors\n", c->name, c->shards,
+           c->replicas, qv_collection_state_name(c->state), c->count);
+    for (uint32_t k = 0; fleet && k < c->shards; k++) {
+      uint32_t have, in_sync = shard_in_sync(s, ci, k, &have);
+      printf("  shard %u: %u of %u in sync%s\n", k, in_sync, c->replicas,
+             in_sync == 0            ? " (NOT SERVING)"
+             : in_sync < c->replicas ? " (degraded)"
+                                     : "");
+      if (have == 0)
+        continue;
+      printf("    %-*s  %-11s  %10s  %10s  %8s  %10s  %5s\n", wid, "NODE", "STATE", "APPLIED",
+             "LOG", "LAG", "COUNT", "INDEX");
+      for (size_t i = 0; i < s->n_replicas; i++) {
+        const qv_replica_info *r = &s->replicas[i];
+        if (r->collection == ci && r->shard == k)
+          printf("    %-*s  %-11s  %10" PRIu64 "  %10" PRIu64 "  %8" PRIu64 "  %10" PRIu64
+                 "  %5" PRIu64 "\n",
+                 wid, r->node, r->state, r->applied_seq, r->log_seq, replica_lag(r), r->count,
+                 r->index_version);
+      }
+    }
+  }
+}
+
+static int cmd_cluster_status(int argc, char **argv, global *g) {
+  static const struct option opts[] = {{"json", no_argument, 0, 'j'}, GLOBAL_OPTS};
+  int json = 0;
+  PARSE_BEGIN(opts, NULL)
+case 'j':
+  json = 1;
+  break;
+  PARSE_END
+  if (no_positional(argc, argv))
+    return EXIT_USAGE;
+  qv_client *cl;
+  int rc = connect_to(g, &cl);
+  if (rc)
+    return rc;
+  qv_error e = {0};
+  qv_cluster_status *s = NULL;
+  if (qv_client_cluster_status(cl, &s, &e) != QV_OK) {
+    rc = cli_fail_remote(&e);
+  } else {
+    /* A router lists its shard servers and the replicas; a single node neither. */
+    int fleet = s->n_nodes > 0 || s->n_replicas > 0;
+    for (size_t i = 0; i < s->n_collections; i++)
+      fleet |= s->collections[i].shards > 1 || s->collections[i].replicas > 1;
+    if (json)
+      print_cluster_json(s, fleet);
+    else
+      print_cluster_text(s, fleet);
+    qv_cluster_status_free(s);
+  }
+  qv_client_close(cl);
+  return rc;
+}
+
+static int cmd_cluster(int argc, char **argv, global *g) {
+  if (argc < 2 || argv[1][0] == '-')
+    return cli_usage_error("'quiver cluster' needs a subcommand: status%s", "");
+  if (strcmp(argv[1], "status") != 0)
+    return cli_usage_error("unknown cluster command '%s' (status)", argv[1]);
+  return cmd_cluster_status(argc - 1, argv + 1, g);
 }
 
 /* $NAME, or NULL when unset or empty. */
@@ -939,6 +1164,8 @@ int cli_server_main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "search"))
     return cmd_search(sub_argc, sub_argv, &g);
+  if (!strcmp(cmd, "cluster"))
+    return cmd_cluster(sub_argc, sub_argv, &g);
   if (!strcmp(cmd, "index") || !strcmp(cmd, "data")) /* offline: no server options */
     return cli_usage_error("'%s' commands work offline and take no server options: put the "
                            "command first ('quiver index ...', 'quiver data ...')",

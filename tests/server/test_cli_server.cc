@@ -209,3 +209,66 @@ TEST(CliServer, PushAndBench) {
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("need"), std::string::npos) << r.out;
 }
+
+// The fleet's CLI options against a single node: --shards/--replicas above 1 are refused by the
+// server (INVALID_ARGUMENT naming the fleet), 0 by the CLI; `quiver cluster status` answers with
+// the node's collections and no fleet; search --allow-partial changes nothing.
+TEST(CliServer, FleetOptionsAndClusterStatusOnASingleNode) {
+  qvtest::TempDir tmp;
+  qvtest::Quiverd srv;
+  ASSERT_TRUE(srv.start(tmp.sub("data")));
+  std::string s = srv.target();
+  Out r = quiver(s, "cluster status");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("not a fleet"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("no collections"), std::string::npos) << r.out;
+  r = quiver(s, "create split --dim 4 --shards 2 --replicas 2");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("INVALID_ARGUMENT"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("needs a fleet"), std::string::npos) << r.out;
+  r = quiver(s, "create split --dim 4 --shards 0");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--shards must be"), std::string::npos) << r.out;
+  r = quiver(s, "create split --dim 4 --replicas x");
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = quiver(s, "create demo --dim 4 --shards 1 --replicas 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.find("fleet:"), std::string::npos) << r.out; // only shown for > 1
+  r = quiver(s, "describe demo --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"shards\": 1, \"replicas\": 1"), std::string::npos) << r.out;
+  r = quiver(s, "cluster status");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("not a fleet"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("demo: 1 shard(s) x 1 replica(s), ready, 0 vectors"), std::string::npos)
+      << r.out;
+  r = quiver(s, "cluster status --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out,
+            "{\"fleet\": false, \"nodes\": [], \"collections\": [{\"name\": \"demo\", \"state\": "
+            "\"ready\", \"count\": 0, \"shards\": 1, \"replicas\": 1, \"shard_status\": []}]}\n");
+  r = quiver(s, "cluster");
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = quiver(s, "cluster stat");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("unknown cluster command 'stat'"), std::string::npos) << r.out;
+  r = quiver(s, "cluster status extra");
+  EXPECT_EQ(r.code, 2) << r.out;
+  // search --allow-partial: a whole answer, an empty missing_shards and no note.
+  std::string syn = tmp.sub("syn");
+  r = qvtest::run_command(std::string(QUIVER_BIN_DIR) + "/quiver data synth --out " + syn +
+                          " --n 50 --queries 3 --dim 4 --clusters 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = quiver(s, "upsert demo --input " + syn + "_base.fvecs");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = quiver(s, "search demo --queries " + syn + "_query.fvecs --k 5 --allow-partial --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"missing_shards\": []"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("partial answer"), std::string::npos) << r.out;
+  r = quiver(s, "search demo --queries " + syn + "_query.fvecs --k 5 --allow-partial");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.find("partial answer"), std::string::npos) << r.out;
+  r = quiver(s, "cluster status");
+  EXPECT_NE(r.out.find("demo: 1 shard(s) x 1 replica(s), ready, 50 vectors"), std::string::npos)
+      << r.out;
+}

@@ -685,3 +685,103 @@ TEST(ClientErrors, AFailureIsReturnedWithoutAnErrorObject) {
   EXPECT_NE(std::strstr(e.msg, "create: "), nullptr) << e.msg;
   qv_client_close(c);
 }
+
+// A single node and the fleet's fields: shards/replicas above 1 are refused with a message that
+// sends the caller to a router; its collections read as 1 shard of 1 replica (the server leaves
+// the fields 0, the client maps 0 to 1); its cluster status has no nodes and no replicas; and
+// allow_partial is ignored (nothing is ever missing).
+TEST(SingleNodeFleetFields, RefusedShardsOneShardAnswersAndAnEmptyClusterStatus) {
+  TempDir tmp;
+  Quiverd srv;
+  ASSERT_TRUE(srv.start(tmp.sub("data")));
+  Client cl(srv.target());
+  qv_error e{};
+  qv_create_opts o{};
+  o.name = "split";
+  o.dim = 4;
+  o.metric = QV_METRIC_L2;
+  o.shards = 2;
+  EXPECT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_EINVAL);
+  EXPECT_EQ(std::string(e.msg).rfind("INVALID_ARGUMENT: ", 0), 0u) << e.msg;
+  EXPECT_NE(std::strstr(e.msg, "needs a fleet"), nullptr) << e.msg;
+  EXPECT_NE(std::strstr(e.msg, "router"), nullptr) << e.msg;
+  o.shards = 0;
+  o.replicas = 3;
+  e = {};
+  EXPECT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "replicas = 3"), nullptr) << e.msg;
+  qv_collection_info d{};
+  EXPECT_EQ(qv_client_describe(cl.c, "split", &d, &e), QV_ENOTFOUND); // nothing was created
+  // 1 and 1 are what a single node is: accepted.
+  o.name = "one";
+  o.shards = 1;
+  o.replicas = 1;
+  qv_collection_info info{};
+  ASSERT_EQ(qv_client_create(cl.c, &o, &info, &e), QV_OK) << e.msg;
+  EXPECT_EQ(info.shards, 1u);
+  EXPECT_EQ(info.replicas, 1u);
+  ASSERT_EQ(qv_client_describe(cl.c, "one", &d, &e), QV_OK) << e.msg;
+  EXPECT_EQ(d.shards, 1u);
+  EXPECT_EQ(d.replicas, 1u);
+
+  // Cluster status: the collection, no nodes, no replicas.
+  qv_cluster_status *s = nullptr;
+  ASSERT_EQ(qv_client_cluster_status(cl.c, &s, &e), QV_OK) << e.msg;
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->n_nodes, 0u);
+  EXPECT_EQ(s->n_replicas, 0u);
+  ASSERT_EQ(s->n_collections, 1u);
+  EXPECT_STREQ(s->collections[0].name, "one");
+  EXPECT_EQ(s->collections[0].shards, 1u);
+  EXPECT_EQ(s->collections[0].replicas, 1u);
+  qv_cluster_status_free(s);
+  qv_cluster_status_free(nullptr);
+  s = reinterpret_cast<qv_cluster_status *>(&o); // a stale pointer: cleared on failure
+  EXPECT_EQ(qv_client_cluster_status(nullptr, &s, &e), QV_EINVAL);
+  EXPECT_EQ(s, nullptr);
+  EXPECT_EQ(qv_client_cluster_status(cl.c, nullptr, &e), QV_EINVAL);
+
+  // qv_client_search_ex with allow_partial: the answer qv_client_search gives, nothing missing.
+  const float v[4 * 4] = {0, 0, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 0, 3, 0};
+  const int64_t ids[4] = {10, 11, 12, 13};
+  ASSERT_EQ(qv_client_upsert(cl.c, "one", 4, 4, ids, v, 0, nullptr, nullptr, nullptr, &e), QV_OK)
+      << e.msg;
+  float sc[3], sc2[3];
+  int64_t got[3], got2[3];
+  ASSERT_EQ(qv_client_search(cl.c, "one", v + 4, 1, 4, 3, 0, 0, sc, got, &e), QV_OK) << e.msg;
+  qv_client_search_opts so;
+  qv_client_search_opts_init(&so);
+  so.allow_partial = 1;
+  uint32_t missing[4] = {7, 7, 7, 7};
+  size_t n_missing = 99;
+  ASSERT_EQ(
+      qv_client_search_ex(cl.c, "one", v + 4, 1, 4, 3, &so, sc2, got2, missing, 4, &n_missing, &e),
+      QV_OK)
+      << e.msg;
+  EXPECT_EQ(n_missing, 0u);
+  EXPECT_EQ(missing[0], 7u); // untouched
+  for (int j = 0; j < 3; j++) {
+    EXPECT_EQ(got2[j], got[j]);
+    EXPECT_EQ(sc2[j], sc[j]);
+  }
+  EXPECT_EQ(got[0], 11);
+  // NULL options and NULL outputs: a plain search.
+  ASSERT_EQ(
+      qv_client_search_ex(cl.c, "one", v + 4, 1, 4, 3, nullptr, sc2, got2, nullptr, 0, nullptr, &e),
+      QV_OK)
+      << e.msg;
+  EXPECT_EQ(got2[0], 11);
+  // Its errors are qv_client_search's: exact with a rerank stage is refused by the server.
+  qv_client_rerank rr{};
+  rr.refine = 1;
+  so.exact = 1;
+  so.rerank = &rr;
+  n_missing = 99;
+  EXPECT_EQ(
+      qv_client_search_ex(cl.c, "one", v + 4, 1, 4, 3, &so, sc2, got2, missing, 4, &n_missing, &e),
+      QV_EINVAL);
+  EXPECT_EQ(n_missing, 0u);
+  so = {};
+  EXPECT_EQ(qv_client_search_ex(cl.c, "nope", v, 1, 4, 3, &so, sc2, got2, nullptr, 0, nullptr, &e),
+            QV_ENOTFOUND);
+}

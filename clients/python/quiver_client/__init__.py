@@ -11,7 +11,9 @@
 Every failure raises QuiverError, whose ``code`` is the grpc.StatusCode.
 """
 
-from .client import Client, CollectionInfo, QuiverError
+from .client import (Client, ClusterStatus, CollectionInfo, NodeInfo, QuiverError, ReplicaInfo,
+                     SearchResult)
 
-__all__ = ["Client", "CollectionInfo", "QuiverError"]
+__all__ = ["Client", "ClusterStatus", "CollectionInfo", "NodeInfo", "QuiverError", "ReplicaInfo",
+           "SearchResult"]
 __version__ = "0.1.0"

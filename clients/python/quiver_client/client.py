@@ -15,7 +15,8 @@ import numpy as np
 from ._pb.quiver.v1 import retrieval_pb2 as pb
 from ._pb.quiver.v1 import retrieval_pb2_grpc as pb_grpc
 
-__all__ = ["Client", "CollectionInfo", "QuiverError"]
+__all__ = ["Client", "ClusterStatus", "CollectionInfo", "NodeInfo", "QuiverError", "ReplicaInfo",
+           "SearchResult"]
 
 ArrayLike = Union[np.ndarray, Sequence]
 ProgressFn = Callable[[str, int, int], object]
@@ -59,6 +60,47 @@ def _invalid(msg: str) -> QuiverError:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReplicaInfo:
+    """One replica of one shard of a fleet collection (quiver.v1.ReplicaInfo), as the fleet's
+    coordination store (etcd) last saw it. ``state`` is "loading", "catching-up" or "in-sync"
+    (only in-sync replicas get searches)."""
+
+    shard: int
+    node: str  # the shard server's --node-id
+    addr: str  # where routers reach it
+    state: str
+    applied_seq: int  # the last record of the shard's write log it has applied
+    log_seq: int  # the log's last record when it last looked
+    count: int  # vectors it holds
+    index_version: int
+
+    @property
+    def lag(self) -> int:
+        """Write-log records it has yet to apply (``log_seq - applied_seq``, at least 0)."""
+        return max(0, self.log_seq - self.applied_seq)
+
+    @classmethod
+    def _from_pb(cls, m: "pb.ReplicaInfo") -> "ReplicaInfo":
+        return cls(shard=m.shard, node=m.node, addr=m.addr, state=m.state,
+                   applied_seq=m.applied_seq, log_seq=m.log_seq, count=m.count,
+                   index_version=m.index_version)
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeInfo:
+    """A shard server of the fleet (quiver.v1.NodeInfo): its --node-id, address and the number
+    of replicas assigned to it."""
+
+    id: str
+    addr: str
+    replicas: int
+
+    @classmethod
+    def _from_pb(cls, m: "pb.NodeInfo") -> "NodeInfo":
+        return cls(id=m.id, addr=m.addr, replicas=m.replicas)
+
+
+@dataclasses.dataclass(frozen=True)
 class CollectionInfo:
     """A collection's description (quiver.v1.CollectionInfo).
 
@@ -98,6 +140,12 @@ class CollectionInfo:
     batches: int = 0
     batched_queries: int = 0
     batch_expired: int = 0
+    # A fleet collection (described by a router): its shards and the replicas each wants, and
+    # every replica's state. A single node's collection is 1 shard of 1 replica with no
+    # replica_info (the server sends 0 for both; read as 1).
+    shards: int = 1
+    replicas: int = 1
+    replica_info: Tuple[ReplicaInfo, ...] = ()
 
     @classmethod
     def _from_pb(cls, m: "pb.CollectionInfo") -> "CollectionInfo":
@@ -134,10 +182,67 @@ class CollectionInfo:
             batches=m.batches,
             batched_queries=m.batched_queries,
             batch_expired=m.batch_expired,
+            shards=m.shards or 1,
+            replicas=m.replicas or 1,
+            replica_info=tuple(ReplicaInfo._from_pb(r) for r in m.replica_info),
         )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterStatus:
+    """What :meth:`Client.cluster_status` returns: the fleet's live shard servers and every
+    collection with its shards' replicas (``CollectionInfo.replica_info``). From a single node:
+    no nodes, and collections of 1 shard with no replicas (``fleet`` is False)."""
+
+    nodes: Tuple[NodeInfo, ...]
+    collections: Tuple[CollectionInfo, ...]
+
+    @property
+    def fleet(self) -> bool:
+        """True when the answer came from a router that sees a fleet."""
+        return bool(self.nodes) or any(c.replica_info or c.shards > 1 or c.replicas > 1
+                                       for c in self.collections)
+
+    def shard_replicas(self, collection: str, shard: int) -> List[ReplicaInfo]:
+        """The replicas of ``shard`` of ``collection`` (KeyError for an unknown collection)."""
+        for c in self.collections:
+            if c.name == collection:
+                return [r for r in c.replica_info if r.shard == shard]
+        raise KeyError(collection)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class SearchResult(tuple):
+    """What :meth:`Client.search` returns: the pair ``(ids, scores)`` (so ``ids, scores =
+    client.search(...)`` unpacks it as before), with ``missing_shards``: the shards whose items
+    are missing from the answer, only ever non-empty through a router with
+    ``allow_partial=True``."""
+
+    def __new__(cls, ids: np.ndarray, scores: np.ndarray, missing_shards: Sequence[int] = ()):
+        self = super().__new__(cls, (ids, scores))
+        self.missing_shards = tuple(int(s) for s in missing_shards)
+        return self
+
+    def __getnewargs__(self):
+        return (self[0], self[1], self.missing_shards)
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self[0]
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self[1]
+
+    @property
+    def partial(self) -> bool:
+        """True when some shard's items are missing."""
+        return bool(self.missing_shards)
 
 
 def _varint(n: int) -> bytes:
@@ -334,12 +439,17 @@ class Client:
 
     def search(self, collection: str, queries: ArrayLike, k: int = 10, nprobe: int = 0,
                exact: bool = False, *, rerank: Optional[dict] = None,
-               timeout=_DEFAULT) -> Tuple[np.ndarray, np.ndarray]:
+               allow_partial: bool = False, timeout=_DEFAULT) -> SearchResult:
         """Nearest neighbours of ``queries`` (float32 [n, dim]; a 1-D array is one query).
 
         Returns ``(ids, scores)``: int64 [n, k] and float32 [n, k], best first per row, padded
         with id -1 when fewer than k vectors are reachable. ``nprobe`` 0 uses the collection's
         default; ``exact`` brute-forces over the stored vectors.
+
+        ``allow_partial`` (through a router): when a shard has no replica answering in time,
+        answer from the shards that did instead of raising UNAVAILABLE; the result's
+        ``missing_shards`` names the others (the pair is a :class:`SearchResult`). A single node
+        ignores it.
 
         ``rerank`` turns on the server's rerank stage, a dict with any of ``candidates`` (k' per
         query), ``refine`` (exact re-score), ``weights`` (at most one today), ``mmr_lambda``,
@@ -348,7 +458,7 @@ class Client:
         q = _as_matrix(queries, "queries")
         n, dim = q.shape
         req = _msg(pb.SearchRequest, collection=collection, dim=dim, k=k, nprobe=nprobe,
-                   exact=exact)
+                   exact=exact, allow_partial=allow_partial)
         _set_floats(req, "queries", q)
         if rerank is not None:
             known = {"candidates", "refine", "weights", "mmr_lambda", "allow_ids", "deny_ids"}
@@ -369,7 +479,7 @@ class Client:
                               f"{len(resp.ids)} ids and {len(resp.scores)} scores for {n} queries")
         ids = np.array(resp.ids, dtype=np.int64).reshape(rn, rk)
         scores = np.array(resp.scores, dtype=np.float32).reshape(rn, rk)
-        return ids, scores
+        return SearchResult(ids, scores, resp.missing_shards)
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -428,13 +538,16 @@ class Client:
 
     def create(self, name: str, dim: int, metric: str = "l2", spec: str = "Flat",
                default_nprobe: int = 0, train_sample: int = 0, n_features: int = 0, *,
-               device: str | None = None, deferred_deletes: bool = False,
-               timeout=_DEFAULT) -> CollectionInfo:
+               device: str | None = None, deferred_deletes: bool = False, shards: int = 0,
+               replicas: int = 0, timeout=_DEFAULT) -> CollectionInfo:
         """Creates a collection. ``metric``: "l2" (squared distance, ascending), "ip" or
         "cosine" (descending). ``spec``: Flat | IVF<n>,Flat | IVF<n>,SQ8 | IVF<n>,PQ<m>.
         ``default_nprobe`` 0 = the server's default (16); ``train_sample`` 0 = 256 per list.
         ``device``: "auto", "cpu" or "gpu" (None = the server's ``--device``);
-        ``deferred_deletes``: hide deletes by tombstones until the next save or build."""
+        ``deferred_deletes``: hide deletes by tombstones until the next save or build.
+        ``shards``, ``replicas`` (sent to a router; 0 = 1): split the items over ``shards``
+        shards by a hash of their id, each held by ``replicas`` shard servers. A single node
+        refuses more than 1 of either (INVALID_ARGUMENT)."""
         m = _METRICS.get(str(metric).lower())
         if m is None:
             raise _invalid(f"unknown metric {metric!r}: use one of {', '.join(_METRICS)}")
@@ -445,7 +558,8 @@ class Client:
                 raise _invalid(f"unknown device {device!r}: use one of {', '.join(_DEVICES)}")
         req = _msg(pb.CreateCollectionRequest, name=name, dim=dim, metric=m, index_spec=spec,
                    default_nprobe=default_nprobe, train_sample=train_sample,
-                   n_features=n_features, device=dev, deferred_deletes=deferred_deletes)
+                   n_features=n_features, device=dev, deferred_deletes=deferred_deletes,
+                   shards=shards, replicas=replicas)
         return CollectionInfo._from_pb(self._unary(self._stub.CreateCollection, req, timeout))
 
     def drop(self, name: str, *, timeout=_DEFAULT) -> None:
@@ -460,6 +574,15 @@ class Client:
         """Every collection, sorted by name."""
         resp = self._unary(self._stub.ListCollections, pb.ListCollectionsRequest(), timeout)
         return [CollectionInfo._from_pb(c) for c in resp.collections]
+
+    def cluster_status(self, *, timeout=_DEFAULT) -> ClusterStatus:
+        """The fleet as a router sees it (ListCollections): its live shard servers and every
+        collection's replicas with their state, applied/log sequence and count. From a single
+        node: no nodes, and its collections as 1 shard with no replicas."""
+        resp = self._unary(self._stub.ListCollections, pb.ListCollectionsRequest(), timeout)
+        return ClusterStatus(nodes=tuple(NodeInfo._from_pb(n) for n in resp.nodes),
+                             collections=tuple(CollectionInfo._from_pb(c)
+                                               for c in resp.collections))
 
     def build(self, name: str, progress: Optional[ProgressFn] = None, *,
               recall_floor: float = 0.0, target_recall: float = 0.0, eval_queries: int = 0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import time
 
 import numpy as np
@@ -204,3 +205,73 @@ def test_build_recall_floor_target_and_push(client, server):
         client._stub.ImportIndex(iter([bad]), timeout=10)
     assert "DATA_LOSS" in str(e.value)
     assert client.describe("life").index_version == tuned.index_version
+
+
+def test_fleet_fields_on_a_single_node(client):
+    """shards/replicas above 1 need a router; a single node's collections read as 1 shard of 1
+    replica, its cluster status has no nodes, and allow_partial changes nothing."""
+    for kw, shown in (({"shards": 2}, "shards = 2"), ({"replicas": 3}, "replicas = 3")):
+        with pytest.raises(quiver_client.QuiverError) as e:
+            client.create("fleet_split", dim=4, **kw)
+        assert e.value.code.name == "INVALID_ARGUMENT"
+        assert "needs a fleet" in e.value.details and shown in e.value.details
+    with pytest.raises(quiver_client.QuiverError) as e:  # uint32: refused before any call
+        client.create("fleet_split", dim=4, shards=-1)
+    assert e.value.code.name == "INVALID_ARGUMENT"
+    assert "fleet_split" not in [c.name for c in client.list()]
+
+    created = client.create("fleet_one", dim=4, shards=1, replicas=1)
+    assert (created.shards, created.replicas, created.replica_info) == (1, 1, ())
+    d = client.describe("fleet_one")
+    assert (d.shards, d.replicas, d.replica_info) == (1, 1, ())
+    assert d.to_dict()["shards"] == 1 and d.to_dict()["replica_info"] == ()
+
+    x = rand(50, 4, 7)
+    client.upsert("fleet_one", np.arange(50), x)
+    plain_ids, plain_scores = client.search("fleet_one", x[:3], k=5)
+    r = client.search("fleet_one", x[:3], k=5, allow_partial=True)
+    assert isinstance(r, quiver_client.SearchResult) and isinstance(r, tuple) and len(r) == 2
+    ids, scores = r
+    assert ids is r.ids and scores is r.scores
+    np.testing.assert_array_equal(ids, plain_ids)
+    np.testing.assert_array_equal(scores, plain_scores)
+    assert r.missing_shards == () and not r.partial
+    again = pickle.loads(pickle.dumps(r))
+    np.testing.assert_array_equal(again.ids, ids)
+    assert again.missing_shards == ()
+
+    st = client.cluster_status()
+    assert isinstance(st, quiver_client.ClusterStatus)
+    assert st.nodes == () and not st.fleet
+    one = next(c for c in st.collections if c.name == "fleet_one")
+    assert (one.shards, one.replicas, one.replica_info, one.count) == (1, 1, (), 50)
+    assert st.shard_replicas("fleet_one", 0) == []
+    with pytest.raises(KeyError):
+        st.shard_replicas("fleet_nope", 0)
+    as_dict = st.to_dict()
+    assert as_dict["nodes"] == () and "fleet_one" in [c["name"] for c in as_dict["collections"]]
+    client.drop("fleet_one")
+
+
+def test_replica_and_node_info_from_the_wire():
+    """What a router sends, decoded (no fleet needed: the messages are built here)."""
+    pb = quiver_client.client.pb
+    m = pb.CollectionInfo(name="docs", shards=2, replicas=2, replica_info=[
+        pb.ReplicaInfo(shard=0, node="a", addr="10.0.0.1:7070", state="in-sync", applied_seq=9,
+                       log_seq=9, count=100, index_version=2),
+        pb.ReplicaInfo(shard=1, node="b", addr="10.0.0.2:7070", state="catching-up",
+                       applied_seq=5, log_seq=9, count=90, index_version=1)])
+    info = quiver_client.CollectionInfo._from_pb(m)
+    assert (info.shards, info.replicas, len(info.replica_info)) == (2, 2, 2)
+    a, b = info.replica_info
+    assert (a.node, a.state, a.lag, b.state, b.lag) == ("a", "in-sync", 0, "catching-up", 4)
+    assert quiver_client.ReplicaInfo(0, "n", "x", "loading", 7, 3, 0, 0).lag == 0  # stale log_seq
+    st = quiver_client.ClusterStatus(
+        nodes=(quiver_client.NodeInfo._from_pb(pb.NodeInfo(id="a", addr="10.0.0.1:7070",
+                                                           replicas=3)),),
+        collections=(info,))
+    assert st.fleet and st.nodes[0].replicas == 3
+    assert [r.node for r in st.shard_replicas("docs", 1)] == ["b"]
+    r = quiver_client.SearchResult(np.zeros((1, 1), np.int64), np.zeros((1, 1), np.float32),
+                                   [3, 1])
+    assert r.missing_shards == (3, 1) and r.partial

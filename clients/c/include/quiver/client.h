@@ -77,6 +77,11 @@ typedef struct qv_collection_info {
   /* Since the server started (0 with --batch off): searches through the batcher, the index
    * searches that answered them, their queries, requests expired while queued. */
   uint64_t batched_requests, batches, batched_queries, batch_expired;
+  /* A fleet collection (described by a router): the shards its items are split over and the
+   * replicas each shard wants; count/memory above then sum one serving replica per shard. 1 and
+   * 1 for a single node's collection (the server leaves them 0 there; the client reports 1).
+   * Each replica's state: qv_client_cluster_status. */
+  uint32_t shards, replicas;
 } qv_collection_info;
 
 /* "not built", "ready", "building", or "unknown". */
@@ -92,6 +97,10 @@ typedef struct qv_create_opts {
   uint32_t n_features;  /* per-item features for the rerank blend, 0 .. 64 */
   const char *device;   /* "auto", "cpu", "gpu"; NULL = the server's --device */
   int deferred_deletes; /* tombstones instead of removal until the next save/build */
+  /* A fleet (sent to a router): items split over `shards` shards by a hash of their id, each
+   * shard held by `replicas` shard servers; 0 = 1. A single node refuses more than 1 of either
+   * (QV_EINVAL, "... needs a fleet ..."). */
+  uint32_t shards, replicas;
 } qv_create_opts;
 
 QV_API qv_status qv_client_create(qv_client *c, const qv_create_opts *o, qv_collection_info *info,
@@ -127,6 +136,32 @@ QV_API qv_status qv_client_search_rerank(qv_client *c, const char *collection, c
                                          size_t n, size_t dim, size_t k, uint32_t nprobe,
                                          const qv_client_rerank *rr, float *scores, int64_t *ids,
                                          qv_error *err);
+
+/* What a search asks besides its queries; all zero (qv_client_search_opts_init) is a plain
+ * search with the collection's default nprobe. */
+typedef struct qv_client_search_opts {
+  uint32_t nprobe;                /* 0 = the collection's default */
+  int exact;                      /* 1: brute force over the stored vectors (no rerank with it) */
+  const qv_client_rerank *rerank; /* NULL = no rerank stage; borrowed for the call */
+  /* Through a router: when a shard has no replica answering in time, answer from the shards
+   * that did instead of failing with QV_EUNAVAILABLE; the answer names the missing shards.
+   * Ignored by a single node. */
+  int allow_partial;
+} qv_client_search_opts;
+
+QV_API void qv_client_search_opts_init(qv_client_search_opts *o);
+
+/* qv_client_search with every option (o NULL = all defaults). missing (may be NULL) is a
+ * caller-allocated array of missing_cap entries that gets the shards whose items are missing
+ * from the answer (only a router with allow_partial leaves any out), in the server's order;
+ * *n_missing (may be NULL) gets how many shards were missing, which may exceed missing_cap (only
+ * the first missing_cap are stored). Returns what qv_client_search does; the server refuses
+ * exact with a rerank stage (QV_EINVAL). Without allow_partial, or from a single node, *n_missing
+ * is 0 on QV_OK. */
+QV_API qv_status qv_client_search_ex(qv_client *c, const char *collection, const float *queries,
+                                     size_t n, size_t dim, size_t k, const qv_client_search_opts *o,
+                                     float *scores, int64_t *ids, uint32_t *missing,
+                                     size_t missing_cap, size_t *n_missing, qv_error *err);
 
 /* Progress of an upload or a build: phase ("upload", "sample", "train", "add", "evaluate", "tune",
  * "save", "done"),
@@ -201,6 +236,48 @@ QV_API qv_status qv_client_import(qv_client *c, const char *collection,
                                   const qv_client_import_opts *o, qv_client_progress_fn progress,
                                   void *user, qv_collection_info *info, qv_client_build_result *res,
                                   qv_error *err);
+
+/* ---- the fleet ---------------------------------------------------------------------------
+ * What a router knows of its fleet (ListCollections through a router). A single node answers
+ * with no nodes and no replicas, and its collections with 1 shard of 1 replica. */
+
+/* A shard server, as its membership key in the fleet's coordination store (etcd) says. */
+typedef struct qv_node_info {
+  char id[64];       /* its --node-id */
+  char addr[256];    /* where routers reach it */
+  uint32_t replicas; /* replicas assigned to it */
+} qv_node_info;
+
+/* One replica of one shard of a fleet collection, as the coordination store last saw it. */
+typedef struct qv_replica_info {
+  size_t collection; /* index into qv_cluster_status.collections */
+  uint32_t shard;
+  char node[64];  /* the shard server's --node-id */
+  char addr[256]; /* where routers reach it */
+  char state[16]; /* "loading", "catching-up", "in-sync" (only in-sync replicas get searches) */
+  uint64_t applied_seq; /* the last record of the shard's write log it has applied */
+  uint64_t log_seq; /* the log's last record when it last looked (lag = log_seq - applied_seq) */
+  uint64_t count;   /* vectors it holds */
+  uint64_t index_version;
+} qv_replica_info;
+
+/* The fleet's state. Owned by the caller once returned: release with qv_cluster_status_free. */
+typedef struct qv_cluster_status {
+  qv_node_info *nodes; /* the live shard servers, as the router lists them */
+  size_t n_nodes;
+  qv_collection_info *collections; /* sorted by name (shards/replicas set; 1 on a single node) */
+  size_t n_collections;
+  qv_replica_info *replicas; /* grouped by collection, in the server's order (by shard) */
+  size_t n_replicas;
+} qv_cluster_status;
+
+/* ListCollections with the fleet's nodes and every replica of every collection. On QV_OK *out is
+ * a new qv_cluster_status (free with qv_cluster_status_free); on failure it is NULL. Returns
+ * QV_OK; QV_EINVAL (NULL arguments); QV_ENOMEM; or the call's status. */
+QV_API qv_status qv_client_cluster_status(qv_client *c, qv_cluster_status **out, qv_error *err);
+
+/* NULL allowed. */
+QV_API void qv_cluster_status_free(qv_cluster_status *s);
 
 /* grpc.health.v1.Health/Check for `service` ("" = the server as a whole). *serving = 1 when the
  * answer is SERVING. Returns QV_ENOTFOUND for an unknown service. */

@@ -24,55 +24,59 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19quiver/v1/retrieval.proto\x12\tquiver.v1\"\x95\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0f\n\x07queries\x18\x02 \x03(\x02\x12\x0b\n\x03\x64im\x18\x03 \x01(\r\x12\t\n\x01k\x18\x04 \x01(\r\x12\x0e\n\x06nprobe\x18\x05 \x01(\r\x12(\n\x06rerank\x18\x06 \x01(\x0b\x32\x18.quiver.v1.RerankOptions\x12\r\n\x05\x65xact\x18\x10 \x01(\x08\"}\n\rRerankOptions\x12\x12\n\ncandidates\x18\x01 \x01(\r\x12\x0e\n\x06refine\x18\x02 \x01(\x08\x12\x0f\n\x07weights\x18\x03 \x03(\x02\x12\x12\n\nmmr_lambda\x18\x04 \x01(\x02\x12\x11\n\tallow_ids\x18\x05 \x03(\x03\x12\x10\n\x08\x64\x65ny_ids\x18\x06 \x03(\x03\"M\n\x0eSearchResponse\x12\t\n\x01k\x18\x01 \x01(\r\x12\x13\n\x0bnum_queries\x18\x02 \x01(\r\x12\x0b\n\x03ids\x18\x03 \x03(\x03\x12\x0e\n\x06scores\x18\x04 \x03(\x02\"\xea\x01\n\x17\x43reateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12!\n\x06metric\x18\x03 \x01(\x0e\x32\x11.quiver.v1.Metric\x12\x12\n\nindex_spec\x18\x04 \x01(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_nprobe\x18\x05 \x01(\r\x12\x14\n\x0ctrain_sample\x18\x06 \x01(\x04\x12\x12\n\nn_features\x18\x07 \x01(\r\x12!\n\x06\x64\x65vice\x18\x08 \x01(\x0e\x32\x11.quiver.v1.Device\x12\x18\n\x10\x64\x65\x66\x65rred_deletes\x18\t \x01(\x08\"\xdc\x05\n\x0e\x43ollectionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12!\n\x06metric\x18\x03 \x01(\x0e\x32\x11.quiver.v1.Metric\x12\x12\n\nindex_spec\x18\x04 \x01(\t\x12)\n\x05state\x18\x05 \x01(\x0e\x32\x1a.quiver.v1.CollectionState\x12\x16\n\x0e\x64\x65\x66\x61ult_nprobe\x18\x06 \x01(\r\x12\r\n\x05\x63ount\x18\x07 \x01(\x04\x12\x0f\n\x07indexed\x18\x08 \x01(\x04\x12\r\n\x05nlist\x18\t \x01(\r\x12\x14\n\x0cmemory_bytes\x18\n \x01(\x04\x12\x14\n\x0cvector_bytes\x18\x0b \x01(\x04\x12\x13\n\x0bindex_bytes\x18\x0c \x01(\x04\x12\x15\n\rindex_version\x18\r \x01(\x04\x12\x12\n\nn_features\x18\x0e \x01(\r\x12!\n\x06\x64\x65vice\x18\x0f \x01(\x0e\x32\x11.quiver.v1.Device\x12\x0b\n\x03gpu\x18\x10 \x01(\x05\x12\x14\n\x0c\x64\x65vice_bytes\x18\x11 \x01(\x04\x12\x11\n\tplacement\x18\x12 \x01(\t\x12\x12\n\ntombstones\x18\x13 \x01(\x04\x12\x15\n\rgpu_fallbacks\x18\x14 \x01(\x04\x12\x18\n\x10\x64\x65\x66\x65rred_deletes\x18\x15 \x01(\x08\x12\x14\n\x0c\x62uild_recall\x18\x16 \x01(\x01\x12\x16\n\x0e\x62uild_recall_k\x18\x17 \x01(\r\x12\x1b\n\x13\x62uild_recall_nprobe\x18\x18 \x01(\r\x12\x18\n\x10snapshot_version\x18\x19 \x01(\x04\x12\x14\n\x0cstorage_note\x18\x1a \x01(\t\x12\x11\n\twal_bytes\x18\x1b \x01(\x04\x12\x13\n\x0bwal_records\x18\x1c \x01(\x04\x12\x18\n\x10\x62\x61tched_requests\x18\x1d \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x1e \x01(\x04\x12\x17\n\x0f\x62\x61tched_queries\x18\x1f \x01(\x04\x12\x15\n\rbatch_expired\x18  \x01(\x04\"%\n\x15\x44ropCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44ropCollectionResponse\"\x18\n\x16ListCollectionsRequest\"I\n\x17ListCollectionsResponse\x12.\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x19.quiver.v1.CollectionInfo\")\n\x19\x44\x65scribeCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"S\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\x03\x12\x0f\n\x07vectors\x18\x03 \x03(\x02\x12\x10\n\x08\x66\x65\x61tures\x18\x04 \x03(\x02\"1\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\x04\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\x03\"0\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"z\n\x11\x42uildIndexRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x14\n\x0crecall_floor\x18\x02 \x01(\x01\x12\x15\n\rtarget_recall\x18\x03 \x01(\x01\x12\x14\n\x0c\x65val_queries\x18\x04 \x01(\r\x12\x0e\n\x06\x65val_k\x18\x05 \x01(\r\"\xf6\x01\n\x12\x42uildIndexProgress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x04\x12\r\n\x05total\x18\x03 \x01(\x04\x12\x17\n\x0f\x65lapsed_seconds\x18\x04 \x01(\x01\x12\x10\n\x08\x66inished\x18\x05 \x01(\x08\x12\'\n\x04info\x18\x06 \x01(\x0b\x32\x19.quiver.v1.CollectionInfo\x12\x0e\n\x06recall\x18\x07 \x01(\x01\x12\x10\n\x08recall_k\x18\x08 \x01(\r\x12\x15\n\rrecall_nprobe\x18\t \x01(\r\x12\x14\n\x0ctuned_nprobe\x18\n \x01(\r\x12\x11\n\tcaught_up\x18\x0b \x01(\x04\"\xdb\x01\n\x12ImportIndexRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0bserver_path\x18\x02 \x01(\t\x12\x0e\n\x06\x63reate\x18\x03 \x01(\x08\x12\x14\n\x0crecall_floor\x18\x04 \x01(\x01\x12\x15\n\rtarget_recall\x18\x05 \x01(\x01\x12\x14\n\x0c\x65val_queries\x18\x06 \x01(\r\x12\x0e\n\x06\x65val_k\x18\x07 \x01(\r\x12\x0c\n\x04\x66ile\x18\x08 \x01(\t\x12\x0e\n\x06offset\x18\t \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\n \x01(\x0c\x12\r\n\x05\x63rc32\x18\x0b \x01(\r\"\xb7\x01\n\x13ImportIndexResponse\x12\'\n\x04info\x18\x01 \x01(\x0b\x32\x19.quiver.v1.CollectionInfo\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x04\x12\r\n\x05\x66iles\x18\x03 \x01(\r\x12\x0e\n\x06recall\x18\x04 \x01(\x01\x12\x10\n\x08recall_k\x18\x05 \x01(\r\x12\x15\n\rrecall_nprobe\x18\x06 \x01(\r\x12\x17\n\x0f\x65lapsed_seconds\x18\x07 \x01(\x01*Q\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\r\n\tMETRIC_L2\x10\x01\x12\r\n\tMETRIC_IP\x10\x02\x12\x11\n\rMETRIC_COSINE\x10\x03*Q\n\x06\x44\x65vice\x12\x16\n\x12\x44\x45VICE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x44\x45VICE_AUTO\x10\x01\x12\x0e\n\nDEVICE_CPU\x10\x02\x12\x0e\n\nDEVICE_GPU\x10\x03*\x8e\x01\n\x0f\x43ollectionState\x12 \n\x1c\x43OLLECTION_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43OLLECTION_STATE_NOT_BUILT\x10\x01\x12\x1a\n\x16\x43OLLECTION_STATE_READY\x10\x02\x12\x1d\n\x19\x43OLLECTION_STATE_BUILDING\x10\x03\x32\xc2\x05\n\tRetrieval\x12=\n\x06Search\x12\x18.quiver.v1.SearchRequest\x1a\x19.quiver.v1.SearchResponse\x12Q\n\x10\x43reateCollection\x12\".quiver.v1.CreateCollectionRequest\x1a\x19.quiver.v1.CollectionInfo\x12U\n\x0e\x44ropCollection\x12 .quiver.v1.DropCollectionRequest\x1a!.quiver.v1.DropCollectionResponse\x12X\n\x0fListCollections\x12!.quiver.v1.ListCollectionsRequest\x1a\".quiver.v1.ListCollectionsResponse\x12U\n\x12\x44\x65scribeCollection\x12$.quiver.v1.DescribeCollectionRequest\x1a\x19.quiver.v1.CollectionInfo\x12?\n\x06Upsert\x12\x18.quiver.v1.UpsertRequest\x1a\x19.quiver.v1.UpsertResponse(\x01\x12=\n\x06\x44\x65lete\x12\x18.quiver.v1.DeleteRequest\x1a\x19.quiver.v1.DeleteResponse\x12K\n\nBuildIndex\x12\x1c.quiver.v1.BuildIndexRequest\x1a\x1d.quiver.v1.BuildIndexProgress0\x01\x12N\n\x0bImportIndex\x12\x1d.quiver.v1.ImportIndexRequest\x1a\x1e.quiver.v1.ImportIndexResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19quiver/v1/retrieval.proto\x12\tquiver.v1\"\xac\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0f\n\x07queries\x18\x02 \x03(\x02\x12\x0b\n\x03\x64im\x18\x03 \x01(\r\x12\t\n\x01k\x18\x04 \x01(\r\x12\x0e\n\x06nprobe\x18\x05 \x01(\r\x12(\n\x06rerank\x18\x06 \x01(\x0b\x32\x18.quiver.v1.RerankOptions\x12\r\n\x05\x65xact\x18\x10 \x01(\x08\x12\x15\n\rallow_partial\x18\x11 \x01(\x08\"}\n\rRerankOptions\x12\x12\n\ncandidates\x18\x01 \x01(\r\x12\x0e\n\x06refine\x18\x02 \x01(\x08\x12\x0f\n\x07weights\x18\x03 \x03(\x02\x12\x12\n\nmmr_lambda\x18\x04 \x01(\x02\x12\x11\n\tallow_ids\x18\x05 \x03(\x03\x12\x10\n\x08\x64\x65ny_ids\x18\x06 \x03(\x03\"e\n\x0eSearchResponse\x12\t\n\x01k\x18\x01 \x01(\r\x12\x13\n\x0bnum_queries\x18\x02 \x01(\r\x12\x0b\n\x03ids\x18\x03 \x03(\x03\x12\x0e\n\x06scores\x18\x04 \x03(\x02\x12\x16\n\x0emissing_shards\x18\x05 \x03(\r\"\x8c\x02\n\x17\x43reateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12!\n\x06metric\x18\x03 \x01(\x0e\x32\x11.quiver.v1.Metric\x12\x12\n\nindex_spec\x18\x04 \x01(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_nprobe\x18\x05 \x01(\r\x12\x14\n\x0ctrain_sample\x18\x06 \x01(\x04\x12\x12\n\nn_features\x18\x07 \x01(\r\x12!\n\x06\x64\x65vice\x18\x08 \x01(\x0e\x32\x11.quiver.v1.Device\x12\x18\n\x10\x64\x65\x66\x65rred_deletes\x18\t \x01(\x08\x12\x0e\n\x06shards\x18\n \x01(\r\x12\x10\n\x08replicas\x18\x0b \x01(\r\"\xac\x06\n\x0e\x43ollectionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12!\n\x06metric\x18\x03 \x01(\x0e\x32\x11.quiver.v1.Metric\x12\x12\n\nindex_spec\x18\x04 \x01(\t\x12)\n\x05state\x18\x05 \x01(\x0e\x32\x1a.quiver.v1.CollectionState\x12\x16\n\x0e\x64\x65\x66\x61ult_nprobe\x18\x06 \x01(\r\x12\r\n\x05\x63ount\x18\x07 \x01(\x04\x12\x0f\n\x07indexed\x18\x08 \x01(\x04\x12\r\n\x05nlist\x18\t \x01(\r\x12\x14\n\x0cmemory_bytes\x18\n \x01(\x04\x12\x14\n\x0cvector_bytes\x18\x0b \x01(\x04\x12\x13\n\x0bindex_bytes\x18\x0c \x01(\x04\x12\x15\n\rindex_version\x18\r \x01(\x04\x12\x12\n\nn_features\x18\x0e \x01(\r\x12!\n\x06\x64\x65vice\x18\x0f \x01(\x0e\x32\x11.quiver.v1.Device\x12\x0b\n\x03gpu\x18\x10 \x01(\x05\x12\x14\n\x0c\x64\x65vice_bytes\x18\x11 \x01(\x04\x12\x11\n\tplacement\x18\x12 \x01(\t\x12\x12\n\ntombstones\x18\x13 \x01(\x04\x12\x15\n\rgpu_fallbacks\x18\x14 \x01(\x04\x12\x18\n\x10\x64\x65\x66\x65rred_deletes\x18\x15 \x01(\x08\x12\x14\n\x0c\x62uild_recall\x18\x16 \x01(\x01\x12\x16\n\x0e\x62uild_recall_k\x18\x17 \x01(\r\x12\x1b\n\x13\x62uild_recall_nprobe\x18\x18 \x01(\r\x12\x18\n\x10snapshot_version\x18\x19 \x01(\x04\x12\x14\n\x0cstorage_note\x18\x1a \x01(\t\x12\x11\n\twal_bytes\x18\x1b \x01(\x04\x12\x13\n\x0bwal_records\x18\x1c \x01(\x04\x12\x18\n\x10\x62\x61tched_requests\x18\x1d \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x1e \x01(\x04\x12\x17\n\x0f\x62\x61tched_queries\x18\x1f \x01(\x04\x12\x15\n\rbatch_expired\x18  \x01(\x04\x12\x0e\n\x06shards\x18! \x01(\r\x12\x10\n\x08replicas\x18\" \x01(\r\x12,\n\x0creplica_info\x18# \x03(\x0b\x32\x16.quiver.v1.ReplicaInfo\"\x93\x01\n\x0bReplicaInfo\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x13\n\x0b\x61pplied_seq\x18\x05 \x01(\x04\x12\x0f\n\x07log_seq\x18\x06 \x01(\x04\x12\r\n\x05\x63ount\x18\x07 \x01(\x04\x12\x15\n\rindex_version\x18\x08 \x01(\x04\"6\n\x08NodeInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x10\n\x08replicas\x18\x03 \x01(\r\"%\n\x15\x44ropCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44ropCollectionResponse\"\x18\n\x16ListCollectionsRequest\"m\n\x17ListCollectionsResponse\x12.\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x19.quiver.v1.CollectionInfo\x12\"\n\x05nodes\x18\x02 \x03(\x0b\x32\x13.quiver.v1.NodeInfo\")\n\x19\x44\x65scribeCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"S\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\x03\x12\x0f\n\x07vectors\x18\x03 \x03(\x02\x12\x10\n\x08\x66\x65\x61tures\x18\x04 \x03(\x02\"1\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\x04\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\x03\"0\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"z\n\x11\x42uildIndexRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x14\n\x0crecall_floor\x18\x02 \x01(\x01\x12\x15\n\rtarget_recall\x18\x03 \x01(\x01\x12\x14\n\x0c\x65val_queries\x18\x04 \x01(\r\x12\x0e\n\x06\x65val_k\x18\x05 \x01(\r\"\xf6\x01\n\x12\x42uildIndexProgress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x04\x12\r\n\x05total\x18\x03 \x01(\x04\x12\x17\n\x0f\x65lapsed_seconds\x18\x04 \x01(\x01\x12\x10\n\x08\x66inished\x18\x05 \x01(\x08\x12\'\n\x04info\x18\x06 \x01(\x0b\x32\x19.quiver.v1.CollectionInfo\x12\x0e\n\x06recall\x18\x07 \x01(\x01\x12\x10\n\x08recall_k\x18\x08 \x01(\r\x12\x15\n\rrecall_nprobe\x18\t \x01(\r\x12\x14\n\x0ctuned_nprobe\x18\n \x01(\r\x12\x11\n\tcaught_up\x18\x0b \x01(\x04\"\xdb\x01\n\x12ImportIndexRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0bserver_path\x18\x02 \x01(\t\x12\x0e\n\x06\x63reate\x18\x03 \x01(\x08\x12\x14\n\x0crecall_floor\x18\x04 \x01(\x01\x12\x15\n\rtarget_recall\x18\x05 \x01(\x01\x12\x14\n\x0c\x65val_queries\x18\x06 \x01(\r\x12\x0e\n\x06\x65val_k\x18\x07 \x01(\r\x12\x0c\n\x04\x66ile\x18\x08 \x01(\t\x12\x0e\n\x06offset\x18\t \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\n \x01(\x0c\x12\r\n\x05\x63rc32\x18\x0b \x01(\r\"\xb7\x01\n\x13ImportIndexResponse\x12\'\n\x04info\x18\x01 \x01(\x0b\x32\x19.quiver.v1.CollectionInfo\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x04\x12\r\n\x05\x66iles\x18\x03 \x01(\r\x12\x0e\n\x06recall\x18\x04 \x01(\x01\x12\x10\n\x08recall_k\x18\x05 \x01(\r\x12\x15\n\rrecall_nprobe\x18\x06 \x01(\r\x12\x17\n\x0f\x65lapsed_seconds\x18\x07 \x01(\x01*Q\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\r\n\tMETRIC_L2\x10\x01\x12\r\n\tMETRIC_IP\x10\x02\x12\x11\n\rMETRIC_COSINE\x10\x03*Q\n\x06\x44\x65vice\x12\x16\n\x12\x44\x45VICE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x44\x45VICE_AUTO\x10\x01\x12\x0e\n\nDEVICE_CPU\x10\x02\x12\x0e\n\nDEVICE_GPU\x10\x03*\x8e\x01\n\x0f\x43ollectionState\x12 \n\x1c\x43OLLECTION_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43OLLECTION_STATE_NOT_BUILT\x10\x01\x12\x1a\n\x16\x43OLLECTION_STATE_READY\x10\x02\x12\x1d\n\x19\x43OLLECTION_STATE_BUILDING\x10\x03\x32\xc2\x05\n\tRetrieval\x12=\n\x06Search\x12\x18.quiver.v1.SearchRequest\x1a\x19.quiver.v1.SearchResponse\x12Q\n\x10\x43reateCollection\x12\".quiver.v1.CreateCollectionRequest\x1a\x19.quiver.v1.CollectionInfo\x12U\n\x0e\x44ropCollection\x12 .quiver.v1.DropCollectionRequest\x1a!.quiver.v1.DropCollectionResponse\x12X\n\x0fListCollections\x12!.quiver.v1.ListCollectionsRequest\x1a\".quiver.v1.ListCollectionsResponse\x12U\n\x12\x44\x65scribeCollection\x12$.quiver.v1.DescribeCollectionRequest\x1a\x19.quiver.v1.CollectionInfo\x12?\n\x06Upsert\x12\x18.quiver.v1.UpsertRequest\x1a\x19.quiver.v1.UpsertResponse(\x01\x12=\n\x06\x44\x65lete\x12\x18.quiver.v1.DeleteRequest\x1a\x19.quiver.v1.DeleteResponse\x12K\n\nBuildIndex\x12\x1c.quiver.v1.BuildIndexRequest\x1a\x1d.quiver.v1.BuildIndexProgress0\x01\x12N\n\x0bImportIndex\x12\x1d.quiver.v1.ImportIndexRequest\x1a\x1e.quiver.v1.ImportIndexResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'quiver.v1.retrieval_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_METRIC']._serialized_start=2596
-  _globals['_METRIC']._serialized_end=2677
-  _globals['_DEVICE']._serialized_start=2679
-  _globals['_DEVICE']._serialized_end=2760
-  _globals['_COLLECTIONSTATE']._serialized_start=2763
-  _globals['_COLLECTIONSTATE']._serialized_end=2905
+  _globals['_METRIC']._serialized_start=2999
+  _globals['_METRIC']._serialized_end=3080
+  _globals['_DEVICE']._serialized_start=3082
+  _globals['_DEVICE']._serialized_end=3163
+  _globals['_COLLECTIONSTATE']._serialized_start=3166
+  _globals['_COLLECTIONSTATE']._serialized_end=3308
   _globals['_SEARCHREQUEST']._serialized_start=41
-  _globals['_SEARCHREQUEST']._serialized_end=190
-  _globals['_RERANKOPTIONS']._serialized_start=192
-  _globals['_RERANKOPTIONS']._serialized_end=317
-  _globals['_SEARCHRESPONSE']._serialized_start=319
-  _globals['_SEARCHRESPONSE']._serialized_end=396
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=399
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=633
-  _globals['_COLLECTIONINFO']._serialized_start=636
-  _globals['_COLLECTIONINFO']._serialized_end=1368
-  _globals['_DROPCOLLECTIONREQUEST']._serialized_start=1370
-  _globals['_DROPCOLLECTIONREQUEST']._serialized_end=1407
-  _globals['_DROPCOLLECTIONRESPONSE']._serialized_start=1409
-  _globals['_DROPCOLLECTIONRESPONSE']._serialized_end=1433
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1435
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1459
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1461
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1534
-  _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_start=1536
-  _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_end=1577
-  _globals['_UPSERTREQUEST']._serialized_start=1579
-  _globals['_UPSERTREQUEST']._serialized_end=1662
-  _globals['_UPSERTRESPONSE']._serialized_start=1664
-  _globals['_UPSERTRESPONSE']._serialized_end=1713
-  _globals['_DELETEREQUEST']._serialized_start=1715
-  _globals['_DELETEREQUEST']._serialized_end=1763
-  _globals['_DELETERESPONSE']._serialized_start=1765
-  _globals['_DELETERESPONSE']._serialized_end=1813
-  _globals['_BUILDINDEXREQUEST']._serialized_start=1815
-  _globals['_BUILDINDEXREQUEST']._serialized_end=1937
-  _globals['_BUILDINDEXPROGRESS']._serialized_start=1940
-  _globals['_BUILDINDEXPROGRESS']._serialized_end=2186
-  _globals['_IMPORTINDEXREQUEST']._serialized_start=2189
-  _globals['_IMPORTINDEXREQUEST']._serialized_end=2408
-  _globals['_IMPORTINDEXRESPONSE']._serialized_start=2411
-  _globals['_IMPORTINDEXRESPONSE']._serialized_end=2594
-  _globals['_RETRIEVAL']._serialized_start=2908
-  _globals['_RETRIEVAL']._serialized_end=3614
+  _globals['_SEARCHREQUEST']._serialized_end=213
+  _globals['_RERANKOPTIONS']._serialized_start=215
+  _globals['_RERANKOPTIONS']._serialized_end=340
+  _globals['_SEARCHRESPONSE']._serialized_start=342
+  _globals['_SEARCHRESPONSE']._serialized_end=443
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=446
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=714
+  _globals['_COLLECTIONINFO']._serialized_start=717
+  _globals['_COLLECTIONINFO']._serialized_end=1529
+  _globals['_REPLICAINFO']._serialized_start=1532
+  _globals['_REPLICAINFO']._serialized_end=1679
+  _globals['_NODEINFO']._serialized_start=1681
+  _globals['_NODEINFO']._serialized_end=1735
+  _globals['_DROPCOLLECTIONREQUEST']._serialized_start=1737
+  _globals['_DROPCOLLECTIONREQUEST']._serialized_end=1774
+  _globals['_DROPCOLLECTIONRESPONSE']._serialized_start=1776
+  _globals['_DROPCOLLECTIONRESPONSE']._serialized_end=1800
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1802
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1826
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1828
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1937
+  _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_start=1939
+  _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_end=1980
+  _globals['_UPSERTREQUEST']._serialized_start=1982
+  _globals['_UPSERTREQUEST']._serialized_end=2065
+  _globals['_UPSERTRESPONSE']._serialized_start=2067
+  _globals['_UPSERTRESPONSE']._serialized_end=2116
+  _globals['_DELETEREQUEST']._serialized_start=2118
+  _globals['_DELETEREQUEST']._serialized_end=2166
+  _globals['_DELETERESPONSE']._serialized_start=2168
+  _globals['_DELETERESPONSE']._serialized_end=2216
+  _globals['_BUILDINDEXREQUEST']._serialized_start=2218
+  _globals['_BUILDINDEXREQUEST']._serialized_end=2340
+  _globals['_BUILDINDEXPROGRESS']._serialized_start=2343
+  _globals['_BUILDINDEXPROGRESS']._serialized_end=2589
+  _globals['_IMPORTINDEXREQUEST']._serialized_start=2592
+  _globals['_IMPORTINDEXREQUEST']._serialized_end=2811
+  _globals['_IMPORTINDEXRESPONSE']._serialized_start=2814
+  _globals['_IMPORTINDEXRESPONSE']._serialized_end=2997
+  _globals['_RETRIEVAL']._serialized_start=3311
+  _globals['_RETRIEVAL']._serialized_end=4017
 # @@protoc_insertion_point(module_scope)

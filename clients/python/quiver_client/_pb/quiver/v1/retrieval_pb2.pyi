@@ -41,7 +41,7 @@ COLLECTION_STATE_READY: CollectionState
 COLLECTION_STATE_BUILDING: CollectionState
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "queries", "dim", "k", "nprobe", "rerank", "exact")
+    __slots__ = ("collection", "queries", "dim", "k", "nprobe", "rerank", "exact", "allow_partial")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class SearchRequest(_message.Message):
     NPROBE_FIELD_NUMBER: _ClassVar[int]
     RERANK_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     collection: str
     queries: _containers.RepeatedScalarFieldContainer[float]
     dim: int
@@ -56,7 +57,8 @@ class SearchRequest(_message.Message):
     nprobe: int
     rerank: RerankOptions
     exact: bool
-    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[float]] = ..., dim: _Optional[int] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., rerank: _Optional[_Union[RerankOptions, _Mapping]] = ..., exact: _Optional[bool] = ...) -> None: ...
+    allow_partial: bool
+    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[float]] = ..., dim: _Optional[int] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., rerank: _Optional[_Union[RerankOptions, _Mapping]] = ..., exact: _Optional[bool] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
 
 class RerankOptions(_message.Message):
     __slots__ = ("candidates", "refine", "weights", "mmr_lambda", "allow_ids", "deny_ids")
@@ -75,19 +77,21 @@ class RerankOptions(_message.Message):
     def __init__(self, candidates: _Optional[int] = ..., refine: _Optional[bool] = ..., weights: _Optional[_Iterable[float]] = ..., mmr_lambda: _Optional[float] = ..., allow_ids: _Optional[_Iterable[int]] = ..., deny_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("k", "num_queries", "ids", "scores")
+    __slots__ = ("k", "num_queries", "ids", "scores", "missing_shards")
     K_FIELD_NUMBER: _ClassVar[int]
     NUM_QUERIES_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    MISSING_SHARDS_FIELD_NUMBER: _ClassVar[int]
     k: int
     num_queries: int
     ids: _containers.RepeatedScalarFieldContainer[int]
     scores: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, k: _Optional[int] = ..., num_queries: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ...) -> None: ...
+    missing_shards: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, k: _Optional[int] = ..., num_queries: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., missing_shards: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index_spec", "default_nprobe", "train_sample", "n_features", "device", "deferred_deletes")
+    __slots__ = ("name", "dim", "metric", "index_spec", "default_nprobe", "train_sample", "n_features", "device", "deferred_deletes", "shards", "replicas")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +101,8 @@ class CreateCollectionRequest(_message.Message):
     N_FEATURES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     DEFERRED_DELETES_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: Metric
@@ -106,10 +112,12 @@ class CreateCollectionRequest(_message.Message):
     n_features: int
     device: Device
     deferred_deletes: bool
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., default_nprobe: _Optional[int] = ..., train_sample: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., deferred_deletes: _Optional[bool] = ...) -> None: ...
+    shards: int
+    replicas: int
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., default_nprobe: _Optional[int] = ..., train_sample: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., deferred_deletes: _Optional[bool] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index_spec", "state", "default_nprobe", "count", "indexed", "nlist", "memory_bytes", "vector_bytes", "index_bytes", "index_version", "n_features", "device", "gpu", "device_bytes", "placement", "tombstones", "gpu_fallbacks", "deferred_deletes", "build_recall", "build_recall_k", "build_recall_nprobe", "snapshot_version", "storage_note", "wal_bytes", "wal_records", "batched_requests", "batches", "batched_queries", "batch_expired")
+    __slots__ = ("name", "dim", "metric", "index_spec", "state", "default_nprobe", "count", "indexed", "nlist", "memory_bytes", "vector_bytes", "index_bytes", "index_version", "n_features", "device", "gpu", "device_bytes", "placement", "tombstones", "gpu_fallbacks", "deferred_deletes", "build_recall", "build_recall_k", "build_recall_nprobe", "snapshot_version", "storage_note", "wal_bytes", "wal_records", "batched_requests", "batches", "batched_queries", "batch_expired", "shards", "replicas", "replica_info")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +150,9 @@ class CollectionInfo(_message.Message):
     BATCHES_FIELD_NUMBER: _ClassVar[int]
     BATCHED_QUERIES_FIELD_NUMBER: _ClassVar[int]
     BATCH_EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_INFO_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: Metric
@@ -174,7 +185,40 @@ class CollectionInfo(_message.Message):
     batches: int
     batched_queries: int
     batch_expired: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., default_nprobe: _Optional[int] = ..., count: _Optional[int] = ..., indexed: _Optional[int] = ..., nlist: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., vector_bytes: _Optional[int] = ..., index_bytes: _Optional[int] = ..., index_version: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., gpu: _Optional[int] = ..., device_bytes: _Optional[int] = ..., placement: _Optional[str] = ..., tombstones: _Optional[int] = ..., gpu_fallbacks: _Optional[int] = ..., deferred_deletes: _Optional[bool] = ..., build_recall: _Optional[float] = ..., build_recall_k: _Optional[int] = ..., build_recall_nprobe: _Optional[int] = ..., snapshot_version: _Optional[int] = ..., storage_note: _Optional[str] = ..., wal_bytes: _Optional[int] = ..., wal_records: _Optional[int] = ..., batched_requests: _Optional[int] = ..., batches: _Optional[int] = ..., batched_queries: _Optional[int] = ..., batch_expired: _Optional[int] = ...) -> None: ...
+    shards: int
+    replicas: int
+    replica_info: _containers.RepeatedCompositeFieldContainer[ReplicaInfo]
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., default_nprobe: _Optional[int] = ..., count: _Optional[int] = ..., indexed: _Optional[int] = ..., nlist: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., vector_bytes: _Optional[int] = ..., index_bytes: _Optional[int] = ..., index_version: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., gpu: _Optional[int] = ..., device_bytes: _Optional[int] = ..., placement: _Optional[str] = ..., tombstones: _Optional[int] = ..., gpu_fallbacks: _Optional[int] = ..., deferred_deletes: _Optional[bool] = ..., build_recall: _Optional[float] = ..., build_recall_k: _Optional[int] = ..., build_recall_nprobe: _Optional[int] = ..., snapshot_version: _Optional[int] = ..., storage_note: _Optional[str] = ..., wal_bytes: _Optional[int] = ..., wal_records: _Optional[int] = ..., batched_requests: _Optional[int] = ..., batches: _Optional[int] = ..., batched_queries: _Optional[int] = ..., batch_expired: _Optional[int] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., replica_info: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ...) -> None: ...
+
+class ReplicaInfo(_message.Message):
+    __slots__ = ("shard", "node", "addr", "state", "applied_seq", "log_seq", "count", "index_version")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LOG_SEQ_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    node: str
+    addr: str
+    state: str
+    applied_seq: int
+    log_seq: int
+    count: int
+    index_version: int
+    def __init__(self, shard: _Optional[int] = ..., node: _Optional[str] = ..., addr: _Optional[str] = ..., state: _Optional[str] = ..., applied_seq: _Optional[int] = ..., log_seq: _Optional[int] = ..., count: _Optional[int] = ..., index_version: _Optional[int] = ...) -> None: ...
+
+class NodeInfo(_message.Message):
+    __slots__ = ("id", "addr", "replicas")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    addr: str
+    replicas: int
+    def __init__(self, id: _Optional[str] = ..., addr: _Optional[str] = ..., replicas: _Optional[int] = ...) -> None: ...
 
 class DropCollectionRequest(_message.Message):
     __slots__ = ("name",)
@@ -191,10 +235,12 @@ class ListCollectionsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListCollectionsResponse(_message.Message):
-    __slots__ = ("collections",)
+    __slots__ = ("collections", "nodes")
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
     collections: _containers.RepeatedCompositeFieldContainer[CollectionInfo]
-    def __init__(self, collections: _Optional[_Iterable[_Union[CollectionInfo, _Mapping]]] = ...) -> None: ...
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    def __init__(self, collections: _Optional[_Iterable[_Union[CollectionInfo, _Mapping]]] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
 
 class DescribeCollectionRequest(_message.Message):
     __slots__ = ("name",)
