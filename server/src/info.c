@@ -8,6 +8,7 @@
 /* Fills info from an entry; strings point into spec_buf (INFO_BUF bytes of caller storage). */
 void qv__fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_buf) {
   quiver__v1__collection_info__init(info);
+  info->shards = info->replicas = 1; /* a single node's collection is one shard, one copy */
   qv_collection_stats s;
   qv_collection_stats_get(qv__entry_col(e), &s, NULL);
   memcpy(spec_buf, s.spec, QV_MAX_SPEC);
