@@ -45,6 +45,7 @@ typedef struct held {
   double retry_at; /* after a failed open or apply: not before this */
   uint64_t applied, saved_applied, log_seq;
   int log_known; /* log_seq was read since the open */
+  int caught_up; /* applied the whole log once since the open: may be in-sync from then on */
   double log_t, saved_t, report_t;
   qv__rep_state state;
   uint64_t built_gen;
@@ -55,7 +56,8 @@ typedef struct held {
   int build_done;
   qv_status build_st;
   uint64_t build_for;
-  char *report; /* the JSON last put */
+  double build_retry_at; /* a failed build is tried again from then (new data may fix it) */
+  char *report;          /* the JSON last put */
   int64_t report_lease;
   int assigned; /* seen in this turn's assignments */
 } held;
@@ -250,6 +252,7 @@ static void close_log(held *h) {
   qv_jslog_close(h->log);
   h->log = NULL;
   h->log_known = 0;
+  h->caught_up = 0;
 }
 
 /* Opens what a held replica needs: the local collection, its log and a reader from where it got
@@ -338,22 +341,28 @@ static void build_step(qv__replicas *R, held *h, uint64_t lag) {
   if (h->building && done) {
     pthread_join(h->bt, NULL);
     h->building = h->build_done = 0;
-    h->built_gen = h->build_for; /* tried: a failed build is reported, not retried in a loop */
+    h->built_gen = h->build_for; /* tried: a failure is reported, and tried again later */
     state_save(h);
-    if (h->build_st == QV_OK)
+    if (h->build_st == QV_OK) {
       QV_LOG_I("fleet: replica %s built (build %llu)", h->local, (unsigned long long)h->built_gen);
-    else
-      QV_LOG_W("fleet: replica %s: build %llu failed: %s", h->local,
+    } else {
+      QV_LOG_W("fleet: replica %s: build %llu failed: %s (trying again in 30 s)", h->local,
                (unsigned long long)h->built_gen, h->build_error);
+      h->build_retry_at = qv_monotonic_s() + 30;
+    }
   }
-  if (h->building || h->rec.build_gen <= h->built_gen || lag > (uint64_t)R->cfg->max_lag ||
-      !h->log_known)
+  /* A build waits until the replica has applied its whole log: it then builds from what its
+   * peers built from. */
+  const int retry =
+      h->build_error[0] != '\0' && h->build_retry_at > 0 && qv_monotonic_s() >= h->build_retry_at;
+  if (h->building || (h->rec.build_gen <= h->built_gen && !retry) || lag > 0 || !h->log_known)
     return;
   build_arg *b = malloc(sizeof *b);
   if (b == NULL)
     return;
   *b = (build_arg){R, h};
   h->build_for = h->rec.build_gen;
+  h->build_retry_at = 0;
   h->building = 1;
   if (pthread_create(&h->bt, NULL, build_main, b) != 0) {
     h->building = 0;
@@ -375,9 +384,11 @@ static void report(qv__replicas *R, held *h) {
   /* Searchable once it is close enough to the log's end and has an index when the collection
    * was built (a new replica of a built IVF collection builds first). */
   const int index_ready = h->rec.build_gen == 0 || trained;
+  if (h->log_known && lag == 0)
+    h->caught_up = 1;
   if (h->rd == NULL || !h->log_known)
     h->state = h->state == QV__REP_LOADING ? QV__REP_LOADING : QV__REP_CATCHING_UP;
-  else if (lag <= (uint64_t)R->cfg->max_lag && index_ready)
+  else if (h->caught_up && lag <= (uint64_t)R->cfg->max_lag && index_ready)
     h->state = QV__REP_IN_SYNC;
   else
     h->state = QV__REP_CATCHING_UP;
