@@ -5,6 +5,7 @@
 
 #include "metrics.h"
 #include "quiver/gpu.h"
+#include "router_internal.h"
 #include "server_internal.h"
 
 /* ---- metrics collected at scrape time ---------------------------------------------------- */
@@ -56,6 +57,8 @@ static const struct gauge {
 
 void qv__metrics_collect(void *user, qv__mbuf *o) {
   qv__server *s = user;
+  if (s->router != NULL)
+    qv__router_metrics(s->router, o);
   qv__entry **es = NULL;
   size_t n = 0;
   if (qv__registry_list(s->reg, &es, &n, NULL) != QV_OK)

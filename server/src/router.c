@@ -18,6 +18,7 @@
 
 #include <grpc/grpc_security.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,7 +331,7 @@ qv_status qv__router_refresh(qv__router *r, qv_error *err) {
     return qv_error_set(err, QV_ENOMEM, "out of memory");
   atomic_init(&g.m->refs, 1);
   qv_status st = qv_etcd_range_prefix(r->etcd, QV__FLEET_COLLECTIONS, on_coll, &g, NULL, err);
-  if (st == QV_OK)
+  if (st == QV_OK && g.m->ncolls > 1)
     qsort(g.m->colls, g.m->ncolls, sizeof *g.m->colls, cmp_coll);
   if (st == QV_OK)
     st = qv_etcd_range_prefix(r->etcd, QV__FLEET_REPLICAS, on_rep, &g, NULL, err);
@@ -341,7 +342,8 @@ qv_status qv__router_refresh(qv__router *r, qv_error *err) {
   if (st == QV_OK && g.failed)
     st = qv_error_set(err, QV_ENOMEM, "out of memory reading the fleet's map");
   if (st == QV_OK) {
-    qsort(g.m->nodes, g.m->nnodes, sizeof *g.m->nodes, cmp_node);
+    if (g.m->nnodes > 1)
+      qsort(g.m->nodes, g.m->nnodes, sizeof *g.m->nodes, cmp_node);
     pthread_mutex_lock(&r->mu);
     const int joined = r->member != NULL;
     pthread_mutex_unlock(&r->mu);
@@ -437,6 +439,94 @@ qv_status qv__router_drop_logs(qv__router *r, const qv__fcoll *c, qv_error *err)
       st = qv_jslog_delete(l->log, err);
   }
   return st;
+}
+
+/* ---- metrics ------------------------------------------------------------------------------ */
+
+const double qv__fanout_bounds_ms[QV__FANOUT_BUCKETS] = {0.5, 1,   2,   5,   10,   20,
+                                                         50,  100, 200, 500, 1000, 5000};
+
+void qv__router_fanout_observe(qv__router *r, double seconds) {
+  const double ms = seconds * 1e3;
+  int b = 0;
+  while (b < QV__FANOUT_BUCKETS && ms > qv__fanout_bounds_ms[b])
+    b++;
+  atomic_fetch_add(&r->fanout_hist[b], 1);
+  atomic_fetch_add(&r->fanout_us_sum, (uint_fast64_t)(seconds * 1e6));
+}
+
+void qv__router_metrics(qv__router *r, qv__mbuf *o) {
+  static const struct {
+    const char *name, *help;
+    size_t off;
+  } counters[] = {
+      {"quiver_router_fanouts_total", "Searches fanned out to the shards.",
+       offsetof(qv__router, fanouts)},
+      {"quiver_router_hedges_total", "Second tries sent to another replica after --hedge-ms.",
+       offsetof(qv__router, hedges)},
+      {"quiver_router_retries_total", "Tries sent to another replica after a replica failed.",
+       offsetof(qv__router, retries)},
+      {"quiver_router_shard_failures_total", "Shard calls that failed (then retried or missing).",
+       offsetof(qv__router, shard_failures)},
+      {"quiver_router_partial_answers_total",
+       "Searches answered without some shards "
+       "(allow_partial).",
+       offsetof(qv__router, partials)},
+  };
+  for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
+    qv__mbuf_printf(
+        o, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", counters[i].name, counters[i].help,
+        counters[i].name, counters[i].name,
+        (unsigned long long)atomic_load((atomic_uint_fast64_t *)((char *)r + counters[i].off)));
+  qv__mbuf_printf(o, "# HELP quiver_router_fanout_seconds Searches through the router, from the "
+                     "first shard call to the merged answer.\n"
+                     "# TYPE quiver_router_fanout_seconds histogram\n");
+  uint64_t cum = 0;
+  for (int b = 0; b <= QV__FANOUT_BUCKETS; b++) {
+    cum += atomic_load(&r->fanout_hist[b]);
+    if (b < QV__FANOUT_BUCKETS)
+      qv__mbuf_printf(o, "quiver_router_fanout_seconds_bucket{le=\"%g\"} %llu\n",
+                      qv__fanout_bounds_ms[b] / 1e3, (unsigned long long)cum);
+  }
+  qv__mbuf_printf(o,
+                  "quiver_router_fanout_seconds_bucket{le=\"+Inf\"} %llu\n"
+                  "quiver_router_fanout_seconds_sum %.6f\n"
+                  "quiver_router_fanout_seconds_count %llu\n",
+                  (unsigned long long)cum, (double)atomic_load(&r->fanout_us_sum) / 1e6,
+                  (unsigned long long)cum);
+  qv__rmap *m = qv__router_map(r);
+  qv__mbuf_printf(o,
+                  "# HELP quiver_fleet_nodes Live shard servers in etcd.\n"
+                  "# TYPE quiver_fleet_nodes gauge\nquiver_fleet_nodes %zu\n"
+                  "# HELP quiver_router_controller 1 while this router is the controller.\n"
+                  "# TYPE quiver_router_controller gauge\nquiver_router_controller %d\n"
+                  "# HELP quiver_fleet_map_age_seconds Since the map was last read from etcd.\n"
+                  "# TYPE quiver_fleet_map_age_seconds gauge\nquiver_fleet_map_age_seconds %.3f\n",
+                  m->nnodes, atomic_load(&r->controller), qv_monotonic_s() - m->read_at);
+  qv__mbuf_printf(o, "# HELP quiver_fleet_replica_lag Log records a replica has yet to apply.\n"
+                     "# TYPE quiver_fleet_replica_lag gauge\n");
+  for (size_t i = 0; i < m->ncolls; i++)
+    for (uint32_t k = 0; k < m->colls[i].c.shards; k++)
+      for (size_t j = 0; j < m->colls[i].shards[k].n; j++) {
+        const qv__rrep *x = &m->colls[i].shards[k].reps[j];
+        qv__mbuf_printf(
+            o,
+            "quiver_fleet_replica_lag{collection=\"%s\",shard=\"%u\",node=\"%s\","
+            "state=\"%s\"} %llu\n",
+            m->colls[i].c.name, k, x->node, qv__rep_state_name(x->r.state),
+            (unsigned long long)(x->r.log_seq > x->r.applied ? x->r.log_seq - x->r.applied : 0));
+      }
+  qv__mbuf_printf(o, "# HELP quiver_fleet_shard_in_sync In-sync replicas per shard.\n"
+                     "# TYPE quiver_fleet_shard_in_sync gauge\n");
+  for (size_t i = 0; i < m->ncolls; i++)
+    for (uint32_t k = 0; k < m->colls[i].c.shards; k++) {
+      unsigned n = 0;
+      for (size_t j = 0; j < m->colls[i].shards[k].n; j++)
+        n += m->colls[i].shards[k].reps[j].r.state == QV__REP_IN_SYNC;
+      qv__mbuf_printf(o, "quiver_fleet_shard_in_sync{collection=\"%s\",shard=\"%u\"} %u\n",
+                      m->colls[i].c.name, k, n);
+    }
+  qv__rmap_put(m);
 }
 
 /* ---- start and stop ------------------------------------------------------------------------ */

@@ -8,10 +8,15 @@
 
 #include "fleet.h"
 #include "member.h"
+#include "metrics.h"
 #include "quiver/etcd.h"
 #include "quiver/jslog.h"
 #include "router.h"
 #include "server_internal.h"
+
+/* The fan-out latency histogram's upper bounds, ms. */
+enum { QV__FANOUT_BUCKETS = 12 };
+extern const double qv__fanout_bounds_ms[QV__FANOUT_BUCKETS];
 
 /* A shard server as the router talks to it: one channel, and the calls outstanding on it (the
  * fan-out picks the replica with the fewest). Lives as long as the router. */
@@ -79,10 +84,17 @@ struct qv__router {
   qv__rlog *logs;
   uint64_t nonce; /* makes this router's write ids unique across its restarts */
   atomic_uint_fast64_t writes;
-  int controller; /* 1 while this router holds the controller key */
+  atomic_int controller; /* 1 while this router holds the controller key */
   /* metrics */
   atomic_uint_fast64_t fanouts, hedges, retries, partials, shard_failures;
+  atomic_uint_fast64_t fanout_hist[QV__FANOUT_BUCKETS + 1]; /* the last: above every bound */
+  atomic_uint_fast64_t fanout_us_sum;
 };
+
+/* Counts one fan-out of `seconds` in the latency histogram. */
+void qv__router_fanout_observe(qv__router *r, double seconds);
+/* The router's series for a scrape (metrics_collect.c). */
+void qv__router_metrics(qv__router *r, qv__mbuf *o);
 
 /* The current map, referenced (never NULL once the router started; maybe empty). */
 qv__rmap *qv__router_map(qv__router *r);

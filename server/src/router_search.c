@@ -347,7 +347,9 @@ qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_time
     sh[k].req = qv__wire_pack(&one.base);
   }
   atomic_fetch_add(&r->fanouts, 1);
+  const double t0 = qv_monotonic_s();
   run(f, sh, S);
+  qv__router_fanout_observe(r, qv_monotonic_s() - t0);
   /* The answer: a refusal first, then what is missing, then the merge. */
   uint32_t missing[QV__FLEET_MAX_SHARDS];
   size_t nmissing = 0;

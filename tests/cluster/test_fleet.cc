@@ -20,6 +20,7 @@
 
 #include "cluster/fleet_msgs.h"
 #include "common/engines.h"
+#include "common/metrics.h"
 #include "common/server.h"
 #include "common/testdata.h"
 #include "quiver/client.h"
@@ -82,7 +83,8 @@ struct Fleet {
       if (!routers.back()->start(tmp.sub("r" + std::to_string(i)),
                                  {"--role", "router", "--cluster", cluster(), "--node-id",
                                   "r" + std::to_string(i), "--lease-s", "2", "--map-poll-ms", "100",
-                                  "--hedge-ms", "50", "--threads", "4"}))
+                                  "--hedge-ms", "50", "--threads", "4", "--metrics-listen",
+                                  "127.0.0.1:0"}))
         return false;
     }
     return true;
@@ -201,28 +203,19 @@ std::vector<int64_t> search(qv_client *c, const char *name, const qvtest::Matrix
 
 class FleetTest : public ::testing::Test {
 protected:
-  static Fleet *fleet;
-  static qvtest::DataSet *sift;
-  static void SetUpTestSuite() {
-    if (!qvtest::have_data("sift5k/sift5k_base.fvecs"))
-      return;
-    sift = new qvtest::DataSet(qvtest::load_set("sift5k"));
-    fleet = new Fleet();
-    if (!fleet->start()) {
-      delete fleet;
-      fleet = nullptr;
-    }
-  }
-  static void TearDownTestSuite() {
-    delete fleet;
-    fleet = nullptr;
-    delete sift;
-    sift = nullptr;
-  }
+  // Per test (ctest runs each test in a process of its own): a failure to start is the test's.
+  std::unique_ptr<qvtest::DataSet> sift_;
+  std::unique_ptr<Fleet> fleet_;
+  qvtest::DataSet *sift = nullptr;
+  Fleet *fleet = nullptr;
   void SetUp() override {
-    if (sift == nullptr)
+    if (!qvtest::have_data("sift5k/sift5k_base.fvecs"))
       GTEST_SKIP() << "sift5k is not in ../shared/data";
-    ASSERT_NE(fleet, nullptr) << "the fleet did not start";
+    sift_ = std::make_unique<qvtest::DataSet>(qvtest::load_set("sift5k"));
+    sift = sift_.get();
+    fleet_ = std::make_unique<Fleet>();
+    fleet = fleet_.get();
+    ASSERT_TRUE(fleet->start()) << "the fleet did not start";
   }
   // `name` through a router: sharded, every row of sift5k, every replica in-sync.
   void load(const char *name, const char *spec, uint32_t shards, uint32_t replicas) {
@@ -236,9 +229,6 @@ protected:
     ASSERT_TRUE(fleet->wait_in_sync(name, shards, replicas, sift->base.rows, 60, &seen)) << seen;
   }
 };
-
-Fleet *FleetTest::fleet = nullptr;
-qvtest::DataSet *FleetTest::sift = nullptr;
 
 } // namespace
 
@@ -605,6 +595,15 @@ TEST_F(FleetTest, HedgingCoversAReplicaStoppedForFiveSeconds) {
   const double p50 = ms[ms.size() / 2], p99 = ms[ms.size() * 99 / 100], mx = ms.back();
   EXPECT_EQ(failed.load(), 0);
   EXPECT_LT(p99, 2500.0) << "p50 " << p50 << " ms, max " << mx << " ms";
+  // Both routers hedged; the first one's metrics say so, with its fan-outs and the fleet's map.
+  const int mport = qvtest::metrics_port(*fleet->routers[0]);
+  ASSERT_GT(mport, 0) << fleet->routers[0]->log();
+  auto m = qvtest::scrape(mport);
+  EXPECT_GT(m["quiver_router_hedges_total"], 0);
+  EXPECT_GT(m["quiver_router_fanouts_total"], 10);
+  EXPECT_EQ(m["quiver_router_fanout_seconds_count"], m["quiver_router_fanouts_total"]);
+  EXPECT_EQ(m["quiver_fleet_nodes"], kNodes);
+  EXPECT_EQ(m.count("quiver_fleet_shard_in_sync{collection=\"h22\",shard=\"1\"}"), 1u);
   printf("[ hedging ] %s stopped for 5 s: %zu searches, p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
          victim.c_str(), ms.size(), p50, p99, mx);
   fflush(stdout);
