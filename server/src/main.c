@@ -308,8 +308,7 @@ int main(int argc, char **argv) {
   }
   QV_LOG_I("quiverd serving on %s (port %d), data dir %s, %lld polling thread(s), %zu "
            "collection(s)%s",
-           cfg.listen, port, cfg.data_dir,
-           (long long)(cfg.threads > 0 ? cfg.threads : sysconf(_SC_NPROCESSORS_ONLN)), reg.n,
+           cfg.listen, port, cfg.data_dir, (long long)qv__server_pollers(srv), reg.n,
            router_role ? ", fleet router" : "");
   if (cfg.port_file[0] != '\0') {
     char buf[32];

@@ -44,8 +44,11 @@ typedef struct held {
   qv_jslog_reader *rd;
   double retry_at; /* after a failed open or apply: not before this */
   uint64_t applied, saved_applied, log_seq;
-  int log_known; /* log_seq was read since the open */
-  int caught_up; /* applied the whole log once since the open: may be in-sync from then on */
+  int log_known;      /* log_seq was read since the open */
+  int caught_up;      /* applied the whole log once since the open: may be in-sync from then on */
+  double opened_t;    /* when the log was opened */
+  uint64_t opened_at; /* applied then */
+  uint64_t rows_since_open; /* upserted and deleted rows applied since */
   double log_t, saved_t, report_t;
   qv__rep_state state;
   uint64_t built_gen;
@@ -192,6 +195,7 @@ static qv_status apply_record(qv__replicas *R, held *h, const uint8_t *rec, size
     qv__entry *e = NULL;
     uint64_t upserted = 0;
     st = qv__upsert_chunk(R->s, &e, &upserted, r, err);
+    h->rows_since_open += r->n_ids;
     grpc_byte_buffer *resp = NULL;
     if (st == QV_OK)
       st = qv__upsert_done(R->s, e, upserted, &resp, err);
@@ -209,6 +213,7 @@ static qv_status apply_record(qv__replicas *R, held *h, const uint8_t *rec, size
     r->collection = h->local;
     grpc_byte_buffer *resp = NULL;
     st = qv__h_delete(R->s, &r->base, NULL, &resp, err);
+    h->rows_since_open += r->n_ids;
     if (resp)
       grpc_byte_buffer_destroy(resp);
     r->collection = saved;
@@ -276,6 +281,9 @@ static void open_held(qv__replicas *R, held *h) {
     qv__fleet_stream_name(h->rec.uid, h->shard, stream, sizeof stream);
     if (st == QV_OK)
       st = qv_jslog_open(&h->log, R->nats, stream, (int)h->rec.stream_replicas, 5000, &err);
+    h->opened_t = qv_monotonic_s();
+    h->opened_at = h->applied;
+    h->rows_since_open = 0;
   }
   if (st == QV_OK && h->rd == NULL)
     st = qv_jslog_reader_open(h->log, h->applied + 1, &h->rd, &err);
@@ -388,9 +396,18 @@ static void report(qv__replicas *R, held *h) {
     h->caught_up = 1;
   if (h->rd == NULL || !h->log_known)
     h->state = h->state == QV__REP_LOADING ? QV__REP_LOADING : QV__REP_CATCHING_UP;
-  else if (h->caught_up && lag <= (uint64_t)R->cfg->max_lag && index_ready)
+  else if (h->caught_up && lag <= (uint64_t)R->cfg->max_lag && index_ready) {
+    if (h->state != QV__REP_IN_SYNC) {
+      const double secs = qv_monotonic_s() - h->opened_t;
+      QV_LOG_I("fleet: replica %s in-sync at log record %llu: %llu records (%llu rows) applied in "
+               "%.2f s since its log was opened (%.0f rows/s)",
+               h->local, (unsigned long long)h->applied,
+               (unsigned long long)(h->applied - h->opened_at),
+               (unsigned long long)h->rows_since_open, secs,
+               secs > 0 ? (double)h->rows_since_open / secs : 0.0);
+    }
     h->state = QV__REP_IN_SYNC;
-  else
+  } else
     h->state = QV__REP_CATCHING_UP;
   qv__frep r = {.uid = h->rec.uid,
                 .state = h->state,

@@ -354,6 +354,10 @@ static void free_unstarted(qv__server *s) {
   free(s);
 }
 
+int qv__server_pollers(const qv__server *s) {
+  return s->ncq - 1; /* one more queue takes only health checks */
+}
+
 qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
                            struct qv__router *router, int *port, qv_error *err) {
   *out = NULL;
@@ -387,7 +391,12 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
   }
   /* The polling threads, plus one that takes only health checks: a probe is answered while
    * every other thread runs a long search. */
-  const int pollers = cfg->threads > 0 ? (int)cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+  /* A router's search waits on its polling thread for the shards' answers (network, not CPU):
+   * it gets 8 per core by default, so that calls in flight are not capped at the core count. */
+  const int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  const int pollers = cfg->threads > 0 ? (int)cfg->threads
+                      : router != NULL ? 8 * (cores > 2 ? cores : 2)
+                                       : cores;
   s->ncq = 1 + (pollers > 0 ? pollers : 1);
   grpc_arg args[4];
   args[0].type = GRPC_ARG_INTEGER;

@@ -18,6 +18,8 @@ struct qv__router;
  * router: the fleet router that answers the calls (--role router), or NULL for a node. */
 qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
                            struct qv__router *router, int *port, qv_error *err);
+/* The polling threads it runs (--threads, or its default for the role). */
+int qv__server_pollers(const qv__server *s);
 /* Graceful stop: refuse new calls, cancel builds, let in-flight calls finish within the grace
  * period, then cancel the rest; joins every thread and frees the server. */
 void qv__server_stop(qv__server *s);
