@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include "replica.h"
 
+#include <dirent.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -74,6 +75,7 @@ struct qv__replicas {
   char fleet_dir[QV_PATH_MAX];
   held **h;
   size_t n, cap;
+  int swept; /* the replicas left from before this start that are no longer assigned: dropped */
   pthread_t thr;
   pthread_mutex_t mu; /* stop, and each held's build fields */
   pthread_cond_t cv;
@@ -535,6 +537,42 @@ static const qv__fcoll *find_coll(const sync_ctx *c, const char *name) {
   return NULL;
 }
 
+/* Once, after the first reading of the assignments: a replica this node held before it stopped
+ * (its state file is in DATA_DIR/fleet) that is no longer assigned here (the controller moved it
+ * while the node was away) is dropped, so that it does not hold memory and disk for nothing. */
+static void sweep_leftovers(qv__replicas *R) {
+  DIR *d = opendir(R->fleet_dir);
+  if (d == NULL)
+    return;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    const size_t n = strlen(de->d_name);
+    if (n < 7 || n - 6 > QV__NAME_MAX || strcmp(de->d_name + n - 6, ".state") != 0)
+      continue;
+    char local[QV__NAME_MAX + 1];
+    memcpy(local, de->d_name, n - 6);
+    local[n - 6] = '\0';
+    int held = 0;
+    for (size_t i = 0; i < R->n && !held; i++)
+      held = strcmp(R->h[i]->local, local) == 0;
+    if (held)
+      continue;
+    Quiver__V1__DropCollectionRequest q = QUIVER__V1__DROP_COLLECTION_REQUEST__INIT;
+    q.name = local;
+    qv_error err = {0};
+    if (call_local(R, M_DROP, &q.base, &err) == QV_OK || err.code == QV_ENOTFOUND) {
+      char path[QV_PATH_MAX];
+      snprintf(path, sizeof path, "%.3900s/%.64s.state", R->fleet_dir, local);
+      unlink(path);
+      QV_LOG_I("fleet: replica %s dropped (held before this start, assigned elsewhere since)",
+               local);
+    } else {
+      QV_LOG_W("fleet: dropping the leftover replica %s: %s", local, err.msg);
+    }
+  }
+  closedir(d);
+}
+
 static void sync_assignments(qv__replicas *R) {
   sync_ctx c = {.R = R};
   char prefix[128];
@@ -586,6 +624,10 @@ static void sync_assignments(qv__replicas *R) {
     }
     held_free(R, R->h[i], 1);
     R->h[i] = R->h[--R->n];
+  }
+  if (!R->swept) {
+    sweep_leftovers(R);
+    R->swept = 1;
   }
   free(c.colls);
   free(c.want);

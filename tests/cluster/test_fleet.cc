@@ -496,6 +496,20 @@ TEST_F(FleetTest, WritesSurviveAReplicaKilledTwiceDuringItsRepair) {
       << fleet->fleet_logs();
   EXPECT_EQ(w.failed.load(), 0) << w.first_error;
   EXPECT_GT(w.acked.size(), 100u);
+  // A node back after its replicas moved drops what it held before (no orphan copies).
+  auto now = fleet->replicas("w22");
+  for (const std::string &n : {first, second}) {
+    bool holds = false;
+    for (auto &[k, v] : now)
+      for (auto &r : v)
+        holds |= r.node == n;
+    if (!holds) {
+      EXPECT_NE(fleet->nodes[size_t(std::stoi(n.substr(1)))]->log().find(
+                    "dropped (held before this start"),
+                std::string::npos)
+          << n;
+    }
+  }
   // And the last acknowledged items are found by their own vectors.
   Client c(fleet->router(0));
   const int64_t last = w.acked.back();
