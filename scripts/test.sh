@@ -46,11 +46,12 @@ if [ "${QUIVER_SKIP_GPU_BUILD:-0}" != 1 ] && [ -x "${CUDA_HOME:-/usr/local/cuda}
   # What the FAISS flavour can change: everything over index/ (collections, placement, the
   # server's RPCs, the CLI). Not run again here, as build/ ran them against the same code: the
   # static checks (label unit), fault injection, kill -9 durability and the operations tests
-  # (metrics, TLS, tokens, the accept watchdog) and the cluster engines' clients (etcd, NATS,
-  # membership), none of which reaches a FAISS call that differs.
+  # (metrics, TLS, tokens, the accept watchdog), the cluster engines' clients (etcd, NATS,
+  # membership) and the fleet (routers and replicas: a shard's search is the server's, run here
+  # already), none of which reaches a FAISS call that differs.
   qv_step "running the tests of build-gpu/ (ctest --test-dir build-gpu)"
   OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} ctest --test-dir build-gpu -j"$jobs" --output-on-failure \
-    -LE '^unit$' -E '^(Fault|FaultDisk|CrashSafety|Ops|OpsStart|EtcdTest|EtcdOpen|JsLogTest|JsLogOpen|Member)\.'
+    -LE '^unit$' -E '^(Fault|FaultDisk|CrashSafety|Ops|OpsStart|EtcdTest|EtcdOpen|JsLogTest|JsLogOpen|Member|FleetTest)\.'
 fi
 
 if [ "${QUIVER_SKIP_SANITIZE:-0}" != 1 ]; then
