@@ -231,11 +231,7 @@ qv_status qv__batcher_new(qv__batcher **out, qv_collection *col, const qv__batch
     return qv_error_set(err, QV_ENOMEM, "out of memory for a batcher");
   }
   pthread_mutex_init(&b->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&b->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  qv_cond_init_monotonic(&b->cv);
   if (b->o.max_wait_us > 0) {
     if (pthread_create(&b->timer, NULL, timer_main, b) != 0) {
       pthread_cond_destroy(&b->cv);

@@ -11,6 +11,7 @@
 
 #include "fleet.h"
 #include "log.h"
+#include "quiver/clock.h"
 #include "quiver/etcd.h"
 
 struct qv__member {
@@ -73,15 +74,7 @@ static void *refresh_main(void *arg) {
   const int64_t period_ms = m->lease_s * 1000 / 3 > 0 ? m->lease_s * 1000 / 3 : 300;
   pthread_mutex_lock(&m->mu);
   while (!m->stop) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += period_ms / 1000;
-    ts.tv_nsec += (period_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+    qv_cond_wait_ms(&m->cv, &m->mu, period_ms);
     if (m->stop)
       break;
     pthread_mutex_unlock(&m->mu);
@@ -114,11 +107,7 @@ qv_status qv__member_join(qv__member **out, const char *etcd, const char *prefix
            (long)getpid());
   m->lease_s = lease_s;
   pthread_mutex_init(&m->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&m->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  qv_cond_init_monotonic(&m->cv);
   qv_status st = qv_etcd_open(&m->etcd, etcd, 5000, err);
   if (st == QV_OK)
     st = register_node(m, err);

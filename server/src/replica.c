@@ -671,16 +671,9 @@ static void *replicas_main(void *arg) {
       report(R, h);
     }
     if (!busy) {
-      struct timespec ts;
-      clock_gettime(CLOCK_MONOTONIC, &ts);
-      ts.tv_nsec += 20 * 1000000L;
-      if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-      }
       pthread_mutex_lock(&R->mu);
       if (!R->stop)
-        pthread_cond_timedwait(&R->cv, &R->mu, &ts);
+        qv_cond_wait_ms(&R->cv, &R->mu, 20);
       pthread_mutex_unlock(&R->mu);
     }
   }
@@ -706,11 +699,7 @@ qv_status qv__replicas_start(qv__replicas **out, qv__server *s, const qv__config
   snprintf(R->addr, sizeof R->addr, "%s", addr);
   snprintf(R->fleet_dir, sizeof R->fleet_dir, "%.3000s/fleet", cfg->data_dir);
   pthread_mutex_init(&R->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&R->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  qv_cond_init_monotonic(&R->cv);
   qv_status st = qv_mkdirs(R->fleet_dir, err);
   if (st == QV_OK)
     st = qv_etcd_open(&R->etcd, etcd, 5000, err);

@@ -383,18 +383,9 @@ static void *map_main(void *arg) {
       QV_LOG_I("fleet: reading the map from etcd works again");
       failing = 0;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    const int64_t ms = r->cfg->map_poll_ms;
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
     pthread_mutex_lock(&r->mu);
     if (!r->stop)
-      pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+      qv_cond_wait_ms(&r->cv, &r->mu, r->cfg->map_poll_ms);
   }
   pthread_mutex_unlock(&r->mu);
   return NULL;
@@ -548,11 +539,7 @@ qv_status qv__router_new(qv__router **out, const qv__config *cfg, const char *et
   pthread_mutex_init(&r->mu, NULL);
   pthread_mutex_init(&r->pmu, NULL);
   pthread_mutex_init(&r->lmu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&r->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  qv_cond_init_monotonic(&r->cv);
   FILE *f = fopen("/dev/urandom", "rb");
   if (f == NULL || fread(&r->nonce, sizeof r->nonce, 1, f) != 1)
     r->nonce = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);

@@ -237,25 +237,8 @@ qv_status qv__rt_create(qv__server *s, const ProtobufCMessage *m, const gpr_time
                         QV__FLEET_MAX_REPLICAS);
   /* The collection's options, checked as a node checks them (an empty in-memory collection). */
   qv_collection_opts o;
-  qv_collection_opts_init(&o);
-  if (q->dim == 0 || q->dim > QV_MAX_DIM)
-    return qv_error_set(err, QV_EINVAL, "dim = %u is out of range 1..%d", q->dim, QV_MAX_DIM);
-  o.dim = q->dim;
-  if (qv__metric_from_pb(q->metric, &o.metric) != 0)
-    return qv_error_set(err, QV_EINVAL,
-                        "metric is required: METRIC_L2, METRIC_IP or METRIC_COSINE (got %d)",
-                        (int)q->metric);
-  o.spec = q->index_spec && q->index_spec[0] ? q->index_spec : "Flat";
-  o.default_nprobe = q->default_nprobe;
-  o.train_sample = q->train_sample;
-  o.n_features = q->n_features;
-  o.deferred_deletes = q->deferred_deletes;
-  qv_device dev;
-  if (qv__device_from_pb(q->device, s->default_device, &dev) != 0)
-    return qv_error_set(err, QV_EINVAL,
-                        "device %d is unknown: DEVICE_AUTO, DEVICE_CPU or DEVICE_GPU (or unset for "
-                        "the server default)",
-                        (int)q->device);
+  if ((st = qv__create_opts_from(s, q, &o, err)) != QV_OK)
+    return st;
   o.device = QV_DEVICE_CPU; /* the check only; each replica places its own copy */
   qv_collection *probe = NULL;
   if ((st = qv_collection_create(&probe, &o, err)) != QV_OK)

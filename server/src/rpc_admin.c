@@ -10,6 +10,29 @@
 
 /* ---- unary handlers --------------------------------------------------------------------- */
 
+qv_status qv__create_opts_from(const qv__server *s, const Quiver__V1__CreateCollectionRequest *r,
+                               qv_collection_opts *o, qv_error *err) {
+  qv_collection_opts_init(o);
+  if (r->dim == 0 || r->dim > QV_MAX_DIM)
+    return qv_error_set(err, QV_EINVAL, "dim = %u is out of range 1..%d", r->dim, QV_MAX_DIM);
+  o->dim = r->dim;
+  if (qv__metric_from_pb(r->metric, &o->metric) != 0)
+    return qv_error_set(err, QV_EINVAL,
+                        "metric is required: METRIC_L2, METRIC_IP or METRIC_COSINE (got %d)",
+                        (int)r->metric);
+  o->spec = r->index_spec && r->index_spec[0] ? r->index_spec : "Flat";
+  o->default_nprobe = r->default_nprobe;
+  o->train_sample = r->train_sample;
+  o->n_features = r->n_features;
+  o->deferred_deletes = r->deferred_deletes;
+  if (qv__device_from_pb(r->device, s->default_device, &o->device) != 0)
+    return qv_error_set(err, QV_EINVAL,
+                        "device %d is unknown: DEVICE_AUTO, DEVICE_CPU or DEVICE_GPU (or unset for "
+                        "the server default)",
+                        (int)r->device);
+  return QV_OK;
+}
+
 qv_status qv__h_create(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
                        grpc_byte_buffer **resp, qv_error *err) {
   (void)unused;
@@ -24,24 +47,8 @@ qv_status qv__h_create(qv__server *s, const ProtobufCMessage *m, const gpr_times
                         "docs/cluster.md)",
                         r->shards, r->replicas);
   qv_collection_opts o;
-  qv_collection_opts_init(&o);
-  if (r->dim == 0 || r->dim > QV_MAX_DIM)
-    return qv_error_set(err, QV_EINVAL, "dim = %u is out of range 1..%d", r->dim, QV_MAX_DIM);
-  o.dim = r->dim;
-  if (qv__metric_from_pb(r->metric, &o.metric) != 0)
-    return qv_error_set(err, QV_EINVAL,
-                        "metric is required: METRIC_L2, METRIC_IP or METRIC_COSINE (got %d)",
-                        (int)r->metric);
-  o.spec = r->index_spec && r->index_spec[0] ? r->index_spec : "Flat";
-  o.default_nprobe = r->default_nprobe;
-  o.train_sample = r->train_sample;
-  o.n_features = r->n_features;
-  o.deferred_deletes = r->deferred_deletes;
-  if (qv__device_from_pb(r->device, s->default_device, &o.device) != 0)
-    return qv_error_set(err, QV_EINVAL,
-                        "device %d is unknown: DEVICE_AUTO, DEVICE_CPU or DEVICE_GPU (or unset for "
-                        "the server default)",
-                        (int)r->device);
+  if ((st = qv__create_opts_from(s, r, &o, err)) != QV_OK)
+    return st;
   qv__entry *e;
   if ((st = qv__registry_create(s->reg, r->name, &o, &e, err)) != QV_OK)
     return st;

@@ -71,6 +71,9 @@ void qv__fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_bu
 
 qv_status qv__h_search(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
                        grpc_byte_buffer **resp, qv_error *err);
+/* A CreateCollection request's options, checked (the node's and the router's one check). */
+qv_status qv__create_opts_from(const qv__server *s, const Quiver__V1__CreateCollectionRequest *r,
+                               qv_collection_opts *o, qv_error *err);
 qv_status qv__h_create(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
                        grpc_byte_buffer **resp, qv_error *err);
 qv_status qv__h_drop(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
