@@ -51,6 +51,7 @@ typedef struct held {
   uint64_t opened_at; /* applied then */
   uint64_t rows_since_open; /* upserted and deleted rows applied since */
   double log_t, saved_t, report_t;
+  double progress_t; /* the last record applied, or the reader opened */
   qv__rep_state state;
   uint64_t built_gen;
   char build_error[200];
@@ -656,6 +657,19 @@ static void *replicas_main(void *arg) {
         open_held(R, h);
       const int got = apply_some(R, h);
       busy |= got;
+      const double now = qv_monotonic_s();
+      if (got || h->rd == NULL || h->log_seq <= h->applied)
+        h->progress_t = now;
+      /* Behind the log's end and nothing delivered for 2 s: the consumer is stuck (one that lost
+       * its server while JetStream had no stream leader is not always re-created by nats.c).
+       * The reader is opened again after the last record applied. */
+      if (h->rd != NULL && h->log_seq > h->applied && now - h->progress_t > 2.0) {
+        QV_LOG_W("fleet: replica %s: no log record for 2 s, %llu behind: opening its reader again",
+                 h->local, (unsigned long long)(h->log_seq - h->applied));
+        qv_jslog_reader_close(h->rd);
+        h->rd = NULL;
+        h->progress_t = now;
+      }
       /* The log's end, when this replica has nothing more to apply right now. */
       if (h->log != NULL && !got && qv_monotonic_s() - h->log_t > 0.1) {
         uint64_t last;
