@@ -499,19 +499,20 @@ TEST_F(FleetTest, WritesSurviveAReplicaKilledTwiceDuringItsRepair) {
   // A node back after its replicas moved drops what it held before (no orphan copies): at its
   // first reading (held before this start), or right after it (when it came back before the
   // controller moved its replica, and the move came next).
-  auto now = fleet->replicas("w22");
   for (const std::string &n : {first, second}) {
-    bool holds = false;
-    for (auto &[k, v] : now)
-      for (auto &r : v)
-        holds |= r.node == n;
-    const std::string log = fleet->nodes[size_t(std::stoi(n.substr(1)))]->log();
-    if (!holds) {
-      EXPECT_TRUE(log.find("dropped (held before this start") != std::string::npos ||
-                  log.find("dropped (no longer assigned here)") != std::string::npos)
-          << n << ":\n"
-          << log;
-    }
+    Quiverd &q = *fleet->nodes[size_t(std::stoi(n.substr(1)))];
+    auto settled = [&] { // it holds a replica of w22 again, or it dropped what it held
+      for (auto &[k, v] : fleet->replicas("w22"))
+        for (auto &r : v)
+          if (r.node == n)
+            return true;
+      const std::string log = q.log();
+      return log.find("dropped (held before this start") != std::string::npos ||
+             log.find("dropped (no longer assigned here)") != std::string::npos;
+    };
+    for (int i = 0; i < 100 && !settled(); i++) // its first readings come within moments
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_TRUE(settled()) << n << ":\n" << q.log();
   }
   // And the last acknowledged items are found by their own vectors.
   Client c(fleet->router(0));
