@@ -160,6 +160,17 @@ static qv_status unary(qv_client *c, const char *method, const ProtobufCMessage 
 
 /* ---- collections ------------------------------------------------------------------------ */
 
+static void version_from_pb(const Quiver__V1__VersionInfo *p, qv_version_info *o) {
+  memset(o, 0, sizeof *o);
+  o->version = p->version;
+  snprintf(o->state, sizeof o->state, "%s", p->state ? p->state : "");
+  o->count = p->count;
+  o->memory_bytes = p->memory_bytes;
+  o->recall = p->recall;
+  o->recall_k = p->recall_k;
+  o->recall_nprobe = p->recall_nprobe;
+}
+
 static void info_from_pb(const Quiver__V1__CollectionInfo *p, qv_collection_info *o) {
   memset(o, 0, sizeof *o);
   snprintf(o->name, sizeof o->name, "%s", p->name ? p->name : "");
@@ -198,6 +209,9 @@ static void info_from_pb(const Quiver__V1__CollectionInfo *p, qv_collection_info
   o->batch_expired = p->batch_expired;
   o->shards = p->shards ? p->shards : 1; /* a single node leaves them 0: one shard, one copy */
   o->replicas = p->replicas ? p->replicas : 1;
+  o->version = p->version;
+  if (p->n_versions > 0)
+    version_from_pb(p->versions[0], &o->beside);
 }
 
 const char *qv_collection_state_name(int state) {
@@ -413,6 +427,7 @@ qv_status qv_client_search_ex(qv_client *c, const char *collection, const float 
   req.nprobe = o->nprobe;
   req.exact = o->exact != 0;
   req.allow_partial = o->allow_partial != 0;
+  req.version = o->version;
   Quiver__V1__RerankOptions ro = QUIVER__V1__RERANK_OPTIONS__INIT;
   const qv_client_rerank *rr = o->rerank;
   if (rr != NULL) {
@@ -443,6 +458,8 @@ qv_status qv_client_search_ex(qv_client *c, const char *collection, const float 
       missing[i] = r->missing_shards[i];
     if (n_missing)
       *n_missing = r->n_missing_shards;
+    if (o->answered_version)
+      *o->answered_version = r->version;
   }
   protobuf_c_message_free_unpacked(resp, NULL);
   return st;
@@ -710,6 +727,8 @@ qv_status qv_client_import(qv_client *c, const char *collection, const qv_client
   req.target_recall = o->check.target_recall;
   req.eval_queries = o->check.eval_queries;
   req.eval_k = o->check.eval_k;
+  req.stage = o->stage != 0;
+  req.version = o->stage ? o->version : 0;
   for (int i = 0; ok && !cancelled && st == QV_OK && (i < nfiles || first); i++) {
     FILE *f = NULL;
     if (i < nfiles) {
@@ -743,6 +762,8 @@ qv_status qv_client_import(qv_client *c, const char *collection, const qv_client
         req.create = 0;
         req.recall_floor = req.target_recall = 0;
         req.eval_queries = req.eval_k = 0;
+        req.stage = 0;
+        req.version = 0;
       }
       off += got;
       sent += got;
@@ -773,6 +794,7 @@ qv_status qv_client_import(qv_client *c, const char *collection, const qv_client
       res->bytes_sent = r->bytes_received;
       res->files = r->files;
       res->elapsed_seconds = r->elapsed_seconds;
+      res->version = r->version;
     }
     protobuf_c_message_free_unpacked(ans, NULL);
   }
@@ -780,4 +802,28 @@ qv_status qv_client_import(qv_client *c, const char *collection, const qv_client
     qv_error_set(err, QV_ECANCELLED, "CANCELLED: import cancelled by the caller");
   qv__rpc_end(&k);
   return st != QV_OK ? st : cst;
+}
+
+qv_status qv_client_rollout(qv_client *c, const char *collection, qv_rollout_action action,
+                            uint64_t version, qv_rollout_status *out, qv_error *err) {
+  CHECK_CLIENT(c, collection);
+  Quiver__V1__RolloutRequest req = QUIVER__V1__ROLLOUT_REQUEST__INIT;
+  req.collection = (char *)collection;
+  req.action = (Quiver__V1__RolloutAction)action;
+  req.version = version;
+  ProtobufCMessage *resp;
+  qv_status st = unary(c, "/quiver.v1.Retrieval/Rollout", &req.base,
+                       &quiver__v1__rollout_status__descriptor, &resp, err);
+  if (st != QV_OK)
+    return st;
+  const Quiver__V1__RolloutStatus *r = (const Quiver__V1__RolloutStatus *)resp;
+  if (out) {
+    memset(out, 0, sizeof *out);
+    out->version = r->version;
+    if (r->n_versions > 0)
+      version_from_pb(r->versions[0], &out->beside);
+    snprintf(out->message, sizeof out->message, "%s", r->message ? r->message : "");
+  }
+  protobuf_c_message_free_unpacked(resp, NULL);
+  return QV_OK;
 }

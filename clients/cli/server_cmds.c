@@ -40,8 +40,14 @@ static const char *kServerHelp =
     "                [--eval-k K] [--timeout SECONDS]\n"
     "  quiver push NAME (--index DIR | --server-path DIR) [--create] [--recall-floor R]\n"
     "                [--target-recall R] [--eval-queries N] [--eval-k K] [--chunk-mb N]\n"
+    "                [--stage [--version N]]   (held beside the serving version: rollout)\n"
+    "  quiver rollout NAME (--index DIR | --server-path DIR) [--version N] [--recall-floor R]\n"
+    "                [--target-recall R] [...push options]   (stage, then flip to it)\n"
+    "  quiver rollout NAME (--flip [--version N] | --abort | --release | --status)\n"
+    "  quiver rollback NAME              (serve the previous version again)\n"
     "  quiver search NAME --queries FILE [--k K] [--nprobe N] [--exact] [--batch B]\n"
     "                [--groundtruth FILE] [--json] [--output FILE] [--allow-partial]\n"
+    "                [--version N]                 (a data version held beside the serving one)\n"
     "                [--candidates K'] [--refine] [--mmr LAMBDA] [--weights W0,W1,..]\n"
     "                [--allow 1,2,...] [--deny 1,2,...]      (the rerank stage)\n"
     "  quiver health [--service NAME]\n"
@@ -128,6 +134,14 @@ static void json_str(const char *s) {
   }
 }
 
+static void print_version(const qv_version_info *v) {
+  printf("  %s version %" PRIu64 ": %" PRIu64 " vectors, %.1f MiB", v->state, v->version, v->count,
+         v->memory_bytes / 1048576.0);
+  if (v->recall >= 0)
+    printf(", recall@%u %.4f at nprobe %u", v->recall_k, v->recall, v->recall_nprobe);
+  printf("\n");
+}
+
 static void print_info(const qv_collection_info *i, int json) {
   if (json) {
     printf("{\"name\": \"%s\", \"dim\": %u, \"metric\": \"%s\", \"spec\": \"%s\", \"state\": "
@@ -141,7 +155,7 @@ static void print_info(const qv_collection_info *i, int json) {
            ", \"wal_records\": %" PRIu64 ", \"batched_requests\": %" PRIu64
            ", \"batches\": %" PRIu64 ", \"batched_queries\": %" PRIu64
            ", \"batch_expired\": %" PRIu64 ", \"shards\": %u, \"replicas\": %u, "
-           "\"storage_note\": \"",
+           "\"version\": %" PRIu64 ", \"versions\": [",
            i->name, i->dim, qv_metric_name(i->metric), i->index_spec,
            qv_collection_state_name(i->state), i->count, i->indexed, i->nlist, i->default_nprobe,
            i->memory_bytes, i->vector_bytes, i->index_bytes, i->index_version, i->n_features,
@@ -149,7 +163,14 @@ static void print_info(const qv_collection_info *i, int json) {
            i->gpu_fallbacks, i->deferred_deletes ? "true" : "false", i->build_recall,
            i->build_recall_k, i->build_recall_nprobe, i->snapshot_version, i->wal_bytes,
            i->wal_records, i->batched_requests, i->batches, i->batched_queries, i->batch_expired,
-           i->shards, i->replicas);
+           i->shards, i->replicas, i->version);
+    if (i->beside.version != 0)
+      printf("{\"version\": %" PRIu64 ", \"state\": \"%s\", \"count\": %" PRIu64
+             ", \"memory_bytes\": %" PRIu64 ", \"recall\": %.4f, \"recall_k\": %u, "
+             "\"recall_nprobe\": %u}",
+             i->beside.version, i->beside.state, i->beside.count, i->beside.memory_bytes,
+             i->beside.recall, i->beside.recall_k, i->beside.recall_nprobe);
+    printf("], \"storage_note\": \"");
     json_str(i->storage_note);
     printf("\"}");
     return;
@@ -164,6 +185,9 @@ static void print_info(const qv_collection_info *i, int json) {
   if (i->shards > 1 || i->replicas > 1)
     printf("  fleet: %u shard(s) x %u replica(s) (quiver cluster status)\n", i->shards,
            i->replicas);
+  printf("  data version %" PRIu64 "\n", i->version);
+  if (i->beside.version != 0)
+    print_version(&i->beside);
   printf("  device %s, serving from %s", qv_device_name(i->device), i->placement);
   if (i->gpu >= 0)
     printf(" (%.1f MiB of GPU memory)", i->device_bytes / 1048576.0);
@@ -623,6 +647,25 @@ case 'f':
   return rc;
 }
 
+/* One Rollout call and where the collection stands after it. */
+static int run_rollout(global *g, const char *name, qv_rollout_action a, uint64_t version) {
+  qv_client *cl;
+  int rc = connect_to(g, &cl);
+  if (rc)
+    return rc;
+  qv_rollout_status rs;
+  qv_error e = {0};
+  if (qv_client_rollout(cl, name, a, version, &rs, &e) != QV_OK) {
+    rc = cli_fail_remote(&e);
+  } else {
+    printf("%s: %s\n  data version %" PRIu64 " serving\n", name, rs.message, rs.version);
+    if (rs.beside.version != 0)
+      print_version(&rs.beside);
+  }
+  qv_client_close(cl);
+  return rc;
+}
+
 /* A build or a push (io NULL: a build with bo; else the import io): a call that may run for
  * minutes, with a progress bar, under --timeout when it was given, else a day (connecting keeps
  * 30 s); then what it did and the collection. */
@@ -652,8 +695,9 @@ static int run_build(global *g, const char *name, const qv_client_build_opts *bo
   } else {
     char what[96] = "built";
     if (io != NULL)
-      snprintf(what, sizeof what, "pushed %.1f MiB in %u file(s), swapped in",
-               res.bytes_sent / 1048576.0, res.files);
+      snprintf(what, sizeof what, "pushed %.1f MiB in %u file(s), %s version %" PRIu64,
+               res.bytes_sent / 1048576.0, res.files, io->stage ? "staged as" : "swapped in as",
+               res.version);
     print_result(what, qv_monotonic_s() - t0, &res);
     print_info(&info, 0);
   }
@@ -678,12 +722,41 @@ static int cmd_push(int argc, char **argv, global *g) {
                                        {"server-path", required_argument, 0, 'p'},
                                        {"create", no_argument, 0, 'c'},
                                        {"chunk-mb", required_argument, 0, 'm'},
+                                       {"stage", no_argument, 0, 'S'},
+                                       {"version", required_argument, 0, 'V'},
+                                       {"flip", no_argument, 0, 'F'},
+                                       {"abort", no_argument, 0, 'A'},
+                                       {"release", no_argument, 0, 'L'},
+                                       {"status", no_argument, 0, 'T'},
                                        RECALL_OPTS,
                                        GLOBAL_OPTS};
   qv_client_import_opts io;
   memset(&io, 0, sizeof io);
   uint64_t mb = 4;
+  const int rollout = !strcmp(argv[0], "rollout");
+  int action = 0; /* rollout without files: one qv_rollout_action */
   PARSE_BEGIN(opts, &io.check)
+case 'S':
+  io.stage = 1;
+  break;
+case 'V':
+  if (cli_parse_u64(optarg, INT64_MAX, &io.version) || io.version == 0)
+    return cli_usage_error("--version must be 1..2^63-1, not '%s'", optarg);
+  break;
+case 'F':
+case 'A':
+case 'L':
+case 'T':
+  if (!rollout)
+    return cli_usage_error("--flip, --abort, --release and --status are 'quiver rollout' options%s",
+                           "");
+  if (action)
+    return cli_usage_error("give one of --flip, --abort, --release, --status%s", "");
+  action = c == 'F'   ? QV_ROLLOUT_FLIP
+           : c == 'A' ? QV_ROLLOUT_ABORT
+           : c == 'L' ? QV_ROLLOUT_RELEASE
+                      : QV_ROLLOUT_STATUS;
+  break;
 case 'i':
   io.index_dir = optarg;
   break;
@@ -698,15 +771,41 @@ case 'm':
     return cli_usage_error("--chunk-mb must be 1..1024, not '%s'", optarg);
   break;
   PARSE_END
-  const char *name = positional(argc, argv, "push");
+  const char *name = positional(argc, argv, rollout ? "rollout" : "push");
   if (name == NULL)
     return EXIT_USAGE;
+  if (rollout && action)
+    return (io.index_dir || io.server_path)
+               ? cli_usage_error("--flip, --abort, --release and --status take no --index or "
+                                 "--server-path (rollout NAME --index DIR stages and flips)%s",
+                                 "")
+               : run_rollout(g, name, (qv_rollout_action)action, io.version);
+  if (rollout && io.stage)
+    return cli_usage_error("'quiver rollout' always stages: use 'quiver push --stage' to stage "
+                           "without flipping%s",
+                           "");
+  if (!rollout && io.version && !io.stage)
+    return cli_usage_error("--version goes with --stage%s", "");
   if ((io.index_dir == NULL) == (io.server_path == NULL))
     return cli_usage_error("'quiver push' needs exactly one of --index DIR (streamed) and "
                            "--server-path DIR (on the server)%s",
                            "");
   io.chunk_bytes = (size_t)mb << 20;
-  return run_build(g, name, NULL, &io);
+  if (!rollout)
+    return run_build(g, name, NULL, &io);
+  io.stage = 1;
+  int rc = run_build(g, name, NULL, &io);
+  return rc ? rc : run_rollout(g, name, QV_ROLLOUT_FLIP, io.version);
+}
+
+static int cmd_rollback(int argc, char **argv, global *g) {
+  static const struct option opts[] = {GLOBAL_OPTS};
+  PARSE_BEGIN(opts, NULL)
+  PARSE_END
+  const char *name = positional(argc, argv, "rollback");
+  if (name == NULL)
+    return EXIT_USAGE;
+  return run_rollout(g, name, QV_ROLLOUT_ROLLBACK, 0);
 }
 
 /* The shards a search's calls came back without (--allow-partial through a router): sorted,
@@ -754,6 +853,7 @@ static int cmd_search(int argc, char **argv, global *g) {
                                        {"allow", required_argument, 0, 'A'},
                                        {"deny", required_argument, 0, 'D'},
                                        {"allow-partial", no_argument, 0, 'P'},
+                                       {"version", required_argument, 0, 'V'},
                                        GLOBAL_OPTS};
   const char *queries = NULL, *gt_path = NULL, *output = NULL;
   qv_client_rerank rr = {0};
@@ -763,6 +863,7 @@ static int cmd_search(int argc, char **argv, global *g) {
   char *end = NULL;
   uint64_t k = 10, nprobe = 0, batch = 100;
   int exact = 0, json = 0, allow_partial = 0;
+  uint64_t version = 0, answered = 0;
   PARSE_BEGIN(opts, NULL)
 case 'q':
   queries = optarg;
@@ -840,6 +941,10 @@ case 'D':
 case 'P':
   allow_partial = 1;
   break;
+case 'V':
+  if (cli_parse_u64(optarg, INT64_MAX, &version) || version == 0)
+    return cli_usage_error("--version must be 1..2^63-1, not '%s'", optarg);
+  break;
   PARSE_END
   const char *name = positional(argc, argv, "search");
   if (name == NULL)
@@ -882,6 +987,8 @@ case 'P':
   so.exact = exact;
   so.rerank = use_rerank ? &rr : NULL;
   so.allow_partial = allow_partial;
+  so.version = version;
+  so.answered_version = &answered;
   size_t partial_rpcs = 0;
   double t0 = qv_monotonic_s();
   for (size_t off = 0; off < n; off += b) {
@@ -903,17 +1010,18 @@ case 'P':
   if (json) {
     printf("{\"server\": \"%s\", \"collection\": \"%s\", \"n_queries\": %zu, \"k\": %" PRIu64
            ", \"nprobe\": %" PRIu64 ", \"exact\": %s, \"batch\": %zu, \"seconds\": %.6f, "
-           "\"qps\": %.1f, \"rpcs_per_s\": %.1f, \"recall_at_k\": ",
+           "\"qps\": %.1f, \"rpcs_per_s\": %.1f, \"version\": %" PRIu64 ", \"recall_at_k\": ",
            server, name, n, k, nprobe, exact ? "true" : "false", b, secs, qps,
-           secs > 0 ? ((n + b - 1) / b) / secs : 0.0);
+           secs > 0 ? ((n + b - 1) / b) / secs : 0.0, answered);
     cli_print_json_recall(recall);
     printf(", \"missing_shards\": [");
     for (size_t i = 0; i < miss.n; i++)
       printf("%s%u", i ? ", " : "", miss.v[i]);
     printf("]}\n");
   } else {
-    printf("searched %s on %s, %zu queries, k=%" PRIu64 ", nprobe=%s%" PRIu64 ", batch=%zu\n", name,
-           server, n, k, nprobe ? "" : "default/", nprobe, b);
+    printf("searched %s on %s, %zu queries, k=%" PRIu64 ", nprobe=%s%" PRIu64
+           ", batch=%zu, data version %" PRIu64 "\n",
+           name, server, n, k, nprobe ? "" : "default/", nprobe, b, answered);
     printf("  %.1f queries/s over gRPC (%.3f s)\n", qps, secs);
     cli_print_results(recall, k, ids, scores, output == NULL);
   }
@@ -1155,8 +1263,10 @@ int cli_server_main(int argc, char **argv) {
     return cmd_delete(sub_argc, sub_argv, &g);
   if (!strcmp(cmd, "build"))
     return cmd_build(sub_argc, sub_argv, &g);
-  if (!strcmp(cmd, "push"))
+  if (!strcmp(cmd, "push") || !strcmp(cmd, "rollout"))
     return cmd_push(sub_argc, sub_argv, &g);
+  if (!strcmp(cmd, "rollback"))
+    return cmd_rollback(sub_argc, sub_argv, &g);
   if (!strcmp(cmd, "bench")) {
     qv_client_opts bo;
     client_opts(&g, &bo); /* bench sets its own deadline (--timeout after 'bench') */

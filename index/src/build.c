@@ -539,6 +539,7 @@ static qv_status replace(qv_collection *c, qv_collection *src, const qv_build_op
   SWAP(c->cap, src->cap);
   SWAP(c->map, src->map);
   SWAP(c->train_sample, src->train_sample);
+  SWAP(c->generation, src->generation);
   src->gpu = c->gpu; /* the old copy goes with the old state */
   c->gpu = gpu;
   memcpy(c->placement, note, sizeof note);
@@ -564,5 +565,57 @@ qv_status qv_collection_replace(qv_collection *c, qv_collection *src, const qv_b
   qv__blas_build(+1); /* the recall check's exact search may use every core, like a build */
   const qv_status st = replace(c, src, o, rep, err);
   qv__blas_build(-1);
+  return st;
+}
+
+qv_status qv_collection_swap(qv_collection *a, qv_collection *b, qv_error *err) {
+  if (a == NULL || b == NULL || a == b)
+    return qv_error_set(err, QV_EINVAL, "swap: NULL or identical collections");
+  if (a->dim != b->dim || a->metric != b->metric || a->n_features != b->n_features)
+    return qv_error_set(err, QV_EINVAL,
+                        "swap: the versions differ in dim (%zu, %zu), metric or features (%zu, "
+                        "%zu)",
+                        a->dim, b->dim, a->n_features, b->n_features);
+  /* Writers' locks in address order: two swaps of one pair cannot deadlock. */
+  qv_collection *lo = a < b ? a : b, *hi = a < b ? b : a;
+  pthread_mutex_lock(&lo->wmu);
+  pthread_mutex_lock(&hi->wmu);
+  qv_status st = QV_OK;
+  if (a->building || b->building)
+    st = qv_error_set(err, QV_EPRECONDITION,
+                      "a build of this collection is running: retry when "
+                      "it ends");
+  else if (!a->trained || !b->trained)
+    st = qv_error_set(err, QV_EPRECONDITION, "swap: both versions must be built");
+  if (st == QV_OK) {
+    pthread_rwlock_wrlock(&lo->rw);
+    pthread_rwlock_wrlock(&hi->rw);
+    SWAP(a->spec, b->spec);
+    SWAP(a->index, b->index);
+    SWAP(a->vecs, b->vecs);
+    SWAP(a->feats, b->feats);
+    SWAP(a->ids, b->ids);
+    SWAP(a->count, b->count);
+    SWAP(a->cap, b->cap);
+    SWAP(a->map, b->map);
+    SWAP(a->train_sample, b->train_sample);
+    SWAP(a->generation, b->generation);
+    SWAP(a->default_nprobe, b->default_nprobe);
+    SWAP(a->version, b->version);
+    SWAP(a->gpu, b->gpu);
+    char note[sizeof a->placement];
+    memcpy(note, a->placement, sizeof note);
+    memcpy(a->placement, b->placement, sizeof note);
+    memcpy(b->placement, note, sizeof note);
+    SWAP(a->tomb, b->tomb);
+    SWAP(a->n_dead, b->n_dead);
+    SWAP(a->build_recall, b->build_recall);
+    SWAP(a->build_recall_k, b->build_recall_k);
+    SWAP(a->build_nprobe, b->build_nprobe);
+    pthread_rwlock_unlock(&hi->rw);
+    pthread_rwlock_unlock(&lo->rw);
+  }
+  pthread_mutex_unlock(&hi->wmu);
+  pthread_mutex_unlock(&lo->wmu);
   return st;
 }

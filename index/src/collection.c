@@ -39,6 +39,7 @@ qv_status qv__collection_alloc(qv_collection **out, qv_error *err) {
   snprintf(c->placement, sizeof c->placement, "cpu: not built yet");
   c->keep_versions = 2;
   c->build_recall = -1.0;
+  c->generation = 1;
   *out = c;
   return QV_OK;
 }
@@ -415,6 +416,7 @@ qv_status qv_collection_stats_get(qv_collection *c, qv_collection_stats *s, qv_e
   s->index_bytes = s->indexed * (c->spec.code_bytes + sizeof(int64_t)) +
                    (uint64_t)c->spec.nlist * c->dim * sizeof(float);
   s->version = c->version;
+  s->generation = c->generation;
   s->n_features = c->n_features;
   s->vector_bytes += (uint64_t)c->count * c->n_features * sizeof(float);
   s->device = c->device;
@@ -621,4 +623,23 @@ out:
   free(again);
   free(vecs);
   return st;
+}
+
+uint64_t qv_collection_generation(qv_collection *c) {
+  if (c == NULL)
+    return 0;
+  pthread_rwlock_rdlock(&c->rw);
+  const uint64_t g = c->generation;
+  pthread_rwlock_unlock(&c->rw);
+  return g;
+}
+
+qv_status qv_collection_set_generation(qv_collection *c, uint64_t g, qv_error *err) {
+  if (c == NULL || g < 1 || g > INT64_MAX)
+    return qv_error_set(err, QV_EINVAL, "a data version is 1 .. 2^63-1 (got %llu)",
+                        (unsigned long long)g);
+  pthread_rwlock_wrlock(&c->rw);
+  c->generation = g;
+  pthread_rwlock_unlock(&c->rw);
+  return QV_OK;
 }

@@ -36,6 +36,10 @@ struct qv_collection {
   FaissIndex *index; /* never NULL after create/open */
   int trained;
   uint64_t version; /* +1 per successful build */
+  /* The data version (a rollout's generation, quiver/collection.h): 1 at create, moved only by
+   * its owner (qv_collection_set_generation) and swapped with the rest of the state by a
+   * replace. Read under rw. */
+  uint64_t generation;
 
   /* The store: row r holds ids[r], vecs[r * dim ...] and feats[r * n_features ...]. */
   size_t n_features;

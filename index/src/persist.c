@@ -215,6 +215,9 @@ static qv_status snapshot_take(qv_collection *c, snapshot *sn, qv_error *err) {
       "count", (json_int_t)n, "trained", c->trained, "build_version", (json_int_t)c->version,
       "n_features", (json_int_t)F, "device", qv_device_name(c->device), "deferred_deletes",
       c->deferred, "wal_seq", (json_int_t)(c->wal_seq & INT64_MAX));
+  if (sn->root != NULL)
+    json_object_set_new(sn->root, "generation",
+                        json_integer((json_int_t)(c->generation & INT64_MAX)));
   if (sn->root != NULL && c->build_recall >= 0) {
     json_object_set_new(sn->root, "build_recall", json_real(c->build_recall));
     json_object_set_new(sn->root, "build_recall_k", json_integer(c->build_recall_k));
@@ -528,6 +531,9 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
   get_uint(root, "build_nprobe", QV_MAX_NLIST, &rp);
   c->build_recall_k = (uint32_t)rk;
   c->build_nprobe = (uint32_t)rp;
+  uint64_t gen = 1; /* absent: a collection saved before data versions (they all were 1) */
+  get_uint(root, "generation", INT64_MAX, &gen);
+  c->generation = gen ? gen : 1;
 
   qv_path_fmt(path, NULL, "%s/%s/vectors.npy", dir, vdir);
   if ((st = qv_vecfile_open(&vf, path, err)) != QV_OK) {

@@ -219,6 +219,17 @@ static void tomb_fixup(qv_collection *c, const float *q, size_t n, size_t kf, co
   qv_topk_finish(n, k, larger, scores, ids);
 }
 
+/* A search pinned to a data version (p->generation != 0) the collection's state does not hold;
+ * the caller holds c->rw for reading. */
+static qv_status generation_check(const qv_collection *c, const qv_search_params *p,
+                                  qv_error *err) {
+  if (p->generation == 0 || p->generation == c->generation)
+    return QV_OK;
+  return qv_error_set(err, QV_EPRECONDITION,
+                      "the collection holds data version %llu, not the version %llu asked for",
+                      (unsigned long long)c->generation, (unsigned long long)p->generation);
+}
+
 /* The index search proper; the caller holds c->rw for reading. */
 static qv_status search_locked(qv_collection *c, const float *q, size_t n, size_t k,
                                uint32_t req_nprobe, float *scores, int64_t *ids, qv_error *err) {
@@ -272,7 +283,9 @@ qv_status qv_collection_search_check(qv_collection *c, const float *queries, siz
   if (st != QV_OK)
     return st;
   pthread_rwlock_rdlock(&c->rw);
-  if (!c->trained)
+  if ((st = generation_check(c, p, err)) != QV_OK)
+    ;
+  else if (!c->trained)
     st = qv_error_set(err, QV_EPRECONDITION,
                       "index '%s' is not built yet: build it first (%zu vectors stored)",
                       c->spec.text, c->count);
@@ -294,8 +307,9 @@ static qv_status run_search(qv_collection *c, const float *queries, size_t n,
   if (st != QV_OK)
     return st;
   pthread_rwlock_rdlock(&c->rw);
-  st = exact ? exact_locked(c, q, n, p->k, scores, ids, err)
-             : search_locked(c, q, n, p->k, p->nprobe, scores, ids, err);
+  if ((st = generation_check(c, p, err)) == QV_OK)
+    st = exact ? exact_locked(c, q, n, p->k, scores, ids, err)
+               : search_locked(c, q, n, p->k, p->nprobe, scores, ids, err);
   pthread_rwlock_unlock(&c->rw);
   free(owned);
   return st;
@@ -362,7 +376,8 @@ qv_status qv_collection_search_refined(qv_collection *c, const float *queries, s
     const size_t m = n - off < qb ? n - off : qb;
     const float *qm = q + off * d;
     pthread_rwlock_rdlock(&c->rw);
-    st = search_locked(c, qm, m, kc, p->nprobe, cs, ci, err);
+    if ((st = generation_check(c, p, err)) == QV_OK)
+      st = search_locked(c, qm, m, kc, p->nprobe, cs, ci, err);
     /* Gather each candidate's full vector under the same read lock (rows cannot move). */
     for (size_t i = 0; st == QV_OK && i < m * kc; i++) {
       uint64_t row;

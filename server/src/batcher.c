@@ -38,7 +38,7 @@ static void finish(qv__bq *r, qv_status st) {
 
 /* Runs r alone (directly into its buffers). */
 static void run_one(qv__batcher *b, qv__bq *r) {
-  qv_search_params p = {.k = r->k, .nprobe = r->nprobe};
+  qv_search_params p = {.k = r->k, .nprobe = r->nprobe, .generation = r->generation};
   qv_error_clear(&r->err);
   r->batch_queries = (uint32_t)r->n;
   finish(r, qv_collection_search(b->col, r->q, r->n, &p, r->scores, r->ids, &r->err));
@@ -66,7 +66,7 @@ static int grow(struct bufs *f, size_t dim, size_t nq, size_t nr) {
   return 0;
 }
 
-/* One batch: requests in list (same k and nprobe), nq queries in all. */
+/* One batch: requests in list (same k, nprobe and data version), nq queries in all. */
 static void run_batch(qv__batcher *b, struct bufs *f, qv__bq *list, size_t nq) {
   if (list->next == NULL) { /* alone: no copies at all */
     run_one(b, list);
@@ -85,7 +85,7 @@ static void run_batch(qv__batcher *b, struct bufs *f, qv__bq *list, size_t nq) {
     memcpy(f->q + off * b->dim, r->q, r->n * b->dim * sizeof(float));
     off += r->n;
   }
-  qv_search_params p = {.k = k, .nprobe = list->nprobe};
+  qv_search_params p = {.k = k, .nprobe = list->nprobe, .generation = list->generation};
   qv_error err = {0};
   qv_status st = qv_collection_search(b->col, f->q, nq, &p, f->s, f->i, &err);
   off = 0;
@@ -118,10 +118,12 @@ static void lead(qv__batcher *b) {
     /* Take the oldest request, then every later one of its key while the batch has room. */
     qv__bq *first = b->head, *list = NULL, **tail = &list, *prev = NULL;
     const uint32_t k = first->k, nprobe = first->nprobe;
+    const uint64_t gen = first->generation;
     size_t nq = 0;
     for (qv__bq *r = b->head, *next; r != NULL; r = next) {
       next = r->next;
-      if (r != first && (r->k != k || r->nprobe != nprobe || nq + r->n > b->o.max_queries)) {
+      if (r != first && (r->k != k || r->nprobe != nprobe || r->generation != gen ||
+                         nq + r->n > b->o.max_queries)) {
         prev = r;
         continue;
       }

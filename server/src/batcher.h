@@ -6,14 +6,14 @@
  * own request first in line when the queue was empty: no waiting when nothing else runs); a
  * submitter that finds max_active leaders busy only queues its request and returns, so its
  * thread goes back to accepting calls, and a leader takes the request in its next batch. A batch
- * holds up to max_queries queries of one (k, nprobe) key. With max_wait_us > 0 a submitter leads
- * only a full batch; a timer thread of the batcher leads the others once the oldest request has
- * waited max_wait_us (a polling thread never waits). Each batch is one qv_collection_search; the
- * answers are split back and each request's done() is called on the leader's thread. Requests whose
- * deadline passed while queued are answered QV_EDEADLINE without running. Requests of other keys
- * stay queued in order (the oldest request always goes in the next batch: nothing starves). If a
- * combined search fails, each request is run alone so that an error reaches only the request that
- * caused it. */
+ * holds up to max_queries queries of one (k, nprobe, data version) key. With max_wait_us > 0 a
+ * submitter leads only a full batch; a timer thread of the batcher leads the others once the oldest
+ * request has waited max_wait_us (a polling thread never waits). Each batch is one
+ * qv_collection_search; the answers are split back and each request's done() is called on the
+ * leader's thread. Requests whose deadline passed while queued are answered QV_EDEADLINE without
+ * running. Requests of other keys stay queued in order (the oldest request always goes in the next
+ * batch: nothing starves). If a combined search fails, each request is run alone so that an error
+ * reaches only the request that caused it. */
 #ifndef QUIVER_SERVER_BATCHER_H
 #define QUIVER_SERVER_BATCHER_H
 
@@ -29,6 +29,7 @@ struct qv__bq {
   size_t n;                /* queries */
   uint32_t k;              /* results per query */
   uint32_t nprobe;         /* 0 = the collection's default */
+  uint64_t generation;     /* 0 = any; else qv_search_params.generation */
   double deadline;         /* CLOCK_MONOTONIC seconds; 0 = none */
   double enqueued;         /* set by the batcher */
   float *scores;           /* n x k, the caller's */

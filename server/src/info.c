@@ -51,4 +51,35 @@ void qv__fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_bu
   info->memory_bytes = s.vector_bytes + s.index_bytes;
   info->index_version = s.version;
   info->n_features = (uint32_t)s.n_features;
+  info->version = s.generation;
+  /* The VersionInfo and its pointer, aligned, after the strings of spec_buf. */
+  uintptr_t at = (uintptr_t)(spec_buf + INFO_STRINGS);
+  at = (at + _Alignof(Quiver__V1__VersionInfo) - 1) &
+       ~(uintptr_t)(_Alignof(Quiver__V1__VersionInfo) - 1);
+  Quiver__V1__VersionInfo *v = (Quiver__V1__VersionInfo *)at;
+  Quiver__V1__VersionInfo **vp = (Quiver__V1__VersionInfo **)(v + 1);
+  if (qv__fill_version(e, v)) {
+    *vp = v;
+    info->n_versions = 1;
+    info->versions = vp;
+  }
+}
+
+int qv__fill_version(qv__entry *e, Quiver__V1__VersionInfo *v) {
+  quiver__v1__version_info__init(v);
+  int kind = QV__SLOT_NONE;
+  qv_collection *c = qv__entry_slot_get(e, 0, &kind);
+  if (c == NULL)
+    return 0;
+  qv_collection_stats s;
+  qv_collection_stats_get(c, &s, NULL);
+  qv__entry_slot_put(e);
+  v->version = s.generation;
+  v->state = kind == QV__SLOT_STAGED ? "staged" : "previous";
+  v->count = s.count;
+  v->memory_bytes = s.vector_bytes + s.index_bytes;
+  v->recall = s.build_recall;
+  v->recall_k = s.build_recall_k;
+  v->recall_nprobe = s.build_nprobe;
+  return 1;
 }

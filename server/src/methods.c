@@ -40,6 +40,10 @@ const method qv__method_table[NMETHODS] = {
     [M_IMPORT] = {"/quiver.v1.Retrieval/ImportIndex", K_CLIENT_STREAM,
                   &quiver__v1__import_index_request__descriptor, NULL, qv__start_import,
                   QV__ROLE_ADMIN, 1, NULL, qv__rt_start_import},
+    /* A flip saves the collection: a writer thread's step, as a write's. */
+    [M_ROLLOUT] = {"/quiver.v1.Retrieval/Rollout", K_UNARY,
+                   &quiver__v1__rollout_request__descriptor, qv__h_rollout, NULL, QV__ROLE_ADMIN, 1,
+                   qv__rt_rollout, NULL},
 };
 
 const char *qv__method_short(const method *m) {

@@ -24,6 +24,7 @@ enum {
   M_BUILD,
   M_HEALTH,
   M_IMPORT,
+  M_ROLLOUT,
   NMETHODS
 };
 

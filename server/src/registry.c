@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np: a flip must not starve under searches */
 #include "registry.h"
 
 #include <dirent.h>
@@ -24,6 +25,18 @@ struct qv__entry {
   pthread_mutex_t save_mu; /* serialises saves with each other and with a drop */
   qv__batcher *batcher;    /* coalesces its searches; NULL when batching is off */
   int dropped;             /* the directory is gone on purpose (save_mu) */
+  /* The data version held beside the serving one (docs/rollout.md): staged (DATA_DIR/staged/NAME,
+   * its own log) or the previous one after a flip (in memory; its old staged directory is kept
+   * until it is released). Searches and writes on it hold slot_rw for reading; setting, flipping
+   * and dropping it for writing. */
+  pthread_rwlock_t slot_rw;
+  qv_collection *slot;
+  int slot_kind; /* qv__slot_kind */
+  char slot_dir[QV_PATH_MAX];
+  /* Writers (upsert chunks, deletes) hold it for reading while they apply to both versions; a
+   * flip holds it for writing from the swap to the saved snapshot, so that no write lands in
+   * between (a crash there would replay it onto the version flipped from). */
+  pthread_rwlock_t write_rw;
 };
 
 const char *qv__entry_name(const qv__entry *e) {
@@ -73,7 +86,10 @@ qv_status qv__name_check(const char *name, qv_error *err) {
 static void entry_free(qv__entry *e) {
   qv__batcher_free(e->batcher); /* nothing is queued: queued searches hold a reference */
   qv_collection_close(e->col);
+  qv_collection_close(e->slot);
   pthread_mutex_destroy(&e->save_mu);
+  pthread_rwlock_destroy(&e->slot_rw);
+  pthread_rwlock_destroy(&e->write_rw);
   free(e);
 }
 
@@ -103,7 +119,8 @@ static qv_status new_entry(qv__registry *r, const char *name, qv__entry **out, q
     return qv_error_set(err, QV_ENOMEM, "out of memory");
   int wn = snprintf(e->name, sizeof e->name, "%s", name);
   if (wn < 0 || (size_t)wn >= sizeof e->name ||
-      qv_path_fmt(e->dir, NULL, "%s/%s", r->root, name) != QV_OK) {
+      qv_path_fmt(e->dir, NULL, "%s/%s", r->root, name) != QV_OK ||
+      qv_path_fmt(e->slot_dir, NULL, "%s/%s", r->staged_root, name) != QV_OK) {
     free(e); /* unreachable: qv__registry_open bounds the root */
     return qv_error_set(err, QV_EINVAL, "collection name or data directory path is too long");
   }
@@ -111,8 +128,54 @@ static qv_status new_entry(qv__registry *r, const char *name, qv__entry **out, q
   atomic_init(&e->building, 0);
   atomic_init(&e->dirty, 0);
   pthread_mutex_init(&e->save_mu, NULL);
+  /* Writer-preferring: a flip is not starved by a steady stream of searches (none of their
+   * holders takes it twice). */
+  pthread_rwlockattr_t a;
+  pthread_rwlockattr_init(&a);
+  pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init(&e->slot_rw, &a);
+  pthread_rwlock_init(&e->write_rw, &a);
+  pthread_rwlockattr_destroy(&a);
   *out = e;
   return QV_OK;
+}
+
+/* At start: the staged version a collection held (DATA_DIR/staged/NAME), with its log replayed.
+ * One no newer than the serving version is what a flip left behind (the previous version is not
+ * kept over a restart): removed. One that fails its checks is logged and kept aside. */
+static void slot_open(qv__registry *r, qv__entry *e) {
+  struct stat sb;
+  if (stat(e->slot_dir, &sb) != 0)
+    return;
+  qv_error oe = {0};
+  qv_collection *c = NULL;
+  const uint64_t serving = qv_collection_generation(e->col);
+  if (qv_collection_open(&c, e->slot_dir, &oe) != QV_OK) {
+    QV_LOG_E("collection '%s': its staged version in %s is not held: %s (left as it is; remove "
+             "it, or stage the version again)",
+             e->name, e->slot_dir, oe.msg);
+    return;
+  }
+  const uint64_t g = qv_collection_generation(c);
+  if (g <= serving) {
+    qv_collection_close(c);
+    qv_remove_tree(e->slot_dir, NULL);
+    QV_LOG_I("collection '%s': removed %s (version %llu, not newer than the serving %llu: what a "
+             "flip left)",
+             e->name, e->slot_dir, (unsigned long long)g, (unsigned long long)serving);
+    return;
+  }
+  qv_collection_set_keep_versions(c, 1, NULL);
+  if (qv_collection_wal_attach(c, e->slot_dir, &r->cfg.wal, NULL, &oe) != QV_OK) {
+    QV_LOG_E("collection '%s': its staged version %llu is not held: its write-ahead log: %s",
+             e->name, (unsigned long long)g, oe.msg);
+    qv_collection_close(c);
+    return;
+  }
+  e->slot = c;
+  e->slot_kind = QV__SLOT_STAGED;
+  QV_LOG_I("collection '%s': staged version %llu held beside the serving %llu", e->name,
+           (unsigned long long)g, (unsigned long long)serving);
 }
 
 qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv__registry_cfg *cfg,
@@ -125,7 +188,10 @@ qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv__reg
   if (strlen(data_dir) > QV_COLLECTION_DIR_MAX - QV__NAME_MAX - sizeof "/collections/")
     return qv_error_set(err, QV_EINVAL, "--data-dir is too long");
   qv_path_fmt(r->root, NULL, "%s/collections", data_dir);
+  qv_path_fmt(r->staged_root, NULL, "%s/staged", data_dir);
   qv_status st = qv_mkdirs(r->root, err);
+  if (st == QV_OK)
+    st = qv_mkdirs(r->staged_root, err);
   if (st != QV_OK)
     return st;
   qv_stage_clean(r->root); /* the staging of imports a stop cut short */
@@ -202,6 +268,7 @@ qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv__reg
              s.trained ? "ready" : "not built", s.placement);
     if (s.trained && s.device == QV_DEVICE_GPU && s.gpu < 0)
       QV_LOG_W("collection '%s' asked for a GPU but serves from the CPU: %s", e->name, s.placement);
+    slot_open(r, e);
     if ((st = add_entry(r, e, err)) != QV_OK) {
       entry_free(e);
       closedir(d);
@@ -367,6 +434,12 @@ static void drop_marked(qv__registry *r, qv__entry *e) {
   pthread_mutex_unlock(&e->save_mu);
   qv_dir_fsync(r->root, NULL);
   qv_remove_tree(trash, NULL);
+  pthread_rwlock_wrlock(&e->slot_rw); /* the version beside it goes too */
+  qv_collection_close(e->slot);
+  e->slot = NULL;
+  e->slot_kind = QV__SLOT_NONE;
+  qv_remove_tree(e->slot_dir, NULL);
+  pthread_rwlock_unlock(&e->slot_rw);
 
   pthread_mutex_lock(&r->mu);
   size_t i;
@@ -480,8 +553,153 @@ uint64_t qv__registry_memory(qv__registry *r, const qv__entry *except) {
     qv_collection_stats s;
     if (es[i] != except && qv_collection_stats_get(es[i]->col, &s, NULL) == QV_OK)
       total += s.vector_bytes + s.index_bytes;
+    if (es[i] != except)
+      total += qv__entry_slot_bytes(es[i]);
     qv__registry_put(r, es[i]);
   }
   free(es);
   return total;
+}
+
+/* ---- the version beside the serving one ------------------------------------------------ */
+
+qv_collection *qv__entry_slot_get(qv__entry *e, uint64_t version, int *kind) {
+  pthread_rwlock_rdlock(&e->slot_rw);
+  if (e->slot != NULL && (version == 0 || qv_collection_generation(e->slot) == version)) {
+    if (kind)
+      *kind = e->slot_kind;
+    return e->slot;
+  }
+  pthread_rwlock_unlock(&e->slot_rw);
+  if (kind)
+    *kind = QV__SLOT_NONE;
+  return NULL;
+}
+
+void qv__entry_slot_put(qv__entry *e) {
+  pthread_rwlock_unlock(&e->slot_rw);
+}
+
+uint64_t qv__entry_slot_bytes(qv__entry *e) {
+  uint64_t b = 0;
+  qv_collection *c = qv__entry_slot_get(e, 0, NULL);
+  if (c != NULL) {
+    qv_collection_stats s;
+    if (qv_collection_stats_get(c, &s, NULL) == QV_OK)
+      b = s.vector_bytes + s.index_bytes;
+    qv__entry_slot_put(e);
+  }
+  return b;
+}
+
+void qv__entry_write_begin(qv__entry *e) {
+  pthread_rwlock_rdlock(&e->write_rw);
+}
+
+void qv__entry_write_end(qv__entry *e) {
+  pthread_rwlock_unlock(&e->write_rw);
+}
+
+static const char *slot_kind_name(int kind) {
+  return kind == QV__SLOT_STAGED ? "staged" : kind == QV__SLOT_PREVIOUS ? "previous" : "none";
+}
+
+/* Frees what the slot holds; the caller holds slot_rw for writing. */
+static void slot_clear(qv__entry *e) {
+  qv_collection_close(e->slot);
+  e->slot = NULL;
+  e->slot_kind = QV__SLOT_NONE;
+  qv_remove_tree(e->slot_dir, NULL);
+}
+
+qv_status qv__entry_stage(qv__registry *r, qv__entry *e, qv_collection *c, qv_error *err) {
+  /* Writes wait while the new version is saved and attached: none may reach the serving version
+   * without reaching it. */
+  pthread_rwlock_wrlock(&e->write_rw);
+  pthread_rwlock_wrlock(&e->slot_rw);
+  slot_clear(e);
+  qv_status st = qv_collection_set_keep_versions(c, 1, err);
+  if (st == QV_OK)
+    st = qv_collection_save(c, e->slot_dir, err);
+  if (st == QV_OK)
+    st = qv_dir_fsync(r->staged_root, err);
+  if (st == QV_OK)
+    st = qv_collection_wal_attach(c, e->slot_dir, &r->cfg.wal, NULL, err);
+  if (st == QV_OK) {
+    e->slot = c;
+    e->slot_kind = QV__SLOT_STAGED;
+  } else {
+    qv_remove_tree(e->slot_dir, NULL);
+  }
+  pthread_rwlock_unlock(&e->slot_rw);
+  pthread_rwlock_unlock(&e->write_rw);
+  return st;
+}
+
+qv_status qv__entry_slot_drop(qv__entry *e, int kind, uint64_t *version, qv_error *err) {
+  qv_status st = QV_OK;
+  pthread_rwlock_wrlock(&e->slot_rw);
+  if (e->slot == NULL || e->slot_kind != kind) {
+    st = e->slot == NULL
+             ? qv_error_set(err, QV_EPRECONDITION,
+                            "collection '%s' holds no %s version (only the serving one)", e->name,
+                            slot_kind_name(kind))
+             : qv_error_set(err, QV_EPRECONDITION,
+                            "collection '%s' holds no %s version (version %llu is %s)", e->name,
+                            slot_kind_name(kind),
+                            (unsigned long long)qv_collection_generation(e->slot),
+                            slot_kind_name(e->slot_kind));
+  } else {
+    if (version)
+      *version = qv_collection_generation(e->slot);
+    slot_clear(e);
+  }
+  pthread_rwlock_unlock(&e->slot_rw);
+  return st;
+}
+
+qv_status qv__entry_flip(qv__registry *r, qv__entry *e, int rollback, uint64_t version,
+                         qv_error *err) {
+  (void)r;
+  const int want = rollback ? QV__SLOT_PREVIOUS : QV__SLOT_STAGED;
+  qv_status st = QV_OK;
+  pthread_rwlock_wrlock(&e->write_rw);
+  pthread_rwlock_wrlock(&e->slot_rw);
+  const uint64_t held = e->slot ? qv_collection_generation(e->slot) : 0;
+  if (e->slot == NULL)
+    st = qv_error_set(err, QV_EPRECONDITION,
+                      "collection '%s' holds no %s version to %s (only the serving one)", e->name,
+                      slot_kind_name(want), rollback ? "roll back to" : "flip to");
+  else if (e->slot_kind != want)
+    st = qv_error_set(err, QV_EPRECONDITION,
+                      "collection '%s' holds no %s version to %s (version %llu is %s)", e->name,
+                      slot_kind_name(want), rollback ? "roll back to" : "flip to",
+                      (unsigned long long)held, slot_kind_name(e->slot_kind));
+  else if (version != 0 && held != version)
+    st = qv_error_set(err, QV_EPRECONDITION,
+                      "collection '%s' holds %s version %llu, not the version %llu asked for",
+                      e->name, slot_kind_name(want), (unsigned long long)held,
+                      (unsigned long long)version);
+  if (st == QV_OK)
+    st = qv_collection_swap(e->col, e->slot, err);
+  if (st == QV_OK) {
+    /* The serving object's log now logs writes to the new state: its snapshot must be that
+     * state before a write lands, or a restart would replay it onto the old one. */
+    qv_status sst = qv__entry_save(e, err);
+    if (sst != QV_OK) {
+      qv_error se = {0};
+      if (qv_collection_swap(e->col, e->slot, &se) == QV_OK)
+        qv_error_prefix(err, sst, "not flipped (the snapshot could not be saved)");
+      else
+        qv_error_prefix(err, sst, "flipped but NOT saved: a restart serves the previous version");
+      st = sst;
+    } else if (rollback) {
+      slot_clear(e); /* the version rolled back from */
+    } else {
+      e->slot_kind = QV__SLOT_PREVIOUS; /* its directory stays until released (slot_open) */
+    }
+  }
+  pthread_rwlock_unlock(&e->slot_rw);
+  pthread_rwlock_unlock(&e->write_rw);
+  return st;
 }

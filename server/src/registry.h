@@ -31,7 +31,8 @@ typedef struct qv__registry_cfg {
 typedef struct qv__registry {
   pthread_mutex_t mu;
   qv__registry_cfg cfg;
-  char root[QV_PATH_MAX]; /* DATA_DIR/collections */
+  char root[QV_PATH_MAX];        /* DATA_DIR/collections */
+  char staged_root[QV_PATH_MAX]; /* DATA_DIR/staged: one staged version per collection */
   qv__entry **items;
   size_t n, cap;
 } qv__registry;
@@ -92,5 +93,45 @@ int qv__entry_building(const qv__entry *e);
 void qv__entry_end_build(qv__entry *e);
 /* Changed in memory since the last save (the next save or close writes it). */
 void qv__entry_mark_dirty(qv__entry *e);
+
+/* ---- the data version held beside the serving one (docs/rollout.md) ---- */
+
+typedef enum {
+  QV__SLOT_NONE = 0,
+  QV__SLOT_STAGED = 1,  /* a newer version, not serving yet (persisted, with its own log) */
+  QV__SLOT_PREVIOUS = 2 /* the version served before the last flip (memory only) */
+} qv__slot_kind;
+
+/* The version held beside e's serving one, with e's slot lock held for reading (searches and
+ * writes on it go on; a flip or a drop waits): its collection when one is held and, when
+ * version != 0, it is that version; else NULL and no lock is held. *kind (may be NULL) gets its
+ * qv__slot_kind. Release a non-NULL answer with qv__entry_slot_put. */
+qv_collection *qv__entry_slot_get(qv__entry *e, uint64_t version, int *kind);
+void qv__entry_slot_put(qv__entry *e);
+/* Bytes it holds (store + index); 0 when none. */
+uint64_t qv__entry_slot_bytes(qv__entry *e);
+
+/* Holds c (built, e's dim, metric and features, its data version set above the serving one) as
+ * e's staged version: saved under DATA_DIR/staged/NAME with a write-ahead log of its own, and
+ * from then on given e's writes. What was held beside e before is dropped. The caller holds e's
+ * build claim. On QV_OK c belongs to e; otherwise it stays the caller's. */
+qv_status qv__entry_stage(qv__registry *r, qv__entry *e, qv_collection *c, qv_error *err);
+
+/* Drops what is held beside e when it is of `kind` (*version gets its data version), frees its
+ * memory and its directory. QV_EPRECONDITION saying what is held when it is not. */
+qv_status qv__entry_slot_drop(qv__entry *e, int kind, uint64_t *version, qv_error *err);
+
+/* rollback = 0: the staged version serves (version != 0: it must be that one) and the one served
+ * until now is held as previous. rollback = 1: the previous version serves again and the one
+ * rolled back from is dropped. Writes wait from the swap until e is saved; searches never wait
+ * (each is answered from the version it asked for). The caller holds e's build claim.
+ * QV_EPRECONDITION when nothing of that kind is held (or another version is); a failed save
+ * swaps back (the error says so). */
+qv_status qv__entry_flip(qv__registry *r, qv__entry *e, int rollback, uint64_t version,
+                         qv_error *err);
+
+/* Writers to e (an upsert chunk, a delete) hold this around what they apply to both versions. */
+void qv__entry_write_begin(qv__entry *e);
+void qv__entry_write_end(qv__entry *e);
 
 #endif

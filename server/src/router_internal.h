@@ -128,6 +128,8 @@ void qv__rt_start_upsert(qv__server *s, grpc_call *call, grpc_metadata_array *md
                          grpc_byte_buffer *payload);
 void qv__rt_start_build(qv__server *s, grpc_call *call, grpc_metadata_array *md,
                         grpc_byte_buffer *payload);
+qv_status qv__rt_rollout(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
+                         grpc_byte_buffer **resp, qv_error *err);
 void qv__rt_start_import(qv__server *s, grpc_call *call, grpc_metadata_array *md,
                          grpc_byte_buffer *payload);
 

@@ -743,3 +743,11 @@ void qv__rt_start_import(qv__server *s, grpc_call *call, grpc_metadata_array *md
   (void)s;
   qv__finish_call(call, md, 0, NULL, QV_EUNSUPPORTED, msg);
 }
+
+qv_status qv__rt_rollout(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
+                         grpc_byte_buffer **resp, qv_error *err) {
+  (void)s, (void)m, (void)unused, (void)resp;
+  return qv_error_set(err, QV_EUNSUPPORTED,
+                      "Rollout through a router is not built yet (docs/rollout.md): stage and "
+                      "flip on each shard server's NAME.shardK directly");
+}

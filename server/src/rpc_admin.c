@@ -133,7 +133,11 @@ qv_status qv__h_delete(qv__server *s, const ProtobufCMessage *m, const gpr_times
   if (st != QV_OK)
     return st;
   size_t deleted = 0;
+  qv__entry_write_begin(e);
   st = qv_collection_delete(qv__entry_col(e), r->n_ids, r->ids, &deleted, err);
+  if (st == QV_OK)
+    qv__slot_write(e, r->n_ids, r->ids, NULL, NULL, 0);
+  qv__entry_write_end(e);
   /* The delete is in the write-ahead log (synced per --wal-sync) before it returned. */
   if (st == QV_OK && deleted > 0)
     st = qv__entry_wrote(s->reg, e, err);

@@ -86,6 +86,43 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
     if (ns.open_note[0] != '\0')
       st = qv_error_set(&err, QV_ECORRUPT, "the imported index: %.400s", ns.open_note);
   }
+  if (st == QV_OK && u->staged) {
+    /* A staged version: held beside the serving one, nothing swapped (rpc_rollout.c). */
+    uint64_t version = 0;
+    if ((st = qv__registry_get(reg, u->name, &e, &err)) == QV_OK &&
+        (st = qv__registry_claim_build(reg, e, &err)) == QV_OK) {
+      if (atomic_load(&s->stopping))
+        st =
+            qv_error_set(&err, QV_EUNAVAILABLE, "the server is shutting down: stage after restart");
+      else
+        st = qv__import_stage(u, e, src, &rep, &version, &err);
+      qv__entry_end_build(e);
+    }
+    qv_collection_close(src);
+    if (st == QV_OK) {
+      Quiver__V1__ImportIndexResponse out = QUIVER__V1__IMPORT_INDEX_RESPONSE__INIT;
+      Quiver__V1__CollectionInfo info;
+      char spec[INFO_BUF];
+      qv__fill_info(e, &info, spec);
+      out.info = &info;
+      out.bytes_received = u->stage ? qv_stage_bytes(u->stage) : 0;
+      out.files = u->stage ? qv_stage_files(u->stage) : 0;
+      out.recall = rep.recall;
+      out.recall_k = rep.recall_k;
+      out.recall_nprobe = rep.recall_nprobe;
+      out.elapsed_seconds = qv_monotonic_s() - u->st.t0;
+      out.version = version;
+      *resp = qv__wire_pack(&out.base);
+      QV_LOG_I("ImportIndex collection=%s %s: staged version %llu (serving %llu): recall@%u=%.4f "
+               "at nprobe %u, %.2f s",
+               u->name, u->server_path[0] ? u->server_path : "streamed",
+               (unsigned long long)version, (unsigned long long)info.version, rep.recall_k,
+               rep.recall, rep.recall_nprobe, out.elapsed_seconds);
+    }
+    qv__registry_put(reg, e);
+    *errp = err;
+    return st;
+  }
   if (st == QV_OK && (st = qv__registry_get(reg, u->name, &e, &err)) == QV_ENOTFOUND && u->create) {
     qv_collection_stats ns;
     qv_collection_stats_get(src, &ns, NULL);
@@ -117,6 +154,25 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
   }
   if (st == QV_OK && atomic_load(&s->stopping)) /* a stop waits for imports: do not start one */
     st = qv_error_set(&err, QV_EUNAVAILABLE, "the server is shutting down: import after restart");
+  if (st == QV_OK) {
+    /* It replaces the serving data: a new data version. Beside a staged one it would leave a
+     * newer-numbered version that is older data: refused; a previous one is dropped. */
+    int kind = QV__SLOT_NONE;
+    qv_collection *beside = qv__entry_slot_get(e, 0, &kind);
+    uint64_t bv = beside ? qv_collection_generation(beside) : 0;
+    if (beside)
+      qv__entry_slot_put(e);
+    if (kind == QV__SLOT_STAGED)
+      st = qv_error_set(&err, QV_EPRECONDITION,
+                        "collection '%s' holds staged version %llu: flip to it or abort it first "
+                        "(quiver rollout), or stage this import too (--stage)",
+                        u->name, (unsigned long long)bv);
+    else if (kind == QV__SLOT_PREVIOUS)
+      qv__entry_slot_drop(e, QV__SLOT_PREVIOUS, NULL, NULL);
+    if (st == QV_OK)
+      st = qv_collection_set_generation(
+          src, created ? 1 : qv_collection_generation(qv__entry_col(e)) + 1, &err);
+  }
   if (st == QV_OK)
     st = qv_collection_replace(qv__entry_col(e), src, &u->opts, &rep, &err);
   if (st == QV_OK && (st = qv__entry_save(e, &err)) != QV_OK) {
@@ -150,6 +206,7 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
     out.recall_k = rep.recall_k;
     out.recall_nprobe = rep.recall_nprobe;
     out.elapsed_seconds = qv_monotonic_s() - u->st.t0;
+    out.version = info.version;
     *resp = qv__wire_pack(&out.base);
     QV_LOG_I("ImportIndex collection=%s %s: %llu vectors, %s, recall@%u=%.4f at nprobe %u, "
              "%.2f s",
@@ -191,9 +248,16 @@ qv_status qv__import_message(import_call *u, const Quiver__V1__ImportIndexReques
       snprintf(u->name, sizeof u->name, "%s", name);
       snprintf(u->server_path, sizeof u->server_path, "%s", sp);
       u->create = r->create;
+      u->staged = r->stage;
+      u->version = r->stage ? r->version : 0;
+      if (u->staged && u->create)
+        st = qv_error_set(&err, QV_EINVAL,
+                          "stage and create exclude each other: a staged version is a new "
+                          "version of a collection that exists");
+    }
+    if (st == QV_OK)
       st = qv__build_opts_from(u->s, &u->opts, r->recall_floor, r->target_recall, r->eval_queries,
                                r->eval_k, &err);
-    }
     if (st == QV_OK && u->server_path[0] == '\0') {
       const qv_stage_limits lim = {
           .max_bytes = u->s->reg->cfg.memory_budget, /* more could never be loaded */

@@ -36,16 +36,16 @@ static int64_t *sorted_copy(const int64_t *ids, size_t n) {
   return out;
 }
 
-static qv_status search_reranked(qv__server *s, qv__entry *e, const Quiver__V1__SearchRequest *r,
-                                 const float *queries, size_t n, float *scores, int64_t *ids,
-                                 qv_error *err) {
+static qv_status search_reranked(qv__server *s, qv__entry *e, qv_collection *col,
+                                 const Quiver__V1__SearchRequest *r, const float *queries, size_t n,
+                                 float *scores, int64_t *ids, qv_error *err) {
   const Quiver__V1__RerankOptions *o = r->rerank;
   if (r->exact)
     return qv_error_set(err, QV_EINVAL,
                         "exact and rerank exclude each other: exact search is "
                         "already exact; send one of them");
   qv_collection_stats cs;
-  qv_collection_stats_get(qv__entry_col(e), &cs, NULL);
+  qv_collection_stats_get(col, &cs, NULL);
   if (o->n_weights > 1 && o->n_weights != 1 + cs.n_features)
     return qv_error_set(err, QV_EINVAL,
                         "rerank.weights has %zu entries; items of collection '%s' carry %zu "
@@ -75,9 +75,8 @@ static qv_status search_reranked(qv__server *s, qv__entry *e, const Quiver__V1__
     rp.n_allow = o->n_allow_ids;
     rp.deny = deny;
     rp.n_deny = o->n_deny_ids;
-    qv_search_params p = {.k = r->k, .nprobe = r->nprobe};
-    st = qv_collection_search_refined(qv__entry_col(e), queries, n, &p, o->candidates, &rp, scores,
-                                      ids, err);
+    qv_search_params p = {.k = r->k, .nprobe = r->nprobe, .generation = r->version};
+    st = qv_collection_search_refined(col, queries, n, &p, o->candidates, &rp, scores, ids, err);
   }
   free(allow);
   free(deny);
@@ -152,20 +151,53 @@ static qv_status still_wanted(qv__server *s, const gpr_timespec *deadline, size_
   return QV_OK;
 }
 
-qv_status qv__h_search(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
-                       grpc_byte_buffer **resp, qv_error *err) {
-  const Quiver__V1__SearchRequest *r = (const Quiver__V1__SearchRequest *)m;
-  if (r->collection == NULL || r->collection[0] == '\0')
-    return qv_error_set(err, QV_EINVAL, "collection is required");
-  qv__entry *e;
-  qv_status st = qv__registry_get(s->reg, r->collection, &e, err);
-  if (st != QV_OK)
-    return st;
+/* The collection that answers a search for data version `want` (0: the serving one): e's serving
+ * collection, or the version held beside it with its slot lock held (*on_slot = 1: release it
+ * with qv__entry_slot_put). *version gets the version it holds now. */
+static qv_status pick_version(qv__entry *e, uint64_t want, qv_collection **col, int *on_slot,
+                              uint64_t *version, qv_error *err) {
+  *on_slot = 0;
+  *col = qv__entry_col(e);
+  *version = qv_collection_generation(*col);
+  if (want == 0 || want == *version)
+    return QV_OK;
+  int kind = QV__SLOT_NONE;
+  qv_collection *c = qv__entry_slot_get(e, want, &kind);
+  if (c != NULL) {
+    *col = c;
+    *on_slot = 1;
+    *version = want;
+    return QV_OK;
+  }
+  uint64_t beside = 0;
+  qv_collection *b = qv__entry_slot_get(e, 0, &kind);
+  if (b != NULL) {
+    beside = qv_collection_generation(b);
+    qv__entry_slot_put(e);
+  }
+  if (beside != 0)
+    return qv_error_set(err, QV_EPRECONDITION,
+                        "collection '%s' does not hold data version %llu: it serves version %llu "
+                        "and holds %s version %llu",
+                        qv__entry_name(e), (unsigned long long)want, (unsigned long long)*version,
+                        kind == QV__SLOT_STAGED ? "staged" : "previous",
+                        (unsigned long long)beside);
+  return qv_error_set(err, QV_EPRECONDITION,
+                      "collection '%s' does not hold data version %llu: it serves version %llu "
+                      "(and holds no other)",
+                      qv__entry_name(e), (unsigned long long)want, (unsigned long long)*version);
+}
+
+/* A search of collection col (one version of e): every query, in steps. */
+static qv_status search_in(qv__server *s, qv__entry *e, qv_collection *col,
+                           const Quiver__V1__SearchRequest *r, const gpr_timespec *deadline,
+                           size_t *nq, float **scores_out, int64_t **ids_out, qv_error *err) {
   qv_collection_stats cs;
-  qv_collection_stats_get(qv__entry_col(e), &cs, NULL);
+  qv_collection_stats_get(col, &cs, NULL);
   size_t n = 0;
   float *scores = NULL;
   int64_t *ids = NULL;
+  qv_status st;
   if ((st = check_search(s, e, r, &cs, &n, err)) != QV_OK) {
     /* said */
   } else if ((scores = malloc(n * r->k * sizeof *scores)) == NULL ||
@@ -177,19 +209,59 @@ qv_status qv__h_search(qv__server *s, const ProtobufCMessage *m, const gpr_times
     const double per_query = search_work(r, &cs, 1);
     size_t step = per_query > 0 ? (size_t)(5e8 / per_query) : n;
     step = step < 1 ? 1 : step > n ? n : step;
-    qv_search_params p = {.k = r->k, .nprobe = r->nprobe};
+    qv_search_params p = {.k = r->k, .nprobe = r->nprobe, .generation = r->version};
     for (size_t q0 = 0; st == QV_OK && q0 < n; q0 += step) {
       const size_t m = n - q0 < step ? n - q0 : step;
       const float *q = r->queries + q0 * cs.dim;
       if (q0 > 0 && (st = still_wanted(s, deadline, q0, n, err)) != QV_OK)
         break;
       st = r->rerank != NULL
-               ? search_reranked(s, e, r, q, m, scores + q0 * r->k, ids + q0 * r->k, err)
-           : r->exact ? qv_collection_search_exact(qv__entry_col(e), q, m, &p, scores + q0 * r->k,
-                                                   ids + q0 * r->k, err)
-                      : qv_collection_search(qv__entry_col(e), q, m, &p, scores + q0 * r->k,
-                                             ids + q0 * r->k, err);
+               ? search_reranked(s, e, col, r, q, m, scores + q0 * r->k, ids + q0 * r->k, err)
+           : r->exact
+               ? qv_collection_search_exact(col, q, m, &p, scores + q0 * r->k, ids + q0 * r->k, err)
+               : qv_collection_search(col, q, m, &p, scores + q0 * r->k, ids + q0 * r->k, err);
     }
+  }
+  if (st != QV_OK) {
+    free(scores);
+    free(ids);
+    scores = NULL;
+    ids = NULL;
+  }
+  *nq = n;
+  *scores_out = scores;
+  *ids_out = ids;
+  return st;
+}
+
+qv_status qv__h_search(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
+                       grpc_byte_buffer **resp, qv_error *err) {
+  const Quiver__V1__SearchRequest *r = (const Quiver__V1__SearchRequest *)m;
+  if (r->collection == NULL || r->collection[0] == '\0')
+    return qv_error_set(err, QV_EINVAL, "collection is required");
+  qv__entry *e;
+  qv_status st = qv__registry_get(s->reg, r->collection, &e, err);
+  if (st != QV_OK)
+    return st;
+  size_t n = 0;
+  float *scores = NULL;
+  int64_t *ids = NULL;
+  uint64_t version = 0;
+  /* A pinned search that meets a flip between picking its version's collection and searching
+   * it (the search refuses a state of another version) picks again: the version moved to the
+   * other collection of e. */
+  for (int attempt = 0; attempt < 3; attempt++) {
+    qv_collection *col;
+    int on_slot;
+    if ((st = pick_version(e, r->version, &col, &on_slot, &version, err)) != QV_OK)
+      break;
+    st = search_in(s, e, col, r, deadline, &n, &scores, &ids, err);
+    const int moved =
+        st == QV_EPRECONDITION && r->version != 0 && qv_collection_generation(col) != r->version;
+    if (on_slot)
+      qv__entry_slot_put(e);
+    if (!moved)
+      break;
   }
   if (st == QV_OK) {
     qv__metrics_queries(n);
@@ -199,6 +271,7 @@ qv_status qv__h_search(qv__server *s, const ProtobufCMessage *m, const gpr_times
     out.n_ids = out.n_scores = n * r->k;
     out.ids = ids;
     out.scores = scores;
+    out.version = version;
     *resp = qv__wire_pack(&out.base);
   }
   free(scores);
@@ -219,12 +292,18 @@ typedef struct search_call {
   grpc_call *call;
   grpc_metadata_array md;
   ProtobufCMessage *req;
+  uint64_t version; /* the data version it is answered from */
 } search_call;
 
 static void on_batched(qv__bq *r) {
   search_call *sc = (search_call *)r;
   grpc_byte_buffer *resp = NULL;
-  if (r->st == QV_OK) {
+  if (r->st == QV_EPRECONDITION && r->generation != 0 &&
+      qv_collection_generation(qv__entry_col(sc->e)) != r->generation) {
+    /* A flip moved the version asked for to the collection beside the serving one while the
+     * request was queued: answered from there, on this thread. */
+    r->st = qv__h_search(sc->s, sc->req, NULL, &resp, &r->err);
+  } else if (r->st == QV_OK) {
     qv__metrics_queries(r->n);
     Quiver__V1__SearchResponse out = QUIVER__V1__SEARCH_RESPONSE__INIT;
     out.k = r->k;
@@ -232,8 +311,10 @@ static void on_batched(qv__bq *r) {
     out.n_ids = out.n_scores = r->n * r->k;
     out.ids = r->ids;
     out.scores = r->scores;
+    out.version = sc->version;
     resp = qv__wire_pack(&out.base);
-  } else {
+  }
+  if (r->st != QV_OK) {
     qv__log_failure("Search", qv__entry_name(sc->e), r->st, r->err.msg);
   }
   qv__metrics_call_end(M_SEARCH, r->st, sc->t0);
@@ -257,8 +338,9 @@ int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   qv__entry *e;
   if (qv__registry_get(s->reg, r->collection, &e, &err) != QV_OK)
     return 0; /* the inline path says NOT_FOUND */
-  if (qv__entry_batcher(e) == NULL) {
-    qv__registry_put(s->reg, e);
+  const uint64_t serving = qv_collection_generation(qv__entry_col(e));
+  if (qv__entry_batcher(e) == NULL || (r->version != 0 && r->version != serving)) {
+    qv__registry_put(s->reg, e); /* another version than the serving one: inline */
     return 0;
   }
   qv_collection_stats cs;
@@ -268,7 +350,7 @@ int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   /* What would fail the whole coalesced search is refused here, for this request only, by the
    * index layer's own checks. */
   if (st == QV_OK) {
-    const qv_search_params sp = {r->k, r->nprobe};
+    const qv_search_params sp = {.k = r->k, .nprobe = r->nprobe, .generation = r->version};
     st = qv_collection_search_check(qv__entry_col(e), r->queries, n, &sp, &err);
   }
   search_call *sc = NULL;
@@ -294,6 +376,8 @@ int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   sc->bq.n = n;
   sc->bq.k = r->k;
   sc->bq.nprobe = r->nprobe;
+  sc->bq.generation = r->version;
+  sc->version = r->version ? r->version : serving;
   sc->bq.ids = (int64_t *)(sc + 1);
   sc->bq.scores = (float *)(sc->bq.ids + nk);
   sc->bq.done = on_batched;

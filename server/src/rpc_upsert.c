@@ -78,8 +78,13 @@ qv_status qv__upsert_chunk(qv__server *s, qv__entry **e, uint64_t *upserted,
                         "upsert message has %zu features for %zu ids; items of collection '%s' "
                         "carry %zu each (send none for zeros)",
                         r->n_features, r->n_ids, qv__entry_name((*e)), cs.n_features);
-  if ((st = qv_collection_add_features(qv__entry_col((*e)), r->n_ids, r->ids, r->vectors,
-                                       r->n_features ? r->features : NULL, err)) != QV_OK)
+  qv__entry_write_begin(*e);
+  st = qv_collection_add_features(qv__entry_col((*e)), r->n_ids, r->ids, r->vectors,
+                                  r->n_features ? r->features : NULL, err);
+  if (st == QV_OK)
+    qv__slot_write(*e, r->n_ids, r->ids, r->vectors, r->n_features ? r->features : NULL, 1);
+  qv__entry_write_end(*e);
+  if (st != QV_OK)
     return st;
   *upserted += r->n_ids;
   if (r->n_ids > 0)

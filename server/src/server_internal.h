@@ -61,11 +61,26 @@ struct qv__server {
 /* ---- info.c ---- */
 
 /* Caller storage for the strings of one CollectionInfo. */
-#define INFO_BUF                                                                                   \
+#define INFO_STRINGS                                                                               \
   (QV_MAX_SPEC + sizeof(((qv_collection_stats *)0)->placement) +                                   \
    sizeof(((qv_collection_stats *)0)->open_note))
+/* ... and, aligned after the strings, the one VersionInfo beside the serving version. */
+#define INFO_BUF                                                                                   \
+  (INFO_STRINGS + 2 * sizeof(Quiver__V1__VersionInfo) + sizeof(Quiver__V1__VersionInfo *))
+
+/* Fills v (and its strings, static) from what e holds beside its serving version; 0 when none. */
+int qv__fill_version(qv__entry *e, Quiver__V1__VersionInfo *v);
 
 void qv__fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_buf);
+
+/* ---- rpc_rollout.c ---- */
+
+/* A write the serving version of e took (upsert = 1: n ids, vectors, features or NULL; 0: a
+ * delete of n ids), applied to the version held beside it too (the caller holds
+ * qv__entry_write_begin). One that fails there drops that version (logged): it never serves
+ * without an acknowledged write. */
+void qv__slot_write(qv__entry *e, size_t n, const int64_t *ids, const float *vectors,
+                    const float *features, int upsert);
 
 /* ---- the handlers (rpc_search.c, rpc_admin.c) ---- */
 
@@ -115,6 +130,8 @@ typedef struct import_call {
   char name[QV__NAME_MAX + 1];
   char server_path[1024];
   int create;
+  int staged;       /* hold it as a staged version (rpc_rollout.c) */
+  uint64_t version; /* its data version; 0 = serving + 1 */
   qv_build_opts opts;
   qv_stage *stage; /* a streamed import's files (NULL for server_path) */
 } import_call;
@@ -124,6 +141,12 @@ void qv__start_import(qv__server *s, grpc_call *call, grpc_metadata_array *md,
 qv_status qv__import_message(import_call *u, const Quiver__V1__ImportIndexRequest *r,
                              qv_error *errp);
 qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *errp);
+/* The end of an import with stage = true (u->staged) (rpc_rollout.c): src (opened and checked)
+ * becomes e's staged version; e is claimed. src is consumed (closed) either way. */
+qv_status qv__import_stage(import_call *u, qv__entry *e, qv_collection *src, qv_build_report *rep,
+                           uint64_t *version, qv_error *err);
+qv_status qv__h_rollout(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
+                        grpc_byte_buffer **resp, qv_error *err);
 
 /* ---- rpc_build.c: BuildIndex, and what builds and imports share ---- */
 

@@ -194,6 +194,15 @@ QV_API qv_status qv_collection_build_ex(qv_collection *c, const qv_build_opts *o
 QV_API qv_status qv_collection_replace(qv_collection *c, qv_collection *src, const qv_build_opts *o,
                                        qv_build_report *rep, qv_error *err);
 
+/* Exchanges the whole states of a and b (vectors, features, ids, index, its GPU copy, spec,
+ * default nprobe, tombstones, data version, build counter and recall) at once, without copying
+ * or measuring anything: a server's flip between two versions of one collection, each of which
+ * searches went on against until the swap. Each object keeps its write-ahead log, its directory
+ * and its device ask. dim, metric and n_features must be equal and both built.
+ * Returns QV_OK; QV_EINVAL (they differ; the message says how); QV_EPRECONDITION (a build of
+ * either is running, or one is not built). */
+QV_API qv_status qv_collection_swap(qv_collection *a, qv_collection *b, qv_error *err);
+
 /* The threads FAISS's BLAS uses while only searches run. OpenBLAS (pthreads build; under FAISS's
  * coarse quantizer for batches of 20+ queries, and k-means) starts its own threads on every core
  * per call, while a server's threads already search in parallel: searches keep it at `searching`
@@ -205,6 +214,11 @@ typedef struct qv_search_params {
   size_t k;        /* results per query, 1 .. QV_MAX_K */
   uint32_t nprobe; /* IVF lists to probe, 1 .. nlist; 0 = the collection's default. Ignored by
                       "Flat". */
+  /* 0: any. Otherwise the search answers only while the collection's data version (its
+   * generation, see qv_collection_set_generation) is this one, checked under the same lock the
+   * search holds, so an answer never comes from another version: QV_EPRECONDITION when it is
+   * not (qv_collection_generation then tells the caller which it is). */
+  uint64_t generation;
 } qv_search_params;
 
 /* Searches n queries (n x dim floats). Writes n * k scores and ids, best first, padded with id -1
@@ -333,6 +347,7 @@ typedef struct qv_collection_stats {
   double build_recall;   /* the last build's recall@k on its sample (-1: not measured) */
   uint32_t build_recall_k;
   uint32_t build_nprobe; /* the nprobe that recall was measured at */
+  uint64_t generation;   /* the data version (qv_collection_set_generation) */
 } qv_collection_stats;
 
 /* Moves the collection's searches to `device` (see quiver/gpu.h): copies the built index to a GPU
@@ -343,6 +358,14 @@ QV_API qv_status qv_collection_set_device(qv_collection *c, qv_device device, qv
 
 /* Fills *s. Safe alongside searches. Returns QV_OK or QV_EINVAL (NULL). */
 QV_API qv_status qv_collection_stats_get(qv_collection *c, qv_collection_stats *s, qv_error *err);
+
+/* The data version of a collection: which embeddings (which rollout generation) its state holds.
+ * 1 at create; persisted with every save; set only by its owner (a server stages version N of a
+ * collection as a second collection with generation N); qv_collection_replace swaps it with the
+ * rest of the state, so a search pinned to a generation (qv_search_params.generation) is answered
+ * by the state that has it or refused. set: g >= 1, QV_OK or QV_EINVAL. */
+QV_API uint64_t qv_collection_generation(qv_collection *c);
+QV_API qv_status qv_collection_set_generation(qv_collection *c, uint64_t g, qv_error *err);
 
 /* Copies the stored vector of `id` into out (dim floats; normalised for cosine).
  * Returns QV_OK; QV_ENOTFOUND; QV_EINVAL. */

@@ -53,6 +53,15 @@ QV_API qv_status qv_client_connect(qv_client **out, const qv_client_opts *o, qv_
 QV_API void qv_client_close(qv_client *c);
 
 /* What DescribeCollection reports. */
+/* A data version of a collection held beside the serving one. */
+typedef struct qv_version_info {
+  uint64_t version; /* 0: none */
+  char state[16];   /* "staged" (not serving yet) or "previous" (served before the last flip) */
+  uint64_t count, memory_bytes;
+  double recall; /* measured when it was staged, at recall_k / recall_nprobe (-1: not measured) */
+  uint32_t recall_k, recall_nprobe;
+} qv_version_info;
+
 typedef struct qv_collection_info {
   char name[72];
   uint32_t dim;
@@ -82,6 +91,10 @@ typedef struct qv_collection_info {
    * 1 for a single node's collection (the server leaves them 0 there; the client reports 1).
    * Each replica's state: qv_client_cluster_status. */
   uint32_t shards, replicas;
+  /* Data versions (docs/rollout.md): the one served, and the one held beside it (staged, or the
+   * previous one after a flip); beside.version 0 = none. */
+  uint64_t version;
+  qv_version_info beside;
 } qv_collection_info;
 
 /* "not built", "ready", "building", or "unknown". */
@@ -147,6 +160,10 @@ typedef struct qv_client_search_opts {
    * that did instead of failing with QV_EUNAVAILABLE; the answer names the missing shards.
    * Ignored by a single node. */
   int allow_partial;
+  /* The data version to answer from (0 = the serving one); a server that does not hold it
+   * refuses with QV_EPRECONDITION. */
+  uint64_t version;
+  uint64_t *answered_version; /* may be NULL: gets the data version that answered */
 } qv_client_search_opts;
 
 QV_API void qv_client_search_opts_init(qv_client_search_opts *o);
@@ -209,6 +226,7 @@ typedef struct qv_client_build_result {
   uint64_t bytes_sent;
   uint32_t files;
   double elapsed_seconds;
+  uint64_t version; /* import: the data version it holds (staged, or now serving) */
 } qv_client_build_result;
 
 /* qv_client_build with options (NULL = none) and the measured result (may be NULL). */
@@ -230,12 +248,36 @@ typedef struct qv_client_import_opts {
   qv_client_build_opts check;
   size_t chunk_bytes;
   int64_t timeout_ms; /* 0 = the client's timeout */
+  /* 1: hold it as a new data version beside the serving one (qv_client_rollout flips to it)
+   * instead of swapping it in; version = its number, above the serving one (0 = serving + 1). */
+  int stage;
+  uint64_t version;
 } qv_client_import_opts;
 
 QV_API qv_status qv_client_import(qv_client *c, const char *collection,
                                   const qv_client_import_opts *o, qv_client_progress_fn progress,
                                   void *user, qv_collection_info *info, qv_client_build_result *res,
                                   qv_error *err);
+
+/* Rollout (docs/rollout.md): what to do with the versions of a collection. */
+typedef enum {
+  QV_ROLLOUT_STATUS = 1,   /* nothing; say where it stands */
+  QV_ROLLOUT_FLIP = 2,     /* serve the staged version (version != 0: it must be that one) */
+  QV_ROLLOUT_ABORT = 3,    /* drop the staged version */
+  QV_ROLLOUT_ROLLBACK = 4, /* serve the previous version again; the other is dropped */
+  QV_ROLLOUT_RELEASE = 5   /* drop the previous version */
+} qv_rollout_action;
+
+typedef struct qv_rollout_status {
+  uint64_t version;       /* served after the call */
+  qv_version_info beside; /* held beside it (version 0: none) */
+  char message[160];      /* what the call did */
+} qv_rollout_status;
+
+/* Returns QV_OK; QV_ENOTFOUND (no such collection); QV_EPRECONDITION (nothing of that kind is
+ * held, another version is, a build or import is running); QV_EINVAL (bad action). */
+QV_API qv_status qv_client_rollout(qv_client *c, const char *collection, qv_rollout_action action,
+                                   uint64_t version, qv_rollout_status *out, qv_error *err);
 
 /* ---- the fleet ---------------------------------------------------------------------------
  * What a router knows of its fleet (ListCollections through a router). A single node answers
