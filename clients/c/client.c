@@ -823,7 +823,72 @@ qv_status qv_client_rollout(qv_client *c, const char *collection, qv_rollout_act
     if (r->n_versions > 0)
       version_from_pb(r->versions[0], &out->beside);
     snprintf(out->message, sizeof out->message, "%s", r->message ? r->message : "");
+    snprintf(out->state, sizeof out->state, "%s", r->state ? r->state : "");
+    out->shards = r->shards;
   }
   protobuf_c_message_free_unpacked(resp, NULL);
   return QV_OK;
+}
+
+qv_status qv_client_fleet_rollout(qv_client *c, const char *collection, qv_rollout_action action,
+                                  const qv_rollout_opts *o, qv_fleet_rollout **out, qv_error *err) {
+  if (out)
+    *out = NULL;
+  CHECK_CLIENT(c, collection);
+  Quiver__V1__RolloutRequest req = QUIVER__V1__ROLLOUT_REQUEST__INIT;
+  req.collection = (char *)collection;
+  req.action = (Quiver__V1__RolloutAction)action;
+  if (o != NULL) {
+    req.version = o->version;
+    req.recall_floor = o->recall_floor;
+    req.min_ready = o->min_ready;
+    req.hold_s = o->hold_s;
+  }
+  ProtobufCMessage *resp;
+  qv_status st = unary(c, "/quiver.v1.Retrieval/Rollout", &req.base,
+                       &quiver__v1__rollout_status__descriptor, &resp, err);
+  if (st != QV_OK)
+    return st;
+  const Quiver__V1__RolloutStatus *r = (const Quiver__V1__RolloutStatus *)resp;
+  qv_fleet_rollout *f = calloc(1, sizeof *f);
+  if (f != NULL && r->n_replicas > 0 &&
+      (f->replicas = calloc(r->n_replicas, sizeof *f->replicas)) == NULL) {
+    free(f);
+    f = NULL;
+  }
+  if (f == NULL) {
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return qv_error_set(err, QV_ENOMEM, "out of memory");
+  }
+  f->version = r->version;
+  snprintf(f->state, sizeof f->state, "%s", r->state ? r->state : "");
+  f->rollout_version = r->rollout_version;
+  f->previous_version = r->previous_version;
+  f->shards = r->shards;
+  snprintf(f->message, sizeof f->message, "%s", r->message ? r->message : "");
+  for (size_t i = 0; i < r->n_replicas; i++) {
+    const Quiver__V1__ReplicaInfo *p = r->replicas[i];
+    qv_rollout_replica *x = &f->replicas[f->n_replicas++];
+    x->shard = p->shard;
+    snprintf(x->node, sizeof x->node, "%s", p->node ? p->node : "");
+    snprintf(x->addr, sizeof x->addr, "%s", p->addr ? p->addr : "");
+    snprintf(x->state, sizeof x->state, "%s", p->state ? p->state : "");
+    x->version = p->version;
+    x->beside_version = p->beside_version;
+    snprintf(x->beside_state, sizeof x->beside_state, "%s", p->beside_state ? p->beside_state : "");
+    x->beside_recall = p->beside_recall;
+  }
+  protobuf_c_message_free_unpacked(resp, NULL);
+  if (out)
+    *out = f;
+  else
+    qv_fleet_rollout_free(f);
+  return QV_OK;
+}
+
+void qv_fleet_rollout_free(qv_fleet_rollout *r) {
+  if (r == NULL)
+    return;
+  free(r->replicas);
+  free(r);
 }

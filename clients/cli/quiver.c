@@ -20,6 +20,7 @@
 
 #include "quiver/collection.h"
 #include "quiver/fsutil.h"
+#include "quiver/shard.h"
 #include "quiver/synth.h"
 #include "quiver/vecfile.h"
 
@@ -39,7 +40,106 @@ static const char *kBuildHelp =
     "  --seed N             seed of the training sample (default 1234)\n"
     "  --target-recall R    pick the smallest nprobe whose recall@10 on a sample reaches R\n"
     "                       (0 < R <= 1) and store it as the default nprobe\n"
-    "  --recall-floor R     fail (nothing written) when recall@10 on the sample is below R\n";
+    "  --recall-floor R     fail (nothing written) when recall@10 on the sample is below R\n"
+    "  --shards S           split the rows over S shards by the fleet's id hash: one directory\n"
+    "                       per shard, OUT/shard0 .. OUT/shard<S-1> (for quiver rollout)\n";
+
+/* --shards S: the rows split by the fleet's id hash (quiver/shard.h), one collection directory
+ * per shard (OUT/shard0 .. OUT/shard<S-1>), each built alone: what `quiver rollout` pushes to
+ * each shard's replicas. */
+static int build_shards(const char *input, const char *out, const char *ids_path,
+                        const qv_collection_opts *co_in, const qv_build_opts *bo, uint32_t S) {
+  qv_error e = {0};
+  qv_vecfile *in = NULL, *idf = NULL;
+  qv_collection **cols = calloc(S, sizeof *cols);
+  float *buf = NULL, *part = NULL;
+  int64_t *idbuf = NULL, *pid = NULL;
+  int rc = 1;
+  cli_progress pr;
+  cli_progress_init(&pr);
+  const double t0 = qv_monotonic_s();
+  if (cols == NULL) {
+    qv_error_set(&e, QV_ENOMEM, "out of memory");
+    goto done;
+  }
+  if (qv_vecfile_open(&in, input, &e) != QV_OK)
+    goto done;
+  const size_t n = qv_vecfile_rows(in), d = qv_vecfile_cols(in);
+  if (n == 0) {
+    qv_error_set(&e, QV_EINVAL, "%s holds no vectors", input);
+    goto done;
+  }
+  if (ids_path != NULL && cli_open_ids(&idf, ids_path, input, n, &e) != QV_OK)
+    goto done;
+  qv_collection_opts co = *co_in;
+  co.dim = d;
+  for (uint32_t k = 0; k < S; k++)
+    if (qv_collection_create(&cols[k], &co, &e) != QV_OK)
+      goto done;
+  const size_t chunk = 65536;
+  buf = malloc(chunk * d * sizeof(float));
+  part = malloc(chunk * d * sizeof(float));
+  idbuf = malloc(chunk * sizeof(int64_t));
+  pid = malloc(chunk * sizeof(int64_t));
+  if (buf == NULL || part == NULL || idbuf == NULL || pid == NULL) {
+    qv_error_set(&e, QV_ENOMEM, "out of memory");
+    goto done;
+  }
+  for (size_t off = 0; off < n; off += chunk) {
+    const size_t m = n - off < chunk ? n - off : chunk;
+    cli_progress_cb(&pr, "load", off, n);
+    if (cli_read_rows(in, idf, off, m, buf, idbuf, &e) != QV_OK)
+      goto done;
+    for (uint32_t k = 0; k < S; k++) {
+      size_t pm = 0;
+      for (size_t i = 0; i < m; i++)
+        if (qv_shard_of(idbuf[i], S) == k) {
+          memcpy(part + pm * d, buf + i * d, d * sizeof(float));
+          pid[pm++] = idbuf[i];
+        }
+      qv_status ast = pm ? qv_collection_add(cols[k], pm, pid, part, &e) : QV_OK;
+      if (ast != QV_OK) {
+        qv_error_prefix(&e, ast, "%s (rows %zu..%zu, shard %u)", input, off, off + m - 1, k);
+        goto done;
+      }
+    }
+  }
+  cli_progress_cb(&pr, "load", n, n);
+  for (uint32_t k = 0; k < S; k++) {
+    char dir[QV_PATH_MAX];
+    qv_build_report rep;
+    if (qv_path_fmt(dir, &e, "%s/shard%u", out, k) != QV_OK ||
+        qv_collection_build_ex(cols[k], bo, cli_progress_cb, &pr, &rep, &e) != QV_OK ||
+        qv_collection_save(cols[k], dir, &e) != QV_OK) {
+      qv_error_prefix(&e, e.code, "shard %u", k);
+      goto done;
+    }
+    qv_collection_stats st;
+    qv_collection_stats_get(cols[k], &st, NULL);
+    printf("shard %u: %s (%s) over %" PRIu64 " vectors of dim %zu", k, st.spec,
+           qv_metric_name(st.metric), st.count, st.dim);
+    if (rep.recall >= 0)
+      printf(", recall@%u %.4f at nprobe %u", rep.recall_k, rep.recall, rep.recall_nprobe);
+    printf(" -> %s\n", dir);
+  }
+  printf("built %u shard(s) of %zu vectors in %.2f s -> %s/shard0 .. shard%u (split by the "
+         "fleet's id hash: quiver rollout NAME --index %s)\n",
+         S, n, qv_monotonic_s() - t0, out, S - 1, out);
+  rc = 0;
+done:
+  if (rc != 0)
+    cli_fail(&e);
+  for (uint32_t k = 0; cols != NULL && k < S; k++)
+    qv_collection_close(cols[k]);
+  free(cols);
+  free(buf);
+  free(part);
+  free(idbuf);
+  free(pid);
+  qv_vecfile_close(in);
+  qv_vecfile_close(idf);
+  return rc;
+}
 
 static int cmd_build(int argc, char **argv) {
   static const struct option opts[] = {{"input", required_argument, 0, 'i'},
@@ -52,9 +152,11 @@ static int cmd_build(int argc, char **argv) {
                                        {"seed", required_argument, 0, 'S'},
                                        {"target-recall", required_argument, 0, 'T'},
                                        {"recall-floor", required_argument, 0, 'F'},
+                                       {"shards", required_argument, 0, 'X'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   const char *input = NULL, *out = NULL, *ids_path = NULL;
+  uint64_t shards = 1;
   qv_collection_opts co;
   qv_collection_opts_init(&co);
   co.spec = "IVF64,Flat";
@@ -106,6 +208,10 @@ static int cmd_build(int argc, char **argv) {
       if (cli_parse_recall(optarg, &bo.recall_floor))
         return cli_usage_error("--recall-floor takes a recall in (0, 1], not '%s'", optarg);
       break;
+    case 'X':
+      if (cli_parse_u64(optarg, 256, &shards) || shards == 0)
+        return cli_usage_error("--shards must be 1..256, not '%s'", optarg);
+      break;
     case 'h':
       fputs(kBuildHelp, stdout);
       return 0;
@@ -116,6 +222,8 @@ static int cmd_build(int argc, char **argv) {
   }
   if (input == NULL || out == NULL)
     return cli_usage_error("index build needs --input and --out%s", "");
+  if (shards > 1)
+    return build_shards(input, out, ids_path, &co, &bo, (uint32_t)shards);
 
   qv_vecfile *in = NULL, *idf = NULL;
   qv_collection *col = NULL;

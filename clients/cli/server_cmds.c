@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h"
 #include "quiver/client.h"
+#include "quiver/fsutil.h"
 
 typedef struct global {
   const char *server;
@@ -661,6 +663,25 @@ static int run_rollout(global *g, const char *name, qv_rollout_action a, uint64_
     printf("%s: %s\n  data version %" PRIu64 " serving\n", name, rs.message, rs.version);
     if (rs.beside.version != 0)
       print_version(&rs.beside);
+    qv_fleet_rollout *f = NULL;
+    if (rs.shards > 0 &&
+        qv_client_fleet_rollout(cl, name, QV_ROLLOUT_STATUS, NULL, &f, &e) == QV_OK) {
+      printf("  fleet rollout: %s%s", f->state[0] ? f->state : "none",
+             f->state[0] ? " (version " : "");
+      if (f->state[0])
+        printf("%" PRIu64 ", previous %" PRIu64 ")", f->rollout_version, f->previous_version);
+      printf("\n");
+      for (size_t i = 0; i < f->n_replicas; i++) {
+        const qv_rollout_replica *x = &f->replicas[i];
+        printf("    shard %u on %s (%s): version %" PRIu64, x->shard, x->node, x->state,
+               x->version);
+        if (x->beside_version)
+          printf(", %s version %" PRIu64 " (recall %.4f)", x->beside_state, x->beside_version,
+                 x->beside_recall);
+        printf("\n");
+      }
+      qv_fleet_rollout_free(f);
+    }
   }
   qv_client_close(cl);
   return rc;
@@ -717,6 +738,133 @@ static int cmd_build(int argc, char **argv, global *g) {
   return run_build(g, name, &bo, NULL);
 }
 
+/* A fleet rollout through a router: BEGIN, push each shard's directory (DIR/shardK, from
+ * `quiver index build --shards S`) to every replica of the shard as the staged version, then wait
+ * for the controller's flip, pushing to replicas that appear meanwhile (a replica moved after a
+ * kill). *fleet = 0 (and 0 returned) when the server is a single node. */
+static int fleet_rollout(global *g, const char *name, qv_client_import_opts *io,
+                         const qv_rollout_opts *ro, uint64_t wait_s, int *fleet) {
+  *fleet = 0;
+  const int64_t push_ms = g->timeout_given ? (int64_t)g->timeout_s * 1000 : 86400000;
+  g->timeout_s = 30;
+  qv_client *cl;
+  int rc = connect_to(g, &cl);
+  if (rc)
+    return rc;
+  qv_error e = {0};
+  qv_fleet_rollout *st = NULL;
+  const double t0 = qv_monotonic_s();
+  qv_rollout_opts bo = *ro;
+  bo.recall_floor = io->check.recall_floor; /* the controller checks every replica's recall */
+  qv_status s = qv_client_fleet_rollout(cl, name, QV_ROLLOUT_BEGIN, &bo, &st, &e);
+  if (s == QV_EUNSUPPORTED) { /* a single node */
+    qv_client_close(cl);
+    return 0;
+  }
+  *fleet = 1;
+  if (s != QV_OK) {
+    qv_client_close(cl);
+    return cli_fail_remote(&e);
+  }
+  const uint64_t V = st->rollout_version;
+  const uint32_t S = st->shards;
+  printf("%s: rollout of version %" PRIu64 " begun over %u shard(s) (serving %" PRIu64 ")\n", name,
+         V, S, st->version);
+  /* Which replicas got their shard's directory (node + shard). */
+  char(*done)[80] = calloc(64, sizeof *done);
+  size_t ndone = 0;
+  io->stage = 1;
+  io->version = V;
+  io->check.recall_floor = 0;
+  io->timeout_ms = push_ms;
+  double t_pushed = 0, bytes = 0;
+  int failed = 0;
+  for (;;) {
+    for (size_t i = 0; st && i < st->n_replicas && !failed; i++) {
+      const qv_rollout_replica *x = &st->replicas[i];
+      char id[80];
+      snprintf(id, sizeof id, "%.63s/%u", x->node, x->shard);
+      int seen = 0;
+      for (size_t j = 0; j < ndone && !seen; j++)
+        seen = !strcmp(done[j], id);
+      if (seen || strcmp(x->state, "in-sync") != 0 || x->version == V ||
+          (x->beside_version == V && x->beside_state[0] != '\0') || ndone == 64)
+        continue;
+      char dir[QV_PATH_MAX], local[96];
+      const char *base = io->index_dir ? io->index_dir : io->server_path;
+      snprintf(local, sizeof local, "%s.shard%u", name, x->shard);
+      qv_client_import_opts one = *io;
+      if (qv_path_fmt(dir, &e, "%s/shard%u", base, x->shard) != QV_OK) {
+        failed = 1;
+        break;
+      }
+      if (io->index_dir)
+        one.index_dir = dir;
+      else
+        one.server_path = dir;
+      global ng = *g;
+      ng.server = x->addr;
+      qv_client *nc;
+      qv_client_build_result res;
+      if ((rc = connect_to(&ng, &nc)) != 0) {
+        failed = 1;
+        break;
+      }
+      const double tp = qv_monotonic_s();
+      s = qv_client_import(nc, local, &one, NULL, NULL, NULL, &res, &e);
+      qv_client_close(nc);
+      if (s != QV_OK) {
+        qv_error_prefix(&e, s, "pushing %s to %s (%s)", dir, x->node, x->addr);
+        failed = 1;
+        break;
+      }
+      bytes += (double)res.bytes_sent;
+      printf("  shard %u -> %s: staged version %" PRIu64 " (%.1f MiB, %.2f s, recall@%u %.4f)\n",
+             x->shard, x->node, res.version, res.bytes_sent / 1048576.0, qv_monotonic_s() - tp,
+             res.recall_k, res.recall);
+      snprintf(done[ndone++], sizeof done[0], "%s", id);
+      t_pushed = qv_monotonic_s();
+    }
+    if (failed)
+      break;
+    const int over = !strcmp(st->state, "flipped") || !strcmp(st->state, "done");
+    if (over || !strcmp(st->state, "aborted") || !strcmp(st->state, "rolled-back") ||
+        qv_monotonic_s() - t0 > (double)wait_s)
+      break;
+    nanosleep(&(struct timespec){.tv_nsec = 200000000L}, NULL);
+    qv_fleet_rollout_free(st);
+    st = NULL;
+    if ((s = qv_client_fleet_rollout(cl, name, QV_ROLLOUT_STATUS, NULL, &st, &e)) != QV_OK) {
+      failed = 1;
+      break;
+    }
+  }
+  if (failed) {
+    rc = cli_fail_remote(&e);
+    qv_error ae = {0};
+    if (qv_client_fleet_rollout(cl, name, QV_ROLLOUT_ABORT, NULL, NULL, &ae) == QV_OK)
+      fprintf(stderr, "quiver: rollout of version %" PRIu64 " aborted\n", V);
+  } else if (!strcmp(st->state, "flipped") || !strcmp(st->state, "done")) {
+    const double t = qv_monotonic_s() - t0;
+    printf("%s: flipped to version %" PRIu64 " %.2f s after the rollout began (pushed %.1f MiB to "
+           "%zu replica(s) by %.2f s); %s\n",
+           name, V, t, bytes / 1048576.0, ndone, t_pushed > 0 ? t_pushed - t0 : 0.0, st->message);
+  } else if (!strcmp(st->state, "staging")) {
+    rc = 1;
+    fprintf(stderr,
+            "quiver: version %" PRIu64 " was not ready on every shard within --wait %" PRIu64
+            " s: still staging (quiver rollout %s --status; --abort to drop it)\n",
+            V, wait_s, name);
+  } else {
+    rc = 1;
+    fprintf(stderr, "quiver: rollout of version %" PRIu64 " %s: %s\n", V, st->state, st->message);
+  }
+  qv_fleet_rollout_free(st);
+  free(done);
+  qv_client_close(cl);
+  return rc;
+}
+
 static int cmd_push(int argc, char **argv, global *g) {
   static const struct option opts[] = {{"index", required_argument, 0, 'i'},
                                        {"server-path", required_argument, 0, 'p'},
@@ -728,6 +876,9 @@ static int cmd_push(int argc, char **argv, global *g) {
                                        {"abort", no_argument, 0, 'A'},
                                        {"release", no_argument, 0, 'L'},
                                        {"status", no_argument, 0, 'T'},
+                                       {"min-ready", required_argument, 0, 'R'},
+                                       {"hold", required_argument, 0, 'H'},
+                                       {"wait", required_argument, 0, 'W'},
                                        RECALL_OPTS,
                                        GLOBAL_OPTS};
   qv_client_import_opts io;
@@ -735,7 +886,30 @@ static int cmd_push(int argc, char **argv, global *g) {
   uint64_t mb = 4;
   const int rollout = !strcmp(argv[0], "rollout");
   int action = 0; /* rollout without files: one qv_rollout_action */
+  qv_rollout_opts ro = {0};
+  uint64_t wait_s = 600;
   PARSE_BEGIN(opts, &io.check)
+case 'R': {
+  uint64_t v;
+  if (!rollout || cli_parse_u64(optarg, 5, &v))
+    return cli_usage_error("--min-ready (a 'quiver rollout' option) must be 0..5, not '%s'",
+                           optarg);
+  ro.min_ready = (uint32_t)v;
+  break;
+}
+case 'H': {
+  uint64_t v;
+  if (!rollout || cli_parse_u64(optarg, 86400, &v))
+    return cli_usage_error("--hold (a 'quiver rollout' option) must be 0..86400 seconds, not '%s'",
+                           optarg);
+  ro.hold_s = (double)v;
+  break;
+}
+case 'W':
+  if (!rollout || cli_parse_u64(optarg, 86400, &wait_s) || wait_s == 0)
+    return cli_usage_error("--wait (a 'quiver rollout' option) must be 1..86400 seconds, not '%s'",
+                           optarg);
+  break;
 case 'S':
   io.stage = 1;
   break;
@@ -793,8 +967,14 @@ case 'm':
   io.chunk_bytes = (size_t)mb << 20;
   if (!rollout)
     return run_build(g, name, NULL, &io);
+  ro.version = io.version;
+  int fleet = 0;
+  int rc = fleet_rollout(g, name, &io, &ro, wait_s, &fleet);
+  if (fleet || rc)
+    return rc;
+  /* A single node: stage, then flip. */
   io.stage = 1;
-  int rc = run_build(g, name, NULL, &io);
+  rc = run_build(g, name, NULL, &io);
   return rc ? rc : run_rollout(g, name, QV_ROLLOUT_FLIP, io.version);
 }
 

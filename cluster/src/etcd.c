@@ -328,3 +328,61 @@ qv_status qv_etcd_lease_revoke(qv_etcd *e, int64_t id, qv_error *err) {
     protobuf_c_message_free_unpacked(m, NULL);
   return st;
 }
+
+qv_status qv_etcd_put_if(qv_etcd *e, const qv_etcd_cmp *cmps_in, size_t ncmp,
+                         const qv_etcd_kv *puts, size_t n, int *done, qv_error *err) {
+  *done = 0;
+  if (n < 1 || n > 8 || ncmp < 1 || ncmp > 8)
+    return qv_error_set(err, QV_EINVAL, "etcd put_if: 1 .. 8 compares and puts, not %zu, %zu", ncmp,
+                        n);
+  Etcdserverpb__Compare cmp[8], *cmps[8];
+  for (size_t i = 0; i < ncmp; i++) {
+    etcdserverpb__compare__init(&cmp[i]);
+    cmp[i].result = ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL;
+    cmp[i].key = bytes_of(cmps_in[i].key);
+    if (cmps_in[i].mod_rev == 0) {
+      cmp[i].target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE;
+      cmp[i].target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_CREATE_REVISION;
+      cmp[i].create_revision = 0;
+    } else {
+      cmp[i].target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD;
+      cmp[i].target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION;
+      cmp[i].mod_revision = cmps_in[i].mod_rev;
+    }
+    cmps[i] = &cmp[i];
+  }
+  Etcdserverpb__PutRequest put[8];
+  Etcdserverpb__RequestOp op[8], *ops[8];
+  for (size_t i = 0; i < n; i++) {
+    etcdserverpb__put_request__init(&put[i]);
+    put[i].key = bytes_of(puts[i].key);
+    put[i].value = (ProtobufCBinaryData){.len = puts[i].len, .data = (uint8_t *)puts[i].val};
+    etcdserverpb__request_op__init(&op[i]);
+    op[i].request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+    op[i].request_put = &put[i];
+    ops[i] = &op[i];
+  }
+  Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
+  t.n_compare = ncmp;
+  t.compare = cmps;
+  t.n_success = n;
+  t.success = ops;
+  ProtobufCMessage *m;
+  qv_status st =
+      call(e, "/etcdserverpb.KV/Txn", &t.base, &etcdserverpb__txn_response__descriptor, &m, err);
+  if (st != QV_OK)
+    return st;
+  *done = ((Etcdserverpb__TxnResponse *)m)->succeeded != 0;
+  protobuf_c_message_free_unpacked(m, NULL);
+  int all = !*done;
+  for (size_t i = 0; all && i < n; i++) { /* a retried transaction that went through */
+    char *v = NULL;
+    size_t vlen = 0;
+    all = qv_etcd_get(e, puts[i].key, &v, &vlen, NULL, NULL) == QV_OK && vlen == puts[i].len &&
+          (vlen == 0 || memcmp(v, puts[i].val, vlen) == 0);
+    free(v);
+  }
+  if (all)
+    *done = 1;
+  return QV_OK;
+}

@@ -1,6 +1,8 @@
 /* The fleet's records and names: see fleet.h. */
 #include "fleet.h"
 
+#include "quiver/shard.h"
+
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -37,20 +39,30 @@ static char *dump(json_t *o) {
   return s;
 }
 
+static json_t *with(json_t *o, const char *key, json_t *v) {
+  if (o != NULL)
+    json_object_set_new(o, key, v);
+  else
+    json_decref(v);
+  return o;
+}
+
 char *qv__fcoll_json(const qv__fcoll *c) {
   char uid[17];
   uid_hex(c->uid, uid);
-  return dump(json_pack(
-      "{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:I, s:b, s:{s:I, s:f, s:f, s:I, "
-      "s:I}}",
-      "name", c->name, "uid", uid, "shards", (json_int_t)c->shards, "replicas",
-      (json_int_t)c->replicas, "stream_replicas", (json_int_t)c->stream_replicas, "dim",
-      (json_int_t)c->dim, "nprobe", (json_int_t)c->default_nprobe, "n_features",
-      (json_int_t)c->n_features, "metric", (json_int_t)c->metric, "device", (json_int_t)c->device,
-      "spec", c->spec, "train_sample", (json_int_t)c->train_sample, "deferred_deletes",
-      c->deferred_deletes, "build", "gen", (json_int_t)c->build_gen, "floor", c->build_floor,
-      "target", c->build_target, "eval_queries", (json_int_t)c->build_eval_queries, "eval_k",
-      (json_int_t)c->build_eval_k));
+  return dump(with(
+      json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:I, s:b, s:{s:I, s:f, "
+                "s:f, s:I, "
+                "s:I}}",
+                "name", c->name, "uid", uid, "shards", (json_int_t)c->shards, "replicas",
+                (json_int_t)c->replicas, "stream_replicas", (json_int_t)c->stream_replicas, "dim",
+                (json_int_t)c->dim, "nprobe", (json_int_t)c->default_nprobe, "n_features",
+                (json_int_t)c->n_features, "metric", (json_int_t)c->metric, "device",
+                (json_int_t)c->device, "spec", c->spec, "train_sample", (json_int_t)c->train_sample,
+                "deferred_deletes", c->deferred_deletes, "build", "gen", (json_int_t)c->build_gen,
+                "floor", c->build_floor, "target", c->build_target, "eval_queries",
+                (json_int_t)c->build_eval_queries, "eval_k", (json_int_t)c->build_eval_k),
+      "data_version", json_integer((json_int_t)(c->version ? c->version : 1))));
 }
 
 static json_t *load(const char *json, size_t len, const char *what, qv_error *err) {
@@ -107,6 +119,9 @@ qv_status qv__fcoll_parse(const char *json, size_t len, qv__fcoll *c, qv_error *
     c->build_target = target;
     c->build_eval_queries = (uint32_t)eq;
     c->build_eval_k = (uint32_t)ek;
+    json_t *dv = json_object_get(o, "data_version");
+    c->version =
+        json_is_integer(dv) && json_integer_value(dv) > 0 ? (uint64_t)json_integer_value(dv) : 1;
   }
   json_decref(o);
   return st;
@@ -115,11 +130,18 @@ qv_status qv__fcoll_parse(const char *json, size_t len, qv__fcoll *c, qv_error *
 char *qv__frep_json(const qv__frep *r) {
   char uid[17];
   uid_hex(r->uid, uid);
-  return dump(json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:s}", "uid", uid, "state",
+  json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:s}", "uid", uid, "state",
                         qv__rep_state_name(r->state), "applied", (json_int_t)r->applied, "log",
                         (json_int_t)r->log_seq, "count", (json_int_t)r->count, "version",
                         (json_int_t)r->index_version, "built", (json_int_t)r->built_gen, "addr",
-                        r->addr, "build_error", r->build_error));
+                        r->addr, "build_error", r->build_error);
+  o = with(o, "data_version", json_integer((json_int_t)r->version));
+  if (r->beside_version != 0)
+    o = with(o, "beside",
+             json_pack("{s:I, s:s, s:b, s:f}", "version", (json_int_t)r->beside_version, "kind",
+                       r->beside_kind == 1 ? "staged" : "previous", "ready", r->beside_ready,
+                       "recall", r->beside_recall));
+  return dump(o);
 }
 
 qv_status qv__frep_parse(const char *json, size_t len, qv__frep *r, qv_error *err) {
@@ -148,18 +170,30 @@ qv_status qv__frep_parse(const char *json, size_t len, qv__frep *r, qv_error *er
     snprintf(r->addr, sizeof r->addr, "%s", addr);
     snprintf(r->build_error, sizeof r->build_error, "%s", berr);
   }
+  if (st == QV_OK) {
+    json_t *dv = json_object_get(o, "data_version");
+    r->version = json_is_integer(dv) ? (uint64_t)json_integer_value(dv) : 1;
+    json_t *b = json_object_get(o, "beside");
+    json_int_t bv = 0;
+    const char *kind = "";
+    int ready = 0;
+    double recall = -1;
+    if (json_is_object(b) &&
+        json_unpack(b, "{s:I, s:s, s?b, s?F}", "version", &bv, "kind", &kind, "ready", &ready,
+                    "recall", &recall) == 0 &&
+        bv > 0) {
+      r->beside_version = (uint64_t)bv;
+      r->beside_kind = strcmp(kind, "staged") == 0 ? 1 : 2;
+      r->beside_ready = ready;
+      r->beside_recall = recall;
+    }
+  }
   json_decref(o);
   return st;
 }
 
 uint32_t qv__fleet_shard_of(int64_t id, uint32_t shards) {
-  uint64_t h = (uint64_t)id;
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return shards > 1 ? (uint32_t)(h % shards) : 0;
+  return qv_shard_of(id, shards);
 }
 
 void qv__fleet_local_name(const char *name, uint32_t shard, char *out, size_t cap) {
@@ -211,5 +245,64 @@ qv_status qv__cluster_parse(const char *cluster, char *etcd, size_t etcd_cap, ch
   if (st == QV_OK && used[0] == 0)
     st = qv_error_set(err, QV_EINVAL, "--cluster '%.200s' names no etcd endpoint (etcd=HOST:PORT)",
                       cluster);
+  return st;
+}
+
+const char *qv__ro_state_name(int s) {
+  static const char *const names[] = {"staging", "flipped", "done", "aborted", "rolled-back"};
+  return s >= 0 && s <= QV__RO_ROLLED_BACK ? names[s] : "unknown";
+}
+
+char *qv__froll_json(const qv__froll *r) {
+  char uid[17];
+  uid_hex(r->uid, uid);
+  json_t *seq = json_array();
+  for (uint32_t k = 0; seq != NULL && k < r->shards; k++)
+    json_array_append_new(seq, json_integer((json_int_t)(r->stage_seq[k] & INT64_MAX)));
+  return dump(json_pack("{s:s, s:I, s:I, s:s, s:o, s:I, s:f, s:f, s:f, s:f, s:s}", "uid", uid,
+                        "version", (json_int_t)r->version, "previous", (json_int_t)r->previous,
+                        "state", qv__ro_state_name(r->state), "stage_seq", seq, "min_ready",
+                        (json_int_t)r->min_ready, "recall_floor", r->recall_floor, "hold_s",
+                        r->hold_s, "flipped_at", r->flipped_at, "begun_at", r->begun_at, "message",
+                        r->message));
+}
+
+qv_status qv__froll_parse(const char *json, size_t len, qv__froll *r, qv_error *err) {
+  memset(r, 0, sizeof *r);
+  json_t *o = load(json, len, "a rollout record", err);
+  if (o == NULL)
+    return QV_EINTERNAL;
+  const char *uid = NULL, *state = NULL, *msg = "";
+  json_int_t version = 0, previous = 0, min_ready = 0;
+  json_t *seq = NULL;
+  json_error_t je;
+  int rc = json_unpack_ex(o, &je, 0, "{s:s, s:I, s:I, s:s, s:o, s?I, s?F, s?F, s?F, s?F, s?s}",
+                          "uid", &uid, "version", &version, "previous", &previous, "state", &state,
+                          "stage_seq", &seq, "min_ready", &min_ready, "recall_floor",
+                          &r->recall_floor, "hold_s", &r->hold_s, "flipped_at", &r->flipped_at,
+                          "begun_at", &r->begun_at, "message", &msg);
+  qv_status st = QV_OK;
+  if (rc != 0 || !json_is_array(seq) || json_array_size(seq) < 1 ||
+      json_array_size(seq) > QV__FLEET_MAX_SHARDS || version < 1) {
+    st = qv_error_set(err, QV_EINTERNAL, "a rollout record in etcd is malformed: %.120s",
+                      rc != 0 ? je.text : "stage_seq or version out of range");
+  } else {
+    r->uid = strtoull(uid, NULL, 16);
+    r->version = (uint64_t)version;
+    r->previous = (uint64_t)previous;
+    r->state = -1;
+    for (int s = 0; s <= QV__RO_ROLLED_BACK; s++)
+      if (strcmp(state, qv__ro_state_name(s)) == 0)
+        r->state = s;
+    r->shards = (uint32_t)json_array_size(seq);
+    for (uint32_t k = 0; k < r->shards; k++)
+      r->stage_seq[k] = (uint64_t)json_integer_value(json_array_get(seq, k));
+    r->min_ready = (uint32_t)min_ready;
+    snprintf(r->message, sizeof r->message, "%s", msg);
+    if (r->state < 0)
+      st = qv_error_set(err, QV_EINTERNAL, "a rollout record in etcd has an unknown state '%.40s'",
+                        state);
+  }
+  json_decref(o);
   return st;
 }

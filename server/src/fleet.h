@@ -18,6 +18,7 @@
 #define QV__FLEET_ASSIGN "/quiver/assign/"           /* <node>/<name>/<shard> = "" */
 #define QV__FLEET_REPLICAS "/quiver/replicas/"       /* <name>/<shard>/<node> = qv__frep */
 #define QV__FLEET_CONTROLLER "/quiver/controller"    /* the elected controller's router id */
+#define QV__FLEET_ROLLOUTS "/quiver/rollouts/"       /* <name> = qv__froll (docs/rollout.md) */
 
 enum { QV__FLEET_MAX_SHARDS = 256, QV__FLEET_MAX_REPLICAS = 5 };
 /* A cluster collection's name leaves room for the ".shardNNN" of its replicas' local names. */
@@ -38,6 +39,9 @@ typedef struct qv__fcoll {
   uint64_t build_gen;
   double build_floor, build_target;
   uint32_t build_eval_queries, build_eval_k;
+  /* The data version every query is answered from (the version pointer, docs/rollout.md): 1 at
+   * create; a rollout's flip moves it in the same transaction as the rollout's state. */
+  uint64_t version;
 } qv__fcoll;
 
 /* A replica's state: only in-sync replicas are sent searches. */
@@ -51,7 +55,45 @@ typedef struct qv__frep {
   uint64_t applied, log_seq, count, index_version, built_gen;
   char addr[256];
   char build_error[200]; /* the last build's failure ("" = none) */
+  /* Data versions (docs/rollout.md): the one its local collection serves, and the one held
+   * beside it: kind 1 staged (ready: caught up with the log and warmed; recall measured when it
+   * was staged), 2 previous (after a flip). beside_version 0: none. */
+  uint64_t version;
+  uint64_t beside_version;
+  int beside_kind, beside_ready;
+  double beside_recall;
 } qv__frep;
+
+/* A fleet rollout (Rollout at a router): one per collection, kept after it ends (a replica
+ * created later needs its version's files pushed: rollout --resume, and stage_seq). */
+typedef enum {
+  QV__RO_STAGING = 0,     /* the version's files go to every replica; it flips when all are ready */
+  QV__RO_FLIPPED = 1,     /* the pointer moved; the previous version is still held */
+  QV__RO_DONE = 2,        /* the previous version was released */
+  QV__RO_ABORTED = 3,     /* dropped before a flip (by the caller, or a recall floor missed) */
+  QV__RO_ROLLED_BACK = 4, /* flipped back to the previous version */
+} qv__ro_state;
+const char *qv__ro_state_name(int s);
+
+typedef struct qv__froll {
+  uint64_t uid;     /* the collection's (qv__fcoll.uid) */
+  uint64_t version; /* the one being rolled out */
+  uint64_t previous;
+  int state;
+  uint32_t shards;
+  /* Each shard's write-log sequence when the rollout began: the version's snapshot is taken to
+   * hold the writes up to it; a replica applies the records after it onto the staged version. */
+  uint64_t stage_seq[QV__FLEET_MAX_SHARDS];
+  uint32_t min_ready;  /* ready replicas each shard needs to flip; 0 = all its in-sync ones */
+  double recall_floor; /* a staged replica's recall below it aborts the rollout; 0 = none */
+  double hold_s;       /* the previous version is held this long after the flip */
+  double flipped_at;   /* unix seconds (0 before the flip) */
+  double begun_at;     /* unix seconds */
+  char message[256];   /* why it ended (an abort's reason) */
+} qv__froll;
+
+char *qv__froll_json(const qv__froll *r);
+qv_status qv__froll_parse(const char *json, size_t len, qv__froll *r, qv_error *err);
 
 /* JSON text (free()) of a record; NULL when out of memory. */
 char *qv__fcoll_json(const qv__fcoll *c);

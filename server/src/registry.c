@@ -32,6 +32,10 @@ struct qv__entry {
   pthread_rwlock_t slot_rw;
   qv_collection *slot;
   int slot_kind; /* qv__slot_kind */
+  /* 1: the serving version's writes reach the slot too (qv__slot_write). A fleet replica's
+   * staged version starts at 0: its replica feeds it from the shard's log first (replica.c). */
+  atomic_int slot_fed;
+  atomic_int fleet; /* a fleet replica's local collection (replica.c marks it) */
   char slot_dir[QV_PATH_MAX];
   /* Writers (upsert chunks, deletes) hold it for reading while they apply to both versions; a
    * flip holds it for writing from the swap to the saved snapshot, so that no write lands in
@@ -174,6 +178,7 @@ static void slot_open(qv__registry *r, qv__entry *e) {
   }
   e->slot = c;
   e->slot_kind = QV__SLOT_STAGED;
+  atomic_store(&e->slot_fed, 1); /* a fleet replica says otherwise when it opens it */
   QV_LOG_I("collection '%s': staged version %llu held beside the serving %llu", e->name,
            (unsigned long long)g, (unsigned long long)serving);
 }
@@ -628,6 +633,7 @@ qv_status qv__entry_stage(qv__registry *r, qv__entry *e, qv_collection *c, qv_er
   if (st == QV_OK) {
     e->slot = c;
     e->slot_kind = QV__SLOT_STAGED;
+    atomic_store(&e->slot_fed, !atomic_load(&e->fleet));
   } else {
     qv_remove_tree(e->slot_dir, NULL);
   }
@@ -697,9 +703,22 @@ qv_status qv__entry_flip(qv__registry *r, qv__entry *e, int rollback, uint64_t v
       slot_clear(e); /* the version rolled back from */
     } else {
       e->slot_kind = QV__SLOT_PREVIOUS; /* its directory stays until released (slot_open) */
+      atomic_store(&e->slot_fed, 1);    /* the writes after the flip reach it (a rollback) */
     }
   }
   pthread_rwlock_unlock(&e->slot_rw);
   pthread_rwlock_unlock(&e->write_rw);
   return st;
+}
+
+void qv__entry_set_fleet(qv__entry *e) {
+  atomic_store(&e->fleet, 1);
+}
+
+int qv__entry_slot_fed(qv__entry *e) {
+  return atomic_load(&e->slot_fed);
+}
+
+void qv__entry_slot_set_fed(qv__entry *e, int fed) {
+  atomic_store(&e->slot_fed, fed);
 }

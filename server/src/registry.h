@@ -130,6 +130,12 @@ qv_status qv__entry_slot_drop(qv__entry *e, int kind, uint64_t *version, qv_erro
 qv_status qv__entry_flip(qv__registry *r, qv__entry *e, int rollback, uint64_t version,
                          qv_error *err);
 
+/* A fleet replica's local collection (replica.c): a version staged on it from then on is fed by
+ * the replica from the shard's log (slot_fed 0) until it has caught up, not by e's writes. */
+void qv__entry_set_fleet(qv__entry *e);
+int qv__entry_slot_fed(qv__entry *e);
+void qv__entry_slot_set_fed(qv__entry *e, int fed);
+
 /* Writers to e (an upsert chunk, a delete) hold this around what they apply to both versions. */
 void qv__entry_write_begin(qv__entry *e);
 void qv__entry_write_end(qv__entry *e);

@@ -65,6 +65,16 @@ typedef struct held {
   char *report;          /* the JSON last put */
   int64_t report_lease;
   int assigned; /* seen in this turn's assignments */
+  /* Rollouts (docs/rollout.md): the collection's rollout record (have_ro), the staged version
+   * fed from the log up to `applied` (state file: 0 = none), the one warmed, and the version
+   * beside the serving one as last reported. */
+  qv__froll ro;
+  int have_ro;
+  uint64_t fed_version, warmed_version;
+  double ro_retry_at;
+  uint64_t version, beside_version;
+  int beside_kind;
+  double beside_recall;
 } held;
 
 struct qv__replicas {
@@ -87,9 +97,10 @@ struct qv__replicas {
 
 static void state_save(held *h) {
   char buf[256];
-  int len = snprintf(buf, sizeof buf, "{\"uid\":\"%016llx\",\"applied\":%llu,\"built\":%llu}\n",
+  int len = snprintf(buf, sizeof buf,
+                     "{\"uid\":\"%016llx\",\"applied\":%llu,\"built\":%llu,\"fed\":%llu}\n",
                      (unsigned long long)h->rec.uid, (unsigned long long)h->applied,
-                     (unsigned long long)h->built_gen);
+                     (unsigned long long)h->built_gen, (unsigned long long)h->fed_version);
   qv_error e = {0};
   if (qv_file_write_atomic(h->state_path, buf, (size_t)len, &e) != QV_OK)
     QV_LOG_W("fleet: %s: saving how far it got: %s", h->local, e.msg);
@@ -104,13 +115,14 @@ static int state_load(held *h) {
   if (o == NULL)
     return 0;
   const char *uid = NULL;
-  json_int_t applied = 0, built = 0;
-  int ok =
-      json_unpack(o, "{s:s, s:I, s?I}", "uid", &uid, "applied", &applied, "built", &built) == 0 &&
-      strtoull(uid, NULL, 16) == h->rec.uid;
+  json_int_t applied = 0, built = 0, fed = 0;
+  int ok = json_unpack(o, "{s:s, s:I, s?I, s?I}", "uid", &uid, "applied", &applied, "built", &built,
+                       "fed", &fed) == 0 &&
+           strtoull(uid, NULL, 16) == h->rec.uid;
   if (ok) {
     h->applied = h->saved_applied = (uint64_t)applied;
     h->built_gen = (uint64_t)built;
+    h->fed_version = (uint64_t)fed;
   }
   json_decref(o);
   return ok;
@@ -263,6 +275,25 @@ static void close_log(held *h) {
   h->caught_up = 0;
 }
 
+/* Marks the local collection as a fleet replica's: a version staged on it is fed from the log
+ * (rollout_step), and one staged before a restart was fed when the state file says so. */
+static void mark_local(qv__replicas *R, held *h) {
+  qv__entry *e;
+  qv_error ignored = {0};
+  if (qv__registry_get(R->s->reg, h->local, &e, &ignored) != QV_OK)
+    return;
+  qv__entry_set_fleet(e);
+  int kind = QV__SLOT_NONE;
+  qv_collection *c = qv__entry_slot_get(e, 0, &kind);
+  if (c != NULL) {
+    const uint64_t g = qv_collection_generation(c);
+    qv__entry_slot_put(e);
+    if (kind == QV__SLOT_STAGED)
+      qv__entry_slot_set_fed(e, g == h->fed_version);
+  }
+  qv__registry_put(R->s->reg, e);
+}
+
 /* Opens what a held replica needs: the local collection, its log and a reader from where it got
  * to. Retried each turn (after a pause) until it works. */
 static void open_held(qv__replicas *R, held *h) {
@@ -280,6 +311,8 @@ static void open_held(qv__replicas *R, held *h) {
       QV_LOG_I("fleet: replica %s opened at log record %llu", h->local,
                (unsigned long long)h->applied);
     }
+    if (st == QV_OK)
+      mark_local(R, h);
     char stream[64];
     qv__fleet_stream_name(h->rec.uid, h->shard, stream, sizeof stream);
     if (st == QV_OK)
@@ -381,6 +414,198 @@ static void build_step(qv__replicas *R, held *h, uint64_t lag) {
   }
 }
 
+/* ---- rollouts (docs/rollout.md) --------------------------------------------------------- */
+
+typedef struct feed_ctx {
+  qv__entry *e;
+  uint64_t next, last; /* the record expected next; the last one to apply */
+  uint64_t records;
+  qv_status st;
+  qv_error err;
+} feed_ctx;
+
+/* One log record onto the staged version alone (what the serving version applied already). */
+static int on_feed(void *user, uint64_t seq, const void *rec, size_t len) {
+  feed_ctx *f = user;
+  if (seq < f->next)
+    return 0;
+  if (seq != f->next) {
+    f->st = qv_error_set(&f->err, QV_EUNAVAILABLE, "log record %llu arrived, %llu expected",
+                         (unsigned long long)seq, (unsigned long long)f->next);
+    return 1;
+  }
+  const uint8_t *b = rec;
+  qv_collection *c = qv__entry_slot_get(f->e, 0, NULL);
+  if (c == NULL) {
+    f->st = qv_error_set(&f->err, QV_EPRECONDITION, "the staged version went away");
+    return 1;
+  }
+  qv_status st = QV_OK;
+  qv_error err = {0};
+  if (len >= 1 && b[0] == QV__REC_UPSERT) {
+    Quiver__V1__UpsertRequest *r = quiver__v1__upsert_request__unpack(NULL, len - 1, b + 1);
+    if (r != NULL) {
+      st = qv_collection_add_features(c, r->n_ids, r->ids, r->vectors,
+                                      r->n_features ? r->features : NULL, &err);
+      quiver__v1__upsert_request__free_unpacked(r, NULL);
+    }
+  } else if (len >= 1 && b[0] == QV__REC_DELETE) {
+    Quiver__V1__DeleteRequest *r = quiver__v1__delete_request__unpack(NULL, len - 1, b + 1);
+    if (r != NULL) {
+      size_t deleted = 0;
+      st = qv_collection_delete(c, r->n_ids, r->ids, &deleted, &err);
+      quiver__v1__delete_request__free_unpacked(r, NULL);
+    }
+  }
+  qv__entry_slot_put(f->e);
+  if (st != QV_OK && st != QV_EINVAL) { /* EINVAL: skipped by the serving version too */
+    f->st = st;
+    f->err = err;
+    return 1;
+  }
+  f->records++;
+  f->next = seq + 1;
+  return f->next > f->last;
+}
+
+/* Runs a sample of searches on the staged version (64 of its own vectors), so that its first
+ * real queries do not pay for pages never touched. */
+static void warm(qv__entry *e, uint64_t version) {
+  qv_collection *c = qv__entry_slot_get(e, version, NULL);
+  if (c == NULL)
+    return;
+  qv_collection_stats cs;
+  qv_collection_stats_get(c, &cs, NULL);
+  const size_t n = cs.count < 64 ? cs.count : 64, k = 10;
+  float *q = n ? malloc(n * cs.dim * sizeof *q) : NULL;
+  float *sc = n ? malloc(n * k * sizeof *sc) : NULL;
+  int64_t *ids = n ? malloc(n * k * sizeof *ids) : NULL;
+  if (q && sc && ids) {
+    /* Its own vectors where the first ids are its (dense ids), ... */
+    size_t m = 0;
+    for (int64_t id = 0; m < n && id < (int64_t)(cs.count * 4 + 64); id++)
+      if (qv_collection_get(c, id, q + m * cs.dim, NULL) == QV_OK)
+        m++;
+    /* The rest: pseudo-random queries (they touch other lists). */
+    uint64_t x = 0x9e3779b97f4a7c15ull ^ version;
+    for (size_t i = m * cs.dim; i < n * cs.dim; i++) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      q[i] = (float)((double)(x >> 11) / 9007199254740992.0 - 0.5);
+    }
+    const qv_search_params p = {.k = k, .nprobe = 0, .generation = version};
+    (void)qv_collection_search(c, q, n, &p, sc, ids, NULL);
+  }
+  free(q);
+  free(sc);
+  free(ids);
+  qv__entry_slot_put(e);
+}
+
+/* What a replica does about its collection's versions each turn: feeds a staged version the log
+ * records after its rollout's start, warms it, flips to it when the collection's pointer moved,
+ * flips back on a rollback, drops a staged version of an aborted rollout and releases the
+ * previous one once its rollout is done. */
+static void rollout_step(qv__replicas *R, held *h) {
+  if (qv_monotonic_s() < h->ro_retry_at)
+    return;
+  qv__entry *e;
+  qv_error err = {0};
+  if (qv__registry_get(R->s->reg, h->local, &e, &err) != QV_OK)
+    return;
+  int kind = QV__SLOT_NONE;
+  uint64_t beside = 0;
+  double recall = -1;
+  qv_collection *c = qv__entry_slot_get(e, 0, &kind);
+  if (c != NULL) {
+    qv_collection_stats s;
+    qv_collection_stats_get(c, &s, NULL);
+    beside = s.generation;
+    recall = s.build_recall;
+    qv__entry_slot_put(e);
+  }
+  const uint64_t serving = qv_collection_generation(qv__entry_col(e));
+  const uint64_t pointer = h->rec.version;
+  const qv__froll *ro = h->have_ro && h->ro.uid == h->rec.uid ? &h->ro : NULL;
+  const int mine = ro != NULL && kind == QV__SLOT_STAGED && ro->version == beside;
+  qv_status st = QV_OK;
+  if (kind == QV__SLOT_STAGED &&
+      ((ro != NULL && ro->version > beside) ||
+       (mine && (ro->state == QV__RO_ABORTED || ro->state == QV__RO_ROLLED_BACK)))) {
+    /* Its rollout was aborted (or superseded): drop it. */
+    if (qv__entry_slot_drop(e, QV__SLOT_STAGED, NULL, &err) == QV_OK)
+      QV_LOG_I("fleet: replica %s: staged version %llu dropped (rollout %s)", h->local,
+               (unsigned long long)beside, ro->version > beside ? "superseded" : "aborted");
+    h->fed_version = h->warmed_version = 0;
+    kind = QV__SLOT_NONE;
+  } else if (mine && !qv__entry_slot_fed(e) && ro->shards == h->rec.shards &&
+             h->applied >= ro->stage_seq[h->shard] && h->log != NULL) {
+    /* The staged snapshot holds the writes up to the rollout's start: the records after it,
+     * which the serving version applied already, go onto the staged one too; from then on it
+     * takes every record the serving one takes (this thread applies both in turn). */
+    const double t0 = qv_monotonic_s();
+    feed_ctx f = {.e = e, .next = ro->stage_seq[h->shard] + 1, .last = h->applied};
+    if (f.next <= f.last)
+      st = qv_jslog_read(h->log, f.next, 2000, on_feed, &f, NULL, &err);
+    if (st == QV_OK && f.st != QV_OK)
+      st = f.st, err = f.err;
+    if (st == QV_OK && f.next <= f.last)
+      st = qv_error_set(&err, QV_EUNAVAILABLE, "the log stopped at %llu of %llu",
+                        (unsigned long long)(f.next - 1), (unsigned long long)f.last);
+    if (st == QV_OK) {
+      qv__entry_slot_set_fed(e, 1);
+      h->fed_version = beside;
+      state_save(h);
+      QV_LOG_I("fleet: replica %s: staged version %llu caught up with the log (%llu record(s) "
+               "after the rollout's start at %llu, %.2f s)",
+               h->local, (unsigned long long)beside, (unsigned long long)f.records,
+               (unsigned long long)ro->stage_seq[h->shard], qv_monotonic_s() - t0);
+    }
+  } else if (mine && qv__entry_slot_fed(e) && h->warmed_version != beside) {
+    warm(e, beside);
+    h->warmed_version = beside;
+  } else if (kind == QV__SLOT_STAGED && pointer == beside && qv__entry_slot_fed(e)) {
+    /* The pointer moved to it: serve it (the router already asks for it by number). */
+    if ((st = qv__registry_claim_build(R->s->reg, e, &err)) == QV_OK) {
+      st = qv__entry_flip(R->s->reg, e, 0, beside, &err);
+      qv__entry_end_build(e);
+    }
+    if (st == QV_OK)
+      QV_LOG_I("fleet: replica %s flipped to version %llu (previous %llu held)", h->local,
+               (unsigned long long)beside, (unsigned long long)serving);
+  } else if (kind == QV__SLOT_PREVIOUS && pointer == beside) {
+    if ((st = qv__registry_claim_build(R->s->reg, e, &err)) == QV_OK) {
+      st = qv__entry_flip(R->s->reg, e, 1, 0, &err);
+      qv__entry_end_build(e);
+    }
+    if (st == QV_OK)
+      QV_LOG_I("fleet: replica %s rolled back to version %llu", h->local,
+               (unsigned long long)beside);
+  } else if (kind == QV__SLOT_PREVIOUS && pointer == serving &&
+             (ro == NULL || ro->state == QV__RO_DONE || ro->version != serving)) {
+    if (qv__entry_slot_drop(e, QV__SLOT_PREVIOUS, NULL, &err) == QV_OK)
+      QV_LOG_I("fleet: replica %s released version %llu", h->local, (unsigned long long)beside);
+  }
+  if (st != QV_OK) {
+    QV_LOG_W("fleet: replica %s: rollout step: %s (trying again)", h->local, err.msg);
+    h->ro_retry_at = qv_monotonic_s() + 1.0;
+  }
+  /* What the report says. */
+  c = qv__entry_slot_get(e, 0, &kind);
+  h->beside_version = 0;
+  h->beside_kind = 0;
+  if (c != NULL) {
+    h->beside_version = qv_collection_generation(c);
+    h->beside_kind = kind;
+    qv_collection_stats s;
+    qv_collection_stats_get(c, &s, NULL);
+    h->beside_recall = s.build_recall;
+    qv__entry_slot_put(e);
+  }
+  (void)recall;
+  h->version = qv_collection_generation(qv__entry_col(e));
+  qv__registry_put(R->s->reg, e);
+}
+
 /* ---- reports ----------------------------------------------------------------------------- */
 
 static void report_key(qv__replicas *R, const held *h, char *out, size_t cap) {
@@ -418,7 +643,15 @@ static void report(qv__replicas *R, held *h) {
                 .log_seq = h->log_seq > h->applied ? h->log_seq : h->applied,
                 .count = count,
                 .index_version = version,
-                .built_gen = h->built_gen};
+                .built_gen = h->built_gen,
+                .version = h->version ? h->version : 1,
+                .beside_version = h->beside_version,
+                .beside_kind = h->beside_kind,
+                .beside_recall = h->beside_recall};
+  /* Ready: fed from the log, warmed, and close to the log's end with the serving version. */
+  r.beside_ready = h->beside_kind == QV__SLOT_PREVIOUS ||
+                   (h->beside_kind == QV__SLOT_STAGED && h->fed_version == h->beside_version &&
+                    h->warmed_version == h->beside_version && h->state == QV__REP_IN_SYNC);
   snprintf(r.addr, sizeof r.addr, "%.255s", R->addr);
   pthread_mutex_lock(&R->mu);
   snprintf(r.build_error, sizeof r.build_error, "%s", h->build_error);
@@ -488,6 +721,11 @@ typedef struct sync_ctx {
     uint32_t shard;
   } * want;
   size_t nwant, wcap;
+  struct {
+    char name[QV__FLEET_NAME_MAX + 1];
+    qv__froll r;
+  } * ros;
+  size_t nro, rcap;
 } sync_ctx;
 
 static int on_coll(void *user, const char *key, const char *val, size_t len) {
@@ -528,6 +766,25 @@ static int on_assign(void *user, const char *key, const char *val, size_t len) {
   c->want[c->nwant].name[slash - rest] = '\0';
   c->want[c->nwant].shard = (uint32_t)strtoul(slash + 1, NULL, 10);
   c->nwant++;
+  return 0;
+}
+
+static int on_rollout(void *user, const char *key, const char *val, size_t len) {
+  sync_ctx *c = user;
+  if (c->nro == c->rcap) {
+    size_t cap = c->rcap ? 2 * c->rcap : 4;
+    void *n = realloc(c->ros, cap * sizeof *c->ros);
+    if (n == NULL)
+      return 1;
+    c->ros = n;
+    c->rcap = cap;
+  }
+  qv_error err = {0};
+  if (qv__froll_parse(val, len, &c->ros[c->nro].r, &err) == QV_OK) {
+    snprintf(c->ros[c->nro].name, sizeof c->ros[c->nro].name, "%s",
+             key + strlen(QV__FLEET_ROLLOUTS));
+    c->nro++;
+  }
   return 0;
 }
 
@@ -580,10 +837,12 @@ static void sync_assignments(qv__replicas *R) {
   snprintf(prefix, sizeof prefix, QV__FLEET_ASSIGN "%s/", R->node);
   qv_error err = {0};
   if (qv_etcd_range_prefix(R->etcd, QV__FLEET_COLLECTIONS, on_coll, &c, NULL, &err) != QV_OK ||
-      qv_etcd_range_prefix(R->etcd, prefix, on_assign, &c, NULL, &err) != QV_OK) {
+      qv_etcd_range_prefix(R->etcd, prefix, on_assign, &c, NULL, &err) != QV_OK ||
+      qv_etcd_range_prefix(R->etcd, QV__FLEET_ROLLOUTS, on_rollout, &c, NULL, &err) != QV_OK) {
     QV_LOG_D("fleet: reading assignments: %s (keeping the replicas as they are)", err.msg);
     free(c.colls);
     free(c.want);
+    free(c.ros);
     return;
   }
   for (size_t i = 0; i < R->n; i++)
@@ -617,6 +876,12 @@ static void sync_assignments(qv__replicas *R) {
     }
     h->rec = *rec; /* build requests arrive this way */
     h->assigned = 1;
+    h->have_ro = 0;
+    for (size_t k = 0; k < c.nro; k++)
+      if (strcmp(c.ros[k].name, rec->name) == 0) {
+        h->ro = c.ros[k].r;
+        h->have_ro = 1;
+      }
   }
   for (size_t i = 0; i < R->n;) {
     if (R->h[i]->assigned) {
@@ -632,6 +897,7 @@ static void sync_assignments(qv__replicas *R) {
   }
   free(c.colls);
   free(c.want);
+  free(c.ros);
 }
 
 /* ---- the thread -------------------------------------------------------------------------- */
@@ -682,6 +948,8 @@ static void *replicas_main(void *arg) {
       }
       const uint64_t lag = h->log_seq > h->applied ? h->log_seq - h->applied : 0;
       build_step(R, h, lag);
+      if (h->log != NULL)
+        rollout_step(R, h);
       report(R, h);
     }
     if (!busy) {

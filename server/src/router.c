@@ -80,6 +80,8 @@ static void map_free(qv__rmap *m) {
   }
   free(m->colls);
   free(m->nodes);
+  free(m->routers);
+  free(m->pins);
   free(m);
 }
 
@@ -128,6 +130,7 @@ typedef struct reading {
     uint32_t shard;
   } * as;
   size_t nas, acap;
+  size_t rcap, pcap;
   int failed;
 } reading;
 
@@ -205,6 +208,53 @@ static int on_node(void *user, const char *key, const char *val, size_t len) {
     snprintf(n->addr, sizeof n->addr, "%s", addr);
   }
   (void)key;
+  json_decref(o);
+  return 0;
+}
+
+static int on_rollout(void *user, const char *key, const char *val, size_t len) {
+  reading *g = user;
+  qv__rcoll *c = (qv__rcoll *)qv__rmap_find(g->m, key + strlen(QV__FLEET_ROLLOUTS));
+  qv__froll ro;
+  qv_error err = {0};
+  if (c != NULL && qv__froll_parse(val, len, &ro, &err) == QV_OK && ro.uid == c->c.uid) {
+    c->ro = ro;
+    c->have_ro = 1;
+  }
+  return 0;
+}
+
+static int on_router(void *user, const char *key, const char *val, size_t len) {
+  (void)val, (void)len;
+  reading *g = user;
+  qv__rmap *m = g->m;
+  const char *id = key + strlen(QV__FLEET_ROUTERS);
+  if (strlen(id) < 64 && grow((void **)&m->routers, &g->rcap, m->nrouters, sizeof *m->routers))
+    snprintf(m->routers[m->nrouters++], 64, "%s", id);
+  return 0;
+}
+
+static int on_pins(void *user, const char *key, const char *val, size_t len) {
+  reading *g = user;
+  qv__rmap *m = g->m;
+  const char *router = key + strlen(QV__FLEET_PINS);
+  json_error_t je;
+  json_t *o = json_loadb(val, len, 0, &je);
+  const char *name;
+  json_t *v;
+  if (o != NULL && strlen(router) < 64)
+    json_object_foreach(o, name, v) {
+      json_int_t seen = 0, oldest = 0;
+      if (strlen(name) > QV__FLEET_NAME_MAX ||
+          json_unpack(v, "{s:I, s:I}", "seen", &seen, "oldest", &oldest) != 0 ||
+          !grow((void **)&m->pins, &g->pcap, m->npins, sizeof *m->pins))
+        continue;
+      qv__rpin *p = &m->pins[m->npins++];
+      snprintf(p->router, sizeof p->router, "%s", router);
+      snprintf(p->name, sizeof p->name, "%s", name);
+      p->seen = (uint64_t)seen;
+      p->oldest = (uint64_t)oldest;
+    }
   json_decref(o);
   return 0;
 }
@@ -339,6 +389,12 @@ qv_status qv__router_refresh(qv__router *r, qv_error *err) {
     st = qv_etcd_range_prefix(r->etcd, QV__FLEET_NODES, on_node, &g, NULL, err);
   if (st == QV_OK)
     st = qv_etcd_range_prefix(r->etcd, QV__FLEET_ASSIGN, on_assign, &g, NULL, err);
+  if (st == QV_OK)
+    st = qv_etcd_range_prefix(r->etcd, QV__FLEET_ROLLOUTS, on_rollout, &g, NULL, err);
+  if (st == QV_OK)
+    st = qv_etcd_range_prefix(r->etcd, QV__FLEET_ROUTERS, on_router, &g, NULL, err);
+  if (st == QV_OK)
+    st = qv_etcd_range_prefix(r->etcd, QV__FLEET_PINS, on_pins, &g, NULL, err);
   if (st == QV_OK && g.failed)
     st = qv_error_set(err, QV_ENOMEM, "out of memory reading the fleet's map");
   if (st == QV_OK) {
@@ -347,9 +403,12 @@ qv_status qv__router_refresh(qv__router *r, qv_error *err) {
     pthread_mutex_lock(&r->mu);
     const int joined = r->member != NULL;
     pthread_mutex_unlock(&r->mu);
-    if (joined)
+    if (joined) {
       controller_turn(r, &g);
-    else
+      if (r->controller)
+        qv__rollout_turn(r, g.m);
+      qv__pins_report(r, g.m);
+    } else
       for (size_t i = 0; i < g.nas; i++) {
         qv__rnode *n = find_node(g.m, g.as[i].node);
         if (n)
@@ -539,6 +598,7 @@ qv_status qv__router_new(qv__router **out, const qv__config *cfg, const char *et
   pthread_mutex_init(&r->mu, NULL);
   pthread_mutex_init(&r->pmu, NULL);
   pthread_mutex_init(&r->lmu, NULL);
+  pthread_mutex_init(&r->pin_mu, NULL);
   qv_cond_init_monotonic(&r->cv);
   FILE *f = fopen("/dev/urandom", "rb");
   if (f == NULL || fread(&r->nonce, sizeof r->nonce, 1, f) != 1)
@@ -604,5 +664,8 @@ void qv__router_free(qv__router *r) {
   pthread_mutex_destroy(&r->mu);
   pthread_mutex_destroy(&r->pmu);
   pthread_mutex_destroy(&r->lmu);
+  pthread_mutex_destroy(&r->pin_mu);
+  free(r->inflight);
+  free(r->pins_report);
   free(r);
 }

@@ -40,7 +40,17 @@ typedef struct qv__rshard {
 typedef struct qv__rcoll {
   qv__fcoll c;
   qv__rshard *shards; /* c.shards of them */
+  qv__froll ro;       /* its rollout (docs/rollout.md), when have_ro */
+  int have_ro;
 } qv__rcoll;
+
+/* What a router reports of the versions its queries are pinned to (/quiver/pins/<router>): per
+ * collection the pointer its map shows and the oldest version a query in flight holds. */
+typedef struct qv__rpin {
+  char router[64];
+  char name[QV__FLEET_NAME_MAX + 1];
+  uint64_t seen, oldest;
+} qv__rpin;
 
 typedef struct qv__rnode {
   char id[64];
@@ -55,6 +65,10 @@ typedef struct qv__rmap {
   size_t ncolls;
   qv__rnode *nodes; /* sorted by id */
   size_t nnodes;
+  char (*routers)[64]; /* the live routers' ids */
+  size_t nrouters;
+  qv__rpin *pins;
+  size_t npins;
   double read_at; /* qv_monotonic_s() of the reading */
 } qv__rmap;
 
@@ -85,11 +99,41 @@ struct qv__router {
   uint64_t nonce; /* makes this router's write ids unique across its restarts */
   atomic_uint_fast64_t writes;
   atomic_int controller; /* 1 while this router holds the controller key */
+  /* Queries in flight per (collection, data version), for the pins report. */
+  pthread_mutex_t pin_mu;
+  struct qv__inflight {
+    char name[QV__FLEET_NAME_MAX + 1];
+    uint64_t version;
+    int64_t n;
+  } * inflight;
+  size_t ninflight, icap;
+  char *pins_report; /* the JSON last put */
+  int64_t pins_lease;
   /* metrics */
   atomic_uint_fast64_t fanouts, hedges, retries, partials, shard_failures;
   atomic_uint_fast64_t fanout_hist[QV__FANOUT_BUCKETS + 1]; /* the last: above every bound */
   atomic_uint_fast64_t fanout_us_sum;
 };
+
+/* What one CollectionInfo of a fleet collection points at (router_rpc.c). */
+typedef struct info_buf {
+  Quiver__V1__ReplicaInfo *reps;
+  Quiver__V1__ReplicaInfo **ptrs;
+  char spec[128];
+} info_buf;
+qv_status qv__rt_fill_info(const qv__rcoll *c, Quiver__V1__CollectionInfo *info, info_buf *b,
+                           qv_error *err);
+void qv__rt_info_free(info_buf *b);
+
+#define QV__FLEET_PINS "/quiver/pins/" /* <router> = {"<name>": {"seen": V, "oldest": V}} */
+
+/* A query pinned to `version` of collection `name` begins (+1) or ends (-1). */
+void qv__router_pin(qv__router *r, const char *name, uint64_t version, int delta);
+/* Every shard's ready replicas, the recall floor, the flip, the hold and the release of the
+ * rollouts in map m: one controller turn (router_rollout.c). */
+void qv__rollout_turn(qv__router *r, const qv__rmap *m);
+/* This router's pins report, put when it changed (router_rollout.c). */
+void qv__pins_report(qv__router *r, const qv__rmap *m);
 
 /* Counts one fan-out of `seconds` in the latency histogram. */
 void qv__router_fanout_observe(qv__router *r, double seconds);

@@ -41,19 +41,19 @@ static double seconds_left(const gpr_timespec *deadline, double cap) {
 
 /* ---- the answers' descriptions --------------------------------------------------------------- */
 
-/* What one CollectionInfo of a fleet collection points at. */
-typedef struct info_buf {
-  Quiver__V1__ReplicaInfo *reps;
-  Quiver__V1__ReplicaInfo **ptrs;
-  char spec[128];
-} info_buf;
-
-static void info_free(info_buf *b) {
+void qv__rt_info_free(info_buf *b) {
   free(b->reps);
   free(b->ptrs);
 }
 
-static qv_status fill_info(const qv__rcoll *c, Quiver__V1__CollectionInfo *info, info_buf *b,
+static const char *beside_state(const qv__frep *r) {
+  return r->beside_version == 0 ? ""
+         : r->beside_kind == 2  ? "previous"
+         : r->beside_ready      ? "ready"
+                                : "staged";
+}
+
+qv_status qv__rt_fill_info(const qv__rcoll *c, Quiver__V1__CollectionInfo *info, info_buf *b,
                            qv_error *err) {
   quiver__v1__collection_info__init(info);
   size_t n = 0;
@@ -95,6 +95,10 @@ static qv_status fill_info(const qv__rcoll *c, Quiver__V1__CollectionInfo *info,
       ri->log_seq = x->r.log_seq;
       ri->count = x->r.count;
       ri->index_version = x->r.index_version;
+      ri->version = x->r.version;
+      ri->beside_version = x->r.beside_version;
+      ri->beside_state = (char *)beside_state(&x->r);
+      ri->beside_recall = x->r.beside_version ? x->r.beside_recall : -1;
       b->ptrs[o++] = ri;
       if (x->r.built_gen < c->c.build_gen)
         building = 1;
@@ -111,6 +115,7 @@ static qv_status fill_info(const qv__rcoll *c, Quiver__V1__CollectionInfo *info,
   }
   info->n_replica_info = o;
   info->replica_info = b->ptrs;
+  info->version = c->c.version;
   info->index_version = version == UINT64_MAX ? 0 : version;
   info->indexed = info->count;
   const int flat = strcmp(c->c.spec, "Flat") == 0 || c->c.spec[0] == '\0';
@@ -138,9 +143,9 @@ qv_status qv__rt_describe(qv__server *s, const ProtobufCMessage *m, const gpr_ti
   } else {
     Quiver__V1__CollectionInfo info;
     info_buf b = {0};
-    if ((st = fill_info(c, &info, &b, err)) == QV_OK)
+    if ((st = qv__rt_fill_info(c, &info, &b, err)) == QV_OK)
       *resp = qv__wire_pack(&info.base);
-    info_free(&b);
+    qv__rt_info_free(&b);
   }
   qv__rmap_put(map);
   return st;
@@ -160,7 +165,7 @@ qv_status qv__rt_list(qv__server *s, const ProtobufCMessage *m, const gpr_timesp
                      ? QV_OK
                      : qv_error_set(err, QV_ENOMEM, "out of memory listing %zu collections", n);
   for (size_t i = 0; i < n && st == QV_OK; i++) {
-    st = fill_info(&map->colls[i], &infos[i], &bufs[i], err);
+    st = qv__rt_fill_info(&map->colls[i], &infos[i], &bufs[i], err);
     ptrs[i] = &infos[i];
   }
   for (size_t i = 0; i < nn && st == QV_OK; i++) {
@@ -179,7 +184,7 @@ qv_status qv__rt_list(qv__server *s, const ProtobufCMessage *m, const gpr_timesp
     *resp = qv__wire_pack(&out.base);
   }
   for (size_t i = 0; bufs && i < n; i++)
-    info_free(&bufs[i]);
+    qv__rt_info_free(&bufs[i]);
   free(infos);
   free(ptrs);
   free(bufs);
@@ -306,12 +311,12 @@ qv_status qv__rt_create(qv__server *s, const ProtobufCMessage *m, const gpr_time
   const qv__rcoll *rc = qv__rmap_find(map, c.name);
   Quiver__V1__CollectionInfo info;
   info_buf b = {0};
-  if (rc != NULL && (st = fill_info(rc, &info, &b, err)) == QV_OK)
+  if (rc != NULL && (st = qv__rt_fill_info(rc, &info, &b, err)) == QV_OK)
     *resp = qv__wire_pack(&info.base);
   else if (rc == NULL)
     st = qv_error_set(err, QV_EUNAVAILABLE, "collection '%s' was created but vanished from etcd",
                       c.name);
-  info_free(&b);
+  qv__rt_info_free(&b);
   qv__rmap_put(map);
   return st;
 }
@@ -629,7 +634,7 @@ static void *rt_build_main(void *arg) {
         Quiver__V1__BuildIndexProgress p = QUIVER__V1__BUILD_INDEX_PROGRESS__INIT;
         Quiver__V1__CollectionInfo info;
         info_buf ib = {0};
-        if ((st = fill_info(c, &info, &ib, &err)) == QV_OK) {
+        if ((st = qv__rt_fill_info(c, &info, &ib, &err)) == QV_OK) {
           p.phase = "done";
           p.finished = 1;
           p.info = &info;
@@ -637,7 +642,7 @@ static void *rt_build_main(void *arg) {
           p.elapsed_seconds = qv_monotonic_s() - b->t0;
           resp = qv__wire_pack(&p.base);
         }
-        info_free(&ib);
+        qv__rt_info_free(&ib);
       }
     }
     qv__rmap_put(map);
@@ -742,12 +747,4 @@ void qv__rt_start_import(qv__server *s, grpc_call *call, grpc_metadata_array *md
   qv__metrics_call_end(M_IMPORT, QV_EUNSUPPORTED, qv_monotonic_s());
   (void)s;
   qv__finish_call(call, md, 0, NULL, QV_EUNSUPPORTED, msg);
-}
-
-qv_status qv__rt_rollout(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
-                         grpc_byte_buffer **resp, qv_error *err) {
-  (void)s, (void)m, (void)unused, (void)resp;
-  return qv_error_set(err, QV_EUNSUPPORTED,
-                      "Rollout through a router is not built yet (docs/rollout.md): stage and "
-                      "flip on each shard server's NAME.shardK directly");
 }

@@ -40,6 +40,7 @@ struct shard_st {
   uint32_t k;
   const qv__rshard *rs;
   uint64_t acked;          /* this router's last acknowledged write to the shard */
+  uint64_t version;        /* the data version every shard is asked for (pinned per query) */
   grpc_byte_buffer *req;   /* the shard's request */
   uint64_t tried;          /* replicas asked (bit per index) */
   int outstanding, hedged; /* calls in flight; 1 once hedged */
@@ -81,6 +82,9 @@ static int pick(fanout *f, shard_st *sh) {
   for (size_t i = 0; i < sh->rs->n && i < 64; i++) {
     const qv__rrep *x = &sh->rs->reps[i];
     if (x->r.state != QV__REP_IN_SYNC || x->peer == NULL || (sh->tried >> i & 1))
+      continue;
+    /* One that holds the query's version: serving it, or ready beside the serving one. */
+    if (x->r.version != sh->version && !(x->r.beside_version == sh->version && x->r.beside_ready))
       continue;
     const int fresh = x->r.applied >= sh->acked;
     const int load = atomic_load(&x->peer->outstanding);
@@ -167,18 +171,29 @@ static int on_done(fanout *f, try_st *t, int ok, int out_of_time) {
     qv_error err = {0};
     sh->resp = (Quiver__V1__SearchResponse *)qv__decode(
         t->recv, &quiver__v1__search_response__descriptor, &err);
-    if (sh->resp != NULL) {
+    if (sh->resp != NULL && sh->resp->version != sh->version) {
+      /* Never merged: an answer from another version than the query's (a replica that let it
+       * go between its report and this call). Another replica is asked. */
+      protobuf_c_message_free_unpacked(&sh->resp->base, NULL);
+      sh->resp = NULL;
+      t->status = GRPC_STATUS_UNAVAILABLE;
+    } else if (sh->resp != NULL) {
       cancel_shard(f, sh);
       return 0;
+    } else {
+      t->status = GRPC_STATUS_INTERNAL;
     }
-    t->status = GRPC_STATUS_INTERNAL;
   }
   sh->last = t->status == GRPC_STATUS_OK ? GRPC_STATUS_INTERNAL : t->status;
   char *d = grpc_slice_to_c_string(t->details);
   snprintf(sh->last_msg, sizeof sh->last_msg, "%s", d && *d ? d : "no answer");
   gpr_free(d);
   snprintf(sh->last_node, sizeof sh->last_node, "%s", sh->rs->reps[t->rep].node);
-  if (!retryable(sh->last))
+  /* A replica that no longer holds the query's version (released or rolled back since its
+   * report) refuses it: another one may hold it. */
+  const int unheld = sh->last == GRPC_STATUS_FAILED_PRECONDITION &&
+                     strstr(sh->last_msg, "does not hold data version") != NULL;
+  if (!retryable(sh->last) && !unheld)
     return 1;
   atomic_fetch_add(&f->r->shard_failures, 1);
   if (!out_of_time && sh->outstanding == 0 && start_try(f, sh))
@@ -198,7 +213,8 @@ static void run(fanout *f, shard_st *sh, uint32_t nshards) {
     sh[k].hedge_at = now0 + hedge_s;
     if (!start_try(f, &sh[k])) {
       sh[k].last = GRPC_STATUS_UNAVAILABLE;
-      snprintf(sh[k].last_msg, sizeof sh[k].last_msg, "no replica is in-sync");
+      snprintf(sh[k].last_msg, sizeof sh[k].last_msg,
+               "no in-sync replica holding data version %llu", (unsigned long long)sh[k].version);
     }
   }
   const double end = timespec_s(f->deadline);
@@ -327,8 +343,12 @@ qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_time
   int64_t margin_us = left_us / 10 < 10000 ? left_us / 10 : 10000;
   f->deadline = gpr_time_sub(dl, gpr_time_from_micros(margin_us, GPR_TIMESPAN));
   char local[QV__NAME_MAX + 1];
+  /* The version the whole query is answered from, read once: every shard is asked for it. */
+  const uint64_t version = q->version ? q->version : c->c.version;
+  qv__router_pin(r, c->c.name, version, +1);
   for (uint32_t k = 0; k < S; k++) {
     sh[k].k = k;
+    sh[k].version = version;
     sh[k].rs = &c->shards[k];
     qv__rlog *l = NULL;
     /* Only a log this router already has: no NATS round trip on the search path. */
@@ -344,12 +364,14 @@ qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_time
     one.collection = local;
     one.k = (uint32_t)kp;
     one.allow_partial = 0;
+    one.version = version;
     sh[k].req = qv__wire_pack(&one.base);
   }
   atomic_fetch_add(&r->fanouts, 1);
   const double t0 = qv_monotonic_s();
   run(f, sh, S);
   qv__router_fanout_observe(r, qv_monotonic_s() - t0);
+  qv__router_pin(r, c->c.name, version, -1);
   /* The answer: a refusal first, then what is missing, then the merge. */
   uint32_t missing[QV__FLEET_MAX_SHARDS];
   size_t nmissing = 0;
@@ -412,6 +434,7 @@ qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_time
     if (st == QV_OK) {
       out.n_missing_shards = nmissing;
       out.missing_shards = missing;
+      out.version = version;
       if (nmissing > 0)
         atomic_fetch_add(&r->partials, 1);
       *resp = qv__wire_pack(&out.base);

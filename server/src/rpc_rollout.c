@@ -15,6 +15,10 @@ void qv__slot_write(qv__entry *e, size_t n, const int64_t *ids, const float *vec
   qv_collection *c = qv__entry_slot_get(e, 0, &kind);
   if (c == NULL)
     return;
+  if (!qv__entry_slot_fed(e)) { /* a fleet replica feeds it from its log first */
+    qv__entry_slot_put(e);
+    return;
+  }
   qv_error err = {0};
   size_t deleted = 0;
   const uint64_t g = qv_collection_generation(c);
@@ -117,6 +121,10 @@ qv_status qv__h_rollout(qv__server *s, const ProtobufCMessage *m, const gpr_time
   (void)unused;
   const Quiver__V1__RolloutRequest *r = (const Quiver__V1__RolloutRequest *)m;
   const int a = r->action;
+  if (a == QUIVER__V1__ROLLOUT_ACTION__ROLLOUT_ACTION_BEGIN)
+    return qv_error_set(err, QV_EUNSUPPORTED,
+                        "BEGIN is a fleet rollout's: send it to a router (on a single node, "
+                        "stage with ImportIndex stage = true and FLIP)");
   if (a < QUIVER__V1__ROLLOUT_ACTION__ROLLOUT_ACTION_STATUS ||
       a > QUIVER__V1__ROLLOUT_ACTION__ROLLOUT_ACTION_RELEASE)
     return qv_error_set(err, QV_EINVAL,

@@ -37,6 +37,23 @@ QV_API qv_status qv_etcd_put(qv_etcd *e, const char *key, const void *val, size_
 QV_API qv_status qv_etcd_create(qv_etcd *e, const char *key, const void *val, size_t len,
                                 int64_t lease, int *created, qv_error *err);
 
+/* Puts every one of puts[0..n) in one transaction, only when each cmps[i].key's last
+ * modification is revision cmps[i].mod_rev (0: that key does not exist): a compare-and-swap over
+ * several keys (the fleet's version flip moves a collection's pointer and its rollout's state at
+ * once). *done = 1 when it was applied (also a retry whose first attempt went through: every key
+ * then holds its value). ncmp and n: 1 .. 8. */
+typedef struct qv_etcd_kv {
+  const char *key;
+  const void *val;
+  size_t len;
+} qv_etcd_kv;
+typedef struct qv_etcd_cmp {
+  const char *key;
+  int64_t mod_rev;
+} qv_etcd_cmp;
+QV_API qv_status qv_etcd_put_if(qv_etcd *e, const qv_etcd_cmp *cmps, size_t ncmp,
+                                const qv_etcd_kv *puts, size_t n, int *done, qv_error *err);
+
 /* The value of key: *val malloc'd and NUL-terminated (*len without the NUL; len may be NULL),
  * *mod_rev (may be NULL) its last modification's revision. QV_ENOTFOUND when absent. */
 QV_API qv_status qv_etcd_get(qv_etcd *e, const char *key, char **val, size_t *len, int64_t *mod_rev,

@@ -265,19 +265,62 @@ typedef enum {
   QV_ROLLOUT_FLIP = 2,     /* serve the staged version (version != 0: it must be that one) */
   QV_ROLLOUT_ABORT = 3,    /* drop the staged version */
   QV_ROLLOUT_ROLLBACK = 4, /* serve the previous version again; the other is dropped */
-  QV_ROLLOUT_RELEASE = 5   /* drop the previous version */
+  QV_ROLLOUT_RELEASE = 5,  /* drop the previous version */
+  QV_ROLLOUT_BEGIN = 6     /* a router: begin a fleet rollout (qv_client_fleet_rollout) */
 } qv_rollout_action;
 
 typedef struct qv_rollout_status {
   uint64_t version;       /* served after the call */
   qv_version_info beside; /* held beside it (version 0: none) */
   char message[160];      /* what the call did */
+  /* Through a router: the fleet rollout's state ("" = none, or a single node) and the shards
+   * (0 from a single node); qv_client_fleet_rollout has every replica. */
+  char state[16];
+  uint32_t shards;
 } qv_rollout_status;
 
 /* Returns QV_OK; QV_ENOTFOUND (no such collection); QV_EPRECONDITION (nothing of that kind is
  * held, another version is, a build or import is running); QV_EINVAL (bad action). */
 QV_API qv_status qv_client_rollout(qv_client *c, const char *collection, qv_rollout_action action,
                                    uint64_t version, qv_rollout_status *out, qv_error *err);
+
+/* A fleet rollout through a router (docs/rollout.md). BEGIN records each shard's log position
+ * and answers every replica to push the shard's directory to (ImportIndex stage = 1, version =
+ * rollout_version, collection NAME.shardK, on the replica's addr); the controller flips when
+ * every shard has its ready replicas. STATUS, ABORT, ROLLBACK and RELEASE as on a node, for the
+ * whole fleet; FLIP is the controller's (QV_EINVAL). A single node answers BEGIN with
+ * QV_EUNSUPPORTED. */
+typedef struct qv_rollout_opts {
+  uint64_t version;    /* BEGIN: 0 = the collection's version + 1 */
+  double recall_floor; /* a staged replica's recall below it aborts the rollout; 0 = none */
+  uint32_t min_ready;  /* ready replicas per shard to flip; 0 = every in-sync one */
+  double hold_s;       /* the previous version is held this long after the flip; 0 = none */
+} qv_rollout_opts;
+
+typedef struct qv_rollout_replica {
+  uint32_t shard;
+  char node[64], addr[256];
+  char state[16];   /* "loading", "catching-up", "in-sync" */
+  uint64_t version; /* the data version it serves */
+  uint64_t beside_version;
+  char beside_state[16]; /* "", "staged", "ready", "previous" */
+  double beside_recall;
+} qv_rollout_replica;
+
+typedef struct qv_fleet_rollout {
+  uint64_t version; /* the collection's data version (the pointer) */
+  char state[16];   /* "staging", "flipped", "done", "aborted", "rolled-back"; "" = none */
+  uint64_t rollout_version, previous_version;
+  uint32_t shards;
+  size_t n_replicas;
+  qv_rollout_replica *replicas;
+  char message[512];
+} qv_fleet_rollout;
+
+QV_API qv_status qv_client_fleet_rollout(qv_client *c, const char *collection,
+                                         qv_rollout_action action, const qv_rollout_opts *o,
+                                         qv_fleet_rollout **out, qv_error *err);
+QV_API void qv_fleet_rollout_free(qv_fleet_rollout *r);
 
 /* ---- the fleet ---------------------------------------------------------------------------
  * What a router knows of its fleet (ListCollections through a router). A single node answers
