@@ -6,7 +6,8 @@
 #   scripts/fleet.sh demo      up; a 2 shards x 2 replicas collection of sift5k (or generated
 #                              vectors) created, upserted, built and searched through the routers
 #                              (recall@10); a shard server killed -9; the repair shown by
-#                              `quiver cluster status`; down
+#                              `quiver cluster status`; a rollout of version 2 (built offline
+#                              per shard) and a rollback (docs/rollout.md); down
 #   scripts/fleet.sh up        start it and print how to reach it (QUIVER_SERVER=router)
 #   scripts/fleet.sh status    quiver cluster status through the first router
 #   scripts/fleet.sh kill N    kill -9 shard server nN (0..3)
@@ -213,6 +214,18 @@ $("$Q" cluster status)"
   echo "repaired $((SECONDS - t0)) s after the kill:"
   set -x
   "$Q" cluster status
+  "$Q" search demo --queries "${prefix}_query.fvecs" --k 10 \
+    --groundtruth "${prefix}_groundtruth.ivecs"
+  { set +x; } 2>/dev/null
+  qv_step "a rollout: version 2 built offline per shard, staged on every replica, flipped at once"
+  set -x
+  "$Q" index build --input "${prefix}_base.fvecs" --out "$DIR/demo-v2" --spec IVF64,Flat \
+    --default-nprobe 16 --shards 2
+  "$Q" rollout demo --index "$DIR/demo-v2" --hold 60
+  "$Q" --server "$second" search demo --queries "${prefix}_query.fvecs" --k 10 \
+    --groundtruth "${prefix}_groundtruth.ivecs"
+  "$Q" rollout demo --status
+  "$Q" rollback demo
   "$Q" search demo --queries "${prefix}_query.fvecs" --k 10 \
     --groundtruth "${prefix}_groundtruth.ivecs"
   { set +x; } 2>/dev/null

@@ -343,6 +343,8 @@ qv_status qv__rt_drop(qv__server *s, const ProtobufCMessage *m, const gpr_timesp
   qv_status st = qv_etcd_delete(r->etcd, key, 0, &deleted, err);
   if (st != QV_OK)
     return st;
+  snprintf(key, sizeof key, QV__FLEET_ROLLOUTS "%s", c.name); /* its rollout goes with it */
+  (void)qv_etcd_delete(r->etcd, key, 0, NULL, &ignored);
   /* The replicas drop their copies once the controller removes their assignments. */
   if ((st = qv__router_drop_logs(r, &c, err)) != QV_OK)
     QV_LOG_W("DropCollection %s: deleting its write logs: %s", c.name, err->msg);
