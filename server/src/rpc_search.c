@@ -153,27 +153,34 @@ static qv_status still_wanted(qv__server *s, const gpr_timespec *deadline, size_
 
 /* The collection that answers a search for data version `want` (0: the serving one): e's serving
  * collection, or the version held beside it with its slot lock held (*on_slot = 1: release it
- * with qv__entry_slot_put). *version gets the version it holds now. */
+ * with qv__entry_slot_put). *version gets the version it holds now. A flip or a rollback between
+ * reading the serving version and looking beside it (the look waits for it) moves the versions:
+ * looked at again, so that a version held throughout is always found. */
 static qv_status pick_version(qv__entry *e, uint64_t want, qv_collection **col, int *on_slot,
                               uint64_t *version, qv_error *err) {
   *on_slot = 0;
   *col = qv__entry_col(e);
-  *version = qv_collection_generation(*col);
-  if (want == 0 || want == *version)
-    return QV_OK;
   int kind = QV__SLOT_NONE;
-  qv_collection *c = qv__entry_slot_get(e, want, &kind);
-  if (c != NULL) {
-    *col = c;
-    *on_slot = 1;
-    *version = want;
-    return QV_OK;
-  }
   uint64_t beside = 0;
-  qv_collection *b = qv__entry_slot_get(e, 0, &kind);
-  if (b != NULL) {
-    beside = qv_collection_generation(b);
-    qv__entry_slot_put(e);
+  for (int attempt = 0;; attempt++) {
+    *version = qv_collection_generation(*col);
+    if (want == 0 || want == *version)
+      return QV_OK;
+    qv_collection *c = qv__entry_slot_get(e, want, &kind);
+    if (c != NULL) {
+      *col = c;
+      *on_slot = 1;
+      *version = want;
+      return QV_OK;
+    }
+    beside = 0;
+    qv_collection *b = qv__entry_slot_get(e, 0, &kind);
+    if (b != NULL) {
+      beside = qv_collection_generation(b);
+      qv__entry_slot_put(e);
+    }
+    if (attempt >= 2 || qv_collection_generation(*col) == *version)
+      break; /* nothing moved meanwhile: it is not held */
   }
   if (beside != 0)
     return qv_error_set(err, QV_EPRECONDITION,
