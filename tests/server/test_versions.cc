@@ -824,6 +824,38 @@ TEST_F(DataVersions, MemoryBudgetCountsBothVersions) {
   EXPECT_TRUE(answers_of(m1, query(0), nq, a));
 }
 
+// A build of the serving version counts the version held beside it too: with a budget that holds
+// a build alone and a staged version alone, a build while one is staged is refused, and goes
+// through once it is aborted.
+TEST_F(DataVersions, MemoryBudgetOfABuildCountsTheStagedVersion) {
+  start_with_v1();
+  uint64_t one = 0;
+  {
+    Client cl(srv.target());
+    one = describe(cl.c).memory_bytes;
+  }
+  ASSERT_GT(one, 1u << 20);
+  ASSERT_EQ(srv.stop(SIGTERM), 0) << srv.log();
+  // A Flat build needs about two versions (what it holds, a copy of the store, the new index),
+  // staging two, a build beside a staged version three.
+  const uint64_t mb = (one * 12 / 5 + (1u << 20) - 1) >> 20;
+  ASSERT_TRUE(srv.start(srv.data_dir, {"--memory-budget-mb", std::to_string(mb)}));
+  Client cl(srv.target());
+  qv_error e{};
+  ASSERT_EQ(qv_client_build(cl.c, kName, 0, nullptr, nullptr, nullptr, &e), QV_OK) << e.msg;
+  stage_v2(cl.c);
+  EXPECT_EQ(qv_client_build(cl.c, kName, 0, nullptr, nullptr, nullptr, &e), QV_ENOMEM) << e.msg;
+  EXPECT_TRUE(has(e.msg, "build needs about")) << e.msg;
+  qv_collection_info d = describe(cl.c);
+  EXPECT_EQ(d.index_version, 2u) << "the refused build was swapped in";
+  EXPECT_EQ(d.beside.version, 2u);
+  qv_rollout_status rs{};
+  std::string msg;
+  ASSERT_EQ(rollout(cl.c, QV_ROLLOUT_ABORT, 0, &rs, &msg), QV_OK) << msg;
+  ASSERT_EQ(qv_client_build(cl.c, kName, 0, nullptr, nullptr, nullptr, &e), QV_OK) << e.msg;
+  EXPECT_EQ(describe(cl.c).index_version, 3u);
+}
+
 namespace {
 
 // m as an .fvecs file (each row: int32 dim, then dim floats).
