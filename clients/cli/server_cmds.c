@@ -961,9 +961,13 @@ case 'm':
   if (!rollout && io.version && !io.stage)
     return cli_usage_error("--version goes with --stage%s", "");
   if ((io.index_dir == NULL) == (io.server_path == NULL))
-    return cli_usage_error("'quiver push' needs exactly one of --index DIR (streamed) and "
-                           "--server-path DIR (on the server)%s",
-                           "");
+    return rollout ? cli_usage_error("'quiver rollout' needs one of --flip, --abort, --release, "
+                                     "--status, or exactly one of --index DIR and --server-path "
+                                     "DIR (stage and flip)%s",
+                                     "")
+                   : cli_usage_error("'quiver push' needs exactly one of --index DIR (streamed) "
+                                     "and --server-path DIR (on the server)%s",
+                                     "");
   io.chunk_bytes = (size_t)mb << 20;
   if (!rollout)
     return run_build(g, name, NULL, &io);

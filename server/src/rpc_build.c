@@ -209,8 +209,10 @@ static int build_progress(void *user, const char *phase, uint64_t done, uint64_t
 qv_status qv__build_run(qv__server *s, qv__entry *e, qv_build_opts *opts, qv_progress_fn progress,
                         void *user, qv_build_report *rep, qv_error *err) {
   QV_LOG_I("BuildIndex collection=%s started", qv__entry_name(e));
-  if (s->reg->cfg.memory_budget > 0) { /* what the other collections leave */
-    uint64_t others = qv__registry_memory(s->reg, e);
+  if (s->reg->cfg.memory_budget > 0) {
+    /* What the other collections leave, and the data version held beside e (staged or previous:
+     * it stays in memory through the build). */
+    uint64_t others = qv__registry_memory(s->reg, e) + qv__entry_slot_bytes(e);
     opts->memory_budget =
         others < s->reg->cfg.memory_budget ? s->reg->cfg.memory_budget - others : 1;
   }

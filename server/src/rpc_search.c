@@ -36,7 +36,7 @@ static int64_t *sorted_copy(const int64_t *ids, size_t n) {
   return out;
 }
 
-static qv_status search_reranked(qv__server *s, qv__entry *e, qv_collection *col,
+static qv_status search_reranked(qv__server *s, qv__entry *e, qv_collection *col, uint64_t gen,
                                  const Quiver__V1__SearchRequest *r, const float *queries, size_t n,
                                  float *scores, int64_t *ids, qv_error *err) {
   const Quiver__V1__RerankOptions *o = r->rerank;
@@ -75,7 +75,7 @@ static qv_status search_reranked(qv__server *s, qv__entry *e, qv_collection *col
     rp.n_allow = o->n_allow_ids;
     rp.deny = deny;
     rp.n_deny = o->n_deny_ids;
-    qv_search_params p = {.k = r->k, .nprobe = r->nprobe, .generation = r->version};
+    qv_search_params p = {.k = r->k, .nprobe = r->nprobe, .generation = gen};
     st = qv_collection_search_refined(col, queries, n, &p, o->candidates, &rp, scores, ids, err);
   }
   free(allow);
@@ -153,27 +153,34 @@ static qv_status still_wanted(qv__server *s, const gpr_timespec *deadline, size_
 
 /* The collection that answers a search for data version `want` (0: the serving one): e's serving
  * collection, or the version held beside it with its slot lock held (*on_slot = 1: release it
- * with qv__entry_slot_put). *version gets the version it holds now. */
+ * with qv__entry_slot_put). *version gets the version it holds now. A flip or a rollback between
+ * reading the serving version and looking beside it (the look waits for it) moves the versions:
+ * looked at again, so that a version held throughout is always found. */
 static qv_status pick_version(qv__entry *e, uint64_t want, qv_collection **col, int *on_slot,
                               uint64_t *version, qv_error *err) {
   *on_slot = 0;
   *col = qv__entry_col(e);
-  *version = qv_collection_generation(*col);
-  if (want == 0 || want == *version)
-    return QV_OK;
   int kind = QV__SLOT_NONE;
-  qv_collection *c = qv__entry_slot_get(e, want, &kind);
-  if (c != NULL) {
-    *col = c;
-    *on_slot = 1;
-    *version = want;
-    return QV_OK;
-  }
   uint64_t beside = 0;
-  qv_collection *b = qv__entry_slot_get(e, 0, &kind);
-  if (b != NULL) {
-    beside = qv_collection_generation(b);
-    qv__entry_slot_put(e);
+  for (int attempt = 0;; attempt++) {
+    *version = qv_collection_generation(*col);
+    if (want == 0 || want == *version)
+      return QV_OK;
+    qv_collection *c = qv__entry_slot_get(e, want, &kind);
+    if (c != NULL) {
+      *col = c;
+      *on_slot = 1;
+      *version = want;
+      return QV_OK;
+    }
+    beside = 0;
+    qv_collection *b = qv__entry_slot_get(e, 0, &kind);
+    if (b != NULL) {
+      beside = qv_collection_generation(b);
+      qv__entry_slot_put(e);
+    }
+    if (attempt >= 2 || qv_collection_generation(*col) == *version)
+      break; /* nothing moved meanwhile: it is not held */
   }
   if (beside != 0)
     return qv_error_set(err, QV_EPRECONDITION,
@@ -188,8 +195,9 @@ static qv_status pick_version(qv__entry *e, uint64_t want, qv_collection **col, 
                       qv__entry_name(e), (unsigned long long)want, (unsigned long long)*version);
 }
 
-/* A search of collection col (one version of e): every query, in steps. */
-static qv_status search_in(qv__server *s, qv__entry *e, qv_collection *col,
+/* A search of collection col (one version of e) pinned to data version gen: every query, in
+ * steps; QV_EPRECONDITION when col's state is not (or no longer) that version. */
+static qv_status search_in(qv__server *s, qv__entry *e, qv_collection *col, uint64_t gen,
                            const Quiver__V1__SearchRequest *r, const gpr_timespec *deadline,
                            size_t *nq, float **scores_out, int64_t **ids_out, qv_error *err) {
   qv_collection_stats cs;
@@ -209,14 +217,14 @@ static qv_status search_in(qv__server *s, qv__entry *e, qv_collection *col,
     const double per_query = search_work(r, &cs, 1);
     size_t step = per_query > 0 ? (size_t)(5e8 / per_query) : n;
     step = step < 1 ? 1 : step > n ? n : step;
-    qv_search_params p = {.k = r->k, .nprobe = r->nprobe, .generation = r->version};
+    qv_search_params p = {.k = r->k, .nprobe = r->nprobe, .generation = gen};
     for (size_t q0 = 0; st == QV_OK && q0 < n; q0 += step) {
       const size_t m = n - q0 < step ? n - q0 : step;
       const float *q = r->queries + q0 * cs.dim;
       if (q0 > 0 && (st = still_wanted(s, deadline, q0, n, err)) != QV_OK)
         break;
       st = r->rerank != NULL
-               ? search_reranked(s, e, col, r, q, m, scores + q0 * r->k, ids + q0 * r->k, err)
+               ? search_reranked(s, e, col, gen, r, q, m, scores + q0 * r->k, ids + q0 * r->k, err)
            : r->exact
                ? qv_collection_search_exact(col, q, m, &p, scores + q0 * r->k, ids + q0 * r->k, err)
                : qv_collection_search(col, q, m, &p, scores + q0 * r->k, ids + q0 * r->k, err);
@@ -247,17 +255,18 @@ qv_status qv__h_search(qv__server *s, const ProtobufCMessage *m, const gpr_times
   float *scores = NULL;
   int64_t *ids = NULL;
   uint64_t version = 0;
-  /* A pinned search that meets a flip between picking its version's collection and searching
-   * it (the search refuses a state of another version) picks again: the version moved to the
-   * other collection of e. */
+  /* Every search is pinned to the version it picked, an unpinned one to the serving version it
+   * read, so that the answer is all of that version and says so. One that meets a flip between
+   * picking its version's collection and searching it (the search refuses a state of another
+   * version) picks again: the version moved to the other collection of e (an unpinned one: the
+   * serving version changed). */
   for (int attempt = 0; attempt < 3; attempt++) {
     qv_collection *col;
     int on_slot;
     if ((st = pick_version(e, r->version, &col, &on_slot, &version, err)) != QV_OK)
       break;
-    st = search_in(s, e, col, r, deadline, &n, &scores, &ids, err);
-    const int moved =
-        st == QV_EPRECONDITION && r->version != 0 && qv_collection_generation(col) != r->version;
+    st = search_in(s, e, col, version, r, deadline, &n, &scores, &ids, err);
+    const int moved = st == QV_EPRECONDITION && qv_collection_generation(col) != version;
     if (on_slot)
       qv__entry_slot_put(e);
     if (!moved)
@@ -301,7 +310,8 @@ static void on_batched(qv__bq *r) {
   if (r->st == QV_EPRECONDITION && r->generation != 0 &&
       qv_collection_generation(qv__entry_col(sc->e)) != r->generation) {
     /* A flip moved the version asked for to the collection beside the serving one while the
-     * request was queued: answered from there, on this thread. */
+     * request was queued (an unpinned one: the serving version changed): answered from there,
+     * or from the serving version now, on this thread. */
     r->st = qv__h_search(sc->s, sc->req, NULL, &resp, &r->err);
   } else if (r->st == QV_OK) {
     qv__metrics_queries(r->n);
@@ -350,8 +360,12 @@ int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   /* What would fail the whole coalesced search is refused here, for this request only, by the
    * index layer's own checks. */
   if (st == QV_OK) {
-    const qv_search_params sp = {.k = r->k, .nprobe = r->nprobe, .generation = r->version};
+    const qv_search_params sp = {.k = r->k, .nprobe = r->nprobe, .generation = serving};
     st = qv_collection_search_check(qv__entry_col(e), r->queries, n, &sp, &err);
+    if (st == QV_EPRECONDITION && qv_collection_generation(qv__entry_col(e)) != serving) {
+      qv__registry_put(s->reg, e); /* flipped since: inline, where it picks its version again */
+      return 0;
+    }
   }
   search_call *sc = NULL;
   const size_t nk = n * r->k;
@@ -376,8 +390,10 @@ int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   sc->bq.n = n;
   sc->bq.k = r->k;
   sc->bq.nprobe = r->nprobe;
-  sc->bq.generation = r->version;
-  sc->version = r->version ? r->version : serving;
+  /* Pinned to the serving version read above, an unpinned request too: a flip while it is
+   * queued would otherwise answer it from the new version under the old one's number. */
+  sc->bq.generation = serving;
+  sc->version = serving;
   sc->bq.ids = (int64_t *)(sc + 1);
   sc->bq.scores = (float *)(sc->bq.ids + nk);
   sc->bq.done = on_batched;

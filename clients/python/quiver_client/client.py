@@ -15,8 +15,8 @@ import numpy as np
 from ._pb.quiver.v1 import retrieval_pb2 as pb
 from ._pb.quiver.v1 import retrieval_pb2_grpc as pb_grpc
 
-__all__ = ["Client", "ClusterStatus", "CollectionInfo", "NodeInfo", "QuiverError", "ReplicaInfo",
-           "SearchResult"]
+__all__ = ["Client", "ClusterStatus", "CollectionInfo", "NodeInfo", "PushResult", "QuiverError",
+           "ReplicaInfo", "RolloutStatus", "SearchResult", "VersionInfo"]
 
 ArrayLike = Union[np.ndarray, Sequence]
 ProgressFn = Callable[[str, int, int], object]
@@ -29,6 +29,14 @@ _STATES = {
     pb.COLLECTION_STATE_NOT_BUILT: "not_built",
     pb.COLLECTION_STATE_READY: "ready",
     pb.COLLECTION_STATE_BUILDING: "building",
+}
+
+_ROLLOUT_ACTIONS = {
+    "status": pb.ROLLOUT_ACTION_STATUS,
+    "flip": pb.ROLLOUT_ACTION_FLIP,
+    "abort": pb.ROLLOUT_ACTION_ABORT,
+    "rollback": pb.ROLLOUT_ACTION_ROLLBACK,
+    "release": pb.ROLLOUT_ACTION_RELEASE,
 }
 
 # Unset: use the Client's timeout for unary calls, no deadline for the streaming ones.
@@ -101,6 +109,33 @@ class NodeInfo:
 
 
 @dataclasses.dataclass(frozen=True)
+class VersionInfo:
+    """A data version of a collection held beside the serving one (quiver.v1.VersionInfo).
+
+    ``state`` is "staged" (imported with ``push(..., stage=True)``, not serving yet) or
+    "previous" (served before the last flip, kept for a rollback until released). ``recall`` is
+    its recall@``recall_k`` at ``recall_nprobe`` measured when it was staged (-1: not measured).
+    """
+
+    version: int
+    state: str
+    count: int
+    memory_bytes: int
+    recall: float = -1.0
+    recall_k: int = 0
+    recall_nprobe: int = 0
+
+    @classmethod
+    def _from_pb(cls, m: "pb.VersionInfo") -> "VersionInfo":
+        return cls(version=m.version, state=m.state, count=m.count, memory_bytes=m.memory_bytes,
+                   recall=m.recall, recall_k=m.recall_k, recall_nprobe=m.recall_nprobe)
+
+
+def _held(versions: Tuple[VersionInfo, ...], state: str) -> Optional[VersionInfo]:
+    return next((v for v in versions if v.state == state), None)
+
+
+@dataclasses.dataclass(frozen=True)
 class CollectionInfo:
     """A collection's description (quiver.v1.CollectionInfo).
 
@@ -146,6 +181,20 @@ class CollectionInfo:
     shards: int = 1
     replicas: int = 1
     replica_info: Tuple[ReplicaInfo, ...] = ()
+    # Data versions (Client.rollout): the one served (1 at create; a plain push or a flip moves
+    # it), and the one held beside it, staged or previous (at most one on a node).
+    version: int = 0
+    versions: Tuple[VersionInfo, ...] = ()
+
+    @property
+    def staged(self) -> Optional[VersionInfo]:
+        """The version staged beside the serving one (not serving yet), or None."""
+        return _held(self.versions, "staged")
+
+    @property
+    def previous(self) -> Optional[VersionInfo]:
+        """The version served before the last flip (a rollback serves it again), or None."""
+        return _held(self.versions, "previous")
 
     @classmethod
     def _from_pb(cls, m: "pb.CollectionInfo") -> "CollectionInfo":
@@ -185,6 +234,8 @@ class CollectionInfo:
             shards=m.shards or 1,
             replicas=m.replicas or 1,
             replica_info=tuple(ReplicaInfo._from_pb(r) for r in m.replica_info),
+            version=m.version,
+            versions=tuple(VersionInfo._from_pb(v) for v in m.versions),
         )
 
     def to_dict(self) -> dict:
@@ -221,15 +272,18 @@ class SearchResult(tuple):
     """What :meth:`Client.search` returns: the pair ``(ids, scores)`` (so ``ids, scores =
     client.search(...)`` unpacks it as before), with ``missing_shards``: the shards whose items
     are missing from the answer, only ever non-empty through a router with
-    ``allow_partial=True``."""
+    ``allow_partial=True``; and ``version``: the data version that answered every query (the one
+    asked for with ``version=``, else the serving one; 0 from a server without data versions)."""
 
-    def __new__(cls, ids: np.ndarray, scores: np.ndarray, missing_shards: Sequence[int] = ()):
+    def __new__(cls, ids: np.ndarray, scores: np.ndarray, missing_shards: Sequence[int] = (),
+                version: int = 0):
         self = super().__new__(cls, (ids, scores))
         self.missing_shards = tuple(int(s) for s in missing_shards)
+        self.version = int(version)
         return self
 
     def __getnewargs__(self):
-        return (self[0], self[1], self.missing_shards)
+        return (self[0], self[1], self.missing_shards, self.version)
 
     @property
     def ids(self) -> np.ndarray:
@@ -243,6 +297,56 @@ class SearchResult(tuple):
     def partial(self) -> bool:
         """True when some shard's items are missing."""
         return bool(self.missing_shards)
+
+
+class PushResult(tuple):
+    """What :meth:`Client.push` returns: the pair ``(info, recall)`` (so ``info, recall =
+    client.push(...)`` unpacks it as before), with ``version``: the data version the import holds
+    (staged with ``stage=True``, else the one now serving)."""
+
+    def __new__(cls, info: CollectionInfo, recall: float, version: int = 0):
+        self = super().__new__(cls, (info, float(recall)))
+        self.version = int(version)
+        return self
+
+    def __getnewargs__(self):
+        return (self[0], self[1], self.version)
+
+    @property
+    def info(self) -> CollectionInfo:
+        return self[0]
+
+    @property
+    def recall(self) -> float:
+        return self[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutStatus:
+    """What :meth:`Client.rollout` returns (quiver.v1.RolloutStatus): the data version served
+    after the call, the versions held beside it, and what the call did (``message``, e.g.
+    "flipped from version 1 to 2 in 0.020 s")."""
+
+    collection: str
+    version: int
+    versions: Tuple[VersionInfo, ...]
+    message: str
+
+    @property
+    def staged(self) -> Optional[VersionInfo]:
+        return _held(self.versions, "staged")
+
+    @property
+    def previous(self) -> Optional[VersionInfo]:
+        return _held(self.versions, "previous")
+
+    @classmethod
+    def _from_pb(cls, m: "pb.RolloutStatus") -> "RolloutStatus":
+        return cls(collection=m.collection, version=m.version,
+                   versions=tuple(VersionInfo._from_pb(v) for v in m.versions), message=m.message)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def _varint(n: int) -> bytes:
@@ -439,7 +543,8 @@ class Client:
 
     def search(self, collection: str, queries: ArrayLike, k: int = 10, nprobe: int = 0,
                exact: bool = False, *, rerank: Optional[dict] = None,
-               allow_partial: bool = False, timeout=_DEFAULT) -> SearchResult:
+               allow_partial: bool = False, version: int = 0,
+               timeout=_DEFAULT) -> SearchResult:
         """Nearest neighbours of ``queries`` (float32 [n, dim]; a 1-D array is one query).
 
         Returns ``(ids, scores)``: int64 [n, k] and float32 [n, k], best first per row, padded
@@ -451,6 +556,11 @@ class Client:
         ``missing_shards`` names the others (the pair is a :class:`SearchResult`). A single node
         ignores it.
 
+        ``version`` pins the search to a data version of the collection (0 = the serving one):
+        one held beside the serving version (staged, or the previous one after a flip) answers
+        too; any other raises FAILED_PRECONDITION. The result's ``version`` names the data
+        version that answered.
+
         ``rerank`` turns on the server's rerank stage, a dict with any of ``candidates`` (k' per
         query), ``refine`` (exact re-score), ``weights`` (at most one today), ``mmr_lambda``,
         ``allow_ids``, ``deny_ids`` (see RerankOptions in proto/quiver/v1/retrieval.proto).
@@ -458,7 +568,7 @@ class Client:
         q = _as_matrix(queries, "queries")
         n, dim = q.shape
         req = _msg(pb.SearchRequest, collection=collection, dim=dim, k=k, nprobe=nprobe,
-                   exact=exact, allow_partial=allow_partial)
+                   exact=exact, allow_partial=allow_partial, version=version)
         _set_floats(req, "queries", q)
         if rerank is not None:
             known = {"candidates", "refine", "weights", "mmr_lambda", "allow_ids", "deny_ids"}
@@ -479,7 +589,7 @@ class Client:
                               f"{len(resp.ids)} ids and {len(resp.scores)} scores for {n} queries")
         ids = np.array(resp.ids, dtype=np.int64).reshape(rn, rk)
         scores = np.array(resp.scores, dtype=np.float32).reshape(rn, rk)
-        return SearchResult(ids, scores, resp.missing_shards)
+        return SearchResult(ids, scores, resp.missing_shards, resp.version)
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -627,7 +737,8 @@ class Client:
     def push(self, name: str, index_dir: Optional[str] = None, *,
              server_path: Optional[str] = None, create: bool = False, recall_floor: float = 0.0,
              target_recall: float = 0.0, eval_queries: int = 0, eval_k: int = 0,
-             chunk_bytes: int = 4 << 20, timeout=_DEFAULT) -> Tuple[CollectionInfo, float]:
+             chunk_bytes: int = 4 << 20, stage: bool = False, version: int = 0,
+             timeout=_DEFAULT) -> PushResult:
         """Swaps an index built offline (``quiver index build --out DIR``) into ``name``
         (ImportIndex).
 
@@ -635,10 +746,20 @@ class Client:
         each with its CRC-32) or ``server_path`` (a directory the server reads itself; quiverd
         needs ``--import-root``). ``create`` creates the collection from the index when absent.
         The recall options are those of :meth:`build`. Returns the collection's description and
-        the measured recall.
+        the measured recall (a :class:`PushResult` pair whose ``version`` is the data version the
+        import holds).
+
+        ``stage=True`` holds the index as a new data version beside the serving one instead of
+        swapping it in (searches with ``version=`` get it, the others the serving one; writes
+        reach both; :meth:`rollout` flips to it or aborts it): ``version`` is its number, above
+        the serving one (0 = the serving one + 1). The memory budget counts both. The collection
+        must exist (no ``create``); a plain push while a version is staged raises
+        FAILED_PRECONDITION.
         """
         if (index_dir is None) == (server_path is None):
             raise _invalid("push: give exactly one of index_dir and server_path")
+        if version and not stage:
+            raise _invalid("push: version goes with stage=True")
         files: List[str] = []
         if index_dir is not None:
             try:
@@ -653,7 +774,8 @@ class Client:
             files.append("MANIFEST.json")  # last: the server sees it after what it names
         header = dict(collection=name, server_path=server_path or "", create=create,
                       recall_floor=recall_floor, target_recall=target_recall,
-                      eval_queries=eval_queries, eval_k=eval_k)
+                      eval_queries=eval_queries, eval_k=eval_k, stage=stage, version=version)
+        _msg(pb.ImportIndexRequest, **header)  # a bad type fails here, not in the stream
 
         def chunks() -> Iterator[pb.ImportIndexRequest]:
             first = dict(header)
@@ -679,7 +801,25 @@ class Client:
                                           timeout=self._deadline(timeout, streaming=True))
         except grpc.RpcError as e:
             raise QuiverError._from_rpc(e) from e
-        return CollectionInfo._from_pb(resp.info), float(resp.recall)
+        return PushResult(CollectionInfo._from_pb(resp.info), resp.recall, resp.version)
+
+    def rollout(self, name: str, action: str, version: int = 0, *,
+                timeout=_DEFAULT) -> RolloutStatus:
+        """Moves between the data versions of ``name`` (Rollout) and says where it stands.
+
+        ``action``: "flip" (the staged version serves; the one served until now is kept as
+        previous; ``version`` != 0: the staged one must be that one), "abort" (drop the staged
+        version), "rollback" (the previous version serves again; the one rolled back from is
+        dropped), "release" (drop the previous version), or "status" (change nothing).
+        Raises FAILED_PRECONDITION when nothing of that kind is held (or another version is),
+        NOT_FOUND for an unknown collection.
+        """
+        a = _ROLLOUT_ACTIONS.get(str(action).lower())
+        if a is None:
+            raise _invalid(f"unknown rollout action {action!r}: use one of "
+                           f"{', '.join(_ROLLOUT_ACTIONS)}")
+        req = _msg(pb.RolloutRequest, collection=name, action=a, version=version)
+        return RolloutStatus._from_pb(self._unary(self._stub.Rollout, req, timeout))
 
     # -- health ---------------------------------------------------------------------------------
 

@@ -27,6 +27,15 @@ class CollectionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COLLECTION_STATE_NOT_BUILT: _ClassVar[CollectionState]
     COLLECTION_STATE_READY: _ClassVar[CollectionState]
     COLLECTION_STATE_BUILDING: _ClassVar[CollectionState]
+
+class RolloutAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLLOUT_ACTION_UNSPECIFIED: _ClassVar[RolloutAction]
+    ROLLOUT_ACTION_STATUS: _ClassVar[RolloutAction]
+    ROLLOUT_ACTION_FLIP: _ClassVar[RolloutAction]
+    ROLLOUT_ACTION_ABORT: _ClassVar[RolloutAction]
+    ROLLOUT_ACTION_ROLLBACK: _ClassVar[RolloutAction]
+    ROLLOUT_ACTION_RELEASE: _ClassVar[RolloutAction]
 METRIC_UNSPECIFIED: Metric
 METRIC_L2: Metric
 METRIC_IP: Metric
@@ -39,9 +48,15 @@ COLLECTION_STATE_UNSPECIFIED: CollectionState
 COLLECTION_STATE_NOT_BUILT: CollectionState
 COLLECTION_STATE_READY: CollectionState
 COLLECTION_STATE_BUILDING: CollectionState
+ROLLOUT_ACTION_UNSPECIFIED: RolloutAction
+ROLLOUT_ACTION_STATUS: RolloutAction
+ROLLOUT_ACTION_FLIP: RolloutAction
+ROLLOUT_ACTION_ABORT: RolloutAction
+ROLLOUT_ACTION_ROLLBACK: RolloutAction
+ROLLOUT_ACTION_RELEASE: RolloutAction
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "queries", "dim", "k", "nprobe", "rerank", "exact", "allow_partial")
+    __slots__ = ("collection", "queries", "dim", "k", "nprobe", "rerank", "exact", "allow_partial", "version")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +65,7 @@ class SearchRequest(_message.Message):
     RERANK_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     collection: str
     queries: _containers.RepeatedScalarFieldContainer[float]
     dim: int
@@ -58,7 +74,8 @@ class SearchRequest(_message.Message):
     rerank: RerankOptions
     exact: bool
     allow_partial: bool
-    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[float]] = ..., dim: _Optional[int] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., rerank: _Optional[_Union[RerankOptions, _Mapping]] = ..., exact: _Optional[bool] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
+    version: int
+    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[float]] = ..., dim: _Optional[int] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., rerank: _Optional[_Union[RerankOptions, _Mapping]] = ..., exact: _Optional[bool] = ..., allow_partial: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
 
 class RerankOptions(_message.Message):
     __slots__ = ("candidates", "refine", "weights", "mmr_lambda", "allow_ids", "deny_ids")
@@ -77,18 +94,20 @@ class RerankOptions(_message.Message):
     def __init__(self, candidates: _Optional[int] = ..., refine: _Optional[bool] = ..., weights: _Optional[_Iterable[float]] = ..., mmr_lambda: _Optional[float] = ..., allow_ids: _Optional[_Iterable[int]] = ..., deny_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("k", "num_queries", "ids", "scores", "missing_shards")
+    __slots__ = ("k", "num_queries", "ids", "scores", "missing_shards", "version")
     K_FIELD_NUMBER: _ClassVar[int]
     NUM_QUERIES_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     MISSING_SHARDS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     k: int
     num_queries: int
     ids: _containers.RepeatedScalarFieldContainer[int]
     scores: _containers.RepeatedScalarFieldContainer[float]
     missing_shards: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, k: _Optional[int] = ..., num_queries: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., missing_shards: _Optional[_Iterable[int]] = ...) -> None: ...
+    version: int
+    def __init__(self, k: _Optional[int] = ..., num_queries: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., missing_shards: _Optional[_Iterable[int]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("name", "dim", "metric", "index_spec", "default_nprobe", "train_sample", "n_features", "device", "deferred_deletes", "shards", "replicas")
@@ -117,7 +136,7 @@ class CreateCollectionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., default_nprobe: _Optional[int] = ..., train_sample: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., deferred_deletes: _Optional[bool] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index_spec", "state", "default_nprobe", "count", "indexed", "nlist", "memory_bytes", "vector_bytes", "index_bytes", "index_version", "n_features", "device", "gpu", "device_bytes", "placement", "tombstones", "gpu_fallbacks", "deferred_deletes", "build_recall", "build_recall_k", "build_recall_nprobe", "snapshot_version", "storage_note", "wal_bytes", "wal_records", "batched_requests", "batches", "batched_queries", "batch_expired", "shards", "replicas", "replica_info")
+    __slots__ = ("name", "dim", "metric", "index_spec", "state", "default_nprobe", "count", "indexed", "nlist", "memory_bytes", "vector_bytes", "index_bytes", "index_version", "n_features", "device", "gpu", "device_bytes", "placement", "tombstones", "gpu_fallbacks", "deferred_deletes", "build_recall", "build_recall_k", "build_recall_nprobe", "snapshot_version", "storage_note", "wal_bytes", "wal_records", "batched_requests", "batches", "batched_queries", "batch_expired", "shards", "replicas", "replica_info", "version", "versions")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +172,8 @@ class CollectionInfo(_message.Message):
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     REPLICA_INFO_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: Metric
@@ -188,7 +209,27 @@ class CollectionInfo(_message.Message):
     shards: int
     replicas: int
     replica_info: _containers.RepeatedCompositeFieldContainer[ReplicaInfo]
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., default_nprobe: _Optional[int] = ..., count: _Optional[int] = ..., indexed: _Optional[int] = ..., nlist: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., vector_bytes: _Optional[int] = ..., index_bytes: _Optional[int] = ..., index_version: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., gpu: _Optional[int] = ..., device_bytes: _Optional[int] = ..., placement: _Optional[str] = ..., tombstones: _Optional[int] = ..., gpu_fallbacks: _Optional[int] = ..., deferred_deletes: _Optional[bool] = ..., build_recall: _Optional[float] = ..., build_recall_k: _Optional[int] = ..., build_recall_nprobe: _Optional[int] = ..., snapshot_version: _Optional[int] = ..., storage_note: _Optional[str] = ..., wal_bytes: _Optional[int] = ..., wal_records: _Optional[int] = ..., batched_requests: _Optional[int] = ..., batches: _Optional[int] = ..., batched_queries: _Optional[int] = ..., batch_expired: _Optional[int] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., replica_info: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ...) -> None: ...
+    version: int
+    versions: _containers.RepeatedCompositeFieldContainer[VersionInfo]
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., default_nprobe: _Optional[int] = ..., count: _Optional[int] = ..., indexed: _Optional[int] = ..., nlist: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., vector_bytes: _Optional[int] = ..., index_bytes: _Optional[int] = ..., index_version: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., gpu: _Optional[int] = ..., device_bytes: _Optional[int] = ..., placement: _Optional[str] = ..., tombstones: _Optional[int] = ..., gpu_fallbacks: _Optional[int] = ..., deferred_deletes: _Optional[bool] = ..., build_recall: _Optional[float] = ..., build_recall_k: _Optional[int] = ..., build_recall_nprobe: _Optional[int] = ..., snapshot_version: _Optional[int] = ..., storage_note: _Optional[str] = ..., wal_bytes: _Optional[int] = ..., wal_records: _Optional[int] = ..., batched_requests: _Optional[int] = ..., batches: _Optional[int] = ..., batched_queries: _Optional[int] = ..., batch_expired: _Optional[int] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., replica_info: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ...) -> None: ...
+
+class VersionInfo(_message.Message):
+    __slots__ = ("version", "state", "count", "memory_bytes", "recall", "recall_k", "recall_nprobe")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FIELD_NUMBER: _ClassVar[int]
+    RECALL_K_FIELD_NUMBER: _ClassVar[int]
+    RECALL_NPROBE_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    state: str
+    count: int
+    memory_bytes: int
+    recall: float
+    recall_k: int
+    recall_nprobe: int
+    def __init__(self, version: _Optional[int] = ..., state: _Optional[str] = ..., count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., recall: _Optional[float] = ..., recall_k: _Optional[int] = ..., recall_nprobe: _Optional[int] = ...) -> None: ...
 
 class ReplicaInfo(_message.Message):
     __slots__ = ("shard", "node", "addr", "state", "applied_seq", "log_seq", "count", "index_version")
@@ -325,7 +366,7 @@ class BuildIndexProgress(_message.Message):
     def __init__(self, phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., finished: _Optional[bool] = ..., info: _Optional[_Union[CollectionInfo, _Mapping]] = ..., recall: _Optional[float] = ..., recall_k: _Optional[int] = ..., recall_nprobe: _Optional[int] = ..., tuned_nprobe: _Optional[int] = ..., caught_up: _Optional[int] = ...) -> None: ...
 
 class ImportIndexRequest(_message.Message):
-    __slots__ = ("collection", "server_path", "create", "recall_floor", "target_recall", "eval_queries", "eval_k", "file", "offset", "data", "crc32")
+    __slots__ = ("collection", "server_path", "create", "recall_floor", "target_recall", "eval_queries", "eval_k", "file", "offset", "data", "crc32", "stage", "version")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     SERVER_PATH_FIELD_NUMBER: _ClassVar[int]
     CREATE_FIELD_NUMBER: _ClassVar[int]
@@ -337,6 +378,8 @@ class ImportIndexRequest(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     CRC32_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     collection: str
     server_path: str
     create: bool
@@ -348,10 +391,12 @@ class ImportIndexRequest(_message.Message):
     offset: int
     data: bytes
     crc32: int
-    def __init__(self, collection: _Optional[str] = ..., server_path: _Optional[str] = ..., create: _Optional[bool] = ..., recall_floor: _Optional[float] = ..., target_recall: _Optional[float] = ..., eval_queries: _Optional[int] = ..., eval_k: _Optional[int] = ..., file: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., crc32: _Optional[int] = ...) -> None: ...
+    stage: bool
+    version: int
+    def __init__(self, collection: _Optional[str] = ..., server_path: _Optional[str] = ..., create: _Optional[bool] = ..., recall_floor: _Optional[float] = ..., target_recall: _Optional[float] = ..., eval_queries: _Optional[int] = ..., eval_k: _Optional[int] = ..., file: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., crc32: _Optional[int] = ..., stage: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ImportIndexResponse(_message.Message):
-    __slots__ = ("info", "bytes_received", "files", "recall", "recall_k", "recall_nprobe", "elapsed_seconds")
+    __slots__ = ("info", "bytes_received", "files", "recall", "recall_k", "recall_nprobe", "elapsed_seconds", "version")
     INFO_FIELD_NUMBER: _ClassVar[int]
     BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
@@ -359,6 +404,7 @@ class ImportIndexResponse(_message.Message):
     RECALL_K_FIELD_NUMBER: _ClassVar[int]
     RECALL_NPROBE_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     info: CollectionInfo
     bytes_received: int
     files: int
@@ -366,4 +412,27 @@ class ImportIndexResponse(_message.Message):
     recall_k: int
     recall_nprobe: int
     elapsed_seconds: float
-    def __init__(self, info: _Optional[_Union[CollectionInfo, _Mapping]] = ..., bytes_received: _Optional[int] = ..., files: _Optional[int] = ..., recall: _Optional[float] = ..., recall_k: _Optional[int] = ..., recall_nprobe: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ...) -> None: ...
+    version: int
+    def __init__(self, info: _Optional[_Union[CollectionInfo, _Mapping]] = ..., bytes_received: _Optional[int] = ..., files: _Optional[int] = ..., recall: _Optional[float] = ..., recall_k: _Optional[int] = ..., recall_nprobe: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., version: _Optional[int] = ...) -> None: ...
+
+class RolloutRequest(_message.Message):
+    __slots__ = ("collection", "action", "version")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    action: RolloutAction
+    version: int
+    def __init__(self, collection: _Optional[str] = ..., action: _Optional[_Union[RolloutAction, str]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class RolloutStatus(_message.Message):
+    __slots__ = ("collection", "version", "versions", "message")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    version: int
+    versions: _containers.RepeatedCompositeFieldContainer[VersionInfo]
+    message: str
+    def __init__(self, collection: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., message: _Optional[str] = ...) -> None: ...

@@ -79,6 +79,11 @@ class RetrievalStub:
                 request_serializer=quiver_dot_v1_dot_retrieval__pb2.ImportIndexRequest.SerializeToString,
                 response_deserializer=quiver_dot_v1_dot_retrieval__pb2.ImportIndexResponse.FromString,
                 _registered_method=True)
+        self.Rollout = channel.unary_unary(
+                '/quiver.v1.Retrieval/Rollout',
+                request_serializer=quiver_dot_v1_dot_retrieval__pb2.RolloutRequest.SerializeToString,
+                response_deserializer=quiver_dot_v1_dot_retrieval__pb2.RolloutStatus.FromString,
+                _registered_method=True)
 
 
 class RetrievalServicer:
@@ -151,6 +156,16 @@ class RetrievalServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rollout(self, request, context):
+        """Data versions (docs/rollout.md). An import with stage = true holds a new version of a
+        collection beside the serving one (searches that ask for its version get it; the others the
+        serving one; writes reach both); this call flips the serving version to it, drops it, flips
+        back to the previous one while that is held, or releases that, and says where it stands.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetrievalServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,6 +213,11 @@ def add_RetrievalServicer_to_server(servicer, server):
                     servicer.ImportIndex,
                     request_deserializer=quiver_dot_v1_dot_retrieval__pb2.ImportIndexRequest.FromString,
                     response_serializer=quiver_dot_v1_dot_retrieval__pb2.ImportIndexResponse.SerializeToString,
+            ),
+            'Rollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollout,
+                    request_deserializer=quiver_dot_v1_dot_retrieval__pb2.RolloutRequest.FromString,
+                    response_serializer=quiver_dot_v1_dot_retrieval__pb2.RolloutStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -443,6 +463,33 @@ class Retrieval:
             '/quiver.v1.Retrieval/ImportIndex',
             quiver_dot_v1_dot_retrieval__pb2.ImportIndexRequest.SerializeToString,
             quiver_dot_v1_dot_retrieval__pb2.ImportIndexResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quiver.v1.Retrieval/Rollout',
+            quiver_dot_v1_dot_retrieval__pb2.RolloutRequest.SerializeToString,
+            quiver_dot_v1_dot_retrieval__pb2.RolloutStatus.FromString,
             options,
             channel_credentials,
             insecure,
