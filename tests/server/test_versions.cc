@@ -747,10 +747,13 @@ TEST_F(DataVersions, BadRequestsAreRefusedWithTheRightCode) {
   // Rollout: unknown collection, actions out of range.
   EXPECT_EQ(rollout(cl.c, QV_ROLLOUT_STATUS, 0, &rs, &msg, "nope"), QV_ENOTFOUND) << msg;
   EXPECT_TRUE(has(msg, "NOT_FOUND")) << msg;
-  for (int act : {0, 6, 99}) {
+  for (int act : {0, 7, 99}) {
     EXPECT_EQ(rollout(cl.c, qv_rollout_action(act), 0, &rs, &msg), QV_EINVAL) << act << msg;
     EXPECT_TRUE(has(msg, "rollout action " + std::to_string(act))) << msg;
   }
+  // BEGIN (6) is a router's: a single node says where to send it.
+  EXPECT_EQ(rollout(cl.c, QV_ROLLOUT_BEGIN, 0, &rs, &msg), QV_EUNSUPPORTED) << msg;
+  EXPECT_TRUE(has(msg, "router")) << msg;
   // A search pinned to a version never held.
   Answer a = search(cl.c, query(0), 1, dim, {2});
   EXPECT_EQ(a.st, QV_EPRECONDITION) << a.msg;

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 import zlib
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -37,6 +38,7 @@ _ROLLOUT_ACTIONS = {
     "abort": pb.ROLLOUT_ACTION_ABORT,
     "rollback": pb.ROLLOUT_ACTION_ROLLBACK,
     "release": pb.ROLLOUT_ACTION_RELEASE,
+    "begin": pb.ROLLOUT_ACTION_BEGIN,
 }
 
 # Unset: use the Client's timeout for unary calls, no deadline for the streaming ones.
@@ -81,6 +83,12 @@ class ReplicaInfo:
     log_seq: int  # the log's last record when it last looked
     count: int  # vectors it holds
     index_version: int
+    # Data versions (docs/rollout.md): the one it serves, and the one held beside it (0: none)
+    # with its state ("staged", "ready": staged, caught up and warmed, or "previous").
+    version: int = 1
+    beside_version: int = 0
+    beside_state: str = ""
+    beside_recall: float = -1.0
 
     @property
     def lag(self) -> int:
@@ -91,7 +99,9 @@ class ReplicaInfo:
     def _from_pb(cls, m: "pb.ReplicaInfo") -> "ReplicaInfo":
         return cls(shard=m.shard, node=m.node, addr=m.addr, state=m.state,
                    applied_seq=m.applied_seq, log_seq=m.log_seq, count=m.count,
-                   index_version=m.index_version)
+                   index_version=m.index_version, version=m.version or 1,
+                   beside_version=m.beside_version, beside_state=m.beside_state,
+                   beside_recall=m.beside_recall if m.beside_version else -1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,6 +341,13 @@ class RolloutStatus:
     version: int
     versions: Tuple[VersionInfo, ...]
     message: str
+    # Through a router: the fleet rollout ("staging", "flipped", "done", "aborted",
+    # "rolled-back"; "" = none), its version, the version before it, and every replica.
+    state: str = ""
+    rollout_version: int = 0
+    previous_version: int = 0
+    shards: int = 0
+    replicas: Tuple[ReplicaInfo, ...] = ()
 
     @property
     def staged(self) -> Optional[VersionInfo]:
@@ -343,7 +360,10 @@ class RolloutStatus:
     @classmethod
     def _from_pb(cls, m: "pb.RolloutStatus") -> "RolloutStatus":
         return cls(collection=m.collection, version=m.version,
-                   versions=tuple(VersionInfo._from_pb(v) for v in m.versions), message=m.message)
+                   versions=tuple(VersionInfo._from_pb(v) for v in m.versions), message=m.message,
+                   state=m.state, rollout_version=m.rollout_version,
+                   previous_version=m.previous_version, shards=m.shards,
+                   replicas=tuple(ReplicaInfo._from_pb(r) for r in m.replicas))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -803,8 +823,8 @@ class Client:
             raise QuiverError._from_rpc(e) from e
         return PushResult(CollectionInfo._from_pb(resp.info), resp.recall, resp.version)
 
-    def rollout(self, name: str, action: str, version: int = 0, *,
-                timeout=_DEFAULT) -> RolloutStatus:
+    def rollout(self, name: str, action: str, version: int = 0, *, recall_floor: float = 0.0,
+                min_ready: int = 0, hold_s: float = 0.0, timeout=_DEFAULT) -> RolloutStatus:
         """Moves between the data versions of ``name`` (Rollout) and says where it stands.
 
         ``action``: "flip" (the staged version serves; the one served until now is kept as
@@ -813,13 +833,69 @@ class Client:
         dropped), "release" (drop the previous version), or "status" (change nothing).
         Raises FAILED_PRECONDITION when nothing of that kind is held (or another version is),
         NOT_FOUND for an unknown collection.
+
+        Through a router the actions are the fleet's (docs/rollout.md): "begin" starts a fleet
+        rollout of ``version`` (0 = the collection's + 1) with ``recall_floor``, ``min_ready``
+        and ``hold_s``, and answers every replica to push to (:meth:`rollout_fleet` does all of
+        it); "flip" is the controller's there (INVALID_ARGUMENT). A single node answers "begin"
+        with UNIMPLEMENTED.
         """
         a = _ROLLOUT_ACTIONS.get(str(action).lower())
         if a is None:
             raise _invalid(f"unknown rollout action {action!r}: use one of "
                            f"{', '.join(_ROLLOUT_ACTIONS)}")
-        req = _msg(pb.RolloutRequest, collection=name, action=a, version=version)
+        req = _msg(pb.RolloutRequest, collection=name, action=a, version=version,
+                   recall_floor=recall_floor, min_ready=min_ready, hold_s=hold_s)
         return RolloutStatus._from_pb(self._unary(self._stub.Rollout, req, timeout))
+
+    def rollout_fleet(self, name: str, index_dir: Optional[str] = None, *,
+                      server_path: Optional[str] = None, version: int = 0,
+                      recall_floor: float = 0.0, min_ready: int = 0, hold_s: float = 0.0,
+                      wait_s: float = 600.0, chunk_bytes: int = 4 << 20) -> RolloutStatus:
+        """A whole fleet rollout through a router, as ``quiver rollout NAME --index DIR``: begins
+        it, pushes ``DIR/shard<k>`` (``quiver index build --shards S``) to every in-sync replica
+        of shard k as the staged version (also to replicas that appear meanwhile, e.g. re-created
+        after a kill), and waits up to ``wait_s`` for the controller's flip. Returns the status
+        once flipped; raises QuiverError (the rollout aborted by the controller, e.g. a recall
+        floor missed: FAILED_PRECONDITION with its message; not ready in time: DEADLINE_EXCEEDED;
+        a push that failed: its error, after aborting the rollout)."""
+        if (index_dir is None) == (server_path is None):
+            raise _invalid("give exactly one of index_dir and server_path")
+        st = self.rollout(name, "begin", version, recall_floor=recall_floor,
+                          min_ready=min_ready, hold_s=hold_s)
+        v, base, pushed = st.rollout_version, index_dir or server_path, set()
+        until = time.monotonic() + wait_s
+        try:
+            while True:
+                for r in st.replicas:
+                    key = (r.node, r.shard)
+                    if (key in pushed or r.state != "in-sync" or r.version == v or
+                            (r.beside_version == v and r.beside_state)):
+                        continue
+                    d = os.path.join(base, "shard%d" % r.shard)
+                    with Client(r.addr, self.timeout) as node:
+                        node.push("%s.shard%d" % (name, r.shard), d if index_dir else None,
+                                  server_path=None if index_dir else d, stage=True, version=v,
+                                  chunk_bytes=chunk_bytes, timeout=None)
+                    pushed.add(key)
+                if st.state in ("flipped", "done"):
+                    return st
+                if st.state in ("aborted", "rolled-back"):
+                    raise QuiverError(grpc.StatusCode.FAILED_PRECONDITION,
+                                      "rollout of version %d %s: %s" % (v, st.state, st.message))
+                if time.monotonic() > until:
+                    raise QuiverError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                      "version %d not ready on every shard within %.0f s: still "
+                                      "%s (rollout(name, 'abort') drops it)" % (v, wait_s, st.state))
+                time.sleep(0.2)
+                st = self.rollout(name, "status")
+        except QuiverError as e:
+            if e.code not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.DEADLINE_EXCEEDED):
+                try:
+                    self.rollout(name, "abort")
+                except QuiverError:
+                    pass
+            raise
 
     # -- health ---------------------------------------------------------------------------------
 

@@ -223,3 +223,33 @@ def test_versions_from_the_wire():
     assert (old.version, old.versions, old.staged) == (0, (), None)
     r = quiver_client.SearchResult(np.zeros((1, 1), np.int64), np.zeros((1, 1), np.float32))
     assert r.version == 0
+
+
+def test_fleet_rollout_fields_from_the_wire_and_a_single_node_refuses_begin(client, tmp_path):
+    """A router's RolloutStatus (the fleet rollout and every replica's versions) decoded, and
+    rollout_fleet against a single node: UNIMPLEMENTED (begin is a router's), nothing staged."""
+    pb = quiver_client.client.pb
+    st = quiver_client.RolloutStatus._from_pb(pb.RolloutStatus(
+        collection="docs", version=1, state="staging", rollout_version=2, shards=2,
+        stage_seq=[7, 9], replicas=[
+            pb.ReplicaInfo(shard=0, node="n0", addr="127.0.0.1:1", state="in-sync", version=1,
+                           beside_version=2, beside_state="ready", beside_recall=0.98),
+            pb.ReplicaInfo(shard=1, node="n2", addr="127.0.0.1:2", state="in-sync", version=1)]))
+    assert (st.state, st.rollout_version, st.shards, len(st.replicas)) == ("staging", 2, 2, 2)
+    r0, r1 = st.replicas
+    assert (r0.version, r0.beside_version, r0.beside_state, r0.beside_recall) == \
+        (1, 2, "ready", pytest.approx(0.98))
+    assert (r1.beside_version, r1.beside_state, r1.beside_recall) == (0, "", -1.0)
+    rng = np.random.default_rng(5)
+    x = rng.random((300, 8), dtype=np.float32)
+    d = index_dir(tmp_path, "f1", x)
+    name = "versions_fleet_single"
+    client.push(name, d, create=True)
+    with pytest.raises(quiver_client.QuiverError) as e:
+        client.rollout_fleet(name, str(tmp_path))
+    assert e.value.code.name == "UNIMPLEMENTED" and "router" in e.value.details
+    with pytest.raises(quiver_client.QuiverError) as e:
+        client.rollout_fleet(name)  # neither index_dir nor server_path
+    assert e.value.code.name == "INVALID_ARGUMENT"
+    assert client.describe(name).staged is None
+    client.drop(name)

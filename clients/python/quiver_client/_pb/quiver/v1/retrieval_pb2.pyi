@@ -36,6 +36,7 @@ class RolloutAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLLOUT_ACTION_ABORT: _ClassVar[RolloutAction]
     ROLLOUT_ACTION_ROLLBACK: _ClassVar[RolloutAction]
     ROLLOUT_ACTION_RELEASE: _ClassVar[RolloutAction]
+    ROLLOUT_ACTION_BEGIN: _ClassVar[RolloutAction]
 METRIC_UNSPECIFIED: Metric
 METRIC_L2: Metric
 METRIC_IP: Metric
@@ -54,6 +55,7 @@ ROLLOUT_ACTION_FLIP: RolloutAction
 ROLLOUT_ACTION_ABORT: RolloutAction
 ROLLOUT_ACTION_ROLLBACK: RolloutAction
 ROLLOUT_ACTION_RELEASE: RolloutAction
+ROLLOUT_ACTION_BEGIN: RolloutAction
 
 class SearchRequest(_message.Message):
     __slots__ = ("collection", "queries", "dim", "k", "nprobe", "rerank", "exact", "allow_partial", "version")
@@ -232,7 +234,7 @@ class VersionInfo(_message.Message):
     def __init__(self, version: _Optional[int] = ..., state: _Optional[str] = ..., count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., recall: _Optional[float] = ..., recall_k: _Optional[int] = ..., recall_nprobe: _Optional[int] = ...) -> None: ...
 
 class ReplicaInfo(_message.Message):
-    __slots__ = ("shard", "node", "addr", "state", "applied_seq", "log_seq", "count", "index_version")
+    __slots__ = ("shard", "node", "addr", "state", "applied_seq", "log_seq", "count", "index_version", "version", "beside_version", "beside_state", "beside_recall")
     SHARD_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     ADDR_FIELD_NUMBER: _ClassVar[int]
@@ -241,6 +243,10 @@ class ReplicaInfo(_message.Message):
     LOG_SEQ_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    BESIDE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BESIDE_STATE_FIELD_NUMBER: _ClassVar[int]
+    BESIDE_RECALL_FIELD_NUMBER: _ClassVar[int]
     shard: int
     node: str
     addr: str
@@ -249,7 +255,11 @@ class ReplicaInfo(_message.Message):
     log_seq: int
     count: int
     index_version: int
-    def __init__(self, shard: _Optional[int] = ..., node: _Optional[str] = ..., addr: _Optional[str] = ..., state: _Optional[str] = ..., applied_seq: _Optional[int] = ..., log_seq: _Optional[int] = ..., count: _Optional[int] = ..., index_version: _Optional[int] = ...) -> None: ...
+    version: int
+    beside_version: int
+    beside_state: str
+    beside_recall: float
+    def __init__(self, shard: _Optional[int] = ..., node: _Optional[str] = ..., addr: _Optional[str] = ..., state: _Optional[str] = ..., applied_seq: _Optional[int] = ..., log_seq: _Optional[int] = ..., count: _Optional[int] = ..., index_version: _Optional[int] = ..., version: _Optional[int] = ..., beside_version: _Optional[int] = ..., beside_state: _Optional[str] = ..., beside_recall: _Optional[float] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
     __slots__ = ("id", "addr", "replicas")
@@ -416,23 +426,41 @@ class ImportIndexResponse(_message.Message):
     def __init__(self, info: _Optional[_Union[CollectionInfo, _Mapping]] = ..., bytes_received: _Optional[int] = ..., files: _Optional[int] = ..., recall: _Optional[float] = ..., recall_k: _Optional[int] = ..., recall_nprobe: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., version: _Optional[int] = ...) -> None: ...
 
 class RolloutRequest(_message.Message):
-    __slots__ = ("collection", "action", "version")
+    __slots__ = ("collection", "action", "version", "recall_floor", "min_ready", "hold_s")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FLOOR_FIELD_NUMBER: _ClassVar[int]
+    MIN_READY_FIELD_NUMBER: _ClassVar[int]
+    HOLD_S_FIELD_NUMBER: _ClassVar[int]
     collection: str
     action: RolloutAction
     version: int
-    def __init__(self, collection: _Optional[str] = ..., action: _Optional[_Union[RolloutAction, str]] = ..., version: _Optional[int] = ...) -> None: ...
+    recall_floor: float
+    min_ready: int
+    hold_s: float
+    def __init__(self, collection: _Optional[str] = ..., action: _Optional[_Union[RolloutAction, str]] = ..., version: _Optional[int] = ..., recall_floor: _Optional[float] = ..., min_ready: _Optional[int] = ..., hold_s: _Optional[float] = ...) -> None: ...
 
 class RolloutStatus(_message.Message):
-    __slots__ = ("collection", "version", "versions", "message")
+    __slots__ = ("collection", "version", "versions", "message", "state", "rollout_version", "previous_version", "shards", "replicas", "stage_seq")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    STAGE_SEQ_FIELD_NUMBER: _ClassVar[int]
     collection: str
     version: int
     versions: _containers.RepeatedCompositeFieldContainer[VersionInfo]
     message: str
-    def __init__(self, collection: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., message: _Optional[str] = ...) -> None: ...
+    state: str
+    rollout_version: int
+    previous_version: int
+    shards: int
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaInfo]
+    stage_seq: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, collection: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., message: _Optional[str] = ..., state: _Optional[str] = ..., rollout_version: _Optional[int] = ..., previous_version: _Optional[int] = ..., shards: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., stage_seq: _Optional[_Iterable[int]] = ...) -> None: ...
