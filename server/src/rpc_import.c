@@ -44,6 +44,36 @@ static qv_status import_chunk(import_call *u, const Quiver__V1__ImportIndexReque
   return qv_stage_write(u->stage, f, r->offset, r->data.data, r->data.len, r->crc32, err);
 }
 
+/* The answer of a successful import, and its log line. staged: the version it staged (0: it
+ * swapped in, and serves). */
+static void import_answer(import_call *u, qv__entry *e, const qv_build_report *rep, uint64_t staged,
+                          grpc_byte_buffer **resp) {
+  Quiver__V1__ImportIndexResponse out = QUIVER__V1__IMPORT_INDEX_RESPONSE__INIT;
+  Quiver__V1__CollectionInfo info;
+  char spec[INFO_BUF];
+  qv__fill_info(e, &info, spec);
+  out.info = &info;
+  out.bytes_received = u->stage ? qv_stage_bytes(u->stage) : 0;
+  out.files = u->stage ? qv_stage_files(u->stage) : 0;
+  out.recall = rep->recall;
+  out.recall_k = rep->recall_k;
+  out.recall_nprobe = rep->recall_nprobe;
+  out.elapsed_seconds = qv_monotonic_s() - u->st.t0;
+  out.version = staged ? staged : info.version;
+  *resp = qv__wire_pack(&out.base);
+  const char *from = u->server_path[0] ? u->server_path : "streamed";
+  if (staged)
+    QV_LOG_I("ImportIndex collection=%s %s: staged version %llu (serving %llu): recall@%u=%.4f "
+             "at nprobe %u, %.2f s",
+             u->name, from, (unsigned long long)staged, (unsigned long long)info.version,
+             rep->recall_k, rep->recall, rep->recall_nprobe, out.elapsed_seconds);
+  else
+    QV_LOG_I("ImportIndex collection=%s %s: %llu vectors, %s, recall@%u=%.4f at nprobe %u, "
+             "%.2f s",
+             u->name, from, (unsigned long long)info.count, info.index_spec, rep->recall_k,
+             rep->recall, rep->recall_nprobe, out.elapsed_seconds);
+}
+
 /* The end of an import stream: opens the directory (the staging one, or server_path), checks
  * it, swaps it in and saves; *resp gets the answer. */
 qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *errp) {
@@ -99,26 +129,8 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
       qv__entry_end_build(e);
     }
     qv_collection_close(src);
-    if (st == QV_OK) {
-      Quiver__V1__ImportIndexResponse out = QUIVER__V1__IMPORT_INDEX_RESPONSE__INIT;
-      Quiver__V1__CollectionInfo info;
-      char spec[INFO_BUF];
-      qv__fill_info(e, &info, spec);
-      out.info = &info;
-      out.bytes_received = u->stage ? qv_stage_bytes(u->stage) : 0;
-      out.files = u->stage ? qv_stage_files(u->stage) : 0;
-      out.recall = rep.recall;
-      out.recall_k = rep.recall_k;
-      out.recall_nprobe = rep.recall_nprobe;
-      out.elapsed_seconds = qv_monotonic_s() - u->st.t0;
-      out.version = version;
-      *resp = qv__wire_pack(&out.base);
-      QV_LOG_I("ImportIndex collection=%s %s: staged version %llu (serving %llu): recall@%u=%.4f "
-               "at nprobe %u, %.2f s",
-               u->name, u->server_path[0] ? u->server_path : "streamed",
-               (unsigned long long)version, (unsigned long long)info.version, rep.recall_k,
-               rep.recall, rep.recall_nprobe, out.elapsed_seconds);
-    }
+    if (st == QV_OK)
+      import_answer(u, e, &rep, version, resp);
     qv__registry_put(reg, e);
     *errp = err;
     return st;
@@ -194,26 +206,8 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
   if (claimed)
     qv__entry_end_build(e);
   qv_collection_close(src); /* the old state after a swap */
-  if (st == QV_OK) {
-    Quiver__V1__ImportIndexResponse out = QUIVER__V1__IMPORT_INDEX_RESPONSE__INIT;
-    Quiver__V1__CollectionInfo info;
-    char spec[INFO_BUF];
-    qv__fill_info(e, &info, spec);
-    out.info = &info;
-    out.bytes_received = u->stage ? qv_stage_bytes(u->stage) : 0;
-    out.files = u->stage ? qv_stage_files(u->stage) : 0;
-    out.recall = rep.recall;
-    out.recall_k = rep.recall_k;
-    out.recall_nprobe = rep.recall_nprobe;
-    out.elapsed_seconds = qv_monotonic_s() - u->st.t0;
-    out.version = info.version;
-    *resp = qv__wire_pack(&out.base);
-    QV_LOG_I("ImportIndex collection=%s %s: %llu vectors, %s, recall@%u=%.4f at nprobe %u, "
-             "%.2f s",
-             u->name, u->server_path[0] ? u->server_path : "streamed",
-             (unsigned long long)info.count, info.index_spec, rep.recall_k, rep.recall,
-             rep.recall_nprobe, out.elapsed_seconds);
-  }
+  if (st == QV_OK)
+    import_answer(u, e, &rep, 0, resp);
   qv__registry_put(reg, e);
   *errp = err;
   return st;

@@ -233,18 +233,27 @@ protected:
 
 // Upserts batches of fresh ids (from id0, 50 a batch, vectors of sift5k's base) through the
 // routers until stopped; keeps the ids acknowledged and counts the failures.
+// (Or, with `far`, vectors far from every sift query: each coordinate 1000 + a small offset, so
+// that they never enter a test query's top-k and each version's exact answer stays fixed.)
 struct Writer {
   Fleet *fleet;
   const qvtest::Matrix *base;
   std::string name;
   int64_t next;
+  bool far;
   std::atomic<bool> stop{false};
   std::atomic<int> failed{0};
   std::vector<int64_t> acked, refused; // refused: may be in some shards' logs, or in none
   std::string first_error;
   std::thread t;
-  Writer(Fleet *f, const qvtest::Matrix *b, const std::string &n, int64_t id0)
-      : fleet(f), base(b), name(n), next(id0) {
+  // The vector `far` writes for id (the tests look it up by it).
+  static void far_row(int64_t id, size_t dim, std::vector<float> *v) {
+    for (size_t x = 0; x < dim; x++)
+      v->push_back(1000.0f + float((id * 7 + int64_t(x)) % 13));
+  }
+  Writer(Fleet *f, const qvtest::Matrix *b, const std::string &n, int64_t id0,
+         bool far_rows = false)
+      : fleet(f), base(b), name(n), next(id0), far(far_rows) {
     t = std::thread([this] {
       Client c0(fleet->router(0), 10000), c1(fleet->router(1), 10000);
       for (int i = 0; !stop; i++) {
@@ -253,7 +262,10 @@ struct Writer {
         for (int j = 0; j < 50; j++, next++) {
           ids.push_back(next);
           const float *row = base->f.data() + size_t(next % int64_t(base->rows)) * base->cols;
-          v.insert(v.end(), row, row + base->cols);
+          if (far)
+            far_row(next, base->cols, &v);
+          else
+            v.insert(v.end(), row, row + base->cols);
         }
         qv_error e{};
         if (qv_client_upsert((i & 1 ? c1 : c0).c, name.c_str(), ids.size(), base->cols, ids.data(),

@@ -93,51 +93,27 @@ bool same(const Answer &a, const std::vector<int64_t> &ids, const std::vector<fl
   return true;
 }
 
-// Upserts far from every query (each coordinate + 1000): they never enter a test query's top-k,
-// so each version's exact answer stays what exact() says while they go on.
-struct FarWriter {
-  Fleet *fleet;
-  std::string name;
-  std::atomic<bool> stop{false};
-  std::atomic<int> failed{0};
-  std::vector<int64_t> acked, refused;
-  std::string first_error;
-  std::thread t;
-  FarWriter(Fleet *f, const std::string &n, size_t dim, int64_t id0) : fleet(f), name(n) {
-    t = std::thread([this, dim, id0] {
-      Client c0(fleet->router(0), 10000), c1(fleet->router(1), 10000);
-      int64_t next = id0;
-      for (int i = 0; !stop; i++) {
-        std::vector<int64_t> ids;
-        std::vector<float> v;
-        for (int j = 0; j < 20; j++, next++) {
-          ids.push_back(next);
-          for (size_t x = 0; x < dim; x++)
-            v.push_back(1000.0f + float((next * 7 + int64_t(x)) % 13));
-        }
-        qv_error e{};
-        if (qv_client_upsert((i & 1 ? c1 : c0).c, name.c_str(), ids.size(), dim, ids.data(),
-                             v.data(), 0, nullptr, nullptr, nullptr, &e) == QV_OK) {
-          acked.insert(acked.end(), ids.begin(), ids.end());
-        } else {
-          failed++;
-          refused.insert(refused.end(), ids.begin(), ids.end());
-          if (first_error.empty())
-            first_error = e.msg;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
-    });
-  }
-  void finish() {
-    stop = true;
-    if (t.joinable())
-      t.join();
-  }
-  ~FarWriter() {
-    finish();
-  }
+// A search of the first kQ queries through c: its version, ids and scores; QV_OK or the error.
+struct Got {
+  qv_status st;
+  uint64_t version = 0;
+  std::vector<int64_t> ids;
+  std::vector<float> sc;
+  std::string msg;
 };
+Got search_v(qv_client *c, const char *name, const qvtest::Matrix &q) {
+  Got g;
+  g.ids.resize(kQ * kK);
+  g.sc.resize(kQ * kK);
+  qv_client_search_opts so;
+  qv_client_search_opts_init(&so);
+  so.answered_version = &g.version;
+  qv_error e{};
+  g.st = qv_client_search_ex(c, name, q.f.data(), kQ, q.cols, kK, &so, g.sc.data(), g.ids.data(),
+                             nullptr, 0, nullptr, &e);
+  g.msg = e.msg;
+  return g;
+}
 
 // Pushes DIR/shard<k> to every in-sync replica in st that does not hold `version` yet (skipping
 // the nodes in `skip`); returns how many it pushed.
@@ -269,7 +245,7 @@ TEST_F(FleetTest, ARolloutUnderSearchAndUpsertLoadNeverMixesVersions) {
   ASSERT_EQ(begun->rollout_version, 2u);
   ASSERT_EQ(std::string(begun->state), "staging");
   const auto t_begin = std::chrono::steady_clock::now();
-  FarWriter w(fleet, "ro22", sift->base.cols, 1000000);
+  Writer w(fleet, &sift->base, "ro22", 1000000, /*far=*/true);
   std::this_thread::sleep_for(std::chrono::milliseconds(500)); // writes before the push too
   EXPECT_EQ(push_missing(begun.get(), "ro22", dir, 2, {}), 4);
   std::this_thread::sleep_for(std::chrono::milliseconds(500)); // and after it
@@ -307,9 +283,8 @@ TEST_F(FleetTest, ARolloutUnderSearchAndUpsertLoadNeverMixesVersions) {
   // And a written item is found in version 2: its own vector's nearest neighbour is itself.
   if (!w.acked.empty()) {
     const int64_t id = w.acked.back();
-    std::vector<float> q(sift->base.cols);
-    for (size_t x = 0; x < q.size(); x++)
-      q[x] = 1000.0f + float((id * 7 + int64_t(x)) % 13);
+    std::vector<float> q;
+    Writer::far_row(id, sift->base.cols, &q);
     std::vector<int64_t> ids(1);
     std::vector<float> sc(1);
     uint64_t v = 0;
@@ -387,34 +362,18 @@ TEST_F(FleetTest, AReplicaKilledDuringStagingHoldsTheFlipUntilItsShardIsWhole) {
     ASSERT_TRUE(st);
     EXPECT_EQ(std::string(st->state), "staging") << "flipped with a shard short: " << st->message;
     EXPECT_EQ(st->version, 1u);
-    std::vector<int64_t> ids(kQ * kK);
-    std::vector<float> sc(kQ * kK);
-    uint64_t v = 0;
-    qv_client_search_opts so;
-    qv_client_search_opts_init(&so);
-    so.answered_version = &v;
-    ASSERT_EQ(qv_client_search_ex(admin.c, "rk22", sift->q.f.data(), kQ, sift->q.cols, kK, &so,
-                                  sc.data(), ids.data(), nullptr, 0, nullptr, &e),
-              QV_OK)
-        << e.msg;
-    EXPECT_EQ(v, 1u);
-    EXPECT_TRUE(same(a1, ids, sc));
+    Got g = search_v(admin.c, "rk22", sift->q);
+    ASSERT_EQ(g.st, QV_OK) << g.msg;
+    EXPECT_EQ(g.version, 1u);
+    EXPECT_TRUE(same(a1, g.ids, g.sc));
     // The rest of the pushes (the held-back replica, the one re-created after the kill).
     EXPECT_EQ(push_missing(st.get(), "rk22", dir, 2, {}), 2);
   }
   EXPECT_EQ(wait_state(fleet, "rk22", "flipped", 60), "flipped") << fleet->fleet_logs();
-  std::vector<int64_t> ids(kQ * kK);
-  std::vector<float> sc(kQ * kK);
-  uint64_t v = 0;
-  qv_client_search_opts so;
-  qv_client_search_opts_init(&so);
-  so.answered_version = &v;
-  ASSERT_EQ(qv_client_search_ex(admin.c, "rk22", sift->q.f.data(), kQ, sift->q.cols, kK, &so,
-                                sc.data(), ids.data(), nullptr, 0, nullptr, &e),
-            QV_OK)
-      << e.msg;
-  EXPECT_EQ(v, 2u);
-  EXPECT_TRUE(same(a2, ids, sc));
+  Got g = search_v(admin.c, "rk22", sift->q);
+  ASSERT_EQ(g.st, QV_OK) << g.msg;
+  EXPECT_EQ(g.version, 2u);
+  EXPECT_TRUE(same(a2, g.ids, g.sc));
 }
 
 TEST_F(FleetTest, ARecallFloorMissedOnOneShardAbortsTheWholeRollout) {
@@ -478,20 +437,11 @@ TEST_F(FleetTest, TheRolloutCliStagesFlipsAndRollsBackThroughARouter) {
   // The router answers from version 1 again.
   Client c(fleet->router(1));
   const Answer a1 = exact(sift->base, sift->q);
-  qv_error e{};
   bool back = false;
   for (int i = 0; i < 50 && !back; i++) {
-    std::vector<int64_t> ids(kQ * kK);
-    std::vector<float> sc(kQ * kK);
-    uint64_t v = 0;
-    qv_client_search_opts so;
-    qv_client_search_opts_init(&so);
-    so.answered_version = &v;
-    ASSERT_EQ(qv_client_search_ex(c.c, "rc22", sift->q.f.data(), kQ, sift->q.cols, kK, &so,
-                                  sc.data(), ids.data(), nullptr, 0, nullptr, &e),
-              QV_OK)
-        << e.msg;
-    back = v == 1 && same(a1, ids, sc);
+    Got g = search_v(c.c, "rc22", sift->q);
+    ASSERT_EQ(g.st, QV_OK) << g.msg;
+    back = g.version == 1 && same(a1, g.ids, g.sc);
     if (!back)
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
