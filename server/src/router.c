@@ -380,7 +380,7 @@ qv_status qv__router_refresh(qv__router *r, qv_error *err) {
   if ((g.m = calloc(1, sizeof *g.m)) == NULL)
     return qv_error_set(err, QV_ENOMEM, "out of memory");
   atomic_init(&g.m->refs, 1);
-  qv_status st = qv_etcd_range_prefix(r->etcd, QV__FLEET_COLLECTIONS, on_coll, &g, NULL, err);
+  qv_status st = qv_etcd_range_prefix(r->etcd, QV__FLEET_COLLECTIONS, on_coll, &g, &g.m->rev, err);
   if (st == QV_OK && g.m->ncolls > 1)
     qsort(g.m->colls, g.m->ncolls, sizeof *g.m->colls, cmp_coll);
   if (st == QV_OK)
@@ -415,9 +415,15 @@ qv_status qv__router_refresh(qv__router *r, qv_error *err) {
           n->assigned++;
       }
     g.m->read_at = qv_monotonic_s();
+    /* Two readings may overlap (the map thread's and an admin call's): one that began before the
+     * other's and ends after it is older and is not published, so that a map never goes back
+     * (a version pointer a router pinned queries to never returns to the version before). */
     pthread_mutex_lock(&r->mu);
     qv__rmap *old = r->map;
-    r->map = g.m;
+    if (g.m->rev >= old->rev)
+      r->map = g.m;
+    else
+      old = g.m; /* dropped: the published one is newer */
     pthread_mutex_unlock(&r->mu);
     qv__rmap_put(old);
   } else {

@@ -70,6 +70,7 @@ typedef struct qv__rmap {
   qv__rpin *pins;
   size_t npins;
   double read_at; /* qv_monotonic_s() of the reading */
+  int64_t rev;    /* etcd's revision when its collections were read */
 } qv__rmap;
 
 /* A shard's write log as the router appends to it, and the last sequence it acknowledged (a
