@@ -865,6 +865,8 @@ qv_status qv_client_fleet_rollout(qv_client *c, const char *collection, qv_rollo
   f->rollout_version = r->rollout_version;
   f->previous_version = r->previous_version;
   f->shards = r->shards;
+  f->routers = r->routers;
+  f->routers_on_version = r->routers_on_version;
   snprintf(f->message, sizeof f->message, "%s", r->message ? r->message : "");
   for (size_t i = 0; i < r->n_replicas; i++) {
     const Quiver__V1__ReplicaInfo *p = r->replicas[i];

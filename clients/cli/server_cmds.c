@@ -827,7 +827,10 @@ static int fleet_rollout(global *g, const char *name, qv_client_import_opts *io,
     }
     if (failed)
       break;
-    const int over = !strcmp(st->state, "flipped") || !strcmp(st->state, "done");
+    /* Flipped, and every router already pins its queries to the new version (one map poll). */
+    const int over = (!strcmp(st->state, "flipped") || !strcmp(st->state, "done")) &&
+                     (st->version != V || st->routers_on_version >= st->routers ||
+                      qv_monotonic_s() - t0 > (double)wait_s);
     if (over || !strcmp(st->state, "aborted") || !strcmp(st->state, "rolled-back") ||
         qv_monotonic_s() - t0 > (double)wait_s)
       break;
@@ -847,8 +850,9 @@ static int fleet_rollout(global *g, const char *name, qv_client_import_opts *io,
   } else if (!strcmp(st->state, "flipped") || !strcmp(st->state, "done")) {
     const double t = qv_monotonic_s() - t0;
     printf("%s: flipped to version %" PRIu64 " %.2f s after the rollout began (pushed %.1f MiB to "
-           "%zu replica(s) by %.2f s); %s\n",
-           name, V, t, bytes / 1048576.0, ndone, t_pushed > 0 ? t_pushed - t0 : 0.0, st->message);
+           "%zu replica(s) by %.2f s; %u of %u router(s) on it); %s\n",
+           name, V, t, bytes / 1048576.0, ndone, t_pushed > 0 ? t_pushed - t0 : 0.0,
+           st->routers_on_version, st->routers, st->message);
   } else if (!strcmp(st->state, "staging")) {
     rc = 1;
     fprintf(stderr,

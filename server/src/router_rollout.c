@@ -265,8 +265,13 @@ static qv_status status_answer(qv__router *r, const char *name, const char *msg,
     out.n_replicas = info.n_replica_info;
     out.replicas = info.replica_info;
     char message[512];
-    snprintf(message, sizeof message, "%s%s%s", msg ? msg : "", msg && c->have_ro ? ": " : "",
-             c->have_ro ? c->ro.message : "");
+    snprintf(message, sizeof message, "%s", msg ? msg : c->have_ro ? c->ro.message : "");
+    out.routers = (uint32_t)map->nrouters;
+    for (size_t i = 0; i < map->nrouters; i++)
+      for (size_t p = 0; p < map->npins; p++)
+        if (strcmp(map->pins[p].router, map->routers[i]) == 0 &&
+            strcmp(map->pins[p].name, c->c.name) == 0 && map->pins[p].seen == c->c.version)
+          out.routers_on_version++;
     out.message = message;
     out.state = c->have_ro ? (char *)qv__ro_state_name(c->ro.state) : (char *)"";
     out.rollout_version = c->have_ro ? c->ro.version : 0;

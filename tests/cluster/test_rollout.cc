@@ -427,6 +427,18 @@ TEST_F(FleetTest, TheRolloutCliStagesFlipsAndRollsBackThroughARouter) {
   auto r = qvtest::run_command(bin + " rollout rc22 --index " + dir + " --hold 60 --wait 60");
   ASSERT_EQ(r.code, 0) << r.out << fleet->fleet_logs();
   EXPECT_NE(r.out.find("flipped to version 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2 of 2 router(s) on it"), std::string::npos) << r.out;
+  {
+    // Once the CLI says so, both routers answer from version 2.
+    const Answer a2 = exact(permuted(sift->base), sift->q);
+    for (int i = 0; i < 2; i++) {
+      Client c(fleet->router(i));
+      Got g = search_v(c.c, "rc22", sift->q);
+      ASSERT_EQ(g.st, QV_OK) << g.msg;
+      EXPECT_EQ(g.version, 2u) << "router " << i;
+      EXPECT_TRUE(same(a2, g.ids, g.sc)) << "router " << i;
+    }
+  }
   r = qvtest::run_command(bin + " rollout rc22 --status");
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("fleet rollout: flipped (version 2, previous 1)"), std::string::npos)

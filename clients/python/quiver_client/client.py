@@ -348,6 +348,8 @@ class RolloutStatus:
     previous_version: int = 0
     shards: int = 0
     replicas: Tuple[ReplicaInfo, ...] = ()
+    routers: int = 0  # live routers, and those already pinning their queries to ``version``
+    routers_on_version: int = 0
 
     @property
     def staged(self) -> Optional[VersionInfo]:
@@ -363,7 +365,8 @@ class RolloutStatus:
                    versions=tuple(VersionInfo._from_pb(v) for v in m.versions), message=m.message,
                    state=m.state, rollout_version=m.rollout_version,
                    previous_version=m.previous_version, shards=m.shards,
-                   replicas=tuple(ReplicaInfo._from_pb(r) for r in m.replicas))
+                   replicas=tuple(ReplicaInfo._from_pb(r) for r in m.replicas),
+                   routers=m.routers, routers_on_version=m.routers_on_version)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -855,8 +858,8 @@ class Client:
         """A whole fleet rollout through a router, as ``quiver rollout NAME --index DIR``: begins
         it, pushes ``DIR/shard<k>`` (``quiver index build --shards S``) to every in-sync replica
         of shard k as the staged version (also to replicas that appear meanwhile, e.g. re-created
-        after a kill), and waits up to ``wait_s`` for the controller's flip. Returns the status
-        once flipped; raises QuiverError (the rollout aborted by the controller, e.g. a recall
+        after a kill), and waits up to ``wait_s`` for the controller's flip and for every router
+        to pin its queries to the new version. Returns the status once flipped; raises QuiverError (the rollout aborted by the controller, e.g. a recall
         floor missed: FAILED_PRECONDITION with its message; not ready in time: DEADLINE_EXCEEDED;
         a push that failed: its error, after aborting the rollout)."""
         if (index_dir is None) == (server_path is None):
@@ -878,7 +881,10 @@ class Client:
                                   server_path=None if index_dir else d, stage=True, version=v,
                                   chunk_bytes=chunk_bytes, timeout=None)
                     pushed.add(key)
-                if st.state in ("flipped", "done"):
+                # Flipped, and every router pins its queries to it (within one map poll).
+                if st.state in ("flipped", "done") and (
+                        st.version != v or st.routers_on_version >= st.routers or
+                        time.monotonic() > until):
                     return st
                 if st.state in ("aborted", "rolled-back"):
                     raise QuiverError(grpc.StatusCode.FAILED_PRECONDITION,

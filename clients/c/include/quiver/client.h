@@ -315,6 +315,7 @@ typedef struct qv_fleet_rollout {
   size_t n_replicas;
   qv_rollout_replica *replicas;
   char message[512];
+  uint32_t routers, routers_on_version; /* live routers; those already pinning to `version` */
 } qv_fleet_rollout;
 
 QV_API qv_status qv_client_fleet_rollout(qv_client *c, const char *collection,

@@ -442,7 +442,7 @@ class RolloutRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., action: _Optional[_Union[RolloutAction, str]] = ..., version: _Optional[int] = ..., recall_floor: _Optional[float] = ..., min_ready: _Optional[int] = ..., hold_s: _Optional[float] = ...) -> None: ...
 
 class RolloutStatus(_message.Message):
-    __slots__ = ("collection", "version", "versions", "message", "state", "rollout_version", "previous_version", "shards", "replicas", "stage_seq")
+    __slots__ = ("collection", "version", "versions", "message", "state", "rollout_version", "previous_version", "shards", "replicas", "stage_seq", "routers", "routers_on_version")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
@@ -453,6 +453,8 @@ class RolloutStatus(_message.Message):
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     STAGE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    ROUTERS_FIELD_NUMBER: _ClassVar[int]
+    ROUTERS_ON_VERSION_FIELD_NUMBER: _ClassVar[int]
     collection: str
     version: int
     versions: _containers.RepeatedCompositeFieldContainer[VersionInfo]
@@ -463,4 +465,6 @@ class RolloutStatus(_message.Message):
     shards: int
     replicas: _containers.RepeatedCompositeFieldContainer[ReplicaInfo]
     stage_seq: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, collection: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., message: _Optional[str] = ..., state: _Optional[str] = ..., rollout_version: _Optional[int] = ..., previous_version: _Optional[int] = ..., shards: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., stage_seq: _Optional[_Iterable[int]] = ...) -> None: ...
+    routers: int
+    routers_on_version: int
+    def __init__(self, collection: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., message: _Optional[str] = ..., state: _Optional[str] = ..., rollout_version: _Optional[int] = ..., previous_version: _Optional[int] = ..., shards: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., stage_seq: _Optional[_Iterable[int]] = ..., routers: _Optional[int] = ..., routers_on_version: _Optional[int] = ...) -> None: ...
