@@ -305,7 +305,7 @@ qv_status qv__rt_rollout(qv__server *s, const ProtobufCMessage *m, const gpr_tim
                         "through a router the controller flips, once every shard has its ready "
                         "replicas: BEGIN a rollout, push each shard's directory, then poll "
                         "STATUS (quiver rollout NAME --index DIR does it all)");
-  if (q->recall_floor < 0 || q->recall_floor > 1 || !(q->hold_s >= 0) || q->hold_s > 86400)
+  if (!(q->recall_floor >= 0 && q->recall_floor <= 1) || !(q->hold_s >= 0 && q->hold_s <= 86400))
     return qv_error_set(err, QV_EINVAL,
                         "recall_floor must be in [0, 1] and hold_s in [0, 86400] (got %g, %g)",
                         q->recall_floor, q->hold_s);
@@ -321,6 +321,8 @@ qv_status qv__rt_rollout(qv__server *s, const ProtobufCMessage *m, const gpr_tim
   if (a == QUIVER__V1__ROLLOUT_ACTION__ROLLOUT_ACTION_BEGIN) {
     const uint64_t v =
         q->version ? q->version : (rec.version > ro.version ? rec.version : ro.version) + 1;
+    if (v > INT64_MAX)
+      return qv_error_set(err, QV_EINVAL, "version %llu is above 2^63-1", (unsigned long long)v);
     if (active)
       return qv_error_set(err, QV_EPRECONDITION,
                           "collection '%s' has a rollout of version %llu %s: abort it or release "

@@ -6,6 +6,8 @@
 // recall floor missed on one shard aborts the whole rollout.
 #include "cluster/fleet.h"
 
+#include <cmath>
+
 #include "quiver/collection.h"
 #include "quiver/shard.h"
 
@@ -386,6 +388,19 @@ TEST_F(FleetTest, ARecallFloorMissedOnOneShardAbortsTheWholeRollout) {
   qv_fleet_rollout *b = nullptr;
   qv_error e{};
   qv_rollout_opts ro{};
+  // Bad options are refused before anything is written.
+  ro.recall_floor = std::nan("");
+  EXPECT_EQ(qv_client_fleet_rollout(admin.c, "rf22", QV_ROLLOUT_BEGIN, &ro, nullptr, &e),
+            QV_EINVAL);
+  ro.recall_floor = 0;
+  ro.version = uint64_t(1) << 63;
+  EXPECT_EQ(qv_client_fleet_rollout(admin.c, "rf22", QV_ROLLOUT_BEGIN, &ro, nullptr, &e),
+            QV_EINVAL);
+  ro.version = 0;
+  ro.hold_s = -1;
+  EXPECT_EQ(qv_client_fleet_rollout(admin.c, "rf22", QV_ROLLOUT_BEGIN, &ro, nullptr, &e),
+            QV_EINVAL);
+  ro.hold_s = 0;
   ro.recall_floor = 0.9;
   ASSERT_EQ(qv_client_fleet_rollout(admin.c, "rf22", QV_ROLLOUT_BEGIN, &ro, &b, &e), QV_OK)
       << e.msg;
