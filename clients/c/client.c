@@ -414,7 +414,11 @@ qv_status qv_client_search_ex(qv_client *c, const char *collection, const float 
   if (o == NULL)
     o = &def;
   CHECK_CLIENT(c, collection);
-  if ((n > 0 && queries == NULL) || scores == NULL || ids == NULL)
+  const int by_id = o->query_ids != NULL || o->n_query_ids > 0;
+  if (by_id && (o->query_ids == NULL || queries != NULL || n != o->n_query_ids))
+    return qv_error_set(err, QV_EINVAL,
+                        "search: with query_ids pass queries NULL and n = n_query_ids");
+  if ((n > 0 && queries == NULL && !by_id) || scores == NULL || ids == NULL)
     return qv_error_set(err, QV_EINVAL, "search: NULL buffer");
   if (dim > UINT32_MAX || k > UINT32_MAX)
     return qv_error_set(err, QV_EINVAL, "search: dim or k is too large");
@@ -428,6 +432,13 @@ qv_status qv_client_search_ex(qv_client *c, const char *collection, const float 
   req.exact = o->exact != 0;
   req.allow_partial = o->allow_partial != 0;
   req.version = o->version;
+  if (by_id) {
+    req.queries = NULL;
+    req.n_queries = 0;
+    req.query_ids = (int64_t *)o->query_ids;
+    req.n_query_ids = o->n_query_ids;
+    req.include_self = o->include_self != 0;
+  }
   Quiver__V1__RerankOptions ro = QUIVER__V1__RERANK_OPTIONS__INIT;
   const qv_client_rerank *rr = o->rerank;
   if (rr != NULL) {
@@ -460,6 +471,81 @@ qv_status qv_client_search_ex(qv_client *c, const char *collection, const float 
       *n_missing = r->n_missing_shards;
     if (o->answered_version)
       *o->answered_version = r->version;
+    if (o->unknown != NULL) {
+      memset(o->unknown, 0, n);
+      for (size_t i = 0; i < r->n_unknown_queries; i++)
+        if (r->unknown_queries[i] < n)
+          o->unknown[r->unknown_queries[i]] = 1;
+    }
+  }
+  protobuf_c_message_free_unpacked(resp, NULL);
+  return st;
+}
+
+void qv_client_items_free(qv_client_items *it) {
+  if (it == NULL)
+    return;
+  free(it->ids);
+  free(it->missing_ids);
+  free(it->vectors);
+  free(it->features);
+  memset(it, 0, sizeof *it);
+}
+
+/* A copy of n elements of size sz (NULL when n is 0). */
+static void *dup_array(const void *p, size_t n, size_t sz, int *oom) {
+  if (n == 0)
+    return NULL;
+  void *q = malloc(n * sz);
+  if (q == NULL)
+    *oom = 1;
+  else
+    memcpy(q, p, n * sz);
+  return q;
+}
+
+qv_status qv_client_get(qv_client *c, const char *collection, size_t n, const int64_t *ids,
+                        unsigned fields, qv_client_items *out, qv_error *err) {
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  CHECK_CLIENT(c, collection);
+  if (out == NULL || (n > 0 && ids == NULL))
+    return qv_error_set(err, QV_EINVAL, "get: NULL argument");
+  char *names[2];
+  size_t nn = 0;
+  if (fields & QV_CLIENT_GET_VECTOR)
+    names[nn++] = "vector";
+  if (fields & QV_CLIENT_GET_FEATURES)
+    names[nn++] = "features";
+  Quiver__V1__GetRequest req = QUIVER__V1__GET_REQUEST__INIT;
+  req.collection = (char *)collection;
+  req.ids = (int64_t *)ids;
+  req.n_ids = n;
+  req.fields = names;
+  req.n_fields = nn;
+  ProtobufCMessage *resp;
+  qv_status st = unary(c, "/quiver.v1.Retrieval/Get", &req.base,
+                       &quiver__v1__get_response__descriptor, &resp, err);
+  if (st != QV_OK)
+    return st;
+  Quiver__V1__GetResponse *r = (Quiver__V1__GetResponse *)resp;
+  if ((r->n_vectors != 0 && r->n_vectors != r->n_ids * r->dim) ||
+      (r->n_features != 0 && r->n_features != r->n_ids * r->num_features)) {
+    st = qv_error_set(err, QV_EINTERNAL, "INTERNAL: the answer's rows do not match its ids");
+  } else {
+    int oom = 0;
+    out->n = r->n_ids;
+    out->ids = dup_array(r->ids, r->n_ids, sizeof *r->ids, &oom);
+    out->n_missing = r->n_missing_ids;
+    out->missing_ids = dup_array(r->missing_ids, r->n_missing_ids, sizeof *r->missing_ids, &oom);
+    out->dim = r->dim;
+    out->vectors = dup_array(r->vectors, r->n_vectors, sizeof *r->vectors, &oom);
+    out->n_features = r->num_features;
+    out->features = dup_array(r->features, r->n_features, sizeof *r->features, &oom);
+    if (oom) {
+      qv_client_items_free(out);
+      st = qv_error_set(err, QV_ENOMEM, "get: out of memory for the answer");
+    }
   }
   protobuf_c_message_free_unpacked(resp, NULL);
   return st;

@@ -1,8 +1,8 @@
 /* quiver's server commands: talk to a running quiverd through libquiver_client.
  *
  *   quiver [--server HOST:PORT] [--timeout S] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
- *          [--token TOKEN] create|drop|list|describe|upsert|delete|build|push|search|bench|health|
- *          cluster status
+ *          [--token TOKEN] create|drop|list|describe|upsert|delete|build|push|search|get|bench|
+ *          health|cluster status
  * ... The server comes from --server, else $QUIVER_SERVER, else 127.0.0.1:7070; the token from
  * --token, else $QUIVER_TOKEN; TLS files from the flags, else $QUIVER_TLS_CA/_CERT/_KEY. */
 #define _GNU_SOURCE
@@ -47,11 +47,13 @@ static const char *kServerHelp =
     "                [--target-recall R] [...push options]   (stage, then flip to it)\n"
     "  quiver rollout NAME (--flip [--version N] | --abort | --release | --status)\n"
     "  quiver rollback NAME              (serve the previous version again)\n"
-    "  quiver search NAME --queries FILE [--k K] [--nprobe N] [--exact] [--batch B]\n"
+    "  quiver search NAME (--queries FILE | --ids 1,2,3 | --ids-file FILE [--include-self])\n"
+    "                [--k K] [--nprobe N] [--exact] [--batch B]   (--ids: more like these items)\n"
     "                [--groundtruth FILE] [--json] [--output FILE] [--allow-partial]\n"
     "                [--version N]                 (a data version held beside the serving one)\n"
     "                [--candidates K'] [--refine] [--mmr LAMBDA] [--weights W0,W1,..]\n"
     "                [--allow 1,2,...] [--deny 1,2,...]      (the rerank stage)\n"
+    "  quiver get NAME (--ids 1,2,3 | --ids-file FILE) [--fields vector,features] [--json]\n"
     "  quiver health [--service NAME]\n"
     "  quiver cluster status [--json]      (a router: nodes, and every shard's replicas)\n"
     "  quiver bench NAME --queries FILE [--groundtruth FILE] [--k K] [--nprobe N]\n"
@@ -600,6 +602,133 @@ static int parse_id_list(const char *list, const char *flag, int64_t **out, size
   return 0;
 }
 
+/* The ids of --ids 1,2,3 or --ids-file FILE (one of them; `cmd` names the command): 0, or the
+ * exit status after the message. */
+static int load_ids(const char *list, const char *file, const char *cmd, int64_t **ids, size_t *n) {
+  *ids = NULL;
+  *n = 0;
+  if ((list == NULL) == (file == NULL))
+    return cli_usage_error("'quiver %s' needs exactly one of --ids 1,2,3 or --ids-file FILE", cmd);
+  if (list != NULL)
+    return parse_id_list(list, "--ids", ids, n);
+  qv_error e = {0};
+  qv_vecfile *f;
+  if (cli_open_int_file(&f, file, "--ids-file", &e) != QV_OK)
+    return cli_fail(&e);
+  *n = qv_vecfile_rows(f) * qv_vecfile_cols(f);
+  qv_status st = cli_read_i64(f, qv_vecfile_rows(f), ids, &e);
+  qv_vecfile_close(f);
+  return st != QV_OK ? cli_fail(&e) : 0;
+}
+
+/* ---- quiver get ----------------------------------------------------------------------------- */
+
+static void print_floats(const float *v, size_t n) {
+  printf("[");
+  for (size_t i = 0; i < n; i++)
+    printf("%s%.9g", i ? ", " : "", (double)v[i]);
+  printf("]");
+}
+
+static int cmd_get(int argc, char **argv, global *g) {
+  static const struct option opts[] = {{"ids", required_argument, 0, 'I'},
+                                       {"ids-file", required_argument, 0, 'f'},
+                                       {"fields", required_argument, 0, 'F'},
+                                       {"json", no_argument, 0, 'j'},
+                                       GLOBAL_OPTS};
+  const char *list = NULL, *file = NULL;
+  unsigned fields = 0;
+  int json = 0;
+  PARSE_BEGIN(opts, NULL)
+case 'I':
+  list = optarg;
+  break;
+case 'f':
+  file = optarg;
+  break;
+case 'F': {
+  fields = 0;
+  for (const char *p = optarg; *p;) {
+    const size_t len = strcspn(p, ",");
+    if (len == 6 && !strncmp(p, "vector", 6))
+      fields |= QV_CLIENT_GET_VECTOR;
+    else if (len == 8 && !strncmp(p, "features", 8))
+      fields |= QV_CLIENT_GET_FEATURES;
+    else
+      return cli_usage_error("--fields takes vector and/or features (comma-separated), not '%s'",
+                             optarg);
+    p += len + (p[len] == ',');
+  }
+  break;
+}
+case 'j':
+  json = 1;
+  break;
+  PARSE_END
+  const char *name = positional(argc, argv, "get");
+  if (name == NULL)
+    return EXIT_USAGE;
+  int64_t *ids = NULL;
+  size_t n = 0;
+  int rc = load_ids(list, file, "get", &ids, &n);
+  if (rc != 0)
+    return rc;
+  qv_client *cl;
+  if ((rc = connect_to(g, &cl)) != 0) {
+    free(ids);
+    return rc;
+  }
+  qv_error e = {0};
+  qv_client_items it;
+  if (qv_client_get(cl, name, n, ids, fields, &it, &e) != QV_OK) {
+    rc = cli_fail_remote(&e);
+  } else if (json) {
+    printf("{\"collection\": \"%s\", \"dim\": %zu, \"n_features\": %zu, \"items\": [", name, it.dim,
+           it.n_features);
+    for (size_t i = 0; i < it.n; i++) {
+      printf("%s{\"id\": %" PRId64, i ? ", " : "", it.ids[i]);
+      if (it.vectors) {
+        printf(", \"vector\": ");
+        print_floats(it.vectors + i * it.dim, it.dim);
+      }
+      if (it.features) {
+        printf(", \"features\": ");
+        print_floats(it.features + i * it.n_features, it.n_features);
+      }
+      printf("}");
+    }
+    printf("], \"missing_ids\": [");
+    for (size_t i = 0; i < it.n_missing; i++)
+      printf("%s%" PRId64, i ? ", " : "", it.missing_ids[i]);
+    printf("]}\n");
+  } else {
+    printf("%zu of %zu ids found in %s (dim %zu, %zu features)\n", it.n, n, name, it.dim,
+           it.n_features);
+    for (size_t i = 0; i < it.n; i++) {
+      printf("  %" PRId64, it.ids[i]);
+      if (it.vectors) {
+        printf("  vector ");
+        print_floats(it.vectors + i * it.dim, it.dim);
+      }
+      if (it.features) {
+        printf("  features ");
+        print_floats(it.features + i * it.n_features, it.n_features);
+      }
+      printf("\n");
+    }
+    if (it.n_missing > 0) {
+      printf("  not in the collection:");
+      for (size_t i = 0; i < it.n_missing; i++)
+        printf(" %" PRId64, it.missing_ids[i]);
+      printf("\n");
+    }
+  }
+  qv_client_items_free(&it);
+  qv_client_close(cl);
+  free(ids);
+  return rc;
+}
+
 static int cmd_delete(int argc, char **argv, global *g) {
   static const struct option opts[] = {
       {"ids", required_argument, 0, 'I'}, {"ids-file", required_argument, 0, 'f'}, GLOBAL_OPTS};
@@ -615,25 +744,12 @@ case 'f':
   const char *name = positional(argc, argv, "delete");
   if (name == NULL)
     return EXIT_USAGE;
-  if ((list == NULL) == (file == NULL))
-    return cli_usage_error("'quiver delete' needs exactly one of --ids 1,2,3 or --ids-file%s", "");
   qv_error e = {0};
   int64_t *ids = NULL;
   size_t n = 0;
-  if (list != NULL) {
-    int r = parse_id_list(list, "--ids", &ids, &n);
-    if (r != 0)
-      return r;
-  } else {
-    qv_vecfile *f;
-    if (cli_open_int_file(&f, file, "--ids-file", &e) != QV_OK)
-      return cli_fail(&e);
-    n = qv_vecfile_rows(f) * qv_vecfile_cols(f);
-    qv_status st = cli_read_i64(f, qv_vecfile_rows(f), &ids, &e);
-    qv_vecfile_close(f);
-    if (st != QV_OK)
-      return cli_fail(&e);
-  }
+  int r = load_ids(list, file, "delete", &ids, &n);
+  if (r != 0)
+    return r;
   qv_client *cl;
   int rc = connect_to(g, &cl);
   if (rc == 0) {
@@ -1042,8 +1158,12 @@ static int cmd_search(int argc, char **argv, global *g) {
                                        {"deny", required_argument, 0, 'D'},
                                        {"allow-partial", no_argument, 0, 'P'},
                                        {"version", required_argument, 0, 'V'},
+                                       {"ids", required_argument, 0, 'I'},
+                                       {"ids-file", required_argument, 0, 'f'},
+                                       {"include-self", no_argument, 0, 'S'},
                                        GLOBAL_OPTS};
-  const char *queries = NULL, *gt_path = NULL, *output = NULL;
+  const char *queries = NULL, *gt_path = NULL, *output = NULL, *id_list = NULL, *id_file = NULL;
+  int include_self = 0;
   qv_client_rerank rr = {0};
   int use_rerank = 0;
   float weights[65];
@@ -1133,12 +1253,26 @@ case 'V':
   if (cli_parse_u64(optarg, INT64_MAX, &version) || version == 0)
     return cli_usage_error("--version must be 1..2^63-1, not '%s'", optarg);
   break;
+case 'I':
+  id_list = optarg;
+  break;
+case 'f':
+  id_file = optarg;
+  break;
+case 'S':
+  include_self = 1;
+  break;
   PARSE_END
   const char *name = positional(argc, argv, "search");
   if (name == NULL)
     return EXIT_USAGE;
-  if (queries == NULL)
-    return cli_usage_error("'quiver search' needs --queries FILE%s", "");
+  const int by_id = id_list != NULL || id_file != NULL;
+  if ((queries == NULL) == !by_id)
+    return cli_usage_error("'quiver search' needs --queries FILE, or --ids / --ids-file for "
+                           "item-to-item search (one of them)%s",
+                           "");
+  if (include_self && !by_id)
+    return cli_usage_error("--include-self goes with --ids or --ids-file%s", "");
   if (exact && use_rerank)
     return cli_usage_error("--exact and the rerank flags exclude each other: exact search is "
                            "already exact%s",
@@ -1148,12 +1282,23 @@ case 'V':
   float *q = NULL, *scores = NULL;
   int64_t *ids = NULL, *gt = NULL;
   qv_client *cl = NULL;
-  size_t n = 0, d = 0, gk = 0;
+  size_t n = 0, d = 0, gk = 0, n_unknown = 0;
   int rc = 1, remote_err = 0;
-  if (cli_read_f32(queries, &q, &n, &d, &e) != QV_OK)
+  int64_t *qids = NULL;
+  uint8_t *unknown = NULL;
+  if (by_id) {
+    if ((rc = load_ids(id_list, id_file, "search", &qids, &n)) != 0)
+      goto out;
+    rc = 1;
+    if ((unknown = calloc(n ? n : 1, 1)) == NULL) {
+      qv_error_set(&e, QV_ENOMEM, "out of memory");
+      goto done;
+    }
+  } else if (cli_read_f32(queries, &q, &n, &d, &e) != QV_OK) {
     goto done;
+  }
   if (n == 0) {
-    qv_error_set(&e, QV_EINVAL, "%s holds no queries", queries);
+    qv_error_set(&e, QV_EINVAL, "%s holds no queries", by_id ? "the id list" : queries);
     goto done;
   }
   if (gt_path != NULL &&
@@ -1182,8 +1327,14 @@ case 'V':
   for (size_t off = 0; off < n; off += b) {
     size_t m = n - off < b ? n - off : b, nm = 0;
     uint32_t got[kMissingMax];
-    if (qv_client_search_ex(cl, name, q + off * d, m, d, k, &so, scores + off * k, ids + off * k,
-                            got, kMissingMax, &nm, &e) != QV_OK) {
+    if (by_id) {
+      so.query_ids = qids + off;
+      so.n_query_ids = m;
+      so.include_self = include_self;
+      so.unknown = unknown + off;
+    }
+    if (qv_client_search_ex(cl, name, by_id ? NULL : q + off * d, m, d, k, &so, scores + off * k,
+                            ids + off * k, got, kMissingMax, &nm, &e) != QV_OK) {
       remote_err = 1;
       goto done;
     }
@@ -1222,12 +1373,26 @@ case 'V':
       fprintf(stderr, "%s%u", i ? ", " : " ", miss.v[i]);
     fprintf(stderr, ": no replica of them answered in time (quiver cluster status)\n");
   }
+  for (size_t i = 0; by_id && i < n; i++)
+    n_unknown += unknown[i];
+  if (n_unknown > 0) {
+    fprintf(stderr, "quiver: note: %zu of %zu ids are not in %s (their rows are empty):", n_unknown,
+            n, name);
+    for (size_t i = 0, shown = 0; i < n && shown < 20; i++)
+      if (unknown[i]) {
+        fprintf(stderr, " %" PRId64, qids[i]);
+        shown++;
+      }
+    fprintf(stderr, "%s\n", n_unknown > 20 ? " ..." : "");
+  }
   rc = 0;
 done:
   if (rc != 0)
     remote_err ? cli_fail_remote(&e) : cli_fail(&e);
 out:
   qv_client_close(cl);
+  free(qids);
+  free(unknown);
   free(q);
   free(scores);
   free(ids);
@@ -1462,6 +1627,8 @@ int cli_server_main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "search"))
     return cmd_search(sub_argc, sub_argv, &g);
+  if (!strcmp(cmd, "get"))
+    return cmd_get(sub_argc, sub_argv, &g);
   if (!strcmp(cmd, "cluster"))
     return cmd_cluster(sub_argc, sub_argv, &g);
   if (!strcmp(cmd, "index") || !strcmp(cmd, "data")) /* offline: no server options */

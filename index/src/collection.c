@@ -453,6 +453,38 @@ qv_status qv_collection_get(qv_collection *c, int64_t id, float *out, qv_error *
   return st;
 }
 
+qv_status qv_collection_get_items(qv_collection *c, size_t n, const int64_t *ids, float *vectors,
+                                  float *features, uint8_t *found, size_t *n_found, qv_error *err) {
+  if (n_found != NULL)
+    *n_found = 0;
+  if (c == NULL || (n > 0 && (ids == NULL || found == NULL)))
+    return qv_error_set(err, QV_EINVAL, "get_items: NULL argument");
+  size_t hits = 0;
+  pthread_rwlock_rdlock(&c->rw);
+  const size_t d = c->dim, nf = c->n_features;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t row;
+    found[i] = (uint8_t)qv__idmap_get(&c->map, ids[i], &row);
+    hits += found[i];
+    if (vectors != NULL) {
+      if (found[i])
+        memcpy(vectors + i * d, c->vecs + row * d, d * sizeof(float));
+      else
+        memset(vectors + i * d, 0, d * sizeof(float));
+    }
+    if (features != NULL && nf > 0) {
+      if (found[i] && c->feats != NULL)
+        memcpy(features + i * nf, c->feats + row * nf, nf * sizeof(float));
+      else
+        memset(features + i * nf, 0, nf * sizeof(float));
+    }
+  }
+  pthread_rwlock_unlock(&c->rw);
+  if (n_found != NULL)
+    *n_found = hits;
+  return QV_OK;
+}
+
 /* ---- placement (quiver/gpu.h) -------------------------------------------------------------- */
 
 size_t qv__gpu_need_bytes(const qv_collection *c, FaissIndex *idx) {

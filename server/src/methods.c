@@ -10,7 +10,7 @@
 
 /* ---- the method table ------------------------------------------------------------------- */
 
-/* Read tokens may search, describe, list and check health; everything else needs admin. */
+/* Read tokens may search, get, describe, list and check health; everything else needs admin. */
 const method qv__method_table[NMETHODS] = {
     [M_SEARCH] = {"/quiver.v1.Retrieval/Search", K_UNARY, &quiver__v1__search_request__descriptor,
                   qv__h_search, NULL, QV__ROLE_READ, 0, qv__rt_search, NULL},
@@ -44,6 +44,8 @@ const method qv__method_table[NMETHODS] = {
     [M_ROLLOUT] = {"/quiver.v1.Retrieval/Rollout", K_UNARY,
                    &quiver__v1__rollout_request__descriptor, qv__h_rollout, NULL, QV__ROLE_ADMIN, 1,
                    qv__rt_rollout, NULL},
+    [M_GET] = {"/quiver.v1.Retrieval/Get", K_UNARY, &quiver__v1__get_request__descriptor, qv__h_get,
+               NULL, QV__ROLE_READ, 0, qv__rt_get, NULL},
 };
 
 const char *qv__method_short(const method *m) {

@@ -159,6 +159,8 @@ qv_status qv__router_drop_logs(qv__router *r, const qv__fcoll *c, qv_error *err)
 /* The handlers (router_search.c, router_rpc.c): the node's method signatures. */
 qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
                         grpc_byte_buffer **resp, qv_error *err);
+qv_status qv__rt_get(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
+                     grpc_byte_buffer **resp, qv_error *err);
 qv_status qv__rt_create(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
                         grpc_byte_buffer **resp, qv_error *err);
 qv_status qv__rt_drop(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "quiver/clock.h"
 #include "quiver/merge.h"
+#include "quiver/shard.h"
 #include "router_internal.h"
 
 typedef struct shard_st shard_st;
@@ -41,12 +42,12 @@ struct shard_st {
   const qv__rshard *rs;
   uint64_t acked;          /* this router's last acknowledged write to the shard */
   uint64_t version;        /* the data version every shard is asked for (pinned per query) */
-  grpc_byte_buffer *req;   /* the shard's request */
+  grpc_byte_buffer *req;   /* the shard's request; NULL: the shard is not asked (a Get) */
   uint64_t tried;          /* replicas asked (bit per index) */
   int outstanding, hedged; /* calls in flight; 1 once hedged */
   double hedge_at;
-  Quiver__V1__SearchResponse *resp;
-  grpc_status_code last; /* the last failure */
+  ProtobufCMessage *resp; /* a SearchResponse, or the method's response */
+  grpc_status_code last;  /* the last failure */
   char last_msg[160];
   char last_node[64];
 };
@@ -58,7 +59,9 @@ typedef struct fanout {
   try_st *tries;
   size_t ntries, cap;
   int pending;
-  unsigned rr; /* breaks ties between equally loaded replicas */
+  unsigned rr;                          /* breaks ties between equally loaded replicas */
+  const char *method;                   /* the shards' method: Search, or Get */
+  const ProtobufCMessageDescriptor *rd; /* its response */
 } fanout;
 
 static int retryable(grpc_status_code c) {
@@ -108,7 +111,7 @@ static int start_try(fanout *f, shard_st *sh) {
   t->sh = sh;
   t->rep = (size_t)i;
   t->peer = sh->rs->reps[i].peer;
-  grpc_slice method = grpc_slice_from_static_string("/quiver.v1.Retrieval/Search");
+  grpc_slice method = grpc_slice_from_static_string(f->method);
   t->call = grpc_channel_create_call(t->peer->ch, NULL, GRPC_PROPAGATE_DEFAULTS, f->cq, method,
                                      NULL, f->deadline, NULL);
   if (t->call == NULL)
@@ -169,12 +172,12 @@ static int on_done(fanout *f, try_st *t, int ok, int out_of_time) {
     return 0; /* the other try of a hedged shard won */
   if (ok && t->status == GRPC_STATUS_OK && t->recv != NULL) {
     qv_error err = {0};
-    sh->resp = (Quiver__V1__SearchResponse *)qv__decode(
-        t->recv, &quiver__v1__search_response__descriptor, &err);
-    if (sh->resp != NULL && sh->resp->version != sh->version) {
+    sh->resp = qv__decode(t->recv, f->rd, &err);
+    if (sh->resp != NULL && f->rd == &quiver__v1__search_response__descriptor &&
+        ((Quiver__V1__SearchResponse *)sh->resp)->version != sh->version) {
       /* Never merged: an answer from another version than the query's (a replica that let it
        * go between its report and this call). Another replica is asked. */
-      protobuf_c_message_free_unpacked(&sh->resp->base, NULL);
+      protobuf_c_message_free_unpacked(sh->resp, NULL);
       sh->resp = NULL;
       t->status = GRPC_STATUS_UNAVAILABLE;
     } else if (sh->resp != NULL) {
@@ -211,6 +214,8 @@ static void run(fanout *f, shard_st *sh, uint32_t nshards) {
   const double now0 = timespec_s(gpr_now(GPR_CLOCK_MONOTONIC));
   for (uint32_t k = 0; k < nshards; k++) {
     sh[k].hedge_at = now0 + hedge_s;
+    if (sh[k].req == NULL)
+      continue;
     if (!start_try(f, &sh[k])) {
       sh[k].last = GRPC_STATUS_UNAVAILABLE;
       snprintf(sh[k].last_msg, sizeof sh[k].last_msg,
@@ -273,6 +278,52 @@ static void fanout_end(fanout *f) {
   grpc_completion_queue_destroy(f->cq);
 }
 
+/* A fan-out over S shards of `method` (response rd) within the caller's deadline less a margin
+ * (a call without one gets 30 s): *shp and *fp allocated (free with fanout_free). */
+static qv_status fanout_new(qv__router *r, uint32_t S, const gpr_timespec *deadline,
+                            const char *method, const ProtobufCMessageDescriptor *rd,
+                            shard_st **shp, fanout **fp, qv_error *err) {
+  shard_st *sh = calloc(S, sizeof *sh);
+  fanout *f = calloc(1, sizeof *f);
+  try_st *tries = calloc((size_t)S * 3 + 2, sizeof *tries);
+  if (sh == NULL || f == NULL || tries == NULL) {
+    free(sh);
+    free(f);
+    free(tries);
+    return qv_error_set(err, QV_ENOMEM, "out of memory");
+  }
+  f->r = r;
+  f->tries = tries;
+  f->cap = (size_t)S * 3 + 2; /* a first try, a hedge and a retry per shard */
+  f->method = method;
+  f->rd = rd;
+  f->cq = grpc_completion_queue_create_for_next(NULL);
+  gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+  gpr_timespec dl =
+      deadline != NULL && gpr_time_cmp(*deadline, gpr_inf_future(deadline->clock_type)) != 0
+          ? gpr_convert_clock_type(*deadline, GPR_CLOCK_MONOTONIC)
+          : gpr_time_add(now, gpr_time_from_seconds(30, GPR_TIMESPAN));
+  int64_t left_us = gpr_time_to_millis(gpr_time_sub(dl, now)) * 1000;
+  int64_t margin_us = left_us / 10 < 10000 ? left_us / 10 : 10000;
+  f->deadline = gpr_time_sub(dl, gpr_time_from_micros(margin_us, GPR_TIMESPAN));
+  *shp = sh;
+  *fp = f;
+  return QV_OK;
+}
+
+static void fanout_free(fanout *f, shard_st *sh, uint32_t S) {
+  fanout_end(f);
+  for (uint32_t k = 0; k < S; k++) {
+    if (sh[k].req)
+      grpc_byte_buffer_destroy(sh[k].req);
+    if (sh[k].resp)
+      protobuf_c_message_free_unpacked(sh[k].resp, NULL);
+  }
+  free(sh);
+  free(f->tries);
+  free(f);
+}
+
 /* A shard's message with its local collection name said as the fleet's ("x.shard1" -> "x"). */
 static void unlocal(const char *msg, const char *name, char *out, size_t cap) {
   const size_t nl = strlen(name);
@@ -293,13 +344,194 @@ static void unlocal(const char *msg, const char *name, char *out, size_t cap) {
   out[o] = '\0';
 }
 
+/* ---- fetch by ids ---------------------------------------------------------------------- */
+
+/* The stored rows of n ids of collection c, each from its shard's serving version: found[i],
+ * and (when not NULL) vecs + i * dim, feats + i * n_features. A shard without a replica
+ * answering makes the whole fetch fail (UNAVAILABLE); so does its refusal. */
+static qv_status rt_rows(qv__router *r, const qv__rcoll *c, const int64_t *ids, size_t n,
+                         const gpr_timespec *deadline, float *vecs, float *feats, uint8_t *found,
+                         qv_error *err) {
+  const uint32_t S = c->c.shards;
+  const size_t d = c->c.dim, nf = c->c.n_features;
+  shard_st *sh;
+  fanout *f;
+  qv_status st = fanout_new(r, S, deadline, "/quiver.v1.Retrieval/Get",
+                            &quiver__v1__get_response__descriptor, &sh, &f, err);
+  if (st != QV_OK)
+    return st;
+  /* Each shard's ids, in request order: pos[off[k] ..] are their places in ids. */
+  size_t *pos = malloc((n ? n : 1) * sizeof *pos), *off = calloc((size_t)S + 1, sizeof *off);
+  int64_t *sub = malloc((n ? n : 1) * sizeof *sub);
+  uint32_t *home = malloc((n ? n : 1) * sizeof *home);
+  if (pos == NULL || off == NULL || sub == NULL || home == NULL) {
+    st = qv_error_set(err, QV_ENOMEM, "out of memory for %zu ids", n);
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++)
+    off[(home[i] = qv_shard_of(ids[i], S)) + 1]++;
+  for (uint32_t k = 0; k < S; k++)
+    off[k + 1] += off[k];
+  {
+    size_t *fill = calloc(S, sizeof *fill);
+    if (fill == NULL) {
+      st = qv_error_set(err, QV_ENOMEM, "out of memory");
+      goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+      const size_t at = off[home[i]] + fill[home[i]]++;
+      pos[at] = i;
+      sub[at] = ids[i];
+    }
+    free(fill);
+  }
+  char local[QV__NAME_MAX + 1];
+  const char *fields[2] = {vecs ? "vector" : "features", "features"};
+  for (uint32_t k = 0; k < S; k++) {
+    sh[k].k = k;
+    sh[k].version = c->c.version;
+    sh[k].rs = &c->shards[k];
+    if (off[k + 1] == off[k])
+      continue; /* none of the ids lives there */
+    Quiver__V1__GetRequest one = QUIVER__V1__GET_REQUEST__INIT;
+    qv__fleet_local_name(c->c.name, k, local, sizeof local);
+    one.collection = local;
+    one.n_ids = off[k + 1] - off[k];
+    one.ids = sub + off[k];
+    one.n_fields = vecs && feats ? 2 : 1;
+    one.fields = (char **)fields;
+    sh[k].req = qv__wire_pack(&one.base);
+  }
+  run(f, sh, S);
+  for (uint32_t k = 0; k < S && st == QV_OK; k++) {
+    if (sh[k].req == NULL)
+      continue;
+    const Quiver__V1__GetResponse *a = (const Quiver__V1__GetResponse *)sh[k].resp;
+    char msg[QV_ERROR_MSG_MAX];
+    if (a == NULL) {
+      unlocal(sh[k].last_msg, c->c.name, msg, sizeof msg);
+      st = retryable(sh[k].last)
+               ? qv_error_set(err, QV_EUNAVAILABLE,
+                              "collection '%s': shard %u of %u has no replica answering (last "
+                              "from %s: %.120s)",
+                              c->c.name, k, S, sh[k].last_node[0] ? sh[k].last_node : "-", msg)
+               : qv_error_set(err, qv__from_grpc(sh[k].last), "%s", msg);
+      break;
+    }
+    const size_t m = off[k + 1] - off[k];
+    if (a->n_ids > m || (vecs && (a->dim != d || a->n_vectors != a->n_ids * d)) ||
+        (feats && nf > 0 && a->n_features != a->n_ids * nf)) {
+      st = qv_error_set(err, QV_EINTERNAL, "shard %u answered a Get of another shape", k);
+      break;
+    }
+    /* Its ids found are in its request's order: matched in one pass. */
+    size_t h = 0;
+    for (size_t j = 0; j < m; j++) {
+      const size_t i = pos[off[k] + j];
+      found[i] = h < a->n_ids && a->ids[h] == sub[off[k] + j];
+      if (found[i]) {
+        if (vecs)
+          memcpy(vecs + i * d, a->vectors + h * d, d * sizeof *vecs);
+        if (feats && nf > 0)
+          memcpy(feats + i * nf, a->features + h * nf, nf * sizeof *feats);
+        h++;
+      }
+    }
+    if (h != a->n_ids)
+      st = qv_error_set(err, QV_EINTERNAL, "shard %u answered ids it was not asked for", k);
+  }
+out:
+  fanout_free(f, sh, S);
+  free(pos);
+  free(off);
+  free(sub);
+  free(home);
+  return st;
+}
+
+qv_status qv__rt_get(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
+                     grpc_byte_buffer **resp, qv_error *err) {
+  qv__router *r = s->router;
+  const Quiver__V1__GetRequest *g = (const Quiver__V1__GetRequest *)m;
+  if (g->collection == NULL || g->collection[0] == '\0')
+    return qv_error_set(err, QV_EINVAL, "collection is required");
+  int want_vec, want_feat;
+  qv_status st = qv__get_fields(g, &want_vec, &want_feat, err);
+  if (st == QV_OK)
+    st = qv__ids_check(g->ids, g->n_ids, s->cfg->max_queries, "ids", err);
+  if (st != QV_OK)
+    return st;
+  qv__rmap *map = qv__router_map_for(r, g->collection);
+  const qv__rcoll *c = qv__rmap_find(map, g->collection);
+  if (c == NULL) {
+    qv__rmap_put(map);
+    return qv_error_set(err, QV_ENOTFOUND, "collection '%.80s' does not exist", g->collection);
+  }
+  const size_t n = g->n_ids, d = want_vec ? c->c.dim : 0, nf = want_feat ? c->c.n_features : 0;
+  const double bytes = (double)n * (8.0 + 4.0 * (double)(d + nf));
+  float *vecs = NULL, *feats = NULL;
+  uint8_t *found = NULL;
+  int64_t *hit = NULL, *miss = NULL;
+  size_t nfound = 0, nmiss = 0;
+  if (bytes > (double)s->cfg->max_message_mb * 1024 * 1024) {
+    st = qv_error_set(err, QV_ENOMEM,
+                      "the answer to %zu ids would be about %.0f MiB, over the server's message "
+                      "limit of %lld MiB (--max-message-mb): ask for fewer ids or fewer fields",
+                      n, bytes / 1048576.0, (long long)s->cfg->max_message_mb);
+  } else if ((d > 0 && (vecs = malloc(n * d * sizeof *vecs)) == NULL) ||
+             (nf > 0 && (feats = malloc(n * nf * sizeof *feats)) == NULL) ||
+             (found = malloc(n)) == NULL || (hit = malloc(n * sizeof *hit)) == NULL ||
+             (miss = malloc(n * sizeof *miss)) == NULL) {
+    st = qv_error_set(err, QV_ENOMEM, "out of memory for %zu items", n);
+  } else if ((st = rt_rows(r, c, g->ids, n, deadline, vecs, feats, found, err)) == QV_OK) {
+    for (size_t i = 0; i < n; i++) {
+      if (!found[i]) {
+        miss[nmiss++] = g->ids[i];
+        continue;
+      }
+      if (nfound != i) {
+        if (d > 0)
+          memmove(vecs + nfound * d, vecs + i * d, d * sizeof *vecs);
+        if (nf > 0)
+          memmove(feats + nfound * nf, feats + i * nf, nf * sizeof *feats);
+      }
+      hit[nfound++] = g->ids[i];
+    }
+    Quiver__V1__GetResponse out = QUIVER__V1__GET_RESPONSE__INIT;
+    out.n_ids = nfound;
+    out.ids = hit;
+    out.n_missing_ids = nmiss;
+    out.missing_ids = miss;
+    out.dim = c->c.dim;
+    out.num_features = c->c.n_features;
+    out.n_vectors = nfound * d;
+    out.vectors = vecs;
+    out.n_features = nfound * nf;
+    out.features = feats;
+    *resp = qv__wire_pack(&out.base);
+  }
+  free(vecs);
+  free(feats);
+  free(found);
+  free(hit);
+  free(miss);
+  qv__rmap_put(map);
+  return st;
+}
+
+/* ---- search ----------------------------------------------------------------------------- */
+
 qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
                         grpc_byte_buffer **resp, qv_error *err) {
   qv__router *r = s->router;
   const Quiver__V1__SearchRequest *q = (const Quiver__V1__SearchRequest *)m;
+  const Quiver__V1__SearchRequest *orig = q;
+  const int by_id = q->n_query_ids > 0;
+  qv_status st = QV_OK;
+  if (by_id && (st = qv__qids_check(s, q, err)) != QV_OK)
+    return st;
   qv__rmap *map = qv__router_map_for(r, q->collection);
   const qv__rcoll *c = qv__rmap_find(map, q->collection);
-  qv_status st = QV_OK;
   if (c == NULL) {
     st = qv_error_set(err, QV_ENOTFOUND, "collection '%.80s' does not exist",
                       q->collection ? q->collection : "");
@@ -315,33 +547,42 @@ qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_time
                         "MMR, or keep the collection on one shard",
                         S);
   }
+  /* Item-to-item: the ids' vectors fetched from their shards, then a vector search of k + 1. */
+  qv__qids qs;
+  memset(&qs, 0, sizeof qs);
+  if (by_id) {
+    const size_t n = q->n_query_ids;
+    float *vecs = malloc(n * c->c.dim * sizeof *vecs);
+    uint8_t *found = malloc(n);
+    if (vecs == NULL || found == NULL) {
+      free(vecs);
+      free(found);
+      st = qv_error_set(err, QV_ENOMEM, "out of memory for %zu query vectors", n);
+    } else if ((st = rt_rows(r, c, q->query_ids, n, deadline, vecs, NULL, found, err)) != QV_OK) {
+      free(vecs);
+      free(found);
+    } else {
+      st = qv__qids_begin(&qs, q, c->c.dim, vecs, found, err);
+    }
+    if (st != QV_OK) {
+      qv__qids_free(&qs);
+      qv__rmap_put(map);
+      return st;
+    }
+    q = &qs.req;
+  }
   /* k' per shard: k plus the configured extra, within what a node takes. */
   uint64_t kp = (uint64_t)q->k + (uint64_t)r->cfg->fanout_extra_k;
   if (kp > (uint64_t)r->cfg->max_k)
     kp = q->k > (uint64_t)r->cfg->max_k ? q->k : (uint64_t)r->cfg->max_k;
-  shard_st *sh = calloc(S, sizeof *sh);
-  fanout *f = calloc(1, sizeof *f);
-  try_st *tries = calloc((size_t)S * 3 + 2, sizeof *tries);
-  if (sh == NULL || f == NULL || tries == NULL) {
-    free(sh);
-    free(f);
-    free(tries);
+  shard_st *sh;
+  fanout *f;
+  if ((st = fanout_new(r, S, deadline, "/quiver.v1.Retrieval/Search",
+                       &quiver__v1__search_response__descriptor, &sh, &f, err)) != QV_OK) {
+    qv__qids_free(&qs);
     qv__rmap_put(map);
-    return qv_error_set(err, QV_ENOMEM, "out of memory");
+    return st;
   }
-  f->r = r;
-  f->tries = tries;
-  f->cap = (size_t)S * 3 + 2; /* a first try, a hedge and a retry per shard */
-  f->cq = grpc_completion_queue_create_for_next(NULL);
-  /* The caller's deadline less a margin; a call without one gets 30 s. */
-  gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
-  gpr_timespec dl =
-      deadline != NULL && gpr_time_cmp(*deadline, gpr_inf_future(deadline->clock_type)) != 0
-          ? gpr_convert_clock_type(*deadline, GPR_CLOCK_MONOTONIC)
-          : gpr_time_add(now, gpr_time_from_seconds(30, GPR_TIMESPAN));
-  int64_t left_us = gpr_time_to_millis(gpr_time_sub(dl, now)) * 1000;
-  int64_t margin_us = left_us / 10 < 10000 ? left_us / 10 : 10000;
-  f->deadline = gpr_time_sub(dl, gpr_time_from_micros(margin_us, GPR_TIMESPAN));
   char local[QV__NAME_MAX + 1];
   /* The version the whole query is answered from, read once: every shard is asked for it. */
   const uint64_t version = q->version ? q->version : c->c.version;
@@ -401,7 +642,7 @@ qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_time
     /* Every answer has the same shape (the same request went to each). */
     const Quiver__V1__SearchResponse *first = NULL;
     for (uint32_t k = 0; k < S && first == NULL; k++)
-      first = sh[k].resp;
+      first = (const Quiver__V1__SearchResponse *)sh[k].resp;
     const size_t nq = first->num_queries, kin = first->k;
     const float **scores = calloc(S, sizeof *scores);
     const int64_t **ids = calloc(S, sizeof *ids);
@@ -415,7 +656,7 @@ qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_time
     st = scores && ids && out.ids && out.scores ? QV_OK
                                                 : qv_error_set(err, QV_ENOMEM, "out of memory");
     for (uint32_t k = 0; k < S && st == QV_OK; k++) {
-      const Quiver__V1__SearchResponse *a = sh[k].resp;
+      const Quiver__V1__SearchResponse *a = (const Quiver__V1__SearchResponse *)sh[k].resp;
       if (a == NULL)
         continue;
       if (a->num_queries != nq || a->k != kin || a->n_ids != nq * kin || a->n_scores != nq * kin)
@@ -431,6 +672,31 @@ qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_time
       metric = QV_METRIC_IP;
     if (st == QV_OK && nq > 0 && q->k > 0)
       st = qv_merge_topk(metric, nq, q->k, nl, kin, scores, ids, out.scores, out.ids, err);
+    if (st == QV_OK && by_id) {
+      /* The item-to-item answer: len(query_ids) rows of the request's k. */
+      const size_t n = qs.n, k = orig->k;
+      const size_t nk = n * k > 0 ? n * k : 1;
+      float *s2 = malloc(nk * sizeof *s2);
+      int64_t *i2 = malloc(nk * sizeof *i2);
+      if (s2 == NULL || i2 == NULL) {
+        free(s2);
+        free(i2);
+        st = qv_error_set(err, QV_ENOMEM, "out of memory");
+      } else {
+        qv_metric cm = QV_METRIC_L2;
+        qv__metric_from_pb((Quiver__V1__Metric)c->c.metric, &cm);
+        qv__qids_finish(&qs, cm, out.scores, out.ids, s2, i2);
+        free(out.scores);
+        free(out.ids);
+        out.scores = s2;
+        out.ids = i2;
+        out.k = (uint32_t)k;
+        out.num_queries = (uint32_t)n;
+        out.n_ids = out.n_scores = n * k;
+        out.n_unknown_queries = qs.nunknown;
+        out.unknown_queries = qs.unknown;
+      }
+    }
     if (st == QV_OK) {
       out.n_missing_shards = nmissing;
       out.missing_shards = missing;
@@ -444,15 +710,8 @@ qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_time
     free(out.ids);
     free(out.scores);
   }
-  fanout_end(f);
-  for (uint32_t k = 0; k < S; k++) {
-    grpc_byte_buffer_destroy(sh[k].req);
-    if (sh[k].resp)
-      protobuf_c_message_free_unpacked(&sh[k].resp->base, NULL);
-  }
-  free(sh);
-  free(tries);
-  free(f);
+  fanout_free(f, sh, S);
+  qv__qids_free(&qs);
   qv__rmap_put(map);
   return st;
 }

@@ -105,7 +105,8 @@ static double search_work(const Quiver__V1__SearchRequest *r, const qv_collectio
 
 /* Checks a search request against collection e: *n gets the number of queries. */
 static qv_status check_search(qv__server *s, qv__entry *e, const Quiver__V1__SearchRequest *r,
-                              const qv_collection_stats *cs, size_t *n, qv_error *err) {
+                              const qv_collection_stats *cs, int self_slot, size_t *n,
+                              qv_error *err) {
   const size_t dim = cs->dim;
   *n = 0;
   if (r->n_queries == 0)
@@ -118,7 +119,7 @@ static qv_status check_search(qv__server *s, qv__entry *e, const Quiver__V1__Sea
     return qv_error_set(err, QV_EINVAL,
                         "queries hold %zu floats, not a multiple of collection '%s' dimension %zu",
                         r->n_queries, qv__entry_name(e), dim);
-  if (r->k < 1 || r->k > (uint64_t)s->cfg->max_k)
+  if (r->k < 1 || r->k > (uint64_t)s->cfg->max_k + (self_slot ? 1 : 0))
     return qv_error_set(err, QV_EINVAL, "k = %u is out of range 1..%lld (server --max-k)", r->k,
                         (long long)s->cfg->max_k);
   if ((*n = r->n_queries / dim) > (size_t)s->cfg->max_queries)
@@ -196,17 +197,19 @@ static qv_status pick_version(qv__entry *e, uint64_t want, qv_collection **col, 
 }
 
 /* A search of collection col (one version of e) pinned to data version gen: every query, in
- * steps; QV_EPRECONDITION when col's state is not (or no longer) that version. */
+ * steps; QV_EPRECONDITION when col's state is not (or no longer) that version. self_slot: r is
+ * an item-to-item search's vector search (its k has one more, for the query's own id). */
 static qv_status search_in(qv__server *s, qv__entry *e, qv_collection *col, uint64_t gen,
-                           const Quiver__V1__SearchRequest *r, const gpr_timespec *deadline,
-                           size_t *nq, float **scores_out, int64_t **ids_out, qv_error *err) {
+                           const Quiver__V1__SearchRequest *r, int self_slot,
+                           const gpr_timespec *deadline, size_t *nq, float **scores_out,
+                           int64_t **ids_out, qv_error *err) {
   qv_collection_stats cs;
   qv_collection_stats_get(col, &cs, NULL);
   size_t n = 0;
   float *scores = NULL;
   int64_t *ids = NULL;
   qv_status st;
-  if ((st = check_search(s, e, r, &cs, &n, err)) != QV_OK) {
+  if ((st = check_search(s, e, r, &cs, self_slot, &n, err)) != QV_OK) {
     /* said */
   } else if ((scores = malloc(n * r->k * sizeof *scores)) == NULL ||
              (ids = malloc(n * r->k * sizeof *ids)) == NULL) {
@@ -242,19 +245,47 @@ static qv_status search_in(qv__server *s, qv__entry *e, qv_collection *col, uint
   return st;
 }
 
+/* The vector search of an item-to-item request r on col: its query_ids looked up there. */
+static qv_status qids_lookup(qv_collection *col, const Quiver__V1__SearchRequest *r, qv__qids *q,
+                             qv_error *err) {
+  memset(q, 0, sizeof *q);
+  const size_t n = r->n_query_ids;
+  qv_collection_stats cs;
+  qv_collection_stats_get(col, &cs, NULL);
+  float *vecs = malloc(n * cs.dim * sizeof *vecs);
+  uint8_t *found = malloc(n);
+  if (vecs == NULL || found == NULL) {
+    free(vecs);
+    free(found);
+    return qv_error_set(err, QV_ENOMEM, "out of memory for %zu query vectors", n);
+  }
+  qv_status st = qv_collection_get_items(col, n, r->query_ids, vecs, NULL, found, NULL, err);
+  if (st != QV_OK) {
+    free(vecs);
+    free(found);
+    return st;
+  }
+  return qv__qids_begin(q, r, cs.dim, vecs, found, err);
+}
+
 qv_status qv__h_search(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
                        grpc_byte_buffer **resp, qv_error *err) {
   const Quiver__V1__SearchRequest *r = (const Quiver__V1__SearchRequest *)m;
   if (r->collection == NULL || r->collection[0] == '\0')
     return qv_error_set(err, QV_EINVAL, "collection is required");
+  const int by_id = r->n_query_ids > 0;
+  qv_status st;
+  if (by_id && (st = qv__qids_check(s, r, err)) != QV_OK)
+    return st;
   qv__entry *e;
-  qv_status st = qv__registry_get(s->reg, r->collection, &e, err);
-  if (st != QV_OK)
+  if ((st = qv__registry_get(s->reg, r->collection, &e, err)) != QV_OK)
     return st;
   size_t n = 0;
   float *scores = NULL;
   int64_t *ids = NULL;
   uint64_t version = 0;
+  qv__qids q;
+  memset(&q, 0, sizeof q);
   /* Every search is pinned to the version it picked, an unpinned one to the serving version it
    * read, so that the answer is all of that version and says so. One that meets a flip between
    * picking its version's collection and searching it (the search refuses a state of another
@@ -265,12 +296,36 @@ qv_status qv__h_search(qv__server *s, const ProtobufCMessage *m, const gpr_times
     int on_slot;
     if ((st = pick_version(e, r->version, &col, &on_slot, &version, err)) != QV_OK)
       break;
-    st = search_in(s, e, col, version, r, deadline, &n, &scores, &ids, err);
+    qv__qids_free(&q);
+    const Quiver__V1__SearchRequest *run = r;
+    if (by_id && (st = qids_lookup(col, r, &q, err)) == QV_OK)
+      run = &q.req;
+    if (st == QV_OK)
+      st = search_in(s, e, col, version, run, by_id, deadline, &n, &scores, &ids, err);
     const int moved = st == QV_EPRECONDITION && qv_collection_generation(col) != version;
     if (on_slot)
       qv__entry_slot_put(e);
     if (!moved)
       break;
+  }
+  if (st == QV_OK && by_id) {
+    /* The item-to-item answer: n = len(query_ids) rows of k. */
+    n = q.n;
+    float *s2 = malloc(n * r->k * sizeof *s2);
+    int64_t *i2 = malloc(n * r->k * sizeof *i2);
+    if (s2 == NULL || i2 == NULL) {
+      free(s2);
+      free(i2);
+      st = qv_error_set(err, QV_ENOMEM, "out of memory for %zu x %u results", n, r->k);
+    } else {
+      qv_collection_stats cs;
+      qv_collection_stats_get(qv__entry_col(e), &cs, NULL);
+      qv__qids_finish(&q, cs.metric, scores, ids, s2, i2);
+      free(scores);
+      free(ids);
+      scores = s2;
+      ids = i2;
+    }
   }
   if (st == QV_OK) {
     qv__metrics_queries(n);
@@ -281,8 +336,11 @@ qv_status qv__h_search(qv__server *s, const ProtobufCMessage *m, const gpr_times
     out.ids = ids;
     out.scores = scores;
     out.version = version;
+    out.n_unknown_queries = q.nunknown;
+    out.unknown_queries = q.unknown;
     *resp = qv__wire_pack(&out.base);
   }
+  qv__qids_free(&q);
   free(scores);
   free(ids);
   qv__registry_put(s->reg, e);
@@ -342,7 +400,8 @@ static void on_batched(qv__bq *r) {
 int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
                        gpr_timespec deadline, ProtobufCMessage *req, double t0) {
   Quiver__V1__SearchRequest *r = (Quiver__V1__SearchRequest *)req;
-  if (r->rerank != NULL || r->exact || r->collection == NULL || r->collection[0] == '\0')
+  if (r->rerank != NULL || r->exact || r->n_query_ids > 0 || r->collection == NULL ||
+      r->collection[0] == '\0')
     return 0;
   qv_error err = {0};
   qv__entry *e;
@@ -356,7 +415,7 @@ int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   qv_collection_stats cs;
   qv_collection_stats_get(qv__entry_col(e), &cs, NULL);
   size_t n = 0;
-  qv_status st = check_search(s, e, r, &cs, &n, &err);
+  qv_status st = check_search(s, e, r, &cs, 0, &n, &err);
   /* What would fail the whole coalesced search is refused here, for this request only, by the
    * index layer's own checks. */
   if (st == QV_OK) {

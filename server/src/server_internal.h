@@ -108,6 +108,43 @@ void qv__slow_query(qv__server *s, const Quiver__V1__SearchRequest *r, double t0
 int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
                        gpr_timespec deadline, ProtobufCMessage *req, double t0);
 
+/* ---- rpc_get.c: Get, and item-to-item search (query_ids) ---- */
+
+qv_status qv__h_get(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
+                    grpc_byte_buffer **resp, qv_error *err);
+/* A GetRequest's field mask: which parts of an item to return (QV_EINVAL naming an unknown one). */
+qv_status qv__get_fields(const Quiver__V1__GetRequest *r, int *want_vec, int *want_feat,
+                         qv_error *err);
+/* n ids to look up (field `what`): 1 .. max, none negative. */
+qv_status qv__ids_check(const int64_t *ids, size_t n, int64_t max, const char *what, qv_error *err);
+
+/* An item-to-item search: the request with query_ids, its ids' vectors as the vector search
+ * `req` to run (k_in = k + 1 results per known query, so that its own id can be dropped), and
+ * which queries' ids are unknown. */
+typedef struct qv__qids {
+  const Quiver__V1__SearchRequest *r;
+  size_t n, nknown;
+  float *vecs;    /* n x dim as looked up, then the known ones' rows first */
+  uint8_t *found; /* per query */
+  uint32_t *unknown;
+  size_t nunknown;
+  uint32_t k_in;
+  Quiver__V1__SearchRequest req;
+  Quiver__V1__RerankOptions rr;
+} qv__qids;
+
+/* The checks of a request with query_ids before any lookup (queries too, k, the ids). */
+qv_status qv__qids_check(const qv__server *s, const Quiver__V1__SearchRequest *r, qv_error *err);
+/* Builds q from r and the lookup of its query_ids (vecs: n x dim, found: n; both malloc'd and
+ * taken by q, freed by qv__qids_free even on failure). QV_ENOTFOUND when every id is unknown. */
+qv_status qv__qids_begin(qv__qids *q, const Quiver__V1__SearchRequest *r, size_t dim, float *vecs,
+                         uint8_t *found, qv_error *err);
+/* From the vector search's answer (nknown x k_in) to the request's (n x k): each known query's
+ * own id dropped (or its last result when its id is not among them), unknown ones padded. */
+void qv__qids_finish(const qv__qids *q, qv_metric metric, const float *in_scores,
+                     const int64_t *in_ids, float *scores, int64_t *ids);
+void qv__qids_free(qv__qids *q);
+
 /* ---- rpc_upsert.c ---- */
 
 void qv__start_upsert(qv__server *s, grpc_call *call, grpc_metadata_array *md,

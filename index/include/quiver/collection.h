@@ -371,6 +371,15 @@ QV_API qv_status qv_collection_set_generation(qv_collection *c, uint64_t g, qv_e
  * Returns QV_OK; QV_ENOTFOUND; QV_EINVAL. */
 QV_API qv_status qv_collection_get(qv_collection *c, int64_t id, float *out, qv_error *err);
 
+/* Fetches n stored items at once, under one read lock (one consistent state): for each ids[i]
+ * found[i] = 1 and its vector goes to vectors + i * dim (normalised for cosine) and its features
+ * to features + i * n_features; for one not stored found[i] = 0 and its rows are zeroed. vectors
+ * and features may be NULL (not wanted). *n_found (may be NULL) gets how many were found.
+ * Returns QV_OK (also when none is found); QV_EINVAL (NULL c, ids or found with n > 0). */
+QV_API qv_status qv_collection_get_items(qv_collection *c, size_t n, const int64_t *ids,
+                                         float *vectors, float *features, uint8_t *found,
+                                         size_t *n_found, qv_error *err);
+
 #ifdef __cplusplus
 }
 #endif

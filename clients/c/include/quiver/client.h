@@ -164,6 +164,15 @@ typedef struct qv_client_search_opts {
    * refuses with QV_EPRECONDITION. */
   uint64_t version;
   uint64_t *answered_version; /* may be NULL: gets the data version that answered */
+  /* Item-to-item ("more like this item"): the stored vectors of these n_query_ids ids are the
+   * queries (then qv_client_search_ex takes queries NULL, n == n_query_ids, dim 0 or the
+   * collection's). Each query's own id is left out of its results unless include_self. An id
+   * not in the collection gets a row of padding (id -1) and unknown[i] = 1 (unknown may be NULL;
+   * n_query_ids bytes); only when every id is unknown is the call QV_ENOTFOUND. */
+  const int64_t *query_ids;
+  size_t n_query_ids;
+  int include_self;
+  uint8_t *unknown;
 } qv_client_search_opts;
 
 QV_API void qv_client_search_opts_init(qv_client_search_opts *o);
@@ -179,6 +188,28 @@ QV_API qv_status qv_client_search_ex(qv_client *c, const char *collection, const
                                      size_t n, size_t dim, size_t k, const qv_client_search_opts *o,
                                      float *scores, int64_t *ids, uint32_t *missing,
                                      size_t missing_cap, size_t *n_missing, qv_error *err);
+
+/* Fetch by ids (Get): what qv_client_get returns, freed with qv_client_items_free. */
+typedef struct qv_client_items {
+  size_t n;     /* ids found */
+  int64_t *ids; /* n, in request order */
+  size_t n_missing;
+  int64_t *missing_ids; /* ids not in the collection, in request order */
+  size_t dim;
+  float *vectors; /* n x dim as stored (normalised for cosine); NULL unless asked for */
+  size_t n_features;
+  float *features; /* n x n_features; NULL unless asked for (or none) */
+} qv_client_items;
+
+#define QV_CLIENT_GET_VECTOR 1u
+#define QV_CLIENT_GET_FEATURES 2u
+
+/* The stored vectors and features of n ids (repeats are answered each time): fields is a mask
+ * of QV_CLIENT_GET_* (0 = all). Unknown ids are in out->missing_ids, not an error. At most the
+ * server's --max-queries ids per call. */
+QV_API qv_status qv_client_get(qv_client *c, const char *collection, size_t n, const int64_t *ids,
+                               unsigned fields, qv_client_items *out, qv_error *err);
+QV_API void qv_client_items_free(qv_client_items *it);
 
 /* Progress of an upload or a build: phase ("upload", "sample", "train", "add", "evaluate", "tune",
  * "save", "done"),

@@ -1,0 +1,218 @@
+/* Get (fetch by ids), and item-to-item search (SearchRequest.query_ids): the ids' stored vectors
+ * as the queries, each query's own id left out of its results. The node and the router share
+ * the checks and the two steps around the vector search (qv__qids_*). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server_internal.h"
+
+/* ---- what Get and item-to-item share ------------------------------------------------------ */
+
+qv_status qv__get_fields(const Quiver__V1__GetRequest *r, int *want_vec, int *want_feat,
+                         qv_error *err) {
+  *want_vec = *want_feat = r->n_fields == 0;
+  for (size_t i = 0; i < r->n_fields; i++) {
+    const char *f = r->fields[i] ? r->fields[i] : "";
+    if (strcmp(f, "vector") == 0)
+      *want_vec = 1;
+    else if (strcmp(f, "features") == 0)
+      *want_feat = 1;
+    else
+      return qv_error_set(err, QV_EINVAL,
+                          "fields[%zu] = '%.64s' is not a field of an item: ask for \"vector\" "
+                          "and/or \"features\" (none = all)",
+                          i, f);
+  }
+  return QV_OK;
+}
+
+/* Ids to look up: at least one, at most max, none negative. what names the field. */
+qv_status qv__ids_check(const int64_t *ids, size_t n, int64_t max, const char *what,
+                        qv_error *err) {
+  if (n == 0)
+    return qv_error_set(err, QV_EINVAL, "no %s: send at least one id", what);
+  if (n > (uint64_t)max)
+    return qv_error_set(err, QV_ENOMEM,
+                        "%zu %s in one request exceed the server limit %lld (--max-queries): "
+                        "split them",
+                        n, what, (long long)max);
+  for (size_t i = 0; i < n; i++)
+    if (ids[i] < 0)
+      return qv_error_set(err, QV_EINVAL, "%s[%zu] = %lld is negative: ids are >= 0", what, i,
+                          (long long)ids[i]);
+  return QV_OK;
+}
+
+qv_status qv__qids_check(const qv__server *s, const Quiver__V1__SearchRequest *r, qv_error *err) {
+  if (r->n_queries > 0)
+    return qv_error_set(err, QV_EINVAL,
+                        "the request carries both queries and query_ids: send one of them");
+  /* Without include_self each query searches k + 1, which a shard behind a router must take. */
+  const int64_t max_k = s->cfg->max_k - (r->include_self ? 0 : 1);
+  if (r->k < 1 || r->k > (uint64_t)max_k)
+    return qv_error_set(
+        err, QV_EINVAL, "k = %u is out of range 1..%lld for query_ids (server --max-k%s)", r->k,
+        (long long)max_k, r->include_self ? "" : ", less one for the query's own id");
+  return qv__ids_check(r->query_ids, r->n_query_ids, s->cfg->max_queries, "query_ids", err);
+}
+
+qv_status qv__qids_begin(qv__qids *q, const Quiver__V1__SearchRequest *r, size_t dim, float *vecs,
+                         uint8_t *found, qv_error *err) {
+  memset(q, 0, sizeof *q);
+  q->r = r;
+  q->n = r->n_query_ids;
+  q->vecs = vecs;
+  q->found = found;
+  q->unknown = malloc((q->n ? q->n : 1) * sizeof *q->unknown);
+  if (q->unknown == NULL)
+    return qv_error_set(err, QV_ENOMEM, "out of memory for %zu query ids", q->n);
+  for (size_t i = 0; i < q->n; i++) {
+    if (!found[i]) {
+      q->unknown[q->nunknown++] = (uint32_t)i;
+      continue;
+    }
+    if (q->nknown != i)
+      memmove(vecs + q->nknown * dim, vecs + i * dim, dim * sizeof(float));
+    q->nknown++;
+  }
+  if (q->nknown == 0)
+    return qv_error_set(err, QV_ENOTFOUND,
+                        "none of the %zu query_ids is in collection '%.80s' (the first: %lld)",
+                        q->n, r->collection ? r->collection : "", (long long)r->query_ids[0]);
+  q->k_in = r->k + (r->include_self ? 0 : 1);
+  q->req = *r;
+  q->req.n_query_ids = 0;
+  q->req.query_ids = NULL;
+  q->req.queries = vecs;
+  q->req.n_queries = q->nknown * dim;
+  q->req.dim = (uint32_t)dim;
+  q->req.k = q->k_in;
+  if (r->rerank != NULL) {
+    q->rr = *r->rerank;
+    if (q->rr.candidates != 0 && q->rr.candidates < q->k_in)
+      q->rr.candidates = q->k_in; /* room for the query's own id */
+    q->req.rerank = &q->rr;
+  }
+  return QV_OK;
+}
+
+void qv__qids_finish(const qv__qids *q, qv_metric metric, const float *in_scores,
+                     const int64_t *in_ids, float *scores, int64_t *ids) {
+  const Quiver__V1__SearchRequest *r = q->r;
+  const size_t k = r->k;
+  const int blended = r->rerank != NULL && (r->rerank->n_weights > 0 || r->rerank->mmr_lambda > 0);
+  const float pad = blended || qv_metric_larger_is_better(metric) ? -INFINITY : INFINITY;
+  size_t row = 0;
+  for (size_t i = 0; i < q->n; i++) {
+    float *os = scores + i * k;
+    int64_t *oi = ids + i * k;
+    if (!q->found[i]) {
+      for (size_t j = 0; j < k; j++) {
+        os[j] = pad;
+        oi[j] = -1;
+      }
+      continue;
+    }
+    const float *is = in_scores + row * q->k_in;
+    const int64_t *ii = in_ids + row * q->k_in;
+    row++;
+    /* Without include_self: its own id dropped where it is, else the last result. */
+    size_t skip = q->k_in;
+    if (q->k_in > k) {
+      skip = q->k_in - 1;
+      for (size_t j = 0; j < q->k_in; j++)
+        if (ii[j] == r->query_ids[i]) {
+          skip = j;
+          break;
+        }
+    }
+    for (size_t j = 0, o = 0; j < q->k_in && o < k; j++)
+      if (j != skip) {
+        os[o] = is[j];
+        oi[o++] = ii[j];
+      }
+  }
+}
+
+void qv__qids_free(qv__qids *q) {
+  free(q->vecs);
+  free(q->found);
+  free(q->unknown);
+  memset(q, 0, sizeof *q);
+}
+
+/* ---- Get on a node -------------------------------------------------------------------------- */
+
+qv_status qv__h_get(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
+                    grpc_byte_buffer **resp, qv_error *err) {
+  (void)unused;
+  const Quiver__V1__GetRequest *r = (const Quiver__V1__GetRequest *)m;
+  if (r->collection == NULL || r->collection[0] == '\0')
+    return qv_error_set(err, QV_EINVAL, "collection is required");
+  int want_vec, want_feat;
+  qv_status st = qv__get_fields(r, &want_vec, &want_feat, err);
+  if (st == QV_OK)
+    st = qv__ids_check(r->ids, r->n_ids, s->cfg->max_queries, "ids", err);
+  if (st != QV_OK)
+    return st;
+  qv__entry *e;
+  if ((st = qv__registry_get(s->reg, r->collection, &e, err)) != QV_OK)
+    return st;
+  qv_collection *col = qv__entry_col(e);
+  qv_collection_stats cs;
+  qv_collection_stats_get(col, &cs, NULL);
+  const size_t n = r->n_ids, d = want_vec ? cs.dim : 0, nf = want_feat ? cs.n_features : 0;
+  const double bytes = (double)n * (8.0 + 4.0 * (double)(d + nf));
+  const double cap = (double)s->cfg->max_message_mb * 1024 * 1024;
+  float *vecs = NULL, *feats = NULL;
+  uint8_t *found = NULL;
+  int64_t *hit = NULL, *miss = NULL;
+  size_t nfound = 0, nmiss = 0;
+  if (bytes > cap) {
+    st = qv_error_set(err, QV_ENOMEM,
+                      "the answer to %zu ids would be about %.0f MiB, over the server's message "
+                      "limit of %lld MiB (--max-message-mb): ask for fewer ids or fewer fields",
+                      n, bytes / 1048576.0, (long long)s->cfg->max_message_mb);
+  } else if ((d > 0 && (vecs = malloc(n * d * sizeof *vecs)) == NULL) ||
+             (nf > 0 && (feats = malloc(n * nf * sizeof *feats)) == NULL) ||
+             (found = malloc(n)) == NULL || (hit = malloc(n * sizeof *hit)) == NULL ||
+             (miss = malloc(n * sizeof *miss)) == NULL) {
+    st = qv_error_set(err, QV_ENOMEM, "out of memory for %zu items", n);
+  } else if ((st = qv_collection_get_items(col, n, r->ids, vecs, feats, found, NULL, err)) ==
+             QV_OK) {
+    /* The rows of the ids found, moved up in request order. */
+    for (size_t i = 0; i < n; i++) {
+      if (!found[i]) {
+        miss[nmiss++] = r->ids[i];
+        continue;
+      }
+      if (nfound != i) {
+        if (d > 0)
+          memmove(vecs + nfound * d, vecs + i * d, d * sizeof *vecs);
+        if (nf > 0)
+          memmove(feats + nfound * nf, feats + i * nf, nf * sizeof *feats);
+      }
+      hit[nfound++] = r->ids[i];
+    }
+    Quiver__V1__GetResponse out = QUIVER__V1__GET_RESPONSE__INIT;
+    out.n_ids = nfound;
+    out.ids = hit;
+    out.n_missing_ids = nmiss;
+    out.missing_ids = miss;
+    out.dim = (uint32_t)cs.dim;
+    out.num_features = (uint32_t)cs.n_features;
+    out.n_vectors = nfound * d;
+    out.vectors = vecs;
+    out.n_features = nfound * nf;
+    out.features = feats;
+    *resp = qv__wire_pack(&out.base);
+  }
+  free(vecs);
+  free(feats);
+  free(found);
+  free(hit);
+  free(miss);
+  qv__registry_put(s->reg, e);
+  return st;
+}
