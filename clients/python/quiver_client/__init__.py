@@ -11,9 +11,9 @@
 Every failure raises QuiverError, whose ``code`` is the grpc.StatusCode.
 """
 
-from .client import (Client, ClusterStatus, CollectionInfo, NodeInfo, PushResult, QuiverError,
-                     ReplicaInfo, RolloutStatus, SearchResult, VersionInfo)
+from .client import (Client, ClusterStatus, CollectionInfo, Items, NodeInfo, PushResult,
+                     QuiverError, ReplicaInfo, RolloutStatus, SearchResult, VersionInfo)
 
-__all__ = ["Client", "ClusterStatus", "CollectionInfo", "NodeInfo", "PushResult", "QuiverError",
-           "ReplicaInfo", "RolloutStatus", "SearchResult", "VersionInfo"]
+__all__ = ["Client", "ClusterStatus", "CollectionInfo", "Items", "NodeInfo", "PushResult",
+           "QuiverError", "ReplicaInfo", "RolloutStatus", "SearchResult", "VersionInfo"]
 __version__ = "0.1.0"

@@ -286,14 +286,17 @@ class SearchResult(tuple):
     asked for with ``version=``, else the serving one; 0 from a server without data versions)."""
 
     def __new__(cls, ids: np.ndarray, scores: np.ndarray, missing_shards: Sequence[int] = (),
-                version: int = 0):
+                version: int = 0, unknown_queries: Sequence[int] = ()):
         self = super().__new__(cls, (ids, scores))
         self.missing_shards = tuple(int(s) for s in missing_shards)
         self.version = int(version)
+        #: With ``query_ids``: the rows (indexes into query_ids) whose id is not in the
+        #: collection; those rows are all padding (id -1).
+        self.unknown_queries = tuple(int(q) for q in unknown_queries)
         return self
 
     def __getnewargs__(self):
-        return (self[0], self[1], self.missing_shards, self.version)
+        return (self[0], self[1], self.missing_shards, self.version, self.unknown_queries)
 
     @property
     def ids(self) -> np.ndarray:
@@ -307,6 +310,20 @@ class SearchResult(tuple):
     def partial(self) -> bool:
         """True when some shard's items are missing."""
         return bool(self.missing_shards)
+
+
+@dataclasses.dataclass(frozen=True)
+class Items:
+    """What :meth:`Client.get` returns: the ids found (int64 [n], in request order), their
+    ``vectors`` (float32 [n, dim], as stored: normalised for cosine) and ``features`` (float32
+    [n, n_features]) when asked for (else None), and the ids not in the collection."""
+    ids: np.ndarray
+    vectors: Optional[np.ndarray]
+    features: Optional[np.ndarray]
+    missing_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 class PushResult(tuple):
@@ -564,9 +581,10 @@ class Client:
 
     # -- search ---------------------------------------------------------------------------------
 
-    def search(self, collection: str, queries: ArrayLike, k: int = 10, nprobe: int = 0,
-               exact: bool = False, *, rerank: Optional[dict] = None,
+    def search(self, collection: str, queries: Optional[ArrayLike] = None, k: int = 10,
+               nprobe: int = 0, exact: bool = False, *, rerank: Optional[dict] = None,
                allow_partial: bool = False, version: int = 0,
+               query_ids: Optional[ArrayLike] = None, include_self: bool = False,
                timeout=_DEFAULT) -> SearchResult:
         """Nearest neighbours of ``queries`` (float32 [n, dim]; a 1-D array is one query).
 
@@ -587,12 +605,29 @@ class Client:
         ``rerank`` turns on the server's rerank stage, a dict with any of ``candidates`` (k' per
         query), ``refine`` (exact re-score), ``weights`` (at most one today), ``mmr_lambda``,
         ``allow_ids``, ``deny_ids`` (see RerankOptions in proto/quiver/v1/retrieval.proto).
+
+        ``query_ids`` (int64 [n]) instead of ``queries``: item-to-item search ("more like this
+        item"), the stored vectors of these ids are the queries; each row leaves its own id out
+        unless ``include_self``. An id not in the collection gets a row of padding and is listed
+        in the result's ``unknown_queries``; only when every id is unknown does it raise
+        NOT_FOUND.
         """
-        q = _as_matrix(queries, "queries")
-        n, dim = q.shape
-        req = _msg(pb.SearchRequest, collection=collection, dim=dim, k=k, nprobe=nprobe,
-                   exact=exact, allow_partial=allow_partial, version=version)
-        _set_floats(req, "queries", q)
+        if (queries is None) == (query_ids is None):
+            raise _invalid("pass queries or query_ids (one of them)")
+        if query_ids is not None:
+            qi = _as_ids(query_ids)
+            n = len(qi)
+            req = _msg(pb.SearchRequest, collection=collection, k=k, nprobe=nprobe, exact=exact,
+                       allow_partial=allow_partial, version=version, include_self=include_self)
+            req.query_ids.extend(qi.tolist())
+        else:
+            if include_self:
+                raise _invalid("include_self goes with query_ids")
+            q = _as_matrix(queries, "queries")
+            n, dim = q.shape
+            req = _msg(pb.SearchRequest, collection=collection, dim=dim, k=k, nprobe=nprobe,
+                       exact=exact, allow_partial=allow_partial, version=version)
+            _set_floats(req, "queries", q)
         if rerank is not None:
             known = {"candidates", "refine", "weights", "mmr_lambda", "allow_ids", "deny_ids"}
             unknown = set(rerank) - known
@@ -612,7 +647,32 @@ class Client:
                               f"{len(resp.ids)} ids and {len(resp.scores)} scores for {n} queries")
         ids = np.array(resp.ids, dtype=np.int64).reshape(rn, rk)
         scores = np.array(resp.scores, dtype=np.float32).reshape(rn, rk)
-        return SearchResult(ids, scores, resp.missing_shards, resp.version)
+        return SearchResult(ids, scores, resp.missing_shards, resp.version, resp.unknown_queries)
+
+    def get(self, collection: str, ids: ArrayLike, fields: Optional[Sequence[str]] = None, *,
+            timeout=_DEFAULT) -> Items:
+        """Fetches stored items by id (int64 [n]; repeats are answered each time): an
+        :class:`Items` with the ids found, their vectors and features (``fields``: any of
+        "vector", "features"; None = both) and the ids not in the collection (not an error)."""
+        i = _as_ids(ids)
+        if isinstance(fields, str):
+            fields = [fields]
+        req = _msg(pb.GetRequest, collection=collection, fields=list(fields or []))
+        req.ids.extend(i.tolist())
+        resp = self._unary(self._stub.Get, req, timeout)
+        n, d, nf = len(resp.ids), resp.dim, resp.num_features
+        if (resp.vectors and len(resp.vectors) != n * d) or \
+                (resp.features and len(resp.features) != n * nf):
+            raise QuiverError(grpc.StatusCode.INTERNAL,
+                              f"malformed get response: {n} ids, {len(resp.vectors)} vector "
+                              f"floats (dim {d}), {len(resp.features)} feature floats")
+        want = set(fields or ("vector", "features"))
+        vecs = np.array(resp.vectors, dtype=np.float32).reshape(n, d) if "vector" in want \
+            else None
+        feats = np.array(resp.features, dtype=np.float32).reshape(n, nf) if "features" in want \
+            else None
+        return Items(np.array(resp.ids, dtype=np.int64), vecs, feats,
+                     np.array(resp.missing_ids, dtype=np.int64))
 
     # -- writes ---------------------------------------------------------------------------------
 

@@ -58,13 +58,15 @@ ROLLOUT_ACTION_RELEASE: RolloutAction
 ROLLOUT_ACTION_BEGIN: RolloutAction
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "queries", "dim", "k", "nprobe", "rerank", "exact", "allow_partial", "version")
+    __slots__ = ("collection", "queries", "dim", "k", "nprobe", "rerank", "query_ids", "include_self", "exact", "allow_partial", "version")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     NPROBE_FIELD_NUMBER: _ClassVar[int]
     RERANK_FIELD_NUMBER: _ClassVar[int]
+    QUERY_IDS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_SELF_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -74,10 +76,12 @@ class SearchRequest(_message.Message):
     k: int
     nprobe: int
     rerank: RerankOptions
+    query_ids: _containers.RepeatedScalarFieldContainer[int]
+    include_self: bool
     exact: bool
     allow_partial: bool
     version: int
-    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[float]] = ..., dim: _Optional[int] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., rerank: _Optional[_Union[RerankOptions, _Mapping]] = ..., exact: _Optional[bool] = ..., allow_partial: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
+    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[float]] = ..., dim: _Optional[int] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., rerank: _Optional[_Union[RerankOptions, _Mapping]] = ..., query_ids: _Optional[_Iterable[int]] = ..., include_self: _Optional[bool] = ..., exact: _Optional[bool] = ..., allow_partial: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
 
 class RerankOptions(_message.Message):
     __slots__ = ("candidates", "refine", "weights", "mmr_lambda", "allow_ids", "deny_ids")
@@ -96,20 +100,22 @@ class RerankOptions(_message.Message):
     def __init__(self, candidates: _Optional[int] = ..., refine: _Optional[bool] = ..., weights: _Optional[_Iterable[float]] = ..., mmr_lambda: _Optional[float] = ..., allow_ids: _Optional[_Iterable[int]] = ..., deny_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("k", "num_queries", "ids", "scores", "missing_shards", "version")
+    __slots__ = ("k", "num_queries", "ids", "scores", "missing_shards", "version", "unknown_queries")
     K_FIELD_NUMBER: _ClassVar[int]
     NUM_QUERIES_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     MISSING_SHARDS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_QUERIES_FIELD_NUMBER: _ClassVar[int]
     k: int
     num_queries: int
     ids: _containers.RepeatedScalarFieldContainer[int]
     scores: _containers.RepeatedScalarFieldContainer[float]
     missing_shards: _containers.RepeatedScalarFieldContainer[int]
     version: int
-    def __init__(self, k: _Optional[int] = ..., num_queries: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., missing_shards: _Optional[_Iterable[int]] = ..., version: _Optional[int] = ...) -> None: ...
+    unknown_queries: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, k: _Optional[int] = ..., num_queries: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., missing_shards: _Optional[_Iterable[int]] = ..., version: _Optional[int] = ..., unknown_queries: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("name", "dim", "metric", "index_spec", "default_nprobe", "train_sample", "n_features", "device", "deferred_deletes", "shards", "replicas")
@@ -468,3 +474,29 @@ class RolloutStatus(_message.Message):
     routers: int
     routers_on_version: int
     def __init__(self, collection: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., message: _Optional[str] = ..., state: _Optional[str] = ..., rollout_version: _Optional[int] = ..., previous_version: _Optional[int] = ..., shards: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., stage_seq: _Optional[_Iterable[int]] = ..., routers: _Optional[int] = ..., routers_on_version: _Optional[int] = ...) -> None: ...
+
+class GetRequest(_message.Message):
+    __slots__ = ("collection", "ids", "fields")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[int]] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetResponse(_message.Message):
+    __slots__ = ("ids", "missing_ids", "dim", "vectors", "num_features", "features")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    NUM_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    missing_ids: _containers.RepeatedScalarFieldContainer[int]
+    dim: int
+    vectors: _containers.RepeatedScalarFieldContainer[float]
+    num_features: int
+    features: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, ids: _Optional[_Iterable[int]] = ..., missing_ids: _Optional[_Iterable[int]] = ..., dim: _Optional[int] = ..., vectors: _Optional[_Iterable[float]] = ..., num_features: _Optional[int] = ..., features: _Optional[_Iterable[float]] = ...) -> None: ...

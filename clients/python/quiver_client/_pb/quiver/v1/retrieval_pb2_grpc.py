@@ -84,6 +84,11 @@ class RetrievalStub:
                 request_serializer=quiver_dot_v1_dot_retrieval__pb2.RolloutRequest.SerializeToString,
                 response_deserializer=quiver_dot_v1_dot_retrieval__pb2.RolloutStatus.FromString,
                 _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/quiver.v1.Retrieval/Get',
+                request_serializer=quiver_dot_v1_dot_retrieval__pb2.GetRequest.SerializeToString,
+                response_deserializer=quiver_dot_v1_dot_retrieval__pb2.GetResponse.FromString,
+                _registered_method=True)
 
 
 class RetrievalServicer:
@@ -166,6 +171,14 @@ class RetrievalServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Get(self, request, context):
+        """Fetch by ids: the stored vectors and features of the items asked for (a field mask picks
+        which). Ids not in the collection are listed in GetResponse.missing_ids, not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetrievalServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +231,11 @@ def add_RetrievalServicer_to_server(servicer, server):
                     servicer.Rollout,
                     request_deserializer=quiver_dot_v1_dot_retrieval__pb2.RolloutRequest.FromString,
                     response_serializer=quiver_dot_v1_dot_retrieval__pb2.RolloutStatus.SerializeToString,
+            ),
+            'Get': grpc.unary_unary_rpc_method_handler(
+                    servicer.Get,
+                    request_deserializer=quiver_dot_v1_dot_retrieval__pb2.GetRequest.FromString,
+                    response_serializer=quiver_dot_v1_dot_retrieval__pb2.GetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -490,6 +508,33 @@ class Retrieval:
             '/quiver.v1.Retrieval/Rollout',
             quiver_dot_v1_dot_retrieval__pb2.RolloutRequest.SerializeToString,
             quiver_dot_v1_dot_retrieval__pb2.RolloutStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Get(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quiver.v1.Retrieval/Get',
+            quiver_dot_v1_dot_retrieval__pb2.GetRequest.SerializeToString,
+            quiver_dot_v1_dot_retrieval__pb2.GetResponse.FromString,
             options,
             channel_credentials,
             insecure,
