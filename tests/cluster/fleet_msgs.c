@@ -81,3 +81,26 @@ long fm_search_answer(const uint8_t *buf, size_t len, int64_t *ids, size_t cap, 
   quiver__v1__search_response__free_unpacked(r, NULL);
   return n;
 }
+
+size_t fm_get(uint8_t **out, const char *coll, const int64_t *ids, size_t n, const char *field) {
+  Quiver__V1__GetRequest r = QUIVER__V1__GET_REQUEST__INIT;
+  char *f = (char *)field;
+  r.collection = (char *)coll;
+  r.ids = (int64_t *)ids;
+  r.n_ids = n;
+  r.fields = field ? &f : NULL;
+  r.n_fields = field ? 1 : 0;
+  return pack(out, &r.base);
+}
+
+size_t fm_search_ids(uint8_t **out, const char *coll, const int64_t *ids, size_t n, uint32_t k,
+                     const float *q, size_t floats) {
+  Quiver__V1__SearchRequest r = QUIVER__V1__SEARCH_REQUEST__INIT;
+  r.collection = (char *)coll;
+  r.query_ids = (int64_t *)ids;
+  r.n_query_ids = n;
+  r.k = k;
+  r.queries = (float *)q;
+  r.n_queries = q ? floats : 0;
+  return pack(out, &r.base);
+}

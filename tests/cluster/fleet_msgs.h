@@ -18,6 +18,10 @@ size_t fm_upsert(uint8_t **out, const char *coll, size_t n, const int64_t *ids, 
                  size_t floats);
 size_t fm_name(uint8_t **out, int which, const char *name); // 0 describe, 1 drop
 size_t fm_build(uint8_t **out, const char *coll, double recall_floor);
+// Get of n ids (field: NULL = all), and an item-to-item search (q: floats too when not NULL).
+size_t fm_get(uint8_t **out, const char *coll, const int64_t *ids, size_t n, const char *field);
+size_t fm_search_ids(uint8_t **out, const char *coll, const int64_t *ids, size_t n, uint32_t k,
+                     const float *q, size_t floats);
 // A SearchResponse's ids (up to cap) and missing shards (up to mcap): -1 when it does not decode,
 // else the number of ids; *nmissing gets the number of missing shards.
 long fm_search_answer(const uint8_t *buf, size_t len, int64_t *ids, size_t cap, uint32_t *missing,

@@ -28,6 +28,48 @@ TEST_F(FleetTest, ExactAnswersThroughARouterEqualASingleNodes) {
     EXPECT_EQ(s2, s1) << "router " << r;
   }
   EXPECT_GE(qvtest::recall_at_k(want, sift->gt, nq, k), 0.99);
+  // Get and item-to-item search: each id's row comes from its own shard, answered as one node
+  // answers (the ids span both shards; one is unknown).
+  std::vector<int64_t> qids;
+  for (int64_t i = 0; i < 40; i++)
+    qids.push_back(i * 97 % 5000);
+  qids.push_back(987654);
+  const size_t n = qids.size();
+  qv_client_items one_items, fleet_items;
+  ASSERT_EQ(qv_client_get(single.c, "exact", n, qids.data(), 0, &one_items, &e), QV_OK) << e.msg;
+  Client c(fleet->router(1));
+  ASSERT_EQ(qv_client_get(c.c, "exact22", n, qids.data(), 0, &fleet_items, &e), QV_OK) << e.msg;
+  ASSERT_EQ(fleet_items.n, n - 1);
+  EXPECT_EQ(std::vector<int64_t>(fleet_items.ids, fleet_items.ids + fleet_items.n),
+            std::vector<int64_t>(one_items.ids, one_items.ids + one_items.n));
+  EXPECT_EQ(0, memcmp(fleet_items.vectors, one_items.vectors, (n - 1) * 128 * sizeof(float)));
+  ASSERT_EQ(fleet_items.n_missing, 1u);
+  EXPECT_EQ(fleet_items.missing_ids[0], 987654);
+  qv_client_items_free(&one_items);
+  qv_client_items_free(&fleet_items);
+  qv_client_search_opts o;
+  qv_client_search_opts_init(&o);
+  o.exact = 1;
+  o.query_ids = qids.data();
+  o.n_query_ids = n;
+  std::vector<uint8_t> unknown(n, 9);
+  o.unknown = unknown.data();
+  std::vector<float> ss1(n * k), ss2(n * k);
+  std::vector<int64_t> ii1(n * k), ii2(n * k);
+  ASSERT_EQ(qv_client_search_ex(single.c, "exact", nullptr, n, 0, k, &o, ss1.data(), ii1.data(),
+                                nullptr, 0, nullptr, &e),
+            QV_OK)
+      << e.msg;
+  ASSERT_EQ(qv_client_search_ex(c.c, "exact22", nullptr, n, 0, k, &o, ss2.data(), ii2.data(),
+                                nullptr, 0, nullptr, &e),
+            QV_OK)
+      << e.msg;
+  EXPECT_EQ(ii2, ii1);
+  EXPECT_EQ(ss2, ss1);
+  EXPECT_EQ(unknown[n - 1], 1);
+  EXPECT_EQ(unknown[0], 0);
+  for (size_t i = 0; i + 1 < n; i++)
+    EXPECT_EQ(std::count(ii2.begin() + i * k, ii2.begin() + (i + 1) * k, qids[i]), 0) << i;
 }
 
 TEST_F(FleetTest, IvfThroughARouterKeepsASingleNodesRecall) {
@@ -369,6 +411,26 @@ TEST_F(FleetTest, BadInputIsRefusedAsASingleNodeRefusesIt) {
       {"drop an unknown collection", "/quiver.v1.Retrieval/DropCollection", bytes(p, n)});
   n = fm_build(&p, "bad21", 2.0);
   cases.push_back({"a recall floor above 1", "/quiver.v1.Retrieval/BuildIndex", bytes(p, n)});
+  const char *kGet = "/quiver.v1.Retrieval/Get";
+  const int64_t some[3] = {1, 2, -3}, unknown[2] = {99999, 88888};
+  n = fm_get(&p, "bad21", some, 3, nullptr);
+  cases.push_back({"get a negative id", kGet, bytes(p, n)});
+  n = fm_get(&p, "bad21", some, 0, nullptr);
+  cases.push_back({"get no ids", kGet, bytes(p, n)});
+  n = fm_get(&p, "bad21", some, 2, "colour");
+  cases.push_back({"get an unknown field", kGet, bytes(p, n)});
+  n = fm_get(&p, "nope", some, 2, nullptr);
+  cases.push_back({"get from an unknown collection", kGet, bytes(p, n)});
+  n = fm_get(&p, "bad21", unknown, 2, "vector");
+  cases.push_back({"get unknown ids is fine: a control", kGet, bytes(p, n)});
+  n = fm_search_ids(&p, "bad21", some, 3, 10, nullptr, 0);
+  cases.push_back({"query_ids with a negative id", kSearch, bytes(p, n)});
+  n = fm_search_ids(&p, "bad21", unknown, 2, 10, nullptr, 0);
+  cases.push_back({"query_ids all unknown", kSearch, bytes(p, n)});
+  n = fm_search_ids(&p, "bad21", some, 2, 10, q.data(), 128);
+  cases.push_back({"queries and query_ids", kSearch, bytes(p, n)});
+  n = fm_search_ids(&p, "bad21", some, 2, 1024, nullptr, 0);
+  cases.push_back({"query_ids with k = max k", kSearch, bytes(p, n)});
   for (const Case &c : cases) {
     std::string d1, d2;
     const grpc_status_code a = qvtest::raw_call(one.target(), c.method, c.body, &d1);
