@@ -160,7 +160,8 @@ static qv_status evalset_make(evalset *e, qv_metric metric, size_t d, const floa
 /* recall@k of idx at nprobe over the sample. */
 static qv_status evalset_recall(evalset *e, FaissIndex *idx, const qv__spec *spec, size_t d,
                                 uint32_t nprobe, double *recall, qv_error *err) {
-  qv_status st = qv__index_search(idx, spec, d, e->q, e->nq, e->k1, nprobe, e->sc, e->res, err);
+  qv_status st =
+      qv__index_search(idx, spec, d, e->q, e->nq, e->k1, nprobe, NULL, e->sc, e->res, err);
   if (st != QV_OK)
     return st;
   uint64_t hit = 0, want = 0;
@@ -196,7 +197,36 @@ static qv_status evaluate(qv_metric metric, const qv__spec *spec, size_t d, Fais
   const uint32_t nlist = spec->nlist;
   uint32_t nprobe = nlist ? (default_nprobe < nlist ? default_nprobe : nlist) : 0;
   double r = 0;
-  if (nlist > 0 && o->target_recall > 0) {
+  if (spec->graph) {
+    nprobe = default_nprobe ? default_nprobe : 16;
+    if (o->target_recall > 0) {
+      /* The smallest efSearch of a ladder reaching the target (recall grows with it). */
+      static const uint32_t ladder[] = {8,   12,  16,  24,  32,   48,   64,   96,   128,
+                                        192, 256, 384, 512, 1024, 2048, 4096, 8192, 16384};
+      const size_t nl = sizeof ladder / sizeof ladder[0];
+      size_t lo = 0, hi = nl - 1;
+      double rhi;
+      if ((st = evalset_recall(&e, idx, spec, d, ladder[hi], &rhi, err)) != QV_OK)
+        goto out;
+      rep->target_reached = rhi >= o->target_recall;
+      uint32_t step = 0;
+      while (rep->target_reached && lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (report(progress, user, "tune", ++step, 0)) {
+          st = qv_error_set(err, QV_ECANCELLED, "build cancelled; the previous index stays");
+          goto out;
+        }
+        if ((st = evalset_recall(&e, idx, spec, d, ladder[mid], &r, err)) != QV_OK)
+          goto out;
+        if (r >= o->target_recall)
+          hi = mid;
+        else
+          lo = mid + 1;
+      }
+      nprobe = ladder[hi];
+      rep->tuned_nprobe = nprobe;
+    }
+  } else if (nlist > 0 && o->target_recall > 0) {
     /* Smallest nprobe reaching the target: recall grows with nprobe (the probed lists nest). */
     uint32_t lo = 1, hi = nlist, step = 0;
     double rhi;
@@ -227,10 +257,11 @@ static qv_status evaluate(qv_metric metric, const qv__spec *spec, size_t d, Fais
   rep->eval_queries = (uint32_t)nq;
   if (o->recall_floor > 0 && r < o->recall_floor)
     st = qv_error_set(err, QV_EPRECONDITION,
-                      "recall@%zu of the new index is %.4f at nprobe %u, below the floor %.4f: "
-                      "the previous index keeps serving (use more lists per probe, a target "
-                      "recall, or a less lossy spec)",
-                      k, r, nprobe, o->recall_floor);
+                      "recall@%zu of the new index is %.4f at %s %u, below the floor %.4f: "
+                      "the previous index keeps serving (use %s, a target recall, or a less "
+                      "lossy spec)",
+                      k, r, spec->graph ? "efSearch" : "nprobe", nprobe, o->recall_floor,
+                      spec->graph ? "a larger efSearch" : "more lists per probe");
 out:
   evalset_free(&e);
   return st;
@@ -239,9 +270,13 @@ out:
 /* ---- build ------------------------------------------------------------------------------ */
 
 /* Re-applies the ids written since the copy to idx: removed, then re-added from the store when
- * still there. Caller holds c->wmu. */
-static qv_status catch_up(qv_collection *c, FaissIndex *idx, uint64_t *n_out, qv_error *err) {
+ * still there. A graph index cannot remove: its touched ids are only re-added, and *stale gets
+ * them (malloc'd, *nstale of them) for tombstones once idx serves. Caller holds c->wmu. */
+static qv_status catch_up(qv_collection *c, FaissIndex *idx, uint64_t *n_out, int64_t **stale,
+                          size_t *nstale, qv_error *err) {
   *n_out = 0;
+  *stale = NULL;
+  *nstale = 0;
   if (c->touched_lost)
     return qv_error_set(err, QV_ENOMEM,
                         "build: out of memory tracking writes made during the build; the "
@@ -265,11 +300,24 @@ static qv_status catch_up(qv_collection *c, FaissIndex *idx, uint64_t *n_out, qv
       nl++;
     }
   }
-  if ((st = qv__index_remove(idx, m, ids, err)) != QV_OK)
+  if (c->spec.graph) {
+    if (qv__idmap_reserve(&c->tomb, c->tomb.count + m) != 0) {
+      st = qv_error_set(err, QV_ENOMEM, "build: out of memory for %zu tombstones", m);
+      goto out;
+    }
+  } else if ((st = qv__index_remove(idx, m, ids, err)) != QV_OK) {
     goto out;
-  if (nl > 0 && faiss_Index_add_with_ids(idx, (idx_t)nl, v, live) != 0)
+  }
+  if (nl > 0 && faiss_Index_add_with_ids(idx, (idx_t)nl, v, live) != 0) {
     st = qv__faiss_fail(err, QV_EINTERNAL, "build: re-adding vectors written during the build");
+    goto out;
+  }
   *n_out = m;
+  if (c->spec.graph) {
+    *stale = ids;
+    *nstale = m;
+    ids = NULL;
+  }
 out:
   free(ids);
   free(live);
@@ -356,8 +404,8 @@ static qv_status build_ex(qv_collection *c, const qv_build_opts *o, qv_progress_
   /* From here writers go on; everything below reads only the copy. */
   if ((st = qv__index_new(&spec, d, metric, &idx, err)) != QV_OK)
     goto out;
-  if (spec.nlist > 0) {
-    size_t ns = train_sample ? train_sample : (size_t)256 * spec.nlist;
+  if (spec.nlist > 0 || spec.train_min > 0) { /* IVF, or a graph over SQ8 codes */
+    size_t ns = train_sample ? train_sample : spec.nlist ? (size_t)256 * spec.nlist : 65536;
     if (ns < spec.train_min)
       ns = spec.train_min;
     if (ns > n)
@@ -409,7 +457,9 @@ static qv_status build_ex(qv_collection *c, const qv_build_opts *o, qv_progress_
     goto cancelled;
 
   pthread_mutex_lock(&c->wmu);
-  if ((st = catch_up(c, idx, &rep->caught_up, err)) != QV_OK) {
+  int64_t *stale = NULL;
+  size_t nstale = 0;
+  if ((st = catch_up(c, idx, &rep->caught_up, &stale, &nstale, err)) != QV_OK) {
     pthread_mutex_unlock(&c->wmu);
     goto out;
   }
@@ -418,6 +468,7 @@ static qv_status build_ex(qv_collection *c, const qv_build_opts *o, qv_progress_
   char note[QV__NOTE];
   if ((st = qv__place(c, idx, c->gpu, &gpu, note, err)) != QV_OK) {
     pthread_mutex_unlock(&c->wmu);
+    free(stale);
     goto out;
   }
   pthread_rwlock_wrlock(&c->rw);
@@ -425,11 +476,19 @@ static qv_status build_ex(qv_collection *c, const qv_build_opts *o, qv_progress_
   qv__gpu_index *old_gpu = c->gpu;
   c->index = idx;
   c->gpu = gpu;
+  qv__gate_reset(&c->gate);
   memcpy(c->placement, note, sizeof note);
   c->trained = 1;
   c->version++;
   qv__idmap_clear(&c->tomb); /* the new index holds only live entries */
   c->n_dead = 0;
+  /* ... but for the graph's entries of ids written during the build (reserved in catch_up) */
+  for (size_t i = 0; i < nstale; i++) {
+    qv__idmap_put(&c->tomb, stale[i],
+                  qv__idmap_get(&c->map, stale[i], NULL) ? QV__TOMB_REPLACED : QV__TOMB_DELETED);
+    c->n_dead++;
+  }
+  free(stale);
   if (rep->tuned_nprobe > 0)
     c->default_nprobe = rep->tuned_nprobe;
   c->build_recall = rep->recall;
@@ -540,6 +599,8 @@ static qv_status replace(qv_collection *c, qv_collection *src, const qv_build_op
   SWAP(c->map, src->map);
   SWAP(c->train_sample, src->train_sample);
   SWAP(c->generation, src->generation);
+  qv__gate_reset(&c->gate);
+  qv__gate_reset(&src->gate);
   src->gpu = c->gpu; /* the old copy goes with the old state */
   c->gpu = gpu;
   memcpy(c->placement, note, sizeof note);
@@ -600,6 +661,8 @@ qv_status qv_collection_swap(qv_collection *a, qv_collection *b, qv_error *err) 
     SWAP(a->map, b->map);
     SWAP(a->train_sample, b->train_sample);
     SWAP(a->generation, b->generation);
+    qv__gate_reset(&a->gate);
+    qv__gate_reset(&b->gate);
     SWAP(a->default_nprobe, b->default_nprobe);
     SWAP(a->version, b->version);
     SWAP(a->gpu, b->gpu);

@@ -33,6 +33,7 @@ qv_status qv__collection_alloc(qv_collection **out, qv_error *err) {
   pthread_rwlockattr_destroy(&a);
   pthread_mutex_init(&c->wmu, NULL);
   pthread_mutex_init(&c->smu, NULL);
+  qv__gate_init(&c->gate);
   qv__idmap_init(&c->map);
   qv__idmap_init(&c->tomb);
   qv__idmap_init(&c->touched);
@@ -67,6 +68,12 @@ qv_status qv_collection_create(qv_collection **out, const qv_collection_opts *o,
   qv_status st = qv__spec_parse(o->spec, o->dim, &spec, err);
   if (st != QV_OK)
     return st;
+  if (spec.graph && o->device == QV_DEVICE_GPU)
+    return qv_error_set(err, QV_EINVAL,
+                        "index spec '%s' is a graph index, which FAISS 1.7.3 cannot serve from a "
+                        "GPU: create it with device cpu (or auto, which keeps it on the CPU), or "
+                        "pick an IVF spec for the GPU",
+                        spec.text);
   qv_collection *c;
   if ((st = qv__collection_alloc(&c, err)) != QV_OK)
     return st;
@@ -107,6 +114,7 @@ void qv_collection_close(qv_collection *c) {
   qv__idmap_fini(&c->tomb);
   qv__idmap_fini(&c->touched);
   pthread_rwlock_destroy(&c->rw);
+  qv__gate_fini(&c->gate);
   pthread_mutex_destroy(&c->wmu);
   pthread_mutex_destroy(&c->smu);
   free(c);
@@ -518,6 +526,16 @@ qv_status qv__place(qv_collection *c, FaissIndex *idx, qv__gpu_index *replacing,
     snprintf(note, QV__NOTE, "cpu: device cpu asked");
     return QV_OK;
   }
+  if (c->spec.graph) {
+    if (c->device == QV_DEVICE_GPU)
+      return qv_error_set(err, QV_EINVAL,
+                          "index '%s' is a graph index: FAISS 1.7.3 has no GPU graph index, so "
+                          "it serves from the CPU only (device cpu or auto)",
+                          c->spec.text);
+    snprintf(note, QV__NOTE, "cpu: %s is a graph index (FAISS 1.7.3 has none on the GPU)",
+             c->spec.text);
+    return QV_OK;
+  }
   if (qv_gpu_devices() == 0) {
     const char *why = qv_gpu_compiled() ? "no GPU is present"
                                         : "this build links the CPU-only FAISS (docs/gpu.md)";
@@ -553,6 +571,13 @@ qv_status qv_collection_set_device(qv_collection *c, qv_device device, qv_error 
     pthread_mutex_unlock(&c->wmu); /* already there */
     return QV_OK;
   }
+  if (c->spec.graph && device == QV_DEVICE_GPU) {
+    pthread_mutex_unlock(&c->wmu);
+    return qv_error_set(err, QV_EINVAL,
+                        "index '%s' is a graph index: FAISS 1.7.3 has no GPU graph index, so it "
+                        "serves from the CPU only (device cpu or auto)",
+                        c->spec.text);
+  }
   const qv_device was = c->device;
   c->device = device;
   qv__gpu_index *gpu = NULL;
@@ -579,9 +604,38 @@ qv_status qv_collection_set_device(qv_collection *c, qv_device device, qv_error 
   return QV_OK;
 }
 
+/* A graph index has no removal: its fold is a copy of it emptied (its trained parts kept) and
+ * filled again from the store. Writers wait (the caller holds wmu); searches go on. */
+static qv_status fold_graph(qv_collection *c, qv_error *err) {
+  FaissIndex *idx = NULL;
+  if (faiss_clone_index(c->index, &idx) != 0)
+    return qv__faiss_fail(err, QV_EINTERNAL, "folding tombstones: copying the graph index");
+  faiss_Index_reset(idx);
+  const size_t chunk = 65536;
+  for (size_t off = 0; off < c->count; off += chunk) {
+    const size_t m = c->count - off < chunk ? c->count - off : chunk;
+    if (faiss_Index_add_with_ids(idx, (idx_t)m, c->vecs + off * c->dim, c->ids + off) != 0) {
+      faiss_Index_free(idx);
+      return qv__faiss_fail(err, QV_EINTERNAL, "folding tombstones: re-adding the store");
+    }
+  }
+  pthread_rwlock_wrlock(&c->rw);
+  FaissIndex *old = c->index;
+  c->index = idx;
+  qv__gate_reset(&c->gate);
+  qv__idmap_fini(&c->tomb);
+  qv__idmap_init(&c->tomb);
+  c->n_dead = 0;
+  pthread_rwlock_unlock(&c->rw);
+  faiss_Index_free(old);
+  return QV_OK;
+}
+
 qv_status qv__fold_tombstones(qv_collection *c, qv_error *err) {
   if (c->n_dead == 0 || !c->trained)
     return QV_OK;
+  if (c->spec.graph)
+    return fold_graph(c, err);
   /* The fold works on a clone, swapped in only when it all worked: searches go on meanwhile
    * against the current index(es), and a failure changes nothing. Writers wait (wmu). */
   int64_t *dead = malloc(c->tomb.count * sizeof *dead);

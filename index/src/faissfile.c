@@ -4,11 +4,12 @@
  * allocated as read (a crafted nlist of 2^36 asked for 512 GiB before anything failed), and a
  * fourcc of a legacy format takes other paths again. This walks the few layouts our specs write
  * (faiss/impl/index_write.cpp of FAISS 1.7.3: IxMp over IxF2/IxFI for Flat; IwFl, IwSq, IwPQ
- * over an IxF2/IxFI quantizer with "ilar" lists for IVF) and checks that every count fits in the
- * bytes that follow, that the parts agree with each other and with the manifest's dimension, and
- * that nothing is left over. Anything else is refused, so that what FAISS then allocates is
- * bounded by the file's size. The structure FAISS builds is checked again after the read
- * (validate.c). */
+ * over an IxF2/IxFI quantizer with "ilar" lists for IVF; IxMp over IHNf / IHNs, a graph over
+ * IxF2/IxFI or IxSQ storage, for HNSW: every link within the graph) and checks that every count
+ * fits in the bytes that follow, that the parts agree with each other and with the manifest's
+ * dimension, and that nothing is left over. Anything else is refused, so that what FAISS then
+ * allocates is bounded by the file's size. The structure FAISS builds is checked again after the
+ * read (validate.c). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -99,6 +100,117 @@ static int flat(rd *r, size_t dim, head *h) {
   if (words != (uint64_t)h->ntotal * dim)
     return bad(r, "flat codes do not hold ntotal x d floats");
   return skip(r, words, 4);
+}
+
+/* Reads a std::vector's elements in place: *at points at them (count of elem bytes each). */
+static int vec_at(rd *r, size_t elem, uint64_t *len, const unsigned char **at) {
+  if (!u64(r, len))
+    return 0;
+  *at = r->p + r->off;
+  return skip(r, *len, elem);
+}
+
+/* IxSQ: the header, the scalar quantizer, ntotal codes. */
+static int sq_storage(rd *r, size_t dim, head *h) {
+  int32_t qtype, rangestat;
+  float arg;
+  uint64_t sd, cs, len;
+  if (!header(r, h, dim) || !take(r, &qtype, 4) || !take(r, &rangestat, 4) || !take(r, &arg, 4) ||
+      !u64(r, &sd) || !u64(r, &cs) || !vec(r, 4, &len))
+    return 0;
+  if (qtype < 0 || qtype > 6 || sd != dim || cs == 0 || cs > 4 * (uint64_t)dim ||
+      len > 2 * (uint64_t)dim)
+    return bad(r, "the scalar quantizer does not fit the index");
+  if (!u64(r, &len))
+    return 0;
+  if (len != (uint64_t)h->ntotal * cs)
+    return bad(r, "scalar-quantised codes do not hold ntotal codes");
+  return skip(r, len, 1);
+}
+
+/* IHNf / IHNs (write_HNSW, then the storage index): levels' link counts as HNSW<M> sets them,
+ * a level per node within them, offsets that add up, every link a node or -1, the entry point
+ * a node at the top level. */
+static int hnsw(rd *r, size_t dim, uint32_t m, head *h) {
+  uint32_t cc;
+  if (!take(r, &cc, 4))
+    return 0;
+  if (cc != fourcc("IHNf") && cc != fourcc("IHNs"))
+    return bad(r, "a graph index of an unsupported type");
+  uint64_t nprob, ncum, nlev, noff, nnb;
+  const unsigned char *cum_at, *lev_at, *off_at, *nb_at;
+  if (!header(r, h, dim) || !vec(r, 8, &nprob) || !vec_at(r, 4, &ncum, &cum_at))
+    return 0;
+  enum { MAX_LEVELS = 64 };
+  int32_t cum[MAX_LEVELS + 1];
+  if (nprob == 0 || nprob > MAX_LEVELS || ncum != nprob + 1)
+    return bad(r, "the graph's levels are malformed");
+  memcpy(cum, cum_at, ncum * 4);
+  for (uint64_t l = 0; l < nprob; l++)
+    if (cum[0] != 0 || cum[l + 1] - cum[l] != (int32_t)(l == 0 ? 2 * m : m))
+      return bad(r, "the graph's links per level are not those of its spec's M");
+  const uint64_t n = (uint64_t)h->ntotal;
+  if (!vec_at(r, 4, &nlev, &lev_at) || nlev != n)
+    return bad(r, "the graph does not give every node a level");
+  if (!vec_at(r, 8, &noff, &off_at) || noff != n + 1)
+    return bad(r, "the graph does not give every node its links' offset");
+  int32_t top = 0;
+  uint64_t prev = 0;
+  for (uint64_t i = 0; i <= n; i++) {
+    uint64_t off;
+    memcpy(&off, off_at + i * 8, 8);
+    if (i == 0 ? off != 0 : off < prev)
+      return bad(r, "the graph's link offsets are out of order");
+    if (i > 0) {
+      int32_t lv;
+      memcpy(&lv, lev_at + (i - 1) * 4, 4);
+      if (lv < 1 || (uint64_t)lv > nprob || off - prev != (uint64_t)cum[lv])
+        return bad(r, "a graph node's level or link count is out of range");
+      if (lv > top)
+        top = lv;
+    }
+    prev = off;
+  }
+  if (!vec_at(r, 4, &nnb, &nb_at) || nnb != prev)
+    return bad(r, "the graph's links do not fill its offsets");
+  for (uint64_t i = 0; i < nnb; i++) {
+    int32_t v;
+    memcpy(&v, nb_at + i * 4, 4);
+    if (v < -1 || (int64_t)v >= (int64_t)n)
+      return bad(r, "a graph link points outside the graph");
+  }
+  int32_t entry, max_level, efc, efs, beam;
+  if (!take(r, &entry, 4) || !take(r, &max_level, 4) || !take(r, &efc, 4) || !take(r, &efs, 4) ||
+      !take(r, &beam, 4))
+    return 0;
+  if (n == 0 ? entry != -1 || max_level != -1
+             : entry < 0 || (uint64_t)entry >= n || max_level != top - 1)
+    return bad(r, "the graph's entry point or top level is wrong");
+  {
+    int32_t lv = 0;
+    if (n > 0)
+      memcpy(&lv, lev_at + (uint64_t)entry * 4, 4);
+    if (n > 0 && lv != top)
+      return bad(r, "the graph's entry point is not on its top level");
+  }
+  if (efc < 1 || efs < 1 || beam < 1)
+    return bad(r, "the graph's search parameters are out of range");
+  /* The storage: the vectors (or their codes) of the nodes. */
+  head s;
+  const size_t at = r->off;
+  uint32_t scc;
+  if (!take(r, &scc, 4))
+    return 0;
+  if (cc == fourcc("IHNf")) {
+    r->off = at;
+    if (!flat(r, dim, &s))
+      return 0;
+  } else if (scc != fourcc("IxSQ") || !sq_storage(r, dim, &s)) {
+    return bad(r, "the graph's storage is not scalar-quantised codes");
+  }
+  if (s.ntotal != h->ntotal)
+    return bad(r, "the graph and its storage disagree on the node count");
+  return 1;
 }
 
 /* "ilar" inverted lists: nlist and code size as the IVF has them; list sizes (all, or sparse
@@ -194,7 +306,8 @@ static int ivf(rd *r, uint32_t cc, size_t dim, uint32_t want_nlist) {
   return invlists(r, nlist, code_size, h.ntotal);
 }
 
-qv_status qv__faiss_file_check(const char *path, size_t dim, uint32_t nlist, qv_error *err) {
+qv_status qv__faiss_file_check(const char *path, size_t dim, const qv__spec *spec, qv_error *err) {
+  const uint32_t nlist = spec->nlist;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return qv_error_set(err, QV_ECORRUPT, "index.faiss: open: %s", strerror(errno));
@@ -210,11 +323,15 @@ qv_status qv__faiss_file_check(const char *path, size_t dim, uint32_t nlist, qv_
   rd r = {.p = m, .n = (size_t)sb.st_size};
   uint32_t cc = 0;
   int ok = take(&r, &cc, 4);
-  if (ok && nlist == 0) { /* Flat: IDMap over a flat index, then the id map */
+  if (ok && nlist == 0) { /* Flat or HNSW: IDMap over a flat or graph index, then the id map */
     head h, sub;
     uint64_t len;
-    ok = cc == fourcc("IxMp") ? header(&r, &h, dim) && flat(&r, dim, &sub) && vec(&r, 8, &len)
-                              : bad(&r, "not the IDMap,Flat layout a Flat collection writes");
+    ok = cc == fourcc("IxMp")
+             ? header(&r, &h, dim) &&
+                   (spec->graph ? hnsw(&r, dim, spec->hnsw_m, &sub) : flat(&r, dim, &sub)) &&
+                   vec(&r, 8, &len)
+             : bad(&r, spec->graph ? "not the IDMap,HNSW layout an HNSW collection writes"
+                                   : "not the IDMap,Flat layout a Flat collection writes");
     if (ok && (sub.ntotal != h.ntotal || len != (uint64_t)h.ntotal))
       ok = bad(&r, "the id map and the flat index disagree on the vector count");
   } else if (ok) {

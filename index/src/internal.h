@@ -23,7 +23,22 @@ typedef struct qv__spec {
   uint32_t nlist;                /* 0 when not IVF */
   size_t train_min;              /* fewest vectors a build accepts */
   size_t code_bytes;             /* bytes per vector in the index (for memory figures) */
+  /* HNSW<M>[,SQ8]: a graph index (IDMap over FAISS's IndexHNSW). Its search parameter is
+   * efSearch (carried where an IVF's nprobe is), it has no removal (deletes and replacements
+   * are always tombstones; folding them re-adds the store into a reset copy), and no GPU index. */
+  int graph;
+  uint32_t hnsw_m;
 } qv__spec;
+
+/* A graph index's efSearch is a field of the index (FAISS 1.7.3's C API has no per-call search
+ * parameters): searches with one value run together, one with another waits until they are done
+ * and sets it (a waiter closes the gate to newcomers, so that neither value starves). */
+typedef struct qv__gate {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int cur; /* the efSearch set on the index; 0: unknown (a new index) */
+  int users, closing;
+} qv__gate;
 
 struct qv_collection {
   size_t dim;
@@ -85,6 +100,7 @@ struct qv_collection {
   qv__idmap touched;
   int touched_lost;
 
+  qv__gate gate;       /* a graph index's efSearch (reset to unknown when the index changes) */
   pthread_rwlock_t rw; /* readers: searches; writer: the short mutations */
   pthread_mutex_t wmu; /* serialises writers (add, delete, build, a save's snapshot) */
   pthread_mutex_t smu; /* serialises saves (taken before wmu) */
@@ -95,7 +111,7 @@ struct qv_collection {
 
 /* 1 when writes leave tombstones instead of removing from the index. */
 static inline int qv__deferred(const qv_collection *c) {
-  return c->deferred || c->gpu != NULL || c->n_dead > 0;
+  return c->deferred || c->gpu != NULL || c->n_dead > 0 || c->spec.graph;
 }
 
 /* Bytes a GPU copy of idx is expected to take (codes, ids, centroids, with headroom). */
@@ -113,10 +129,18 @@ qv_status qv__place(qv_collection *c, FaissIndex *idx, qv__gpu_index *replacing,
 qv_status qv__fold_tombstones(qv_collection *c, qv_error *err);
 
 /* One search of `index` (made for spec, dimension d), nprobe resolved (1 .. nlist; unused for
- * Flat); only reads the index (see search.c). FAISS's padding is left as it is. */
+ * Flat; efSearch for a graph, set through gate, or directly when gate is NULL: an index no other
+ * thread searches); only reads the index otherwise (see search.c). FAISS's padding is left as it
+ * is. */
 qv_status qv__index_search(FaissIndex *index, const qv__spec *spec, size_t d, const float *q,
-                           size_t n, size_t k, uint32_t nprobe, float *scores, int64_t *ids,
-                           qv_error *err);
+                           size_t n, size_t k, uint32_t nprobe, qv__gate *gate, float *scores,
+                           int64_t *ids, qv_error *err);
+void qv__gate_init(qv__gate *g);
+void qv__gate_fini(qv__gate *g);
+/* A graph index was swapped in (the caller holds c->rw for writing: no search is in the gate). */
+static inline void qv__gate_reset(qv__gate *g) {
+  g->cur = 0;
+}
 /* Exact top-k of n queries over nb vectors (vecs, with ids vids) through kernels/. */
 qv_status qv__exact_search(qv_metric metric, const float *vecs, const int64_t *vids, size_t nb,
                            size_t d, const float *q, size_t n, size_t k, float *scores,
@@ -131,7 +155,7 @@ qv_status qv__index_new(const qv__spec *s, size_t dim, qv_metric metric, FaissIn
 /* Walks an index.faiss file before FAISS reads it (faissfile.c): every count must fit the bytes
  * that follow and agree with dim and the spec's nlist (0 = Flat). QV_OK or QV_ECORRUPT saying
  * what is wrong; QV_EIO when it cannot be mapped. */
-qv_status qv__faiss_file_check(const char *path, size_t dim, uint32_t nlist, qv_error *err);
+qv_status qv__faiss_file_check(const char *path, size_t dim, const qv__spec *spec, qv_error *err);
 
 /* Checks the structure of an index read from a file before anything touches it (validate.c):
  * dimension, ntotal against the store's count, an IDMap's id map and flat index, an IVF's coarse

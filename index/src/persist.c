@@ -592,7 +592,7 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
   }
 
   qv_path_fmt(path, NULL, "%s/%s/index.faiss", dir, vdir);
-  if ((st = qv__faiss_file_check(path, dim, spec.nlist, err)) != QV_OK) {
+  if ((st = qv__faiss_file_check(path, dim, &spec, err)) != QV_OK) {
     qv_error_prefix(err, st, "collection %s", dir);
     goto fail;
   }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/IndexIVF_c.h>
 #include <faiss/c_api/Index_c.h>
 
@@ -30,6 +31,9 @@ static qv_status check_args(const qv_collection *c, const float *queries, size_t
   if (c->spec.nlist > 0 && p->nprobe > c->spec.nlist)
     return qv_error_set(err, QV_EINVAL, "nprobe = %u exceeds nlist = %u of index '%s'", p->nprobe,
                         c->spec.nlist, c->spec.text);
+  if (c->spec.graph && p->nprobe > QV_MAX_EF_SEARCH)
+    return qv_error_set(err, QV_EINVAL, "efSearch = %u is out of range 1..%d", p->nprobe,
+                        QV_MAX_EF_SEARCH);
   const size_t d = c->dim;
   if (n > SIZE_MAX / d / sizeof(float))
     return qv_error_set(err, QV_EINVAL, "search: batch of %zu queries is too large", n);
@@ -74,9 +78,76 @@ static void fix_padding(qv_metric m, size_t nk, float *scores, const int64_t *id
       scores[i] = empty;
 }
 
+/* ---- a graph index's efSearch ------------------------------------------------------------ */
+
+void qv__gate_init(qv__gate *g) {
+  pthread_mutex_init(&g->mu, NULL);
+  pthread_cond_init(&g->cv, NULL);
+  g->cur = 0;
+  g->users = g->closing = 0;
+}
+
+void qv__gate_fini(qv__gate *g) {
+  pthread_mutex_destroy(&g->mu);
+  pthread_cond_destroy(&g->cv);
+}
+
+static qv_status set_ef(FaissIndex *index, int ef, qv_error *err) {
+  FaissParameterSpace *ps = NULL;
+  int rc = faiss_ParameterSpace_new(&ps);
+  if (rc == 0)
+    rc = faiss_ParameterSpace_set_index_parameter(ps, index, "efSearch", (double)ef);
+  faiss_ParameterSpace_free(ps);
+  return rc == 0 ? QV_OK : qv__faiss_fail(err, QV_EINTERNAL, "search: setting efSearch");
+}
+
+/* Enters the gate with efSearch ef (set on the index when it differs and no one is inside). */
+static qv_status gate_enter(qv__gate *g, FaissIndex *index, int ef, qv_error *err) {
+  pthread_mutex_lock(&g->mu);
+  while (g->users > 0 && (g->cur != ef || g->closing)) {
+    if (g->cur != ef)
+      g->closing = 1; /* the searches inside finish; new ones with their value wait too */
+    pthread_cond_wait(&g->cv, &g->mu);
+  }
+  qv_status st = QV_OK;
+  if (g->cur != ef) {
+    if ((st = set_ef(index, ef, err)) == QV_OK)
+      g->cur = ef;
+    else
+      g->cur = 0;
+  }
+  if (st == QV_OK)
+    g->users++;
+  pthread_mutex_unlock(&g->mu);
+  return st;
+}
+
+static void gate_leave(qv__gate *g) {
+  pthread_mutex_lock(&g->mu);
+  if (--g->users == 0) {
+    g->closing = 0;
+    pthread_cond_broadcast(&g->cv);
+  }
+  pthread_mutex_unlock(&g->mu);
+}
+
+static qv_status graph_search(FaissIndex *index, const float *q, size_t n, size_t k, uint32_t ef,
+                              qv__gate *gate, float *scores, int64_t *ids, qv_error *err) {
+  qv_status st = gate != NULL ? gate_enter(gate, index, (int)ef, err) : set_ef(index, (int)ef, err);
+  if (st != QV_OK)
+    return st;
+  if (faiss_Index_search(index, (idx_t)n, q, (idx_t)k, scores, ids) != 0)
+    st = qv__faiss_fail(err, QV_EINTERNAL, "search");
+  if (gate != NULL)
+    gate_leave(gate);
+  return st;
+}
+
 qv_status qv__index_search(FaissIndex *index, const qv__spec *spec, size_t d, const float *q,
-                           size_t n, size_t k, uint32_t nprobe, float *scores, int64_t *ids,
-                           qv_error *err) {
+                           size_t n, size_t k, uint32_t nprobe, qv__gate *gate, float *scores,
+                           int64_t *ids, qv_error *err) {
+  if (spec->graph)
+    return graph_search(index, q, n, k, nprobe, gate, scores, ids, err);
   if (spec->nlist == 0) {
     if (faiss_Index_search(index, (idx_t)n, q, (idx_t)k, scores, ids) != 0)
       return qv__faiss_fail(err, QV_EINTERNAL, "search");
@@ -142,7 +213,7 @@ static qv_status index_search(qv_collection *c, const float *q, size_t n, size_t
   } else if (c->gpu != NULL) {
     __atomic_fetch_add(&c->gpu_fallbacks, 1, __ATOMIC_RELAXED);
   }
-  st = qv__index_search(c->index, &c->spec, c->dim, q, n, k, nprobe, scores, ids, err);
+  st = qv__index_search(c->index, &c->spec, c->dim, q, n, k, nprobe, &c->gate, scores, ids, err);
   return st;
 }
 
@@ -238,7 +309,7 @@ static qv_status search_locked(qv_collection *c, const float *q, size_t n, size_
                         "index '%s' is not built yet: build it first (%zu vectors stored)",
                         c->spec.text, c->count);
   uint32_t nprobe = req_nprobe ? req_nprobe : c->default_nprobe;
-  if (nprobe > c->spec.nlist)
+  if (nprobe > c->spec.nlist && !c->spec.graph)
     nprobe = c->spec.nlist;
   if (c->n_dead == 0) {
     qv_status st = index_search(c, q, n, k, nprobe, scores, ids, err);

@@ -11,7 +11,9 @@
 
 #include "internal.h"
 
-#define SPEC_HELP "supported: Flat, IVF<n>,Flat, IVF<n>,SQ8|SQ4|SQ6|SQfp16, IVF<n>,PQ<m>[x<bits>]"
+#define SPEC_HELP                                                                                  \
+  "supported: Flat, IVF<n>,Flat, IVF<n>,SQ8|SQ4|SQ6|SQfp16, IVF<n>,PQ<m>[x<bits>], HNSW<M>, "      \
+  "HNSW<M>,SQ8"
 
 /* Reads a decimal number at *p (no sign); 0 on success. */
 static int read_num(const char **p, unsigned long *v) {
@@ -50,6 +52,24 @@ qv_status qv__spec_parse(const char *text, size_t dim, qv__spec *out, qv_error *
     return QV_OK;
   }
   unsigned long nlist = 0;
+  if (strncmp(p, "HNSW", 4) == 0) {
+    unsigned long m = 0;
+    p += 4;
+    if (read_num(&p, &m) != 0 || (*p != '\0' && strcmp(p, ",SQ8") != 0))
+      goto bad;
+    if (m < 4 || m > 128)
+      return qv_error_set(err, QV_EINVAL,
+                          "index spec '%s': HNSW M (links per node) %lu is out of range 4..128",
+                          out->text, m);
+    out->graph = 1;
+    out->hnsw_m = (uint32_t)m;
+    /* Level 0 holds 2M links of 4 bytes per node, the upper levels about 1/M as many. */
+    out->code_bytes = (*p ? dim : dim * sizeof(float)) + 2 * m * 4 + 2 * 4;
+    out->train_min = *p ? 1 : 0; /* SQ8 learns each component's range */
+    /* HNSW cannot add with ids: an IDMap holds them. */
+    snprintf(out->factory, sizeof out->factory, "IDMap,%s", out->text);
+    return QV_OK;
+  }
   if (strncmp(p, "IVF", 3) != 0)
     goto bad;
   p += 3;

@@ -123,7 +123,7 @@ protected:
 } // namespace
 
 TEST_F(Crafted, ARewriteThatChangesNothingStillOpens) {
-  for (const char *spec : {"Flat", "IVF4,Flat"}) {
+  for (const char *spec : {"Flat", "IVF4,Flat", "HNSW8", "HNSW8,SQ8"}) {
     std::string dir = tmp.sub(std::string("same-") + spec);
     std::string p = save(dir, spec);
     rewrite(dir, p, [](FaissIndex *) {});
@@ -298,7 +298,7 @@ TEST_F(Crafted, AFlatFileWhoseIdMapLengthRunsPastItsEndIsRefused) {
 // after vectors but no build: the walk over the file must let every state a save writes through.
 // (It refused an empty IVF file, so a collection created just before a kill -9 was not served.)
 TEST_F(Crafted, EveryStateASaveWritesOpensAgain) {
-  for (const char *spec : {"Flat", "IVF4,Flat", "IVF4,SQ8", "IVF4,PQ4"}) {
+  for (const char *spec : {"Flat", "IVF4,Flat", "IVF4,SQ8", "IVF4,PQ4", "HNSW8", "HNSW8,SQ8"}) {
     for (int n : {0, 64}) {
       SCOPED_TRACE(std::string(spec) + " with " + std::to_string(n) + " vectors, not built");
       std::string dir = tmp.sub(std::string("unbuilt-") + spec + std::to_string(n));
@@ -306,4 +306,46 @@ TEST_F(Crafted, EveryStateASaveWritesOpensAgain) {
       expect_opens(dir);
     }
   }
+}
+
+// A graph index (HNSW) is walked link by link: a link to a node that does not exist would be
+// followed by FAISS's search into memory past the graph.
+TEST_F(Crafted, AGraphFileWithALinkOutsideTheGraphIsRefused) {
+  struct Case {
+    const char *name;
+    std::function<void(std::string &)> edit;
+    const char *needle;
+  };
+  // The file ends with the graph's last link, five ints (entry point, top level, efConstruction,
+  // efSearch, upper beam), the flat storage (fourcc, header, a word count, 64 x 8 floats) and the
+  // id map (a length, 64 ids).
+  const size_t tail = 20 + (4 + 33 + 8 + 64 * 8 * 4) + (8 + 64 * 8);
+  std::vector<Case> cases = {
+      {"link",
+       [&](std::string &b) {
+         const int32_t far = 1000000;
+         std::memcpy(&b[b.size() - tail - 4], &far, 4);
+       },
+       "outside the graph"},
+      {"entry",
+       [&](std::string &b) {
+         const int32_t far = 64;
+         std::memcpy(&b[b.size() - tail], &far, 4);
+       },
+       "entry point"},
+      {"storage", [&](std::string &b) { b[b.size() - tail + 20 + 2] = 'Z'; }, "flat index"},
+      {"truncated", [](std::string &b) { b.resize(b.size() - 9); }, "past the end"},
+  };
+  for (auto &c : cases) {
+    SCOPED_TRACE(c.name);
+    std::string dir = tmp.sub(std::string("graph-") + c.name);
+    std::string p = save(dir, "HNSW8");
+    patch(dir, p, c.edit);
+    expect_corrupt(dir, c.needle);
+  }
+  // The same file untouched opens (the offsets above are right).
+  std::string dir = tmp.sub("graph-control");
+  std::string p = save(dir, "HNSW8");
+  patch(dir, p, [](std::string &) {});
+  expect_opens(dir);
 }

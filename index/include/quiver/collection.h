@@ -52,6 +52,7 @@ extern "C" {
 #define QV_MAX_K 65536
 #define QV_MAX_NLIST 65536
 #define QV_MAX_SPEC 128
+#define QV_MAX_EF_SEARCH 65536 /* a graph index's efSearch (qv_search_params.nprobe) */
 #define QV_MAX_ITEM_FEATURES 64 /* == QV_MAX_FEATURES of quiver/rerank_params.h */
 
 typedef struct qv_collection qv_collection;
