@@ -604,13 +604,31 @@ qv_status qv_collection_set_device(qv_collection *c, qv_device device, qv_error 
   return QV_OK;
 }
 
-/* A graph index has no removal: its fold is a copy of it emptied (its trained parts kept) and
- * filled again from the store. Writers wait (the caller holds wmu); searches go on. */
+/* A graph index has no removal: its fold is a new graph of the store (FAISS 1.7.3 clones an
+ * IndexHNSW as one sharing its storage, so nothing is copied from the old one); codes are trained
+ * again on the store (SQ8: each component's range, a seeded sample when the store is large).
+ * Writers wait (the caller holds wmu); searches go on against the old graph. */
 static qv_status fold_graph(qv_collection *c, qv_error *err) {
   FaissIndex *idx = NULL;
-  if (faiss_clone_index(c->index, &idx) != 0)
-    return qv__faiss_fail(err, QV_EINTERNAL, "folding tombstones: copying the graph index");
-  faiss_Index_reset(idx);
+  qv_status st = qv__index_new(&c->spec, c->dim, c->metric, &idx, err);
+  if (st != QV_OK)
+    return st;
+  if (!faiss_Index_is_trained(idx)) {
+    const size_t ns = c->count < 65536 ? c->count : 65536, stride = c->count / (ns ? ns : 1);
+    float *sample = malloc((ns ? ns : 1) * c->dim * sizeof *sample);
+    if (sample == NULL) {
+      faiss_Index_free(idx);
+      return qv_error_set(err, QV_ENOMEM, "folding tombstones: out of memory for a sample");
+    }
+    for (size_t i = 0; i < ns; i++)
+      memcpy(sample + i * c->dim, c->vecs + i * stride * c->dim, c->dim * sizeof(float));
+    const int rc = faiss_Index_train(idx, (idx_t)ns, sample);
+    free(sample);
+    if (rc != 0) {
+      faiss_Index_free(idx);
+      return qv__faiss_fail(err, QV_EINTERNAL, "folding tombstones: training the graph's codes");
+    }
+  }
   const size_t chunk = 65536;
   for (size_t off = 0; off < c->count; off += chunk) {
     const size_t m = c->count - off < chunk ? c->count - off : chunk;
