@@ -1,12 +1,14 @@
 """grpc.health.v1 Watch through Client.health_watch against the real quiverd: the status at once,
 SERVICE_UNKNOWN on a stream that stays open, the end at a timeout and at a stop (NOT_SERVING
 first, and a stop that the open watch does not hold until its grace period), a watch cancelled by
-leaving the loop."""
+leaving the loop; and gRPC's own client-side health checking, which watches."""
 
 from __future__ import annotations
 
+import json
 import time
 
+import grpc
 import pytest
 
 import quiver_client
@@ -66,3 +68,22 @@ def test_an_unreachable_server_raises(tmp_path):
         with pytest.raises(quiver_client.QuiverError) as e:
             list(c.health_watch(timeout=5))
         assert e.value.code.name == "UNAVAILABLE"
+
+
+def test_grpc_client_side_health_checking_watches_quiverd(server):
+    """A channel with healthCheckConfig (and round_robin, which gRPC needs for it) opens a Watch
+    per backend and sends calls only to a SERVING one: unmodified gRPC, quiverd's Watch."""
+    def client(service_name):
+        cfg = {"loadBalancingConfig": [{"round_robin": {}}],
+               "healthCheckConfig": {"serviceName": service_name}}
+        return quiver_client.Client(server.target, timeout=10,
+                                    options=[("grpc.service_config", json.dumps(cfg)),
+                                             ("grpc.use_local_subchannel_pool", 1)])
+
+    with client("quiver.v1.Retrieval") as c:
+        assert isinstance(c.list(), list)
+    with client("no.such.Service") as c:  # SERVICE_UNKNOWN: the backend is unhealthy
+        with pytest.raises(quiver_client.QuiverError) as e:
+            c.list()
+        assert e.value.code == grpc.StatusCode.UNAVAILABLE
+        assert "unhealthy" in e.value.details
