@@ -767,6 +767,79 @@ qv_status qv_client_health(qv_client *c, const char *service, int *serving, qv_e
   return QV_OK;
 }
 
+const char *qv_health_status_name(qv_health_status s) {
+  switch (s) {
+  case QV_HEALTH_SERVING:
+    return "SERVING";
+  case QV_HEALTH_NOT_SERVING:
+    return "NOT_SERVING";
+  case QV_HEALTH_SERVICE_UNKNOWN:
+    return "SERVICE_UNKNOWN";
+  case QV_HEALTH_UNKNOWN:
+    break;
+  }
+  return "UNKNOWN";
+}
+
+/* As BuildIndex's stream: the request and the close in one batch, then one RECV_MESSAGE at a time
+ * until the stream ends (NULL message) or fn stops it (a cancel), then the status. */
+qv_status qv_client_health_watch(qv_client *c, const char *service, double timeout_s,
+                                 qv_health_watch_fn fn, void *user, qv_error *err) {
+  if (c == NULL || fn == NULL)
+    return qv_error_set(err, QV_EINVAL, "health watch: client or callback is NULL");
+  /* No deadline: INT64_MAX ms is gRPC's infinite future. */
+  const int64_t ms = timeout_s > 0 && timeout_s < 9e15 ? (int64_t)(timeout_s * 1000) : INT64_MAX;
+  call k;
+  if (!qv__rpc_start(&k, &c->peer, "/grpc.health.v1.Health/Watch", ms > 0 ? ms : 1)) {
+    qv__rpc_end(&k);
+    return qv_error_set(err, QV_EINTERNAL, "cannot start the health watch call");
+  }
+  Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  req.service = (char *)(service ? service : "");
+  grpc_byte_buffer *send = qv__wire_pack(&req.base);
+  grpc_op ops[4] = {qv__op_send_initial(&k), qv__op_send(send), qv__op_close(),
+                    qv__op_recv_initial(&k)};
+  int ok = qv__rpc_batch(&k, ops, 4), stopped = 0, bad = 0;
+  grpc_byte_buffer_destroy(send);
+  while (ok) {
+    grpc_byte_buffer *recv = NULL;
+    grpc_op op = qv__op_recv(&recv);
+    if (!qv__rpc_batch(&k, &op, 1) || recv == NULL)
+      break;
+    Grpc__Health__V1__HealthCheckResponse *r =
+        (Grpc__Health__V1__HealthCheckResponse *)qv__rpc_unpack(
+            recv, &grpc__health__v1__health_check_response__descriptor);
+    grpc_byte_buffer_destroy(recv);
+    if (r == NULL) {
+      bad = 1;
+      grpc_call_cancel(k.call, NULL);
+      break;
+    }
+    int v = (int)r->status;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    qv_health_status hs = v >= QV_HEALTH_SERVING && v <= QV_HEALTH_SERVICE_UNKNOWN
+                              ? (qv_health_status)v
+                              : QV_HEALTH_UNKNOWN;
+    if (fn(user, hs) != 0) {
+      stopped = 1;
+      grpc_call_cancel(k.call, NULL);
+      break;
+    }
+  }
+  grpc_op st_op = qv__op_recv_status(&k);
+  qv_status st;
+  if (!qv__rpc_batch(&k, &st_op, 1))
+    st = qv_error_set(err, QV_EINTERNAL, "health watch call failed to complete");
+  else if (bad)
+    st = qv_error_set(err, QV_EINTERNAL, "INTERNAL: undecodable health watch message");
+  else if (stopped)
+    st = QV_OK; /* our own cancel: the status says CANCELLED */
+  else
+    st = qv__rpc_status(&k, err);
+  qv__rpc_end(&k);
+  return st;
+}
+
 /* ---- import ----------------------------------------------------------------------------- */
 
 qv_status qv_client_import(qv_client *c, const char *collection, const qv_client_import_opts *o,

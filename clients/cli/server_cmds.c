@@ -55,6 +55,8 @@ static const char *kServerHelp =
     "                [--allow 1,2,...] [--deny 1,2,...]      (the rerank stage)\n"
     "  quiver get NAME (--ids 1,2,3 | --ids-file FILE) [--fields vector,features] [--json]\n"
     "  quiver health [--service NAME]\n"
+    "  quiver health --watch [--service NAME] [--timeout S]   (a line per status change, until\n"
+    "                the server ends the stream or S seconds pass; no --timeout: no deadline)\n"
     "  quiver cluster status [--json]      (a router: nodes, and every shard's replicas)\n"
     "  quiver bench NAME --queries FILE [--groundtruth FILE] [--k K] [--nprobe N]\n"
     "                [--concurrency C] [--batch B] [--duration S] [--rate R] [--warmup S]\n"
@@ -399,10 +401,60 @@ case 'r':
   return rc;
 }
 
+/* What `quiver health --watch` saw: the last status, for the exit code. */
+typedef struct watch_seen {
+  int any;
+  qv_health_status last;
+} watch_seen;
+
+/* Prints "2024-05-01T12:00:00.123Z SERVING" (UTC) for each status the server sends. */
+static int on_watch_status(void *user, qv_health_status hs) {
+  watch_seen *w = user;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  gmtime_r(&ts.tv_sec, &tm);
+  char when[32];
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+  printf("%s.%03ldZ %s\n", when, ts.tv_nsec / 1000000, qv_health_status_name(hs));
+  fflush(stdout);
+  w->any = 1;
+  w->last = hs;
+  return 0;
+}
+
+/* quiver health --watch: exit 0 when the watch ran its course (--timeout passed, or the server
+ * ended the stream after NOT_SERVING: a stop), 1 when it failed (no server, no Watch, the
+ * stream lost while SERVING). */
+static int cmd_health_watch(const global *g, const char *service) {
+  qv_client *cl;
+  int rc = connect_to(g, &cl);
+  if (rc)
+    return rc;
+  watch_seen w = {0, QV_HEALTH_UNKNOWN};
+  qv_error e = {0};
+  const qv_status st = qv_client_health_watch(
+      cl, service, g->timeout_given ? (double)g->timeout_s : 0, on_watch_status, &w, &e);
+  if ((st == QV_EDEADLINE && w.any) ||
+      ((st == QV_OK || st == QV_EUNAVAILABLE) && w.any && w.last == QV_HEALTH_NOT_SERVING)) {
+    fprintf(stderr, "the watch ended: %s\n",
+            st == QV_EDEADLINE ? "--timeout passed"
+            : st == QV_OK      ? "OK"
+                               : e.msg);
+    rc = 0;
+  } else {
+    rc = cli_fail_remote(&e);
+  }
+  qv_client_close(cl);
+  return rc;
+}
+
 static int cmd_simple(int argc, char **argv, global *g, const char *cmd) {
-  static const struct option opts[] = {
-      {"json", no_argument, 0, 'j'}, {"service", required_argument, 0, 's'}, GLOBAL_OPTS};
-  int json = 0;
+  static const struct option opts[] = {{"json", no_argument, 0, 'j'},
+                                       {"service", required_argument, 0, 's'},
+                                       {"watch", no_argument, 0, 'w'},
+                                       GLOBAL_OPTS};
+  int json = 0, watch = 0;
   const char *service = "";
   PARSE_BEGIN(opts, NULL)
 case 'j':
@@ -411,6 +463,9 @@ case 'j':
 case 's':
   service = optarg;
   break;
+case 'w':
+  watch = 1;
+  break;
   PARSE_END
   const char *name = NULL;
   int is_list = !strcmp(cmd, "list"), is_health = !strcmp(cmd, "health");
@@ -418,6 +473,10 @@ case 's':
     return EXIT_USAGE;
   if ((is_list || is_health) && no_positional(argc, argv))
     return EXIT_USAGE;
+  if (watch && !is_health)
+    return cli_usage_error("--watch goes with 'quiver health', not '%s'", cmd);
+  if (watch)
+    return cmd_health_watch(g, service);
   qv_client *cl;
   int rc = connect_to(g, &cl);
   if (rc)

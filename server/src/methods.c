@@ -44,6 +44,10 @@ const method qv__method_table[NMETHODS] = {
     [M_ROLLOUT] = {"/quiver.v1.Retrieval/Rollout", K_UNARY,
                    &quiver__v1__rollout_request__descriptor, qv__h_rollout, NULL, QV__ROLE_ADMIN, 1,
                    qv__rt_rollout, NULL},
+    /* Served by the node's code in both roles, open to all as Check. */
+    [M_HEALTH_WATCH] = {"/grpc.health.v1.Health/Watch", K_SERVER_STREAM,
+                        &grpc__health__v1__health_check_request__descriptor, NULL, qv__start_watch,
+                        QV__ROLE_NONE, 0, NULL, NULL},
     [M_GET] = {"/quiver.v1.Retrieval/Get", K_UNARY, &quiver__v1__get_request__descriptor, qv__h_get,
                NULL, QV__ROLE_READ, 0, qv__rt_get, NULL},
 };

@@ -25,6 +25,7 @@ enum {
   M_HEALTH,
   M_IMPORT,
   M_ROLLOUT,
+  M_HEALTH_WATCH,
   M_GET,
   NMETHODS
 };

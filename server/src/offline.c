@@ -140,6 +140,11 @@ qv_status qv__server_call_offline(qv__server *s, int mi, const ProtobufCBinaryDa
     st = offline_import(s, msgs, nmsgs, &bb, err);
   } else if (mi == M_BUILD) {
     st = offline_build(s, &msgs[0], &bb, err);
+  } else if (mi == M_HEALTH_WATCH) { /* the stream's first message */
+    ProtobufCMessage *req = qv__decode_bytes(m->req_desc, msgs[0].data, msgs[0].len, err);
+    st = req ? qv__health_watch_first(s, req, &bb, err) : QV_EINVAL;
+    if (req)
+      protobuf_c_message_free_unpacked(req, NULL);
   } else {
     ProtobufCMessage *req = qv__decode_bytes(m->req_desc, msgs[0].data, msgs[0].len, err);
     st = req ? m->fn(s, req, NULL, &bb, err) : QV_EINVAL;

@@ -157,13 +157,12 @@ qv_status qv__h_health(qv__server *s, const ProtobufCMessage *m, const gpr_times
                        grpc_byte_buffer **resp, qv_error *err) {
   (void)unused;
   const Grpc__Health__V1__HealthCheckRequest *r = (const Grpc__Health__V1__HealthCheckRequest *)m;
-  const char *svc = r->service ? r->service : "";
-  if (svc[0] != '\0' && strcmp(svc, "quiver.v1.Retrieval") != 0)
-    return qv_error_set(err, QV_ENOTFOUND, "unknown service '%.100s'", svc);
+  if (!qv__health_known(r->service))
+    return qv_error_set(err, QV_ENOTFOUND, "unknown service '%.100s'", r->service);
   Grpc__Health__V1__HealthCheckResponse out = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-  out.status = atomic_load(&s->stopping) || atomic_load(&s->accept_dead)
-                   ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
-                   : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+  out.status = qv__health_serving(s)
+                   ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                   : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
   *resp = qv__wire_pack(&out.base);
   return QV_OK;
 }

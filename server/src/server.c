@@ -10,6 +10,8 @@
  *   - BuildIndex (server streaming): the build runs on its own thread; progress goes out with one
  *     SEND_MESSAGE outstanding at a time (latest wins); the last message and the status go in one
  *     batch; a client cancel cancels the build;
+ *   - Health/Watch (server streaming): no thread; a list of open watches, each sent the status
+ *     when it changes (one send in flight, latest wins) and ended at a stop;
  *   - anything else gets UNIMPLEMENTED (a generic request is kept posted for that).
  * docs/grpc-core.md has the facts about gRPC's C core this relies on.
  *
@@ -20,6 +22,7 @@
  *   methods.c/.h       the method table
  *   rpc_search.c       Search, inline and batched; the slow query log
  *   rpc_admin.c        Create/Drop/Describe/ListCollections, Delete, Health/Check
+ *   rpc_watch.c        Health/Watch: the open watches, told of each change of the health status
  *   rpc_upsert.c       the Upsert stream       rpc_import.c  the ImportIndex stream and its apply
  *   rpc_build.c        the BuildIndex stream; what builds and imports share (long work, threads)
  *   info.c             CollectionInfo from a collection
@@ -208,7 +211,7 @@ static void on_request(void *self, int ok) {
     return;
   }
   atomic_fetch_add(&qv__calls_in_flight,
-                   1); /* finished by qv__finish_call or, for a build, build_release */
+                   1); /* finished by qv__finish_call, build_release or watch_free */
   grpc_call *call = p->call;
   grpc_metadata_array md = p->md;
   grpc_byte_buffer *payload = p->payload;
@@ -350,6 +353,7 @@ static void free_unstarted(qv__server *s) {
   pthread_cond_destroy(&s->build_cv);
   pthread_mutex_destroy(&s->wq_mu);
   pthread_cond_destroy(&s->wq_cv);
+  pthread_mutex_destroy(&s->watch_mu);
   qv__auth_free(s->auth);
   free(s);
 }
@@ -383,6 +387,8 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
   pthread_cond_init(&s->build_cv, NULL);
   pthread_mutex_init(&s->wq_mu, NULL);
   pthread_cond_init(&s->wq_cv, NULL);
+  pthread_mutex_init(&s->watch_mu, NULL);
+  s->watch_init = 1;
   qv_status st;
   int metrics = 0;
   if (qv_device_parse(cfg->device, &s->default_device, err) != QV_OK) {
@@ -492,7 +498,8 @@ qv_status qv__server_start(qv__server **out, qv__config *cfg, qv__registry *reg,
     s->nthreads = q + 1;
     for (int m = -1; m < NMETHODS; m++)
       for (int k = 0; k < (m < 0 ? 2 : NPENDING); k++) {
-        if ((q == s->ncq - 1) != (m == M_HEALTH)) /* the last queue: health checks only */
+        /* The last queue: health checks (Check, Watch) only. */
+        if ((q == s->ncq - 1) != (m == M_HEALTH || m == M_HEALTH_WATCH))
           continue;
         pending *p = calloc(1, sizeof *p);
         if (p == NULL)
@@ -520,6 +527,7 @@ void qv__server_stop(qv__server *s) {
   if (s == NULL)
     return;
   atomic_store(&s->stopping, 1); /* health says NOT_SERVING; builds see it and cancel */
+  qv__health_changed(s);         /* open watches get NOT_SERVING and their end */
   if (s->wd_init)
     qv__watchdog_stop(s);
   qv__metrics_stop(); /* its collector reads the registry */
@@ -583,6 +591,7 @@ void qv__server_stop(qv__server *s) {
   pthread_cond_destroy(&s->build_cv);
   pthread_mutex_destroy(&s->wq_mu);
   pthread_cond_destroy(&s->wq_cv);
+  pthread_mutex_destroy(&s->watch_mu); /* every watch ended: they count in qv__calls_in_flight */
   free(s->cqs);
   free(s->threads);
   free(s->pargs);

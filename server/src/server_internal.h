@@ -56,6 +56,11 @@ struct qv__server {
   qv__tag *wq_head, *wq_tail;
   /* --role router: the fleet's router answers the calls (router.h); NULL on a node. */
   struct qv__router *router;
+  /* The open Health/Watch calls (rpc_watch.c), told of every change of the health status. */
+  pthread_mutex_t watch_mu;
+  int watch_init;
+  struct qv__watch *watches;
+  int nwatches;
 };
 
 /* ---- info.c ---- */
@@ -101,6 +106,22 @@ qv_status qv__h_delete(qv__server *s, const ProtobufCMessage *m, const gpr_times
                        grpc_byte_buffer **resp, qv_error *err);
 qv_status qv__h_health(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
                        grpc_byte_buffer **resp, qv_error *err);
+
+/* ---- rpc_watch.c: Health/Watch, and the health status Check answers too ---- */
+
+typedef struct qv__watch qv__watch;
+/* 1 for the services health reports on: "" (the server) and "quiver.v1.Retrieval". */
+int qv__health_known(const char *service);
+/* 1 while the server is SERVING: not stopping, and the accept watchdog found no deaf listener. */
+int qv__health_serving(qv__server *s);
+void qv__start_watch(qv__server *s, grpc_call *call, grpc_metadata_array *md,
+                     grpc_byte_buffer *payload);
+/* The health status may have changed (s->stopping or s->accept_dead was just set): every open
+ * watch whose status moved gets it sent, those of a stopping server their end too. Any thread. */
+void qv__health_changed(qv__server *s);
+/* What a Watch of m (a HealthCheckRequest) sends first, as a unary answer (offline calls). */
+qv_status qv__health_watch_first(qv__server *s, const ProtobufCMessage *m, grpc_byte_buffer **resp,
+                                 qv_error *err);
 
 /* ---- rpc_search.c ---- */
 

@@ -64,6 +64,7 @@ static void *watchdog_main(void *arg) {
       misses = 0;
     } else if (r == 0 && ++misses >= 3) {
       atomic_store(&s->accept_dead, 1);
+      qv__health_changed(s); /* open watches get NOT_SERVING now, before the stop ends them */
       QV_LOG_E("quiverd stopped accepting connections (3 probes of its own listener went "
                "unanswered; gRPC stops accepting after running out of file descriptors): "
                "stopping with exit status 1 for the supervisor to restart it");

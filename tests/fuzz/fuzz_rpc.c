@@ -90,7 +90,7 @@ static uint8_t *fix_crc(const uint8_t *m, size_t len, size_t *out_len) {
 static int writes(int method) {
   const char *p = qv__server_method_path(method);
   return strstr(p, "/Search") == NULL && strstr(p, "/Describe") == NULL &&
-         strstr(p, "/List") == NULL && strstr(p, "/Check") == NULL;
+         strstr(p, "/List") == NULL && strstr(p, "/Check") == NULL && strstr(p, "/Watch") == NULL;
 }
 
 static int streams(int method) {

@@ -42,6 +42,13 @@ int run(const std::string &cmd) {
   return qvtest::run_command(cmd).code;
 }
 
+std::string file_text(const std::string &path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
 class Ops : public ::testing::Test {
 protected:
   TempDir tmp;
@@ -493,6 +500,19 @@ TEST_F(Ops, ALongSearchStopsAtItsDeadlineWhileHealthIsAnswered) {
 // and deaf.
 TEST_F(Ops, AServerThatStoppedAcceptingSaysSoAndExits) {
   ASSERT_TRUE(srv.start(tmp.sub("data"), {"--accept-check-s", "1"}));
+  // A Health/Watch (quiver health --watch: a process of its own, so that the checks below make
+  // connections of their own) on a connection made before the flood: when the watchdog gives
+  // up, the watch is told NOT_SERVING, not only at the stop that follows.
+  const std::string wlog = tmp.sub("watch.out");
+  const pid_t wpid = qvtest::spawn(
+      {std::string(QUIVER_BIN_DIR) + "/quiver", "--server", srv.target(), "health", "--watch"},
+      wlog);
+  std::string wout;
+  for (int i = 0; i < 300 && wout.find(" SERVING\n") == std::string::npos; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    wout = file_text(wlog);
+  }
+  ASSERT_NE(wout.find(" SERVING\n"), std::string::npos) << wout;
   struct rlimit low = {128, 128};
   ASSERT_EQ(prlimit(srv.pid, RLIMIT_NOFILE, &low, nullptr), 0) << std::strerror(errno);
   sockaddr_in a{};
@@ -534,9 +554,18 @@ TEST_F(Ops, AServerThatStoppedAcceptingSaysSoAndExits) {
   if (exited) {
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
     EXPECT_NE(srv.log().find("stopped accepting connections"), std::string::npos) << srv.log();
+    EXPECT_NE(srv.log().find("NOT_SERVING (the listener stopped accepting), told to 1 open"),
+              std::string::npos)
+        << srv.log();
   } else {
     EXPECT_EQ(srv.stop(), 0);
   }
+  int wst = 0;
+  ASSERT_EQ(waitpid(wpid, &wst, 0), wpid);
+  wout = file_text(wlog);
+  EXPECT_TRUE(WIFEXITED(wst) && WEXITSTATUS(wst) == 0) << wst << "\n" << wout;
+  EXPECT_NE(wout.find(" SERVING\n"), std::string::npos) << wout;
+  EXPECT_NE(wout.find(" NOT_SERVING\n"), std::string::npos) << wout;
 }
 
 // A metrics address that cannot be bound fails the start with a clear error and exit 1. It

@@ -553,6 +553,7 @@ class Client:
         self._channel = channel
         self._stub = pb_grpc.RetrievalStub(self._channel)
         self._health_check = None
+        self._health_watch = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -979,3 +980,45 @@ class Client:
         resp = self._unary(self._health_check, _msg(h.HealthCheckRequest, service=service),
                            timeout)
         return resp.status == h.HealthCheckResponse.SERVING
+
+    def health_watch(self, service: str = "", timeout: Optional[float] = None) -> Iterator[str]:
+        """grpc.health.v1 Watch: a generator of ``service``'s serving status ("" = the server, or
+        "quiver.v1.Retrieval"): "SERVING" or "NOT_SERVING" at once, then one string per change
+        (the server sends only changes). An unknown service yields "SERVICE_UNKNOWN" and the
+        stream stays open. "UNKNOWN" stands for a status this client does not know.
+
+        It ends (returns) when the server ends the stream after "NOT_SERVING" (quiverd's stop:
+        UNAVAILABLE "the server is shutting down") or with OK, and when ``timeout`` seconds (None
+        = no deadline; the Client's timeout does not apply) pass after a first status. Otherwise
+        it raises QuiverError: UNAVAILABLE for a server that cannot be reached or went away while
+        serving, UNIMPLEMENTED for one without Watch. Closing the generator (``break`` out of a
+        loop over it, or ``close()``) cancels the call.
+        """
+        h = _health_pb2()
+        if self._health_watch is None:
+            self._health_watch = self._channel.unary_stream(
+                "/grpc.health.v1.Health/Watch",
+                request_serializer=h.HealthCheckRequest.SerializeToString,
+                response_deserializer=h.HealthCheckResponse.FromString)
+        names = {h.HealthCheckResponse.SERVING: "SERVING",
+                 h.HealthCheckResponse.NOT_SERVING: "NOT_SERVING",
+                 h.HealthCheckResponse.SERVICE_UNKNOWN: "SERVICE_UNKNOWN"}
+        call = self._health_watch(_msg(h.HealthCheckRequest, service=service), timeout=timeout)
+        last = None
+        try:
+            while True:
+                try:
+                    resp = next(call)
+                except StopIteration:
+                    return
+                except grpc.RpcError as e:
+                    code = e.code() if callable(getattr(e, "code", None)) else None
+                    if code == grpc.StatusCode.DEADLINE_EXCEEDED and last is not None:
+                        return  # the timeout passed
+                    if code == grpc.StatusCode.UNAVAILABLE and last == "NOT_SERVING":
+                        return  # the server's stop ended it
+                    raise QuiverError._from_rpc(e) from e
+                last = names.get(resp.status, "UNKNOWN")
+                yield last
+        finally:
+            call.cancel()  # a no-op once the call has ended

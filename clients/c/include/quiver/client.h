@@ -400,6 +400,34 @@ QV_API void qv_cluster_status_free(qv_cluster_status *s);
  * answer is SERVING. Returns QV_ENOTFOUND for an unknown service. */
 QV_API qv_status qv_client_health(qv_client *c, const char *service, int *serving, qv_error *err);
 
+/* A serving status of grpc.health.v1 (HealthCheckResponse.ServingStatus, same values). */
+typedef enum qv_health_status {
+  QV_HEALTH_UNKNOWN = 0,        /* the server sent a status this client does not know */
+  QV_HEALTH_SERVING = 1,        /* answering calls */
+  QV_HEALTH_NOT_SERVING = 2,    /* stopping, or its listener stopped accepting */
+  QV_HEALTH_SERVICE_UNKNOWN = 3 /* not a service of this server (Watch only) */
+} qv_health_status;
+
+/* "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN" or "UNKNOWN" (the proto's names). */
+QV_API const char *qv_health_status_name(qv_health_status s);
+
+/* Called with each status a watch receives; return non-zero to end the watch. */
+typedef int (*qv_health_watch_fn)(void *user, qv_health_status status);
+
+/* grpc.health.v1.Health/Watch for `service` ("" = the server as a whole, or
+ * "quiver.v1.Retrieval"): calls fn(user, status) with the current status at once, then with each
+ * change (the server sends only changes), on the calling thread, until fn returns non-zero, the
+ * server ends the stream, or timeout_s passes (timeout_s <= 0: no deadline; the client's own
+ * timeout does not apply). An unknown service gets QV_HEALTH_SERVICE_UNKNOWN and the stream stays
+ * open (until fn, the timeout or a stop ends it). A quiverd that stops sends NOT_SERVING, then ends
+ * every watch with UNAVAILABLE "the server is shutting down".
+ * Returns QV_OK when fn ended the watch (or the server ended it with OK); QV_EUNAVAILABLE when the
+ * stream ended at a server stop (after NOT_SERVING) or the server cannot be reached or went away;
+ * QV_EDEADLINE when timeout_s passed; QV_EUNSUPPORTED for a server without Watch; QV_EINVAL (c or
+ * fn NULL); QV_EINTERNAL (an undecodable message). Thread-safe as every call of a client. */
+QV_API qv_status qv_client_health_watch(qv_client *c, const char *service, double timeout_s,
+                                        qv_health_watch_fn fn, void *user, qv_error *err);
+
 #ifdef __cplusplus
 }
 #endif
