@@ -6,6 +6,7 @@
  * each, their ratio, and recall@k of both against the shipped ground truth.
  *
  *   index_compare --data ../shared/data/sift5k/sift5k --specs IVF64,Flat --nprobes 1,8,32
+ *   (for an HNSW spec the --nprobes values are its efSearch)
  *                 [--metric l2] [--k 10] [--batch 0] [--reps 5] [--gt-suffix _groundtruth.ivecs]
  *
  * --batch 0 sends all queries in one call; --batch 1 one query per call. Set OMP_NUM_THREADS for
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/IndexIVF_c.h>
 #include <faiss/c_api/Index_c.h>
 #include <faiss/c_api/index_io_c.h>
@@ -105,7 +107,7 @@ int main(int argc, char **argv) {
   printf("# data=%s n=%zu dim=%zu queries=%zu metric=%s k=%zu batch=%zu reps=%zu "
          "omp_threads=%d\n",
          data, nb, d, nq, metric_s, k, b, reps, omp_get_max_threads());
-  printf("%-14s %6s %10s %10s %8s %9s %9s\n", "spec", "nprobe", "quiver_qps", "faiss_qps", "ratio",
+  printf("%-14s %6s %10s %10s %8s %9s %9s\n", "spec", "np/ef", "quiver_qps", "faiss_qps", "ratio",
          "recall_q", "recall_f");
   char *spec_list = strdup(specs);
   for (char *sv = NULL, *spec = strtok_r(spec_list, ";", &sv); spec;
@@ -123,13 +125,21 @@ int main(int argc, char **argv) {
     if (faiss_read_index_fname(path, 0, &p.fi) != 0)
       bench_die("faiss_read_index_fname", NULL);
     FaissIndexIVF *ivf = faiss_IndexIVF_cast(p.fi);
+    const int graph = strncmp(spec, "HNSW", 4) == 0;
     char *np_list = strdup(nprobes);
     for (char *nv = NULL, *nps = strtok_r(np_list, ",", &nv); nps; nps = strtok_r(NULL, ",", &nv)) {
       uint32_t np = (uint32_t)strtoul(nps, NULL, 10);
-      if (ivf == NULL)
+      if (graph) { /* the parameter is efSearch: set on FAISS's copy, passed to quiver's */
+        FaissParameterSpace *ps = NULL;
+        if (faiss_ParameterSpace_new(&ps) != 0 ||
+            faiss_ParameterSpace_set_index_parameter(ps, p.fi, "efSearch", (double)np) != 0)
+          bench_die("setting efSearch", NULL);
+        faiss_ParameterSpace_free(ps);
+      } else if (ivf == NULL) {
         np = 0;
-      else if (np > faiss_IndexIVF_nlist(ivf))
+      } else if (np > faiss_IndexIVF_nlist(ivf)) {
         continue;
+      }
       if (ivf)
         faiss_IndexIVF_set_nprobe(ivf, np);
       p.sp = (qv_search_params){.k = k, .nprobe = np};
