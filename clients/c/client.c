@@ -180,6 +180,7 @@ static void info_from_pb(const Quiver__V1__CollectionInfo *p, qv_collection_info
   snprintf(o->index_spec, sizeof o->index_spec, "%s", p->index_spec ? p->index_spec : "");
   o->state = (int)p->state;
   o->default_nprobe = p->default_nprobe;
+  o->default_ef_search = p->default_ef_search;
   o->count = p->count;
   o->indexed = p->indexed;
   o->nlist = p->nlist;
@@ -243,6 +244,7 @@ qv_status qv_client_create(qv_client *c, const qv_create_opts *o, qv_collection_
   req.metric = qv__metric_to_pb(o->metric);
   req.index_spec = (char *)(o->index_spec ? o->index_spec : "");
   req.default_nprobe = o->default_nprobe;
+  req.default_ef_search = o->default_ef_search;
   req.train_sample = o->train_sample;
   req.n_features = o->n_features;
   req.deferred_deletes = o->deferred_deletes != 0;
@@ -429,6 +431,7 @@ qv_status qv_client_search_ex(qv_client *c, const char *collection, const float 
   req.dim = (uint32_t)dim;
   req.k = (uint32_t)k;
   req.nprobe = o->nprobe;
+  req.ef_search = o->ef_search;
   req.exact = o->exact != 0;
   req.allow_partial = o->allow_partial != 0;
   req.version = o->version;

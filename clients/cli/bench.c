@@ -43,7 +43,7 @@ typedef struct bench_cfg {
   size_t nq, dim;
   int64_t *gt;
   size_t gk;
-  uint32_t k, nprobe;
+  uint32_t k, nprobe, ef; /* ef: an HNSW collection's efSearch (0 = its default) */
   size_t conc, batch, threads;
   double duration, warmup, rate, timeout;
   int json;
@@ -253,7 +253,7 @@ static double pct(const double *v, size_t n, double p) {
 }
 
 static const char *kBenchHelp =
-    "usage: quiver bench NAME --queries FILE [--groundtruth FILE] [--k K] [--nprobe N]\n"
+    "usage: quiver bench NAME --queries FILE [--groundtruth FILE] [--k K] [--nprobe N | --ef N]\n"
     "                    [--concurrency C] [--batch B] [--duration S] [--rate R] [--warmup S]\n"
     "                    [--threads T] [--timeout S] [--json] [--server HOST:PORT]\n"
     "  (TLS and token: the global --tls-ca/--tls-cert/--tls-key/--token before 'bench')\n"
@@ -262,21 +262,15 @@ static const char *kBenchHelp =
     "  Defaults: k 10, nprobe 0 (collection default), C 16, B 1, duration 10, warmup 2, T 1.\n";
 
 int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
-  static const struct option opts[] = {{"queries", required_argument, 0, 'q'},
-                                       {"groundtruth", required_argument, 0, 'g'},
-                                       {"k", required_argument, 0, 'k'},
-                                       {"nprobe", required_argument, 0, 'n'},
-                                       {"concurrency", required_argument, 0, 'c'},
-                                       {"batch", required_argument, 0, 'b'},
-                                       {"duration", required_argument, 0, 'd'},
-                                       {"rate", required_argument, 0, 'r'},
-                                       {"warmup", required_argument, 0, 'w'},
-                                       {"threads", required_argument, 0, 't'},
-                                       {"timeout", required_argument, 0, 'T'},
-                                       {"server", required_argument, 0, 's'},
-                                       {"json", no_argument, 0, 'j'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
+  static const struct option opts[] = {
+      {"queries", required_argument, 0, 'q'}, {"groundtruth", required_argument, 0, 'g'},
+      {"k", required_argument, 0, 'k'},       {"nprobe", required_argument, 0, 'n'},
+      {"ef", required_argument, 0, 'e'},      {"concurrency", required_argument, 0, 'c'},
+      {"batch", required_argument, 0, 'b'},   {"duration", required_argument, 0, 'd'},
+      {"rate", required_argument, 0, 'r'},    {"warmup", required_argument, 0, 'w'},
+      {"threads", required_argument, 0, 't'}, {"timeout", required_argument, 0, 'T'},
+      {"server", required_argument, 0, 's'},  {"json", no_argument, 0, 'j'},
+      {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
   bench_cfg c;
   memset(&c, 0, sizeof c);
   c.conn = *conn;
@@ -316,6 +310,11 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
       if (cli_parse_u64(optarg, 65536, &v))
         return cli_usage_error("--nprobe must be 0..65536, not '%s'", optarg);
       c.nprobe = (uint32_t)v;
+      break;
+    case 'e':
+      if (cli_parse_u64(optarg, 65536, &v))
+        return cli_usage_error("--ef must be 0..65536, not '%s'", optarg);
+      c.ef = (uint32_t)v;
       break;
     case 'c':
       if (cli_parse_u64(optarg, 100000, &v) || v == 0)
@@ -408,6 +407,7 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
     req.dim = (uint32_t)c.dim;
     req.k = c.k;
     req.nprobe = c.nprobe;
+    req.ef_search = c.ef;
     size_t len = quiver__v1__search_request__get_packed_size(&req);
     c.payloads[p] = grpc_slice_malloc(len);
     quiver__v1__search_request__pack(&req, GRPC_SLICE_START_PTR(c.payloads[p]));
@@ -424,8 +424,13 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
     int64_t *ids = malloc(c.batch * c.k * sizeof *ids);
     qv_status st = sc && ids ? qv_client_connect(&probe, &c.conn, &e)
                              : qv_error_set(&e, QV_ENOMEM, "out of memory");
+    qv_client_search_opts so;
+    qv_client_search_opts_init(&so);
+    so.nprobe = c.nprobe;
+    so.ef_search = c.ef;
     if (st == QV_OK) /* the last request built, as the load sends it (batch B) */
-      st = qv_client_search(probe, c.name, buf, c.batch, c.dim, c.k, c.nprobe, 0, sc, ids, &e);
+      st = qv_client_search_ex(probe, c.name, buf, c.batch, c.dim, c.k, &so, sc, ids, NULL, 0, NULL,
+                               &e);
     qv_client_close(probe);
     free(sc);
     free(ids);
@@ -499,13 +504,14 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
   if (c.json) {
     printf("{\"collection\": \"%s\", \"server\": \"%s\", \"mode\": \"%s\", \"concurrency\": %zu, "
            "\"batch\": %zu, \"rate\": %.1f, \"threads\": %zu, \"k\": %u, \"nprobe\": %u, "
+           "\"ef_search\": %u, "
            "\"duration_s\": %.2f, \"warmup_s\": %.2f, \"queries_per_s\": %.1f, "
            "\"calls_per_s\": %.1f, \"calls\": %" PRIu64 ", \"queries\": %" PRIu64
            ", \"latency_ms\": {\"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f, \"p999\": %.3f, "
            "\"max\": %.3f}, \"errors\": %" PRIu64 ", \"late\": %" PRIu64 ", \"recall_at_k\": ",
            c.name, c.server, c.rate > 0 ? "open" : "closed", c.conc, c.batch, c.rate, c.threads,
-           c.k, c.nprobe, c.duration, c.warmup, qps, cps, calls, queries, p50, p90, p99, p999, mx,
-           nerr, late);
+           c.k, c.nprobe, c.ef, c.duration, c.warmup, qps, cps, calls, queries, p50, p90, p99, p999,
+           mx, nerr, late);
     cli_print_json_recall(recall);
     printf(", \"error_codes\": {");
     int first = 1;
@@ -518,9 +524,9 @@ int cli_bench_main(int argc, char **argv, const qv_client_opts *conn) {
     printf("}}\n");
   } else {
     printf("quiver bench %s @ %s: %s loop, concurrency %zu, batch %zu, %zu client thread(s), "
-           "k %u, nprobe %u, %.1f s (+%.1f s warm-up), wall %.1f s\n",
+           "k %u, %s %u, %.1f s (+%.1f s warm-up), wall %.1f s\n",
            c.name, c.server, c.rate > 0 ? "open" : "closed", c.conc, c.batch, c.threads, c.k,
-           c.nprobe, c.duration, c.warmup, wall);
+           c.ef ? "efSearch" : "nprobe", c.ef ? c.ef : c.nprobe, c.duration, c.warmup, wall);
     if (c.rate > 0)
       printf("  target rate %.0f calls/s, %" PRIu64 " start(s) late (all %zu in flight)\n", c.rate,
              late, c.conc);

@@ -30,7 +30,7 @@ static const char *kServerHelp =
     "                 --timeout SECONDS per call, default 30; --tls-ca FILE for a TLS server,\n"
     "                 with --tls-cert FILE --tls-key FILE for mutual TLS ($QUIVER_TLS_CA, ...);\n"
     "                 --token TOKEN or $QUIVER_TOKEN for a server with --auth-tokens):\n"
-    "  quiver create NAME --dim D [--metric l2|ip|cosine] [--spec SPEC] [--nprobe N]\n"
+    "  quiver create NAME --dim D [--metric l2|ip|cosine] [--spec SPEC] [--nprobe N | --ef N]\n"
     "                [--train-sample N] [--features F] [--device auto|cpu|gpu]\n"
     "                [--deferred-deletes] [--shards S] [--replicas R]   (S, R > 1: a router)\n"
     "  quiver drop NAME\n"
@@ -48,7 +48,7 @@ static const char *kServerHelp =
     "  quiver rollout NAME (--flip [--version N] | --abort | --release | --status)\n"
     "  quiver rollback NAME              (serve the previous version again)\n"
     "  quiver search NAME (--queries FILE | --ids 1,2,3 | --ids-file FILE [--include-self])\n"
-    "                [--k K] [--nprobe N] [--exact] [--batch B]   (--ids: more like these items)\n"
+    "                [--k K] [--nprobe N | --ef N] [--exact] [--batch B]   (--ef: HNSW efSearch)\n"
     "                [--groundtruth FILE] [--json] [--output FILE] [--allow-partial]\n"
     "                [--version N]                 (a data version held beside the serving one)\n"
     "                [--candidates K'] [--refine] [--mmr LAMBDA] [--weights W0,W1,..]\n"
@@ -152,8 +152,9 @@ static void print_info(const qv_collection_info *i, int json) {
   if (json) {
     printf("{\"name\": \"%s\", \"dim\": %u, \"metric\": \"%s\", \"spec\": \"%s\", \"state\": "
            "\"%s\", \"count\": %" PRIu64 ", \"indexed\": %" PRIu64 ", \"nlist\": %u, "
-           "\"default_nprobe\": %u, \"memory_bytes\": %" PRIu64 ", \"vector_bytes\": %" PRIu64
-           ", \"index_bytes\": %" PRIu64 ", \"index_version\": %" PRIu64 ", \"n_features\": %u, "
+           "\"default_nprobe\": %u, \"default_ef_search\": %u, \"memory_bytes\": %" PRIu64
+           ", \"vector_bytes\": %" PRIu64 ", \"index_bytes\": %" PRIu64
+           ", \"index_version\": %" PRIu64 ", \"n_features\": %u, "
            "\"device\": \"%s\", \"gpu\": %d, \"device_bytes\": %" PRIu64
            ", \"placement\": \"%s\", \"tombstones\": %" PRIu64 ", \"gpu_fallbacks\": %" PRIu64
            ", \"deferred_deletes\": %s, \"build_recall\": %.4f, \"build_recall_k\": %u, "
@@ -164,9 +165,9 @@ static void print_info(const qv_collection_info *i, int json) {
            "\"version\": %" PRIu64 ", \"versions\": [",
            i->name, i->dim, qv_metric_name(i->metric), i->index_spec,
            qv_collection_state_name(i->state), i->count, i->indexed, i->nlist, i->default_nprobe,
-           i->memory_bytes, i->vector_bytes, i->index_bytes, i->index_version, i->n_features,
-           qv_device_name(i->device), i->gpu, i->device_bytes, i->placement, i->tombstones,
-           i->gpu_fallbacks, i->deferred_deletes ? "true" : "false", i->build_recall,
+           i->default_ef_search, i->memory_bytes, i->vector_bytes, i->index_bytes, i->index_version,
+           i->n_features, qv_device_name(i->device), i->gpu, i->device_bytes, i->placement,
+           i->tombstones, i->gpu_fallbacks, i->deferred_deletes ? "true" : "false", i->build_recall,
            i->build_recall_k, i->build_recall_nprobe, i->snapshot_version, i->wal_bytes,
            i->wal_records, i->batched_requests, i->batches, i->batched_queries, i->batch_expired,
            i->shards, i->replicas, i->version);
@@ -181,11 +182,16 @@ static void print_info(const qv_collection_info *i, int json) {
     printf("\"}");
     return;
   }
+  char breadth[64];
+  if (i->default_ef_search > 0)
+    snprintf(breadth, sizeof breadth, "graph, default efSearch %u", i->default_ef_search);
+  else
+    snprintf(breadth, sizeof breadth, "nlist %u, default nprobe %u", i->nlist, i->default_nprobe);
   printf("%s: %s, %s, dim %u, %s\n  %" PRIu64 " vectors (%" PRIu64
-         " indexed), nlist %u, default nprobe %u\n  memory %.1f MiB (vectors %.1f, index %.1f), "
+         " indexed), %s\n  memory %.1f MiB (vectors %.1f, index %.1f), "
          "index version %" PRIu64 ", %u item feature(s)\n",
          i->name, i->index_spec, qv_metric_name(i->metric), i->dim,
-         qv_collection_state_name(i->state), i->count, i->indexed, i->nlist, i->default_nprobe,
+         qv_collection_state_name(i->state), i->count, i->indexed, breadth,
          i->memory_bytes / 1048576.0, i->vector_bytes / 1048576.0, i->index_bytes / 1048576.0,
          i->index_version, i->n_features);
   if (i->shards > 1 || i->replicas > 1)
@@ -202,8 +208,8 @@ static void print_info(const qv_collection_info *i, int json) {
     printf("  %" PRIu64 " tombstone(s)%s\n", i->tombstones,
            i->deferred_deletes ? " (deferred deletes)" : "");
   if (i->build_recall >= 0)
-    printf("  last build: recall@%u %.4f at nprobe %u\n", i->build_recall_k, i->build_recall,
-           i->build_recall_nprobe);
+    printf("  last build: recall@%u %.4f at %s %u\n", i->build_recall_k, i->build_recall,
+           i->default_ef_search > 0 ? "efSearch" : "nprobe", i->build_recall_nprobe);
   printf("  snapshot v%06" PRIu64 ", write-ahead log %.1f MiB (%" PRIu64 " records)\n",
          i->snapshot_version, i->wal_bytes / 1048576.0, i->wal_records);
   if (i->batched_requests > 0)
@@ -318,17 +324,13 @@ static int no_positional(int argc, char **argv) {
 }
 
 static int cmd_create(int argc, char **argv, global *g) {
-  static const struct option opts[] = {{"dim", required_argument, 0, 'd'},
-                                       {"metric", required_argument, 0, 'm'},
-                                       {"spec", required_argument, 0, 's'},
-                                       {"nprobe", required_argument, 0, 'n'},
-                                       {"train-sample", required_argument, 0, 't'},
-                                       {"features", required_argument, 0, 'F'},
-                                       {"device", required_argument, 0, 'D'},
-                                       {"deferred-deletes", no_argument, 0, 'X'},
-                                       {"shards", required_argument, 0, 'S'},
-                                       {"replicas", required_argument, 0, 'r'},
-                                       GLOBAL_OPTS};
+  static const struct option opts[] = {
+      {"dim", required_argument, 0, 'd'},        {"metric", required_argument, 0, 'm'},
+      {"spec", required_argument, 0, 's'},       {"nprobe", required_argument, 0, 'n'},
+      {"ef", required_argument, 0, 'e'},         {"train-sample", required_argument, 0, 't'},
+      {"features", required_argument, 0, 'F'},   {"device", required_argument, 0, 'D'},
+      {"deferred-deletes", no_argument, 0, 'X'}, {"shards", required_argument, 0, 'S'},
+      {"replicas", required_argument, 0, 'r'},   GLOBAL_OPTS};
   qv_create_opts o = {0};
   o.metric = QV_METRIC_L2;
   uint64_t v;
@@ -350,6 +352,11 @@ case 'n':
   if (cli_parse_u64(optarg, 65536, &v) || v == 0)
     return cli_usage_error("--nprobe must be 1..65536, not '%s'", optarg);
   o.default_nprobe = (uint32_t)v;
+  break;
+case 'e':
+  if (cli_parse_u64(optarg, 65536, &v) || v == 0)
+    return cli_usage_error("--ef must be 1..65536, not '%s'", optarg);
+  o.default_ef_search = (uint32_t)v;
   break;
 case 't':
   if (cli_parse_u64(optarg, UINT64_MAX, &v))
@@ -1204,6 +1211,7 @@ static int cmd_search(int argc, char **argv, global *g) {
   static const struct option opts[] = {{"queries", required_argument, 0, 'q'},
                                        {"k", required_argument, 0, 'k'},
                                        {"nprobe", required_argument, 0, 'n'},
+                                       {"ef", required_argument, 0, 'e'},
                                        {"exact", no_argument, 0, 'E'},
                                        {"batch", required_argument, 0, 'b'},
                                        {"groundtruth", required_argument, 0, 'g'},
@@ -1228,7 +1236,7 @@ static int cmd_search(int argc, char **argv, global *g) {
   float weights[65];
   int64_t *allow = NULL, *deny = NULL;
   char *end = NULL;
-  uint64_t k = 10, nprobe = 0, batch = 100;
+  uint64_t k = 10, nprobe = 0, batch = 100, ef = 0;
   int exact = 0, json = 0, allow_partial = 0;
   uint64_t version = 0, answered = 0;
   PARSE_BEGIN(opts, NULL)
@@ -1242,6 +1250,10 @@ case 'k':
 case 'n':
   if (cli_parse_u64(optarg, 65536, &nprobe) || nprobe == 0)
     return cli_usage_error("--nprobe must be 1..65536, not '%s'", optarg);
+  break;
+case 'e':
+  if (cli_parse_u64(optarg, 65536, &ef) || ef == 0)
+    return cli_usage_error("--ef must be 1..65536, not '%s'", optarg);
   break;
 case 'E':
   exact = 1;
@@ -1376,6 +1388,7 @@ case 'S':
   qv_client_search_opts so;
   qv_client_search_opts_init(&so);
   so.nprobe = (uint32_t)nprobe;
+  so.ef_search = (uint32_t)ef;
   so.exact = exact;
   so.rerank = use_rerank ? &rr : NULL;
   so.allow_partial = allow_partial;
@@ -1407,9 +1420,10 @@ case 'S':
   const char *server = g->server ? g->server : "127.0.0.1:7070";
   if (json) {
     printf("{\"server\": \"%s\", \"collection\": \"%s\", \"n_queries\": %zu, \"k\": %" PRIu64
-           ", \"nprobe\": %" PRIu64 ", \"exact\": %s, \"batch\": %zu, \"seconds\": %.6f, "
+           ", \"nprobe\": %" PRIu64 ", \"ef_search\": %" PRIu64
+           ", \"exact\": %s, \"batch\": %zu, \"seconds\": %.6f, "
            "\"qps\": %.1f, \"rpcs_per_s\": %.1f, \"version\": %" PRIu64 ", \"recall_at_k\": ",
-           server, name, n, k, nprobe, exact ? "true" : "false", b, secs, qps,
+           server, name, n, k, nprobe, ef, exact ? "true" : "false", b, secs, qps,
            secs > 0 ? ((n + b - 1) / b) / secs : 0.0, answered);
     cli_print_json_recall(recall);
     printf(", \"missing_shards\": [");
@@ -1417,9 +1431,10 @@ case 'S':
       printf("%s%u", i ? ", " : "", miss.v[i]);
     printf("]}\n");
   } else {
-    printf("searched %s on %s, %zu queries, k=%" PRIu64 ", nprobe=%s%" PRIu64
+    printf("searched %s on %s, %zu queries, k=%" PRIu64 ", %s=%s%" PRIu64
            ", batch=%zu, data version %" PRIu64 "\n",
-           name, server, n, k, nprobe ? "" : "default/", nprobe, b, answered);
+           name, server, n, k, ef ? "efSearch" : "nprobe", (ef ? ef : nprobe) ? "" : "default/",
+           ef ? ef : nprobe, b, answered);
     printf("  %.1f queries/s over gRPC (%.3f s)\n", qps, secs);
     cli_print_results(recall, k, ids, scores, output == NULL);
   }

@@ -432,6 +432,7 @@ qv_status qv_collection_stats_get(qv_collection *c, qv_collection_stats *s, qv_e
   s->device_bytes = qv__gpu_bytes_of(c->gpu);
   memcpy(s->placement, c->placement, sizeof s->placement);
   s->tombstones = c->n_dead;
+  s->graph = c->spec.graph;
   s->gpu_fallbacks = __atomic_load_n(&c->gpu_fallbacks, __ATOMIC_RELAXED);
   s->deferred_deletes = c->deferred;
   s->build_recall = c->build_recall;

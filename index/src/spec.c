@@ -126,6 +126,10 @@ bad:
   return qv_error_set(err, QV_EINVAL, "unsupported index spec '%s' (" SPEC_HELP ")", out->text);
 }
 
+int qv_spec_is_graph(const char *spec) {
+  return spec != NULL && strncmp(spec, "HNSW", 4) == 0;
+}
+
 qv_status qv__faiss_fail(qv_error *err, qv_status code, const char *what) {
   const char *m = faiss_get_last_error();
   if (m == NULL)

@@ -42,7 +42,8 @@ void qv__fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_bu
   info->state = qv__entry_building(e) ? QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_BUILDING
                 : s.trained           ? QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_READY
                                       : QUIVER__V1__COLLECTION_STATE__COLLECTION_STATE_NOT_BUILT;
-  info->default_nprobe = s.default_nprobe;
+  info->default_nprobe = s.graph ? 0 : s.default_nprobe;
+  info->default_ef_search = s.graph ? s.default_nprobe : 0;
   info->count = s.count;
   info->indexed = s.indexed;
   info->nlist = s.nlist;

@@ -153,7 +153,11 @@ static qv_status create_local(qv__replicas *R, held *h, qv_error *err) {
   c.dim = h->rec.dim;
   c.metric = (Quiver__V1__Metric)h->rec.metric;
   c.index_spec = h->rec.spec;
-  c.default_nprobe = h->rec.default_nprobe;
+  /* The record's nprobe slot holds a graph's default efSearch. */
+  if (qv_spec_is_graph(h->rec.spec))
+    c.default_ef_search = h->rec.default_nprobe;
+  else
+    c.default_nprobe = h->rec.default_nprobe;
   c.train_sample = h->rec.train_sample;
   c.n_features = h->rec.n_features;
   c.device = (Quiver__V1__Device)h->rec.device;

@@ -68,7 +68,9 @@ qv_status qv__rt_fill_info(const qv__rcoll *c, Quiver__V1__CollectionInfo *info,
   info->dim = c->c.dim;
   info->metric = (Quiver__V1__Metric)c->c.metric;
   info->index_spec = b->spec;
-  info->default_nprobe = c->c.default_nprobe;
+  const int graph = qv_spec_is_graph(c->c.spec);
+  info->default_nprobe = graph ? 0 : c->c.default_nprobe;
+  info->default_ef_search = graph ? c->c.default_nprobe : 0;
   info->n_features = c->c.n_features;
   info->device = (Quiver__V1__Device)c->c.device;
   info->deferred_deletes = c->c.deferred_deletes;
@@ -273,7 +275,7 @@ qv_status qv__rt_create(qv__server *s, const ProtobufCMessage *m, const gpr_time
   c.metric = (int)q->metric;
   c.device = (int)q->device; /* unset: each shard server's --device */
   snprintf(c.spec, sizeof c.spec, "%s", o.spec);
-  c.default_nprobe = q->default_nprobe;
+  c.default_nprobe = o.default_nprobe; /* a graph's default efSearch too */
   c.train_sample = q->train_sample;
   c.n_features = q->n_features;
   c.deferred_deletes = q->deferred_deletes;

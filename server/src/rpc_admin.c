@@ -21,7 +21,22 @@ qv_status qv__create_opts_from(const qv__server *s, const Quiver__V1__CreateColl
                         "metric is required: METRIC_L2, METRIC_IP or METRIC_COSINE (got %d)",
                         (int)r->metric);
   o->spec = r->index_spec && r->index_spec[0] ? r->index_spec : "Flat";
-  o->default_nprobe = r->default_nprobe;
+  /* A graph's efSearch rides in the index layer's nprobe slot. */
+  const int graph = qv_spec_is_graph(o->spec);
+  if (graph && r->default_nprobe != 0)
+    return qv_error_set(err, QV_EINVAL,
+                        "default_nprobe applies to IVF indexes; '%.64s' is a graph: set "
+                        "default_ef_search",
+                        o->spec);
+  if (!graph && r->default_ef_search != 0)
+    return qv_error_set(err, QV_EINVAL,
+                        "default_ef_search applies to HNSW indexes; '%.64s' is not one: set "
+                        "default_nprobe",
+                        o->spec);
+  if (r->default_ef_search > QV_MAX_EF_SEARCH)
+    return qv_error_set(err, QV_EINVAL, "default_ef_search = %u is out of range 1..%d",
+                        r->default_ef_search, QV_MAX_EF_SEARCH);
+  o->default_nprobe = graph ? r->default_ef_search : r->default_nprobe;
   o->train_sample = r->train_sample;
   o->n_features = r->n_features;
   o->deferred_deletes = r->deferred_deletes;

@@ -7,6 +7,12 @@
 #include "quiver/rerank_params.h"
 #include "server_internal.h"
 
+/* The request's search breadth for the index layer: IVF's nprobe or a graph's efSearch (one slot
+ * there; check_search refused the one that does not fit the collection). */
+static uint32_t breadth(const Quiver__V1__SearchRequest *r) {
+  return r->ef_search ? r->ef_search : r->nprobe;
+}
+
 /* The slow query log: a Search r, accepted at t0, slower than --slow-query-ms, with what shaped
  * it (never the query vectors). batch: the queries of the index search that answered it (0: run
  * alone). */
@@ -16,7 +22,7 @@ void qv__slow_query(qv__server *s, const Quiver__V1__SearchRequest *r, double t0
     return;
   QV_LOG_W("slow query: method=Search collection=%s floats=%zu k=%u nprobe=%u rerank=%s "
            "candidates=%u exact=%s batch_queries=%u ms=%.2f threshold_ms=%lld",
-           r->collection ? r->collection : "-", r->n_queries, r->k, r->nprobe,
+           r->collection ? r->collection : "-", r->n_queries, r->k, breadth(r),
            r->rerank ? "yes" : "no", r->rerank ? r->rerank->candidates : 0, r->exact ? "yes" : "no",
            batch, ms, (long long)s->cfg->slow_query_ms);
 }
@@ -75,7 +81,7 @@ static qv_status search_reranked(qv__server *s, qv__entry *e, qv_collection *col
     rp.n_allow = o->n_allow_ids;
     rp.deny = deny;
     rp.n_deny = o->n_deny_ids;
-    qv_search_params p = {.k = r->k, .nprobe = r->nprobe, .generation = gen};
+    qv_search_params p = {.k = r->k, .nprobe = breadth(r), .generation = gen};
     st = qv_collection_search_refined(col, queries, n, &p, o->candidates, &rp, scores, ids, err);
   }
   free(allow);
@@ -89,8 +95,11 @@ static qv_status search_reranked(qv__server *s, qv__entry *e, qv_collection *col
 static double search_work(const Quiver__V1__SearchRequest *r, const qv_collection_stats *cs,
                           size_t n) {
   const double d = (double)cs->dim, count = (double)cs->count;
-  double per = count * d; /* exact, or Flat */
-  if (!r->exact && cs->nlist > 0) {
+  double per = count * d;       /* exact, or Flat */
+  if (!r->exact && cs->graph) { /* about efSearch nodes visited, each with up to 2M links */
+    const double ef = breadth(r) ? breadth(r) : cs->default_nprobe ? cs->default_nprobe : 16;
+    per = (ef > r->k ? ef : r->k) * 64 * d;
+  } else if (!r->exact && cs->nlist > 0) {
     const double probe = r->nprobe ? r->nprobe : cs->default_nprobe ? cs->default_nprobe : 1;
     per = ((double)cs->nlist + probe * count / cs->nlist) * d;
   }
@@ -119,6 +128,15 @@ static qv_status check_search(qv__server *s, qv__entry *e, const Quiver__V1__Sea
     return qv_error_set(err, QV_EINVAL,
                         "queries hold %zu floats, not a multiple of collection '%s' dimension %zu",
                         r->n_queries, qv__entry_name(e), dim);
+  if (cs->graph && r->nprobe != 0)
+    return qv_error_set(err, QV_EINVAL,
+                        "nprobe applies to IVF indexes; collection '%s' is a graph (%s): send "
+                        "ef_search",
+                        qv__entry_name(e), cs->spec);
+  if (!cs->graph && r->ef_search != 0)
+    return qv_error_set(err, QV_EINVAL,
+                        "ef_search applies to HNSW indexes; collection '%s' is %s: send nprobe",
+                        qv__entry_name(e), cs->spec);
   if (r->k < 1 || r->k > (uint64_t)s->cfg->max_k + (self_slot ? 1 : 0))
     return qv_error_set(err, QV_EINVAL, "k = %u is out of range 1..%lld (server --max-k)", r->k,
                         (long long)s->cfg->max_k);
@@ -220,7 +238,7 @@ static qv_status search_in(qv__server *s, qv__entry *e, qv_collection *col, uint
     const double per_query = search_work(r, &cs, 1);
     size_t step = per_query > 0 ? (size_t)(5e8 / per_query) : n;
     step = step < 1 ? 1 : step > n ? n : step;
-    qv_search_params p = {.k = r->k, .nprobe = r->nprobe, .generation = gen};
+    qv_search_params p = {.k = r->k, .nprobe = breadth(r), .generation = gen};
     for (size_t q0 = 0; st == QV_OK && q0 < n; q0 += step) {
       const size_t m = n - q0 < step ? n - q0 : step;
       const float *q = r->queries + q0 * cs.dim;
@@ -419,7 +437,7 @@ int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   /* What would fail the whole coalesced search is refused here, for this request only, by the
    * index layer's own checks. */
   if (st == QV_OK) {
-    const qv_search_params sp = {.k = r->k, .nprobe = r->nprobe, .generation = serving};
+    const qv_search_params sp = {.k = r->k, .nprobe = breadth(r), .generation = serving};
     st = qv_collection_search_check(qv__entry_col(e), r->queries, n, &sp, &err);
     if (st == QV_EPRECONDITION && qv_collection_generation(qv__entry_col(e)) != serving) {
       qv__registry_put(s->reg, e); /* flipped since: inline, where it picks its version again */
@@ -448,7 +466,7 @@ int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
   sc->bq.q = r->queries;
   sc->bq.n = n;
   sc->bq.k = r->k;
-  sc->bq.nprobe = r->nprobe;
+  sc->bq.nprobe = breadth(r);
   /* Pinned to the serving version read above, an unpinned request too: a flip while it is
    * queued would otherwise answer it from the new version under the old one's number. */
   sc->bq.generation = serving;

@@ -243,8 +243,9 @@ static void on_request(void *self, int ok) {
             "--token or $QUIVER_TOKEN) with a token from quiverd's --auth-tokens file";
     } else if (have < need) {
       st = QV_EPERMISSION;
-      why = "a read token may only search, get, describe, list and check health: this call needs an "
-            "admin token";
+      why =
+          "a read token may only search, get, describe, list and check health: this call needs an "
+          "admin token";
     }
     if (st != QV_OK) {
       char msg[300];

@@ -330,3 +330,88 @@ TEST_F(Items, TheCliGetsItemsAndSearchesByIds) {
   r = quiver(s, "search items --include-self --queries x.fvecs");
   EXPECT_EQ(r.code, 2) << r.out;
 }
+
+// An HNSW collection through quiverd: efSearch per request and as the collection's default (tuned
+// by a build's target recall), the wrong parameter or a GPU refused, and a restart.
+TEST_F(Items, AnHnswCollectionServesWithEfSearchAndRefusesWhatDoesNotApply) {
+  Client cl(srv.target());
+  qv_error e{};
+  qv_create_opts o{};
+  o.name = "graph";
+  o.dim = 128;
+  o.metric = QV_METRIC_L2;
+  o.index_spec = "HNSW32";
+  o.default_ef_search = 24;
+  qv_collection_info info;
+  ASSERT_EQ(qv_client_create(cl.c, &o, &info, &e), QV_OK) << e.msg;
+  EXPECT_EQ(info.default_ef_search, 24u);
+  EXPECT_EQ(info.default_nprobe, 0u);
+  EXPECT_NE(std::strstr(info.placement, "graph"), nullptr) << info.placement;
+  ASSERT_NO_FATAL_FAILURE(qvtest::upsert_all(cl.c, "graph", base));
+  // Searchable at once (no training); efSearch 256 reaches what 8 does not.
+  Matrix gt = qvtest::load_i64("sift5k/sift5k_groundtruth.ivecs");
+  const size_t k = 10, nq = q.rows;
+  std::vector<float> sc(nq * k);
+  std::vector<int64_t> lo(nq * k), hi(nq * k);
+  qv_client_search_opts so;
+  qv_client_search_opts_init(&so);
+  so.ef_search = 8;
+  ASSERT_EQ(qv_client_search_ex(cl.c, "graph", q.f.data(), nq, 128, k, &so, sc.data(), lo.data(),
+                                nullptr, 0, nullptr, &e),
+            QV_OK)
+      << e.msg;
+  so.ef_search = 256;
+  ASSERT_EQ(qv_client_search_ex(cl.c, "graph", q.f.data(), nq, 128, k, &so, sc.data(), hi.data(),
+                                nullptr, 0, nullptr, &e),
+            QV_OK)
+      << e.msg;
+  EXPECT_GE(qvtest::recall_at_k(hi, gt, nq, k), 0.99);
+  EXPECT_LT(qvtest::recall_at_k(lo, gt, nq, k), qvtest::recall_at_k(hi, gt, nq, k));
+  // nprobe on a graph, ef_search on IVF, default_nprobe for a graph, a GPU graph: refused.
+  so.ef_search = 0;
+  so.nprobe = 8;
+  EXPECT_EQ(qv_client_search_ex(cl.c, "graph", q.f.data(), 1, 128, k, &so, sc.data(), lo.data(),
+                                nullptr, 0, nullptr, &e),
+            QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "send ef_search"), nullptr) << e.msg;
+  ASSERT_NO_FATAL_FAILURE(load(cl.c, "items"));
+  so.nprobe = 0;
+  so.ef_search = 8;
+  EXPECT_EQ(qv_client_search_ex(cl.c, "items", q.f.data(), 1, 128, k, &so, sc.data(), lo.data(),
+                                nullptr, 0, nullptr, &e),
+            QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "send nprobe"), nullptr) << e.msg;
+  qv_create_opts bad = o;
+  bad.name = "graph2";
+  bad.default_ef_search = 0;
+  bad.default_nprobe = 8;
+  EXPECT_EQ(qv_client_create(cl.c, &bad, nullptr, &e), QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "default_ef_search"), nullptr) << e.msg;
+  bad.default_nprobe = 0;
+  bad.device = "gpu";
+  EXPECT_EQ(qv_client_create(cl.c, &bad, nullptr, &e), QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "GPU"), nullptr) << e.msg;
+  // A build with a target recall tunes the default efSearch; a delete holds through a restart.
+  qv_client_build_opts bo{};
+  bo.target_recall = 0.95;
+  ASSERT_EQ(qv_client_build_ex(cl.c, "graph", &bo, 0, nullptr, nullptr, &info, nullptr, &e), QV_OK)
+      << e.msg;
+  EXPECT_GT(info.default_ef_search, 0u);
+  EXPECT_EQ(info.build_recall_nprobe, info.default_ef_search);
+  EXPECT_GE(info.build_recall, 0.95);
+  const int64_t gone = hi[0];
+  ASSERT_EQ(qv_client_delete(cl.c, "graph", 1, &gone, nullptr, nullptr, &e), QV_OK);
+  srv.stop(SIGKILL);
+  ASSERT_TRUE(srv.start(srv.data_dir));
+  Client again(srv.target());
+  qv_collection_info after;
+  ASSERT_EQ(qv_client_describe(again.c, "graph", &after, &e), QV_OK) << e.msg;
+  EXPECT_EQ(after.default_ef_search, info.default_ef_search);
+  EXPECT_EQ(after.count, base.rows - 1);
+  so.ef_search = 256;
+  ASSERT_EQ(qv_client_search_ex(again.c, "graph", q.f.data(), 1, 128, k, &so, sc.data(), lo.data(),
+                                nullptr, 0, nullptr, &e),
+            QV_OK)
+      << e.msg;
+  EXPECT_EQ(std::count(lo.begin(), lo.begin() + k, gone), 0);
+}

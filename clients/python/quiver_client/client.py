@@ -195,6 +195,8 @@ class CollectionInfo:
     # it), and the one held beside it, staged or previous (at most one on a node).
     version: int = 0
     versions: Tuple[VersionInfo, ...] = ()
+    # An HNSW collection's efSearch when a search sends none (its default_nprobe is 0).
+    default_ef_search: int = 0
 
     @property
     def staged(self) -> Optional[VersionInfo]:
@@ -246,6 +248,7 @@ class CollectionInfo:
             replica_info=tuple(ReplicaInfo._from_pb(r) for r in m.replica_info),
             version=m.version,
             versions=tuple(VersionInfo._from_pb(v) for v in m.versions),
+            default_ef_search=m.default_ef_search,
         )
 
     def to_dict(self) -> dict:
@@ -586,12 +589,13 @@ class Client:
                nprobe: int = 0, exact: bool = False, *, rerank: Optional[dict] = None,
                allow_partial: bool = False, version: int = 0,
                query_ids: Optional[ArrayLike] = None, include_self: bool = False,
-               timeout=_DEFAULT) -> SearchResult:
+               ef_search: int = 0, timeout=_DEFAULT) -> SearchResult:
         """Nearest neighbours of ``queries`` (float32 [n, dim]; a 1-D array is one query).
 
         Returns ``(ids, scores)``: int64 [n, k] and float32 [n, k], best first per row, padded
-        with id -1 when fewer than k vectors are reachable. ``nprobe`` 0 uses the collection's
-        default; ``exact`` brute-forces over the stored vectors.
+        with id -1 when fewer than k vectors are reachable. ``nprobe`` (IVF) or ``ef_search``
+        (HNSW) 0 uses the collection's default (sending the other one is INVALID_ARGUMENT);
+        ``exact`` brute-forces over the stored vectors.
 
         ``allow_partial`` (through a router): when a shard has no replica answering in time,
         answer from the shards that did instead of raising UNAVAILABLE; the result's
@@ -619,7 +623,8 @@ class Client:
             qi = _as_ids(query_ids)
             n = len(qi)
             req = _msg(pb.SearchRequest, collection=collection, k=k, nprobe=nprobe, exact=exact,
-                       allow_partial=allow_partial, version=version, include_self=include_self)
+                       allow_partial=allow_partial, version=version, include_self=include_self,
+                       ef_search=ef_search)
             req.query_ids.extend(qi.tolist())
         else:
             if include_self:
@@ -627,7 +632,8 @@ class Client:
             q = _as_matrix(queries, "queries")
             n, dim = q.shape
             req = _msg(pb.SearchRequest, collection=collection, dim=dim, k=k, nprobe=nprobe,
-                       exact=exact, allow_partial=allow_partial, version=version)
+                       exact=exact, allow_partial=allow_partial, version=version,
+                       ef_search=ef_search)
             _set_floats(req, "queries", q)
         if rerank is not None:
             known = {"candidates", "refine", "weights", "mmr_lambda", "allow_ids", "deny_ids"}
@@ -733,10 +739,13 @@ class Client:
     def create(self, name: str, dim: int, metric: str = "l2", spec: str = "Flat",
                default_nprobe: int = 0, train_sample: int = 0, n_features: int = 0, *,
                device: str | None = None, deferred_deletes: bool = False, shards: int = 0,
-               replicas: int = 0, timeout=_DEFAULT) -> CollectionInfo:
+               replicas: int = 0, default_ef_search: int = 0,
+               timeout=_DEFAULT) -> CollectionInfo:
         """Creates a collection. ``metric``: "l2" (squared distance, ascending), "ip" or
-        "cosine" (descending). ``spec``: Flat | IVF<n>,Flat | IVF<n>,SQ8 | IVF<n>,PQ<m>.
-        ``default_nprobe`` 0 = the server's default (16); ``train_sample`` 0 = 256 per list.
+        "cosine" (descending). ``spec``: Flat | IVF<n>,Flat | IVF<n>,SQ8 | IVF<n>,PQ<m> |
+        HNSW<M> | HNSW<M>,SQ8 (graphs serve from the CPU only).
+        ``default_nprobe`` (IVF) 0 = the server's default (16); ``default_ef_search`` (HNSW) 0 =
+        16; ``train_sample`` 0 = 256 per list.
         ``device``: "auto", "cpu" or "gpu" (None = the server's ``--device``);
         ``deferred_deletes``: hide deletes by tombstones until the next save or build.
         ``shards``, ``replicas`` (sent to a router; 0 = 1): split the items over ``shards``
@@ -753,7 +762,7 @@ class Client:
         req = _msg(pb.CreateCollectionRequest, name=name, dim=dim, metric=m, index_spec=spec,
                    default_nprobe=default_nprobe, train_sample=train_sample,
                    n_features=n_features, device=dev, deferred_deletes=deferred_deletes,
-                   shards=shards, replicas=replicas)
+                   shards=shards, replicas=replicas, default_ef_search=default_ef_search)
         return CollectionInfo._from_pb(self._unary(self._stub.CreateCollection, req, timeout))
 
     def drop(self, name: str, *, timeout=_DEFAULT) -> None:

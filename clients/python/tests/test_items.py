@@ -87,3 +87,25 @@ def test_item_to_item_search_refuses_bad_input(client, items):
     with pytest.raises(quiver_client.QuiverError) as e:
         client.search(name, query_ids=[3, -1])
     assert e.value.code.name == "INVALID_ARGUMENT" and "is negative" in e.value.details
+
+
+def test_an_hnsw_collection_takes_ef_search(client, sift):
+    info = client.create("graph_py", dim=128, spec="HNSW16", default_ef_search=32)
+    try:
+        assert info.default_ef_search == 32 and info.default_nprobe == 0
+        client.upsert("graph_py", np.arange(len(sift.base)), sift.base)
+        lo = client.search("graph_py", sift.queries, k=10, ef_search=8)
+        hi = client.search("graph_py", sift.queries, k=10, ef_search=512)
+        gt = sift.gt[:, :10]
+
+        def rec(r):
+            return np.mean([len(set(a) & set(b)) / 10 for a, b in zip(r.ids, gt)])
+        assert rec(hi) >= 0.95 and rec(lo) < rec(hi)
+        with pytest.raises(quiver_client.QuiverError) as e:
+            client.search("graph_py", sift.queries[0], nprobe=4)
+        assert e.value.code.name == "INVALID_ARGUMENT" and "ef_search" in e.value.details
+        with pytest.raises(quiver_client.QuiverError) as e:
+            client.create("graph_gpu", dim=8, spec="HNSW16", device="gpu")
+        assert e.value.code.name == "INVALID_ARGUMENT" and "GPU" in e.value.details
+    finally:
+        client.drop("graph_py")

@@ -69,6 +69,7 @@ typedef struct qv_collection_info {
   char index_spec[128];
   int state; /* 1 not built, 2 ready, 3 building (quiver.v1.CollectionState) */
   uint32_t default_nprobe;
+  uint32_t default_ef_search; /* an HNSW collection's (its default_nprobe is 0) */
   uint64_t count, indexed;
   uint32_t nlist;
   uint64_t memory_bytes, vector_bytes, index_bytes, index_version;
@@ -104,8 +105,9 @@ typedef struct qv_create_opts {
   const char *name;
   uint32_t dim;
   qv_metric metric;
-  const char *index_spec; /* NULL or "" = "Flat" */
-  uint32_t default_nprobe;
+  const char *index_spec;     /* NULL or "" = "Flat" */
+  uint32_t default_nprobe;    /* IVF only */
+  uint32_t default_ef_search; /* HNSW only */
   uint64_t train_sample;
   uint32_t n_features;  /* per-item features for the rerank blend, 0 .. 64 */
   const char *device;   /* "auto", "cpu", "gpu"; NULL = the server's --device */
@@ -153,7 +155,8 @@ QV_API qv_status qv_client_search_rerank(qv_client *c, const char *collection, c
 /* What a search asks besides its queries; all zero (qv_client_search_opts_init) is a plain
  * search with the collection's default nprobe. */
 typedef struct qv_client_search_opts {
-  uint32_t nprobe;                /* 0 = the collection's default */
+  uint32_t nprobe;                /* IVF: 0 = the collection's default */
+  uint32_t ef_search;             /* HNSW: 0 = the collection's default */
   int exact;                      /* 1: brute force over the stored vectors (no rerank with it) */
   const qv_client_rerank *rerank; /* NULL = no rerank stage; borrowed for the call */
   /* Through a router: when a shard has no replica answering in time, answer from the shards

@@ -58,7 +58,7 @@ ROLLOUT_ACTION_RELEASE: RolloutAction
 ROLLOUT_ACTION_BEGIN: RolloutAction
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "queries", "dim", "k", "nprobe", "rerank", "query_ids", "include_self", "exact", "allow_partial", "version")
+    __slots__ = ("collection", "queries", "dim", "k", "nprobe", "rerank", "query_ids", "include_self", "ef_search", "exact", "allow_partial", "version")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,7 @@ class SearchRequest(_message.Message):
     RERANK_FIELD_NUMBER: _ClassVar[int]
     QUERY_IDS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_SELF_FIELD_NUMBER: _ClassVar[int]
+    EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -78,10 +79,11 @@ class SearchRequest(_message.Message):
     rerank: RerankOptions
     query_ids: _containers.RepeatedScalarFieldContainer[int]
     include_self: bool
+    ef_search: int
     exact: bool
     allow_partial: bool
     version: int
-    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[float]] = ..., dim: _Optional[int] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., rerank: _Optional[_Union[RerankOptions, _Mapping]] = ..., query_ids: _Optional[_Iterable[int]] = ..., include_self: _Optional[bool] = ..., exact: _Optional[bool] = ..., allow_partial: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
+    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[float]] = ..., dim: _Optional[int] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., rerank: _Optional[_Union[RerankOptions, _Mapping]] = ..., query_ids: _Optional[_Iterable[int]] = ..., include_self: _Optional[bool] = ..., ef_search: _Optional[int] = ..., exact: _Optional[bool] = ..., allow_partial: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
 
 class RerankOptions(_message.Message):
     __slots__ = ("candidates", "refine", "weights", "mmr_lambda", "allow_ids", "deny_ids")
@@ -118,7 +120,7 @@ class SearchResponse(_message.Message):
     def __init__(self, k: _Optional[int] = ..., num_queries: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., missing_shards: _Optional[_Iterable[int]] = ..., version: _Optional[int] = ..., unknown_queries: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index_spec", "default_nprobe", "train_sample", "n_features", "device", "deferred_deletes", "shards", "replicas")
+    __slots__ = ("name", "dim", "metric", "index_spec", "default_nprobe", "train_sample", "n_features", "device", "deferred_deletes", "shards", "replicas", "default_ef_search")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +132,7 @@ class CreateCollectionRequest(_message.Message):
     DEFERRED_DELETES_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: Metric
@@ -141,10 +144,11 @@ class CreateCollectionRequest(_message.Message):
     deferred_deletes: bool
     shards: int
     replicas: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., default_nprobe: _Optional[int] = ..., train_sample: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., deferred_deletes: _Optional[bool] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ...) -> None: ...
+    default_ef_search: int
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., default_nprobe: _Optional[int] = ..., train_sample: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., deferred_deletes: _Optional[bool] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., default_ef_search: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index_spec", "state", "default_nprobe", "count", "indexed", "nlist", "memory_bytes", "vector_bytes", "index_bytes", "index_version", "n_features", "device", "gpu", "device_bytes", "placement", "tombstones", "gpu_fallbacks", "deferred_deletes", "build_recall", "build_recall_k", "build_recall_nprobe", "snapshot_version", "storage_note", "wal_bytes", "wal_records", "batched_requests", "batches", "batched_queries", "batch_expired", "shards", "replicas", "replica_info", "version", "versions")
+    __slots__ = ("name", "dim", "metric", "index_spec", "state", "default_nprobe", "count", "indexed", "nlist", "memory_bytes", "vector_bytes", "index_bytes", "index_version", "n_features", "device", "gpu", "device_bytes", "placement", "tombstones", "gpu_fallbacks", "deferred_deletes", "build_recall", "build_recall_k", "build_recall_nprobe", "snapshot_version", "storage_note", "wal_bytes", "wal_records", "batched_requests", "batches", "batched_queries", "batch_expired", "shards", "replicas", "replica_info", "version", "versions", "default_ef_search")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -182,6 +186,7 @@ class CollectionInfo(_message.Message):
     REPLICA_INFO_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: Metric
@@ -219,7 +224,8 @@ class CollectionInfo(_message.Message):
     replica_info: _containers.RepeatedCompositeFieldContainer[ReplicaInfo]
     version: int
     versions: _containers.RepeatedCompositeFieldContainer[VersionInfo]
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., default_nprobe: _Optional[int] = ..., count: _Optional[int] = ..., indexed: _Optional[int] = ..., nlist: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., vector_bytes: _Optional[int] = ..., index_bytes: _Optional[int] = ..., index_version: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., gpu: _Optional[int] = ..., device_bytes: _Optional[int] = ..., placement: _Optional[str] = ..., tombstones: _Optional[int] = ..., gpu_fallbacks: _Optional[int] = ..., deferred_deletes: _Optional[bool] = ..., build_recall: _Optional[float] = ..., build_recall_k: _Optional[int] = ..., build_recall_nprobe: _Optional[int] = ..., snapshot_version: _Optional[int] = ..., storage_note: _Optional[str] = ..., wal_bytes: _Optional[int] = ..., wal_records: _Optional[int] = ..., batched_requests: _Optional[int] = ..., batches: _Optional[int] = ..., batched_queries: _Optional[int] = ..., batch_expired: _Optional[int] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., replica_info: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ...) -> None: ...
+    default_ef_search: int
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., default_nprobe: _Optional[int] = ..., count: _Optional[int] = ..., indexed: _Optional[int] = ..., nlist: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., vector_bytes: _Optional[int] = ..., index_bytes: _Optional[int] = ..., index_version: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., gpu: _Optional[int] = ..., device_bytes: _Optional[int] = ..., placement: _Optional[str] = ..., tombstones: _Optional[int] = ..., gpu_fallbacks: _Optional[int] = ..., deferred_deletes: _Optional[bool] = ..., build_recall: _Optional[float] = ..., build_recall_k: _Optional[int] = ..., build_recall_nprobe: _Optional[int] = ..., snapshot_version: _Optional[int] = ..., storage_note: _Optional[str] = ..., wal_bytes: _Optional[int] = ..., wal_records: _Optional[int] = ..., batched_requests: _Optional[int] = ..., batches: _Optional[int] = ..., batched_queries: _Optional[int] = ..., batch_expired: _Optional[int] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., replica_info: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., default_ef_search: _Optional[int] = ...) -> None: ...
 
 class VersionInfo(_message.Message):
     __slots__ = ("version", "state", "count", "memory_bytes", "recall", "recall_k", "recall_nprobe")
