@@ -128,7 +128,7 @@ TEST_F(Cli, MistakesExitNonZeroWithAClearMessage) {
       {"index search --index " + dir + " --queries " + sift + "_query.fvecs --groundtruth " + sift +
            "_query.fvecs",
        1, "holds floats"},
-      {"index build --input " + sift + "_base.fvecs --spec HNSW32 --out " + tmp.sub("x"), 1,
+      {"index build --input " + sift + "_base.fvecs --spec HNSW32,PQ8 --out " + tmp.sub("x"), 1,
        "unsupported index spec"},
       {"--server 127.0.0.1:1 index info --index " + dir, 2, "work offline"},
       {"index build --input " + sift + "_base.fvecs --metric hamming --out " + tmp.sub("x"), 1,

@@ -301,9 +301,9 @@ TEST(BadInput, CreateRefusesBadOptions) {
   o.dim = QV_MAX_DIM + 1;
   EXPECT_EQ(qv_collection_create(&c, &o, &e), QV_EINVAL);
   o.dim = 16;
-  for (const char *bad :
-       {"", "HNSW32", "IVF,Flat", "IVF0,Flat", "IVF99999999,Flat", "IVF8,PQ5", "IVF8,PQ4x9",
-        "IVF8,Flat,extra", "IVF8,SQ7", "Flat ", " Flat", "IVF8, Flat", "IVF8,\tFlat"}) {
+  for (const char *bad : {"", "HNSW32,PQ8", "NSG32", "IVF,Flat", "IVF0,Flat", "IVF99999999,Flat",
+                          "IVF8,PQ5", "IVF8,PQ4x9", "IVF8,Flat,extra", "IVF8,SQ7", "Flat ", " Flat",
+                          "IVF8, Flat", "IVF8,\tFlat"}) {
     o.spec = bad;
     qv_status st = qv_collection_create(&c, &o, &e);
     EXPECT_EQ(st, QV_EINVAL) << "spec '" << bad << "'";

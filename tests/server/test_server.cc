@@ -124,7 +124,7 @@ TEST_F(Server, EveryErrorCodeIsReachable) {
   o.dim = 0;
   EXPECT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_EINVAL);
   o.dim = 128;
-  o.index_spec = "HNSW32";
+  o.index_spec = "HNSW32,PQ8";
   EXPECT_EQ(qv_client_create(cl.c, &o, nullptr, &e), QV_EINVAL);
   EXPECT_NE(std::strstr(e.msg, "unsupported index spec"), nullptr) << e.msg;
   o.index_spec = "IVF4,Flat";
