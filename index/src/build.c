@@ -300,7 +300,7 @@ static qv_status catch_up(qv_collection *c, FaissIndex *idx, uint64_t *n_out, in
       nl++;
     }
   }
-  if (c->spec.graph) {
+  if (qv__spec_gated(&c->spec)) {
     if (qv__idmap_reserve(&c->tomb, c->tomb.count + m) != 0) {
       st = qv_error_set(err, QV_ENOMEM, "build: out of memory for %zu tombstones", m);
       goto out;
@@ -313,7 +313,7 @@ static qv_status catch_up(qv_collection *c, FaissIndex *idx, uint64_t *n_out, in
     goto out;
   }
   *n_out = m;
-  if (c->spec.graph) {
+  if (qv__spec_gated(&c->spec)) {
     *stale = ids;
     *nstale = m;
     ids = NULL;

@@ -9,6 +9,7 @@
 #include <faiss/c_api/Index_c.h>
 #include <faiss/c_api/clone_index_c.h>
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
+#include <faiss/c_api/index_io_c.h>
 
 #include "internal.h"
 #include "quiver/kernels.h"
@@ -68,12 +69,12 @@ qv_status qv_collection_create(qv_collection **out, const qv_collection_opts *o,
   qv_status st = qv__spec_parse(o->spec, o->dim, &spec, err);
   if (st != QV_OK)
     return st;
-  if (spec.graph && o->device == QV_DEVICE_GPU)
+  if (qv__spec_gated(&spec) && o->device == QV_DEVICE_GPU)
     return qv_error_set(err, QV_EINVAL,
-                        "index spec '%s' is a graph index, which FAISS 1.7.3 cannot serve from a "
-                        "GPU: create it with device cpu (or auto, which keeps it on the CPU), or "
-                        "pick an IVF spec for the GPU",
-                        spec.text);
+                        "index spec '%s' is a %s, which FAISS 1.7.3 cannot serve from a GPU: "
+                        "create it with device cpu (or auto, which keeps it on the CPU), or pick "
+                        "an IVF Flat/SQ/PQ spec for the GPU",
+                        spec.text, spec.graph ? "graph index" : "fast-scan index");
   qv_collection *c;
   if ((st = qv__collection_alloc(&c, err)) != QV_OK)
     return st;
@@ -527,14 +528,15 @@ qv_status qv__place(qv_collection *c, FaissIndex *idx, qv__gpu_index *replacing,
     snprintf(note, QV__NOTE, "cpu: device cpu asked");
     return QV_OK;
   }
-  if (c->spec.graph) {
+  if (qv__spec_gated(&c->spec)) {
+    const char *kind = c->spec.graph ? "graph index" : "fast-scan index";
     if (c->device == QV_DEVICE_GPU)
       return qv_error_set(err, QV_EINVAL,
-                          "index '%s' is a graph index: FAISS 1.7.3 has no GPU graph index, so "
-                          "it serves from the CPU only (device cpu or auto)",
-                          c->spec.text);
-    snprintf(note, QV__NOTE, "cpu: %s is a graph index (FAISS 1.7.3 has none on the GPU)",
-             c->spec.text);
+                          "index '%s' is a %s: FAISS 1.7.3 has no GPU version of it, so it "
+                          "serves from the CPU only (device cpu or auto)",
+                          c->spec.text, kind);
+    snprintf(note, QV__NOTE, "cpu: %s is a %s (FAISS 1.7.3 has none on the GPU)", c->spec.text,
+             kind);
     return QV_OK;
   }
   if (qv_gpu_devices() == 0) {
@@ -572,12 +574,12 @@ qv_status qv_collection_set_device(qv_collection *c, qv_device device, qv_error 
     pthread_mutex_unlock(&c->wmu); /* already there */
     return QV_OK;
   }
-  if (c->spec.graph && device == QV_DEVICE_GPU) {
+  if (qv__spec_gated(&c->spec) && device == QV_DEVICE_GPU) {
     pthread_mutex_unlock(&c->wmu);
     return qv_error_set(err, QV_EINVAL,
-                        "index '%s' is a graph index: FAISS 1.7.3 has no GPU graph index, so it "
-                        "serves from the CPU only (device cpu or auto)",
-                        c->spec.text);
+                        "index '%s' is a %s: FAISS 1.7.3 has no GPU version of it, so it serves "
+                        "from the CPU only (device cpu or auto)",
+                        c->spec.text, c->spec.graph ? "graph index" : "fast-scan index");
   }
   const qv_device was = c->device;
   c->device = device;
@@ -605,31 +607,32 @@ qv_status qv_collection_set_device(qv_collection *c, qv_device device, qv_error 
   return QV_OK;
 }
 
-/* A graph index has no removal: its fold is a new graph of the store (FAISS 1.7.3 clones an
- * IndexHNSW as one sharing its storage, so nothing is copied from the old one); codes are trained
- * again on the store (SQ8: each component's range, a seeded sample when the store is large).
- * Writers wait (the caller holds wmu); searches go on against the old graph. */
-static qv_status fold_graph(qv_collection *c, qv_error *err) {
+/* A graph or fast-scan index has no removal: its fold is a deep copy of it (written to memory and
+ * read back: FAISS 1.7.3 clones an IndexHNSW as one sharing its storage), emptied with its
+ * trained parts kept (coarse centroids, PQ or SQ codebooks), and filled again from the store.
+ * Writers wait (the caller holds wmu); searches go on against the old one. */
+static qv_status fold_rebuild(qv_collection *c, qv_error *err) {
   FaissIndex *idx = NULL;
-  qv_status st = qv__index_new(&c->spec, c->dim, c->metric, &idx, err);
-  if (st != QV_OK)
-    return st;
-  if (!faiss_Index_is_trained(idx)) {
-    const size_t ns = c->count < 65536 ? c->count : 65536, stride = c->count / (ns ? ns : 1);
-    float *sample = malloc((ns ? ns : 1) * c->dim * sizeof *sample);
-    if (sample == NULL) {
-      faiss_Index_free(idx);
-      return qv_error_set(err, QV_ENOMEM, "folding tombstones: out of memory for a sample");
-    }
-    for (size_t i = 0; i < ns; i++)
-      memcpy(sample + i * c->dim, c->vecs + i * stride * c->dim, c->dim * sizeof(float));
-    const int rc = faiss_Index_train(idx, (idx_t)ns, sample);
-    free(sample);
-    if (rc != 0) {
-      faiss_Index_free(idx);
-      return qv__faiss_fail(err, QV_EINTERNAL, "folding tombstones: training the graph's codes");
-    }
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *w = open_memstream(&buf, &len);
+  if (w == NULL)
+    return qv_error_set(err, QV_ENOMEM, "folding tombstones: out of memory");
+  const int wrc = faiss_write_index(c->index, w);
+  if (fclose(w) != 0 || wrc != 0) {
+    free(buf);
+    return wrc != 0 ? qv__faiss_fail(err, QV_EINTERNAL, "folding tombstones: copying the index")
+                    : qv_error_set(err, QV_ENOMEM, "folding tombstones: out of memory");
   }
+  FILE *r = fmemopen(buf, len, "rb");
+  const int rrc = r != NULL ? faiss_read_index(r, 0, &idx) : -1;
+  if (r != NULL)
+    fclose(r);
+  free(buf);
+  if (rrc != 0)
+    return r == NULL ? qv_error_set(err, QV_ENOMEM, "folding tombstones: out of memory")
+                     : qv__faiss_fail(err, QV_EINTERNAL, "folding tombstones: copying the index");
+  faiss_Index_reset(idx);
   const size_t chunk = 65536;
   for (size_t off = 0; off < c->count; off += chunk) {
     const size_t m = c->count - off < chunk ? c->count - off : chunk;
@@ -653,8 +656,8 @@ static qv_status fold_graph(qv_collection *c, qv_error *err) {
 qv_status qv__fold_tombstones(qv_collection *c, qv_error *err) {
   if (c->n_dead == 0 || !c->trained)
     return QV_OK;
-  if (c->spec.graph)
-    return fold_graph(c, err);
+  if (qv__spec_gated(&c->spec))
+    return fold_rebuild(c, err);
   /* The fold works on a clone, swapped in only when it all worked: searches go on meanwhile
    * against the current index(es), and a failure changes nothing. Writers wait (wmu). */
   int64_t *dead = malloc(c->tomb.count * sizeof *dead);

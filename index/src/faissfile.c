@@ -261,6 +261,40 @@ static int invlists(rd *r, uint64_t nlist, uint64_t code_size, int64_t ntotal) {
   return skip(r, total, (size_t)code_size + 8);
 }
 
+/* "ilbl" block lists of a fast-scan IVF: nlist and code size as the IVF has them, n_per_block as
+ * its bbs and block_size bbs x M2 / 2; per list its ids and ceil(ids / n_per_block) blocks. */
+static int block_lists(rd *r, uint64_t nlist, uint64_t code_size, int64_t ntotal, int32_t bbs,
+                       uint64_t m2) {
+  uint32_t cc;
+  uint64_t n, cs, per, bs;
+  if (!take(r, &cc, 4))
+    return 0;
+  if (cc != fourcc("ilbl"))
+    return bad(r, "fast-scan lists of an unsupported type");
+  if (!u64(r, &n) || !u64(r, &cs) || !u64(r, &per) || !u64(r, &bs))
+    return 0;
+  /* (FAISS 1.7.3 makes them with code_size "invalid", SIZE_MAX: blocks have no per-entry code) */
+  if (n != nlist || (cs != code_size && cs != UINT64_MAX) || per != (uint64_t)bbs ||
+      bs != (uint64_t)bbs * m2 / 2)
+    return bad(r, "fast-scan lists disagree with the index (nlist, code size or block shape)");
+  uint64_t total = 0;
+  for (uint64_t l = 0; l < nlist; l++) {
+    uint64_t ni, nc;
+    if (!vec(r, 8, &ni))
+      return 0;
+    if (ni > (uint64_t)ntotal || total + ni > (uint64_t)ntotal)
+      return bad(r, "fast-scan lists hold more entries than the index counts");
+    total += ni;
+    if (!vec(r, 1, &nc))
+      return 0;
+    if (nc != (ni + per - 1) / per * bs)
+      return bad(r, "a fast-scan list's codes do not fill its blocks");
+  }
+  if (total != (uint64_t)ntotal)
+    return bad(r, "fast-scan lists do not hold ntotal entries");
+  return 1;
+}
+
 static int ivf(rd *r, uint32_t cc, size_t dim, uint32_t want_nlist) {
   head h, q;
   uint64_t nlist, nprobe, len;
@@ -280,6 +314,20 @@ static int ivf(rd *r, uint32_t cc, size_t dim, uint32_t want_nlist) {
   if (!vec(r, 8, &len) || (dm == 2 && !vec(r, 16, &len)))
     return 0;
   uint64_t code_size = 4 * (uint64_t)dim;
+  if (cc == fourcc("IwPf")) {
+    unsigned char by_residual;
+    uint64_t cs, m2, qbs2, pd, m, nbits;
+    int32_t bbs, implem;
+    if (!take(r, &by_residual, 1) || !u64(r, &cs) || !take(r, &bbs, 4) || !u64(r, &m2) ||
+        !take(r, &implem, 4) || !u64(r, &qbs2) || !u64(r, &pd) || !u64(r, &m) || !u64(r, &nbits) ||
+        !vec(r, 4, &len))
+      return 0;
+    if (by_residual > 1 || pd != dim || m == 0 || dim % m != 0 || nbits != 4 ||
+        len != pd << nbits || cs != (m * nbits + 7) / 8 || m2 != (m + 1) / 2 * 2 || bbs != 32 ||
+        implem < 0 || implem > 15 || qbs2 > 4096)
+      return bad(r, "the fast-scan product quantizer does not fit the index");
+    return block_lists(r, nlist, cs, h.ntotal, bbs, m2);
+  }
   if (cc == fourcc("IwSq")) {
     int32_t qtype, rangestat;
     float arg;
@@ -335,7 +383,8 @@ qv_status qv__faiss_file_check(const char *path, size_t dim, const qv__spec *spe
     if (ok && (sub.ntotal != h.ntotal || len != (uint64_t)h.ntotal))
       ok = bad(&r, "the id map and the flat index disagree on the vector count");
   } else if (ok) {
-    ok = cc == fourcc("IwFl") || cc == fourcc("IwSq") || cc == fourcc("IwPQ")
+    ok = cc == fourcc(spec->fastscan ? "IwPf" : "IwFl") ||
+                 (!spec->fastscan && (cc == fourcc("IwSq") || cc == fourcc("IwPQ")))
              ? ivf(&r, cc, dim, nlist)
              : bad(&r, "not an IVF layout an IVF collection writes");
   }

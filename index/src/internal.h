@@ -28,7 +28,18 @@ typedef struct qv__spec {
    * are always tombstones; folding them re-adds the store into a reset copy), and no GPU index. */
   int graph;
   uint32_t hnsw_m;
+  /* IVF<n>,PQ<m>x4fs: IVF with 4-bit PQ codes scanned in SIMD registers (FAISS's
+   * IndexIVFPQFastScan). FAISS 1.7.3 keeps its nprobe in the index (no search_preassigned), has
+   * no removal from its block lists and no GPU version: nprobe goes through the gate, deletes
+   * are tombstones, it serves from the CPU. */
+  int fastscan;
 } qv__spec;
+
+/* Specs whose search parameter is a field of the index (set through a gate), which cannot
+ * remove entries and which have no GPU index in FAISS 1.7.3. */
+static inline int qv__spec_gated(const qv__spec *s) {
+  return s->graph || s->fastscan;
+}
 
 /* A graph index's efSearch is a field of the index (FAISS 1.7.3's C API has no per-call search
  * parameters): searches with one value run together, one with another waits until they are done
@@ -111,7 +122,7 @@ struct qv_collection {
 
 /* 1 when writes leave tombstones instead of removing from the index. */
 static inline int qv__deferred(const qv_collection *c) {
-  return c->deferred || c->gpu != NULL || c->n_dead > 0 || c->spec.graph;
+  return c->deferred || c->gpu != NULL || c->n_dead > 0 || qv__spec_gated(&c->spec);
 }
 
 /* Bytes a GPU copy of idx is expected to take (codes, ids, centroids, with headroom). */

@@ -92,17 +92,26 @@ void qv__gate_fini(qv__gate *g) {
   pthread_cond_destroy(&g->cv);
 }
 
-static qv_status set_ef(FaissIndex *index, int ef, qv_error *err) {
+/* A graph's efSearch, or a fast-scan IVF's nprobe. */
+static qv_status set_param(FaissIndex *index, int fastscan, int v, qv_error *err) {
+  if (fastscan) {
+    FaissIndexIVF *ivf = faiss_IndexIVF_cast(index);
+    if (ivf == NULL)
+      return qv_error_set(err, QV_EINTERNAL, "search: a fast-scan index that is not IVF");
+    faiss_IndexIVF_set_nprobe(ivf, (size_t)v);
+    return QV_OK;
+  }
   FaissParameterSpace *ps = NULL;
   int rc = faiss_ParameterSpace_new(&ps);
   if (rc == 0)
-    rc = faiss_ParameterSpace_set_index_parameter(ps, index, "efSearch", (double)ef);
+    rc = faiss_ParameterSpace_set_index_parameter(ps, index, "efSearch", (double)v);
   faiss_ParameterSpace_free(ps);
   return rc == 0 ? QV_OK : qv__faiss_fail(err, QV_EINTERNAL, "search: setting efSearch");
 }
 
-/* Enters the gate with efSearch ef (set on the index when it differs and no one is inside). */
-static qv_status gate_enter(qv__gate *g, FaissIndex *index, int ef, qv_error *err) {
+/* Enters the gate with the parameter's value ef (set on the index when it differs and no one is
+ * inside). */
+static qv_status gate_enter(qv__gate *g, FaissIndex *index, int fastscan, int ef, qv_error *err) {
   pthread_mutex_lock(&g->mu);
   while (g->users > 0 && (g->cur != ef || g->closing)) {
     if (g->cur != ef)
@@ -111,7 +120,7 @@ static qv_status gate_enter(qv__gate *g, FaissIndex *index, int ef, qv_error *er
   }
   qv_status st = QV_OK;
   if (g->cur != ef) {
-    if ((st = set_ef(index, ef, err)) == QV_OK)
+    if ((st = set_param(index, fastscan, ef, err)) == QV_OK)
       g->cur = ef;
     else
       g->cur = 0;
@@ -131,9 +140,13 @@ static void gate_leave(qv__gate *g) {
   pthread_mutex_unlock(&g->mu);
 }
 
-static qv_status graph_search(FaissIndex *index, const float *q, size_t n, size_t k, uint32_t ef,
-                              qv__gate *gate, float *scores, int64_t *ids, qv_error *err) {
-  qv_status st = gate != NULL ? gate_enter(gate, index, (int)ef, err) : set_ef(index, (int)ef, err);
+/* A search of an index whose parameter (a graph's efSearch, a fast-scan IVF's nprobe) is a field
+ * of it. */
+static qv_status gated_search(FaissIndex *index, int fastscan, const float *q, size_t n, size_t k,
+                              uint32_t v, qv__gate *gate, float *scores, int64_t *ids,
+                              qv_error *err) {
+  qv_status st = gate != NULL ? gate_enter(gate, index, fastscan, (int)v, err)
+                              : set_param(index, fastscan, (int)v, err);
   if (st != QV_OK)
     return st;
   if (faiss_Index_search(index, (idx_t)n, q, (idx_t)k, scores, ids) != 0)
@@ -146,8 +159,8 @@ static qv_status graph_search(FaissIndex *index, const float *q, size_t n, size_
 qv_status qv__index_search(FaissIndex *index, const qv__spec *spec, size_t d, const float *q,
                            size_t n, size_t k, uint32_t nprobe, qv__gate *gate, float *scores,
                            int64_t *ids, qv_error *err) {
-  if (spec->graph)
-    return graph_search(index, q, n, k, nprobe, gate, scores, ids, err);
+  if (qv__spec_gated(spec))
+    return gated_search(index, spec->fastscan, q, n, k, nprobe, gate, scores, ids, err);
   if (spec->nlist == 0) {
     if (faiss_Index_search(index, (idx_t)n, q, (idx_t)k, scores, ids) != 0)
       return qv__faiss_fail(err, QV_EINTERNAL, "search");

@@ -12,8 +12,8 @@
 #include "internal.h"
 
 #define SPEC_HELP                                                                                  \
-  "supported: Flat, IVF<n>,Flat, IVF<n>,SQ8|SQ4|SQ6|SQfp16, IVF<n>,PQ<m>[x<bits>], HNSW<M>, "      \
-  "HNSW<M>,SQ8"
+  "supported: Flat, IVF<n>,Flat, IVF<n>,SQ8|SQ4|SQ6|SQfp16, IVF<n>,PQ<m>[x<bits>], "               \
+  "IVF<n>,PQ<m>x4fs, HNSW<M>, HNSW<M>,SQ8"
 
 /* Reads a decimal number at *p (no sign); 0 on success. */
 static int read_num(const char **p, unsigned long *v) {
@@ -101,6 +101,14 @@ qv_status qv__spec_parse(const char *text, size_t dim, qv__spec *out, qv_error *
       if (read_num(&p, &bits) != 0)
         goto bad;
     }
+    if (strcmp(p, "fs") == 0) {
+      if (bits != 4)
+        return qv_error_set(err, QV_EINVAL,
+                            "index spec '%s': fast-scan PQ codes have 4 bits (PQ<m>x4fs)",
+                            out->text);
+      out->fastscan = 1;
+      p += 2;
+    }
     if (*p != '\0')
       goto bad;
     if (m == 0 || dim % m != 0)
@@ -120,7 +128,7 @@ qv_status qv__spec_parse(const char *text, size_t dim, qv__spec *out, qv_error *
   /* "np": no polysemous training. FAISS otherwise spends seconds (20 s on deep10k here) reordering
    * PQ centroids for Hamming filtering, which our search path never uses. */
   snprintf(out->factory, sizeof out->factory, "%s%s", out->text,
-           strstr(out->text, ",PQ") != NULL ? "np" : "");
+           strstr(out->text, ",PQ") != NULL && !out->fastscan ? "np" : "");
   return QV_OK;
 bad:
   return qv_error_set(err, QV_EINVAL, "unsupported index spec '%s' (" SPEC_HELP ")", out->text);

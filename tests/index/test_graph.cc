@@ -1,4 +1,5 @@
-// Graph indexes (HNSW<M>, HNSW<M>,SQ8) in the index layer: recall on sift5k against its ground
+// Graph indexes (HNSW<M>, HNSW<M>,SQ8) and IVF-PQ fast-scan (IVF<n>,PQ<m>x4fs) in the index
+// layer: recall on sift5k against its ground
 // truth, efSearch per search (also concurrently, with different values), deletes and
 // replacements through tombstones, persistence, tuning by target recall, and what is refused.
 #include <gtest/gtest.h>
@@ -182,4 +183,74 @@ TEST(Graph, SqCodesNeedABuildAndTargetRecallTunesEfSearch) {
   add_all(low, base);
   EXPECT_EQ(qv_collection_build_ex(low.c, &bo, nullptr, nullptr, &rep, &e), QV_EPRECONDITION);
   EXPECT_NE(std::strstr(e.msg, "efSearch"), nullptr) << e.msg;
+}
+
+TEST(FastScan, IvfPqFastScanTakesNprobePerSearchAndTombstones) {
+  QV_REQUIRE_DATA("sift5k/sift5k_base.fvecs");
+  auto [base, q, gt] = qvtest::load_set("sift5k");
+  // Spec checks: 4-bit codes only, m divides dim.
+  for (const char *bad : {"IVF64,PQ16x8fs", "IVF64,PQ16fs", "IVF64,PQ7x4fs", "IVF64,PQ16x4fsr"}) {
+    qv_collection_opts o = qvtest::opts(128, bad);
+    qv_collection *c = nullptr;
+    qv_error e{};
+    EXPECT_EQ(qv_collection_create(&c, &o, &e), QV_EINVAL) << bad;
+  }
+  qv_collection_opts g = qvtest::opts(128, "IVF64,PQ32x4fs");
+  g.device = QV_DEVICE_GPU;
+  qv_collection *c = nullptr;
+  qv_error e{};
+  EXPECT_EQ(qv_collection_create(&c, &g, &e), QV_EINVAL);
+  EXPECT_NE(std::strstr(e.msg, "fast-scan"), nullptr) << e.msg;
+  TempDir tmp;
+  Col col;
+  qvtest::make_built(col, base, QV_METRIC_L2, "IVF64,PQ32x4fs");
+  const size_t k = 10;
+  Result lo = search(col.c, q, k, 1), hi = search(col.c, q, k, 64);
+  const double rlo = recall(lo, gt, q.rows, k), rhi = recall(hi, gt, q.rows, k);
+  std::printf("[ recall ] sift5k IVF64,PQ32x4fs nprobe 1: %.4f, 64: %.4f\n", rlo, rhi);
+  EXPECT_LT(rlo, rhi);
+  EXPECT_GE(rhi, 0.3); // 16 bytes of 4-bit codes per vector: lossy; the rerank's refine lifts it
+  // Concurrent searches at two nprobes each get their own answer.
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; t++)
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < 10; i++)
+        if (search(col.c, q, k, t % 2 ? 1 : 64).ids != (t % 2 ? lo : hi).ids)
+          wrong++;
+    });
+  for (auto &t : ts)
+    t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  // Deletes are tombstones (no removal from block lists), folded by a save; reopened the same.
+  std::vector<int64_t> gone(hi.ids.begin(), hi.ids.begin() + 50);
+  std::sort(gone.begin(), gone.end());
+  gone.erase(std::unique(gone.begin(), gone.end()), gone.end());
+  ASSERT_EQ(qv_collection_delete(col.c, gone.size(), gone.data(), nullptr, &e), QV_OK) << e.msg;
+  EXPECT_EQ(qvtest::stats(col.c).tombstones, gone.size());
+  auto none_gone = [&](const Result &r) {
+    for (int64_t id : r.ids)
+      if (std::binary_search(gone.begin(), gone.end(), id))
+        return false;
+    return true;
+  };
+  Result t1 = search(col.c, q, k, 64);
+  EXPECT_TRUE(none_gone(t1));
+  ASSERT_EQ(qv_collection_save(col.c, tmp.sub("fs").c_str(), &e), QV_OK) << e.msg;
+  EXPECT_EQ(qvtest::stats(col.c).tombstones, 0u);
+  Result t2 = search(col.c, q, k, 64);
+  EXPECT_TRUE(none_gone(t2));
+  EXPECT_EQ(t2.ids, t1.ids); // the fold kept the codebooks: the same codes, the same answers
+  Col again;
+  ASSERT_EQ(qv_collection_open(&again.c, tmp.sub("fs").c_str(), &e), QV_OK) << e.msg;
+  EXPECT_EQ(search(again.c, q, k, 64).ids, t1.ids);
+  // A target recall tunes the default nprobe.
+  qv_build_opts bo;
+  qv_build_opts_init(&bo);
+  bo.target_recall = 0.5;
+  qv_build_report rep;
+  ASSERT_EQ(qv_collection_build_ex(again.c, &bo, nullptr, nullptr, &rep, &e), QV_OK) << e.msg;
+  EXPECT_TRUE(rep.target_reached);
+  EXPECT_GE(rep.recall, 0.5);
+  EXPECT_EQ(qvtest::stats(again.c).default_nprobe, rep.tuned_nprobe);
 }

@@ -123,7 +123,7 @@ protected:
 } // namespace
 
 TEST_F(Crafted, ARewriteThatChangesNothingStillOpens) {
-  for (const char *spec : {"Flat", "IVF4,Flat", "HNSW8", "HNSW8,SQ8"}) {
+  for (const char *spec : {"Flat", "IVF4,Flat", "HNSW8", "HNSW8,SQ8", "IVF2,PQ4x4fs"}) {
     std::string dir = tmp.sub(std::string("same-") + spec);
     std::string p = save(dir, spec);
     rewrite(dir, p, [](FaissIndex *) {});
@@ -298,7 +298,8 @@ TEST_F(Crafted, AFlatFileWhoseIdMapLengthRunsPastItsEndIsRefused) {
 // after vectors but no build: the walk over the file must let every state a save writes through.
 // (It refused an empty IVF file, so a collection created just before a kill -9 was not served.)
 TEST_F(Crafted, EveryStateASaveWritesOpensAgain) {
-  for (const char *spec : {"Flat", "IVF4,Flat", "IVF4,SQ8", "IVF4,PQ4", "HNSW8", "HNSW8,SQ8"}) {
+  for (const char *spec :
+       {"Flat", "IVF4,Flat", "IVF4,SQ8", "IVF4,PQ4", "HNSW8", "HNSW8,SQ8", "IVF2,PQ4x4fs"}) {
     for (int n : {0, 64}) {
       SCOPED_TRACE(std::string(spec) + " with " + std::to_string(n) + " vectors, not built");
       std::string dir = tmp.sub(std::string("unbuilt-") + spec + std::to_string(n));
@@ -348,4 +349,28 @@ TEST_F(Crafted, AGraphFileWithALinkOutsideTheGraphIsRefused) {
   std::string p = save(dir, "HNSW8");
   patch(dir, p, [](std::string &) {});
   expect_opens(dir);
+}
+
+// A fast-scan IVF's block lists: codes that do not fill their blocks, or more ids than the index
+// counts, are refused before FAISS reads them.
+TEST_F(Crafted, AFastScanFileWhoseBlocksDoNotAddUpIsRefused) {
+  std::string dir = tmp.sub("fs-blocks");
+  std::string p = save(dir, "IVF2,PQ4x4fs");
+  // The last list ends the file: its codes' length (a size_t), then the codes, in blocks of
+  // 32 x M2 / 2 = 32 bytes. Drop one block and say so in the length: the file is consistent,
+  // but the list's 32 ids no longer have their codes.
+  patch(dir, p, [](std::string &b) {
+    for (uint64_t nc = 32; nc <= 64 * 32; nc += 32) {
+      uint64_t got;
+      std::memcpy(&got, &b[b.size() - nc - 8], 8);
+      if (got == nc) {
+        const uint64_t less = nc - 32;
+        std::memcpy(&b[b.size() - nc - 8], &less, 8);
+        b.resize(b.size() - 32);
+        return;
+      }
+    }
+    ADD_FAILURE() << "the last list's codes were not found";
+  });
+  expect_corrupt(dir, "do not fill its blocks");
 }
