@@ -5,14 +5,18 @@
 #   (c) 1 query per call, 64 in flight, batching on, (d) the same with batching off,
 #   (e) Milvus Lite (PyPI milvus-lite + pymilvus, IVF_FLAT with the same nlist and nprobe, 64
 #       queries per call from Python) beside (e') Quiver through its Python client in the same
-#       loop, and (f) latency at half of (c)'s peak call rate, open loop.
+#       loop, (f) latency at half of (c)'s peak call rate, open loop, and the CPU graph index:
+#       (g) HNSW32 in-process at one efSearch (the smallest of 16, 32, 64, 128 reaching (a)'s
+#       recall) and (h) the same index in quiverd, 1 query/call, 64 in flight.
 # Prints a table per data set with the ratios b/a, c/d, b/e, and draws the QPS-recall curve over
 # nprobe (a and b) to bench-out/qps_recall.png.
 #
-#   bench/compare.sh [--quick] [--data sift5k,deep10k,synth100k] [--out DIR]
+#   bench/compare.sh [--quick] [--data sift5k,deep10k,synth100k,fmnist] [--out DIR]
 #
-# Data: ../shared/data/{sift5k,deep10k} and a generated 100k x 128 set (quiver data synth, made
-# once under the output directory). Builds the project first when build/bin is missing. Python
+# Data: ../shared/data/{sift5k,deep10k}, a generated 100k x 128 set (quiver data synth, made
+# once under the output directory) and, with --data ...fmnist, Fashion-MNIST (60000 x 784, its
+# 10000 test images as queries; Debian's dataset-fashion-mnist converted by bench/fmnist_data.py
+# into $QUIVER_CACHE/data/fmnist). Builds the project first when build/bin is missing. Python
 # peers run in build/bench-venv (made here, from PyPI); when it cannot be made, (e)/(e') and the
 # plot are skipped with the reason.
 set -euo pipefail
@@ -99,6 +103,15 @@ for set in ${sets//,/ }; do
       fi
       base=$out/synth100k_base.fvecs; qf=$out/synth100k_query.fvecs
       gt=$out/synth100k_groundtruth.ivecs; nlist=316; nprobe=16 ;;
+    fmnist)
+      fm=${QUIVER_CACHE:-$HOME/.cache/quiver}/data/fmnist
+      if [ ! -f "$fm/fmnist_groundtruth.ivecs" ]; then
+        py=python3; [ -x build/py-venv/bin/python ] && py=build/py-venv/bin/python
+        [ -d /usr/share/datasets/fashion-mnist ] || { echo "compare.sh: fmnist needs apt-get install dataset-fashion-mnist" >&2; exit 2; }
+        "$py" bench/fmnist_data.py "$fm"
+      fi
+      base=$fm/fmnist_base.fvecs; qf=$fm/fmnist_query.fvecs
+      gt=$fm/fmnist_groundtruth.ivecs; nlist=256; nprobe=6 ;;
     *) echo "compare.sh: unknown data set $set" >&2; exit 2 ;;
   esac
   spec="IVF$nlist,Flat"
@@ -168,6 +181,25 @@ for set in ${sets//,/ }; do
   start_server "$dd" --batch off
   d_json=$(B --nprobe $nprobe --batch 1 --concurrency 64 --duration $dur --warmup $warm)
   stop_server
+  # (g), (h): HNSW32 built offline; in-process at the smallest efSearch reaching (a)'s recall,
+  # then the same index pushed into quiverd and searched with that efSearch per request.
+  gidx="$out/idx-$set-hnsw"
+  rm -rf "$gidx"
+  $Q index build --input "$base" --spec HNSW32 --metric l2 --out "$gidx" >/dev/null 2>&1
+  g_ef=128
+  for ef in 16 32 64 128; do
+    j=$(OMP_NUM_THREADS=1 $Q index search --index "$gidx" --queries "$qf" --k 10 --nprobe $ef \
+        --groundtruth "$gt" --repeat 3 --json)
+    g_ef=$ef
+    python3 -c "import sys; sys.exit(0 if $(jget "$j" recall_at_k) >= $a_rec - 0.005 else 1)" && break
+  done
+  g_qps=$(jget "$j" qps); g_rec=$(jget "$j" recall_at_k)
+  gd="$out/data-$set-hnsw"
+  rm -rf "$gd"
+  start_server "$gd"
+  $Q --server 127.0.0.1:$port push c --index "$gidx" --create >/dev/null
+  h_json=$(B --ef $g_ef --batch 1 --concurrency 64 --duration $dur --warmup $warm)
+  stop_server
   if [ "$py_ok" = 1 ]; then
     # Its k-means differs from FAISS's: nprobe, 2x and 4x, then the smallest whose recall reaches
     # (b)'s (else the best) is compared "at equal recall".
@@ -196,11 +228,13 @@ PY
     echo "| path | queries/s | calls/s | p50 ms | p99 ms | recall@10 |"
     echo "|---|---|---|---|---|---|"
     echo "| (a) in-process, index/ ($a_thr OpenMP thread(s), the better of 1 and $cores; all queries per call) | $a_qps | - | - | - | $a_rec |"
+    echo "| (g) in-process, index/ HNSW32 efSearch $g_ef (1 OpenMP thread; all queries per call) | $g_qps | - | - | - | $g_rec |"
     for row in "b:(b) quiverd, 64 queries/call, 4 in flight:$b_json" \
                "c:(c) quiverd, 1 query/call, 64 in flight, batching on (defaults; $c_per queries per index search):$c_json" \
                "c2:(c') the same, coalescing forced with --batch-leaders 1 ($cp_per queries per index search):$cp_json" \
                "d:(d) quiverd, 1 query/call, 64 in flight, batching off:$d_json" \
-               "f:(f) quiverd, 1 query/call, open loop at half of (c)'s peak:$f_json"; do
+               "f:(f) quiverd, 1 query/call, open loop at half of (c)'s peak:$f_json" \
+               "h:(h) quiverd, HNSW32 efSearch $g_ef, 1 query/call, 64 in flight:$h_json"; do
       name=${row#*:}; name=${name%%:\{*}; j=${row#*:*:}
       echo "| $name | $(jget "$j" queries_per_s) | $(jget "$j" calls_per_s) | $(jget "$j" latency_ms.p50) | $(jget "$j" latency_ms.p99) | $(jget "$j" recall_at_k) |"
     done
@@ -211,12 +245,15 @@ PY
       echo "| (e) Milvus Lite | $e_line | | | | |"
     fi
     echo
-    python3 - "$a_qps" "$b_json" "$c_json" "$d_json" "$f_json" "${e_json:-}" "${ep_json:-}" "$cp_json" <<'PY'
+    python3 - "$a_qps" "$b_json" "$c_json" "$d_json" "$f_json" "${e_json:-}" "${ep_json:-}" "$cp_json" "$g_qps" "$h_json" <<'PY'
 import json, sys
 a = float(sys.argv[1]); b, c, d, f = (json.loads(x) for x in sys.argv[2:6])
 e = json.loads(sys.argv[6]) if sys.argv[6] else None
 ep = json.loads(sys.argv[7]) if sys.argv[7] else None
 cp = json.loads(sys.argv[8])
+g = float(sys.argv[9]); h = json.loads(sys.argv[10])
+print(f"graph: g/a = {g / a:.2f} (HNSW32 vs IVF in-process), h/c = "
+      f"{h['queries_per_s'] / c['queries_per_s']:.2f} (through quiverd, 1 query/call)")
 print(f"ratios: b/a = {b['queries_per_s'] / a:.2f} (target >= 0.85); "
       f"c/d = {c['queries_per_s'] / d['queries_per_s']:.2f}, c'/d = {cp['queries_per_s'] / d['queries_per_s']:.2f} (target >= 3); "
       + (f"b/e = {b['queries_per_s'] / e['queries_per_s']:.1f}, e'/e = {ep['queries_per_s'] / e['queries_per_s']:.1f} "

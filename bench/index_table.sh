@@ -19,6 +19,7 @@ $B --data "$D/deep10k/deep10k" --specs "IVF100,Flat;IVF100,SQ8;IVF100,PQ16" \
 $B --data "$D/deep10k/deep10k" --metric ip --gt-suffix _groundtruth_ip.ivecs \
   --specs "IVF100,Flat" --nprobes 8,16,32 --reps 5
 $B --data "$D/sift5k/sift5k" --specs "HNSW32;HNSW32,SQ8" --nprobes 16,32,64,128 --reps 5
+$B --data "$D/sift5k/sift5k" --specs "IVF64,PQ32x4fs" --nprobes 1,4,8,16,32 --reps 5
 $B --data "$D/deep10k/deep10k" --specs "HNSW32;HNSW32,SQ8" --nprobes 16,32,64,128 --reps 5
 F=${QUIVER_CACHE:-$HOME/.cache/quiver}/data/fmnist
 if [ ! -f "$F/fmnist_groundtruth.ivecs" ]; then
@@ -32,4 +33,5 @@ if [ ! -f "$F/fmnist_groundtruth.ivecs" ]; then
     exit 0
   fi
 fi
-$B --data "$F/fmnist" --specs "IVF256,Flat;HNSW32;HNSW32,SQ8" --nprobes 6,16,32,64 --reps 3
+$B --data "$F/fmnist" --specs "IVF256,Flat;IVF256,PQ56x4fs" --nprobes 6,12 --reps 3
+$B --data "$F/fmnist" --specs "HNSW32;HNSW32,SQ8" --nprobes 16,32,64 --reps 3
