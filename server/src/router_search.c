@@ -467,54 +467,13 @@ qv_status qv__rt_get(qv__server *s, const ProtobufCMessage *m, const gpr_timespe
     qv__rmap_put(map);
     return qv_error_set(err, QV_ENOTFOUND, "collection '%.80s' does not exist", g->collection);
   }
-  const size_t n = g->n_ids, d = want_vec ? c->c.dim : 0, nf = want_feat ? c->c.n_features : 0;
-  const double bytes = (double)n * (8.0 + 4.0 * (double)(d + nf));
-  float *vecs = NULL, *feats = NULL;
-  uint8_t *found = NULL;
-  int64_t *hit = NULL, *miss = NULL;
-  size_t nfound = 0, nmiss = 0;
-  if (bytes > (double)s->cfg->max_message_mb * 1024 * 1024) {
-    st = qv_error_set(err, QV_ENOMEM,
-                      "the answer to %zu ids would be about %.0f MiB, over the server's message "
-                      "limit of %lld MiB (--max-message-mb): ask for fewer ids or fewer fields",
-                      n, bytes / 1048576.0, (long long)s->cfg->max_message_mb);
-  } else if ((d > 0 && (vecs = malloc(n * d * sizeof *vecs)) == NULL) ||
-             (nf > 0 && (feats = malloc(n * nf * sizeof *feats)) == NULL) ||
-             (found = malloc(n)) == NULL || (hit = malloc(n * sizeof *hit)) == NULL ||
-             (miss = malloc(n * sizeof *miss)) == NULL) {
-    st = qv_error_set(err, QV_ENOMEM, "out of memory for %zu items", n);
-  } else if ((st = rt_rows(r, c, g->ids, n, deadline, vecs, feats, found, err)) == QV_OK) {
-    for (size_t i = 0; i < n; i++) {
-      if (!found[i]) {
-        miss[nmiss++] = g->ids[i];
-        continue;
-      }
-      if (nfound != i) {
-        if (d > 0)
-          memmove(vecs + nfound * d, vecs + i * d, d * sizeof *vecs);
-        if (nf > 0)
-          memmove(feats + nfound * nf, feats + i * nf, nf * sizeof *feats);
-      }
-      hit[nfound++] = g->ids[i];
-    }
-    Quiver__V1__GetResponse out = QUIVER__V1__GET_RESPONSE__INIT;
-    out.n_ids = nfound;
-    out.ids = hit;
-    out.n_missing_ids = nmiss;
-    out.missing_ids = miss;
-    out.dim = c->c.dim;
-    out.num_features = c->c.n_features;
-    out.n_vectors = nfound * d;
-    out.vectors = vecs;
-    out.n_features = nfound * nf;
-    out.features = feats;
-    *resp = qv__wire_pack(&out.base);
-  }
-  free(vecs);
-  free(feats);
-  free(found);
-  free(hit);
-  free(miss);
+  qv__get_rows rows;
+  if ((st = qv__get_alloc(s, g->n_ids, want_vec ? c->c.dim : 0, want_feat ? c->c.n_features : 0,
+                          &rows, err)) == QV_OK &&
+      (st = rt_rows(r, c, g->ids, g->n_ids, deadline, rows.vecs, rows.feats, rows.found, err)) ==
+          QV_OK)
+    st = qv__get_answer(&rows, g->ids, c->c.dim, c->c.n_features, resp, err);
+  qv__get_free(&rows);
   qv__rmap_put(map);
   return st;
 }

@@ -142,6 +142,77 @@ void qv__qids_free(qv__qids *q) {
   memset(q, 0, sizeof *q);
 }
 
+/* ---- Get's answer (node and router) -------------------------------------------------------- */
+
+qv_status qv__get_alloc(const qv__server *s, size_t n, size_t d, size_t nf, qv__get_rows *g,
+                        qv_error *err) {
+  memset(g, 0, sizeof *g);
+  g->n = n;
+  g->d = d;
+  g->nf = nf;
+  const double bytes = (double)n * (8.0 + 4.0 * (double)(d + nf));
+  if (bytes > (double)s->cfg->max_message_mb * 1024 * 1024)
+    return qv_error_set(err, QV_ENOMEM,
+                        "the answer to %zu ids would be about %.0f MiB, over the server's message "
+                        "limit of %lld MiB (--max-message-mb): ask for fewer ids or fewer fields",
+                        n, bytes / 1048576.0, (long long)s->cfg->max_message_mb);
+  if ((d > 0 && (g->vecs = malloc(n * d * sizeof *g->vecs)) == NULL) ||
+      (nf > 0 && (g->feats = malloc(n * nf * sizeof *g->feats)) == NULL) ||
+      (g->found = malloc(n ? n : 1)) == NULL) {
+    qv__get_free(g);
+    return qv_error_set(err, QV_ENOMEM, "out of memory for %zu items", n);
+  }
+  return QV_OK;
+}
+
+void qv__get_free(qv__get_rows *g) {
+  free(g->vecs);
+  free(g->feats);
+  free(g->found);
+  memset(g, 0, sizeof *g);
+}
+
+qv_status qv__get_answer(qv__get_rows *g, const int64_t *ids, uint32_t dim, uint32_t num_features,
+                         grpc_byte_buffer **resp, qv_error *err) {
+  const size_t n = g->n, d = g->d, nf = g->nf;
+  int64_t *hit = malloc((n ? n : 1) * sizeof *hit), *miss = malloc((n ? n : 1) * sizeof *miss);
+  if (hit == NULL || miss == NULL) {
+    free(hit);
+    free(miss);
+    return qv_error_set(err, QV_ENOMEM, "out of memory for %zu items", n);
+  }
+  /* The rows of the ids found, moved up in request order. */
+  size_t nfound = 0, nmiss = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!g->found[i]) {
+      miss[nmiss++] = ids[i];
+      continue;
+    }
+    if (nfound != i) {
+      if (d > 0)
+        memmove(g->vecs + nfound * d, g->vecs + i * d, d * sizeof *g->vecs);
+      if (nf > 0)
+        memmove(g->feats + nfound * nf, g->feats + i * nf, nf * sizeof *g->feats);
+    }
+    hit[nfound++] = ids[i];
+  }
+  Quiver__V1__GetResponse out = QUIVER__V1__GET_RESPONSE__INIT;
+  out.n_ids = nfound;
+  out.ids = hit;
+  out.n_missing_ids = nmiss;
+  out.missing_ids = miss;
+  out.dim = dim;
+  out.num_features = num_features;
+  out.n_vectors = nfound * d;
+  out.vectors = g->vecs;
+  out.n_features = nfound * nf;
+  out.features = g->feats;
+  *resp = qv__wire_pack(&out.base);
+  free(hit);
+  free(miss);
+  return QV_OK;
+}
+
 /* ---- Get on a node -------------------------------------------------------------------------- */
 
 qv_status qv__h_get(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
@@ -162,57 +233,13 @@ qv_status qv__h_get(qv__server *s, const ProtobufCMessage *m, const gpr_timespec
   qv_collection *col = qv__entry_col(e);
   qv_collection_stats cs;
   qv_collection_stats_get(col, &cs, NULL);
-  const size_t n = r->n_ids, d = want_vec ? cs.dim : 0, nf = want_feat ? cs.n_features : 0;
-  const double bytes = (double)n * (8.0 + 4.0 * (double)(d + nf));
-  const double cap = (double)s->cfg->max_message_mb * 1024 * 1024;
-  float *vecs = NULL, *feats = NULL;
-  uint8_t *found = NULL;
-  int64_t *hit = NULL, *miss = NULL;
-  size_t nfound = 0, nmiss = 0;
-  if (bytes > cap) {
-    st = qv_error_set(err, QV_ENOMEM,
-                      "the answer to %zu ids would be about %.0f MiB, over the server's message "
-                      "limit of %lld MiB (--max-message-mb): ask for fewer ids or fewer fields",
-                      n, bytes / 1048576.0, (long long)s->cfg->max_message_mb);
-  } else if ((d > 0 && (vecs = malloc(n * d * sizeof *vecs)) == NULL) ||
-             (nf > 0 && (feats = malloc(n * nf * sizeof *feats)) == NULL) ||
-             (found = malloc(n)) == NULL || (hit = malloc(n * sizeof *hit)) == NULL ||
-             (miss = malloc(n * sizeof *miss)) == NULL) {
-    st = qv_error_set(err, QV_ENOMEM, "out of memory for %zu items", n);
-  } else if ((st = qv_collection_get_items(col, n, r->ids, vecs, feats, found, NULL, err)) ==
-             QV_OK) {
-    /* The rows of the ids found, moved up in request order. */
-    for (size_t i = 0; i < n; i++) {
-      if (!found[i]) {
-        miss[nmiss++] = r->ids[i];
-        continue;
-      }
-      if (nfound != i) {
-        if (d > 0)
-          memmove(vecs + nfound * d, vecs + i * d, d * sizeof *vecs);
-        if (nf > 0)
-          memmove(feats + nfound * nf, feats + i * nf, nf * sizeof *feats);
-      }
-      hit[nfound++] = r->ids[i];
-    }
-    Quiver__V1__GetResponse out = QUIVER__V1__GET_RESPONSE__INIT;
-    out.n_ids = nfound;
-    out.ids = hit;
-    out.n_missing_ids = nmiss;
-    out.missing_ids = miss;
-    out.dim = (uint32_t)cs.dim;
-    out.num_features = (uint32_t)cs.n_features;
-    out.n_vectors = nfound * d;
-    out.vectors = vecs;
-    out.n_features = nfound * nf;
-    out.features = feats;
-    *resp = qv__wire_pack(&out.base);
-  }
-  free(vecs);
-  free(feats);
-  free(found);
-  free(hit);
-  free(miss);
+  qv__get_rows g;
+  if ((st = qv__get_alloc(s, r->n_ids, want_vec ? cs.dim : 0, want_feat ? cs.n_features : 0, &g,
+                          err)) == QV_OK &&
+      (st = qv_collection_get_items(col, r->n_ids, r->ids, g.vecs, g.feats, g.found, NULL, err)) ==
+          QV_OK)
+    st = qv__get_answer(&g, r->ids, (uint32_t)cs.dim, (uint32_t)cs.n_features, resp, err);
+  qv__get_free(&g);
   qv__registry_put(s->reg, e);
   return st;
 }

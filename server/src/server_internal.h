@@ -136,6 +136,19 @@ qv_status qv__h_get(qv__server *s, const ProtobufCMessage *m, const gpr_timespec
 /* A GetRequest's field mask: which parts of an item to return (QV_EINVAL naming an unknown one). */
 qv_status qv__get_fields(const Quiver__V1__GetRequest *r, int *want_vec, int *want_feat,
                          qv_error *err);
+/* A Get's rows for n ids (d vector floats, nf features each; 0 = not asked for), within the
+ * server's message limit (QV_ENOMEM saying so); found is per id. Free with qv__get_free. */
+typedef struct qv__get_rows {
+  size_t n, d, nf;
+  float *vecs, *feats;
+  uint8_t *found;
+} qv__get_rows;
+qv_status qv__get_alloc(const qv__server *s, size_t n, size_t d, size_t nf, qv__get_rows *g,
+                        qv_error *err);
+void qv__get_free(qv__get_rows *g);
+/* The GetResponse of g (its rows compacted in place), for the request's ids. */
+qv_status qv__get_answer(qv__get_rows *g, const int64_t *ids, uint32_t dim, uint32_t num_features,
+                         grpc_byte_buffer **resp, qv_error *err);
 /* n ids to look up (field `what`): 1 .. max, none negative. */
 qv_status qv__ids_check(const int64_t *ids, size_t n, int64_t max, const char *what, qv_error *err);
 
