@@ -114,6 +114,9 @@ for set in ${sets//,/ }; do
       gt=$fm/fmnist_groundtruth.ivecs; nlist=256; nprobe=6 ;;
     *) echo "compare.sh: unknown data set $set" >&2; exit 2 ;;
   esac
+  # Repeats of the whole query set in process, and the nprobes of the curve: fewer for a large set.
+  reps_main=20; reps_curve=10; curve_nps="1 2 4 8 16 32 64"
+  [ "$set" = fmnist ] && { reps_main=2; reps_curve=1; curve_nps="2 4 6 12"; }
   spec="IVF$nlist,Flat"
   idx="$out/idx-$set"
   rm -rf "$idx"
@@ -133,10 +136,10 @@ for set in ${sets//,/ }; do
     done
     echo "$best $rec $thr"
   }
-  read -r a_qps a_rec a_thr < <(inproc $nprobe 20)
-  for np_ in 1 2 4 8 16 32 64; do
+  read -r a_qps a_rec a_thr < <(inproc $nprobe $reps_main)
+  for np_ in $curve_nps; do
     [ $np_ -gt $nlist ] && continue
-    read -r q r _ < <(inproc $np_ 10)
+    read -r q r _ < <(inproc $np_ $reps_curve)
     echo -e "$set\tin-process\t$np_\t$q\t$r" >>"$curve"
   done
   # The server: the same index pushed in.
@@ -155,7 +158,7 @@ for set in ${sets//,/ }; do
   c_json=$(B --nprobe $nprobe --batch 1 --concurrency 64 --duration $dur --warmup $warm)
   read -r q1 s1 < <(qb)
   c_per=$(per $q0 $s0 $q1 $s1)
-  for np_ in 1 2 4 8 16 32 64; do
+  for np_ in $curve_nps; do
     [ $np_ -gt $nlist ] && continue
     j=$(B --nprobe $np_ --batch 64 --concurrency 4 --duration $curve_dur --warmup 0.3)
     echo -e "$set\tquiverd batch 64\t$np_\t$(jget "$j" queries_per_s)\t$(jget "$j" recall_at_k)" >>"$curve"
@@ -189,7 +192,7 @@ for set in ${sets//,/ }; do
   g_ef=128
   for ef in 16 32 64 128; do
     j=$(OMP_NUM_THREADS=1 $Q index search --index "$gidx" --queries "$qf" --k 10 --nprobe $ef \
-        --groundtruth "$gt" --repeat 3 --json)
+        --groundtruth "$gt" --repeat $reps_main --json)
     g_ef=$ef
     python3 -c "import sys; sys.exit(0 if $(jget "$j" recall_at_k) >= $a_rec - 0.005 else 1)" && break
   done

@@ -42,6 +42,7 @@ SUDO=""
 
 # ---- Debian packages ---------------------------------------------------------------------------
 PKGS=(build-essential cmake pkg-config git ca-certificates dpkg-dev
+      ccache  # compiled objects kept across builds (scripts/ccache-env.sh), never required
       libopenblas-dev libgomp1
       libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
       googletest libgtest-dev libjansson-dev zlib1g-dev grpc-proto libmicrohttpd-dev openssl

@@ -5,6 +5,7 @@
 #   QUIVER_DEMO_PORT (default 7070), QUIVER_DEMO_DIR (default ./quiver-data)
 cd "$(dirname "$0")/.."
 . scripts/errtrap.sh
+. scripts/ccache-env.sh
 qv_step "setting up (scripts/bootstrap.sh)"
 scripts/bootstrap.sh >/dev/null
 qv_step "building quiverd and quiver (build/, Release)"

@@ -18,6 +18,7 @@
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/.."
 . scripts/errtrap.sh
+. scripts/ccache-env.sh
 
 ALL=(rpc vecfile dir manifest wal)
 seconds=${QUIVER_FUZZ_SECONDS:-30}

@@ -14,6 +14,7 @@
 #   QUIVER_SKIP_FUZZ=1 scripts/test.sh       skip the fuzz targets
 cd "$(dirname "$0")/.."
 . scripts/errtrap.sh
+. scripts/ccache-env.sh
 qv_step "setting up (scripts/bootstrap.sh)"
 scripts/bootstrap.sh >/dev/null
 jobs=$(nproc)
