@@ -480,8 +480,8 @@ qv_status qv__rt_get(qv__server *s, const ProtobufCMessage *m, const gpr_timespe
 
 /* ---- search ----------------------------------------------------------------------------- */
 
-qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
-                        grpc_byte_buffer **resp, qv_error *err) {
+static qv_status rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
+                           grpc_byte_buffer **resp, qv_error *err) {
   qv__router *r = s->router;
   const Quiver__V1__SearchRequest *q = (const Quiver__V1__SearchRequest *)m;
   const Quiver__V1__SearchRequest *orig = q;
@@ -672,5 +672,24 @@ qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_time
   fanout_free(f, sh, S);
   qv__qids_free(&qs);
   qv__rmap_put(map);
+  return st;
+}
+
+qv_status qv__rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
+                        grpc_byte_buffer **resp, qv_error *err) {
+  qv_status st = rt_search(s, m, deadline, resp, err);
+  /* An unpinned search answers from the serving version whatever moved: when every replica
+   * refused the version this router's map still showed (a rollback or a release read by the
+   * shards before this router's next map poll), the map is read again and the search retried
+   * once with the pointer it shows now. */
+  const Quiver__V1__SearchRequest *q = (const Quiver__V1__SearchRequest *)m;
+  if (st == QV_EPRECONDITION && q->version == 0 &&
+      strstr(err->msg, "does not hold data version") != NULL) {
+    qv_error re = {0};
+    if (qv__router_refresh(s->router, &re) == QV_OK) {
+      atomic_fetch_add(&s->router->retries, 1);
+      st = rt_search(s, m, deadline, resp, err);
+    }
+  }
   return st;
 }

@@ -155,7 +155,10 @@ std::unique_ptr<qv_fleet_rollout, void (*)(qv_fleet_rollout *)> status(Fleet *f,
   return {st, qv_fleet_rollout_free};
 }
 
-// Waits until the rollout's state is `want` (up to timeout_s); the last status seen.
+// Waits until the rollout's state is `want` (up to timeout_s); the last status seen. "flipped"
+// also waits for every live router to pin its queries to the new version (what a caller is told
+// before `quiver rollout` returns): until its next map reading a router still answers from the
+// previous one, which it holds until the release.
 std::string wait_state(Fleet *f, const std::string &name, const std::string &want,
                        double timeout_s) {
   const auto until =
@@ -167,7 +170,8 @@ std::string wait_state(Fleet *f, const std::string &name, const std::string &wan
       return "no status";
     last = std::string(st->state) + ": " + st->message;
     /* "flipped" is also met by "done" (the previous version released since). */
-    if (want == st->state || (want == "flipped" && std::string(st->state) == "done"))
+    const bool routed = want != "flipped" || st->routers_on_version >= st->routers;
+    if (routed && (want == st->state || (want == "flipped" && std::string(st->state) == "done")))
       return want;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
