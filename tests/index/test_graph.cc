@@ -254,3 +254,27 @@ TEST(FastScan, IvfPqFastScanTakesNprobePerSearchAndTombstones) {
   EXPECT_GE(rep.recall, 0.5);
   EXPECT_EQ(qvtest::stats(again.c).default_nprobe, rep.tuned_nprobe);
 }
+
+TEST(Graph, InnerProductAndCosineGraphsReachTheirGroundTruth) {
+  QV_REQUIRE_DATA("deep10k/deep10k_groundtruth_ip.ivecs");
+  auto [base, q, gt] = qvtest::load_set("deep10k", "groundtruth_ip");
+  for (qv_metric m : {QV_METRIC_IP, QV_METRIC_COSINE}) {
+    SCOPED_TRACE(qv_metric_name(m));
+    Col col;
+    make(col, base.cols, m, "HNSW32");
+    add_all(col, base);
+    Result r = search(col.c, q, 10, 128);
+    Result x = search(col.c, q, 10, 0, true);
+    const double rx = qvtest::recall_at_k(r.ids, Matrix{q.rows, 10, {}, x.ids}, q.rows, 10);
+    std::printf("[ recall ] deep10k HNSW32 %s efSearch 128 against exact search: %.4f\n",
+                qv_metric_name(m), rx);
+    EXPECT_GE(rx, 0.95);
+    // Similarities, best first (descending), as exact search scores them.
+    for (size_t i = 0; i < q.rows; i++)
+      for (size_t j = 1; j < 10; j++)
+        ASSERT_GE(r.scores[i * 10 + j - 1], r.scores[i * 10 + j]) << i;
+    if (m == QV_METRIC_IP) {
+      EXPECT_GE(recall(r, gt, q.rows, 10), 0.95);
+    }
+  }
+}
