@@ -11,7 +11,7 @@
 #include "quiver/fsutil.h"
 
 const char *const qv_version_files[QV_VERSION_NFILES] = {"index.faiss", "vectors.npy", "ids.npy",
-                                                         "features.npy"};
+                                                         "features.npy", "attrs.bin"};
 
 /* "vNNNNNN" */
 static int is_version_dir(const char *s, size_t n) {

@@ -539,6 +539,25 @@ qv_status qv_collection_build_ex(qv_collection *c, const qv_build_opts *o, qv_pr
   return st;
 }
 
+/* An imported state without attributes takes c's schema, and the attributes c holds for the ids
+ * both have (a new id gets defaults). The caller holds c->wmu (c's rows hold still). */
+static qv_status adopt_attrs(qv_collection *src, qv_collection *c, qv_error *err) {
+  qv_status st = qv__attrs_set_schema(&src->attrs, c->attrs.n, c->attrs.f, err);
+  if (st != QV_OK)
+    return st;
+  if (qv__attrs_reserve(&src->attrs, src->cap) != 0)
+    return qv_error_set(err, QV_ENOMEM, "replace: out of memory for attributes");
+  for (size_t j = 0; j < src->attrs.n; j++)
+    memset(src->attrs.col[j], 0, (src->cap ? src->cap : 1) * sizeof(uint64_t));
+  for (size_t r = 0; r < src->count; r++) {
+    uint64_t cr;
+    if (qv__idmap_get(&c->map, src->ids[r], &cr) &&
+        qv__attrs_copy_row(&src->attrs, r, &c->attrs, cr) != 0)
+      return qv_error_set(err, QV_ENOMEM, "replace: out of memory for attributes");
+  }
+  return QV_OK;
+}
+
 static qv_status replace(qv_collection *c, qv_collection *src, const qv_build_opts *o,
                          qv_build_report *rep, qv_error *err) {
   if (c == NULL || src == NULL || c == src)
@@ -559,6 +578,9 @@ static qv_status replace(qv_collection *c, qv_collection *src, const qv_build_op
   if (!src->trained)
     return qv_error_set(err, QV_EPRECONDITION,
                         "the index to import is not built (run 'quiver index build' on it)");
+  if (src->attrs.n > 0 && !qv__attrs_same_schema(&src->attrs, &c->attrs))
+    return qv_error_set(err, QV_EINVAL,
+                        "the index's items have another attribute schema than the collection's");
   if (c->n_features > 0 && src->n_features == 0) { /* items without features: all zeros */
     src->feats = calloc(src->cap ? src->cap : 1, c->n_features * sizeof(float));
     if (src->feats == NULL)
@@ -588,7 +610,13 @@ static qv_status replace(qv_collection *c, qv_collection *src, const qv_build_op
     pthread_mutex_unlock(&c->wmu);
     return st;
   }
+  if (c->attrs.n > 0 && src->attrs.n == 0 && (st = adopt_attrs(src, c, err)) != QV_OK) {
+    qv__gpu_free(gpu);
+    pthread_mutex_unlock(&c->wmu);
+    return st;
+  }
   pthread_rwlock_wrlock(&c->rw);
+  SWAP(c->attrs, src->attrs);
   SWAP(c->spec, src->spec);
   SWAP(c->index, src->index);
   SWAP(c->vecs, src->vecs);
@@ -637,6 +665,8 @@ qv_status qv_collection_swap(qv_collection *a, qv_collection *b, qv_error *err) 
                         "swap: the versions differ in dim (%zu, %zu), metric or features (%zu, "
                         "%zu)",
                         a->dim, b->dim, a->n_features, b->n_features);
+  if (!qv__attrs_same_schema(&a->attrs, &b->attrs))
+    return qv_error_set(err, QV_EINVAL, "swap: the versions have other attribute schemas");
   /* Writers' locks in address order: two swaps of one pair cannot deadlock. */
   qv_collection *lo = a < b ? a : b, *hi = a < b ? b : a;
   pthread_mutex_lock(&lo->wmu);
@@ -651,6 +681,7 @@ qv_status qv_collection_swap(qv_collection *a, qv_collection *b, qv_error *err) 
   if (st == QV_OK) {
     pthread_rwlock_wrlock(&lo->rw);
     pthread_rwlock_wrlock(&hi->rw);
+    SWAP(a->attrs, b->attrs);
     SWAP(a->spec, b->spec);
     SWAP(a->index, b->index);
     SWAP(a->vecs, b->vecs);

@@ -36,6 +36,7 @@ qv_status qv__collection_alloc(qv_collection **out, qv_error *err) {
   pthread_mutex_init(&c->smu, NULL);
   qv__gate_init(&c->gate);
   qv__idmap_init(&c->map);
+  qv__attrs_init(&c->attrs);
   qv__idmap_init(&c->tomb);
   qv__idmap_init(&c->touched);
   snprintf(c->placement, sizeof c->placement, "cpu: not built yet");
@@ -87,6 +88,10 @@ qv_status qv_collection_create(qv_collection **out, const qv_collection_opts *o,
   c->n_features = o->n_features;
   c->device = o->device;
   c->deferred = o->deferred_deletes != 0;
+  if ((st = qv__attrs_set_schema(&c->attrs, o->n_attrs, o->attrs, err)) != QV_OK) {
+    qv_collection_close(c);
+    return st;
+  }
   if ((st = qv__index_new(&c->spec, c->dim, c->metric, &c->index, err)) != QV_OK) {
     qv_collection_close(c);
     return st;
@@ -111,6 +116,7 @@ void qv_collection_close(qv_collection *c) {
   free(c->vecs);
   free(c->feats);
   free(c->ids);
+  qv__attrs_fini(&c->attrs, c->count);
   qv__idmap_fini(&c->map);
   qv__idmap_fini(&c->tomb);
   qv__idmap_fini(&c->touched);
@@ -144,6 +150,8 @@ qv_status qv__store_reserve(qv_collection *c, size_t n, qv_error *err) {
       return qv_error_set(err, QV_ENOMEM, "out of memory growing the store to %zu vectors", cap);
     c->feats = f;
   }
+  if (qv__attrs_reserve(&c->attrs, cap) != 0)
+    return qv_error_set(err, QV_ENOMEM, "out of memory growing the attributes to %zu items", cap);
   c->cap = cap;
   return QV_OK;
 }
@@ -205,6 +213,11 @@ qv_status qv_rows_check(size_t dim, qv_metric metric, size_t n_features, size_t 
 
 qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *ids,
                                      const float *vectors, const float *features, qv_error *err) {
+  return qv_collection_upsert(c, n, ids, vectors, features, NULL, err);
+}
+
+qv_status qv_collection_upsert(qv_collection *c, size_t n, const int64_t *ids, const float *vectors,
+                               const float *features, const qv_attr_batch *attrs, qv_error *err) {
   if (c == NULL)
     return qv_error_set(err, QV_EINVAL, "add: collection is NULL");
   if (n == 0)
@@ -215,6 +228,8 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
   qv_status vst = qv_rows_check(d, c->metric, c->n_features, n, ids, vectors, features, err);
   if (vst != QV_OK)
     return vst;
+  if ((vst = qv_attr_batch_check(c->attrs.n, c->attrs.f, n, attrs, err)) != QV_OK)
+    return vst;
   const size_t F = c->n_features;
 
   /* Dedupe within the batch (last wins) and, for cosine, normalise a copy. */
@@ -222,13 +237,17 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
   size_t *pick = malloc(n * sizeof *pick);
   float *packed = NULL;
   int64_t *packed_ids = NULL, *replaced = NULL;
+  size_t *src = NULL;
+  uint64_t *avals = NULL; /* prepared attribute slots (m rows) */
+  char *ablob = NULL;     /* the attributes as the log records them */
+  size_t ablob_len = 0;
+  size_t m = 0;
   qv__idmap seen;
   qv__idmap_init(&seen);
   if (pick == NULL || qv__idmap_reserve(&seen, n) != 0) {
     st = qv_error_set(err, QV_ENOMEM, "add: out of memory for a batch of %zu", n);
     goto out;
   }
-  size_t m = 0;
   for (size_t i = n; i-- > 0;) { /* from the end, so the last occurrence wins */
     if (qv__idmap_get(&seen, ids[i], NULL))
       continue;
@@ -238,7 +257,8 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
   packed = malloc(m * d * sizeof(float));
   packed_ids = malloc(m * sizeof(int64_t));
   replaced = malloc(m * sizeof(int64_t));
-  if (packed == NULL || packed_ids == NULL || replaced == NULL) {
+  src = malloc(m * sizeof *src);
+  if (packed == NULL || packed_ids == NULL || replaced == NULL || src == NULL) {
     st = qv_error_set(err, QV_ENOMEM, "add: out of memory for a batch of %zu", n);
     goto out;
   }
@@ -246,7 +266,11 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
     size_t i = pick[m - 1 - j];
     memcpy(packed + j * d, vectors + i * d, d * sizeof(float));
     packed_ids[j] = ids[i];
+    src[j] = i;
   }
+  if (c->wal != NULL && c->attrs.n > 0 && attrs != NULL && attrs->n_columns > 0 &&
+      (st = qv__attrs_encode_batch(&c->attrs, n, attrs, &ablob, &ablob_len, err)) != QV_OK)
+    goto out;
   if (c->metric == QV_METRIC_COSINE && (st = qv_normalize_cpu(packed, m, d, err)) != QV_OK) {
     qv_error_prefix(err, st, "add");
     goto out;
@@ -271,11 +295,14 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
       st = qv_error_set(err, QV_ENOMEM, "add: out of memory growing the id map");
     goto unlock;
   }
+  /* Attribute strings are interned here (the dictionaries are read under the read lock). */
+  if ((st = qv__attrs_prepare(&c->attrs, attrs, m, src, &avals, err)) != QV_OK)
+    goto unlock;
   pthread_rwlock_unlock(&c->rw);
   /* Logged before anything changes; searches go on while the record is synced. */
   if (c->wal != NULL) {
-    if ((st = qv__wal_append(c->wal, c->wal_seq + 1, 0, n, d, F, ids, vectors, features, err)) !=
-        QV_OK) {
+    if ((st = qv__wal_append(c->wal, c->wal_seq + 1, 0, n, d, F, ids, vectors, features, ablob,
+                             ablob_len, err)) != QV_OK) {
       pthread_mutex_unlock(&c->wmu);
       goto out;
     }
@@ -296,11 +323,15 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
   }
   for (size_t j = 0; j < m; j++) {
     uint64_t row;
+    int had = 1;
     if (!qv__idmap_get(&c->map, packed_ids[j], &row)) {
       row = c->count++;
       c->ids[row] = packed_ids[j];
       qv__idmap_put(&c->map, packed_ids[j], row); /* reserved above: cannot fail */
+      had = 0;
     }
+    if (avals != NULL)
+      qv__attrs_put(&c->attrs, row, avals + j * c->attrs.n, had);
     memcpy(c->vecs + row * d, packed + j * d, d * sizeof(float));
     if (F > 0) {
       if (features != NULL)
@@ -309,6 +340,8 @@ qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *
         memset(c->feats + row * F, 0, F * sizeof(float));
     }
   }
+  free(avals); /* its tag sets belong to the store now */
+  avals = NULL;
   touch(c, m, packed_ids);
   if (c->trained && faiss_Index_add_with_ids(c->index, (idx_t)m, packed, packed_ids) != 0)
     st = qv__faiss_fail(err, QV_EINTERNAL, "adding vectors to the index");
@@ -326,6 +359,9 @@ unlock:
   pthread_rwlock_unlock(&c->rw);
   pthread_mutex_unlock(&c->wmu);
 out:
+  qv__attrs_vals_free(&c->attrs, avals, m);
+  free(ablob);
+  free(src);
   qv__idmap_fini(&seen);
   free(pick);
   free(packed);
@@ -366,8 +402,8 @@ qv_status qv_collection_delete(qv_collection *c, size_t n, const int64_t *ids, s
     for (size_t i = 0; i < n && present == 0; i++)
       present += qv__idmap_get(&c->map, ids[i], NULL);
     if (present > 0) {
-      if ((st = qv__wal_append(c->wal, c->wal_seq + 1, 1, n, 0, 0, ids, NULL, NULL, err)) !=
-          QV_OK) {
+      if ((st = qv__wal_append(c->wal, c->wal_seq + 1, 1, n, 0, 0, ids, NULL, NULL, NULL, 0,
+                               err)) != QV_OK) {
         pthread_mutex_unlock(&c->wmu);
         free(gone);
         return st;
@@ -387,7 +423,9 @@ qv_status qv_collection_delete(qv_collection *c, size_t n, const int64_t *ids, s
     }
     gone[ng++] = ids[i];
     size_t last = c->count - 1;
+    qv__attrs_drop(&c->attrs, row);
     if (row != last) { /* move the last row into the hole */
+      qv__attrs_move(&c->attrs, row, last);
       memcpy(c->vecs + row * d, c->vecs + last * d, d * sizeof(float));
       if (c->n_features > 0)
         memcpy(c->feats + row * c->n_features, c->feats + last * c->n_features,
@@ -434,6 +472,12 @@ qv_status qv_collection_stats_get(qv_collection *c, qv_collection_stats *s, qv_e
   memcpy(s->placement, c->placement, sizeof s->placement);
   s->tombstones = c->n_dead;
   s->graph = c->spec.graph;
+  s->n_attrs = c->attrs.n;
+  memcpy(s->attrs, c->attrs.f, sizeof s->attrs);
+  s->attr_bytes = qv__attrs_bytes(&c->attrs, c->cap);
+  s->filtered_exact = __atomic_load_n(&c->filtered_exact, __ATOMIC_RELAXED);
+  s->filtered_index = __atomic_load_n(&c->filtered_index, __ATOMIC_RELAXED);
+  s->filtered_overfetch_retries = __atomic_load_n(&c->filtered_retries, __ATOMIC_RELAXED);
   s->gpu_fallbacks = __atomic_load_n(&c->gpu_fallbacks, __ATOMIC_RELAXED);
   s->deferred_deletes = c->deferred;
   s->build_recall = c->build_recall;
@@ -463,8 +507,11 @@ qv_status qv_collection_get(qv_collection *c, int64_t id, float *out, qv_error *
   return st;
 }
 
-qv_status qv_collection_get_items(qv_collection *c, size_t n, const int64_t *ids, float *vectors,
-                                  float *features, uint8_t *found, size_t *n_found, qv_error *err) {
+qv_status qv_collection_get_items_attrs(qv_collection *c, size_t n, const int64_t *ids,
+                                        float *vectors, float *features, uint8_t *found,
+                                        size_t *n_found, qv_attr_batch *attrs, qv_error *err) {
+  if (attrs != NULL)
+    memset(attrs, 0, sizeof *attrs);
   if (n_found != NULL)
     *n_found = 0;
   if (c == NULL || (n > 0 && (ids == NULL || found == NULL)))
@@ -489,10 +536,29 @@ qv_status qv_collection_get_items(qv_collection *c, size_t n, const int64_t *ids
         memset(features + i * nf, 0, nf * sizeof(float));
     }
   }
+  qv_status st = QV_OK;
+  if (attrs != NULL && c->attrs.n > 0) {
+    int64_t *rows = malloc((n ? n : 1) * sizeof *rows);
+    if (rows == NULL) {
+      st = qv_error_set(err, QV_ENOMEM, "get_items: out of memory for %zu rows", n);
+    } else {
+      for (size_t i = 0; i < n; i++) {
+        uint64_t row;
+        rows[i] = qv__idmap_get(&c->map, ids[i], &row) ? (int64_t)row : -1;
+      }
+      st = qv__attrs_get(&c->attrs, n, rows, attrs, err);
+      free(rows);
+    }
+  }
   pthread_rwlock_unlock(&c->rw);
   if (n_found != NULL)
     *n_found = hits;
-  return QV_OK;
+  return st;
+}
+
+qv_status qv_collection_get_items(qv_collection *c, size_t n, const int64_t *ids, float *vectors,
+                                  float *features, uint8_t *found, size_t *n_found, qv_error *err) {
+  return qv_collection_get_items_attrs(c, n, ids, vectors, features, found, n_found, NULL, err);
 }
 
 /* ---- placement (quiver/gpu.h) -------------------------------------------------------------- */

@@ -8,6 +8,7 @@
 
 #include <faiss/c_api/Index_c.h>
 
+#include "attrs.h"
 #include "gpu.h"
 #include "idmap.h"
 #include "quiver/collection.h"
@@ -74,6 +75,9 @@ struct qv_collection {
   int64_t *ids;
   size_t count, cap;
   qv__idmap map;
+  /* Item attributes, row-aligned with the store (attrs.h); their schema is fixed at create. */
+  qv__attrs attrs;
+  uint64_t filtered_exact, filtered_index, filtered_retries; /* atomics: filtered queries */
 
   /* Where searches run (quiver/gpu.h). The CPU index is always there and takes every write;
    * gpu, when set, is a copy on a device that answers searches it can. */

@@ -32,13 +32,20 @@
 
 #define FORMAT_NAME "quiver-collection"
 /* 1: vectors + ids + index; 2: also features.npy (written only when items carry features, so a
- * collection without features stays readable by version-1 builds). */
-#define FORMAT_VERSION 2
+ * collection without features stays readable by version-1 builds); 3: also attrs.bin and the
+ * manifest's "attributes" (only when the collection has a schema). */
+#define FORMAT_VERSION 3
 #define MANIFEST_MAX (1 << 20)
+#define ATTRS_MAX ((size_t)1 << 40) /* a bound for reading attrs.bin */
 
-/* features.npy exists only when items carry features. */
-static int nfiles_for(size_t n_features) {
-  return n_features > 0 ? QV_VERSION_NFILES : QV_VERSION_NFILES - 1;
+/* Whether version file i (qv_version_files) is part of a snapshot: features.npy only when items
+ * carry features, attrs.bin only with attributes. */
+static int file_in(int i, size_t n_features, size_t n_attrs) {
+  if (i == 3)
+    return n_features > 0;
+  if (i == 4)
+    return n_attrs > 0;
+  return 1;
 }
 
 /* How many saves ago version x was made, counting from v (the counter wraps after 999999). */
@@ -153,6 +160,8 @@ typedef struct {
   size_t count;
   float *own_vecs, *own_feats;
   int64_t *own_ids;
+  char *attrs; /* attrs.bin's bytes (always a copy; NULL without attributes) */
+  size_t attrs_len;
   json_t *root; /* the manifest, less "version", "dir" and "files" */
 } snapshot;
 
@@ -161,6 +170,7 @@ static void snapshot_free(snapshot *sn) {
   free(sn->own_vecs);
   free(sn->own_feats);
   free(sn->own_ids);
+  free(sn->attrs);
   json_decref(sn->root);
 }
 
@@ -207,14 +217,18 @@ static qv_status snapshot_take(qv_collection *c, snapshot *sn, qv_error *err) {
     sn->ids = c->ids;
     sn->feats = c->feats;
   }
-  sn->root = json_pack(
-      "{s:s, s:i, s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:s, s:b, s:I}", "format",
-      FORMAT_NAME, "format_version", F > 0 ? 2 : 1, "metric", qv_metric_name(c->metric), "dim",
-      (json_int_t)d, "spec", c->spec.text, "default_nprobe", (json_int_t)c->default_nprobe,
-      "train_sample", (json_int_t)c->train_sample, "seed", (json_int_t)(c->seed & INT64_MAX),
-      "count", (json_int_t)n, "trained", c->trained, "build_version", (json_int_t)c->version,
-      "n_features", (json_int_t)F, "device", qv_device_name(c->device), "deferred_deletes",
-      c->deferred, "wal_seq", (json_int_t)(c->wal_seq & INT64_MAX));
+  sn->root =
+      json_pack("{s:s, s:i, s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:s, s:b, s:I}",
+                "format", FORMAT_NAME, "format_version",
+                c->attrs.n > 0 ? 3
+                : F > 0        ? 2
+                               : 1,
+                "metric", qv_metric_name(c->metric), "dim", (json_int_t)d, "spec", c->spec.text,
+                "default_nprobe", (json_int_t)c->default_nprobe, "train_sample",
+                (json_int_t)c->train_sample, "seed", (json_int_t)(c->seed & INT64_MAX), "count",
+                (json_int_t)n, "trained", c->trained, "build_version", (json_int_t)c->version,
+                "n_features", (json_int_t)F, "device", qv_device_name(c->device),
+                "deferred_deletes", c->deferred, "wal_seq", (json_int_t)(c->wal_seq & INT64_MAX));
   if (sn->root != NULL)
     json_object_set_new(sn->root, "generation",
                         json_integer((json_int_t)(c->generation & INT64_MAX)));
@@ -225,6 +239,18 @@ static qv_status snapshot_take(qv_collection *c, snapshot *sn, qv_error *err) {
   }
   if (sn->root == NULL)
     return qv_error_set(err, QV_ENOMEM, "save: out of memory encoding the manifest");
+  if (c->attrs.n > 0) {
+    json_t *schema = json_array();
+    for (size_t j = 0; schema != NULL && j < c->attrs.n; j++)
+      json_array_append_new(schema, json_pack("{s:s, s:s}", "name", c->attrs.f[j].name, "type",
+                                              qv_attr_type_name(c->attrs.f[j].type)));
+    if (schema == NULL)
+      return qv_error_set(err, QV_ENOMEM, "save: out of memory encoding the manifest");
+    json_object_set_new(sn->root, "attributes", schema);
+    qv_status st = qv__attrs_encode_store(&c->attrs, n, &sn->attrs, &sn->attrs_len, err);
+    if (st != QV_OK)
+      return qv_error_prefix(err, st, "save");
+  }
   return QV_OK;
 }
 
@@ -279,10 +305,17 @@ static qv_status write_version(const qv_collection *c, const snapshot *sn, const
     if ((st = qv_npy_write(path, QV_DTYPE_F32, sn->count, F, sn->feats, err)) != QV_OK)
       return st;
   }
+  if (c->attrs.n > 0) {
+    qv_path_fmt(path, NULL, "%s/attrs.bin", tmp);
+    if ((st = qv_file_write_atomic(path, sn->attrs, sn->attrs_len, err)) != QV_OK)
+      return st;
+  }
   json_t *files = json_object();
   if (files == NULL)
     return qv_error_set(err, QV_ENOMEM, "save: out of memory encoding the manifest");
-  for (int i = 0; i < nfiles_for(F); i++) {
+  for (int i = 0; i < QV_VERSION_NFILES; i++) {
+    if (!file_in(i, F, c->attrs.n))
+      continue;
     uint32_t crc;
     uint64_t size;
     qv_path_fmt(path, NULL, "%s/%s", tmp, qv_version_files[i]);
@@ -478,7 +511,30 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
     goto fail;
   }
   /* Every file: present, of the recorded size, with the recorded CRC-32. */
-  for (int i = 0; i < nfiles_for(nfeat); i++) {
+  qv_attr_field schema[QV_MAX_ATTRS];
+  size_t n_attrs = 0;
+  json_t *jattrs = json_object_get(root, "attributes");
+  if (jattrs != NULL) {
+    int ok = json_is_array(jattrs) && json_array_size(jattrs) <= QV_MAX_ATTRS && fv >= 3;
+    for (size_t j = 0; ok && j < json_array_size(jattrs); j++) {
+      json_t *e = json_array_get(jattrs, j);
+      const char *an = json_string_value(json_object_get(e, "name"));
+      const char *at = json_string_value(json_object_get(e, "type"));
+      ok = an != NULL && at != NULL && strlen(an) < QV_MAX_ATTR_NAME &&
+           qv_attr_type_parse(at, &schema[j].type, NULL) == QV_OK;
+      if (ok)
+        snprintf(schema[j].name, sizeof schema[j].name, "%s", an);
+    }
+    if (ok)
+      n_attrs = json_array_size(jattrs);
+    if (!ok || qv_attr_schema_check(n_attrs, schema, NULL) != QV_OK) {
+      st = corrupt(err, dir, QV_MANIFEST " has an invalid attributes schema");
+      goto fail;
+    }
+  }
+  for (int i = 0; i < QV_VERSION_NFILES; i++) {
+    if (!file_in(i, nfeat, n_attrs))
+      continue;
     json_t *f = json_object_get(files, qv_version_files[i]);
     uint64_t size, crc_want, size_got;
     uint32_t crc_got;
@@ -521,6 +577,8 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
   c->seed = seed;
   c->version = bversion;
   c->n_features = nfeat;
+  if ((st = qv__attrs_set_schema(&c->attrs, n_attrs, schema, err)) != QV_OK)
+    goto fail;
   c->device = device;
   c->deferred = json_is_true(jdef);
   c->wal_seq = wal_seq;
@@ -581,6 +639,41 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
     qv_vecfile_close(ff);
     if (st != QV_OK)
       goto fail;
+  }
+  if (n_attrs > 0) {
+    char *blob = NULL;
+    size_t blen = 0;
+    qv_attr_batch ab = {0};
+    qv_path_fmt(path, NULL, "%s/%s/attrs.bin", dir, vdir);
+    if ((st = qv_file_read_all(path, ATTRS_MAX, &blob, &blen, err)) != QV_OK) {
+      if (st != QV_EIO && st != QV_ENOMEM)
+        st = corrupt(err, dir, "attrs.bin is unreadable");
+      goto fail;
+    }
+    st = qv__attrs_decode(&c->attrs, blob, blen, count, &ab, err);
+    free(blob);
+    if (st == QV_OK && ab.n_columns != n_attrs)
+      st = qv_error_set(err, QV_ECORRUPT, "attrs.bin lacks attributes of the schema");
+    if (st == QV_OK && (st = qv_attr_batch_check(n_attrs, c->attrs.f, count, &ab, err)) != QV_OK)
+      st = QV_ECORRUPT;
+    uint64_t *vals = NULL;
+    size_t *src = st == QV_OK ? malloc((count ? count : 1) * sizeof *src) : NULL;
+    if (st == QV_OK && src == NULL)
+      st = qv_error_set(err, QV_ENOMEM, "open: out of memory for attributes");
+    for (size_t r = 0; src != NULL && r < count; r++)
+      src[r] = r;
+    if (st == QV_OK && (st = qv__attrs_prepare(&c->attrs, &ab, count, src, &vals, err)) == QV_OK) {
+      for (size_t r = 0; r < count; r++)
+        qv__attrs_put(&c->attrs, r, vals + r * n_attrs, 0);
+      free(vals);
+    }
+    free(src);
+    qv_attr_batch_free(&ab);
+    if (st != QV_OK) {
+      if (st == QV_ECORRUPT)
+        qv_error_prefix(err, st, "collection %s", dir);
+      goto fail;
+    }
   }
   c->count = count;
   for (size_t r = 0; r < count; r++) {

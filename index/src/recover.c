@@ -11,9 +11,15 @@
 
 static qv_status apply_record(void *user, const qv__wal_record *rec, qv_error *err) {
   qv_collection *c = user;
-  qv_status st = rec->is_delete ? qv_collection_delete(c, rec->n, rec->ids, NULL, err)
-                                : qv_collection_add_features(c, rec->n, rec->ids, rec->vectors,
-                                                             rec->features, err);
+  qv_attr_batch attrs = {0};
+  qv_status st = QV_OK;
+  if (rec->attrs != NULL &&
+      (st = qv__attrs_decode(&c->attrs, rec->attrs, rec->attrs_len, rec->n, &attrs, err)) != QV_OK)
+    return st;
+  st = rec->is_delete
+           ? qv_collection_delete(c, rec->n, rec->ids, NULL, err)
+           : qv_collection_upsert(c, rec->n, rec->ids, rec->vectors, rec->features, &attrs, err);
+  qv_attr_batch_free(&attrs);
   if (st == QV_OK)
     c->wal_seq = rec->seq;
   return st;

@@ -34,6 +34,13 @@ static qv_status check_args(const qv_collection *c, const float *queries, size_t
   if (c->spec.graph && p->nprobe > QV_MAX_EF_SEARCH)
     return qv_error_set(err, QV_EINVAL, "efSearch = %u is out of range 1..%d", p->nprobe,
                         QV_MAX_EF_SEARCH);
+  if (p->filter != NULL && (int)p->filter_path != QV_FILTER_AUTO &&
+      p->filter_path != QV_FILTER_EXACT && p->filter_path != QV_FILTER_INDEX)
+    return qv_error_set(err, QV_EINVAL, "unknown filter path %d (use auto, exact or index)",
+                        (int)p->filter_path);
+  if (p->filter != NULL && qv__filter_hash(p->filter) != c->attrs.hash)
+    return qv_error_set(err, QV_EINVAL,
+                        "the filter was parsed for another collection's attribute schema");
   const size_t d = c->dim;
   if (n > SIZE_MAX / d / sizeof(float))
     return qv_error_set(err, QV_EINVAL, "search: batch of %zu queries is too large", n);
@@ -303,6 +310,337 @@ static void tomb_fixup(qv_collection *c, const float *q, size_t n, size_t kf, co
   qv_topk_finish(n, k, larger, scores, ids);
 }
 
+/* ---- filtered search ------------------------------------------------------------------------
+ * The filter is evaluated once per call into a bitmap of store rows (under the read lock the
+ * whole search holds, so rows cannot move), then each query's candidates come from one of:
+ *   exact      the matching rows, scanned exactly (recall 1; cost ~ matches x dim);
+ *   list scan  a CPU IVF's probed lists, each entry kept when its row matches and scored exactly
+ *              from the store (cost ~ probed entries; recall that of the probed lists);
+ *   over-fetch any other index (graph, fast-scan, a GPU copy): k' = ~1.5 k / selectivity
+ *              candidates, the matching ones kept; when fewer than k survive, k' grows 4x and
+ *              the query runs again, until the index has no more to give.
+ * A query the index path leaves short of k while more rows match is answered exactly. */
+
+typedef struct matches {
+  uint64_t *w; /* bit r: row r matches */
+  uint64_t n;
+} matches;
+
+static int row_in(const matches *mt, uint64_t row) {
+  return (int)((mt->w[row >> 6] >> (row & 63)) & 1);
+}
+
+/* Exact top-k of n queries over the matching rows; the caller holds c->rw for reading. */
+static qv_status exact_rows(qv_collection *c, const matches *mt, const float *q, size_t n, size_t k,
+                            float *scores, int64_t *ids, qv_error *err) {
+  const size_t d = c->dim, BB = 2048, QB = 32;
+  const int larger = qv_metric_larger_is_better(c->metric);
+  qv_topk_init(n, k, larger, scores, ids);
+  float *bv = malloc(BB * d * sizeof *bv);
+  int64_t *bi = malloc(BB * sizeof *bi);
+  if (bv == NULL || bi == NULL) {
+    free(bv);
+    free(bi);
+    return qv_error_set(err, QV_ENOMEM, "filtered search: out of memory");
+  }
+  int failed = 0;
+  size_t r = 0;
+  const size_t count = c->count;
+  while (r < count && !failed) {
+    size_t m = 0;
+    for (; r < count && m < BB; r++)
+      if (row_in(mt, r)) {
+        memcpy(bv + m * d, c->vecs + r * d, d * sizeof(float));
+        bi[m++] = c->ids[r];
+      }
+    if (m == 0)
+      break;
+#pragma omp parallel for schedule(dynamic) reduction(| : failed) if (n > QB)
+    for (size_t q0 = 0; q0 < n; q0 += QB) {
+      size_t nq = n - q0 < QB ? n - q0 : QB;
+      float *dist = malloc(QB * BB * sizeof(float));
+      if (dist == NULL) {
+        failed = 1;
+        continue;
+      }
+      qv_distances_cpu(c->metric, q + q0 * d, nq, bv, m, d, dist, NULL);
+      qv_topk_push_cpu(nq, k, larger, dist, m, m, bi, 0, scores + q0 * k, ids + q0 * k);
+      free(dist);
+    }
+  }
+  free(bv);
+  free(bi);
+  if (failed)
+    return qv_error_set(err, QV_ENOMEM, "filtered search: out of memory");
+  qv_topk_finish(n, k, larger, scores, ids);
+  return QV_OK;
+}
+
+/* Answers queries marked in redo exactly (a path that found fewer than k of more matches). */
+static qv_status redo_exact(qv_collection *c, const matches *mt, const float *q, size_t n, size_t k,
+                            const unsigned char *redo, float *scores, int64_t *ids, qv_error *err) {
+  size_t nr = 0;
+  for (size_t i = 0; i < n; i++)
+    nr += redo[i];
+  if (nr == 0)
+    return QV_OK;
+  const size_t d = c->dim;
+  float *rq = malloc(nr * d * sizeof *rq), *rs = malloc(nr * k * sizeof *rs);
+  int64_t *ri = malloc(nr * k * sizeof *ri);
+  qv_status st = QV_OK;
+  if (rq == NULL || rs == NULL || ri == NULL) {
+    st = qv_error_set(err, QV_ENOMEM, "filtered search: out of memory");
+    goto out;
+  }
+  for (size_t i = 0, j = 0; i < n; i++)
+    if (redo[i])
+      memcpy(rq + d * j++, q + i * d, d * sizeof(float));
+  if ((st = exact_rows(c, mt, rq, nr, k, rs, ri, err)) != QV_OK)
+    goto out;
+  for (size_t i = 0, j = 0; i < n; i++)
+    if (redo[i]) {
+      memcpy(scores + i * k, rs + j * k, k * sizeof *rs);
+      memcpy(ids + i * k, ri + j * k, k * sizeof *ri);
+      j++;
+    }
+  __atomic_fetch_add(&c->filtered_exact, nr, __ATOMIC_RELAXED);
+  __atomic_fetch_sub(&c->filtered_index, nr, __ATOMIC_RELAXED);
+out:
+  free(rq);
+  free(rs);
+  free(ri);
+  return st;
+}
+
+/* Whether id, a replaced item's (tombstoned) id, was taken for this query already. */
+static int seen_before(qv__idmap *seen, int64_t id) {
+  if (qv__idmap_get(seen, id, NULL))
+    return 1;
+  qv__idmap_put(seen, id, 0); /* a failed put only lets a repeat through, re-scored alike */
+  return 0;
+}
+
+/* A CPU IVF's own scan of each query's probed lists, restricted to the matching rows. The
+ * nearest matches of a selective filter lie farther out than the nearest items, in more lists:
+ * past the first nprobe lists, the scan goes on (in the quantizer's order) until it has scored
+ * sqrt(selectivity) times the entries nprobe lists hold on average, so that recall at a
+ * selectivity s stays near the unfiltered recall at nprobe while the distances computed stay
+ * below the unfiltered search's (membership tests grow by 1 / sqrt(s)). */
+static qv_status list_scan(qv_collection *c, const matches *mt, const float *q, size_t n, size_t k,
+                           uint32_t nprobe_in, float *scores, int64_t *ids, unsigned char *redo,
+                           qv_error *err) {
+  const size_t nlist = c->spec.nlist;
+  const double sel = (double)mt->n / (double)(c->count ? c->count : 1);
+  const double target = sqrt(sel) * (double)nprobe_in / (double)nlist * (double)c->count;
+  double widen = 2.0 * (double)nprobe_in / sqrt(sel > 1e-9 ? sel : 1e-9);
+  const uint32_t nprobe = widen >= (double)nlist ? (uint32_t)nlist : (uint32_t)widen + 1;
+  FaissIndexIVF *ivf = faiss_IndexIVF_cast(c->index);
+  if (ivf == NULL)
+    return qv_error_set(err, QV_EINTERNAL, "index of '%s' is not IVF", c->spec.text);
+  FaissIndex *quant = faiss_IndexIVF_quantizer(ivf);
+  const size_t d = c->dim, BB = 256;
+  const int larger = qv_metric_larger_is_better(c->metric);
+  idx_t *near = malloc(n * nprobe * sizeof *near), *lids = NULL;
+  float *nd = malloc(n * nprobe * sizeof *nd), *bv = malloc(BB * d * sizeof *bv);
+  float *dist = malloc(BB * sizeof *dist);
+  int64_t *bi = malloc(BB * sizeof *bi);
+  size_t lcap = 0;
+  qv__idmap seen;
+  qv__idmap_init(&seen);
+  qv_status st = QV_OK;
+  if (near == NULL || nd == NULL || bv == NULL || dist == NULL || bi == NULL) {
+    st = qv_error_set(err, QV_ENOMEM, "filtered search: out of memory");
+    goto out;
+  }
+  if (faiss_Index_search(quant, (idx_t)n, q, nprobe, nd, near) != 0) {
+    st = qv__faiss_fail(err, QV_EINTERNAL, "filtered search: coarse quantizer");
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const float *qi = q + i * d;
+    float *si = scores + i * k;
+    int64_t *ii = ids + i * k;
+    qv_topk_init(1, k, larger, si, ii);
+    size_t found = 0, m = 0;
+    if (c->n_dead > 0)
+      qv__idmap_clear(&seen);
+    for (size_t p = 0; p < nprobe; p++) {
+      if (p >= nprobe_in && (double)(found + m) >= target && found + m >= k)
+        break;
+      const idx_t list = near[i * nprobe + p];
+      if (list < 0)
+        continue;
+      const size_t sz = faiss_IndexIVF_get_list_size(ivf, (size_t)list);
+      if (sz == 0)
+        continue;
+      if (sz > lcap) {
+        idx_t *x = realloc(lids, sz * sizeof *x);
+        if (x == NULL) {
+          st = qv_error_set(err, QV_ENOMEM, "filtered search: out of memory");
+          goto out;
+        }
+        lids = x;
+        lcap = sz;
+      }
+      faiss_IndexIVF_invlists_get_ids(ivf, (size_t)list, lids);
+      for (size_t e = 0; e < sz; e++) {
+        uint64_t row;
+        if (!qv__idmap_get(&c->map, lids[e], &row) || !row_in(mt, row))
+          continue; /* deleted, or not a match */
+        if (c->n_dead > 0 && qv__idmap_get(&c->tomb, lids[e], NULL) && seen_before(&seen, lids[e]))
+          continue; /* a replaced item's stale entry: its live one is scored once */
+        memcpy(bv + m * d, c->vecs + row * d, d * sizeof(float));
+        bi[m++] = lids[e];
+        if (m == BB) {
+          qv_distances_cpu(c->metric, qi, 1, bv, m, d, dist, NULL);
+          qv_topk_push_cpu(1, k, larger, dist, m, m, bi, 0, si, ii);
+          found += m;
+          m = 0;
+        }
+      }
+    }
+    if (m > 0) {
+      qv_distances_cpu(c->metric, qi, 1, bv, m, d, dist, NULL);
+      qv_topk_push_cpu(1, k, larger, dist, m, m, bi, 0, si, ii);
+      found += m;
+    }
+    qv_topk_finish(1, k, larger, si, ii);
+    redo[i] = found < k && found < mt->n;
+  }
+out:
+  qv__idmap_fini(&seen);
+  free(near);
+  free(nd);
+  free(bv);
+  free(dist);
+  free(bi);
+  free(lids);
+  return st;
+}
+
+/* Over-fetch through the index (graph, fast-scan, a GPU copy, Flat). */
+static qv_status over_fetch(qv_collection *c, const matches *mt, const float *q, size_t n, size_t k,
+                            uint32_t nprobe, float *scores, int64_t *ids, unsigned char *redo,
+                            qv_error *err) {
+  const size_t d = c->dim;
+  const int larger = qv_metric_larger_is_better(c->metric);
+  const size_t total = (size_t)faiss_Index_ntotal(c->index);
+  const size_t cap = total < QV_MAX_K ? total : QV_MAX_K;
+  const double sel = (double)mt->n / (double)(c->count ? c->count : 1);
+  double want = 1.5 * (double)k / sel + 16.0;
+  size_t kp0 = want > (double)cap ? cap : (size_t)want;
+  if (kp0 < k)
+    kp0 = k < cap ? k : cap;
+  if (kp0 == 0)
+    kp0 = 1;
+  size_t kpmax = kp0;
+  float *cs = NULL;
+  int64_t *ci = NULL;
+  qv__idmap seen;
+  qv__idmap_init(&seen);
+  qv_status st = QV_OK;
+  for (size_t i = 0; st == QV_OK && i < n; i++) {
+    const float *qi = q + i * d;
+    float *si = scores + i * k;
+    int64_t *ii = ids + i * k;
+    for (size_t kp = kp0;; kp = kp * 4 < cap ? kp * 4 : cap) {
+      if (kp > kpmax || cs == NULL) {
+        float *x = realloc(cs, kp * sizeof *cs);
+        int64_t *y = x ? realloc(ci, kp * sizeof *ci) : NULL;
+        if (x)
+          cs = x;
+        if (y)
+          ci = y;
+        if (x == NULL || y == NULL) {
+          st =
+              qv_error_set(err, QV_ENOMEM, "filtered search: out of memory for %zu candidates", kp);
+          break;
+        }
+        kpmax = kp;
+      }
+      if ((st = index_search(c, qi, 1, kp, nprobe, cs, ci, err)) != QV_OK)
+        break;
+      qv_topk_init(1, k, larger, si, ii);
+      size_t found = 0;
+      if (c->n_dead > 0)
+        qv__idmap_clear(&seen);
+      for (size_t j = 0; j < kp; j++) {
+        uint64_t row;
+        if (ci[j] < 0 || !qv__idmap_get(&c->map, ci[j], &row) || !row_in(mt, row))
+          continue;
+        float sc = cs[j];
+        if (c->n_dead > 0 && qv__idmap_get(&c->tomb, ci[j], NULL)) {
+          if (seen_before(&seen, ci[j]))
+            continue;
+          sc = exact_score(c->metric, qi, c->vecs + row * d, d); /* may be a stale entry */
+        }
+        qv_topk_push_cpu(1, k, larger, &sc, 1, 1, &ci[j], 0, si, ii);
+        found++;
+      }
+      qv_topk_finish(1, k, larger, si, ii);
+      if (found >= k || found >= mt->n || kp >= cap) {
+        redo[i] = found < k && found < mt->n;
+        break;
+      }
+      __atomic_fetch_add(&c->filtered_retries, 1, __ATOMIC_RELAXED);
+    }
+  }
+  qv__idmap_fini(&seen);
+  free(cs);
+  free(ci);
+  return st;
+}
+
+/* Whether the matching rows are few enough that scanning them beats the index. */
+static int filter_exact(const qv_collection *c, qv_filter_path path, uint64_t nsel, size_t k,
+                        uint32_t nprobe, int scan) {
+  if (path == QV_FILTER_EXACT)
+    return 1;
+  if (path == QV_FILTER_INDEX)
+    return 0;
+  if (c->spec.nlist == 0 && !c->spec.graph)
+    return 1; /* Flat: the exact scan of the matches is never more work than the index's */
+  if (nsel <= 2048)
+    return 1;
+  const double sel = (double)nsel / (double)c->count;
+  if (scan) /* the list scan reads nprobe / nlist of the entries */
+    return sel <= 4.0 * (double)nprobe / (double)c->spec.nlist;
+  return 2.0 * (double)k / sel > 1024.0; /* over-fetch would ask for more than ~1k */
+}
+
+/* A filtered search; the caller holds c->rw for reading. exact: the caller asked for exact
+ * search. */
+static qv_status filtered_locked(qv_collection *c, const qv_filter *f, qv_filter_path path,
+                                 const float *q, size_t n, size_t k, uint32_t nprobe, int exact,
+                                 float *scores, int64_t *ids, qv_error *err) {
+  matches mt = {malloc(((c->count + 63) / 64 + 1) * sizeof(uint64_t)), 0};
+  unsigned char *redo = calloc(n, 1);
+  qv_status st = QV_OK;
+  if (mt.w == NULL || redo == NULL) {
+    st = qv_error_set(err, QV_ENOMEM, "filtered search: out of memory");
+    goto out;
+  }
+  if ((st = qv__filter_eval(f, &c->attrs, c->count, mt.w, &mt.n, err)) != QV_OK)
+    goto out;
+  const int scan = c->gpu == NULL && c->spec.nlist > 0 && !qv__spec_gated(&c->spec);
+  if (exact || mt.n == 0 || filter_exact(c, path, mt.n, k, nprobe, scan)) {
+    st = exact_rows(c, &mt, q, n, k, scores, ids, err);
+    __atomic_fetch_add(&c->filtered_exact, n, __ATOMIC_RELAXED);
+  } else {
+    __atomic_fetch_add(&c->filtered_index, n, __ATOMIC_RELAXED);
+    st = scan ? list_scan(c, &mt, q, n, k, nprobe, scores, ids, redo, err)
+              : over_fetch(c, &mt, q, n, k, nprobe, scores, ids, redo, err);
+    if (st == QV_OK)
+      st = redo_exact(c, &mt, q, n, k, redo, scores, ids, err);
+  }
+  if (st == QV_OK)
+    fix_padding(c->metric, n * k, scores, ids);
+out:
+  free(mt.w);
+  free(redo);
+  return st;
+}
+
 /* A search pinned to a data version (p->generation != 0) the collection's state does not hold;
  * the caller holds c->rw for reading. */
 static qv_status generation_check(const qv_collection *c, const qv_search_params *p,
@@ -316,7 +654,8 @@ static qv_status generation_check(const qv_collection *c, const qv_search_params
 
 /* The index search proper; the caller holds c->rw for reading. */
 static qv_status search_locked(qv_collection *c, const float *q, size_t n, size_t k,
-                               uint32_t req_nprobe, float *scores, int64_t *ids, qv_error *err) {
+                               uint32_t req_nprobe, const qv_search_params *p, float *scores,
+                               int64_t *ids, qv_error *err) {
   if (!c->trained)
     return qv_error_set(err, QV_EPRECONDITION,
                         "index '%s' is not built yet: build it first (%zu vectors stored)",
@@ -324,6 +663,8 @@ static qv_status search_locked(qv_collection *c, const float *q, size_t n, size_
   uint32_t nprobe = req_nprobe ? req_nprobe : c->default_nprobe;
   if (nprobe > c->spec.nlist && !c->spec.graph)
     nprobe = c->spec.nlist;
+  if (p->filter != NULL)
+    return filtered_locked(c, p->filter, p->filter_path, q, n, k, nprobe, 0, scores, ids, err);
   if (c->n_dead == 0) {
     qv_status st = index_search(c, q, n, k, nprobe, scores, ids, err);
     if (st == QV_OK)
@@ -392,8 +733,10 @@ static qv_status run_search(qv_collection *c, const float *queries, size_t n,
     return st;
   pthread_rwlock_rdlock(&c->rw);
   if ((st = generation_check(c, p, err)) == QV_OK)
-    st = exact ? exact_locked(c, q, n, p->k, scores, ids, err)
-               : search_locked(c, q, n, p->k, p->nprobe, scores, ids, err);
+    st = exact && p->filter != NULL
+             ? filtered_locked(c, p->filter, QV_FILTER_EXACT, q, n, p->k, 0, 1, scores, ids, err)
+         : exact ? exact_locked(c, q, n, p->k, scores, ids, err)
+                 : search_locked(c, q, n, p->k, p->nprobe, p, scores, ids, err);
   pthread_rwlock_unlock(&c->rw);
   free(owned);
   return st;
@@ -461,7 +804,7 @@ qv_status qv_collection_search_refined(qv_collection *c, const float *queries, s
     const float *qm = q + off * d;
     pthread_rwlock_rdlock(&c->rw);
     if ((st = generation_check(c, p, err)) == QV_OK)
-      st = search_locked(c, qm, m, kc, p->nprobe, cs, ci, err);
+      st = search_locked(c, qm, m, kc, p->nprobe, p, cs, ci, err);
     /* Gather each candidate's full vector under the same read lock (rows cannot move). */
     for (size_t i = 0; st == QV_OK && i < m * kc; i++) {
       uint64_t row;

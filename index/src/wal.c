@@ -3,6 +3,8 @@
  * Record = header { u32 magic "QWAL", u32 body length, u32 CRC-32 of the body } + body
  * { u64 seq, u32 type (1 upsert, 2 delete), u32 n, u32 dim, u32 n_features, then n int64 ids,
  * for upserts n * dim float32 vectors and n * n_features float32 features (n_features 0 = none) },
+ * and for type 3 (an upsert with attributes) the same as an upsert followed by u32 length and
+ * that many bytes of attribute columns (attrs.c's binary form),
  * little-endian as the machine writes it (the log never leaves the machine that wrote it).
  * A record is appended with one write() and, by policy, fdatasync()ed before the write it
  * carries is acknowledged. At open the records newer than a given seq (a snapshot's wal_seq) are
@@ -31,6 +33,7 @@
 #define WAL_NAME "wal.log"
 #define REC_UPSERT 1u
 #define REC_DELETE 2u
+#define REC_UPSERT_ATTRS 3u
 
 typedef struct rec_head {
   uint32_t magic, len, crc;
@@ -89,7 +92,8 @@ static qv_status wal_fail(qv__wal *w, uint64_t keep, int sticky, qv_error *err) 
 
 qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size_t dim,
                          size_t nfeat, const int64_t *ids, const float *vectors,
-                         const float *features, qv_error *err) {
+                         const float *features, const void *attrs, size_t attrs_len,
+                         qv_error *err) {
   if (w->failed[0] != '\0')
     return qv_error_set(err, QV_EIO,
                         "write-ahead log %s failed earlier (%s): writes are refused "
@@ -99,7 +103,10 @@ qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size
     dim = nfeat = 0;
   if (features == NULL)
     nfeat = 0;
-  const size_t body = sizeof(rec_body) + n * sizeof(int64_t) + n * (dim + nfeat) * sizeof(float);
+  if (is_delete || attrs == NULL)
+    attrs_len = 0;
+  const size_t body = sizeof(rec_body) + n * sizeof(int64_t) + n * (dim + nfeat) * sizeof(float) +
+                      (attrs_len ? sizeof(uint32_t) + attrs_len : 0);
   if (body > UINT32_MAX)
     return qv_error_set(err, QV_EINVAL,
                         "write-ahead log: one write of %zu bytes is too large "
@@ -109,8 +116,11 @@ qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size
   if (buf == NULL)
     return qv_error_set(err, QV_ENOMEM, "write-ahead log: out of memory for a %zu-byte record",
                         body);
-  rec_body b = {seq, is_delete ? REC_DELETE : REC_UPSERT, (uint32_t)n, (uint32_t)dim,
-                (uint32_t)nfeat};
+  rec_body b = {seq,
+                is_delete   ? REC_DELETE
+                : attrs_len ? REC_UPSERT_ATTRS
+                            : REC_UPSERT,
+                (uint32_t)n, (uint32_t)dim, (uint32_t)nfeat};
   char *p = buf + sizeof(rec_head);
   memcpy(p, &b, sizeof b);
   p += sizeof b;
@@ -120,8 +130,15 @@ qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size
     memcpy(p, vectors, n * dim * sizeof(float));
     p += n * dim * sizeof(float);
   }
-  if (nfeat > 0)
+  if (nfeat > 0) {
     memcpy(p, features, n * nfeat * sizeof(float));
+    p += n * nfeat * sizeof(float);
+  }
+  if (attrs_len > 0) {
+    const uint32_t al = (uint32_t)attrs_len;
+    memcpy(p, &al, sizeof al);
+    memcpy(p + sizeof al, attrs, attrs_len);
+  }
   rec_head h = {WAL_MAGIC, (uint32_t)body,
                 (uint32_t)crc32(0L, (const Bytef *)buf + sizeof(rec_head), (uInt)body)};
   memcpy(buf, &h, sizeof h);
@@ -267,10 +284,16 @@ static qv_status replay(scan *sc, const char *path, const char *data, size_t len
     rec_body b;
     const char *p = data + off + sizeof h;
     memcpy(&b, p, sizeof b);
-    const size_t want = sizeof b + (size_t)b.n * sizeof(int64_t) +
-                        (size_t)b.n * ((size_t)b.dim + b.nfeat) * sizeof(float);
-    if (want != h.len || (b.type != REC_UPSERT && b.type != REC_DELETE) ||
-        (b.type == REC_UPSERT && b.dim != sc->shape->dim) ||
+    size_t want = sizeof b + (size_t)b.n * sizeof(int64_t) +
+                  (size_t)b.n * ((size_t)b.dim + b.nfeat) * sizeof(float);
+    uint32_t alen = 0;
+    if (b.type == REC_UPSERT_ATTRS && want + sizeof alen <= h.len) {
+      memcpy(&alen, p + want, sizeof alen);
+      want += sizeof alen + alen;
+    }
+    if (want != h.len ||
+        (b.type != REC_UPSERT && b.type != REC_DELETE && b.type != REC_UPSERT_ATTRS) ||
+        (b.type != REC_DELETE && b.dim != sc->shape->dim) ||
         (b.nfeat != 0 && b.nfeat != sc->shape->nfeat))
       break;
     if (b.seq > sc->last) {
@@ -298,7 +321,9 @@ static qv_status replay(scan *sc, const char *path, const char *data, size_t len
                                     b.nfeat,
                                     ids,
                                     b.type == REC_DELETE ? NULL : vec,
-                                    b.nfeat ? ft : NULL};
+                                    b.nfeat ? ft : NULL,
+                                    alen ? p + h.len - alen : NULL,
+                                    alen};
         st = sc->apply(sc->user, &rec, err);
         if (st != QV_OK)
           qv_error_prefix(err, st, "write-ahead log %s: replaying record %llu", path,
@@ -309,7 +334,7 @@ static qv_status replay(scan *sc, const char *path, const char *data, size_t len
       free(ft);
       if (st == QV_OK) {
         r->records++;
-        if (b.type == REC_UPSERT)
+        if (b.type != REC_DELETE)
           r->upserted += b.n;
         else
           r->deleted += b.n;

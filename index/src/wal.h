@@ -19,6 +19,8 @@ typedef struct qv__wal_record {
   size_t n, dim, nfeat; /* dim 0 for a delete; nfeat 0 = no features */
   const int64_t *ids;
   const float *vectors, *features; /* NULL for a delete; features NULL when nfeat == 0 */
+  const char *attrs;               /* attribute columns (attrs.c's binary form) or NULL */
+  size_t attrs_len;
 } qv__wal_record;
 /* What records must look like: an upsert of another dimension, or features of another count,
  * ends the log as damage would. */
@@ -35,10 +37,11 @@ typedef qv_status (*qv__wal_apply_fn)(void *user, const qv__wal_record *rec, qv_
 qv_status qv__wal_open(qv__wal **out, const char *dir, const qv_wal_opts *o,
                        const qv__wal_shape *shape, uint64_t after_seq, qv__wal_apply_fn apply,
                        void *user, qv_wal_replay *r, qv_error *err);
-/* Appends one record (a delete when is_delete; features may be NULL) and syncs it per policy. */
+/* Appends one record (a delete when is_delete; features and attrs may be NULL) and syncs it per
+ * policy. */
 qv_status qv__wal_append(qv__wal *w, uint64_t seq, int is_delete, size_t n, size_t dim,
                          size_t nfeat, const int64_t *ids, const float *vectors,
-                         const float *features, qv_error *err);
+                         const float *features, const void *attrs, size_t attrs_len, qv_error *err);
 /* After a save made the log's records part of snapshot `version`: renames the log to that
  * version's segment (wal-vNNNNNN.log, kept for a fallback open of an older version) and starts
  * an empty one. */

@@ -88,7 +88,7 @@ inline Result search(qv_collection *c, const float *q, size_t nq, size_t k, uint
   Result r;
   r.scores.resize(nq * k);
   r.ids.resize(nq * k);
-  qv_search_params p{k, nprobe, 0};
+  qv_search_params p{k, nprobe, 0, nullptr, QV_FILTER_AUTO};
   qv_error e{};
   qv_status st = exact ? qv_collection_search_exact(c, q, nq, &p, r.scores.data(), r.ids.data(), &e)
                        : qv_collection_search(c, q, nq, &p, r.scores.data(), r.ids.data(), &e);

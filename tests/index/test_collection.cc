@@ -206,7 +206,7 @@ TEST(Mutation, UpsertReplacesAndDeleteRemoves) {
     EXPECT_EQ(std::memcmp(got, spot, sizeof spot), 0);
     float sc[2];
     int64_t out[2];
-    qv_search_params p{2, 4, 0};
+    qv_search_params p{2, 4, 0, nullptr, QV_FILTER_AUTO};
     ASSERT_EQ(qv_collection_search(col.c, spot, 1, &p, sc, out, &e), QV_OK) << e.msg;
     EXPECT_EQ(out[0], 1003);
     EXPECT_FLOAT_EQ(sc[0], 0.0f);
@@ -257,7 +257,7 @@ TEST(Mutation, FewerThanKResultsArePadded) {
   ASSERT_EQ(qv_collection_add(col.c, 2, ids, x, &e), QV_OK);
   float q[2] = {1, 0}, sc[4];
   int64_t out[4];
-  qv_search_params p{4, 0, 0};
+  qv_search_params p{4, 0, 0, nullptr, QV_FILTER_AUTO};
   ASSERT_EQ(qv_collection_search(col.c, q, 1, &p, sc, out, &e), QV_OK) << e.msg;
   EXPECT_EQ(out[0], 1);
   EXPECT_EQ(out[1], 2);
@@ -279,7 +279,7 @@ TEST(Mutation, IvfAddsBeforeBuildAreStoredNotSearchable) {
   ASSERT_EQ(qv_collection_add(col.c, 3, ids.data(), x.data(), &e), QV_OK);
   float sc[1];
   int64_t out[1];
-  qv_search_params p{1, 0, 0};
+  qv_search_params p{1, 0, 0, nullptr, QV_FILTER_AUTO};
   EXPECT_EQ(qv_collection_search(col.c, x.data(), 1, &p, sc, out, &e), QV_EPRECONDITION);
   EXPECT_NE(std::strstr(e.msg, "not built"), nullptr) << e.msg;
   // Three vectors cannot train four lists: a clear precondition error, not a FAISS throw.
@@ -334,7 +334,7 @@ TEST(BadInput, SearchAndAddRefuseBadArguments) {
   build(col);
   float q[8] = {1, 2, 3, 4, 1, 1, 1, 1}, sc[20];
   int64_t out[20];
-  qv_search_params p{5, 0, 0};
+  qv_search_params p{5, 0, 0, nullptr, QV_FILTER_AUTO};
   // k out of range
   p.k = 0;
   EXPECT_EQ(qv_collection_search(col.c, q, 1, &p, sc, out, &e), QV_EINVAL);
@@ -412,7 +412,7 @@ TEST(BadInput, AVectorWhoseSquaredNormOverflowsIsRefused) {
   float hq[8] = {3.4e38f, 3.4e38f, 0, 0, 0, 0, 0, 0};
   float sc[4];
   int64_t out[4];
-  qv_search_params p{4, 2, 0};
+  qv_search_params p{4, 2, 0, nullptr, QV_FILTER_AUTO};
   EXPECT_EQ(qv_collection_search(col.c, hq, 1, &p, sc, out, &e), QV_EINVAL);
   EXPECT_NE(std::strstr(e.msg, "query 0"), nullptr) << e.msg;
 }
@@ -436,7 +436,7 @@ TEST(BadInput, CosineNormalisesVectorsOfTinyComponents) {
   float q[4] = {t, t, t, t};
   float sc[2];
   int64_t out[2];
-  qv_search_params p{2, 0, 0};
+  qv_search_params p{2, 0, 0, nullptr, QV_FILTER_AUTO};
   ASSERT_EQ(qv_collection_search(col.c, q, 1, &p, sc, out, &e), QV_OK) << e.msg;
   EXPECT_EQ(out[0], 1);
   EXPECT_NEAR(sc[0], 1.0f, 1e-5f);
@@ -454,7 +454,7 @@ TEST(Mutation, BuildingAnEmptyFlatCollectionIsFine) {
   ASSERT_EQ(qv_collection_build(col.c, nullptr, nullptr, &e), QV_OK) << e.msg;
   float q[4] = {1, 2, 3, 4}, sc[2];
   int64_t out[2];
-  qv_search_params p{2, 0, 0};
+  qv_search_params p{2, 0, 0, nullptr, QV_FILTER_AUTO};
   ASSERT_EQ(qv_collection_search(col.c, q, 1, &p, sc, out, &e), QV_OK) << e.msg;
   EXPECT_EQ(out[0], -1);
   EXPECT_EQ(out[1], -1);
@@ -655,7 +655,7 @@ TEST(Concurrency, SearchesDuringAddsAndDeletes) {
     readers.emplace_back([&] {
       std::vector<float> sc(10 * 10);
       std::vector<int64_t> out(10 * 10);
-      qv_search_params p{10, 8, 0};
+      qv_search_params p{10, 8, 0, nullptr, QV_FILTER_AUTO};
       while (!done.load()) {
         qv_error le{};
         if (qv_collection_search(col.c, q.f.data(), 10, &p, sc.data(), out.data(), &le) != QV_OK)
@@ -695,7 +695,7 @@ TEST(Concurrency, SearchesContinueWhileBuilding) {
   std::thread reader([&] {
     std::vector<float> sc(10);
     std::vector<int64_t> out(10);
-    qv_search_params p{10, 16, 0};
+    qv_search_params p{10, 16, 0, nullptr, QV_FILTER_AUTO};
     while (!done.load()) {
       if (qv_collection_search(col.c, q.f.data(), 1, &p, sc.data(), out.data(), nullptr) != QV_OK)
         errors++;
@@ -762,7 +762,7 @@ TEST(Refine, LiftsPqRecallOnDeep10k) {
   std::vector<int64_t> ids(q.rows * 10);
   qv_rerank_params rp;
   qv_rerank_params_init(&rp);
-  qv_search_params p{10, 16, 0};
+  qv_search_params p{10, 16, 0, nullptr, QV_FILTER_AUTO};
   qv_error e{};
   ASSERT_EQ(qv_collection_search_refined(col.c, q.f.data(), q.rows, &p, 100, &rp, sc.data(),
                                          ids.data(), &e),
@@ -779,7 +779,7 @@ TEST(Refine, LiftsPqRecallOnDeep10k) {
     EXPECT_LE(sc[j - 1], sc[j]);
   float exact[10];
   int64_t eid[10];
-  qv_search_params pe{10, 0, 0};
+  qv_search_params pe{10, 0, 0, nullptr, QV_FILTER_AUTO};
   ASSERT_EQ(qv_collection_search_exact(col.c, q.f.data(), 1, &pe, exact, eid, &e), QV_OK);
   if (ids[0] == eid[0]) {
     EXPECT_NEAR(sc[0], exact[0], 1e-4 * exact[0]);
@@ -797,7 +797,7 @@ TEST(Refine, DenyListAndMmrThroughTheCollection) {
   qv_rerank_params_init(&rp);
   rp.deny = deny.data();
   rp.n_deny = 1;
-  qv_search_params p{5, 64, 0};
+  qv_search_params p{5, 64, 0, nullptr, QV_FILTER_AUTO};
   float sc[5];
   int64_t ids[5];
   qv_error e{};
@@ -858,7 +858,7 @@ TEST(Features, BlendUsesStoredFeaturesAcrossDeleteAndReopen) {
   qv_rerank_params_init(&rp);
   rp.weights = w;
   rp.n_features = 2;
-  qv_search_params p{3, 0, 0};
+  qv_search_params p{3, 0, 0, nullptr, QV_FILTER_AUTO};
   float sc[3];
   int64_t out[3];
   ASSERT_EQ(qv_collection_search_refined(col.c, q, 1, &p, n, &rp, sc, out, &e), QV_OK) << e.msg;
@@ -912,7 +912,7 @@ TEST(Refine, LargeCandidateSetsGoInBlocksAndStayExact) {
   std::vector<int64_t> ids(q.rows * 10);
   qv_rerank_params rp;
   qv_rerank_params_init(&rp);
-  qv_search_params p{10, 64, 0};
+  qv_search_params p{10, 64, 0, nullptr, QV_FILTER_AUTO};
   qv_error e{};
   ASSERT_EQ(qv_collection_search_refined(col.c, q.f.data(), q.rows, &p, 4000, &rp, sc.data(),
                                          ids.data(), &e),

@@ -124,7 +124,7 @@ TEST_F(Gpu, UpsertsAndDeletesReachTheGpuCopy) {
       EXPECT_EQ(g[i * 10], moved[i]) << "query " << i;
     std::vector<float> sc(q.rows * 10);
     std::vector<int64_t> ex(q.rows * 10);
-    qv_search_params p{10, 0, 0};
+    qv_search_params p{10, 0, 0, nullptr, QV_FILTER_AUTO};
     ASSERT_EQ(qv_collection_search_exact(col.c, q.f.data(), q.rows, &p, sc.data(), ex.data(), &e),
               QV_OK);
     EXPECT_GE(overlap(g, ex, q.rows, 10), 0.99); // nprobe = nlist: exact up to ties

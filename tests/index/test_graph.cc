@@ -78,7 +78,7 @@ TEST(Graph, Hnsw32ReachesRecallAndEfSearchIsPerSearch) {
   // Out of range.
   std::vector<float> s(k);
   std::vector<int64_t> ids(k);
-  qv_search_params p{k, QV_MAX_EF_SEARCH + 1, 0};
+  qv_search_params p{k, QV_MAX_EF_SEARCH + 1, 0, nullptr, QV_FILTER_AUTO};
   qv_error e{};
   EXPECT_EQ(qv_collection_search(col.c, q.f.data(), 1, &p, s.data(), ids.data(), &e), QV_EINVAL);
   EXPECT_NE(std::strstr(e.msg, "efSearch"), nullptr) << e.msg;
@@ -156,7 +156,7 @@ TEST(Graph, SqCodesNeedABuildAndTargetRecallTunesEfSearch) {
   add_all(col, base);
   std::vector<float> s(10);
   std::vector<int64_t> ids(10);
-  qv_search_params p{10, 0, 0};
+  qv_search_params p{10, 0, 0, nullptr, QV_FILTER_AUTO};
   qv_error e{};
   EXPECT_EQ(qv_collection_search(col.c, q.f.data(), 1, &p, s.data(), ids.data(), &e),
             QV_EPRECONDITION);

@@ -52,7 +52,7 @@ double measured_recall(qv_collection *c, const std::vector<float> &q, size_t nq,
                        uint32_t nprobe) {
   std::vector<float> s1(nq * k), s2(nq * k);
   std::vector<int64_t> a(nq * k), b(nq * k);
-  qv_search_params p{k, nprobe, 0};
+  qv_search_params p{k, nprobe, 0, nullptr, QV_FILTER_AUTO};
   qv_error e{};
   EXPECT_EQ(qv_collection_search(c, q.data(), nq, &p, s1.data(), a.data(), &e), QV_OK) << e.msg;
   EXPECT_EQ(qv_collection_search_exact(c, q.data(), nq, &p, s2.data(), b.data(), &e), QV_OK);
@@ -119,7 +119,7 @@ TEST(Build, AnImpossibleRecallFloorIsRefusedAndTheOldIndexKeepsServing) {
   std::vector<float> q(5 * 32, 0.25f);
   std::vector<float> s_before(50), s_after(50);
   std::vector<int64_t> before(50), after(50);
-  qv_search_params p{10, 4, 0};
+  qv_search_params p{10, 4, 0, nullptr, QV_FILTER_AUTO};
   ASSERT_EQ(qv_collection_search(col.c, q.data(), 5, &p, s_before.data(), before.data(), &e),
             QV_OK);
   qv_collection_stats s0 = stats(col.c);
@@ -220,7 +220,7 @@ TEST(Build, WritesDuringABuildAreAcceptedAndReachTheNewIndex) {
   EXPECT_EQ(s.indexed, s.count);
   EXPECT_EQ(s.version, 2u);
   // Every written vector is found by the new index at its own place; deleted ids never.
-  qv_search_params p{1, 8, 0};
+  qv_search_params p{1, 8, 0, nullptr, QV_FILTER_AUTO};
   for (size_t i = 1; i < 100; i++) { // 5000 was deleted
     float sc;
     int64_t id;
@@ -237,7 +237,7 @@ TEST(Build, WritesDuringABuildAreAcceptedAndReachTheNewIndex) {
   std::vector<float> all(2000 * d);
   std::vector<int64_t> base_ids;
   lc_random_data(2000, d, 0, 1, all, base_ids);
-  qv_search_params p10{10, 8, 0};
+  qv_search_params p10{10, 8, 0, nullptr, QV_FILTER_AUTO};
   std::vector<float> sc(10);
   std::vector<int64_t> got(10);
   for (int64_t dead : {100, 101, 102}) {
@@ -263,7 +263,7 @@ TEST(Build, SearchesNeverFailWhileBuildsSwap) {
       std::vector<float> q(d, float(t));
       std::vector<float> sc(10);
       std::vector<int64_t> id(10);
-      qv_search_params p{10, 4, 0};
+      qv_search_params p{10, 4, 0, nullptr, QV_FILTER_AUTO};
       while (!stop.load()) {
         qv_error se{};
         if (qv_collection_search(col.c, q.data(), 1, &p, sc.data(), id.data(), &se) != QV_OK ||
@@ -310,7 +310,7 @@ TEST(Replace, SwapsInAnotherIndexAndRefusesAMismatch) {
   lc_random_data(800, d, 0, 2, v, ids);
   float sc;
   int64_t id;
-  qv_search_params p{1, 4, 0};
+  qv_search_params p{1, 4, 0, nullptr, QV_FILTER_AUTO};
   ASSERT_EQ(qv_collection_search(col.c, &v[5 * d], 1, &p, &sc, &id, &e), QV_OK);
   EXPECT_EQ(id, 5);
 }

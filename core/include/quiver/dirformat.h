@@ -17,9 +17,9 @@ extern "C" {
 #endif
 
 #define QV_MANIFEST "MANIFEST.json"
-/* The data files of a version directory, in the order a save writes them; the last
- * (features.npy) only when items carry features. */
-#define QV_VERSION_NFILES 4
+/* The data files of a version directory, in the order a save writes them; features.npy only
+ * when items carry features, attrs.bin only when the collection has attributes. */
+#define QV_VERSION_NFILES 5
 QV_API extern const char *const qv_version_files[QV_VERSION_NFILES];
 
 /* Longest path of a collection directory itself: every file inside it then fits in QV_PATH_MAX

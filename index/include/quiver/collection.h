@@ -49,6 +49,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quiver/attrs.h"
 #include "quiver/gpu.h"
 #include "quiver/status.h"
 #include "quiver/types.h"
@@ -69,20 +70,22 @@ struct qv_rerank_params; /* quiver/rerank_params.h */
 
 /* Creation options. Initialise with qv_collection_opts_init, then set what differs. */
 typedef struct qv_collection_opts {
-  size_t dim;              /* 1 .. QV_MAX_DIM; no default (0 is refused) */
-  qv_metric metric;        /* default QV_METRIC_L2 */
-  const char *spec;        /* index-factory spec (above); default "Flat"; copied */
-  uint32_t default_nprobe; /* lists probed when a search passes nprobe 0; default 16, clamped
-                              to nlist at search time (a graph: its default efSearch) */
-  size_t train_sample;     /* most vectors used to train; 0 = 256 per list (FAISS's own cap),
-                              default 0 */
-  uint64_t seed;           /* seed of the training sample; default 1234 */
-  size_t n_features;       /* per-item features for the rerank blend, 0 .. 64; default 0 */
-  qv_device device;        /* where searches run (quiver/gpu.h); default QV_DEVICE_AUTO */
-  int deferred_deletes;    /* 1: deletes and replacements are hidden by tombstones until the next
-                              save or build instead of being removed from the IVF lists at once
-                              (FAISS's remove_ids scans every list). Always so while a GPU copy
-                              exists. Default 0 */
+  size_t dim;                 /* 1 .. QV_MAX_DIM; no default (0 is refused) */
+  qv_metric metric;           /* default QV_METRIC_L2 */
+  const char *spec;           /* index-factory spec (above); default "Flat"; copied */
+  uint32_t default_nprobe;    /* lists probed when a search passes nprobe 0; default 16, clamped
+                                 to nlist at search time (a graph: its default efSearch) */
+  size_t train_sample;        /* most vectors used to train; 0 = 256 per list (FAISS's own cap),
+                                 default 0 */
+  uint64_t seed;              /* seed of the training sample; default 1234 */
+  size_t n_features;          /* per-item features for the rerank blend, 0 .. 64; default 0 */
+  qv_device device;           /* where searches run (quiver/gpu.h); default QV_DEVICE_AUTO */
+  int deferred_deletes;       /* 1: deletes and replacements are hidden by tombstones until the next
+                                 save or build instead of being removed from the IVF lists at once
+                                 (FAISS's remove_ids scans every list). Always so while a GPU copy
+                                 exists. Default 0 */
+  size_t n_attrs;             /* item attributes (quiver/attrs.h), 0 .. QV_MAX_ATTRS; default 0 */
+  const qv_attr_field *attrs; /* their schema (copied) */
 } qv_collection_opts;
 
 QV_API void qv_collection_opts_init(qv_collection_opts *o);
@@ -122,6 +125,20 @@ QV_API qv_status qv_collection_add(qv_collection *c, size_t n, const int64_t *id
 QV_API qv_status qv_collection_add_features(qv_collection *c, size_t n, const int64_t *ids,
                                             const float *vectors, const float *features,
                                             qv_error *err);
+
+/* As qv_collection_add_features, with each item's attributes (quiver/attrs.h; NULL or no
+ * columns = every attribute its default). The attributes go into the write-ahead log and the
+ * store with the vector, in the same step. Returns what qv_collection_add_features returns;
+ * QV_EINVAL also for a column of no attribute, of the wrong type, or of a bad value (the message
+ * names the column and row). */
+QV_API qv_status qv_collection_upsert(qv_collection *c, size_t n, const int64_t *ids,
+                                      const float *vectors, const float *features,
+                                      const qv_attr_batch *attrs, qv_error *err);
+
+/* The checks qv_collection_upsert makes of attributes for a schema (without a collection: a
+ * router checks what it logs). QV_OK or QV_EINVAL with the same message. */
+QV_API qv_status qv_attr_batch_check(size_t n_fields, const qv_attr_field *fields, size_t n,
+                                     const qv_attr_batch *attrs, qv_error *err);
 
 /* The checks qv_collection_add_features makes of a batch before it changes anything (negative
  * ids, NaN/Inf components, zero vectors for cosine, NaN/Inf features), without a collection: a
@@ -230,6 +247,10 @@ typedef struct qv_search_params {
    * search holds, so an answer never comes from another version: QV_EPRECONDITION when it is
    * not (qv_collection_generation then tells the caller which it is). */
   uint64_t generation;
+  /* NULL: every item. Otherwise only items that match it are answered (quiver/attrs.h), found as
+   * filter_path says; a search of fewer matches than k pads. Exact search scans the matches. */
+  const qv_filter *filter;
+  qv_filter_path filter_path;
 } qv_search_params;
 
 /* Searches n queries (n x dim floats). Writes n * k scores and ids, best first, padded with id -1
@@ -360,6 +381,11 @@ typedef struct qv_collection_stats {
   uint32_t build_nprobe; /* the nprobe that recall was measured at */
   uint64_t generation;   /* the data version (qv_collection_set_generation) */
   int graph;             /* 1: a graph index (HNSW): default_nprobe is its efSearch */
+  size_t n_attrs;        /* the attribute schema (quiver/attrs.h) */
+  qv_attr_field attrs[QV_MAX_ATTRS];
+  uint64_t attr_bytes; /* memory of the attributes (columns, tag sets, dictionaries) */
+  /* Filtered searches since open, by the path that answered them (one per query). */
+  uint64_t filtered_exact, filtered_index, filtered_overfetch_retries;
 } qv_collection_stats;
 
 /* Moves the collection's searches to `device` (see quiver/gpu.h): copies the built index to a GPU
@@ -394,6 +420,14 @@ QV_API qv_status qv_collection_get(qv_collection *c, int64_t id, float *out, qv_
 QV_API qv_status qv_collection_get_items(qv_collection *c, size_t n, const int64_t *ids,
                                          float *vectors, float *features, uint8_t *found,
                                          size_t *n_found, qv_error *err);
+
+/* qv_collection_get_items, and when attrs is not NULL the attributes of the same items from the
+ * same state: *attrs gets one column per schema attribute (in schema order) of n rows (an id not
+ * stored answers its defaults); free it with qv_attr_batch_free. */
+QV_API qv_status qv_collection_get_items_attrs(qv_collection *c, size_t n, const int64_t *ids,
+                                               float *vectors, float *features, uint8_t *found,
+                                               size_t *n_found, qv_attr_batch *attrs,
+                                               qv_error *err);
 
 #ifdef __cplusplus
 }
