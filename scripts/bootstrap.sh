@@ -46,6 +46,7 @@ PKGS=(build-essential cmake pkg-config git ca-certificates dpkg-dev
       libopenblas-dev libgomp1
       libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
       googletest libgtest-dev libjansson-dev zlib1g-dev grpc-proto libmicrohttpd-dev openssl
+      libroaring-dev  # CRoaring: the attribute postings of filters (docs/filters.md)
       python3-venv
       clang libclang-rt-14-dev libomp-14-dev  # the libFuzzer targets (scripts/fuzz.sh)
       # cluster mode: etcd (coordination; its v3 protos from the Go sources' package, with the

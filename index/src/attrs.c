@@ -159,8 +159,48 @@ void qv__attrs_init(qv__attrs *a) {
   memset(a, 0, sizeof *a);
 }
 
+/* Every code of column j's dictionary gets its (empty) posting, so that put, move and copy_row
+ * only add to bitmaps that exist. 0 or -1 (out of memory). */
+static int post_reserve(qv__attrs *a, size_t j) {
+  const uint32_t n = a->dict[j].n;
+  if (n <= a->npost[j])
+    return 0;
+  roaring_bitmap_t **p = realloc(a->post[j], n * sizeof *p);
+  if (p == NULL)
+    return -1;
+  a->post[j] = p;
+  for (uint32_t c = a->npost[j]; c < n; c++) {
+    if ((p[c] = roaring_bitmap_create()) == NULL)
+      return -1;
+    a->npost[j] = c + 1;
+  }
+  return 0;
+}
+
+/* Adds (add = 1) or removes row from the postings of the codes in slot v of column j. */
+static void post_row(qv__attrs *a, size_t j, uint64_t v, size_t row, int add) {
+  uint32_t one = (uint32_t)v, n = 1;
+  const uint32_t *codes = &one;
+  if (a->f[j].type == QV_ATTR_TAGS) {
+    const uint32_t *set = (const uint32_t *)(uintptr_t)v;
+    n = set ? set[0] : 0;
+    codes = set ? set + 1 : NULL;
+  }
+  for (uint32_t u = 0; u < n; u++) {
+    if (codes[u] >= a->npost[j])
+      continue; /* cannot be: post_reserve ran for every code a slot holds */
+    if (add)
+      roaring_bitmap_add(a->post[j][codes[u]], (uint32_t)row);
+    else
+      roaring_bitmap_remove(a->post[j][codes[u]], (uint32_t)row);
+  }
+}
+
 void qv__attrs_fini(qv__attrs *a, size_t count) {
   for (size_t j = 0; j < a->n; j++) {
+    for (uint32_t c = 0; c < a->npost[j]; c++)
+      roaring_bitmap_free(a->post[j][c]);
+    free(a->post[j]);
     if (a->f[j].type == QV_ATTR_TAGS && a->col[j] != NULL)
       for (size_t r = 0; r < count; r++)
         free((void *)(uintptr_t)a->col[j][r]);
@@ -181,7 +221,7 @@ qv_status qv__attrs_set_schema(qv__attrs *a, size_t n, const qv_attr_field *f, q
     a->f[j].name[QV_MAX_ATTR_NAME - 1] = '\0';
     h = (h ^ hash_str(a->f[j].name, strlen(a->f[j].name))) * 1099511628211ull;
     h = (h ^ (uint64_t)f[j].type) * 1099511628211ull;
-    if (is_strings(f[j].type) && dict_intern(&a->dict[j], "") != 0)
+    if (is_strings(f[j].type) && (dict_intern(&a->dict[j], "") != 0 || post_reserve(a, j) != 0))
       return qv_error_set(err, QV_ENOMEM, "out of memory for attribute dictionaries");
   }
   a->hash = n ? h : 0;
@@ -209,8 +249,11 @@ int qv__attrs_reserve(qv__attrs *a, size_t cap) {
 
 uint64_t qv__attrs_bytes(const qv__attrs *a, size_t cap) {
   uint64_t b = a->tag_bytes;
-  for (size_t j = 0; j < a->n; j++)
+  for (size_t j = 0; j < a->n; j++) {
     b += (uint64_t)cap * sizeof(uint64_t) + a->dict[j].bytes;
+    for (uint32_t c = 0; c < a->npost[j]; c++)
+      b += roaring_bitmap_size_in_bytes(a->post[j][c]) + sizeof(void *);
+  }
   return b;
 }
 
@@ -354,6 +397,8 @@ qv_status qv__attrs_prepare(qv__attrs *a, const qv_attr_batch *b, size_t m, cons
       }
     }
     free(start);
+    if (is_strings(t) && post_reserve(a, (size_t)j) != 0)
+      goto nomem;
   }
   *vals = v;
   return QV_OK;
@@ -374,6 +419,11 @@ void qv__attrs_vals_free(qv__attrs *a, uint64_t *vals, size_t m) {
 
 void qv__attrs_put(qv__attrs *a, size_t row, const uint64_t *v, int replace) {
   for (size_t j = 0; j < a->n; j++) {
+    if (is_strings(a->f[j].type)) {
+      if (replace)
+        post_row(a, j, a->col[j][row], row, 0);
+      post_row(a, j, v[j], row, 1);
+    }
     if (a->f[j].type == QV_ATTR_TAGS) {
       if (replace) {
         a->tag_bytes -= tags_of(a->col[j][row]) * sizeof(uint32_t);
@@ -386,17 +436,25 @@ void qv__attrs_put(qv__attrs *a, size_t row, const uint64_t *v, int replace) {
 }
 
 void qv__attrs_drop(qv__attrs *a, size_t row) {
-  for (size_t j = 0; j < a->n; j++)
+  for (size_t j = 0; j < a->n; j++) {
+    if (is_strings(a->f[j].type))
+      post_row(a, j, a->col[j][row], row, 0);
     if (a->f[j].type == QV_ATTR_TAGS) {
       a->tag_bytes -= tags_of(a->col[j][row]) * sizeof(uint32_t);
       free((void *)(uintptr_t)a->col[j][row]);
       a->col[j][row] = 0;
     }
+  }
 }
 
 void qv__attrs_move(qv__attrs *a, size_t dst, size_t src) {
-  for (size_t j = 0; j < a->n; j++)
+  for (size_t j = 0; j < a->n; j++) {
+    if (is_strings(a->f[j].type)) {
+      post_row(a, j, a->col[j][src], src, 0);
+      post_row(a, j, a->col[j][src], dst, 1);
+    }
     a->col[j][dst] = a->col[j][src];
+  }
 }
 
 int qv__attrs_copy_row(qv__attrs *dst, size_t dr, const qv__attrs *src, size_t sr) {
@@ -426,6 +484,11 @@ int qv__attrs_copy_row(qv__attrs *dst, size_t dr, const qv__attrs *src, size_t s
       s = (uint64_t)(uintptr_t)set;
     }
     dst->col[j][dr] = s;
+    if (is_strings(dst->f[j].type)) {
+      if (post_reserve(dst, j) != 0)
+        return -1;
+      post_row(dst, j, s, dr, 1);
+    }
   }
   return 0;
 }

@@ -6,12 +6,18 @@
  *   KEYWORD: the value's code in the column's dictionary (code 0 = "");
  *   TAGS: a pointer to a uint32 array {count, codes...} (codes sorted, unique), or 0 for none.
  * Dictionaries map strings to codes (never shrinking) and are read by filters and gets under the
- * collection's read lock; writers intern under its write lock. */
+ * collection's read lock; writers intern under its write lock.
+ *
+ * Postings: for KEYWORD and TAGS columns, a CRoaring bitmap per dictionary code of the rows that
+ * hold it (kept by put, drop, move and copy_row), so that a filter's keyword or tag test costs
+ * its matches rather than a pass over the column. */
 #ifndef QUIVER_INDEX_ATTRS_H
 #define QUIVER_INDEX_ATTRS_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <roaring/roaring.h>
 
 #include "quiver/attrs.h"
 #include "quiver/status.h"
@@ -29,6 +35,8 @@ typedef struct qv__attrs {
   qv_attr_field f[QV_MAX_ATTRS];
   uint64_t *col[QV_MAX_ATTRS];
   qv__dict dict[QV_MAX_ATTRS];
+  roaring_bitmap_t **post[QV_MAX_ATTRS]; /* KEYWORD/TAGS: code -> rows holding it */
+  uint32_t npost[QV_MAX_ATTRS];
   uint64_t hash;    /* of the schema: a filter parsed for another one is refused */
   size_t tag_bytes; /* held by TAGS rows */
 } qv__attrs;
@@ -69,6 +77,12 @@ qv_status qv__attrs_decode(const qv__attrs *a, const char *data, size_t len, siz
 /* Every attribute of n rows (rows[i] < 0: defaults) as an owned batch. */
 qv_status qv__attrs_get(const qv__attrs *a, size_t n, const int64_t *rows, qv_attr_batch *out,
                         qv_error *err);
+
+/* The rows whose column j holds code (KEYWORD/TAGS), or NULL (no row ever did). */
+static inline const roaring_bitmap_t *qv__attrs_posting(const qv__attrs *a, size_t j,
+                                                        int64_t code) {
+  return code >= 0 && (uint64_t)code < a->npost[j] ? a->post[j][code] : NULL;
+}
 
 /* Dictionary lookup: the code of s, or -1 when no row ever held it. */
 int64_t qv__dict_find(const qv__dict *d, const char *s);

@@ -551,9 +551,12 @@ static qv_status adopt_attrs(qv_collection *src, qv_collection *c, qv_error *err
     memset(src->attrs.col[j], 0, (src->cap ? src->cap : 1) * sizeof(uint64_t));
   for (size_t r = 0; r < src->count; r++) {
     uint64_t cr;
-    if (qv__idmap_get(&c->map, src->ids[r], &cr) &&
-        qv__attrs_copy_row(&src->attrs, r, &c->attrs, cr) != 0)
+    if (!qv__idmap_get(&c->map, src->ids[r], &cr)) {
+      static const uint64_t defaults[QV_MAX_ATTRS];
+      qv__attrs_put(&src->attrs, r, defaults, 0);
+    } else if (qv__attrs_copy_row(&src->attrs, r, &c->attrs, cr) != 0) {
       return qv_error_set(err, QV_ENOMEM, "replace: out of memory for attributes");
+    }
   }
   return QV_OK;
 }

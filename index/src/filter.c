@@ -614,19 +614,40 @@ static int set_has(const uint32_t *set, uint32_t code) {
   return lo < set[0] && set[1 + lo] == code;
 }
 
-/* all = 0: the set holds any of codes; 1: all of them. */
-static int tags_match(const uint32_t *set, const int64_t *codes, size_t nc, int all) {
-  for (size_t u = 0; u < nc; u++)
-    if (set_has(set, (uint32_t)codes[u]) != all)
-      return !all;
-  return all;
+static bool set_bit(uint32_t row, void *words) {
+  ((uint64_t *)words)[row >> 6] |= (uint64_t)1 << (row & 63);
+  return true;
 }
 
-static int codes_has(const int64_t *codes, size_t n, int64_t code) {
-  for (size_t i = 0; i < n; i++)
-    if (codes[i] == code)
-      return 1;
-  return 0;
+/* out |= the rows of p (NULL: none). */
+static void posting_or(const roaring_bitmap_t *p, uint64_t *out) {
+  if (p != NULL)
+    roaring_iterate(p, set_bit, out);
+}
+
+static void negate(uint64_t *w, size_t count) {
+  const size_t nw = (count + 63) / 64;
+  for (size_t i = 0; i < nw; i++)
+    w[i] = ~w[i];
+  if (count % 64)
+    w[nw - 1] &= ((uint64_t)1 << (count % 64)) - 1;
+}
+
+typedef struct all_ctx {
+  uint64_t *out;
+  const uint64_t *col;
+  const int64_t *codes;
+  size_t nc;
+} all_ctx;
+
+/* A row of the rarest tag's posting: set when its tag set holds every other code too. */
+static bool all_bit(uint32_t row, void *p) {
+  const all_ctx *ac = p;
+  const uint32_t *set = (const uint32_t *)(uintptr_t)ac->col[row];
+  for (size_t u = 0; u < ac->nc; u++)
+    if (!set_has(set, (uint32_t)ac->codes[u]))
+      return true;
+  return set_bit(row, ac->out);
 }
 
 /* Sets w's bits for the rows where PRED holds (row r is bit r % 64 of word r / 64). */
@@ -667,9 +688,12 @@ static qv_status eval_leaf(const qv_filter *f, const node *n, const qv__attrs *a
     } else if (ty == QV_ATTR_BOOL) {
       const uint64_t y = v->kind == T_TRUE;
       SCAN(op == T_EQ ? x == y : x != y);
-    } else { /* KEYWORD */
+    } else { /* KEYWORD: its posting */
       const int64_t y = qv__dict_find(&a->dict[n->col], v->s);
-      SCAN(op == T_EQ ? (int64_t)x == y : (int64_t)x != y);
+      memset(out, 0, nw * sizeof *out);
+      posting_or(qv__attrs_posting(a, (size_t)n->col, y), out);
+      if (op == T_NE)
+        negate(out, count);
     }
     return QV_OK;
   }
@@ -718,15 +742,21 @@ static qv_status eval_leaf(const qv_filter *f, const node *n, const qv__attrs *a
     else
       unknown++;
   }
-  if (ty == QV_ATTR_KEYWORD) {
-    SCAN(codes_has(codes, nc, (int64_t)x) != neg);
-  } else if (n->kind == N_HAS_ANY) {
-    SCAN(tags_match((const uint32_t *)(uintptr_t)x, codes, nc, 0));
-  } else if (unknown > 0) { /* has all of a value no item holds */
-    memset(out, 0, nw * sizeof *out);
-  } else {
-    SCAN(tags_match((const uint32_t *)(uintptr_t)x, codes, nc, 1));
-  }
+  memset(out, 0, nw * sizeof *out);
+  if (ty == QV_ATTR_KEYWORD || n->kind == N_HAS_ANY) { /* the union of the values' postings */
+    for (size_t u = 0; u < nc; u++)
+      posting_or(qv__attrs_posting(a, (size_t)n->col, codes[u]), out);
+    if (neg)
+      negate(out, count);
+  } else if (unknown == 0 && nc > 0) { /* has all: the rarest value's rows, checked for the rest */
+    size_t best = 0;
+    for (size_t u = 1; u < nc; u++)
+      if (roaring_bitmap_get_cardinality(qv__attrs_posting(a, (size_t)n->col, codes[u])) <
+          roaring_bitmap_get_cardinality(qv__attrs_posting(a, (size_t)n->col, codes[best])))
+        best = u;
+    all_ctx ac = {out, col, codes, nc};
+    roaring_iterate(qv__attrs_posting(a, (size_t)n->col, codes[best]), all_bit, &ac);
+  } /* else: has all of a value no item holds: nothing */
   free(codes);
   return QV_OK;
 }
@@ -761,10 +791,7 @@ static qv_status eval_node(const qv_filter *f, int i, const qv__attrs *a, size_t
   if (n->kind == N_NOT) {
     if ((st = eval_node(f, n->a, a, count, out, scratch, err)) != QV_OK)
       return st;
-    for (size_t w = 0; w < nw; w++)
-      out[w] = ~out[w];
-    if (count % 64)
-      out[nw - 1] &= ((uint64_t)1 << (count % 64)) - 1;
+    negate(out, count);
     return QV_OK;
   }
   return eval_leaf(f, n, a, count, out, err);
