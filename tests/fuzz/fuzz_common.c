@@ -24,7 +24,8 @@ const char *const fz_col_files[] = {"MANIFEST.json",
                                     "v000001/ids.npy",
                                     "v000001/features.npy",
                                     "wal.log",
-                                    "wal-v000001.log"};
+                                    "wal-v000001.log",
+                                    "v000001/attrs.bin"};
 const size_t fz_ncol_files = sizeof fz_col_files / sizeof fz_col_files[0];
 
 static void die(const char *what) {
@@ -112,6 +113,40 @@ static void fill(float *x, size_t n, uint32_t seed) {
   }
 }
 
+/* The "flat" template's attributes: one of each type, for rows [0, n) of ids. */
+static const qv_attr_field kAttrs[] = {{"cat", QV_ATTR_INT64},
+                                       {"price", QV_ATTR_FLOAT},
+                                       {"on", QV_ATTR_BOOL},
+                                       {"brand", QV_ATTR_KEYWORD},
+                                       {"tags", QV_ATTR_TAGS}};
+enum { FZ_MAX_ROWS = 300 };
+static int64_t a_int[FZ_MAX_ROWS], a_bool[FZ_MAX_ROWS];
+static double a_float[FZ_MAX_ROWS];
+static const char *a_kw[FZ_MAX_ROWS], *a_tags[2 * FZ_MAX_ROWS];
+static uint32_t a_cnt[FZ_MAX_ROWS];
+static qv_attr_column a_cols[5];
+
+static qv_attr_batch attr_rows(const int64_t *ids, size_t n) {
+  static const char *const words[] = {"red", "green", "blue", "", "a long-ish keyword value"};
+  size_t t = 0;
+  for (size_t i = 0; i < n; i++) {
+    a_int[i] = ids[i] % 7 - 3;
+    a_bool[i] = ids[i] % 2;
+    a_float[i] = (double)ids[i] * 0.5;
+    a_kw[i] = words[ids[i] % 5];
+    a_cnt[i] = (uint32_t)(ids[i] % 3);
+    for (uint32_t u = 0; u < a_cnt[i]; u++)
+      a_tags[t++] = words[(ids[i] + u) % 4];
+  }
+  qv_attr_column c[5] = {{"cat", QV_ATTR_INT64, a_int, NULL, NULL, NULL},
+                         {"price", QV_ATTR_FLOAT, NULL, a_float, NULL, NULL},
+                         {"on", QV_ATTR_BOOL, a_bool, NULL, NULL, NULL},
+                         {"brand", QV_ATTR_KEYWORD, NULL, NULL, a_kw, NULL},
+                         {"tags", QV_ATTR_TAGS, NULL, NULL, a_tags, a_cnt}};
+  memcpy(a_cols, c, sizeof c);
+  return (qv_attr_batch){5, a_cols, NULL};
+}
+
 void fz_make_template(const char *data_dir) {
   static const struct {
     const char *name, *spec;
@@ -131,6 +166,11 @@ void fz_make_template(const char *data_dir) {
     o.spec = kCols[c].spec;
     o.n_features = kCols[c].features;
     o.device = QV_DEVICE_CPU;
+    const int with_attrs = kCols[c].features > 0; /* the "flat" one */
+    if (with_attrs) {
+      o.n_attrs = sizeof kAttrs / sizeof kAttrs[0];
+      o.attrs = kAttrs;
+    }
     qv_collection *col;
     check(qv_collection_create(&col, &o, &err), &err, "create");
     enum { N = 300, M = 20 };
@@ -142,8 +182,10 @@ void fz_make_template(const char *data_dir) {
       feats[2 * i] = (float)i;
       feats[2 * i + 1] = 1.0f;
     }
-    check(qv_collection_add_features(col, N - M, ids, x, o.n_features ? feats : NULL, &err), &err,
-          "add");
+    qv_attr_batch ab = attr_rows(ids, N - M);
+    check(qv_collection_upsert(col, N - M, ids, x, o.n_features ? feats : NULL,
+                               with_attrs ? &ab : NULL, &err),
+          &err, "add");
     qv_build_opts bo;
     qv_build_opts_init(&bo);
     bo.recall_floor = 0;
@@ -155,8 +197,10 @@ void fz_make_template(const char *data_dir) {
     wo.sync_always = 0;
     check(qv_collection_wal_attach(col, dir, &wo, NULL, &err), &err, "wal attach");
     /* In the log only: the last M vectors, one replaced, and two deletes. */
-    check(qv_collection_add_features(col, M, ids + N - M, x + (N - M) * FZ_DIM,
-                                     o.n_features ? feats + (N - M) * 2 : NULL, &err),
+    ab = attr_rows(ids + N - M, M);
+    check(qv_collection_upsert(col, M, ids + N - M, x + (N - M) * FZ_DIM,
+                               o.n_features ? feats + (N - M) * 2 : NULL, with_attrs ? &ab : NULL,
+                               &err),
           &err, "add to the log");
     check(qv_collection_add_features(col, 1, ids, x + FZ_DIM, o.n_features ? feats : NULL, &err),
           &err, "replace");

@@ -1,6 +1,7 @@
 /* Opens mutated collection directories the way quiverd does at start (qv__registry_open: the
  * manifest, the FAISS index file, the id map, the vectors, the write-ahead log replay), then
- * uses what opened: a search, an exact search, an upsert, a delete and the save at close.
+ * uses what opened: a search, an exact search, a filtered search, an upsert, a delete and the
+ * save at close.
  * Nothing here may crash, leak or hang; a refusal is the expected answer to damage.
  *
  * Built three times, one per QV_FUZZ_MODE:
@@ -52,6 +53,18 @@ static void use(qv__registry *reg) {
     qv_error err = {0};
     qv_collection_search(qv__entry_col(e), q, 1, &p, scores, ids, &err);
     qv_collection_search_exact(qv__entry_col(e), q, 1, &p, scores, ids, &err);
+    /* What a damaged attrs.bin or attribute log record left: a filter over every type. */
+    qv_filter *f = NULL;
+    if (qv_filter_parse(qv__entry_col(e),
+                        "cat < 0 or brand in ('red', '') or tags has all ('green', 'blue') or on",
+                        &f, &err) == QV_OK) {
+      p.filter = f;
+      qv_collection_search(qv__entry_col(e), q, 1, &p, scores, ids, &err);
+      p.filter_path = QV_FILTER_INDEX;
+      qv_collection_search(qv__entry_col(e), q, 1, &p, scores, ids, &err);
+      p.filter = NULL;
+      qv_filter_free(f);
+    }
     float feats[QV_MAX_ITEM_FEATURES] = {0};
     if (qv_collection_add_features(qv__entry_col(e), 1, &one, q, cs.n_features ? feats : NULL,
                                    &err) == QV_OK)
