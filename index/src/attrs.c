@@ -268,6 +268,10 @@ static size_t tags_of(uint64_t slot) {
   return slot ? ((const uint32_t *)(uintptr_t)slot)[0] : 0;
 }
 
+static int cmp_str(const void *x, const void *y) {
+  return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
 static int cmp_u32(const void *x, const void *y) {
   uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
   return a < b ? -1 : a > b;
@@ -581,6 +585,7 @@ qv_status qv__attrs_get(const qv__attrs *a, size_t n, const int64_t *rows, qv_at
           k = set ? set[0] : 0;
           codes = set ? (uint32_t *)set + 1 : NULL;
         }
+        const size_t w0 = w;
         for (uint32_t u = 0; u < k; u++) {
           const char *str = a->dict[j].strs[codes[u]];
           size_t len = strlen(str);
@@ -590,6 +595,8 @@ qv_status qv__attrs_get(const qv__attrs *a, size_t n, const int64_t *rows, qv_at
           memcpy(copy, str, len);
           s[w++] = copy;
         }
+        if (t == QV_ATTR_TAGS && k > 1) /* a set: sorted, the same on every node and shard */
+          qsort(s + w0, k, sizeof *s, cmp_str);
       }
       c->strs = s;
       c->counts = cnt;

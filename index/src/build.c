@@ -539,26 +539,51 @@ qv_status qv_collection_build_ex(qv_collection *c, const qv_build_opts *o, qv_pr
   return st;
 }
 
-/* An imported state without attributes takes c's schema, and the attributes c holds for the ids
- * both have (a new id gets defaults). The caller holds c->wmu (c's rows hold still). */
+/* src takes c's attributes for the ids both have: c's schema first when src has none (every item
+ * then starts with defaults). The caller holds what keeps both still (c->wmu or c->rw; src not
+ * shared, or its wmu and rw). */
 static qv_status adopt_attrs(qv_collection *src, qv_collection *c, qv_error *err) {
-  qv_status st = qv__attrs_set_schema(&src->attrs, c->attrs.n, c->attrs.f, err);
-  if (st != QV_OK)
-    return st;
-  if (qv__attrs_reserve(&src->attrs, src->cap) != 0)
-    return qv_error_set(err, QV_ENOMEM, "replace: out of memory for attributes");
-  for (size_t j = 0; j < src->attrs.n; j++)
-    memset(src->attrs.col[j], 0, (src->cap ? src->cap : 1) * sizeof(uint64_t));
+  const int fresh = src->attrs.n == 0;
+  if (fresh) {
+    qv_status st = qv__attrs_set_schema(&src->attrs, c->attrs.n, c->attrs.f, err);
+    if (st != QV_OK)
+      return st;
+    if (qv__attrs_reserve(&src->attrs, src->cap) != 0)
+      return qv_error_set(err, QV_ENOMEM, "replace: out of memory for attributes");
+    for (size_t j = 0; j < src->attrs.n; j++)
+      memset(src->attrs.col[j], 0, (src->cap ? src->cap : 1) * sizeof(uint64_t));
+  } else if (!qv__attrs_same_schema(&src->attrs, &c->attrs)) {
+    return qv_error_set(err, QV_EINVAL, "the two collections have other attribute schemas");
+  }
   for (size_t r = 0; r < src->count; r++) {
     uint64_t cr;
     if (!qv__idmap_get(&c->map, src->ids[r], &cr)) {
       static const uint64_t defaults[QV_MAX_ATTRS];
-      qv__attrs_put(&src->attrs, r, defaults, 0);
-    } else if (qv__attrs_copy_row(&src->attrs, r, &c->attrs, cr) != 0) {
-      return qv_error_set(err, QV_ENOMEM, "replace: out of memory for attributes");
+      if (fresh)
+        qv__attrs_put(&src->attrs, r, defaults, 0);
+      continue;
     }
+    if (!fresh)
+      qv__attrs_drop(&src->attrs, r);
+    if (qv__attrs_copy_row(&src->attrs, r, &c->attrs, cr) != 0)
+      return qv_error_set(err, QV_ENOMEM, "replace: out of memory for attributes");
   }
   return QV_OK;
+}
+
+qv_status qv_collection_adopt_attrs(qv_collection *dst, qv_collection *from, qv_error *err) {
+  if (dst == NULL || from == NULL || dst == from)
+    return qv_error_set(err, QV_EINVAL, "adopt_attrs: NULL or identical collections");
+  if (from->attrs.n == 0)
+    return QV_OK;
+  pthread_mutex_lock(&dst->wmu);
+  pthread_rwlock_wrlock(&dst->rw);
+  pthread_rwlock_rdlock(&from->rw);
+  qv_status st = adopt_attrs(dst, from, err);
+  pthread_rwlock_unlock(&from->rw);
+  pthread_rwlock_unlock(&dst->rw);
+  pthread_mutex_unlock(&dst->wmu);
+  return st;
 }
 
 static qv_status replace(qv_collection *c, qv_collection *src, const qv_build_opts *o,

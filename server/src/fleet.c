@@ -47,10 +47,44 @@ static json_t *with(json_t *o, const char *key, json_t *v) {
   return o;
 }
 
+/* The schema as [{"name": N, "type": "int64"}, ...]. */
+static json_t *attrs_json(const qv__fcoll *c) {
+  json_t *a = json_array();
+  for (size_t i = 0; a != NULL && i < c->n_attrs; i++) {
+    const char *type = qv_attr_type_name(c->attrs[i].type);
+    if (json_array_append_new(
+            a, json_pack("{s:s, s:s}", "name", c->attrs[i].name, "type", type ? type : "?")) != 0) {
+      json_decref(a);
+      return NULL;
+    }
+  }
+  return a;
+}
+
+static qv_status attrs_parse(json_t *a, qv__fcoll *c, qv_error *err) {
+  if (a == NULL)
+    return QV_OK; /* a record of before attributes: none */
+  if (!json_is_array(a) || json_array_size(a) > QV_MAX_ATTRS)
+    return qv_error_set(err, QV_EINTERNAL, "a collection record in etcd has malformed attrs");
+  for (size_t i = 0; i < json_array_size(a); i++) {
+    const char *name = NULL, *type = NULL;
+    if (json_unpack(json_array_get(a, i), "{s:s, s:s}", "name", &name, "type", &type) != 0 ||
+        strlen(name) >= QV_MAX_ATTR_NAME ||
+        qv_attr_type_parse(type, &c->attrs[i].type, NULL) != QV_OK)
+      return qv_error_set(err, QV_EINTERNAL,
+                          "a collection record in etcd has a malformed attribute (attrs[%zu])", i);
+    snprintf(c->attrs[i].name, sizeof c->attrs[i].name, "%s", name);
+  }
+  c->n_attrs = json_array_size(a);
+  return qv_attr_schema_check(c->n_attrs, c->attrs, err) == QV_OK
+             ? QV_OK
+             : qv_error_prefix(err, QV_EINTERNAL, "a collection record in etcd");
+}
+
 char *qv__fcoll_json(const qv__fcoll *c) {
   char uid[17];
   uid_hex(c->uid, uid);
-  return dump(with(
+  json_t *o = with(
       json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:I, s:b, s:{s:I, s:f, "
                 "s:f, s:I, "
                 "s:I}}",
@@ -62,7 +96,16 @@ char *qv__fcoll_json(const qv__fcoll *c) {
                 "deferred_deletes", c->deferred_deletes, "build", "gen", (json_int_t)c->build_gen,
                 "floor", c->build_floor, "target", c->build_target, "eval_queries",
                 (json_int_t)c->build_eval_queries, "eval_k", (json_int_t)c->build_eval_k),
-      "data_version", json_integer((json_int_t)(c->version ? c->version : 1))));
+      "data_version", json_integer((json_int_t)(c->version ? c->version : 1)));
+  if (c->n_attrs > 0) { /* absent without attributes: the records of before read as they did */
+    json_t *a = attrs_json(c);
+    if (a == NULL) {
+      json_decref(o);
+      return NULL;
+    }
+    o = with(o, "attrs", a);
+  }
+  return dump(o);
 }
 
 static json_t *load(const char *json, size_t len, const char *what, qv_error *err) {
@@ -122,6 +165,7 @@ qv_status qv__fcoll_parse(const char *json, size_t len, qv__fcoll *c, qv_error *
     json_t *dv = json_object_get(o, "data_version");
     c->version =
         json_is_integer(dv) && json_integer_value(dv) > 0 ? (uint64_t)json_integer_value(dv) : 1;
+    st = attrs_parse(json_object_get(o, "attrs"), c, err);
   }
   json_decref(o);
   return st;

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quiver/attrs.h"
 #include "quiver/status.h"
 
 /* The key space. A collection's record lives as long as the collection; an assignment (the
@@ -34,6 +35,10 @@ typedef struct qv__fcoll {
   char spec[128];
   uint64_t train_sample;
   int deferred_deletes;
+  /* The item attributes' schema (quiver/attrs.h): every replica's collection is created with it,
+   * and a router checks the attribute columns it logs against it. */
+  size_t n_attrs;
+  qv_attr_field attrs[QV_MAX_ATTRS];
   /* BuildIndex requests so far, and the last one's parameters: a replica whose builds are behind
    * builds with them (a new replica too, once it has caught up). */
   uint64_t build_gen;

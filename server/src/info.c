@@ -49,21 +49,25 @@ void qv__fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_bu
   info->nlist = s.nlist;
   info->vector_bytes = s.vector_bytes;
   info->index_bytes = s.index_bytes;
-  info->memory_bytes = s.vector_bytes + s.index_bytes;
+  info->memory_bytes = s.vector_bytes + s.index_bytes + s.attr_bytes;
+  info->attribute_bytes = s.attr_bytes;
   info->index_version = s.version;
   info->n_features = (uint32_t)s.n_features;
   info->version = s.generation;
-  /* The VersionInfo and its pointer, aligned, after the strings of spec_buf. */
+  /* The VersionInfo, the schema and their pointers, aligned, after the strings of spec_buf. */
   uintptr_t at = (uintptr_t)(spec_buf + INFO_STRINGS);
-  at = (at + _Alignof(Quiver__V1__VersionInfo) - 1) &
-       ~(uintptr_t)(_Alignof(Quiver__V1__VersionInfo) - 1);
-  Quiver__V1__VersionInfo *v = (Quiver__V1__VersionInfo *)at;
-  Quiver__V1__VersionInfo **vp = (Quiver__V1__VersionInfo **)(v + 1);
-  if (qv__fill_version(e, v)) {
-    *vp = v;
+  at = (at + _Alignof(qv__info_tail) - 1) & ~(uintptr_t)(_Alignof(qv__info_tail) - 1);
+  qv__info_tail *t = (qv__info_tail *)at;
+  if (qv__fill_version(e, &t->v)) {
+    t->vp = &t->v;
     info->n_versions = 1;
-    info->versions = vp;
+    info->versions = &t->vp;
   }
+  const size_t na = s.n_attrs < QV_MAX_ATTRS ? s.n_attrs : QV_MAX_ATTRS;
+  memcpy(t->fields, s.attrs, na * sizeof *t->fields);
+  qv__schema_to_pb(na, t->fields, t->f, t->fp);
+  info->n_attributes = na;
+  info->attributes = na ? t->fp : NULL;
 }
 
 int qv__fill_version(qv__entry *e, Quiver__V1__VersionInfo *v) {
@@ -78,7 +82,7 @@ int qv__fill_version(qv__entry *e, Quiver__V1__VersionInfo *v) {
   v->version = s.generation;
   v->state = kind == QV__SLOT_STAGED ? "staged" : "previous";
   v->count = s.count;
-  v->memory_bytes = s.vector_bytes + s.index_bytes;
+  v->memory_bytes = s.vector_bytes + s.index_bytes + s.attr_bytes;
   v->recall = s.build_recall;
   v->recall_k = s.build_recall_k;
   v->recall_nprobe = s.build_nprobe;

@@ -557,7 +557,7 @@ uint64_t qv__registry_memory(qv__registry *r, const qv__entry *except) {
   for (size_t i = 0; i < n; i++) {
     qv_collection_stats s;
     if (es[i] != except && qv_collection_stats_get(es[i]->col, &s, NULL) == QV_OK)
-      total += s.vector_bytes + s.index_bytes;
+      total += s.vector_bytes + s.index_bytes + s.attr_bytes;
     if (es[i] != except)
       total += qv__entry_slot_bytes(es[i]);
     qv__registry_put(r, es[i]);
@@ -591,7 +591,7 @@ uint64_t qv__entry_slot_bytes(qv__entry *e) {
   if (c != NULL) {
     qv_collection_stats s;
     if (qv_collection_stats_get(c, &s, NULL) == QV_OK)
-      b = s.vector_bytes + s.index_bytes;
+      b = s.vector_bytes + s.index_bytes + s.attr_bytes;
     qv__entry_slot_put(e);
   }
   return b;

@@ -42,7 +42,7 @@ typedef struct qv__registry {
 qv_status qv__registry_open(qv__registry *r, const char *data_dir, const qv__registry_cfg *cfg,
                             qv_error *err);
 
-/* Bytes every collection but `except` (may be NULL) holds now (store + index). */
+/* Bytes every collection but `except` (may be NULL) holds now (store + index + attributes). */
 uint64_t qv__registry_memory(qv__registry *r, const qv__entry *except);
 /* Saves dirty collections and frees everything. Returns how many saves failed (each logged; their
  * writes stay in the collection's write-ahead log and are replayed at the next open). */
@@ -108,7 +108,7 @@ typedef enum {
  * qv__slot_kind. Release a non-NULL answer with qv__entry_slot_put. */
 qv_collection *qv__entry_slot_get(qv__entry *e, uint64_t version, int *kind);
 void qv__entry_slot_put(qv__entry *e);
-/* Bytes it holds (store + index); 0 when none. */
+/* Bytes it holds (store + index + attributes); 0 when none. */
 uint64_t qv__entry_slot_bytes(qv__entry *e);
 
 /* Holds c (built, e's dim, metric and features, its data version set above the serving one) as

@@ -162,6 +162,10 @@ static qv_status create_local(qv__replicas *R, held *h, qv_error *err) {
   c.n_features = h->rec.n_features;
   c.device = (Quiver__V1__Device)h->rec.device;
   c.deferred_deletes = h->rec.deferred_deletes;
+  Quiver__V1__AttributeField f[QV_MAX_ATTRS], *fp[QV_MAX_ATTRS];
+  qv__schema_to_pb(h->rec.n_attrs, h->rec.attrs, f, fp);
+  c.n_attributes = h->rec.n_attrs;
+  c.attributes = h->rec.n_attrs ? fp : NULL;
   return call_local(R, M_CREATE, &c.base, err);
 }
 
@@ -449,8 +453,16 @@ static int on_feed(void *user, uint64_t seq, const void *rec, size_t len) {
   if (len >= 1 && b[0] == QV__REC_UPSERT) {
     Quiver__V1__UpsertRequest *r = quiver__v1__upsert_request__unpack(NULL, len - 1, b + 1);
     if (r != NULL) {
-      st = qv_collection_add_features(c, r->n_ids, r->ids, r->vectors,
-                                      r->n_features ? r->features : NULL, &err);
+      qv_collection_stats cs;
+      qv_collection_stats_get(c, &cs, NULL);
+      qv__attrs_in a;
+      st = qv__attrs_from_pb(cs.n_attrs, cs.attrs, qv__entry_name(f->e), r->n_ids, r->n_attributes,
+                             r->attributes, &a, &err);
+      if (st == QV_OK)
+        st = qv_collection_upsert(c, r->n_ids, r->ids, r->vectors,
+                                  r->n_features ? r->features : NULL, r->n_attributes ? &a.b : NULL,
+                                  &err);
+      qv__attrs_in_free(&a);
       quiver__v1__upsert_request__free_unpacked(r, NULL);
     }
   } else if (len >= 1 && b[0] == QV__REC_DELETE) {

@@ -121,6 +121,8 @@ typedef struct info_buf {
   Quiver__V1__ReplicaInfo *reps;
   Quiver__V1__ReplicaInfo **ptrs;
   char spec[128];
+  Quiver__V1__AttributeField attrs[QV_MAX_ATTRS];
+  Quiver__V1__AttributeField *attr_ptrs[QV_MAX_ATTRS];
 } info_buf;
 qv_status qv__rt_fill_info(const qv__rcoll *c, Quiver__V1__CollectionInfo *info, info_buf *b,
                            qv_error *err);

@@ -76,6 +76,9 @@ qv_status qv__rt_fill_info(const qv__rcoll *c, Quiver__V1__CollectionInfo *info,
   info->deferred_deletes = c->c.deferred_deletes;
   info->shards = c->c.shards;
   info->replicas = c->c.replicas;
+  qv__schema_to_pb(c->c.n_attrs, c->c.attrs, b->attrs, b->attr_ptrs);
+  info->n_attributes = c->c.n_attrs;
+  info->attributes = c->c.n_attrs ? b->attr_ptrs : NULL;
   info->build_recall = -1;
   info->gpu = -1;
   int serving = 1, building = 0;
@@ -244,7 +247,8 @@ qv_status qv__rt_create(qv__server *s, const ProtobufCMessage *m, const gpr_time
                         QV__FLEET_MAX_REPLICAS);
   /* The collection's options, checked as a node checks them (an empty in-memory collection). */
   qv_collection_opts o;
-  if ((st = qv__create_opts_from(s, q, &o, err)) != QV_OK)
+  qv_attr_field fields[QV_MAX_ATTRS];
+  if ((st = qv__create_opts_from(s, q, &o, fields, err)) != QV_OK)
     return st;
   o.device = QV_DEVICE_CPU; /* the check only; each replica places its own copy */
   qv_collection *probe = NULL;
@@ -279,6 +283,9 @@ qv_status qv__rt_create(qv__server *s, const ProtobufCMessage *m, const gpr_time
   c.train_sample = q->train_sample;
   c.n_features = q->n_features;
   c.deferred_deletes = q->deferred_deletes;
+  c.n_attrs = o.n_attrs;
+  if (o.n_attrs > 0)
+    memcpy(c.attrs, o.attrs, o.n_attrs * sizeof *c.attrs);
   /* The logs first: a record in etcd always has its logs. */
   for (uint32_t k = 0; k < shards && st == QV_OK; k++) {
     qv__rlog *l;
@@ -301,8 +308,9 @@ qv_status qv__rt_create(qv__server *s, const ProtobufCMessage *m, const gpr_time
   }
   if (st != QV_OK)
     return st;
-  QV_LOG_I("CreateCollection collection=%s dim=%u spec=%s shards=%u replicas=%u (fleet)", c.name,
-           c.dim, c.spec, shards, replicas);
+  QV_LOG_I("CreateCollection collection=%s dim=%u spec=%s attributes=%zu shards=%u replicas=%u "
+           "(fleet)",
+           c.name, c.dim, c.spec, c.n_attrs, shards, replicas);
   /* Placed: the controller assigns, each replica opens and reports in-sync. */
   const double until = qv_monotonic_s() + seconds_left(deadline, 15.0);
   qv_error ignored = {0};
@@ -388,10 +396,11 @@ static qv_status append(qv__router *r, const qv__fcoll *c, uint32_t k, uint8_t t
   return st;
 }
 
-/* The rows of one message going to shard k, in records of at most RECORD_BYTES. */
+/* The rows of one message going to shard k, in records of at most RECORD_BYTES (a row larger
+ * than that alone in its record). An upsert's attribute columns (checked) are cut alike. */
 static qv_status write_rows(qv__router *r, const qv__fcoll *c, int upsert, size_t n,
-                            const int64_t *ids, const float *vecs, const float *feats,
-                            qv_error *err) {
+                            const int64_t *ids, const float *vecs, const float *feats, size_t ncols,
+                            Quiver__V1__AttributeColumn *const *cols, qv_error *err) {
   const size_t dim = c->dim, nf = c->n_features;
   const uint32_t S = c->shards;
   uint32_t *shard = malloc((n ? n : 1) * sizeof *shard);
@@ -399,29 +408,27 @@ static qv_status write_rows(qv__router *r, const qv__fcoll *c, int upsert, size_
   int64_t *bids = malloc((n ? n : 1) * sizeof *bids);
   float *bvec = upsert ? malloc((n ? n : 1) * dim * sizeof *bvec) : NULL;
   float *bfeat = upsert && feats ? malloc((n ? n : 1) * nf * sizeof *bfeat) : NULL;
+  qv__attrs_split split;
+  memset(&split, 0, sizeof split);
   qv_status st = shard && count && bids && (!upsert || bvec) && (!(upsert && feats) || bfeat)
                      ? QV_OK
                      : qv_error_set(err, QV_ENOMEM, "out of memory");
+  if (st == QV_OK && upsert && ncols > 0)
+    st = qv__attrs_split_init(&split, c->n_attrs, c->attrs, n, ncols, cols, err);
   for (size_t i = 0; i < n && st == QV_OK; i++) {
     shard[i] = qv__fleet_shard_of(ids[i], S);
     count[shard[i]]++;
   }
   const size_t row_bytes = 10 + (upsert ? (dim + (feats ? nf : 0)) * 4 : 0);
-  const size_t per_record = RECORD_BYTES / row_bytes > 0 ? RECORD_BYTES / row_bytes : 1;
   for (uint32_t k = 0; k < S && st == QV_OK; k++) {
     if (count[k] == 0)
       continue;
-    size_t m = 0;
+    size_t m = 0, bytes = 0;
     for (size_t i = 0; i <= n && st == QV_OK; i++) {
-      if (i < n && shard[i] == k) {
-        bids[m] = ids[i];
-        if (upsert)
-          memcpy(bvec + m * dim, vecs + i * dim, dim * sizeof *bvec);
-        if (bfeat)
-          memcpy(bfeat + m * nf, feats + i * nf, nf * sizeof *bfeat);
-        m++;
-      }
-      if (m > 0 && (m == per_record || i == n)) {
+      const int take = i < n && shard[i] == k;
+      const size_t rb = take ? row_bytes + (split.n ? qv__attrs_row_bytes(&split, i) : 0) : 0;
+      /* The record so far goes before a row that would take it over RECORD_BYTES. */
+      if (m > 0 && (i == n || (take && bytes + rb > RECORD_BYTES))) {
         if (upsert) {
           Quiver__V1__UpsertRequest u = QUIVER__V1__UPSERT_REQUEST__INIT;
           u.collection = (char *)c->name;
@@ -431,6 +438,9 @@ static qv_status write_rows(qv__router *r, const qv__fcoll *c, int upsert, size_
           u.vectors = bvec;
           u.n_features = bfeat ? m * nf : 0;
           u.features = bfeat;
+          qv__attrs_split_rows(&split, m);
+          u.n_attributes = split.n;
+          u.attributes = split.n ? split.ptrs : NULL;
           st = append(r, c, k, QV__REC_UPSERT, &u.base, err);
         } else {
           Quiver__V1__DeleteRequest d = QUIVER__V1__DELETE_REQUEST__INIT;
@@ -440,6 +450,18 @@ static qv_status write_rows(qv__router *r, const qv__fcoll *c, int upsert, size_
           st = append(r, c, k, QV__REC_DELETE, &d.base, err);
         }
         m = 0;
+        bytes = 0;
+      }
+      if (take && st == QV_OK) {
+        bids[m] = ids[i];
+        if (upsert)
+          memcpy(bvec + m * dim, vecs + i * dim, dim * sizeof *bvec);
+        if (bfeat)
+          memcpy(bfeat + m * nf, feats + i * nf, nf * sizeof *bfeat);
+        if (split.n)
+          qv__attrs_split_set(&split, m, i);
+        m++;
+        bytes += rb;
       }
     }
   }
@@ -448,6 +470,7 @@ static qv_status write_rows(qv__router *r, const qv__fcoll *c, int upsert, size_
   free(bids);
   free(bvec);
   free(bfeat);
+  qv__attrs_split_free(&split);
   return st;
 }
 
@@ -484,7 +507,7 @@ qv_status qv__rt_delete(qv__server *s, const ProtobufCMessage *m, const gpr_time
   qv__fcoll c;
   qv_status st = find(s->router, q->collection, &c, err);
   if (st == QV_OK)
-    st = write_rows(s->router, &c, 0, q->n_ids, q->ids, NULL, NULL, err);
+    st = write_rows(s->router, &c, 0, q->n_ids, q->ids, NULL, NULL, 0, NULL, err);
   if (st == QV_OK) {
     Quiver__V1__DeleteResponse out = QUIVER__V1__DELETE_RESPONSE__INIT;
     out.deleted = q->n_ids; /* logged; which were present only the replicas know */
@@ -540,8 +563,19 @@ static qv_status rt_upsert_chunk(rt_upsert *u, const Quiver__V1__UpsertRequest *
   if ((st = qv_rows_check(dim, metric, nf, q->n_ids, q->ids, q->vectors,
                           q->n_features ? q->features : NULL, err)) != QV_OK)
     return st;
+  /* The attributes, checked as the shards' collections will check them (what is logged must
+   * apply on every replica). */
+  qv__attrs_in a;
+  st = qv__attrs_from_pb(u->c.n_attrs, u->c.attrs, u->c.name, q->n_ids, q->n_attributes,
+                         q->attributes, &a, err);
+  if (st == QV_OK && q->n_attributes > 0)
+    st = qv_attr_batch_check(u->c.n_attrs, u->c.attrs, q->n_ids, &a.b, err);
+  qv__attrs_in_free(&a);
+  if (st != QV_OK)
+    return st;
   if ((st = write_rows(u->s->router, &u->c, 1, q->n_ids, q->ids, q->vectors,
-                       q->n_features ? q->features : NULL, err)) != QV_OK)
+                       q->n_features ? q->features : NULL, q->n_attributes, q->attributes, err)) !=
+      QV_OK)
     return st;
   u->upserted += q->n_ids;
   return QV_OK;

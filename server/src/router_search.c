@@ -347,11 +347,12 @@ static void unlocal(const char *msg, const char *name, char *out, size_t cap) {
 /* ---- fetch by ids ---------------------------------------------------------------------- */
 
 /* The stored rows of n ids of collection c, each from its shard's serving version: found[i],
- * and (when not NULL) vecs + i * dim, feats + i * n_features. A shard without a replica
+ * and (when not NULL) vecs + i * dim, feats + i * n_features, and the attributes of the n rows
+ * in request order (*attrs, free with qv__attrs_merged_free). A shard without a replica
  * answering makes the whole fetch fail (UNAVAILABLE); so does its refusal. */
 static qv_status rt_rows(qv__router *r, const qv__rcoll *c, const int64_t *ids, size_t n,
                          const gpr_timespec *deadline, float *vecs, float *feats, uint8_t *found,
-                         qv_error *err) {
+                         qv__attrs_merged *attrs, qv_error *err) {
   const uint32_t S = c->c.shards;
   const size_t d = c->c.dim, nf = c->c.n_features;
   shard_st *sh;
@@ -364,7 +365,11 @@ static qv_status rt_rows(qv__router *r, const qv__rcoll *c, const int64_t *ids, 
   size_t *pos = malloc((n ? n : 1) * sizeof *pos), *off = calloc((size_t)S + 1, sizeof *off);
   int64_t *sub = malloc((n ? n : 1) * sizeof *sub);
   uint32_t *home = malloc((n ? n : 1) * sizeof *home);
-  if (pos == NULL || off == NULL || sub == NULL || home == NULL) {
+  /* With attributes: the answer and its row that each id's attributes are in. */
+  const Quiver__V1__GetResponse **asrc = attrs ? calloc(n ? n : 1, sizeof *asrc) : NULL;
+  size_t *arow = attrs ? calloc(n ? n : 1, sizeof *arow) : NULL;
+  if (pos == NULL || off == NULL || sub == NULL || home == NULL ||
+      (attrs && (asrc == NULL || arow == NULL))) {
     st = qv_error_set(err, QV_ENOMEM, "out of memory for %zu ids", n);
     goto out;
   }
@@ -386,7 +391,15 @@ static qv_status rt_rows(qv__router *r, const qv__rcoll *c, const int64_t *ids, 
     free(fill);
   }
   char local[QV__NAME_MAX + 1];
-  const char *fields[2] = {vecs ? "vector" : "features", "features"};
+  /* Only what is wanted (features, the smallest, when nothing is: the ids found). */
+  const char *fields[3];
+  size_t nfields = 0;
+  if (vecs)
+    fields[nfields++] = "vector";
+  if (feats || (!vecs && !attrs))
+    fields[nfields++] = "features";
+  if (attrs)
+    fields[nfields++] = "attributes";
   for (uint32_t k = 0; k < S; k++) {
     sh[k].k = k;
     sh[k].version = c->c.version;
@@ -398,7 +411,7 @@ static qv_status rt_rows(qv__router *r, const qv__rcoll *c, const int64_t *ids, 
     one.collection = local;
     one.n_ids = off[k + 1] - off[k];
     one.ids = sub + off[k];
-    one.n_fields = vecs && feats ? 2 : 1;
+    one.n_fields = nfields;
     one.fields = (char **)fields;
     sh[k].req = qv__wire_pack(&one.base);
   }
@@ -434,18 +447,27 @@ static qv_status rt_rows(qv__router *r, const qv__rcoll *c, const int64_t *ids, 
           memcpy(vecs + i * d, a->vectors + h * d, d * sizeof *vecs);
         if (feats && nf > 0)
           memcpy(feats + i * nf, a->features + h * nf, nf * sizeof *feats);
+        if (attrs) {
+          asrc[i] = a;
+          arow[i] = h;
+        }
         h++;
       }
     }
     if (h != a->n_ids)
       st = qv_error_set(err, QV_EINTERNAL, "shard %u answered ids it was not asked for", k);
   }
+  /* Copied out while the shards' answers live. */
+  if (st == QV_OK && attrs)
+    st = qv__attrs_gather(c->c.n_attrs, c->c.attrs, n, asrc, arow, attrs, err);
 out:
   fanout_free(f, sh, S);
   free(pos);
   free(off);
   free(sub);
   free(home);
+  free(asrc);
+  free(arow);
   return st;
 }
 
@@ -455,8 +477,8 @@ qv_status qv__rt_get(qv__server *s, const ProtobufCMessage *m, const gpr_timespe
   const Quiver__V1__GetRequest *g = (const Quiver__V1__GetRequest *)m;
   if (g->collection == NULL || g->collection[0] == '\0')
     return qv_error_set(err, QV_EINVAL, "collection is required");
-  int want_vec, want_feat;
-  qv_status st = qv__get_fields(g, &want_vec, &want_feat, err);
+  int want_vec, want_feat, want_attrs;
+  qv_status st = qv__get_fields(g, &want_vec, &want_feat, &want_attrs, err);
   if (st == QV_OK)
     st = qv__ids_check(g->ids, g->n_ids, s->cfg->max_queries, "ids", err);
   if (st != QV_OK)
@@ -467,12 +489,18 @@ qv_status qv__rt_get(qv__server *s, const ProtobufCMessage *m, const gpr_timespe
     qv__rmap_put(map);
     return qv_error_set(err, QV_ENOTFOUND, "collection '%.80s' does not exist", g->collection);
   }
+  /* Attributes only where there is a schema, as a node answers. */
+  const int attrs = want_attrs && c->c.n_attrs > 0;
+  qv__attrs_merged ag;
+  memset(&ag, 0, sizeof ag);
   qv__get_rows rows;
   if ((st = qv__get_alloc(s, g->n_ids, want_vec ? c->c.dim : 0, want_feat ? c->c.n_features : 0,
                           &rows, err)) == QV_OK &&
-      (st = rt_rows(r, c, g->ids, g->n_ids, deadline, rows.vecs, rows.feats, rows.found, err)) ==
-          QV_OK)
-    st = qv__get_answer(&rows, g->ids, c->c.dim, c->c.n_features, resp, err);
+      (st = rt_rows(r, c, g->ids, g->n_ids, deadline, rows.vecs, rows.feats, rows.found,
+                    attrs ? &ag : NULL, err)) == QV_OK)
+    st = qv__get_answer(s, &rows, g->ids, c->c.dim, c->c.n_features, attrs ? &ag.b : NULL, resp,
+                        err);
+  qv__attrs_merged_free(&ag);
   qv__get_free(&rows);
   qv__rmap_put(map);
   return st;
@@ -517,7 +545,8 @@ static qv_status rt_search(qv__server *s, const ProtobufCMessage *m, const gpr_t
       free(vecs);
       free(found);
       st = qv_error_set(err, QV_ENOMEM, "out of memory for %zu query vectors", n);
-    } else if ((st = rt_rows(r, c, q->query_ids, n, deadline, vecs, NULL, found, err)) != QV_OK) {
+    } else if ((st = rt_rows(r, c, q->query_ids, n, deadline, vecs, NULL, found, NULL, err)) !=
+               QV_OK) {
       free(vecs);
       free(found);
     } else {

@@ -11,7 +11,7 @@
 /* ---- unary handlers --------------------------------------------------------------------- */
 
 qv_status qv__create_opts_from(const qv__server *s, const Quiver__V1__CreateCollectionRequest *r,
-                               qv_collection_opts *o, qv_error *err) {
+                               qv_collection_opts *o, qv_attr_field *fields, qv_error *err) {
   qv_collection_opts_init(o);
   if (r->dim == 0 || r->dim > QV_MAX_DIM)
     return qv_error_set(err, QV_EINVAL, "dim = %u is out of range 1..%d", r->dim, QV_MAX_DIM);
@@ -45,6 +45,11 @@ qv_status qv__create_opts_from(const qv__server *s, const Quiver__V1__CreateColl
                         "device %d is unknown: DEVICE_AUTO, DEVICE_CPU or DEVICE_GPU (or unset for "
                         "the server default)",
                         (int)r->device);
+  qv_status st = qv__schema_from_pb(r->n_attributes, r->attributes, fields, err);
+  if (st != QV_OK)
+    return st;
+  o->n_attrs = r->n_attributes;
+  o->attrs = r->n_attributes ? fields : NULL;
   return QV_OK;
 }
 
@@ -62,7 +67,8 @@ qv_status qv__h_create(qv__server *s, const ProtobufCMessage *m, const gpr_times
                         "docs/cluster.md)",
                         r->shards, r->replicas);
   qv_collection_opts o;
-  if ((st = qv__create_opts_from(s, r, &o, err)) != QV_OK)
+  qv_attr_field fields[QV_MAX_ATTRS];
+  if ((st = qv__create_opts_from(s, r, &o, fields, err)) != QV_OK)
     return st;
   qv__entry *e;
   if ((st = qv__registry_create(s->reg, r->name, &o, &e, err)) != QV_OK)
@@ -71,9 +77,9 @@ qv_status qv__h_create(qv__server *s, const ProtobufCMessage *m, const gpr_times
   char spec[INFO_BUF];
   qv__fill_info(e, &info, spec);
   *resp = qv__wire_pack(&info.base);
-  QV_LOG_I("CreateCollection collection=%s dim=%zu metric=%s spec=%s device=%s (%s)",
+  QV_LOG_I("CreateCollection collection=%s dim=%zu metric=%s spec=%s device=%s attributes=%zu (%s)",
            qv__entry_name(e), o.dim, qv_metric_name(o.metric), spec, qv_device_name(o.device),
-           info.placement);
+           o.n_attrs, info.placement);
   qv__registry_put(s->reg, e);
   return QV_OK;
 }
@@ -151,7 +157,7 @@ qv_status qv__h_delete(qv__server *s, const ProtobufCMessage *m, const gpr_times
   qv__entry_write_begin(e);
   st = qv_collection_delete(qv__entry_col(e), r->n_ids, r->ids, &deleted, err);
   if (st == QV_OK)
-    qv__slot_write(e, r->n_ids, r->ids, NULL, NULL, 0);
+    qv__slot_write(e, r->n_ids, r->ids, NULL, NULL, NULL, 0);
   qv__entry_write_end(e);
   /* The delete is in the write-ahead log (synced per --wal-sync) before it returned. */
   if (st == QV_OK && deleted > 0)

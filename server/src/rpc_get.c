@@ -10,18 +10,20 @@
 /* ---- what Get and item-to-item share ------------------------------------------------------ */
 
 qv_status qv__get_fields(const Quiver__V1__GetRequest *r, int *want_vec, int *want_feat,
-                         qv_error *err) {
-  *want_vec = *want_feat = r->n_fields == 0;
+                         int *want_attrs, qv_error *err) {
+  *want_vec = *want_feat = *want_attrs = r->n_fields == 0;
   for (size_t i = 0; i < r->n_fields; i++) {
     const char *f = r->fields[i] ? r->fields[i] : "";
     if (strcmp(f, "vector") == 0)
       *want_vec = 1;
     else if (strcmp(f, "features") == 0)
       *want_feat = 1;
+    else if (strcmp(f, "attributes") == 0)
+      *want_attrs = 1;
     else
       return qv_error_set(err, QV_EINVAL,
-                          "fields[%zu] = '%.64s' is not a field of an item: ask for \"vector\" "
-                          "and/or \"features\" (none = all)",
+                          "fields[%zu] = '%.64s' is not a field of an item: ask for \"vector\", "
+                          "\"features\" and/or \"attributes\" (none = all)",
                           i, f);
   }
   return QV_OK;
@@ -172,13 +174,20 @@ void qv__get_free(qv__get_rows *g) {
   memset(g, 0, sizeof *g);
 }
 
-qv_status qv__get_answer(qv__get_rows *g, const int64_t *ids, uint32_t dim, uint32_t num_features,
-                         grpc_byte_buffer **resp, qv_error *err) {
+qv_status qv__get_answer(const qv__server *s, qv__get_rows *g, const int64_t *ids, uint32_t dim,
+                         uint32_t num_features, const qv_attr_batch *attrs, grpc_byte_buffer **resp,
+                         qv_error *err) {
   const size_t n = g->n, d = g->d, nf = g->nf;
+  /* The attributes of the ids found, in request order (before the rows move). */
+  qv__attrs_out ao;
+  qv_status st = qv__attrs_to_pb(attrs, n, g->found, &ao, err);
+  if (st != QV_OK)
+    return st;
   int64_t *hit = malloc((n ? n : 1) * sizeof *hit), *miss = malloc((n ? n : 1) * sizeof *miss);
   if (hit == NULL || miss == NULL) {
     free(hit);
     free(miss);
+    qv__attrs_out_free(&ao);
     return qv_error_set(err, QV_ENOMEM, "out of memory for %zu items", n);
   }
   /* The rows of the ids found, moved up in request order. */
@@ -207,10 +216,21 @@ qv_status qv__get_answer(qv__get_rows *g, const int64_t *ids, uint32_t dim, uint
   out.vectors = g->vecs;
   out.n_features = nfound * nf;
   out.features = g->feats;
-  *resp = qv__wire_pack(&out.base);
+  out.n_attributes = ao.n;
+  out.attributes = ao.n ? ao.ptrs : NULL;
+  /* qv__get_alloc counted the vectors and features; strings are only known now. */
+  const size_t bytes = protobuf_c_message_get_packed_size(&out.base);
+  if ((double)bytes > (double)s->cfg->max_message_mb * 1024 * 1024)
+    st = qv_error_set(err, QV_ENOMEM,
+                      "the answer to %zu ids would be about %.0f MiB, over the server's message "
+                      "limit of %lld MiB (--max-message-mb): ask for fewer ids or fewer fields",
+                      n, (double)bytes / 1048576.0, (long long)s->cfg->max_message_mb);
+  else
+    *resp = qv__wire_pack(&out.base);
   free(hit);
   free(miss);
-  return QV_OK;
+  qv__attrs_out_free(&ao);
+  return st;
 }
 
 /* ---- Get on a node -------------------------------------------------------------------------- */
@@ -221,8 +241,8 @@ qv_status qv__h_get(qv__server *s, const ProtobufCMessage *m, const gpr_timespec
   const Quiver__V1__GetRequest *r = (const Quiver__V1__GetRequest *)m;
   if (r->collection == NULL || r->collection[0] == '\0')
     return qv_error_set(err, QV_EINVAL, "collection is required");
-  int want_vec, want_feat;
-  qv_status st = qv__get_fields(r, &want_vec, &want_feat, err);
+  int want_vec, want_feat, want_attrs;
+  qv_status st = qv__get_fields(r, &want_vec, &want_feat, &want_attrs, err);
   if (st == QV_OK)
     st = qv__ids_check(r->ids, r->n_ids, s->cfg->max_queries, "ids", err);
   if (st != QV_OK)
@@ -233,12 +253,18 @@ qv_status qv__h_get(qv__server *s, const ProtobufCMessage *m, const gpr_timespec
   qv_collection *col = qv__entry_col(e);
   qv_collection_stats cs;
   qv_collection_stats_get(col, &cs, NULL);
+  /* Attributes only where there is a schema (one column per attribute, schema order). */
+  const int attrs = want_attrs && cs.n_attrs > 0;
+  qv_attr_batch ab = {0};
   qv__get_rows g;
   if ((st = qv__get_alloc(s, r->n_ids, want_vec ? cs.dim : 0, want_feat ? cs.n_features : 0, &g,
                           err)) == QV_OK &&
-      (st = qv_collection_get_items(col, r->n_ids, r->ids, g.vecs, g.feats, g.found, NULL, err)) ==
-          QV_OK)
-    st = qv__get_answer(&g, r->ids, (uint32_t)cs.dim, (uint32_t)cs.n_features, resp, err);
+      (st = qv_collection_get_items_attrs(col, r->n_ids, r->ids, g.vecs, g.feats, g.found, NULL,
+                                          attrs ? &ab : NULL, err)) == QV_OK)
+    st = qv__get_answer(s, &g, r->ids, (uint32_t)cs.dim, (uint32_t)cs.n_features,
+                        attrs ? &ab : NULL, resp, err);
+  if (attrs)
+    qv_attr_batch_free(&ab);
   qv__get_free(&g);
   qv__registry_put(s->reg, e);
   return st;

@@ -145,6 +145,8 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
     o.spec = ns.spec;
     o.default_nprobe = ns.default_nprobe;
     o.n_features = ns.n_features;
+    o.n_attrs = ns.n_attrs; /* an index saved with attributes keeps its schema */
+    o.attrs = ns.attrs;
     o.device = s->default_device;
     if ((st = qv__registry_create(reg, u->name, &o, &e, &err)) == QV_OK)
       created = 1;
@@ -155,8 +157,8 @@ qv_status qv__import_apply(import_call *u, grpc_byte_buffer **resp, qv_error *er
     qv_collection_stats ns, cs;
     qv_collection_stats_get(src, &ns, NULL);
     qv_collection_stats_get(qv__entry_col(e), &cs, NULL);
-    uint64_t need = qv__registry_memory(reg, e) + ns.vector_bytes + ns.index_bytes +
-                    cs.vector_bytes + cs.index_bytes;
+    uint64_t need = qv__registry_memory(reg, e) + ns.vector_bytes + ns.index_bytes + ns.attr_bytes +
+                    cs.vector_bytes + cs.index_bytes + cs.attr_bytes;
     if (need > reg->cfg.memory_budget)
       st = qv_error_set(&err, QV_ENOMEM,
                         "import needs about %llu MiB with the index it replaces and the other "

@@ -8,7 +8,7 @@
 #include "server_internal.h"
 
 void qv__slot_write(qv__entry *e, size_t n, const int64_t *ids, const float *vectors,
-                    const float *features, int upsert) {
+                    const float *features, const qv_attr_batch *attrs, int upsert) {
   if (n == 0)
     return;
   int kind = QV__SLOT_NONE;
@@ -22,7 +22,7 @@ void qv__slot_write(qv__entry *e, size_t n, const int64_t *ids, const float *vec
   qv_error err = {0};
   size_t deleted = 0;
   const uint64_t g = qv_collection_generation(c);
-  const qv_status st = upsert ? qv_collection_add_features(c, n, ids, vectors, features, &err)
+  const qv_status st = upsert ? qv_collection_upsert(c, n, ids, vectors, features, attrs, &err)
                               : qv_collection_delete(c, n, ids, &deleted, &err);
   qv__entry_slot_put(e);
   if (st == QV_OK)
@@ -65,7 +65,7 @@ qv_status qv__import_stage(import_call *u, qv__entry *e, qv_collection *src, qv_
   if (st == QV_OK && reg->cfg.memory_budget > 0) {
     /* Both versions at once, beside the others (what is held beside e now is dropped first). */
     const uint64_t need = qv__registry_memory(reg, e) + cs.vector_bytes + cs.index_bytes +
-                          ns.vector_bytes + ns.index_bytes;
+                          cs.attr_bytes + ns.vector_bytes + ns.index_bytes + ns.attr_bytes;
     if (need > reg->cfg.memory_budget)
       st = qv_error_set(err, QV_ENOMEM,
                         "staging needs about %llu MiB with the serving version and the other "
@@ -85,8 +85,13 @@ qv_status qv__import_stage(import_call *u, qv__entry *e, qv_collection *src, qv_
     o.n_features = cs.n_features;
     o.device = cs.device;
     o.deferred_deletes = cs.deferred_deletes;
+    o.n_attrs = cs.n_attrs; /* the serving version's schema: its writes reach this one too */
+    o.attrs = cs.attrs;
     st = qv_collection_create(&staged, &o, err);
   }
+  /* Files without attributes: the staged items keep the serving version's (by id). */
+  if (st == QV_OK && cs.n_attrs > 0 && ns.n_attrs == 0)
+    st = qv_collection_adopt_attrs(src, qv__entry_col(e), err);
   if (st == QV_OK)
     st = qv_collection_replace(staged, src, &u->opts, rep, err);
   if (st == QV_OK)

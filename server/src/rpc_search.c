@@ -21,10 +21,10 @@ void qv__slow_query(qv__server *s, const Quiver__V1__SearchRequest *r, double t0
   if (s->cfg->slow_query_ms <= 0 || ms < (double)s->cfg->slow_query_ms)
     return;
   QV_LOG_W("slow query: method=Search collection=%s floats=%zu k=%u nprobe=%u rerank=%s "
-           "candidates=%u exact=%s batch_queries=%u ms=%.2f threshold_ms=%lld",
+           "candidates=%u exact=%s filter=%s batch_queries=%u ms=%.2f threshold_ms=%lld",
            r->collection ? r->collection : "-", r->n_queries, r->k, breadth(r),
            r->rerank ? "yes" : "no", r->rerank ? r->rerank->candidates : 0, r->exact ? "yes" : "no",
-           batch, ms, (long long)s->cfg->slow_query_ms);
+           r->filter && r->filter[0] ? "yes" : "no", batch, ms, (long long)s->cfg->slow_query_ms);
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -42,9 +42,10 @@ static int64_t *sorted_copy(const int64_t *ids, size_t n) {
   return out;
 }
 
-static qv_status search_reranked(qv__server *s, qv__entry *e, qv_collection *col, uint64_t gen,
-                                 const Quiver__V1__SearchRequest *r, const float *queries, size_t n,
-                                 float *scores, int64_t *ids, qv_error *err) {
+static qv_status search_reranked(qv__server *s, qv__entry *e, qv_collection *col,
+                                 const qv_search_params *p, const Quiver__V1__SearchRequest *r,
+                                 const float *queries, size_t n, float *scores, int64_t *ids,
+                                 qv_error *err) {
   const Quiver__V1__RerankOptions *o = r->rerank;
   if (r->exact)
     return qv_error_set(err, QV_EINVAL,
@@ -81,8 +82,7 @@ static qv_status search_reranked(qv__server *s, qv__entry *e, qv_collection *col
     rp.n_allow = o->n_allow_ids;
     rp.deny = deny;
     rp.n_deny = o->n_deny_ids;
-    qv_search_params p = {.k = r->k, .nprobe = breadth(r), .generation = gen};
-    st = qv_collection_search_refined(col, queries, n, &p, o->candidates, &rp, scores, ids, err);
+    st = qv_collection_search_refined(col, queries, n, p, o->candidates, &rp, scores, ids, err);
   }
   free(allow);
   free(deny);
@@ -137,6 +137,12 @@ static qv_status check_search(qv__server *s, qv__entry *e, const Quiver__V1__Sea
     return qv_error_set(err, QV_EINVAL,
                         "ef_search applies to HNSW indexes; collection '%s' is %s: send nprobe",
                         qv__entry_name(e), cs->spec);
+  if (r->filter_path < QUIVER__V1__FILTER_PATH__FILTER_PATH_AUTO ||
+      r->filter_path > QUIVER__V1__FILTER_PATH__FILTER_PATH_INDEX)
+    return qv_error_set(err, QV_EINVAL,
+                        "filter_path %d is not one of FILTER_PATH_AUTO, FILTER_PATH_EXACT, "
+                        "FILTER_PATH_INDEX",
+                        (int)r->filter_path);
   if (r->k < 1 || r->k > (uint64_t)s->cfg->max_k + (self_slot ? 1 : 0))
     return qv_error_set(err, QV_EINVAL, "k = %u is out of range 1..%lld (server --max-k)", r->k,
                         (long long)s->cfg->max_k);
@@ -226,9 +232,14 @@ static qv_status search_in(qv__server *s, qv__entry *e, qv_collection *col, uint
   size_t n = 0;
   float *scores = NULL;
   int64_t *ids = NULL;
+  qv_filter *filter = NULL;
   qv_status st;
   if ((st = check_search(s, e, r, &cs, self_slot, &n, err)) != QV_OK) {
     /* said */
+  } else if (r->filter != NULL && r->filter[0] != '\0' &&
+             (st = qv_filter_parse(col, r->filter, &filter, err)) != QV_OK) {
+    /* parsed once per request, for col's schema: QV_EINVAL naming the column of the mistake,
+     * QV_EPRECONDITION on a collection without attributes */
   } else if ((scores = malloc(n * r->k * sizeof *scores)) == NULL ||
              (ids = malloc(n * r->k * sizeof *ids)) == NULL) {
     st = qv_error_set(err, QV_ENOMEM, "out of memory for %zu x %u results", n, r->k);
@@ -238,19 +249,24 @@ static qv_status search_in(qv__server *s, qv__entry *e, qv_collection *col, uint
     const double per_query = search_work(r, &cs, 1);
     size_t step = per_query > 0 ? (size_t)(5e8 / per_query) : n;
     step = step < 1 ? 1 : step > n ? n : step;
-    qv_search_params p = {.k = r->k, .nprobe = breadth(r), .generation = gen};
+    qv_search_params p = {.k = r->k,
+                          .nprobe = breadth(r),
+                          .generation = gen,
+                          .filter = filter,
+                          .filter_path = (qv_filter_path)r->filter_path};
     for (size_t q0 = 0; st == QV_OK && q0 < n; q0 += step) {
       const size_t m = n - q0 < step ? n - q0 : step;
       const float *q = r->queries + q0 * cs.dim;
       if (q0 > 0 && (st = still_wanted(s, deadline, q0, n, err)) != QV_OK)
         break;
       st = r->rerank != NULL
-               ? search_reranked(s, e, col, gen, r, q, m, scores + q0 * r->k, ids + q0 * r->k, err)
+               ? search_reranked(s, e, col, &p, r, q, m, scores + q0 * r->k, ids + q0 * r->k, err)
            : r->exact
                ? qv_collection_search_exact(col, q, m, &p, scores + q0 * r->k, ids + q0 * r->k, err)
                : qv_collection_search(col, q, m, &p, scores + q0 * r->k, ids + q0 * r->k, err);
     }
   }
+  qv_filter_free(filter);
   if (st != QV_OK) {
     free(scores);
     free(ids);
@@ -413,13 +429,15 @@ static void on_batched(qv__bq *r) {
 }
 
 /* Hands a plain search to its collection's batcher. Returns 0 when the request is not one the
- * batcher takes (rerank, exact, batching off): the caller runs it inline. Otherwise the call is
- * answered (now, when it is refused, or later by the batcher) and req is consumed. */
+ * batcher takes (rerank, exact, query_ids, a filter, batching off): the caller runs it inline.
+ * Otherwise the call is answered (now, when it is refused, or later by the batcher) and req is
+ * consumed. A filtered search is never coalesced: its matches are its own, and a coalesced
+ * search has one set of parameters. */
 int qv__search_batched(qv__server *s, grpc_call *call, grpc_metadata_array *md,
                        gpr_timespec deadline, ProtobufCMessage *req, double t0) {
   Quiver__V1__SearchRequest *r = (Quiver__V1__SearchRequest *)req;
   if (r->rerank != NULL || r->exact || r->n_query_ids > 0 || r->collection == NULL ||
-      r->collection[0] == '\0')
+      r->collection[0] == '\0' || (r->filter != NULL && r->filter[0] != '\0'))
     return 0;
   qv_error err = {0};
   qv__entry *e;

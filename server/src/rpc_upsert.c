@@ -78,12 +78,19 @@ qv_status qv__upsert_chunk(qv__server *s, qv__entry **e, uint64_t *upserted,
                         "upsert message has %zu features for %zu ids; items of collection '%s' "
                         "carry %zu each (send none for zeros)",
                         r->n_features, r->n_ids, qv__entry_name((*e)), cs.n_features);
+  /* The attribute columns, checked against the schema, as a batch pointing into r. */
+  qv__attrs_in attrs;
+  if ((st = qv__attrs_from_pb(cs.n_attrs, cs.attrs, qv__entry_name(*e), r->n_ids, r->n_attributes,
+                              r->attributes, &attrs, err)) != QV_OK)
+    return st;
+  const qv_attr_batch *ab = r->n_attributes ? &attrs.b : NULL;
+  const float *feats = r->n_features ? r->features : NULL;
   qv__entry_write_begin(*e);
-  st = qv_collection_add_features(qv__entry_col((*e)), r->n_ids, r->ids, r->vectors,
-                                  r->n_features ? r->features : NULL, err);
+  st = qv_collection_upsert(qv__entry_col((*e)), r->n_ids, r->ids, r->vectors, feats, ab, err);
   if (st == QV_OK)
-    qv__slot_write(*e, r->n_ids, r->ids, r->vectors, r->n_features ? r->features : NULL, 1);
+    qv__slot_write(*e, r->n_ids, r->ids, r->vectors, feats, ab, 1);
   qv__entry_write_end(*e);
+  qv__attrs_in_free(&attrs);
   if (st != QV_OK)
     return st;
   *upserted += r->n_ids;

@@ -63,15 +63,109 @@ struct qv__server {
   int nwatches;
 };
 
+/* ---- wire_attrs.c: item attributes on the wire (quiver/attrs.h <-> quiver.v1) ---- */
+
+/* quiver.v1.AttributeType <-> qv_attr_type (the same numbers); from_pb: -1 for
+ * ATTRIBUTE_TYPE_UNSPECIFIED or an unknown value. */
+int qv__attr_type_from_pb(int pb, qv_attr_type *out);
+Quiver__V1__AttributeType qv__attr_type_to_pb(qv_attr_type t);
+
+/* A CreateCollectionRequest's attributes as a schema in out[QV_MAX_ATTRS], checked as create
+ * checks it (qv_attr_schema_check). QV_OK or QV_EINVAL naming the field. */
+qv_status qv__schema_from_pb(size_t n, Quiver__V1__AttributeField *const *in, qv_attr_field *out,
+                             qv_error *err);
+/* A schema as n AttributeField messages in f (and their pointers in p), caller storage; the names
+ * point into fields, which must outlive the messages. */
+void qv__schema_to_pb(size_t n, const qv_attr_field *fields, Quiver__V1__AttributeField *f,
+                      Quiver__V1__AttributeField **p);
+
+/* An upsert message's attribute columns as the index layer's batch: b points into the message
+ * (which must outlive it) and into the arrays below (bools as 0/1 ints; TAGS as counts and the
+ * flat strings). Free with qv__attrs_in_free. */
+typedef struct qv__attrs_in {
+  qv_attr_batch b;
+  qv_attr_column cols[QV_MAX_ATTRS];
+  int64_t *ints;
+  uint32_t *counts;
+  const char **strs;
+} qv__attrs_in;
+/* Checks the n_cols columns of a message of n_rows items against the schema of collection
+ * `collection` (named in messages): each names an attribute, at most once, and holds n_rows values
+ * in the list of its type and none in the others. QV_OK; QV_EINVAL naming the column (e.g.
+ * "attribute 'price' is float: send its values in floats (got 3 ints)"); QV_ENOMEM. The values
+ * themselves (finite floats, string lengths, tag counts) are the index layer's to check
+ * (qv_attr_batch_check). */
+qv_status qv__attrs_from_pb(size_t n_fields, const qv_attr_field *fields, const char *collection,
+                            size_t n_rows, size_t n_cols, Quiver__V1__AttributeColumn *const *cols,
+                            qv__attrs_in *out, qv_error *err);
+void qv__attrs_in_free(qv__attrs_in *a);
+
+/* A batch of n_rows rows as a Get answer's AttributeColumns, only the rows where keep[r] (keep
+ * NULL: all), in batch order: cols/ptrs point into b (which must outlive the message) and into
+ * mem. Free with qv__attrs_out_free. */
+typedef struct qv__attrs_out {
+  size_t n;
+  Quiver__V1__AttributeColumn cols[QV_MAX_ATTRS];
+  Quiver__V1__AttributeColumn *ptrs[QV_MAX_ATTRS];
+  void *mem[QV_MAX_ATTRS];
+} qv__attrs_out;
+qv_status qv__attrs_to_pb(const qv_attr_batch *b, size_t n_rows, const uint8_t *keep,
+                          qv__attrs_out *out, qv_error *err);
+void qv__attrs_out_free(qv__attrs_out *o);
+
+/* A router's Get answer: row r of n is row rows[r] of shard answer src[r] (src[r] NULL: an id not
+ * found; its row gets the defaults), one column per schema attribute (schema order), matched by
+ * name in each answer; every value and string copied into out. QV_OK; QV_EINTERNAL when an answer
+ * lacks a whole column of an attribute; QV_ENOMEM. Free with qv__attrs_merged_free. */
+typedef struct qv__attrs_merged {
+  qv_attr_batch b;
+  qv_attr_column cols[QV_MAX_ATTRS];
+  char names[QV_MAX_ATTRS][QV_MAX_ATTR_NAME];
+  void *mem[QV_MAX_ATTRS];   /* per column: n values (TAGS: counts) */
+  char **strs[QV_MAX_ATTRS]; /* TAGS: the flat strings */
+  char *chars[QV_MAX_ATTRS]; /* the strings' bytes */
+} qv__attrs_merged;
+qv_status qv__attrs_gather(size_t n_fields, const qv_attr_field *fields, size_t n,
+                           const Quiver__V1__GetResponse *const *src, const size_t *rows,
+                           qv__attrs_merged *out, qv_error *err);
+void qv__attrs_merged_free(qv__attrs_merged *g);
+
+/* An upsert message's columns (checked by qv__attrs_from_pb) re-cut by rows, for a router's
+ * per-shard records: set(m, i) makes source row i row m; rows(m) makes the columns m rows long.
+ * The columns point into the source message (which must outlive them) and into bufs. */
+typedef struct qv__attrs_split {
+  size_t n;
+  Quiver__V1__AttributeColumn cols[QV_MAX_ATTRS];
+  Quiver__V1__AttributeColumn *ptrs[QV_MAX_ATTRS];
+  const Quiver__V1__AttributeColumn *src[QV_MAX_ATTRS];
+  qv_attr_type type[QV_MAX_ATTRS];
+  void *bufs[QV_MAX_ATTRS];
+} qv__attrs_split;
+qv_status qv__attrs_split_init(qv__attrs_split *s, size_t n_fields, const qv_attr_field *fields,
+                               size_t n_rows, size_t n_cols,
+                               Quiver__V1__AttributeColumn *const *cols, qv_error *err);
+void qv__attrs_split_set(qv__attrs_split *s, size_t m, size_t i);
+void qv__attrs_split_rows(qv__attrs_split *s, size_t m);
+/* About the bytes source row i's attributes take packed. */
+size_t qv__attrs_row_bytes(const qv__attrs_split *s, size_t i);
+void qv__attrs_split_free(qv__attrs_split *s);
+
 /* ---- info.c ---- */
 
 /* Caller storage for the strings of one CollectionInfo. */
 #define INFO_STRINGS                                                                               \
   (QV_MAX_SPEC + sizeof(((qv_collection_stats *)0)->placement) +                                   \
    sizeof(((qv_collection_stats *)0)->open_note))
-/* ... and, aligned after the strings, the one VersionInfo beside the serving version. */
-#define INFO_BUF                                                                                   \
-  (INFO_STRINGS + 2 * sizeof(Quiver__V1__VersionInfo) + sizeof(Quiver__V1__VersionInfo *))
+/* ... and, aligned after the strings, the one VersionInfo beside the serving version and the
+ * attribute schema. */
+typedef struct qv__info_tail {
+  Quiver__V1__VersionInfo v;
+  Quiver__V1__VersionInfo *vp;
+  Quiver__V1__AttributeField f[QV_MAX_ATTRS];
+  Quiver__V1__AttributeField *fp[QV_MAX_ATTRS];
+  qv_attr_field fields[QV_MAX_ATTRS];
+} qv__info_tail;
+#define INFO_BUF (INFO_STRINGS + _Alignof(qv__info_tail) + sizeof(qv__info_tail))
 
 /* Fills v (and its strings, static) from what e holds beside its serving version; 0 when none. */
 int qv__fill_version(qv__entry *e, Quiver__V1__VersionInfo *v);
@@ -80,20 +174,21 @@ void qv__fill_info(qv__entry *e, Quiver__V1__CollectionInfo *info, char *spec_bu
 
 /* ---- rpc_rollout.c ---- */
 
-/* A write the serving version of e took (upsert = 1: n ids, vectors, features or NULL; 0: a
- * delete of n ids), applied to the version held beside it too (the caller holds
+/* A write the serving version of e took (upsert = 1: n ids, vectors, features and attrs or NULL;
+ * 0: a delete of n ids), applied to the version held beside it too (the caller holds
  * qv__entry_write_begin). One that fails there drops that version (logged): it never serves
  * without an acknowledged write. */
 void qv__slot_write(qv__entry *e, size_t n, const int64_t *ids, const float *vectors,
-                    const float *features, int upsert);
+                    const float *features, const qv_attr_batch *attrs, int upsert);
 
 /* ---- the handlers (rpc_search.c, rpc_admin.c) ---- */
 
 qv_status qv__h_search(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *deadline,
                        grpc_byte_buffer **resp, qv_error *err);
-/* A CreateCollection request's options, checked (the node's and the router's one check). */
+/* A CreateCollection request's options, checked (the node's and the router's one check); o->attrs
+ * points into fields (QV_MAX_ATTRS of caller storage). */
 qv_status qv__create_opts_from(const qv__server *s, const Quiver__V1__CreateCollectionRequest *r,
-                               qv_collection_opts *o, qv_error *err);
+                               qv_collection_opts *o, qv_attr_field *fields, qv_error *err);
 qv_status qv__h_create(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
                        grpc_byte_buffer **resp, qv_error *err);
 qv_status qv__h_drop(qv__server *s, const ProtobufCMessage *m, const gpr_timespec *unused,
@@ -135,7 +230,7 @@ qv_status qv__h_get(qv__server *s, const ProtobufCMessage *m, const gpr_timespec
                     grpc_byte_buffer **resp, qv_error *err);
 /* A GetRequest's field mask: which parts of an item to return (QV_EINVAL naming an unknown one). */
 qv_status qv__get_fields(const Quiver__V1__GetRequest *r, int *want_vec, int *want_feat,
-                         qv_error *err);
+                         int *want_attrs, qv_error *err);
 /* A Get's rows for n ids (d vector floats, nf features each; 0 = not asked for), within the
  * server's message limit (QV_ENOMEM saying so); found is per id. Free with qv__get_free. */
 typedef struct qv__get_rows {
@@ -146,9 +241,12 @@ typedef struct qv__get_rows {
 qv_status qv__get_alloc(const qv__server *s, size_t n, size_t d, size_t nf, qv__get_rows *g,
                         qv_error *err);
 void qv__get_free(qv__get_rows *g);
-/* The GetResponse of g (its rows compacted in place), for the request's ids. */
-qv_status qv__get_answer(qv__get_rows *g, const int64_t *ids, uint32_t dim, uint32_t num_features,
-                         grpc_byte_buffer **resp, qv_error *err);
+/* The GetResponse of g (its rows compacted in place), for the request's ids; attrs (NULL: not
+ * asked for) holds the attributes of the g->n rows, of which the found ones are answered.
+ * QV_ENOMEM when the answer is over the server's message limit. */
+qv_status qv__get_answer(const qv__server *s, qv__get_rows *g, const int64_t *ids, uint32_t dim,
+                         uint32_t num_features, const qv_attr_batch *attrs, grpc_byte_buffer **resp,
+                         qv_error *err);
 /* n ids to look up (field `what`): 1 .. max, none negative. */
 qv_status qv__ids_check(const int64_t *ids, size_t n, int64_t max, const char *what, qv_error *err);
 

@@ -2,8 +2,10 @@
 // all started and stopped by the suite. Collections of sift5k in 2 shards x 2 replicas answer
 // through the routers as one collection on a single node answers; a shard server killed -9 under
 // search load costs no search and its replicas come back elsewhere; bad input at a router is
-// refused as a node refuses it.
+// refused as a node refuses it; filtered searches and the items' attributes answer through a
+// router as on a single node.
 #include "cluster/fleet.h"
+#include "server/attr_model.h"
 
 using namespace qvfleet;
 
@@ -70,6 +72,108 @@ TEST_F(FleetTest, ExactAnswersThroughARouterEqualASingleNodes) {
   EXPECT_EQ(unknown[0], 0);
   for (size_t i = 0; i + 1 < n; i++)
     EXPECT_EQ(std::count(ii2.begin() + i * k, ii2.begin() + (i + 1) * k, qids[i]), 0) << i;
+}
+
+// A collection with attributes in 2 shards x 2 replicas: created through a router with its
+// schema (the record in etcd carries it to every replica), written through the other one (each
+// message's columns cut by shard), then filtered searches (exact, the index path, item-to-item)
+// and Get of the attributes through both routers equal a single node's answer and the exact
+// answer over the matching items.
+TEST_F(FleetTest, FilteredSearchesAndAttributesThroughARouterEqualASingleNodes) {
+  std::string d;
+  ASSERT_EQ(qvattr::create(fleet->router(0), "shop22", "Flat", true, &d, 2, 2), GRPC_STATUS_OK)
+      << d;
+  TempDir tmp;
+  Quiverd one;
+  ASSERT_TRUE(one.start(tmp.sub("one")));
+  ASSERT_EQ(qvattr::create(one.target(), "shop", "Flat", true, &d), GRPC_STATUS_OK) << d;
+  qvattr::Model fm, sm; // the fleet's and the single node's
+  fm.base = sm.base = &sift->base;
+  for (int64_t from = 0; from < 2000; from += 500) {
+    ASSERT_NO_FATAL_FAILURE(fm.upsert_range(fleet->router(1), "shop22", from, from + 500));
+    ASSERT_NO_FATAL_FAILURE(sm.upsert_range(one.target(), "shop", from, from + 500));
+  }
+  // Re-written with other attributes (the last write of an id wins on its shard).
+  std::vector<int64_t> again = {3, 1001, 1999};
+  std::vector<qvattr::Item> items;
+  for (int64_t id : again)
+    items.push_back(qvattr::item_of(id, 1));
+  ASSERT_EQ(fm.upsert(fleet->router(0), "shop22", again, items, true, &d), GRPC_STATUS_OK) << d;
+  ASSERT_EQ(sm.upsert(one.target(), "shop", again, items, true, &d), GRPC_STATUS_OK) << d;
+  std::string seen;
+  ASSERT_TRUE(fleet->wait_in_sync("shop22", 2, 2, 2000, 60, &seen)) << seen;
+  for (int r = 0; r < kRouters; r++) {
+    qvattr::Info info = qvattr::describe(fleet->router(r), "shop22");
+    ASSERT_EQ(info.code, GRPC_STATUS_OK) << info.det;
+    EXPECT_EQ(info.attrs, qvattr::kSchemaText) << "router " << r;
+  }
+  const size_t nq = 20, k = 10;
+  std::vector<int64_t> qids = {1, 42, 777, 1500, 3};
+  std::vector<float> qv;
+  for (int64_t id : qids) {
+    const float *row = sift->base.f.data() + fm.held[id].row * 128;
+    qv.insert(qv.end(), row, row + 128);
+  }
+  for (const qvattr::Filter &f : qvattr::filters()) {
+    SCOPED_TRACE(f.text);
+    std::vector<int64_t> want;
+    std::vector<float> wsc;
+    fm.brute(sift->q.f.data(), nq, k, f.match, &want, &wsc);
+    for (int exact : {1, 0}) {
+      am_search_req q{};
+      q.coll = "shop";
+      q.q = sift->q.f.data();
+      q.floats = nq * 128;
+      q.k = uint32_t(k);
+      q.exact = exact;
+      q.filter = f.text;
+      qvattr::Answer a1 = qvattr::search(one.target(), q);
+      ASSERT_EQ(a1.code, GRPC_STATUS_OK) << a1.det;
+      qvattr::expect_same(a1, want, wsc);
+      q.coll = "shop22";
+      for (int r = 0; r < kRouters; r++) {
+        qvattr::Answer a2 = qvattr::search(fleet->router(r), q);
+        ASSERT_EQ(a2.code, GRPC_STATUS_OK) << a2.det;
+        EXPECT_TRUE(qvattr::same_ids(a2.ids, a1.ids)) << "router " << r << " exact " << exact;
+        EXPECT_EQ(a2.scores, a1.scores) << "router " << r << " exact " << exact;
+      }
+    }
+    // Item-to-item with the filter: each item's vector fetched from its shard.
+    std::vector<int64_t> w2;
+    std::vector<float> s2;
+    fm.brute(qv.data(), qids.size(), k, f.match, &w2, &s2, qids);
+    am_search_req q{};
+    q.coll = "shop22";
+    q.k = uint32_t(k);
+    q.exact = 1;
+    q.filter = f.text;
+    q.qids = qids.data();
+    q.nqids = qids.size();
+    qvattr::Answer a = qvattr::search(fleet->router(0), q);
+    ASSERT_EQ(a.code, GRPC_STATUS_OK) << a.det;
+    qvattr::expect_same(a, w2, s2);
+  }
+  // Get of the attributes: ids of both shards, a repeat and an unknown one, in request order.
+  std::vector<int64_t> ask = {3, 5000000, 1001, 17, 3};
+  for (int64_t id = 100; id < 2000; id += 111)
+    ask.push_back(id);
+  const std::string want = fm.get_text(ask);
+  EXPECT_EQ(qvattr::get(one.target(), "shop", ask, {"attributes"}), want);
+  for (int r = 0; r < kRouters; r++) {
+    EXPECT_EQ(qvattr::get(fleet->router(r), "shop22", ask, {"attributes"}), want) << r;
+    EXPECT_EQ(qvattr::get(fleet->router(r), "shop22", ask, {}), want) << r;
+    EXPECT_EQ(qvattr::get(fleet->router(r), "shop22", ask, {"attributes", "features"}), want) << r;
+  }
+  // A bad filter through a router: the shard's refusal, as a node gives it.
+  am_search_req q{};
+  q.coll = "shop22";
+  q.q = sift->q.f.data();
+  q.floats = 128;
+  q.k = 5;
+  q.filter = "colour = 3";
+  qvattr::Answer a = qvattr::search(fleet->router(0), q);
+  EXPECT_EQ(a.code, GRPC_STATUS_INVALID_ARGUMENT) << a.det;
+  EXPECT_NE(a.det.find("column"), std::string::npos) << a.det;
 }
 
 TEST_F(FleetTest, IvfThroughARouterKeepsASingleNodesRecall) {
@@ -431,6 +535,69 @@ TEST_F(FleetTest, BadInputIsRefusedAsASingleNodeRefusesIt) {
   cases.push_back({"queries and query_ids", kSearch, bytes(p, n)});
   n = fm_search_ids(&p, "bad21", some, 2, 1024, nullptr, 0);
   cases.push_back({"query_ids with k = max k", kSearch, bytes(p, n)});
+  // Attributes and filters: on a collection without attributes, and on one with them.
+  std::string det;
+  ASSERT_EQ(qvattr::create(fleet->router(0), "attrs21", "Flat", true, &det, 2, 1), GRPC_STATUS_OK)
+      << det;
+  ASSERT_EQ(qvattr::create(one.target(), "attrs21", "Flat", true, &det), GRPC_STATUS_OK) << det;
+  {
+    qvattr::Model m1, m2;
+    m1.base = m2.base = &sift->base;
+    ASSERT_NO_FATAL_FAILURE(m1.upsert_range(fleet->router(0), "attrs21", 0, 50));
+    ASSERT_NO_FATAL_FAILURE(m2.upsert_range(one.target(), "attrs21", 0, 50));
+    std::string seen;
+    ASSERT_TRUE(fleet->wait_in_sync("attrs21", 2, 1, 50, 60, &seen)) << seen;
+  }
+  auto filtered = [&](const char *coll, const char *filter, int path, int exact) {
+    am_search_req r{};
+    r.coll = coll;
+    r.q = q.data();
+    r.floats = 128;
+    r.k = 10;
+    r.filter = filter;
+    r.filter_path = path;
+    r.exact = exact;
+    uint8_t *b = nullptr;
+    const size_t len = am_search(&b, &r);
+    return bytes(b, len);
+  };
+  cases.push_back({"a filter on a collection without attributes", kSearch,
+                   filtered("bad21", "category = 1", 0, 0)});
+  cases.push_back(
+      {"a filter path out of range", kSearch, filtered("attrs21", "category = 1", 7, 0)});
+  cases.push_back(
+      {"a filter of an unknown attribute", kSearch, filtered("attrs21", "colour = 1", 0, 1)});
+  cases.push_back({"a filter of the wrong type", kSearch, filtered("attrs21", "brand < 3", 0, 0)});
+  cases.push_back({"a malformed filter", kSearch, filtered("attrs21", "category in (1,", 1, 0)});
+  cases.push_back({"a good filter is fine: a control", kSearch,
+                   filtered("attrs21", "category in (1, 2) and not sold_out", 0, 0)});
+  {
+    const int64_t aids[3] = {900, 901, 902};
+    const int64_t ints[3] = {1, 2, 3};
+    const double prices[3] = {1.5, NAN, 2.5};
+    const am_col wrong_list = {"price", AM_INTS, 3, ints, nullptr, nullptr, nullptr};
+    const am_col wrong_count = {"category", AM_INTS, 2, ints, nullptr, nullptr, nullptr};
+    const am_col unknown_col = {"colour", AM_INTS, 3, ints, nullptr, nullptr, nullptr};
+    const am_col nan_col = {"price", AM_FLOATS, 3, nullptr, prices, nullptr, nullptr};
+    const am_col good = {"category", AM_INTS, 3, ints, nullptr, nullptr, nullptr};
+    auto up = [&](const char *coll, const am_col &c) {
+      uint8_t *b = nullptr;
+      const size_t len = am_upsert(&b, coll, 3, aids, sift->base.f.data(), 3 * 128, 1, &c);
+      return bytes(b, len);
+    };
+    cases.push_back({"an attribute column in the wrong list", kUpsert, up("attrs21", wrong_list)});
+    cases.push_back(
+        {"an attribute column of the wrong count", kUpsert, up("attrs21", wrong_count)});
+    cases.push_back({"an attribute column of no attribute", kUpsert, up("attrs21", unknown_col)});
+    cases.push_back({"a NaN attribute", kUpsert, up("attrs21", nan_col)});
+    cases.push_back({"a column to a collection without attributes", kUpsert, up("bad21", good)});
+    const char *names[2] = {"a", "a"};
+    const int unset[1] = {0}, twice[2] = {1, 2};
+    n = am_create(&p, "fresh", 8, 1, "Flat", 1, names, unset, 0, 0);
+    cases.push_back({"an attribute of no type", kCreate, bytes(p, n)});
+    n = am_create(&p, "fresh", 8, 1, "Flat", 2, names, twice, 0, 0);
+    cases.push_back({"an attribute named twice", kCreate, bytes(p, n)});
+  }
   for (const Case &c : cases) {
     std::string d1, d2;
     const grpc_status_code a = qvtest::raw_call(one.target(), c.method, c.body, &d1);

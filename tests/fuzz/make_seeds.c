@@ -75,6 +75,176 @@ static uint8_t *slurp(const char *path, size_t *n) {
   return p;
 }
 
+/* Item attributes and filters: the template's "flat" collection has them (cat, price, on, brand,
+ * tags: fuzz_common.c), "ivf" none. */
+static void attr_seeds(const float *q) {
+  buf b = {0};
+  /* Filtered searches on every path of the flat one, and an item-to-item one. */
+  static const char *const good[] = {
+      "cat in (1, 2) and price < 50 and not on and tags has \"red\"",
+      "brand = 'blue' or (price >= 10.5 and tags has any (\"green\", \"red\"))",
+      "on and brand not in ('', \"red\") and tags has all ('red', 'green')",
+      "NOT cat != -3 OR cat = 2.5"};
+  Quiver__V1__SearchRequest s = QUIVER__V1__SEARCH_REQUEST__INIT;
+  s.collection = "flat";
+  s.queries = (float *)q;
+  s.n_queries = 2 * FZ_DIM;
+  s.k = 4;
+  for (int i = 0; i < 4; i++) {
+    s.filter = (char *)good[i];
+    s.filter_path = (Quiver__V1__FilterPath)(i % 3);
+    s.exact = i == 3;
+    rec(&b, method("Search"), &s.base);
+  }
+  s.exact = 0;
+  Quiver__V1__RerankOptions r = QUIVER__V1__RERANK_OPTIONS__INIT;
+  r.candidates = 8;
+  r.refine = 1;
+  s.rerank = &r;
+  s.filter = (char *)good[1];
+  rec(&b, method("Search"), &s.base);
+  s.rerank = NULL;
+  int64_t qids[3] = {1, 4, 7};
+  s.queries = NULL;
+  s.n_queries = 0;
+  s.query_ids = qids;
+  s.n_query_ids = 3;
+  s.filter = (char *)good[0];
+  rec(&b, method("Search"), &s.base);
+  save("rpc", "search-filter-flat", &b);
+  /* Refused ones: an unknown attribute, a type mismatch, malformed, a filter path out of range,
+   * a filter on a collection without attributes. */
+  b.n = 0;
+  s.query_ids = NULL;
+  s.n_query_ids = 0;
+  s.queries = (float *)q;
+  s.n_queries = FZ_DIM;
+  static const char *const bad[] = {"colour = 1", "brand < 2", "cat in (1,", "tags has", "on on"};
+  for (int i = 0; i < 5; i++) {
+    s.filter = (char *)bad[i];
+    rec(&b, method("Search"), &s.base);
+  }
+  s.filter = (char *)good[0];
+  s.filter_path = (Quiver__V1__FilterPath)9;
+  rec(&b, method("Search"), &s.base);
+  s.filter_path = QUIVER__V1__FILTER_PATH__FILTER_PATH_AUTO;
+  s.collection = "ivf";
+  rec(&b, method("Search"), &s.base);
+  save("rpc", "search-filter-bad", &b);
+  /* An upsert with every column type, then a Get of the attributes. */
+  b.n = 0;
+  int64_t ids[3] = {2000, 2001, 4}, ints[3] = {5, -1, 0};
+  double prices[3] = {1.5, 2.25, 1e9};
+  protobuf_c_boolean on[3] = {1, 0, 1};
+  char *kw[3] = {"red", "", "violet"}, *t0[2] = {"red", "blue"}, *t2[1] = {"green"};
+  float vec[3 * FZ_DIM];
+  for (int i = 0; i < 3 * FZ_DIM; i++)
+    vec[i] = (float)(i % 5) - 2;
+  Quiver__V1__TagList tl[3] = {QUIVER__V1__TAG_LIST__INIT, QUIVER__V1__TAG_LIST__INIT,
+                               QUIVER__V1__TAG_LIST__INIT};
+  tl[0].tags = t0;
+  tl[0].n_tags = 2;
+  tl[2].tags = t2;
+  tl[2].n_tags = 1;
+  Quiver__V1__TagList *tp[3] = {&tl[0], &tl[1], &tl[2]};
+  Quiver__V1__AttributeColumn c[5];
+  Quiver__V1__AttributeColumn *cp[5];
+  static const char *const names[5] = {"tags", "cat", "price", "on", "brand"}; /* any order */
+  for (int i = 0; i < 5; i++) {
+    quiver__v1__attribute_column__init(&c[i]);
+    c[i].name = (char *)names[i];
+    cp[i] = &c[i];
+  }
+  c[0].tags = tp;
+  c[0].n_tags = 3;
+  c[1].ints = ints;
+  c[1].n_ints = 3;
+  c[2].floats = prices;
+  c[2].n_floats = 3;
+  c[3].bools = on;
+  c[3].n_bools = 3;
+  c[4].keywords = kw;
+  c[4].n_keywords = 3;
+  Quiver__V1__UpsertRequest up = QUIVER__V1__UPSERT_REQUEST__INIT;
+  up.collection = "flat";
+  up.ids = ids;
+  up.n_ids = 3;
+  up.vectors = vec;
+  up.n_vectors = 3 * FZ_DIM;
+  up.attributes = cp;
+  up.n_attributes = 5;
+  rec(&b, method("Upsert"), &up.base);
+  Quiver__V1__GetRequest g = QUIVER__V1__GET_REQUEST__INIT;
+  char *fields[2] = {"attributes", "vector"};
+  g.collection = "flat";
+  g.ids = ids;
+  g.n_ids = 3;
+  g.fields = fields;
+  g.n_fields = 2;
+  rec(&b, method("Get"), &g.base);
+  save("rpc", "upsert-get-attrs-flat", &b);
+  /* Refused upserts: the wrong list, the wrong count, no such attribute, to "ivf" (each its own
+   * call: a ListCollections between them ends the stream). */
+  b.n = 0;
+  Quiver__V1__ListCollectionsRequest l = QUIVER__V1__LIST_COLLECTIONS_REQUEST__INIT;
+  up.n_attributes = 1;
+  Quiver__V1__AttributeColumn w = c[2];
+  w.floats = NULL;
+  w.n_floats = 0;
+  w.ints = ints;
+  w.n_ints = 3;
+  Quiver__V1__AttributeColumn *wp = &w;
+  up.attributes = &wp;
+  rec(&b, method("Upsert"), &up.base);
+  rec(&b, method("ListCollections"), &l.base);
+  w = c[1];
+  w.n_ints = 2;
+  rec(&b, method("Upsert"), &up.base);
+  rec(&b, method("ListCollections"), &l.base);
+  w.name = "colour";
+  w.n_ints = 3;
+  rec(&b, method("Upsert"), &up.base);
+  rec(&b, method("ListCollections"), &l.base);
+  up.collection = "ivf";
+  w.name = "cat";
+  rec(&b, method("Upsert"), &up.base);
+  save("rpc", "upsert-attrs-bad", &b);
+  /* A collection created with a schema, filled, described and searched with a filter. */
+  b.n = 0;
+  Quiver__V1__AttributeField f[5];
+  Quiver__V1__AttributeField *fp[5];
+  for (int i = 0; i < 5; i++) {
+    quiver__v1__attribute_field__init(&f[i]);
+    f[i].name = (char *)names[i];
+    fp[i] = &f[i];
+  }
+  f[0].type = QUIVER__V1__ATTRIBUTE_TYPE__ATTRIBUTE_TAGS;
+  f[1].type = QUIVER__V1__ATTRIBUTE_TYPE__ATTRIBUTE_INT64;
+  f[2].type = QUIVER__V1__ATTRIBUTE_TYPE__ATTRIBUTE_FLOAT;
+  f[3].type = QUIVER__V1__ATTRIBUTE_TYPE__ATTRIBUTE_BOOL;
+  f[4].type = QUIVER__V1__ATTRIBUTE_TYPE__ATTRIBUTE_KEYWORD;
+  Quiver__V1__CreateCollectionRequest cr = QUIVER__V1__CREATE_COLLECTION_REQUEST__INIT;
+  cr.name = "shop";
+  cr.dim = FZ_DIM;
+  cr.metric = QUIVER__V1__METRIC__METRIC_L2;
+  cr.index_spec = "Flat";
+  cr.attributes = fp;
+  cr.n_attributes = 5;
+  rec(&b, method("CreateCollection"), &cr.base);
+  up.collection = "shop";
+  up.attributes = cp;
+  up.n_attributes = 5;
+  rec(&b, method("Upsert"), &up.base);
+  Quiver__V1__DescribeCollectionRequest d = QUIVER__V1__DESCRIBE_COLLECTION_REQUEST__INIT;
+  d.name = "shop";
+  rec(&b, method("DescribeCollection"), &d.base);
+  s.collection = "shop";
+  s.filter = (char *)good[0];
+  rec(&b, method("Search"), &s.base);
+  save("rpc", "create-attrs", &b);
+  free(b.p);
+}
+
 static void rpc_seeds(const char *tmpl) {
   float q[2 * FZ_DIM] = {0.1f, 0.2f, 0.3f, 1, 2, 3, 0, 1, 1, 1, 1, 1, 0, 0, 0, 2};
   buf b = {0};
@@ -222,6 +392,7 @@ static void rpc_seeds(const char *tmpl) {
   rec(&b, method("ImportIndex"), &sp.base);
   save("rpc", "import-server-path", &b);
   free(b.p);
+  attr_seeds(q);
 }
 
 static void vecfile_seeds(void) {

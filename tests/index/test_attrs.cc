@@ -145,6 +145,8 @@ std::vector<Item> get_items(qv_collection *c, const std::vector<int64_t> &ids,
     }
   }
   qv_attr_batch_free(&b);
+  for (const Item &it : out) // a set comes back sorted
+    EXPECT_TRUE(std::is_sorted(it.tags.begin(), it.tags.end()));
   if (found_out)
     *found_out = found;
   return out;
@@ -683,6 +685,27 @@ TEST(Attrs, AttributesSurviveSavesTheLogAndImports) {
   expect_item(after[2], Item{}, 12);
   expect_item(after[3], Item{}, 13);
   expect_item(after[4], Item{}, 350);
+  // Staging (a new empty collection of the same schema takes the imported state): the imported
+  // state adopts the serving one's attributes first, by id.
+  Col staged, src2;
+  make_attrs(staged, fx.ds.base.cols, "Flat");
+  ASSERT_EQ(qv_collection_create(&src2.c, &o, &e), QV_OK);
+  ASSERT_EQ(qv_collection_add(src2.c, 400, sids.data(), fx.ds.base.f.data(), &e), QV_OK);
+  ASSERT_EQ(qv_collection_build(src2.c, nullptr, nullptr, &e), QV_OK);
+  ASSERT_EQ(qv_collection_adopt_attrs(src2.c, col.c, &e), QV_OK) << e.msg;
+  ASSERT_EQ(qv_collection_replace(staged.c, src2.c, nullptr, nullptr, &e), QV_OK) << e.msg;
+  auto st_items = get_items(staged.c, {0, 10, 350});
+  expect_item(st_items[0], items[0], 0);
+  expect_item(st_items[1], items[10], 10);
+  expect_item(st_items[2], Item{}, 350);
+  qv_filter *sf = nullptr;
+  ASSERT_EQ(parse(staged.c, "brand = 'brand0'", &sf, &e), QV_OK);
+  uint64_t sn = 0, swant = 0;
+  ASSERT_EQ(qv_collection_filter_count(staged.c, sf, &sn, &e), QV_OK);
+  for (int64_t id = 0; id < 400; id++)
+    swant += id < 300 && id != 13 && id != 12 ? items[size_t(id)].brand == "brand0" : 0;
+  EXPECT_EQ(sn, swant);
+  qv_filter_free(sf);
   // Another schema is refused by a swap.
   Col third;
   qvtest::make(third, fx.ds.base.cols, QV_METRIC_L2, "Flat");

@@ -89,7 +89,9 @@ TEST_F(Server, AnswersEqualTheIndexLayerAndReachRecall) {
       << e.msg;
   std::vector<float> sc2(q.rows * k);
   std::vector<int64_t> ids2(q.rows * k);
-  qv_search_params p{k, 32, 0};
+  qv_search_params p{};
+  p.k = k;
+  p.nprobe = 32;
   ASSERT_EQ(qv_collection_search(col, q.f.data(), q.rows, &p, sc2.data(), ids2.data(), &e), QV_OK);
   qv_collection_close(col);
   EXPECT_EQ(ids, ids2);

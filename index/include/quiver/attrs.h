@@ -9,7 +9,7 @@
  * carries columns by name (any order, each at most once); an attribute whose column is absent gets
  * its default for those rows (0, 0.0, false, "", no tags): an upsert replaces the whole item.
  * Strings are at most QV_MAX_ATTR_STRING bytes; a row has at most QV_MAX_TAGS tags (repeats
- * count once).
+ * count once; a get answers them sorted, by strcmp).
  *
  * Filters: an expression over the attributes, parsed once per request (qv_filter_parse):
  *

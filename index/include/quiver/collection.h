@@ -221,6 +221,14 @@ QV_API qv_status qv_collection_build_ex(qv_collection *c, const qv_build_opts *o
 QV_API qv_status qv_collection_replace(qv_collection *c, qv_collection *src, const qv_build_opts *o,
                                        qv_build_report *rep, qv_error *err);
 
+/* Gives dst the attributes `from` holds for the ids both have: dst takes from's schema when it
+ * has none (its items then get defaults first), else the schemas must be equal; items of dst
+ * that from does not hold keep theirs. For an import that replaces or stages a version of a
+ * collection from files without attributes (call it on the imported state before
+ * qv_collection_replace). Both are locked (dst's writers, from's readers) while it runs.
+ * Returns QV_OK; QV_EINVAL (other schemas, NULL); QV_ENOMEM. */
+QV_API qv_status qv_collection_adopt_attrs(qv_collection *dst, qv_collection *from, qv_error *err);
+
 /* Exchanges the whole states of a and b (vectors, features, ids, index, its GPU copy, spec,
  * default nprobe, tombstones, data version, build counter and recall) at once, without copying
  * or measuring anything: a server's flip between two versions of one collection, each of which
