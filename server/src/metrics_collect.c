@@ -26,6 +26,15 @@ static void print_index_bytes(qv__mbuf *o, const char *metric, const sample *x) 
                     (unsigned long long)x->c.device_bytes);
 }
 
+/* Filtered queries by the path that answered them (docs/filters.md). */
+static void print_filtered(qv__mbuf *o, const char *metric, const sample *x) {
+  qv__mbuf_printf(o,
+                  "%s{collection=\"%s\",path=\"exact\"} %llu\n"
+                  "%s{collection=\"%s\",path=\"index\"} %llu\n",
+                  metric, x->name, (unsigned long long)x->c.filtered_exact, metric, x->name,
+                  (unsigned long long)x->c.filtered_index);
+}
+
 static void print_build_recall(qv__mbuf *o, const char *metric, const sample *x) {
   if (x->c.build_recall >= 0)
     qv__mbuf_printf(o, "%s{collection=\"%s\",k=\"%u\"} %.4f\n", metric, x->name,
@@ -43,6 +52,14 @@ static const struct gauge {
      offsetof(sample, c.vector_bytes), NULL},
     {"quiver_collection_index_bytes", "gauge", "Bytes of the index (estimate), by device.", 0,
      print_index_bytes},
+    {"quiver_collection_attribute_bytes", "gauge",
+     "Bytes of the item attributes (columns, tag sets, dictionaries, postings).",
+     offsetof(sample, c.attr_bytes), NULL},
+    {"quiver_filtered_queries_total", "counter",
+     "Filtered queries since start, by the path that answered them.", 0, print_filtered},
+    {"quiver_filter_overfetch_retries_total", "counter",
+     "Over-fetching filtered queries asked again with a larger k'.",
+     offsetof(sample, c.filtered_overfetch_retries), NULL},
     {"quiver_collection_tombstones", "gauge", "Stale index entries hidden until a save/build.",
      offsetof(sample, c.tombstones), NULL},
     {"quiver_collection_build_recall", "gauge", "The last build's recall@k on its sample.", 0,

@@ -79,9 +79,17 @@ TEST_F(Ops, MetricsAreValidPrometheusTextAndCountersMoveAfterASearch) {
   // Every row of the collector's table has its series for the collection.
   EXPECT_GE(before["quiver_collection_vector_bytes{collection=\"demo\"}"], 5000.0 * 128 * 4);
   EXPECT_GT(before["quiver_collection_index_bytes{collection=\"demo\",device=\"cpu\"}"], 0);
-  for (const char *series : {"quiver_collection_tombstones", "quiver_wal_bytes",
-                             "quiver_wal_records", "quiver_batch_expired_total"})
+  for (const char *series :
+       {"quiver_collection_tombstones", "quiver_wal_bytes", "quiver_wal_records",
+        "quiver_batch_expired_total", "quiver_collection_attribute_bytes",
+        "quiver_filter_overfetch_retries_total"})
     EXPECT_EQ(before.count(std::string(series) + "{collection=\"demo\"}"), 1u) << series;
+  for (const char *path : {"exact", "index"})
+    EXPECT_EQ(
+        before.count(std::string("quiver_filtered_queries_total{collection=\"demo\",path=\"") +
+                     path + "\"}"),
+        1u)
+        << path;
   EXPECT_GT(before["process_resident_memory_bytes"], 1e6);
   EXPECT_GT(before["process_open_fds"], 3);
   Client cl(srv.target());
