@@ -316,7 +316,7 @@ static void tomb_fixup(qv_collection *c, const float *q, size_t n, size_t kf, co
  *   exact      the matching rows, scanned exactly (recall 1; cost ~ matches x dim);
  *   list scan  a CPU IVF's probed lists, each entry kept when its row matches and scored exactly
  *              from the store (cost ~ probed entries; recall that of the probed lists);
- *   over-fetch any other index (graph, fast-scan, a GPU copy): k' = ~2.5 k / selectivity
+ *   over-fetch any other index (graph, fast-scan, a GPU copy): k' = ~1.5 k / selectivity
  *              candidates, the matching ones kept; when fewer than k survive, k' grows 4x and
  *              the query runs again, until the index has no more to give.
  * A query the index path leaves short of k while more rows match is answered exactly. */
@@ -527,7 +527,7 @@ static qv_status over_fetch(qv_collection *c, const matches *mt, const float *q,
   const size_t total = (size_t)faiss_Index_ntotal(c->index);
   const size_t cap = total < QV_MAX_K ? total : QV_MAX_K;
   const double sel = (double)mt->n / (double)(c->count ? c->count : 1);
-  double want = 2.5 * (double)k / sel + 16.0;
+  double want = 1.5 * (double)k / sel + 16.0;
   size_t kp0 = want > (double)cap ? cap : (size_t)want;
   if (kp0 < k)
     kp0 = k < cap ? k : cap;
@@ -558,7 +558,12 @@ static qv_status over_fetch(qv_collection *c, const matches *mt, const float *q,
         }
         kpmax = kp;
       }
-      if ((st = index_search(c, qi, 1, kp, nprobe, cs, ci, err)) != QV_OK)
+      /* A graph's search stops after efSearch steps whatever k is (FAISS 1.7.3's
+       * search_from_candidates): k' candidates need an efSearch of k' to be the nearest k'. */
+      uint32_t np = nprobe;
+      if (c->spec.graph && kp > np)
+        np = kp < QV_MAX_EF_SEARCH ? (uint32_t)kp : QV_MAX_EF_SEARCH;
+      if ((st = index_search(c, qi, 1, kp, np, cs, ci, err)) != QV_OK)
         break;
       qv_topk_init(1, k, larger, si, ii);
       size_t found = 0;
@@ -605,7 +610,7 @@ static int filter_exact(const qv_collection *c, qv_filter_path path, uint64_t ns
   const double sel = (double)nsel / (double)c->count;
   if (scan) /* the list scan reads nprobe / nlist of the entries */
     return sel <= 4.0 * (double)nprobe / (double)c->spec.nlist;
-  return 2.5 * (double)k / sel > 1024.0; /* over-fetch would ask for more than ~1k */
+  return 1.5 * (double)k / sel > 512.0; /* over-fetch would ask for more than ~500 */
 }
 
 /* A filtered search; the caller holds c->rw for reading. exact: the caller asked for exact
