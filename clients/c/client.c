@@ -1,5 +1,6 @@
 /* libquiver_client: synchronous calls over gRPC's C core, one completion queue per call. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,48 @@ static void version_from_pb(const Quiver__V1__VersionInfo *p, qv_version_info *o
   o->recall_nprobe = p->recall_nprobe;
 }
 
+/* ---- attributes ------------------------------------------------------------------------- */
+
+static const char *const kAttrTypeNames[] = {NULL, "int64", "float", "bool", "keyword", "tags"};
+
+const char *qv_client_attr_type_name(qv_client_attr_type t) {
+  return (int)t >= QV_CLIENT_ATTR_INT64 && (int)t <= QV_CLIENT_ATTR_TAGS ? kAttrTypeNames[t] : NULL;
+}
+
+qv_status qv_client_attr_type_parse(const char *s, qv_client_attr_type *out, qv_error *err) {
+  for (int t = QV_CLIENT_ATTR_INT64; s != NULL && t <= QV_CLIENT_ATTR_TAGS; t++)
+    if (!strcmp(s, kAttrTypeNames[t])) {
+      *out = (qv_client_attr_type)t;
+      return QV_OK;
+    }
+  return qv_error_set(err, QV_EINVAL,
+                      "unknown attribute type '%s': use int64, float, bool, keyword or tags",
+                      s ? s : "(null)");
+}
+
+static const char *const kFilterPathNames[] = {"auto", "exact", "index"};
+
+const char *qv_client_filter_path_name(qv_client_filter_path p) {
+  return (int)p >= QV_CLIENT_FILTER_AUTO && (int)p <= QV_CLIENT_FILTER_INDEX ? kFilterPathNames[p]
+                                                                             : NULL;
+}
+
+qv_status qv_client_filter_path_parse(const char *s, qv_client_filter_path *out, qv_error *err) {
+  for (int p = QV_CLIENT_FILTER_AUTO; s != NULL && p <= QV_CLIENT_FILTER_INDEX; p++)
+    if (!strcmp(s, kFilterPathNames[p])) {
+      *out = (qv_client_filter_path)p;
+      return QV_OK;
+    }
+  return qv_error_set(err, QV_EINVAL, "unknown filter path '%s': use auto, exact or index",
+                      s ? s : "(null)");
+}
+
+/* The wire's AttributeType for ours (the values are the same; 0 for an unknown one). */
+static Quiver__V1__AttributeType attr_type_to_pb(qv_client_attr_type t) {
+  return qv_client_attr_type_name(t) ? (Quiver__V1__AttributeType)t
+                                     : QUIVER__V1__ATTRIBUTE_TYPE__ATTRIBUTE_TYPE_UNSPECIFIED;
+}
+
 static void info_from_pb(const Quiver__V1__CollectionInfo *p, qv_collection_info *o) {
   memset(o, 0, sizeof *o);
   snprintf(o->name, sizeof o->name, "%s", p->name ? p->name : "");
@@ -213,6 +256,12 @@ static void info_from_pb(const Quiver__V1__CollectionInfo *p, qv_collection_info
   o->version = p->version;
   if (p->n_versions > 0)
     version_from_pb(p->versions[0], &o->beside);
+  for (size_t i = 0; i < p->n_attributes && o->n_attrs < QV_CLIENT_MAX_ATTRS; i++) {
+    qv_client_attr_field *f = &o->attrs[o->n_attrs++];
+    snprintf(f->name, sizeof f->name, "%s", p->attributes[i]->name ? p->attributes[i]->name : "");
+    f->type = (qv_client_attr_type)p->attributes[i]->type;
+  }
+  o->attribute_bytes = p->attribute_bytes;
 }
 
 const char *qv_collection_state_name(int state) {
@@ -257,6 +306,21 @@ qv_status qv_client_create(qv_client *c, const qv_create_opts *o, qv_collection_
       return qv_error_prefix(err, st, "create");
     req.device = qv__device_to_pb(d);
   }
+  const size_t na = o->attrs != NULL ? o->n_attrs : 0;
+  if (na > QV_CLIENT_MAX_ATTRS)
+    return qv_error_set(err, QV_EINVAL,
+                        "INVALID_ARGUMENT: create: %zu attributes; at most %d are allowed", na,
+                        QV_CLIENT_MAX_ATTRS);
+  Quiver__V1__AttributeField fields[QV_CLIENT_MAX_ATTRS], *fp[QV_CLIENT_MAX_ATTRS];
+  for (size_t i = 0; i < na; i++) {
+    Quiver__V1__AttributeField f = QUIVER__V1__ATTRIBUTE_FIELD__INIT;
+    fields[i] = f;
+    fields[i].name = (char *)o->attrs[i].name;
+    fields[i].type = attr_type_to_pb(o->attrs[i].type); /* the server names an unknown one */
+    fp[i] = &fields[i];
+  }
+  req.n_attributes = na;
+  req.attributes = na ? fp : NULL;
   ProtobufCMessage *resp;
   qv_status st = unary(c, "/quiver.v1.Retrieval/CreateCollection", &req.base,
                        &quiver__v1__collection_info__descriptor, &resp, err);
@@ -435,6 +499,9 @@ qv_status qv_client_search_ex(qv_client *c, const char *collection, const float 
   req.exact = o->exact != 0;
   req.allow_partial = o->allow_partial != 0;
   req.version = o->version;
+  if (o->filter != NULL)
+    req.filter = (char *)o->filter;
+  req.filter_path = (Quiver__V1__FilterPath)o->filter_path; /* the server refuses an unknown one */
   if (by_id) {
     req.queries = NULL;
     req.n_queries = 0;
@@ -485,16 +552,6 @@ qv_status qv_client_search_ex(qv_client *c, const char *collection, const float 
   return st;
 }
 
-void qv_client_items_free(qv_client_items *it) {
-  if (it == NULL)
-    return;
-  free(it->ids);
-  free(it->missing_ids);
-  free(it->vectors);
-  free(it->features);
-  memset(it, 0, sizeof *it);
-}
-
 /* A copy of n elements of size sz (NULL when n is 0). */
 static void *dup_array(const void *p, size_t n, size_t sz, int *oom) {
   if (n == 0)
@@ -507,6 +564,120 @@ static void *dup_array(const void *p, size_t n, size_t sz, int *oom) {
   return q;
 }
 
+void qv_client_items_free(qv_client_items *it) {
+  if (it == NULL)
+    return;
+  free(it->ids);
+  free(it->missing_ids);
+  free(it->vectors);
+  free(it->features);
+  for (size_t a = 0; it->attrs != NULL && a < it->n_attrs; a++) {
+    qv_client_attr_column *col = &it->attrs[a];
+    free((void *)col->name); /* ours: qv_client_get allocated every array of the column */
+    free((void *)col->ints);
+    free((void *)col->floats);
+    free((void *)col->counts);
+    free((void *)col->strs); /* one block: the pointers, then the strings they point into */
+  }
+  free(it->attrs);
+  memset(it, 0, sizeof *it);
+}
+
+/* The n strings of ss (NULL = "") as one malloc'd block: n pointers, then the bytes they point
+ * to. NULL when it cannot be allocated (or n is 0). */
+static const char *const *dup_strings(char *const *ss, size_t n, int *oom) {
+  if (n == 0)
+    return NULL;
+  size_t bytes = n * sizeof(char *);
+  for (size_t i = 0; i < n; i++)
+    bytes += strlen(ss[i] ? ss[i] : "") + 1;
+  char **out = malloc(bytes);
+  if (out == NULL) {
+    *oom = 1;
+    return NULL;
+  }
+  char *at = (char *)(out + n);
+  for (size_t i = 0; i < n; i++) {
+    const size_t len = strlen(ss[i] ? ss[i] : "") + 1;
+    memcpy(at, ss[i] ? ss[i] : "", len);
+    out[i] = at;
+    at += len;
+  }
+  return (const char *const *)out;
+}
+
+/* Decodes GetResponse.attributes (n rows each) into out->attrs. Returns QV_OK; QV_EINTERNAL for a
+ * column whose values do not match the rows (none of its type, or of several); QV_ENOMEM. */
+static qv_status attrs_from_pb(const Quiver__V1__GetResponse *r, size_t n, qv_client_items *out,
+                               qv_error *err) {
+  if (r->n_attributes == 0)
+    return QV_OK;
+  out->attrs = calloc(r->n_attributes, sizeof *out->attrs);
+  if (out->attrs == NULL)
+    return qv_error_set(err, QV_ENOMEM, "get: out of memory for the attributes");
+  int oom = 0;
+  for (size_t a = 0; a < r->n_attributes; a++) {
+    const Quiver__V1__AttributeColumn *p = r->attributes[a];
+    qv_client_attr_column *col = &out->attrs[out->n_attrs++];
+    const char *name = p->name ? p->name : "";
+    col->name = dup_array(name, strlen(name) + 1, 1, &oom);
+    /* The type is the one list that holds values; with no rows, none does: the schema's type is
+     * then unknown here, and the column has no values to read anyway (an INT64 of 0 rows). */
+    const int kinds = (p->n_ints > 0) + (p->n_floats > 0) + (p->n_bools > 0) + (p->n_keywords > 0) +
+                      (p->n_tags > 0);
+    if (kinds > 1 || (n > 0 && kinds == 0))
+      return qv_error_set(err, QV_EINTERNAL,
+                          "INTERNAL: the answer's attribute '%s' holds values of %d types", name,
+                          kinds);
+    const size_t got = p->n_floats > 0     ? p->n_floats
+                       : p->n_bools > 0    ? p->n_bools
+                       : p->n_keywords > 0 ? p->n_keywords
+                       : p->n_tags > 0     ? p->n_tags
+                                           : p->n_ints;
+    if (got != n)
+      return qv_error_set(err, QV_EINTERNAL,
+                          "INTERNAL: the answer's attribute '%s' has %zu values for %zu ids", name,
+                          got, n);
+    if (p->n_floats > 0) {
+      col->type = QV_CLIENT_ATTR_FLOAT;
+      col->floats = dup_array(p->floats, n, sizeof(double), &oom);
+    } else if (p->n_bools > 0) {
+      col->type = QV_CLIENT_ATTR_BOOL;
+      int64_t *v = malloc(n * sizeof *v);
+      oom |= v == NULL;
+      for (size_t i = 0; v != NULL && i < n; i++)
+        v[i] = p->bools[i] != 0;
+      col->ints = v;
+    } else if (p->n_keywords > 0) {
+      col->type = QV_CLIENT_ATTR_KEYWORD;
+      col->strs = dup_strings(p->keywords, n, &oom);
+    } else if (p->n_tags > 0) {
+      col->type = QV_CLIENT_ATTR_TAGS;
+      size_t total = 0;
+      for (size_t i = 0; i < n; i++)
+        total += p->tags[i]->n_tags;
+      uint32_t *counts = malloc(n * sizeof *counts);
+      char **flat = total > 0 ? malloc(total * sizeof *flat) : NULL;
+      oom |= counts == NULL || (total > 0 && flat == NULL);
+      size_t at = 0;
+      for (size_t i = 0; counts != NULL && i < n; i++) {
+        counts[i] = (uint32_t)p->tags[i]->n_tags;
+        for (size_t t = 0; flat != NULL && t < p->tags[i]->n_tags; t++)
+          flat[at++] = p->tags[i]->tags[t];
+      }
+      col->counts = counts;
+      col->strs = flat ? dup_strings(flat, total, &oom) : NULL;
+      free(flat);
+    } else {
+      col->type = QV_CLIENT_ATTR_INT64;
+      col->ints = dup_array(p->ints, n, sizeof(int64_t), &oom);
+    }
+    if (oom)
+      return qv_error_set(err, QV_ENOMEM, "get: out of memory for the attributes");
+  }
+  return QV_OK;
+}
+
 qv_status qv_client_get(qv_client *c, const char *collection, size_t n, const int64_t *ids,
                         unsigned fields, qv_client_items *out, qv_error *err) {
   if (out != NULL)
@@ -514,12 +685,14 @@ qv_status qv_client_get(qv_client *c, const char *collection, size_t n, const in
   CHECK_CLIENT(c, collection);
   if (out == NULL || (n > 0 && ids == NULL))
     return qv_error_set(err, QV_EINVAL, "get: NULL argument");
-  char *names[2];
+  char *names[3];
   size_t nn = 0;
   if (fields & QV_CLIENT_GET_VECTOR)
     names[nn++] = "vector";
   if (fields & QV_CLIENT_GET_FEATURES)
     names[nn++] = "features";
+  if (fields & QV_CLIENT_GET_ATTRIBUTES)
+    names[nn++] = "attributes";
   Quiver__V1__GetRequest req = QUIVER__V1__GET_REQUEST__INIT;
   req.collection = (char *)collection;
   req.ids = (int64_t *)ids;
@@ -545,10 +718,12 @@ qv_status qv_client_get(qv_client *c, const char *collection, size_t n, const in
     out->vectors = dup_array(r->vectors, r->n_vectors, sizeof *r->vectors, &oom);
     out->n_features = r->num_features;
     out->features = dup_array(r->features, r->n_features, sizeof *r->features, &oom);
-    if (oom) {
-      qv_client_items_free(out);
+    if (oom)
       st = qv_error_set(err, QV_ENOMEM, "get: out of memory for the answer");
-    }
+    else
+      st = attrs_from_pb(r, r->n_ids, out, err);
+    if (st != QV_OK)
+      qv_client_items_free(out);
   }
   protobuf_c_message_free_unpacked(resp, NULL);
   return st;
@@ -634,20 +809,198 @@ qv_status qv_client_upsert_features(qv_client *c, const char *collection, size_t
                                     size_t n_features, size_t chunk_bytes,
                                     qv_client_progress_fn progress, void *user,
                                     uint64_t *count_after, qv_error *err) {
+  qv_client_upsert_opts o;
+  qv_client_upsert_opts_init(&o);
+  o.features = features;
+  o.n_features = n_features;
+  o.chunk_bytes = chunk_bytes;
+  o.progress = progress;
+  o.user = user;
+  return qv_client_upsert_ex(c, collection, n, dim, ids, vectors, &o, count_after, err);
+}
+
+void qv_client_upsert_opts_init(qv_client_upsert_opts *o) {
+  memset(o, 0, sizeof *o);
+}
+
+/* An upsert's attribute column as the stream splits it: for TAGS, where each row's tags start in
+ * strs (n + 1 offsets). */
+typedef struct up_col {
+  const qv_client_attr_column *col;
+  uint64_t *tag_at;
+} up_col;
+
+/* Checks the columns of an upsert of n rows and fills uc (tag offsets allocated); *bytes gets
+ * about what their values take on the wire. QV_OK, QV_EINVAL, QV_ENOMEM. */
+static qv_status up_cols_init(const qv_client_attr_column *cols, size_t na, size_t n, up_col *uc,
+                              uint64_t *bytes, qv_error *err) {
+  *bytes = 0;
+  for (size_t a = 0; a < na; a++) {
+    const qv_client_attr_column *col = &cols[a];
+    uc[a].col = col;
+    if (col->name == NULL || col->name[0] == '\0')
+      return qv_error_set(err, QV_EINVAL,
+                          "INVALID_ARGUMENT: upsert: attribute column %zu has no "
+                          "name",
+                          a);
+    const char *t = qv_client_attr_type_name(col->type);
+    if (t == NULL)
+      return qv_error_set(err, QV_EINVAL,
+                          "INVALID_ARGUMENT: upsert: attribute column '%s' has type %d: use "
+                          "QV_CLIENT_ATTR_INT64 .. QV_CLIENT_ATTR_TAGS",
+                          col->name, (int)col->type);
+    const int null =
+        n > 0 && (((col->type == QV_CLIENT_ATTR_INT64 || col->type == QV_CLIENT_ATTR_BOOL) &&
+                   col->ints == NULL) ||
+                  (col->type == QV_CLIENT_ATTR_FLOAT && col->floats == NULL) ||
+                  (col->type == QV_CLIENT_ATTR_KEYWORD && col->strs == NULL) ||
+                  (col->type == QV_CLIENT_ATTR_TAGS && col->counts == NULL));
+    if (null)
+      return qv_error_set(err, QV_EINVAL,
+                          "INVALID_ARGUMENT: upsert: attribute column '%s' (%s) has no values "
+                          "(%s is NULL)",
+                          col->name, t,
+                          col->type == QV_CLIENT_ATTR_FLOAT     ? "floats"
+                          : col->type == QV_CLIENT_ATTR_KEYWORD ? "strs"
+                          : col->type == QV_CLIENT_ATTR_TAGS    ? "counts"
+                                                                : "ints");
+    switch (col->type) {
+    case QV_CLIENT_ATTR_INT64:
+      *bytes += 10 * (uint64_t)n;
+      break;
+    case QV_CLIENT_ATTR_FLOAT:
+      *bytes += 8 * (uint64_t)n;
+      break;
+    case QV_CLIENT_ATTR_BOOL:
+      *bytes += (uint64_t)n;
+      break;
+    case QV_CLIENT_ATTR_KEYWORD:
+      for (size_t i = 0; i < n; i++)
+        *bytes += 2 + strlen(col->strs[i] ? col->strs[i] : "");
+      break;
+    case QV_CLIENT_ATTR_TAGS:
+      if ((uc[a].tag_at = malloc((n + 1) * sizeof *uc[a].tag_at)) == NULL)
+        return qv_error_set(err, QV_ENOMEM, "upsert: out of memory");
+      uc[a].tag_at[0] = 0;
+      for (size_t i = 0; i < n; i++)
+        uc[a].tag_at[i + 1] = uc[a].tag_at[i] + col->counts[i];
+      if (uc[a].tag_at[n] > 0 && col->strs == NULL)
+        return qv_error_set(err, QV_EINVAL,
+                            "INVALID_ARGUMENT: upsert: attribute column '%s' (tags) counts %" PRIu64
+                            " tags but strs is NULL",
+                            col->name, uc[a].tag_at[n]);
+      *bytes += 4 * (uint64_t)n;
+      for (uint64_t i = 0; i < uc[a].tag_at[n]; i++)
+        *bytes += 2 + strlen(col->strs[i] ? col->strs[i] : "");
+      break;
+    }
+  }
+  return QV_OK;
+}
+
+/* The wire column of rows [off, off + m) of u: *p set; *mem gets what it allocated (BOOL, KEYWORD,
+ * TAGS: one block to free after the message is sent). QV_OK or QV_ENOMEM. */
+static qv_status up_col_slice(const up_col *u, size_t off, size_t m, Quiver__V1__AttributeColumn *p,
+                              void **mem, qv_error *err) {
+  const qv_client_attr_column *col = u->col;
+  Quiver__V1__AttributeColumn z = QUIVER__V1__ATTRIBUTE_COLUMN__INIT;
+  *p = z;
+  *mem = NULL;
+  p->name = (char *)col->name;
+  if (m == 0)
+    return QV_OK;
+  switch (col->type) {
+  case QV_CLIENT_ATTR_INT64:
+    p->ints = (int64_t *)(col->ints + off);
+    p->n_ints = m;
+    return QV_OK;
+  case QV_CLIENT_ATTR_FLOAT:
+    p->floats = (double *)(col->floats + off);
+    p->n_floats = m;
+    return QV_OK;
+  case QV_CLIENT_ATTR_BOOL: {
+    protobuf_c_boolean *v = malloc(m * sizeof *v);
+    if ((*mem = v) == NULL)
+      break;
+    for (size_t i = 0; i < m; i++)
+      v[i] = col->ints[off + i] != 0;
+    p->bools = v;
+    p->n_bools = m;
+    return QV_OK;
+  }
+  case QV_CLIENT_ATTR_KEYWORD: {
+    char **v = malloc(m * sizeof *v);
+    if ((*mem = v) == NULL)
+      break;
+    for (size_t i = 0; i < m; i++)
+      v[i] = (char *)(col->strs[off + i] ? col->strs[off + i] : "");
+    p->keywords = v;
+    p->n_keywords = m;
+    return QV_OK;
+  }
+  case QV_CLIENT_ATTR_TAGS: {
+    const uint64_t t0 = u->tag_at[off], nt = u->tag_at[off + m] - t0;
+    Quiver__V1__TagList *lists = malloc(m * (sizeof *lists + sizeof(void *)) + nt * sizeof(char *));
+    if ((*mem = lists) == NULL)
+      break;
+    Quiver__V1__TagList **lp = (Quiver__V1__TagList **)(lists + m);
+    char **tags = (char **)(lp + m);
+    for (uint64_t i = 0; i < nt; i++)
+      tags[i] = (char *)(col->strs[t0 + i] ? col->strs[t0 + i] : "");
+    for (size_t i = 0; i < m; i++) {
+      Quiver__V1__TagList tl = QUIVER__V1__TAG_LIST__INIT;
+      lists[i] = tl;
+      lists[i].n_tags = col->counts[off + i];
+      lists[i].tags = col->counts[off + i] ? tags + (u->tag_at[off + i] - t0) : NULL;
+      lp[i] = &lists[i];
+    }
+    p->tags = lp;
+    p->n_tags = m;
+    return QV_OK;
+  }
+  }
+  return qv_error_set(err, QV_ENOMEM, "upsert: out of memory");
+}
+
+qv_status qv_client_upsert_ex(qv_client *c, const char *collection, size_t n, size_t dim,
+                              const int64_t *ids, const float *vectors,
+                              const qv_client_upsert_opts *o, uint64_t *count_after,
+                              qv_error *err) {
   CHECK_CLIENT(c, collection);
-  if (features == NULL)
-    n_features = 0;
+  qv_client_upsert_opts def;
+  qv_client_upsert_opts_init(&def);
+  if (o == NULL)
+    o = &def;
+  const float *features = o->features;
+  const size_t n_features = features ? o->n_features : 0;
+  const size_t na = o->attrs ? o->n_attrs : 0;
   if (n > 0 && (ids == NULL || vectors == NULL || dim == 0))
     return qv_error_set(err, QV_EINVAL, "upsert: NULL ids/vectors or zero dimension");
-  if (chunk_bytes == 0)
-    chunk_bytes = (size_t)4 << 20;
-  size_t rows = chunk_bytes / ((dim + n_features) * sizeof(float) + sizeof(int64_t));
+  if (na > QV_CLIENT_MAX_ATTRS)
+    return qv_error_set(err, QV_EINVAL,
+                        "INVALID_ARGUMENT: upsert: %zu attribute columns; a collection has at "
+                        "most %d attributes",
+                        na, QV_CLIENT_MAX_ATTRS);
+  up_col uc[QV_CLIENT_MAX_ATTRS];
+  memset(uc, 0, sizeof uc);
+  uint64_t attr_bytes = 0;
+  qv_status st = up_cols_init(o->attrs, na, n, uc, &attr_bytes, err);
+  size_t chunk_bytes = o->chunk_bytes ? o->chunk_bytes : (size_t)4 << 20;
+  size_t row_bytes =
+      (dim + n_features) * sizeof(float) + sizeof(int64_t) + (n > 0 ? (size_t)(attr_bytes / n) : 0);
+  size_t rows = chunk_bytes / (row_bytes ? row_bytes : 1);
   if (rows == 0)
     rows = 1;
   call k;
   int ok = 0, cancelled = 0;
-  if (qv__rpc_stream_open(&k, &c->peer, "/quiver.v1.Retrieval/Upsert", 0, &ok, err) != QV_OK)
-    return QV_EINTERNAL;
+  if (st == QV_OK &&
+      qv__rpc_stream_open(&k, &c->peer, "/quiver.v1.Retrieval/Upsert", 0, &ok, err) != QV_OK)
+    st = QV_EINTERNAL;
+  if (st != QV_OK) {
+    for (size_t a = 0; a < na; a++)
+      free(uc[a].tag_at);
+    return st;
+  }
   size_t off = 0;
   do { /* at least one message, so that an empty upsert still names its collection */
     size_t m = n - off < rows ? n - off : rows;
@@ -659,16 +1012,37 @@ qv_status qv_client_upsert_features(qv_client *c, const char *collection, size_t
     req.n_vectors = m * dim;
     req.features = features ? (float *)(features + off * n_features) : NULL;
     req.n_features = m * n_features;
-    ok = ok && qv__rpc_send(&k, &req.base);
+    Quiver__V1__AttributeColumn cols[QV_CLIENT_MAX_ATTRS], *cp[QV_CLIENT_MAX_ATTRS];
+    void *mem[QV_CLIENT_MAX_ATTRS] = {0};
+    for (size_t a = 0; a < na && st == QV_OK; a++) {
+      st = up_col_slice(&uc[a], off, m, &cols[a], &mem[a], err);
+      cp[a] = &cols[a];
+    }
+    req.attributes = na ? cp : NULL;
+    req.n_attributes = na;
+    ok = ok && st == QV_OK && qv__rpc_send(&k, &req.base);
+    for (size_t a = 0; a < na; a++)
+      free(mem[a]);
     off += m;
-    if (ok && progress && progress(user, "upload", off, n) != 0) {
+    if (ok && o->progress && o->progress(o->user, "upload", off, n) != 0) {
       grpc_call_cancel(k.call, NULL);
       cancelled = 1;
       break;
     }
   } while (ok && off < n);
+  for (size_t a = 0; a < na; a++)
+    free(uc[a].tag_at);
+  if (st != QV_OK) { /* out of memory for a message: end the call with nothing applied */
+    grpc_call_cancel(k.call, NULL);
+    ProtobufCMessage *ans;
+    stream_finish(&k, &quiver__v1__upsert_response__descriptor, "upsert", &ans, NULL);
+    if (ans)
+      protobuf_c_message_free_unpacked(ans, NULL);
+    qv__rpc_end(&k);
+    return st;
+  }
   ProtobufCMessage *ans;
-  qv_status st = stream_finish(&k, &quiver__v1__upsert_response__descriptor, "upsert", &ans, err);
+  st = stream_finish(&k, &quiver__v1__upsert_response__descriptor, "upsert", &ans, err);
   if (st == QV_OK) {
     if (count_after)
       *count_after = ((Quiver__V1__UpsertResponse *)ans)->count;

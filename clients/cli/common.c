@@ -167,6 +167,18 @@ void cli_print_results(double recall, size_t k, const int64_t *ids, const float 
   }
 }
 
+void cli_print_json_str(const char *s) {
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      printf("\\%c", ch);
+    else if (ch < 0x20)
+      printf("\\u%04x", ch);
+    else
+      putchar(ch);
+  }
+}
+
 void cli_print_json_recall(double recall) {
   if (recall >= 0)
     printf("%.4f", recall);

@@ -46,6 +46,8 @@ void cli_sort_doubles(double *v, size_t n);
 /* The end of a search's text report: "  recall@K = R" when recall >= 0, then with first set the
  * first query's ids and scores (at most 10). */
 void cli_print_results(double recall, size_t k, const int64_t *ids, const float *scores, int first);
+/* s as the body of a JSON string (quotes, backslashes and control characters escaped). */
+void cli_print_json_str(const char *s);
 /* recall as a JSON value: %.4f, or null when it is < 0 (not measured). */
 void cli_print_json_recall(double recall);
 /* Writes n x k ids to .ivecs (by extension) or .npy (int64). */

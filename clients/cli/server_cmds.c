@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "attrs_file.h"
 #include "common.h"
 #include "quiver/client.h"
 #include "quiver/fsutil.h"
@@ -33,10 +34,15 @@ static const char *kServerHelp =
     "  quiver create NAME --dim D [--metric l2|ip|cosine] [--spec SPEC] [--nprobe N | --ef N]\n"
     "                [--train-sample N] [--features F] [--device auto|cpu|gpu]\n"
     "                [--deferred-deletes] [--shards S] [--replicas R]   (S, R > 1: a router)\n"
+    "                [--attr NAME:TYPE ...]   (item attributes for filters; TYPE int64, float,\n"
+    "                bool, keyword or tags; repeat the flag, at most 32)\n"
     "  quiver drop NAME\n"
     "  quiver list [--json]\n"
     "  quiver describe NAME [--json]\n"
     "  quiver upsert NAME --input FILE [--ids FILE] [--features FILE] [--chunk-mb N]\n"
+    "                [--attrs FILE]   (JSON Lines, one object per vector in order, e.g.\n"
+    "                {\"category\": 3, \"price\": 9.5, \"tags\": [\"summer\"]}; absent keys:\n"
+    "                the attribute's default)\n"
     "  quiver delete NAME (--ids 1,2,3 | --ids-file FILE)\n"
     "  quiver build NAME [--recall-floor R] [--target-recall R] [--eval-queries N]\n"
     "                [--eval-k K] [--timeout SECONDS]\n"
@@ -53,7 +59,11 @@ static const char *kServerHelp =
     "                [--version N]                 (a data version held beside the serving one)\n"
     "                [--candidates K'] [--refine] [--mmr LAMBDA] [--weights W0,W1,..]\n"
     "                [--allow 1,2,...] [--deny 1,2,...]      (the rerank stage)\n"
-    "  quiver get NAME (--ids 1,2,3 | --ids-file FILE) [--fields vector,features] [--json]\n"
+    "                [--filter EXPR [--filter-path auto|exact|index]]   (only items whose\n"
+    "                attributes match, e.g. 'category in (3, 7) and price < 20 and not\n"
+    "                sold_out and tags has \"summer\"')\n"
+    "  quiver get NAME (--ids 1,2,3 | --ids-file FILE) [--fields vector,features,attributes]\n"
+    "                [--json]\n"
     "  quiver health [--service NAME]\n"
     "  quiver health --watch [--service NAME] [--timeout S]   (a line per status change, until\n"
     "                the server ends the stream or S seconds pass; no --timeout: no deadline)\n"
@@ -127,19 +137,6 @@ static int connect_to(const global *g, qv_client **c) {
   return 0;
 }
 
-/* s as a JSON string body (quotes, backslashes and control characters escaped). */
-static void json_str(const char *s) {
-  for (; *s; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\')
-      printf("\\%c", ch);
-    else if (ch < 0x20)
-      printf("\\u%04x", ch);
-    else
-      putchar(ch);
-  }
-}
-
 static void print_version(const qv_version_info *v) {
   printf("  %s version %" PRIu64 ": %" PRIu64 " vectors, %.1f MiB", v->state, v->version, v->count,
          v->memory_bytes / 1048576.0);
@@ -177,8 +174,15 @@ static void print_info(const qv_collection_info *i, int json) {
              "\"recall_nprobe\": %u}",
              i->beside.version, i->beside.state, i->beside.count, i->beside.memory_bytes,
              i->beside.recall, i->beside.recall_k, i->beside.recall_nprobe);
-    printf("], \"storage_note\": \"");
-    json_str(i->storage_note);
+    printf("], \"attributes\": [");
+    for (size_t a = 0; a < i->n_attrs; a++) {
+      const char *t = qv_client_attr_type_name(i->attrs[a].type);
+      printf("%s{\"name\": \"", a ? ", " : "");
+      cli_print_json_str(i->attrs[a].name);
+      printf("\", \"type\": \"%s\"}", t ? t : "unknown");
+    }
+    printf("], \"attribute_bytes\": %" PRIu64 ", \"storage_note\": \"", i->attribute_bytes);
+    cli_print_json_str(i->storage_note);
     printf("\"}");
     return;
   }
@@ -197,6 +201,11 @@ static void print_info(const qv_collection_info *i, int json) {
   if (i->shards > 1 || i->replicas > 1)
     printf("  fleet: %u shard(s) x %u replica(s) (quiver cluster status)\n", i->shards,
            i->replicas);
+  if (i->n_attrs > 0) {
+    printf("  attributes: ");
+    cli_attrs_print_schema(i->attrs, i->n_attrs);
+    printf(" (%.1f MiB)\n", i->attribute_bytes / 1048576.0);
+  }
   printf("  data version %" PRIu64 "\n", i->version);
   if (i->beside.version != 0)
     print_version(&i->beside);
@@ -324,14 +333,21 @@ static int no_positional(int argc, char **argv) {
 }
 
 static int cmd_create(int argc, char **argv, global *g) {
-  static const struct option opts[] = {
-      {"dim", required_argument, 0, 'd'},        {"metric", required_argument, 0, 'm'},
-      {"spec", required_argument, 0, 's'},       {"nprobe", required_argument, 0, 'n'},
-      {"ef", required_argument, 0, 'e'},         {"train-sample", required_argument, 0, 't'},
-      {"features", required_argument, 0, 'F'},   {"device", required_argument, 0, 'D'},
-      {"deferred-deletes", no_argument, 0, 'X'}, {"shards", required_argument, 0, 'S'},
-      {"replicas", required_argument, 0, 'r'},   GLOBAL_OPTS};
+  static const struct option opts[] = {{"dim", required_argument, 0, 'd'},
+                                       {"metric", required_argument, 0, 'm'},
+                                       {"spec", required_argument, 0, 's'},
+                                       {"nprobe", required_argument, 0, 'n'},
+                                       {"ef", required_argument, 0, 'e'},
+                                       {"train-sample", required_argument, 0, 't'},
+                                       {"features", required_argument, 0, 'F'},
+                                       {"device", required_argument, 0, 'D'},
+                                       {"deferred-deletes", no_argument, 0, 'X'},
+                                       {"shards", required_argument, 0, 'S'},
+                                       {"replicas", required_argument, 0, 'r'},
+                                       {"attr", required_argument, 0, 'a'},
+                                       GLOBAL_OPTS};
   qv_create_opts o = {0};
+  qv_client_attr_field attrs[QV_CLIENT_MAX_ATTRS];
   o.metric = QV_METRIC_L2;
   uint64_t v;
   qv_error e = {0};
@@ -387,6 +403,14 @@ case 'r':
   if (cli_parse_u64(optarg, 65536, &v) || v == 0)
     return cli_usage_error("--replicas must be 1 or more, not '%s'", optarg);
   o.replicas = (uint32_t)v;
+  break;
+case 'a':
+  if (o.n_attrs == QV_CLIENT_MAX_ATTRS)
+    return cli_usage_error("at most 32 --attr flags: '%s' is one too many", optarg);
+  if (cli_attr_field_parse(optarg, &attrs[o.n_attrs], &e) != 0)
+    return cli_usage_error("%s", e.msg);
+  o.attrs = attrs;
+  o.n_attrs++;
   break;
   PARSE_END
   if ((o.name = positional(argc, argv, "create")) == NULL)
@@ -536,12 +560,11 @@ case 'w':
 }
 
 static int cmd_upsert(int argc, char **argv, global *g) {
-  static const struct option opts[] = {{"input", required_argument, 0, 'i'},
-                                       {"ids", required_argument, 0, 'I'},
-                                       {"chunk-mb", required_argument, 0, 'c'},
-                                       {"features", required_argument, 0, 'F'},
-                                       GLOBAL_OPTS};
-  const char *input = NULL, *ids_path = NULL, *feat_path = NULL;
+  static const struct option opts[] = {
+      {"input", required_argument, 0, 'i'},    {"ids", required_argument, 0, 'I'},
+      {"chunk-mb", required_argument, 0, 'c'}, {"features", required_argument, 0, 'F'},
+      {"attrs", required_argument, 0, 'a'},    GLOBAL_OPTS};
+  const char *input = NULL, *ids_path = NULL, *feat_path = NULL, *attrs_path = NULL;
   uint64_t chunk_mb = 4;
   PARSE_BEGIN(opts, NULL)
 case 'i':
@@ -552,6 +575,9 @@ case 'I':
   break;
 case 'F':
   feat_path = optarg;
+  break;
+case 'a':
+  attrs_path = optarg;
   break;
 case 'c':
   if (cli_parse_u64(optarg, 1024, &chunk_mb) || chunk_mb == 0)
@@ -571,6 +597,8 @@ case 'c':
   float *buf = NULL;
   int64_t *idbuf = NULL;
   int rc = 1;
+  cli_attrs attrs;
+  memset(&attrs, 0, sizeof attrs);
   if (qv_vecfile_open(&in, input, &e) != QV_OK)
     goto done;
   size_t n = qv_vecfile_rows(in), d = qv_vecfile_cols(in);
@@ -594,6 +622,15 @@ case 'c':
   if ((rc = connect_to(g, &cl)) != 0)
     goto out;
   rc = 1;
+  if (attrs_path != NULL) { /* the types come from the collection's schema */
+    qv_collection_info info;
+    if (qv_client_describe(cl, name, &info, &e) != QV_OK) {
+      cli_fail_remote(&e);
+      goto out;
+    }
+    if (cli_attrs_load(attrs_path, &info, input, n, &attrs, &e) != QV_OK)
+      goto done;
+  }
   buf = malloc(piece * (d ? d : 1) * sizeof(float));
   idbuf = malloc(piece * sizeof(int64_t));
   if (buf == NULL || idbuf == NULL) {
@@ -610,8 +647,16 @@ case 'c':
       goto done;
     if (ff != NULL && m > 0 && qv_vecfile_read_f32(ff, off, m, fbuf, &e) != QV_OK)
       goto done;
-    if (qv_client_upsert_features(cl, name, m, d, idbuf, buf, fbuf, nf, (size_t)chunk_mb << 20,
-                                  NULL, NULL, &count, &e) != QV_OK) {
+    qv_client_attr_column cols[QV_CLIENT_MAX_ATTRS];
+    cli_attrs_view(&attrs, off, cols);
+    qv_client_upsert_opts uo;
+    qv_client_upsert_opts_init(&uo);
+    uo.features = fbuf;
+    uo.n_features = nf;
+    uo.attrs = attrs.n_cols ? cols : NULL;
+    uo.n_attrs = attrs.n_cols;
+    uo.chunk_bytes = (size_t)chunk_mb << 20;
+    if (qv_client_upsert_ex(cl, name, m, d, idbuf, buf, &uo, &count, &e) != QV_OK) {
       cli_fail_remote(&e);
       rc = 1;
       goto out;
@@ -620,12 +665,14 @@ case 'c':
       break;
   }
   cli_progress_cb(&pr, "upsert", n, n);
-  printf("upserted %zu vectors into %s (count now %" PRIu64 ")\n", n, name, count);
+  printf("upserted %zu vectors%s into %s (count now %" PRIu64 ")\n", n,
+         attrs.n_cols ? " with their attributes" : "", name, count);
   rc = 0;
 done:
   if (rc != 0)
     cli_fail(&e);
 out:
+  cli_attrs_free(&attrs);
   qv_client_close(cl);
   qv_vecfile_close(in);
   qv_vecfile_close(idf);
@@ -720,8 +767,11 @@ case 'F': {
       fields |= QV_CLIENT_GET_VECTOR;
     else if (len == 8 && !strncmp(p, "features", 8))
       fields |= QV_CLIENT_GET_FEATURES;
+    else if (len == 10 && !strncmp(p, "attributes", 10))
+      fields |= QV_CLIENT_GET_ATTRIBUTES;
     else
-      return cli_usage_error("--fields takes vector and/or features (comma-separated), not '%s'",
+      return cli_usage_error("--fields takes vector, features and/or attributes "
+                             "(comma-separated), not '%s'",
                              optarg);
     p += len + (p[len] == ',');
   }
@@ -761,6 +811,10 @@ case 'j':
         printf(", \"features\": ");
         print_floats(it.features + i * it.n_features, it.n_features);
       }
+      if (it.n_attrs > 0) {
+        printf(", \"attributes\": ");
+        cli_attrs_print_json(it.attrs, it.n_attrs, i);
+      }
       printf("}");
     }
     printf("], \"missing_ids\": [");
@@ -779,6 +833,10 @@ case 'j':
       if (it.features) {
         printf("  features ");
         print_floats(it.features + i * it.n_features, it.n_features);
+      }
+      if (it.n_attrs > 0) {
+        printf("  attributes ");
+        cli_attrs_print_json(it.attrs, it.n_attrs, i);
       }
       printf("\n");
     }
@@ -1228,7 +1286,12 @@ static int cmd_search(int argc, char **argv, global *g) {
                                        {"ids", required_argument, 0, 'I'},
                                        {"ids-file", required_argument, 0, 'f'},
                                        {"include-self", no_argument, 0, 'S'},
+                                       {"filter", required_argument, 0, 'L'},
+                                       {"filter-path", required_argument, 0, 'T'},
                                        GLOBAL_OPTS};
+  const char *filter = NULL;
+  qv_client_filter_path filter_path = QV_CLIENT_FILTER_AUTO;
+  int filter_path_given = 0;
   const char *queries = NULL, *gt_path = NULL, *output = NULL, *id_list = NULL, *id_file = NULL;
   int include_self = 0;
   qv_client_rerank rr = {0};
@@ -1333,6 +1396,16 @@ case 'f':
 case 'S':
   include_self = 1;
   break;
+case 'L':
+  filter = optarg;
+  break;
+case 'T': {
+  qv_error pe = {0};
+  if (qv_client_filter_path_parse(optarg, &filter_path, &pe) != QV_OK)
+    return cli_usage_error("--filter-path takes auto, exact or index, not '%s'", optarg);
+  filter_path_given = 1;
+  break;
+}
   PARSE_END
   const char *name = positional(argc, argv, "search");
   if (name == NULL)
@@ -1344,6 +1417,8 @@ case 'S':
                            "");
   if (include_self && !by_id)
     return cli_usage_error("--include-self goes with --ids or --ids-file%s", "");
+  if (filter_path_given && filter == NULL)
+    return cli_usage_error("--filter-path goes with --filter EXPR%s", "");
   if (exact && use_rerank)
     return cli_usage_error("--exact and the rerank flags exclude each other: exact search is "
                            "already exact%s",
@@ -1394,6 +1469,8 @@ case 'S':
   so.allow_partial = allow_partial;
   so.version = version;
   so.answered_version = &answered;
+  so.filter = filter;
+  so.filter_path = filter_path;
   size_t partial_rpcs = 0;
   double t0 = qv_monotonic_s();
   for (size_t off = 0; off < n; off += b) {
@@ -1429,12 +1506,21 @@ case 'S':
     printf(", \"missing_shards\": [");
     for (size_t i = 0; i < miss.n; i++)
       printf("%s%u", i ? ", " : "", miss.v[i]);
-    printf("]}\n");
+    printf("], \"filter\": ");
+    if (filter != NULL) {
+      printf("\"");
+      cli_print_json_str(filter);
+      printf("\", \"filter_path\": \"%s\"}\n", qv_client_filter_path_name(filter_path));
+    } else {
+      printf("null}\n");
+    }
   } else {
     printf("searched %s on %s, %zu queries, k=%" PRIu64 ", %s=%s%" PRIu64
            ", batch=%zu, data version %" PRIu64 "\n",
            name, server, n, k, ef ? "efSearch" : "nprobe", (ef ? ef : nprobe) ? "" : "default/",
            ef ? ef : nprobe, b, answered);
+    if (filter != NULL)
+      printf("  filter (%s path): %s\n", qv_client_filter_path_name(filter_path), filter);
     printf("  %.1f queries/s over gRPC (%.3f s)\n", qps, secs);
     cli_print_results(recall, k, ids, scores, output == NULL);
   }
@@ -1501,16 +1587,16 @@ static void print_cluster_json(const qv_cluster_status *s, int fleet) {
   printf("{\"fleet\": %s, \"nodes\": [", fleet ? "true" : "false");
   for (size_t i = 0; i < s->n_nodes; i++) {
     printf("%s{\"id\": \"", i ? ", " : "");
-    json_str(s->nodes[i].id);
+    cli_print_json_str(s->nodes[i].id);
     printf("\", \"addr\": \"");
-    json_str(s->nodes[i].addr);
+    cli_print_json_str(s->nodes[i].addr);
     printf("\", \"replicas\": %u}", s->nodes[i].replicas);
   }
   printf("], \"collections\": [");
   for (size_t ci = 0; ci < s->n_collections; ci++) {
     const qv_collection_info *c = &s->collections[ci];
     printf("%s{\"name\": \"", ci ? ", " : "");
-    json_str(c->name);
+    cli_print_json_str(c->name);
     printf("\", \"state\": \"%s\", \"count\": %" PRIu64 ", \"shards\": %u, \"replicas\": %u, "
            "\"shard_status\": [",
            qv_collection_state_name(c->state), c->count, c->shards, c->replicas);
@@ -1525,11 +1611,11 @@ static void print_cluster_json(const qv_cluster_status *s, int fleet) {
           continue;
         printf("%s{\"node\": \"", first ? "" : ", ");
         first = 0;
-        json_str(r->node);
+        cli_print_json_str(r->node);
         printf("\", \"addr\": \"");
-        json_str(r->addr);
+        cli_print_json_str(r->addr);
         printf("\", \"state\": \"");
-        json_str(r->state);
+        cli_print_json_str(r->state);
         printf("\", \"applied_seq\": %" PRIu64 ", \"log_seq\": %" PRIu64 ", \"lag\": %" PRIu64
                ", \"count\": %" PRIu64 ", \"index_version\": %" PRIu64 "}",
                r->applied_seq, r->log_seq, replica_lag(r), r->count, r->index_version);

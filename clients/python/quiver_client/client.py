@@ -32,6 +32,19 @@ _STATES = {
     pb.COLLECTION_STATE_BUILDING: "building",
 }
 
+# Item attributes (CreateCollectionRequest.attributes) and how a filtered search finds its
+# candidates (SearchRequest.filter_path).
+_ATTR_TYPES = {
+    "int64": pb.ATTRIBUTE_INT64,
+    "float": pb.ATTRIBUTE_FLOAT,
+    "bool": pb.ATTRIBUTE_BOOL,
+    "keyword": pb.ATTRIBUTE_KEYWORD,
+    "tags": pb.ATTRIBUTE_TAGS,
+}
+_ATTR_TYPE_NAMES = {v: k for k, v in _ATTR_TYPES.items()}
+_FILTER_PATHS = {"auto": pb.FILTER_PATH_AUTO, "exact": pb.FILTER_PATH_EXACT,
+                 "index": pb.FILTER_PATH_INDEX}
+
 _ROLLOUT_ACTIONS = {
     "status": pb.ROLLOUT_ACTION_STATUS,
     "flip": pb.ROLLOUT_ACTION_FLIP,
@@ -197,6 +210,15 @@ class CollectionInfo:
     versions: Tuple[VersionInfo, ...] = ()
     # An HNSW collection's efSearch when a search sends none (its default_nprobe is 0).
     default_ef_search: int = 0
+    # The item attributes declared at create, in their order: (name, type) pairs with type
+    # "int64", "float", "bool", "keyword" or "tags"; and the memory their values take.
+    attributes: Tuple[Tuple[str, str], ...] = ()
+    attribute_bytes: int = 0
+
+    @property
+    def schema(self) -> dict:
+        """The attributes as a dict name -> type (in declaration order)."""
+        return dict(self.attributes)
 
     @property
     def staged(self) -> Optional[VersionInfo]:
@@ -249,6 +271,9 @@ class CollectionInfo:
             version=m.version,
             versions=tuple(VersionInfo._from_pb(v) for v in m.versions),
             default_ef_search=m.default_ef_search,
+            attributes=tuple((a.name, _ATTR_TYPE_NAMES.get(a.type, str(a.type)))
+                             for a in m.attributes),
+            attribute_bytes=m.attribute_bytes,
         )
 
     def to_dict(self) -> dict:
@@ -319,11 +344,17 @@ class SearchResult(tuple):
 class Items:
     """What :meth:`Client.get` returns: the ids found (int64 [n], in request order), their
     ``vectors`` (float32 [n, dim], as stored: normalised for cosine) and ``features`` (float32
-    [n, n_features]) when asked for (else None), and the ids not in the collection."""
+    [n, n_features]) when asked for (else None), and the ids not in the collection.
+
+    ``attributes`` (when asked for, on a collection with attributes; else None): a dict name ->
+    values in schema order, row i for ``ids[i]``: a numpy array for int64 (int64), float
+    (float64) and bool (bool) attributes, a list of str for keyword, a list of lists of str for
+    tags."""
     ids: np.ndarray
     vectors: Optional[np.ndarray]
     features: Optional[np.ndarray]
     missing_ids: np.ndarray
+    attributes: Optional[dict] = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -451,6 +482,131 @@ def _as_ids(x: ArrayLike) -> np.ndarray:
     if a.size and a.dtype.kind not in "iu":
         raise _invalid(f"ids must be integers, got dtype {a.dtype}")
     return np.ascontiguousarray(a, dtype="<i8")
+
+
+def _attr_schema(attributes) -> List[Tuple[str, str]]:
+    """create's ``attributes``: a dict name -> type, or (name, type) pairs."""
+    if attributes is None:
+        return []
+    items = attributes.items() if isinstance(attributes, dict) else attributes
+    out = []
+    try:
+        for pair in items:
+            name, typ = pair
+            out.append((name, typ))
+    except (TypeError, ValueError):
+        raise _invalid("attributes must be a dict name -> type or (name, type) pairs, e.g. "
+                       "[('category', 'int64'), ('price', 'float')]") from None
+    for name, typ in out:
+        if not isinstance(name, str) or not isinstance(typ, str):
+            raise _invalid(f"attribute ({name!r}, {typ!r}): the name and the type are strings")
+        if typ.lower() not in _ATTR_TYPES:
+            raise _invalid(f"attribute {name!r}: unknown type {typ!r}; use one of "
+                           f"{', '.join(_ATTR_TYPES)}")
+    return [(name, typ.lower()) for name, typ in out]
+
+
+def _str_list(values, what: str) -> List[str]:
+    if isinstance(values, (str, bytes)):
+        raise _invalid(f"{what} must be a sequence of strings, not a single string")
+    try:
+        out = list(values)
+    except TypeError:
+        raise _invalid(f"{what} must be a sequence of strings") from None
+    for j, v in enumerate(out):
+        if not isinstance(v, str):
+            raise _invalid(f"{what}[{j}] must be a str, got {type(v).__name__}")
+    return [str(v) for v in out]
+
+
+def _attr_column(name: str, typ: str, values, n: int):
+    """One upsert column, checked against its schema type: (type, values) with values an int64,
+    float64 or bool array, a list of str (keyword) or a list of lists of str (tags)."""
+    what = f"attributes[{name!r}] ({typ})"
+    if typ in ("keyword", "tags"):
+        if isinstance(values, (str, bytes)):
+            raise _invalid(f"{what} must hold one value per id, not a single string")
+        try:
+            rows = list(values)
+        except TypeError:
+            raise _invalid(f"{what} must be a sequence of one value per id") from None
+        if len(rows) != n:
+            raise _invalid(f"{what} has {len(rows)} values for {n} ids")
+        if typ == "keyword":
+            for j, v in enumerate(rows):
+                if not isinstance(v, str):
+                    raise _invalid(f"{what}[{j}] must be a str, got {type(v).__name__}")
+            return [str(v) for v in rows]
+        return [_str_list(r, f"{what}[{j}]") for j, r in enumerate(rows)]
+    try:
+        a = np.asarray(values)
+    except (TypeError, ValueError) as e:
+        raise _invalid(f"{what}: {e}") from None
+    if a.ndim != 1 or len(a) != n:
+        raise _invalid(f"{what} must be 1-D with one value per id: shape {a.shape} for {n} ids")
+    kind = a.dtype.kind if a.size else {"int64": "i", "float": "f", "bool": "b"}[typ]
+    if typ == "int64":
+        if kind not in "iu":
+            raise _invalid(f"{what} must be integers, got dtype {a.dtype}")
+        if kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
+            raise _invalid(f"{what} has a value above the int64 range")
+        return a.astype(np.int64)
+    if typ == "float":
+        if kind not in "iuf":
+            raise _invalid(f"{what} must be numbers, got dtype {a.dtype}")
+        f = a.astype(np.float64)
+        if not np.isfinite(f).all():
+            raise _invalid(f"{what} row {int(np.argmin(np.isfinite(f)))} is not finite")
+        return f
+    if kind != "b":
+        raise _invalid(f"{what} must be booleans, got dtype {a.dtype}")
+    return a.astype(bool)
+
+
+def _fill_column(col, typ: str, values, start: int, stop: int) -> None:
+    part = values[start:stop]
+    if typ == "int64":
+        col.ints.extend(part.tolist())
+    elif typ == "float":
+        col.floats.extend(part.tolist())
+    elif typ == "bool":
+        col.bools.extend(part.tolist())
+    elif typ == "keyword":
+        col.keywords.extend(part)
+    else:
+        for row in part:
+            col.tags.add().tags.extend(row)
+
+
+def _attrs_from_pb(columns, n: int, schema: Optional[dict]) -> dict:
+    """GetResponse.attributes as a dict name -> values (see :class:`Items`). With no rows no list
+    holds values: ``schema`` (name -> type) then says what empty value each gets."""
+    out = {}
+    for col in columns:
+        filled = [f for f in ("ints", "floats", "bools", "keywords", "tags")
+                  if len(getattr(col, f))]
+        if len(filled) > 1 or (n and not filled):
+            raise QuiverError(grpc.StatusCode.INTERNAL,
+                              f"malformed get response: attribute {col.name!r} holds "
+                              f"{' and '.join(filled) or 'no values'} for {n} ids")
+        field = filled[0] if filled else {
+            "int64": "ints", "float": "floats", "bool": "bools", "keyword": "keywords",
+            "tags": "tags"}.get((schema or {}).get(col.name, "int64"), "ints")
+        if len(getattr(col, field)) != n:
+            raise QuiverError(grpc.StatusCode.INTERNAL,
+                              f"malformed get response: attribute {col.name!r} has "
+                              f"{len(getattr(col, field))} values for {n} ids")
+        if field == "ints":
+            out[col.name] = np.array(col.ints, dtype=np.int64)
+        elif field == "floats":
+            out[col.name] = np.array(col.floats, dtype=np.float64)
+        elif field == "bools":
+            out[col.name] = np.array(col.bools, dtype=bool)
+        elif field == "keywords":
+            out[col.name] = list(col.keywords)
+        else:
+            out[col.name] = [list(t.tags) for t in col.tags]
+    return out
 
 
 def _health_pb2():
@@ -589,7 +745,8 @@ class Client:
                nprobe: int = 0, exact: bool = False, *, rerank: Optional[dict] = None,
                allow_partial: bool = False, version: int = 0,
                query_ids: Optional[ArrayLike] = None, include_self: bool = False,
-               ef_search: int = 0, timeout=_DEFAULT) -> SearchResult:
+               ef_search: int = 0, filter: Optional[str] = None, filter_path: str = "auto",
+               timeout=_DEFAULT) -> SearchResult:
         """Nearest neighbours of ``queries`` (float32 [n, dim]; a 1-D array is one query).
 
         Returns ``(ids, scores)``: int64 [n, k] and float32 [n, k], best first per row, padded
@@ -616,9 +773,22 @@ class Client:
         unless ``include_self``. An id not in the collection gets a row of padding and is listed
         in the result's ``unknown_queries``; only when every id is unknown does it raise
         NOT_FOUND.
+
+        ``filter``: only items whose attributes match this expression are answered, e.g.
+        ``'category in (3, 7) and price < 20 and not sold_out and tags has "summer"'`` (rows
+        with fewer matches than k are padded). A malformed filter raises INVALID_ARGUMENT naming
+        its column; one on a collection without attributes FAILED_PRECONDITION.
+        ``filter_path``: "auto" (the server picks by the filter's selectivity), "exact" (an exact
+        scan of the matching items) or "index" (the index restricted to them).
         """
         if (queries is None) == (query_ids is None):
             raise _invalid("pass queries or query_ids (one of them)")
+        fpath = _FILTER_PATHS.get(str(filter_path).lower())
+        if fpath is None:
+            raise _invalid(f"unknown filter_path {filter_path!r}: use one of "
+                           f"{', '.join(_FILTER_PATHS)}")
+        if filter is not None and not isinstance(filter, str):
+            raise _invalid(f"filter must be a str, got {type(filter).__name__}")
         if query_ids is not None:
             qi = _as_ids(query_ids)
             n = len(qi)
@@ -635,6 +805,9 @@ class Client:
                        exact=exact, allow_partial=allow_partial, version=version,
                        ef_search=ef_search)
             _set_floats(req, "queries", q)
+        if filter is not None:
+            req.filter = filter
+        req.filter_path = fpath
         if rerank is not None:
             known = {"candidates", "refine", "weights", "mmr_lambda", "allow_ids", "deny_ids"}
             unknown = set(rerank) - known
@@ -659,8 +832,9 @@ class Client:
     def get(self, collection: str, ids: ArrayLike, fields: Optional[Sequence[str]] = None, *,
             timeout=_DEFAULT) -> Items:
         """Fetches stored items by id (int64 [n]; repeats are answered each time): an
-        :class:`Items` with the ids found, their vectors and features (``fields``: any of
-        "vector", "features"; None = both) and the ids not in the collection (not an error)."""
+        :class:`Items` with the ids found, their vectors, features and attributes (``fields``:
+        any of "vector", "features", "attributes"; None = all) and the ids not in the collection
+        (not an error)."""
         i = _as_ids(ids)
         if isinstance(fields, str):
             fields = [fields]
@@ -673,21 +847,34 @@ class Client:
             raise QuiverError(grpc.StatusCode.INTERNAL,
                               f"malformed get response: {n} ids, {len(resp.vectors)} vector "
                               f"floats (dim {d}), {len(resp.features)} feature floats")
-        want = set(fields or ("vector", "features"))
+        want = set(fields or ("vector", "features", "attributes"))
         vecs = np.array(resp.vectors, dtype=np.float32).reshape(n, d) if "vector" in want \
             else None
         feats = np.array(resp.features, dtype=np.float32).reshape(n, nf) if "features" in want \
             else None
+        attrs = None
+        if "attributes" in want and resp.attributes:
+            # No rows: no list holds values, so the schema says each attribute's type.
+            schema = self.describe(collection, timeout=timeout).schema if n == 0 else None
+            attrs = _attrs_from_pb(resp.attributes, n, schema)
         return Items(np.array(resp.ids, dtype=np.int64), vecs, feats,
-                     np.array(resp.missing_ids, dtype=np.int64))
+                     np.array(resp.missing_ids, dtype=np.int64), attrs)
 
     # -- writes ---------------------------------------------------------------------------------
 
     def upsert(self, collection: str, ids: ArrayLike, vectors: ArrayLike,
                chunk_bytes: int = 4 << 20, *, features: Optional[ArrayLike] = None,
-               timeout=_DEFAULT) -> int:
+               attributes: Optional[dict] = None, timeout=_DEFAULT) -> int:
         """Adds or replaces vectors (float32 [n, dim]) under ``ids`` (int64 [n]), with each
         item's ``features`` (float32 [n, n_features]; None = zeros) for the rerank blend.
+
+        ``attributes``: a dict name -> n values for the collection's attributes (any subset; an
+        attribute left out gets its default, 0, 0.0, False, "" or no tags: an upsert replaces
+        the whole item). The values follow the schema's type: integers for int64, numbers for
+        float, booleans for bool (numpy arrays or sequences), a sequence of str for keyword, a
+        sequence of lists of str for tags, e.g. ``{"category": np.array([3, 7]), "tags":
+        [["a"], ["b", "c"]]}``. The schema comes from a :meth:`describe` of the collection; a
+        name not in it or a value of the wrong type raises INVALID_ARGUMENT before any write.
 
         Streams them in messages of about ``chunk_bytes`` each; returns the number of vectors in
         the collection afterwards. Acknowledged once the whole stream is applied and saved.
@@ -703,8 +890,31 @@ class Client:
             f = _as_matrix(features, "features")
             if len(f) != len(v):
                 raise _invalid(f"{len(f)} feature rows for {len(v)} vectors")
+        cols: List[Tuple[str, str, object]] = []
+        attr_row_bytes = 0
+        if attributes:
+            if not isinstance(attributes, dict):
+                raise _invalid("attributes must be a dict name -> values")
+            schema = self.describe(collection).schema
+            if not schema:
+                raise QuiverError(grpc.StatusCode.FAILED_PRECONDITION,
+                                  f"collection '{collection}' has no attributes (declare them at "
+                                  "create: attributes=[(name, type), ...])")
+            for name, values in attributes.items():
+                if name not in schema:
+                    raise _invalid(f"unknown attribute {name!r}: collection '{collection}' has "
+                                   + ", ".join(f"{a} ({t})" for a, t in schema.items()))
+                cols.append((name, schema[name], _attr_column(name, schema[name], values, len(v))))
+            for _, typ, vals in cols:  # about what a row's values take on the wire
+                if typ in ("keyword", "tags") and len(vals):
+                    sample = vals[:1000]
+                    chars = sum(len(x) + 2 if typ == "keyword" else sum(len(t) + 2 for t in x) + 2
+                                for x in sample)
+                    attr_row_bytes += chars // len(sample) + 1
+                else:
+                    attr_row_bytes += {"int64": 10, "float": 8, "bool": 1}.get(typ, 2)
         rows = max(1, chunk_bytes // max(1, (v.shape[1] + (f.shape[1] if f is not None else 0))
-                                            * 4 + 8))
+                                            * 4 + 8 + attr_row_bytes))
 
         _msg(pb.UpsertRequest, collection=collection)  # a bad type fails here, not in the stream
 
@@ -718,6 +928,9 @@ class Client:
                 _set_floats(m, "vectors", v[start:start + rows])
                 if f is not None:
                     _set_floats(m, "features", f[start:start + rows])
+                for name, typ, vals in cols:
+                    col = m.attributes.add(name=name)
+                    _fill_column(col, typ, vals, start, start + rows)
                 yield m
 
         try:
@@ -739,7 +952,7 @@ class Client:
     def create(self, name: str, dim: int, metric: str = "l2", spec: str = "Flat",
                default_nprobe: int = 0, train_sample: int = 0, n_features: int = 0, *,
                device: str | None = None, deferred_deletes: bool = False, shards: int = 0,
-               replicas: int = 0, default_ef_search: int = 0,
+               replicas: int = 0, default_ef_search: int = 0, attributes=None,
                timeout=_DEFAULT) -> CollectionInfo:
         """Creates a collection. ``metric``: "l2" (squared distance, ascending), "ip" or
         "cosine" (descending). ``spec``: Flat | IVF<n>,Flat | IVF<n>,SQ8 | IVF<n>,PQ<m> |
@@ -750,7 +963,12 @@ class Client:
         ``deferred_deletes``: hide deletes by tombstones until the next save or build.
         ``shards``, ``replicas`` (sent to a router; 0 = 1): split the items over ``shards``
         shards by a hash of their id, each held by ``replicas`` shard servers. A single node
-        refuses more than 1 of either (INVALID_ARGUMENT)."""
+        refuses more than 1 of either (INVALID_ARGUMENT).
+        ``attributes``: item attributes for filtered search (at most 32, fixed for the
+        collection's life), as (name, type) pairs or a dict name -> type, type one of "int64",
+        "float", "bool", "keyword", "tags": e.g. ``[("category", "int64"), ("price", "float"),
+        ("tags", "tags")]``. Names are [A-Za-z_][A-Za-z0-9_]* and not a filter keyword (the
+        server checks them: INVALID_ARGUMENT naming the attribute)."""
         m = _METRICS.get(str(metric).lower())
         if m is None:
             raise _invalid(f"unknown metric {metric!r}: use one of {', '.join(_METRICS)}")
@@ -763,6 +981,8 @@ class Client:
                    default_nprobe=default_nprobe, train_sample=train_sample,
                    n_features=n_features, device=dev, deferred_deletes=deferred_deletes,
                    shards=shards, replicas=replicas, default_ef_search=default_ef_search)
+        for aname, atype in _attr_schema(attributes):
+            req.attributes.add(name=aname, type=_ATTR_TYPES[atype])
         return CollectionInfo._from_pb(self._unary(self._stub.CreateCollection, req, timeout))
 
     def drop(self, name: str, *, timeout=_DEFAULT) -> None:

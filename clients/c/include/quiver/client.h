@@ -52,6 +52,67 @@ QV_API qv_status qv_client_connect(qv_client **out, const qv_client_opts *o, qv_
 /* NULL allowed. */
 QV_API void qv_client_close(qv_client *c);
 
+/* ---- item attributes and filters ---------------------------------------------------------
+ * A collection may declare up to QV_CLIENT_MAX_ATTRS typed attributes per item at create
+ * (qv_create_opts.attrs); upserts carry their values as columns (qv_client_upsert_ex), a search
+ * may filter on them (qv_client_search_opts.filter: the grammar is the server's, documented in
+ * index/include/quiver/attrs.h, e.g. `category in (3, 7) and price < 20 and not sold_out and
+ * tags has "summer"`), and qv_client_get returns them (QV_CLIENT_GET_ATTRIBUTES). These are the
+ * client's own copies of the wire types (quiver.v1.AttributeType, AttributeField,
+ * AttributeColumn): the client does not link the index layer. */
+
+#define QV_CLIENT_MAX_ATTRS 32     /* attributes of one collection */
+#define QV_CLIENT_MAX_ATTR_NAME 64 /* bytes of a name with its NUL */
+
+/* The values are quiver.v1.AttributeType's. */
+typedef enum qv_client_attr_type {
+  QV_CLIENT_ATTR_INT64 = 1,
+  QV_CLIENT_ATTR_FLOAT = 2, /* a double */
+  QV_CLIENT_ATTR_BOOL = 3,
+  QV_CLIENT_ATTR_KEYWORD = 4, /* one string */
+  QV_CLIENT_ATTR_TAGS = 5     /* a set of strings */
+} qv_client_attr_type;
+
+/* "int64", "float", "bool", "keyword", "tags"; NULL for any other value. */
+QV_API const char *qv_client_attr_type_name(qv_client_attr_type t);
+/* Parses one of those names (exactly, lower case). Returns QV_OK or QV_EINVAL naming the five. */
+QV_API qv_status qv_client_attr_type_parse(const char *s, qv_client_attr_type *out, qv_error *err);
+
+/* One attribute of a schema. */
+typedef struct qv_client_attr_field {
+  char name[QV_CLIENT_MAX_ATTR_NAME];
+  qv_client_attr_type type;
+} qv_client_attr_field;
+
+/* One attribute's values for the n rows of an upsert (or of a get's answer), in row order.
+ * Exactly the array of its type is read:
+ *   INT64 and BOOL: ints[n] (BOOL: 0 = false, anything else = true); FLOAT: floats[n];
+ *   KEYWORD: strs[n] (NUL-terminated; NULL = "");
+ *   TAGS: counts[n] tags per row, and strs holding every row's tags in row order (the sum of
+ *   counts strings).
+ * In what qv_client_get returns, the arrays of the other types are NULL. */
+typedef struct qv_client_attr_column {
+  const char *name;
+  qv_client_attr_type type;
+  const int64_t *ints;
+  const double *floats;
+  const char *const *strs;
+  const uint32_t *counts;
+} qv_client_attr_column;
+
+/* How a filtered search finds its candidates (quiver.v1.FilterPath, same values). */
+typedef enum qv_client_filter_path {
+  QV_CLIENT_FILTER_AUTO = 0,  /* the server picks by the filter's selectivity */
+  QV_CLIENT_FILTER_EXACT = 1, /* exact scan of the items that match (recall 1) */
+  QV_CLIENT_FILTER_INDEX = 2  /* the index restricted to the items that match */
+} qv_client_filter_path;
+
+/* "auto", "exact", "index"; NULL for any other value. */
+QV_API const char *qv_client_filter_path_name(qv_client_filter_path p);
+/* Parses one of those names. Returns QV_OK or QV_EINVAL. */
+QV_API qv_status qv_client_filter_path_parse(const char *s, qv_client_filter_path *out,
+                                             qv_error *err);
+
 /* What DescribeCollection reports. */
 /* A data version of a collection held beside the serving one. */
 typedef struct qv_version_info {
@@ -96,6 +157,11 @@ typedef struct qv_collection_info {
    * previous one after a flip); beside.version 0 = none. */
   uint64_t version;
   qv_version_info beside;
+  /* The attribute schema (create order; n_attrs 0: none) and the memory its values take on the
+   * server (part of memory_bytes). */
+  size_t n_attrs;
+  qv_client_attr_field attrs[QV_CLIENT_MAX_ATTRS];
+  uint64_t attribute_bytes;
 } qv_collection_info;
 
 /* "not built", "ready", "building", or "unknown". */
@@ -116,6 +182,11 @@ typedef struct qv_create_opts {
    * shard held by `replicas` shard servers; 0 = 1. A single node refuses more than 1 of either
    * (QV_EINVAL, "... needs a fleet ..."). */
   uint32_t shards, replicas;
+  /* Item attributes (names [A-Za-z_][A-Za-z0-9_]*, unique, not a filter keyword), fixed for
+   * the collection's life; NULL or n_attrs 0 = none. The server checks them (QV_EINVAL naming the
+   * field); more than QV_CLIENT_MAX_ATTRS is QV_EINVAL here. */
+  size_t n_attrs;
+  const qv_client_attr_field *attrs;
 } qv_create_opts;
 
 QV_API qv_status qv_client_create(qv_client *c, const qv_create_opts *o, qv_collection_info *info,
@@ -176,6 +247,12 @@ typedef struct qv_client_search_opts {
   size_t n_query_ids;
   int include_self;
   uint8_t *unknown;
+  /* Only items whose attributes match this expression are answered (NULL or "" = every item);
+   * rows with fewer matches than k are padded with id -1. A malformed filter is QV_EINVAL with
+   * the column of the mistake ("filter: column 14: ..."); a filter on a collection without
+   * attributes QV_EPRECONDITION. filter_path: how the server finds the matches. */
+  const char *filter;
+  qv_client_filter_path filter_path;
 } qv_client_search_opts;
 
 QV_API void qv_client_search_opts_init(qv_client_search_opts *o);
@@ -202,14 +279,24 @@ typedef struct qv_client_items {
   float *vectors; /* n x dim as stored (normalised for cosine); NULL unless asked for */
   size_t n_features;
   float *features; /* n x n_features; NULL unless asked for (or none) */
+  /* With QV_CLIENT_GET_ATTRIBUTES (or fields 0) on a collection with attributes: one column per
+   * schema attribute, in schema order, each of n rows (row i is ids[i]); else NULL and 0. The
+   * type comes from the list of the answer that holds the values: with n 0 none does, and every
+   * column reads QV_CLIENT_ATTR_INT64 (qv_client_describe has the schema). */
+  size_t n_attrs;
+  qv_client_attr_column *attrs;
 } qv_client_items;
 
 #define QV_CLIENT_GET_VECTOR 1u
 #define QV_CLIENT_GET_FEATURES 2u
+#define QV_CLIENT_GET_ATTRIBUTES 4u
 
-/* The stored vectors and features of n ids (repeats are answered each time): fields is a mask
- * of QV_CLIENT_GET_* (0 = all). Unknown ids are in out->missing_ids, not an error. At most the
- * server's --max-queries ids per call. */
+/* The stored vectors, features and attributes of n ids (repeats are answered each time): fields
+ * is a mask of QV_CLIENT_GET_* (0 = all). Unknown ids are in out->missing_ids, not an error. At
+ * most the server's --max-queries ids per call. On success *out owns what it points to (release
+ * with qv_client_items_free, which also frees the attribute columns and their strings); on
+ * failure it is all zero. Returns QV_OK, QV_EINVAL (NULL arguments), QV_ENOMEM, QV_EINTERNAL (an
+ * answer whose rows or attribute columns do not match its ids), or the call's status. */
 QV_API qv_status qv_client_get(qv_client *c, const char *collection, size_t n, const int64_t *ids,
                                unsigned fields, qv_client_items *out, qv_error *err);
 QV_API void qv_client_items_free(qv_client_items *it);
@@ -233,6 +320,33 @@ QV_API qv_status qv_client_upsert_features(qv_client *c, const char *collection,
                                            const float *features, size_t n_features,
                                            size_t chunk_bytes, qv_client_progress_fn progress,
                                            void *user, uint64_t *count_after, qv_error *err);
+
+/* What an upsert sends besides its ids and vectors; all zero (qv_client_upsert_opts_init) is
+ * qv_client_upsert with the default chunk size. */
+typedef struct qv_client_upsert_opts {
+  const float *features; /* n x n_features floats; NULL or n_features 0 = zeros */
+  size_t n_features;
+  /* Attribute columns, each of n rows, by name in any order (each at most once); an attribute
+   * of the schema with no column gets its default (0, 0.0, false, "", no tags): an upsert
+   * replaces the whole item. NULL or n_attrs 0 = every attribute its default. */
+  const qv_client_attr_column *attrs;
+  size_t n_attrs;
+  size_t chunk_bytes; /* about this many bytes per message; 0 = 4 MiB */
+  qv_client_progress_fn progress;
+  void *user;
+} qv_client_upsert_opts;
+
+QV_API void qv_client_upsert_opts_init(qv_client_upsert_opts *o);
+
+/* qv_client_upsert with every option (o NULL = none). The columns are split with the rows over
+ * the stream's messages. Returns QV_OK; QV_EINVAL for a column with no name, a type this client
+ * does not know, or NULL values (before any call), and from the server for a column of no
+ * attribute or of the wrong type, or a bad value (its message names the column and row);
+ * QV_ECANCELLED when progress stopped it; or the call's status. */
+QV_API qv_status qv_client_upsert_ex(qv_client *c, const char *collection, size_t n, size_t dim,
+                                     const int64_t *ids, const float *vectors,
+                                     const qv_client_upsert_opts *o, uint64_t *count_after,
+                                     qv_error *err);
 
 QV_API qv_status qv_client_delete(qv_client *c, const char *collection, size_t n,
                                   const int64_t *ids, uint64_t *deleted, uint64_t *count_after,

@@ -21,6 +21,21 @@ class Device(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DEVICE_CPU: _ClassVar[Device]
     DEVICE_GPU: _ClassVar[Device]
 
+class AttributeType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ATTRIBUTE_TYPE_UNSPECIFIED: _ClassVar[AttributeType]
+    ATTRIBUTE_INT64: _ClassVar[AttributeType]
+    ATTRIBUTE_FLOAT: _ClassVar[AttributeType]
+    ATTRIBUTE_BOOL: _ClassVar[AttributeType]
+    ATTRIBUTE_KEYWORD: _ClassVar[AttributeType]
+    ATTRIBUTE_TAGS: _ClassVar[AttributeType]
+
+class FilterPath(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FILTER_PATH_AUTO: _ClassVar[FilterPath]
+    FILTER_PATH_EXACT: _ClassVar[FilterPath]
+    FILTER_PATH_INDEX: _ClassVar[FilterPath]
+
 class CollectionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     COLLECTION_STATE_UNSPECIFIED: _ClassVar[CollectionState]
@@ -45,6 +60,15 @@ DEVICE_UNSPECIFIED: Device
 DEVICE_AUTO: Device
 DEVICE_CPU: Device
 DEVICE_GPU: Device
+ATTRIBUTE_TYPE_UNSPECIFIED: AttributeType
+ATTRIBUTE_INT64: AttributeType
+ATTRIBUTE_FLOAT: AttributeType
+ATTRIBUTE_BOOL: AttributeType
+ATTRIBUTE_KEYWORD: AttributeType
+ATTRIBUTE_TAGS: AttributeType
+FILTER_PATH_AUTO: FilterPath
+FILTER_PATH_EXACT: FilterPath
+FILTER_PATH_INDEX: FilterPath
 COLLECTION_STATE_UNSPECIFIED: CollectionState
 COLLECTION_STATE_NOT_BUILT: CollectionState
 COLLECTION_STATE_READY: CollectionState
@@ -57,8 +81,38 @@ ROLLOUT_ACTION_ROLLBACK: RolloutAction
 ROLLOUT_ACTION_RELEASE: RolloutAction
 ROLLOUT_ACTION_BEGIN: RolloutAction
 
+class AttributeField(_message.Message):
+    __slots__ = ("name", "type")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: AttributeType
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[AttributeType, str]] = ...) -> None: ...
+
+class TagList(_message.Message):
+    __slots__ = ("tags",)
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AttributeColumn(_message.Message):
+    __slots__ = ("name", "ints", "floats", "bools", "keywords", "tags")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INTS_FIELD_NUMBER: _ClassVar[int]
+    FLOATS_FIELD_NUMBER: _ClassVar[int]
+    BOOLS_FIELD_NUMBER: _ClassVar[int]
+    KEYWORDS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    ints: _containers.RepeatedScalarFieldContainer[int]
+    floats: _containers.RepeatedScalarFieldContainer[float]
+    bools: _containers.RepeatedScalarFieldContainer[bool]
+    keywords: _containers.RepeatedScalarFieldContainer[str]
+    tags: _containers.RepeatedCompositeFieldContainer[TagList]
+    def __init__(self, name: _Optional[str] = ..., ints: _Optional[_Iterable[int]] = ..., floats: _Optional[_Iterable[float]] = ..., bools: _Optional[_Iterable[bool]] = ..., keywords: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[_Union[TagList, _Mapping]]] = ...) -> None: ...
+
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "queries", "dim", "k", "nprobe", "rerank", "query_ids", "include_self", "ef_search", "exact", "allow_partial", "version")
+    __slots__ = ("collection", "queries", "dim", "k", "nprobe", "rerank", "query_ids", "include_self", "ef_search", "filter", "filter_path", "exact", "allow_partial", "version")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +122,8 @@ class SearchRequest(_message.Message):
     QUERY_IDS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_SELF_FIELD_NUMBER: _ClassVar[int]
     EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    FILTER_PATH_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -80,10 +136,12 @@ class SearchRequest(_message.Message):
     query_ids: _containers.RepeatedScalarFieldContainer[int]
     include_self: bool
     ef_search: int
+    filter: str
+    filter_path: FilterPath
     exact: bool
     allow_partial: bool
     version: int
-    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[float]] = ..., dim: _Optional[int] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., rerank: _Optional[_Union[RerankOptions, _Mapping]] = ..., query_ids: _Optional[_Iterable[int]] = ..., include_self: _Optional[bool] = ..., ef_search: _Optional[int] = ..., exact: _Optional[bool] = ..., allow_partial: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
+    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[float]] = ..., dim: _Optional[int] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., rerank: _Optional[_Union[RerankOptions, _Mapping]] = ..., query_ids: _Optional[_Iterable[int]] = ..., include_self: _Optional[bool] = ..., ef_search: _Optional[int] = ..., filter: _Optional[str] = ..., filter_path: _Optional[_Union[FilterPath, str]] = ..., exact: _Optional[bool] = ..., allow_partial: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
 
 class RerankOptions(_message.Message):
     __slots__ = ("candidates", "refine", "weights", "mmr_lambda", "allow_ids", "deny_ids")
@@ -120,7 +178,7 @@ class SearchResponse(_message.Message):
     def __init__(self, k: _Optional[int] = ..., num_queries: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., missing_shards: _Optional[_Iterable[int]] = ..., version: _Optional[int] = ..., unknown_queries: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index_spec", "default_nprobe", "train_sample", "n_features", "device", "deferred_deletes", "shards", "replicas", "default_ef_search")
+    __slots__ = ("name", "dim", "metric", "index_spec", "default_nprobe", "train_sample", "n_features", "device", "deferred_deletes", "shards", "replicas", "default_ef_search", "attributes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +191,7 @@ class CreateCollectionRequest(_message.Message):
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: Metric
@@ -145,10 +204,11 @@ class CreateCollectionRequest(_message.Message):
     shards: int
     replicas: int
     default_ef_search: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., default_nprobe: _Optional[int] = ..., train_sample: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., deferred_deletes: _Optional[bool] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., default_ef_search: _Optional[int] = ...) -> None: ...
+    attributes: _containers.RepeatedCompositeFieldContainer[AttributeField]
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., default_nprobe: _Optional[int] = ..., train_sample: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., deferred_deletes: _Optional[bool] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., default_ef_search: _Optional[int] = ..., attributes: _Optional[_Iterable[_Union[AttributeField, _Mapping]]] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index_spec", "state", "default_nprobe", "count", "indexed", "nlist", "memory_bytes", "vector_bytes", "index_bytes", "index_version", "n_features", "device", "gpu", "device_bytes", "placement", "tombstones", "gpu_fallbacks", "deferred_deletes", "build_recall", "build_recall_k", "build_recall_nprobe", "snapshot_version", "storage_note", "wal_bytes", "wal_records", "batched_requests", "batches", "batched_queries", "batch_expired", "shards", "replicas", "replica_info", "version", "versions", "default_ef_search")
+    __slots__ = ("name", "dim", "metric", "index_spec", "state", "default_nprobe", "count", "indexed", "nlist", "memory_bytes", "vector_bytes", "index_bytes", "index_version", "n_features", "device", "gpu", "device_bytes", "placement", "tombstones", "gpu_fallbacks", "deferred_deletes", "build_recall", "build_recall_k", "build_recall_nprobe", "snapshot_version", "storage_note", "wal_bytes", "wal_records", "batched_requests", "batches", "batched_queries", "batch_expired", "shards", "replicas", "replica_info", "version", "versions", "default_ef_search", "attributes", "attribute_bytes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +247,8 @@ class CollectionInfo(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTE_BYTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: Metric
@@ -225,7 +287,9 @@ class CollectionInfo(_message.Message):
     version: int
     versions: _containers.RepeatedCompositeFieldContainer[VersionInfo]
     default_ef_search: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., default_nprobe: _Optional[int] = ..., count: _Optional[int] = ..., indexed: _Optional[int] = ..., nlist: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., vector_bytes: _Optional[int] = ..., index_bytes: _Optional[int] = ..., index_version: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., gpu: _Optional[int] = ..., device_bytes: _Optional[int] = ..., placement: _Optional[str] = ..., tombstones: _Optional[int] = ..., gpu_fallbacks: _Optional[int] = ..., deferred_deletes: _Optional[bool] = ..., build_recall: _Optional[float] = ..., build_recall_k: _Optional[int] = ..., build_recall_nprobe: _Optional[int] = ..., snapshot_version: _Optional[int] = ..., storage_note: _Optional[str] = ..., wal_bytes: _Optional[int] = ..., wal_records: _Optional[int] = ..., batched_requests: _Optional[int] = ..., batches: _Optional[int] = ..., batched_queries: _Optional[int] = ..., batch_expired: _Optional[int] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., replica_info: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., default_ef_search: _Optional[int] = ...) -> None: ...
+    attributes: _containers.RepeatedCompositeFieldContainer[AttributeField]
+    attribute_bytes: int
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., index_spec: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., default_nprobe: _Optional[int] = ..., count: _Optional[int] = ..., indexed: _Optional[int] = ..., nlist: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., vector_bytes: _Optional[int] = ..., index_bytes: _Optional[int] = ..., index_version: _Optional[int] = ..., n_features: _Optional[int] = ..., device: _Optional[_Union[Device, str]] = ..., gpu: _Optional[int] = ..., device_bytes: _Optional[int] = ..., placement: _Optional[str] = ..., tombstones: _Optional[int] = ..., gpu_fallbacks: _Optional[int] = ..., deferred_deletes: _Optional[bool] = ..., build_recall: _Optional[float] = ..., build_recall_k: _Optional[int] = ..., build_recall_nprobe: _Optional[int] = ..., snapshot_version: _Optional[int] = ..., storage_note: _Optional[str] = ..., wal_bytes: _Optional[int] = ..., wal_records: _Optional[int] = ..., batched_requests: _Optional[int] = ..., batches: _Optional[int] = ..., batched_queries: _Optional[int] = ..., batch_expired: _Optional[int] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., replica_info: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., default_ef_search: _Optional[int] = ..., attributes: _Optional[_Iterable[_Union[AttributeField, _Mapping]]] = ..., attribute_bytes: _Optional[int] = ...) -> None: ...
 
 class VersionInfo(_message.Message):
     __slots__ = ("version", "state", "count", "memory_bytes", "recall", "recall_k", "recall_nprobe")
@@ -312,16 +376,18 @@ class DescribeCollectionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
-    __slots__ = ("collection", "ids", "vectors", "features")
+    __slots__ = ("collection", "ids", "vectors", "features", "attributes")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     collection: str
     ids: _containers.RepeatedScalarFieldContainer[int]
     vectors: _containers.RepeatedScalarFieldContainer[float]
     features: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[int]] = ..., vectors: _Optional[_Iterable[float]] = ..., features: _Optional[_Iterable[float]] = ...) -> None: ...
+    attributes: _containers.RepeatedCompositeFieldContainer[AttributeColumn]
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[int]] = ..., vectors: _Optional[_Iterable[float]] = ..., features: _Optional[_Iterable[float]] = ..., attributes: _Optional[_Iterable[_Union[AttributeColumn, _Mapping]]] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
     __slots__ = ("upserted", "count")
@@ -492,17 +558,19 @@ class GetRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[int]] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetResponse(_message.Message):
-    __slots__ = ("ids", "missing_ids", "dim", "vectors", "num_features", "features")
+    __slots__ = ("ids", "missing_ids", "dim", "vectors", "num_features", "features", "attributes")
     IDS_FIELD_NUMBER: _ClassVar[int]
     MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     NUM_FEATURES_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[int]
     missing_ids: _containers.RepeatedScalarFieldContainer[int]
     dim: int
     vectors: _containers.RepeatedScalarFieldContainer[float]
     num_features: int
     features: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, ids: _Optional[_Iterable[int]] = ..., missing_ids: _Optional[_Iterable[int]] = ..., dim: _Optional[int] = ..., vectors: _Optional[_Iterable[float]] = ..., num_features: _Optional[int] = ..., features: _Optional[_Iterable[float]] = ...) -> None: ...
+    attributes: _containers.RepeatedCompositeFieldContainer[AttributeColumn]
+    def __init__(self, ids: _Optional[_Iterable[int]] = ..., missing_ids: _Optional[_Iterable[int]] = ..., dim: _Optional[int] = ..., vectors: _Optional[_Iterable[float]] = ..., num_features: _Optional[int] = ..., features: _Optional[_Iterable[float]] = ..., attributes: _Optional[_Iterable[_Union[AttributeColumn, _Mapping]]] = ...) -> None: ...
