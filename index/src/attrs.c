@@ -196,7 +196,93 @@ static void post_row(qv__attrs *a, size_t j, uint64_t v, size_t row, int add) {
   }
 }
 
+static int is_number(qv_attr_type t) {
+  return t == QV_ATTR_INT64 || t == QV_ATTR_FLOAT;
+}
+
+static void mark_dirty(qv__attrs *a, size_t row) {
+  if (a->sorted_n > 0)
+    roaring_bitmap_add(a->dirty, (uint32_t)row);
+}
+
+typedef struct key_row {
+  uint64_t key;
+  uint32_t row;
+} key_row;
+
+static int cmp_key_row(const void *x, const void *y) {
+  const key_row *a = x, *b = y;
+  if (a->key != b->key)
+    return a->key < b->key ? -1 : 1;
+  return a->row < b->row ? -1 : a->row > b->row;
+}
+
+int qv__attrs_sort_build(const qv__attrs *a, size_t count, qv__sorted *out) {
+  memset(out, 0, sizeof *out);
+  out->n = count;
+  key_row *kr = NULL;
+  for (size_t j = 0; j < a->n; j++) {
+    if (!is_number(a->f[j].type))
+      continue;
+    if (kr == NULL && (kr = malloc((count ? count : 1) * sizeof *kr)) == NULL)
+      goto nomem;
+    for (size_t r = 0; r < count; r++)
+      kr[r] = (key_row){qv__attrs_key(a->f[j].type, a->col[j][r]), (uint32_t)r};
+    qsort(kr, count, sizeof *kr, cmp_key_row);
+    out->key[j] = malloc((count ? count : 1) * sizeof(uint64_t));
+    out->row[j] = malloc((count ? count : 1) * sizeof(uint32_t));
+    if (out->key[j] == NULL || out->row[j] == NULL)
+      goto nomem;
+    for (size_t r = 0; r < count; r++) {
+      out->key[j][r] = kr[r].key;
+      out->row[j][r] = kr[r].row;
+    }
+  }
+  free(kr);
+  return 0;
+nomem:
+  free(kr);
+  for (size_t j = 0; j < QV_MAX_ATTRS; j++) {
+    free(out->key[j]);
+    free(out->row[j]);
+  }
+  memset(out, 0, sizeof *out);
+  return -1;
+}
+
+void qv__attrs_sort_swap(qv__attrs *a, qv__sorted *s) {
+  for (size_t j = 0; j < QV_MAX_ATTRS; j++) {
+    uint64_t *k = a->skey[j];
+    uint32_t *r = a->srow[j];
+    a->skey[j] = s->key[j];
+    a->srow[j] = s->row[j];
+    s->key[j] = k;
+    s->row[j] = r;
+  }
+  size_t n = a->sorted_n;
+  a->sorted_n = s->n;
+  s->n = n;
+  if (a->dirty == NULL)
+    a->dirty = roaring_bitmap_create();
+  else
+    roaring_bitmap_clear(a->dirty);
+  if (a->dirty == NULL)
+    a->sorted_n = 0;                          /* no bitmap to track writes: the tests scan */
+  for (size_t j = 0; j < QV_MAX_ATTRS; j++) { /* the old ones */
+    free(s->key[j]);
+    free(s->row[j]);
+    s->key[j] = NULL;
+    s->row[j] = NULL;
+  }
+}
+
 void qv__attrs_fini(qv__attrs *a, size_t count) {
+  for (size_t j = 0; j < QV_MAX_ATTRS; j++) {
+    free(a->skey[j]);
+    free(a->srow[j]);
+  }
+  if (a->dirty != NULL) /* CRoaring 0.2.66 does not take NULL */
+    roaring_bitmap_free(a->dirty);
   for (size_t j = 0; j < a->n; j++) {
     for (uint32_t c = 0; c < a->npost[j]; c++)
       roaring_bitmap_free(a->post[j][c]);
@@ -251,6 +337,8 @@ uint64_t qv__attrs_bytes(const qv__attrs *a, size_t cap) {
   uint64_t b = a->tag_bytes;
   for (size_t j = 0; j < a->n; j++) {
     b += (uint64_t)cap * sizeof(uint64_t) + a->dict[j].bytes;
+    if (a->skey[j] != NULL)
+      b += (uint64_t)a->sorted_n * (sizeof(uint64_t) + sizeof(uint32_t));
     for (uint32_t c = 0; c < a->npost[j]; c++)
       b += roaring_bitmap_size_in_bytes(a->post[j][c]) + sizeof(void *);
   }
@@ -368,7 +456,7 @@ qv_status qv__attrs_prepare(qv__attrs *a, const qv_attr_batch *b, size_t m, cons
       if (t == QV_ATTR_INT64 || t == QV_ATTR_BOOL) {
         *slot = (uint64_t)col->ints[i];
       } else if (t == QV_ATTR_FLOAT) {
-        double d = col->floats[i];
+        double d = col->floats[i] == 0.0 ? 0.0 : col->floats[i]; /* -0.0 sorts as 0.0 */
         memcpy(slot, &d, sizeof d);
       } else if (t == QV_ATTR_KEYWORD) {
         int64_t code = dict_intern(&a->dict[j], col->strs[i]);
@@ -422,6 +510,7 @@ void qv__attrs_vals_free(qv__attrs *a, uint64_t *vals, size_t m) {
 }
 
 void qv__attrs_put(qv__attrs *a, size_t row, const uint64_t *v, int replace) {
+  mark_dirty(a, row);
   for (size_t j = 0; j < a->n; j++) {
     if (is_strings(a->f[j].type)) {
       if (replace)
@@ -440,6 +529,7 @@ void qv__attrs_put(qv__attrs *a, size_t row, const uint64_t *v, int replace) {
 }
 
 void qv__attrs_drop(qv__attrs *a, size_t row) {
+  mark_dirty(a, row);
   for (size_t j = 0; j < a->n; j++) {
     if (is_strings(a->f[j].type))
       post_row(a, j, a->col[j][row], row, 0);
@@ -452,6 +542,8 @@ void qv__attrs_drop(qv__attrs *a, size_t row) {
 }
 
 void qv__attrs_move(qv__attrs *a, size_t dst, size_t src) {
+  mark_dirty(a, dst);
+  mark_dirty(a, src);
   for (size_t j = 0; j < a->n; j++) {
     if (is_strings(a->f[j].type)) {
       post_row(a, j, a->col[j][src], src, 0);
@@ -462,6 +554,7 @@ void qv__attrs_move(qv__attrs *a, size_t dst, size_t src) {
 }
 
 int qv__attrs_copy_row(qv__attrs *dst, size_t dr, const qv__attrs *src, size_t sr) {
+  mark_dirty(dst, dr);
   for (size_t j = 0; j < dst->n; j++) {
     uint64_t s = src->col[j][sr];
     if (dst->f[j].type == QV_ATTR_KEYWORD) {

@@ -10,7 +10,13 @@
  *
  * Postings: for KEYWORD and TAGS columns, a CRoaring bitmap per dictionary code of the rows that
  * hold it (kept by put, drop, move and copy_row), so that a filter's keyword or tag test costs
- * its matches rather than a pass over the column. */
+ * its matches rather than a pass over the column.
+ *
+ * Sorted columns: for INT64 and FLOAT columns, the rows in the order of their values, built at a
+ * save, an open and a build (qv__attrs_sort), and a bitmap of the rows written, moved or dropped
+ * since (`dirty`): a range or equality test binary-searches the sorted rows, drops the dirty ones
+ * and re-tests those from the column, so it costs log n + matches + writes since the last save.
+ * Past count / 8 dirty rows a test scans the column instead (correct either way). */
 #ifndef QUIVER_INDEX_ATTRS_H
 #define QUIVER_INDEX_ATTRS_H
 
@@ -37,8 +43,12 @@ typedef struct qv__attrs {
   qv__dict dict[QV_MAX_ATTRS];
   roaring_bitmap_t **post[QV_MAX_ATTRS]; /* KEYWORD/TAGS: code -> rows holding it */
   uint32_t npost[QV_MAX_ATTRS];
-  uint64_t hash;    /* of the schema: a filter parsed for another one is refused */
-  size_t tag_bytes; /* held by TAGS rows */
+  uint64_t *skey[QV_MAX_ATTRS]; /* INT64/FLOAT: order-preserving keys, ascending */
+  uint32_t *srow[QV_MAX_ATTRS]; /* ... and their rows */
+  size_t sorted_n;              /* rows the sorted columns hold (0: none built) */
+  roaring_bitmap_t *dirty;      /* rows changed since they were built */
+  uint64_t hash;                /* of the schema: a filter parsed for another one is refused */
+  size_t tag_bytes;             /* held by TAGS rows */
 } qv__attrs;
 
 void qv__attrs_init(qv__attrs *a);
@@ -82,6 +92,23 @@ qv_status qv__attrs_get(const qv__attrs *a, size_t n, const int64_t *rows, qv_at
 static inline const roaring_bitmap_t *qv__attrs_posting(const qv__attrs *a, size_t j,
                                                         int64_t code) {
   return code >= 0 && (uint64_t)code < a->npost[j] ? a->post[j][code] : NULL;
+}
+
+/* Builds the sorted columns over rows 0 .. count-1 and clears dirty. The caller keeps the rows
+ * still (holds the writers' lock) and, when the collection is shared, publishes under the write
+ * lock: qv__attrs_sort_build makes them, qv__attrs_sort_swap puts them in (and frees the old). */
+typedef struct qv__sorted {
+  uint64_t *key[QV_MAX_ATTRS];
+  uint32_t *row[QV_MAX_ATTRS];
+  size_t n;
+} qv__sorted;
+int qv__attrs_sort_build(const qv__attrs *a, size_t count, qv__sorted *out);
+void qv__attrs_sort_swap(qv__attrs *a, qv__sorted *s);
+/* The order-preserving key of an INT64 or FLOAT slot. */
+static inline uint64_t qv__attrs_key(qv_attr_type t, uint64_t slot) {
+  if (t == QV_ATTR_INT64)
+    return slot ^ ((uint64_t)1 << 63);
+  return (slot >> 63) ? ~slot : slot | ((uint64_t)1 << 63);
 }
 
 /* Dictionary lookup: the code of s, or -1 when no row ever held it. */

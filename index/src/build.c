@@ -497,6 +497,7 @@ static qv_status build_ex(qv_collection *c, const qv_build_opts *o, qv_progress_
   pthread_rwlock_unlock(&c->rw);
   c->building = 0;
   qv__idmap_clear(&c->touched);
+  qv__attrs_resort(c); /* under wmu: the rows hold still */
   pthread_mutex_unlock(&c->wmu);
   qv__gpu_free(old_gpu);
   idx = old; /* freed below, outside every lock */

@@ -127,6 +127,20 @@ void qv_collection_close(qv_collection *c) {
   free(c);
 }
 
+void qv__attrs_resort(qv_collection *c) {
+  int numbers = 0;
+  for (size_t j = 0; j < c->attrs.n; j++)
+    numbers |= c->attrs.f[j].type == QV_ATTR_INT64 || c->attrs.f[j].type == QV_ATTR_FLOAT;
+  if (!numbers)
+    return;
+  qv__sorted so;
+  if (qv__attrs_sort_build(&c->attrs, c->count, &so) != 0)
+    return;
+  pthread_rwlock_wrlock(&c->rw);
+  qv__attrs_sort_swap(&c->attrs, &so);
+  pthread_rwlock_unlock(&c->rw);
+}
+
 qv_status qv__store_reserve(qv_collection *c, size_t n, qv_error *err) {
   if (n <= c->cap)
     return QV_OK;

@@ -663,9 +663,138 @@ static bool all_bit(uint32_t row, void *p) {
     out[w0] = m;                                                                                   \
   }
 
+/* ---- sorted columns (attrs.h): ranges by binary search ------------------------------------ */
+
+static size_t lower_bound(const uint64_t *k, size_t n, uint64_t x) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (k[mid] < x)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* Sets the bits of the sorted rows of column j whose key is in [lo, hi] (rows below count). */
+static void sorted_range(const qv__attrs *a, size_t j, uint64_t lo, uint64_t hi, size_t count,
+                         uint64_t *out) {
+  const uint64_t *k = a->skey[j];
+  const uint32_t *r = a->srow[j];
+  for (size_t i = lower_bound(k, a->sorted_n, lo); i < a->sorted_n && k[i] <= hi; i++)
+    if (r[i] < count)
+      out[r[i] >> 6] |= (uint64_t)1 << (r[i] & 63);
+}
+
+/* The test of one row's slot (N_CMP on a number, or N_IN of integers, not negated). */
+static int num_test(const node *n, const value *v, qv_attr_type ty, uint64_t x) {
+  if (n->kind == N_IN) {
+    for (size_t u = 0; u < n->nv; u++)
+      if ((int64_t)x == v[u].i)
+        return 1;
+    return 0;
+  }
+  if (ty == QV_ATTR_INT64)
+    return cmp_int(n->op == T_NE ? T_EQ : n->op, (int64_t)x, v->i);
+  double dx;
+  memcpy(&dx, &x, sizeof dx);
+  return cmp_num(n->op == T_NE ? T_EQ : n->op, dx, v->d);
+}
+
+typedef struct dirty_ctx {
+  uint64_t *out;
+  const uint64_t *col;
+  const node *n;
+  const value *v;
+  qv_attr_type ty;
+  size_t count;
+} dirty_ctx;
+
+/* A row changed since the sort: its bit comes from its slot now. */
+static bool dirty_fix(uint32_t row, void *p) {
+  const dirty_ctx *d = p;
+  if (row >= d->count)
+    return true;
+  const uint64_t bit = (uint64_t)1 << (row & 63);
+  if (num_test(d->n, d->v, d->ty, d->col[row]))
+    d->out[row >> 6] |= bit;
+  else
+    d->out[row >> 6] &= ~bit;
+  return true;
+}
+
+/* A number test through the sorted column: 1 when it answered into out, 0 when the column must
+ * be scanned (no sorted column, too many writes since it was built, a literal it cannot key). */
+static int sorted_leaf(const qv_filter *f, const node *n, const qv__attrs *a, size_t count,
+                       uint64_t *out) {
+  const size_t j = (size_t)n->col;
+  const qv_attr_type ty = a->f[j].type;
+  const value *v = &f->vals[n->v0];
+  if (a->skey[j] == NULL || a->sorted_n == 0 || a->dirty == NULL ||
+      roaring_bitmap_get_cardinality(a->dirty) > count / 8)
+    return 0;
+  if (n->kind == N_IN) {
+    for (size_t u = 0; u < n->nv; u++)
+      if (v[u].kind != T_INT)
+        return 0;
+  } else if (ty == QV_ATTR_INT64 && v->kind != T_INT) {
+    return 0;
+  }
+  const size_t nw = (count + 63) / 64;
+  memset(out, 0, nw * sizeof *out);
+  const uint64_t MAX = UINT64_MAX;
+  if (n->kind == N_IN) {
+    for (size_t u = 0; u < n->nv; u++) {
+      const uint64_t y = qv__attrs_key(QV_ATTR_INT64, (uint64_t)v[u].i);
+      sorted_range(a, j, y, y, count, out);
+    }
+  } else {
+    uint64_t slot;
+    if (ty == QV_ATTR_INT64) {
+      slot = (uint64_t)v->i;
+    } else {
+      const double d = v->d == 0.0 ? 0.0 : v->d; /* stored values are canonical too */
+      memcpy(&slot, &d, sizeof slot);
+    }
+    const uint64_t y = qv__attrs_key(ty, slot);
+    switch (n->op) {
+    case T_EQ:
+    case T_NE:
+      sorted_range(a, j, y, y, count, out);
+      break;
+    case T_LT:
+      if (y > 0)
+        sorted_range(a, j, 0, y - 1, count, out);
+      break;
+    case T_LE:
+      sorted_range(a, j, 0, y, count, out);
+      break;
+    case T_GT:
+      if (y < MAX)
+        sorted_range(a, j, y + 1, MAX, count, out);
+      break;
+    default:
+      sorted_range(a, j, y, MAX, count, out);
+      break;
+    }
+  }
+  dirty_ctx dc = {out, a->col[j], n, v, ty, count};
+  roaring_iterate(a->dirty, dirty_fix, &dc);
+  if (n->neg || (n->kind == N_CMP && n->op == T_NE))
+    negate(out, count);
+  return 1;
+}
+
 static qv_status eval_leaf(const qv_filter *f, const node *n, const qv__attrs *a, size_t count,
                            uint64_t *out, qv_error *err) {
   const size_t nw = (count + 63) / 64;
+  {
+    const qv_attr_type t = a->f[n->col].type;
+    if ((t == QV_ATTR_INT64 || t == QV_ATTR_FLOAT) && (n->kind == N_CMP || n->kind == N_IN) &&
+        sorted_leaf(f, n, a, count, out))
+      return QV_OK;
+  }
   const uint64_t *col = a->col[n->col];
   const qv_attr_type ty = a->f[n->col].type;
   const value *v = &f->vals[n->v0];

@@ -184,6 +184,9 @@ void qv__index_prepare(FaissIndex *idx, const qv__spec *s);
 qv_status qv__faiss_fail(qv_error *err, qv_status code, const char *what);
 /* Allocates an empty collection with locks initialised (no index). */
 qv_status qv__collection_alloc(qv_collection **out, qv_error *err);
+/* Rebuilds the attributes' sorted columns (attrs.h) from the store: the caller holds c->wmu;
+ * they are made beside searches and put in under c->rw. Out of memory keeps the old ones. */
+void qv__attrs_resort(qv_collection *c);
 /* Grows the store to hold `n` rows. */
 qv_status qv__store_reserve(qv_collection *c, size_t n, qv_error *err);
 /* blas.c: a build or replace starts (+1) or ends (-1); BLAS uses every core while one runs. */

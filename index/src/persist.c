@@ -369,6 +369,8 @@ qv_status qv_collection_save(qv_collection *c, const char *dir, qv_error *err) {
   /* Tombstoned entries never reach the disk: the saved index holds exactly the stored vectors. */
   if ((st = qv__fold_tombstones(c, err)) == QV_OK)
     st = snapshot_take(c, &sn, err);
+  if (st == QV_OK)
+    qv__attrs_resort(c); /* the writes since the last sort are folded too */
   int locked = 1;
   if (st == QV_OK && !sn.held) {
     pthread_mutex_unlock(&c->wmu);
@@ -674,6 +676,9 @@ static qv_status open_version(qv_collection **out, const char *dir, const char *
         qv_error_prefix(err, st, "collection %s", dir);
       goto fail;
     }
+    qv__sorted so;
+    if (qv__attrs_sort_build(&c->attrs, count, &so) == 0) /* else: tests scan the columns */
+      qv__attrs_sort_swap(&c->attrs, &so);
   }
   c->count = count;
   for (size_t r = 0; r < count; r++) {
