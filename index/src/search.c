@@ -587,6 +587,14 @@ static qv_status over_fetch(qv_collection *c, const matches *mt, const float *q,
         redo[i] = found < k && found < mt->n;
         break;
       }
+      /* A filter correlated with the vectors may leave a query's neighbourhood without
+       * matches: past 4096 candidates, or more candidates than matches, the exact scan of the
+       * matches is the cheaper answer. */
+      const size_t next = kp * 4 < cap ? kp * 4 : cap;
+      if (next > 4096 || next > mt->n) {
+        redo[i] = 1;
+        break;
+      }
       __atomic_fetch_add(&c->filtered_retries, 1, __ATOMIC_RELAXED);
     }
   }
