@@ -520,8 +520,8 @@ out:
 
 /* Over-fetch through the index (graph, fast-scan, a GPU copy, Flat). */
 static qv_status over_fetch(qv_collection *c, const matches *mt, const float *q, size_t n, size_t k,
-                            uint32_t nprobe, float *scores, int64_t *ids, unsigned char *redo,
-                            qv_error *err) {
+                            uint32_t nprobe, qv_filter_path path, float *scores, int64_t *ids,
+                            unsigned char *redo, qv_error *err) {
   const size_t d = c->dim;
   const int larger = qv_metric_larger_is_better(c->metric);
   const size_t total = (size_t)faiss_Index_ntotal(c->index);
@@ -543,7 +543,8 @@ static qv_status over_fetch(qv_collection *c, const matches *mt, const float *q,
     const float *qi = q + i * d;
     float *si = scores + i * k;
     int64_t *ii = ids + i * k;
-    for (size_t kp = kp0;; kp = kp * 4 < cap ? kp * 4 : cap) {
+    size_t next_kp = kp0;
+    for (size_t kp = kp0;; kp = next_kp) {
       if (kp > kpmax || cs == NULL) {
         float *x = realloc(cs, kp * sizeof *cs);
         int64_t *y = x ? realloc(ci, kp * sizeof *ci) : NULL;
@@ -587,14 +588,19 @@ static qv_status over_fetch(qv_collection *c, const matches *mt, const float *q,
         redo[i] = found < k && found < mt->n;
         break;
       }
-      /* A filter correlated with the vectors may leave a query's neighbourhood without
-       * matches: past 4096 candidates, or more candidates than matches, the exact scan of the
-       * matches is the cheaper answer. */
-      const size_t next = kp * 4 < cap ? kp * 4 : cap;
-      if (next > 4096 || next > mt->n) {
+      /* Too few survived: the next k' from what this query's neighbourhood showed (a filter
+       * correlated with the vectors may hold far fewer matches near it than the selectivity
+       * says). When that asks for more than an automatic search would over-fetch (512; a forced
+       * index path: 4096), or more than the matches, the exact scan of the matches answers. */
+      double est = found ? 1.5 * (double)k * (double)kp / (double)found + 16.0 : 8.0 * (double)kp;
+      if (est < 2.0 * (double)kp)
+        est = 2.0 * (double)kp;
+      const double limit = path == QV_FILTER_INDEX ? 4096.0 : 512.0;
+      if (est > limit || est > (double)mt->n) {
         redo[i] = 1;
         break;
       }
+      next_kp = est > (double)cap ? cap : (size_t)est;
       __atomic_fetch_add(&c->filtered_retries, 1, __ATOMIC_RELAXED);
     }
   }
@@ -642,7 +648,7 @@ static qv_status filtered_locked(qv_collection *c, const qv_filter *f, qv_filter
   } else {
     __atomic_fetch_add(&c->filtered_index, n, __ATOMIC_RELAXED);
     st = scan ? list_scan(c, &mt, q, n, k, nprobe, scores, ids, redo, err)
-              : over_fetch(c, &mt, q, n, k, nprobe, scores, ids, redo, err);
+              : over_fetch(c, &mt, q, n, k, nprobe, path, scores, ids, redo, err);
     if (st == QV_OK)
       st = redo_exact(c, &mt, q, n, k, redo, scores, ids, err);
   }
